@@ -1,0 +1,35 @@
+"""Eval protocols by name: ``EVALS[name] = (import path of run(cfg, ctx), protocol version)``.
+
+Imports are lazy (a string, not a module) so that ``python -m bench ls`` and ``check`` never import torch.
+Bump a protocol's version when its numbers would change: the version is part of every run id, so old runs are
+not reused for the new protocol. Read top to bottom: these are all the ways the harness computes a number.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+EVALS: dict[str, tuple[str, int]] = {
+    # Reconstruction protocol dcae-recon-v1: rFID / PSNR / SSIM / LPIPS of an autoencoder (Table 2, Fig. 2a, 3, 7).
+    "recon": ("bench.evals.reconstruction:run", 1),
+    # Autoencoder training: Decoupled High-Resolution Adaptation phases (Fig. 3, Fig. 5; issue #5).
+    "train-ae": ("bench.evals.training:run", 1),
+    # Section 3.2 memory claim: peak training memory of full training vs phase-2 adaptation.
+    "ae-memory": ("bench.evals.training:run_memory", 1),
+    # Backbone efficiency profiling: throughput, latency, memory, FLOPs (Tables 3-5, Fig. 2c).
+    "efficiency": ("bench.evals.efficiency:run", 1),
+}
+
+
+def load(name: str) -> Callable[[dict, Any], dict]:
+    """The eval function registered as ``name``."""
+    try:
+        target, _version = EVALS[name]
+    except KeyError:
+        raise KeyError(f"unknown eval {name!r}; known: {sorted(EVALS)}") from None
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def version(name: str) -> int:
+    return EVALS[name][1]

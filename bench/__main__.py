@@ -1,0 +1,154 @@
+"""``python -m bench``: run, list, check and report the paper's artefacts (lm-eval style: few flags).
+
+Bad input gives one line on stderr naming the problem and the fix, and exit code 2; an artefact that is not
+implemented says so in one line and exits 1; nothing already computed is lost (runs are reused, writes are atomic).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.errors import UsageError
+
+EPILOG = """\
+examples:
+  python -m bench ls                               every artefact: command, code, outputs, status per scale
+  python -m bench check                            validate every spec without running anything
+  python -m bench table2 --scale small             reduced-scale Table 2 on the embedded offline photos
+  python -m bench figure3 --ablation residual      Figure 3a: with vs without Residual Autoencoding
+  python -m bench table3 --scale smoke             seconds: pipeline check of the efficiency profiler
+  python -m bench table2 --scale paper --weights ~/ckpt --data ~/imagenet/val
+  python -m bench all --scale small                the whole reduced-scale reproduction
+  python -m bench report                           tables/REPORT.md: ours beside the paper's, every artefact
+  python -m bench models                           autoencoders: parameters, latent shapes, scaling factors
+  torchrun --nproc_per_node 8 -m bench table2 --scale paper --weights W --data D   sharded evaluation
+"""
+
+COMMANDS = ("ls", "check", "report", "all", "models")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + traceback-like noise
+        raise UsageError(f"{message}; see `python -m bench --help`")
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = _Parser(prog="python -m bench", description=__doc__.splitlines()[0], epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("target", help="an artefact id (see `ls`), or one of: " + ", ".join(COMMANDS))
+    p.add_argument("--scale", default="small", help="smoke | small | paper (default: small)")
+    p.add_argument("--ablation", default=None, help="panel or ablation: figure2 a|b|c, figure3 residual|resolution")
+    p.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
+    p.add_argument("--force", action="store_true", help="recompute this artefact's runs even if complete")
+    p.add_argument("--render-only", action="store_true", help="rebuild CSVs/plots from runs/ without computing")
+    p.add_argument("--runs-dir", default="runs", help="where run folders live (default: runs)")
+    p.add_argument("--data", default=None, help="image folder (ImageNet val, FFHQ, ...) for paper scale")
+    p.add_argument("--weights", default=None, help="folder of official checkpoints for paper scale")
+    p.add_argument("--markdown", action="store_true", help=argparse.SUPPRESS)  # `ls --markdown` for the README
+    return p.parse_args(argv)
+
+
+def _device(requested: str | None) -> str:
+    import torch
+    if requested is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested not in ("cpu", "cuda"):
+        raise UsageError(f"unknown --device {requested!r}; use cpu or cuda")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda but no CUDA GPU is visible here; use --device cpu")
+    return requested
+
+
+def _specs(name: str, ablation: str | None) -> dict:
+    from bench import artifacts
+    if name not in artifacts.names():
+        close = [n for n in artifacts.names() if n[:3] == name[:3]] or artifacts.names()
+        raise UsageError(f"unknown artefact {name!r}; choose one of {', '.join(close)} (see `python -m bench ls`)")
+    specs = artifacts.load(name).SPECS
+    if ablation is None:
+        return specs
+    if ablation not in specs or ablation == "":
+        keys = [k for k in specs if k]
+        raise UsageError(f"{name} has no ablation/panel {ablation!r}"
+                         + (f"; choose one of {', '.join(keys)}" if keys else "; it takes no --ablation"))
+    return {ablation: specs[ablation]}
+
+
+def run_artifact(name: str, args: argparse.Namespace, runner) -> int:
+    """Build every selected spec of one artefact. Returns 0, 1 (not implemented) or 3 (some run failed)."""
+    from bench.runner import collect, write_outputs
+    code = 0
+    for panel, spec in _specs(name, args.ablation).items():
+        tag = f"{name}{' ' + panel if panel else ''}"
+        if spec.not_implemented:
+            print(f"{tag}: {spec.not_implemented}", file=sys.stderr)
+            code = max(code, 1)
+            continue
+        print(f"== {tag} at {args.scale} scale: {spec.title}", flush=True)
+        built = collect(spec, panel, args.scale, runner, progress=lambda m: print(m, flush=True))
+        command = " ".join(["python -m bench", name] + (["--ablation", panel] if panel else [])
+                           + ["--scale", args.scale])
+        for path in write_outputs(built, Path("tables"), Path("figures"), command):
+            print(f"   wrote {path}")
+        for problem in built.problems:
+            print(f"   FAILED: {problem}", file=sys.stderr)
+            code = 3
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    from bench import cli_tools
+    from bench.scales import SCALES
+    if args.scale not in SCALES:
+        raise UsageError(f"unknown --scale {args.scale!r}; use smoke, small or paper")
+    if args.target == "ls":
+        print(cli_tools.ls(markdown=args.markdown))
+        return 0
+    if args.target == "check":
+        problems = cli_tools.check()
+        for p in problems:
+            print(f"problem: {p}", file=sys.stderr)
+        print(f"check: {'OK' if not problems else f'{len(problems)} problem(s)'}")
+        return 1 if problems else 0
+    if args.target == "report":
+        return cli_tools.report()
+    if args.target == "models":
+        print(cli_tools.models_table())
+        return 0
+
+    from bench.runner import Runner
+    runner = Runner(Path(args.runs_dir), device=_device(args.device), force=args.force,
+                    render_only=args.render_only, options={"data": args.data, "weights": args.weights})
+    if not args.render_only:
+        runner.check_writable()
+    if args.target == "all":
+        if args.ablation:
+            raise UsageError("`all` takes no --ablation; run one artefact to pick a panel")
+        from bench import artifacts
+        codes = {}
+        for name in artifacts.names():
+            codes[name] = run_artifact(name, args, runner)
+        failed = [n for n, c in codes.items() if c == 3]
+        skipped = [n for n, c in codes.items() if c == 1]
+        print(f"all --scale {args.scale}: {len(codes) - len(failed) - len(skipped)} built"
+              + (f", not implemented (or partly): {', '.join(skipped)}" if skipped else "")
+              + (f", FAILED: {', '.join(failed)}" if failed else ""))
+        return 3 if failed else 0
+    return run_artifact(args.target, args, runner)
+
+
+def entry() -> None:
+    try:
+        sys.exit(main())
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: completed runs are kept and will be reused", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,114 @@
+"""The non-running CLI commands: ``ls``, ``check``, ``report`` and ``models``. None of them computes a number."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from bench import artifacts
+
+TABLES, FIGURES = Path("tables"), Path("figures")
+
+
+def _status(stems: list[str], scale: str) -> str:
+    """'never run' or the date the newest output of this scale was generated (from the Markdown header)."""
+    dates = []
+    for stem in stems:
+        md = TABLES / f"{stem}-{scale}.md"
+        if md.exists():
+            m = re.search(r"generated (\S+)", md.read_text().splitlines()[0])
+            if m:
+                dates.append(m.group(1)[:10])
+    return max(dates) if dates else "never run"
+
+
+def entries() -> list[dict[str, str]]:
+    """One entry per artefact (figure3's ablations are entries of their own)."""
+    out = []
+    for name in artifacts.names():
+        try:
+            mod = artifacts.load(name)
+        except ImportError as e:
+            out.append({"id": name, "title": f"(cannot import: {e})", "command": "", "code": "", "outputs": "",
+                        "status": {}})
+            continue
+        keys = list(mod.SPECS)
+        groups = [[k] for k in keys] if getattr(mod, "LIST_SEPARATELY", False) else [keys]
+        for group in groups:
+            specs = [mod.SPECS[k] for k in group]
+            ident = name if len(groups) == 1 else f"{name} --ablation {group[0]}"
+            cmd = f"python -m bench {ident}"
+            stems = [f"{name}{'-' + k if k else ''}" for k in group]
+            impl = [s for s in specs if not s.not_implemented]
+            title = specs[0].title if len(specs) == 1 else f"{specs[0].title.split(':')[0]} (panels {', '.join(group)})"
+            status = {sc: ("not implemented" if not impl else _status(stems, sc)) for sc in ("smoke", "small", "paper")}
+            if impl and len(impl) < len(specs):
+                missing = [k for k, s in zip(group, specs) if s.not_implemented]
+                title += f" [panel {', '.join(missing)} not implemented]"
+            outputs = ", ".join(f"tables/{s}-<scale>.csv" for s in stems if not mod.SPECS[s.split('-', 1)[1] if '-' in s else ''].not_implemented) if impl else "–"
+            out.append({"id": ident, "title": title, "command": cmd + " --scale small",
+                        "code": f"bench/artifacts/{name}.py", "outputs": outputs, "status": status})
+    return out
+
+
+def ls(markdown: bool = False) -> str:
+    from tabulate import tabulate
+    rows = [[e["id"], e["title"], f"`{e['command']}`" if markdown else e["command"], e["code"], e["outputs"],
+             *(e["status"].get(s, "") for s in ("smoke", "small", "paper"))] for e in entries()]
+    headers = ["artefact", "title", "command", "code", "outputs", "smoke", "small", "paper"]
+    return tabulate(rows, headers=headers, tablefmt="github" if markdown else "simple")
+
+
+def check() -> list[str]:
+    """Validate every spec without running anything: structure, eval names, paper selections."""
+    from bench import evals, paper
+    problems = []
+    for name in artifacts.names():
+        try:
+            mod = artifacts.load(name)
+        except Exception as e:  # noqa: BLE001 - check reports every import problem as one line
+            problems.append(f"{name}: cannot import ({type(e).__name__}: {e})")
+            continue
+        specs = getattr(mod, "SPECS", None)
+        if not isinstance(specs, dict) or not specs:
+            problems.append(f"{name}: no SPECS dict")
+            continue
+        for key, spec in specs.items():
+            tag = f"{name}{'-' + key if key else ''}"
+            if spec.id != name:
+                problems.append(f"{tag}: spec id {spec.id!r} != module name")
+            problems += [f"{tag}: {p}" for p in spec.validate()]
+            for row in spec.rows:
+                if row.run is not None and row.run.eval not in evals.EVALS:
+                    problems.append(f"{tag} row {row.label!r}: unknown eval {row.run.eval!r}")
+                if row.paper is not None:
+                    art = row.paper.artifact or spec.id
+                    try:
+                        vals = paper.values(art, **row.paper.filters())
+                    except ValueError as e:
+                        problems.append(f"{tag} row {row.label!r}: {e}")
+                        continue
+                    if not vals:
+                        problems.append(f"{tag} row {row.label!r}: paper selection {art} "
+                                        f"{row.paper.filters()} matches no paper number")
+                    shown = {c.metric for c in spec.columns}
+                    if vals and not (set(vals) & shown):
+                        problems.append(f"{tag} row {row.label!r}: none of the paper metrics {sorted(vals)} "
+                                        f"is a column")
+    return problems
+
+
+def report() -> int:
+    from tabulate import tabulate
+
+    from bench.report import write_report
+    path, summary = write_report(TABLES, FIGURES)
+    print(tabulate(summary, headers="keys", tablefmt="simple") if summary else "no tables yet")
+    print(f"wrote {path}")
+    return 0
+
+
+def models_table() -> str:
+    from tabulate import tabulate
+
+    from models.zoo import models_table as table
+    return tabulate(table(), headers="keys", tablefmt="simple", intfmt=",")

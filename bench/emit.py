@@ -1,0 +1,51 @@
+"""Writers for the artefact outputs: a wide Markdown view of the long CSV, with ours beside the paper's."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from bench.spec import Spec
+
+
+def _cell(ours: str, status: str) -> str:
+    if ours != "":
+        return ours
+    if status.startswith(("unavailable", "failed", "not ")):
+        return status if len(status) < 60 else status[:57] + "..."
+    return "–"
+
+
+def wide(df: "pd.DataFrame", metric_order: list[str] | None = None) -> tuple[list[str], list[list[str]]]:
+    """Pivot the long table: one line per row label, and per metric an 'ours' and a 'paper' column."""
+    metrics = [m for m in (metric_order or []) if m in set(df["metric"])] or list(dict.fromkeys(df["metric"]))
+    labels = {m: df[df["metric"] == m]["label"].iloc[0] for m in metrics}
+    headers = ["row"]
+    for m in metrics:
+        headers += [f"{labels[m]} (ours)", f"{labels[m]} (paper)"]
+    lines = []
+    for row in dict.fromkeys(df["row"]):
+        sub = df[df["row"] == row].set_index("metric")
+        line = [row]
+        for m in metrics:
+            if m in sub.index:
+                r = sub.loc[m]
+                line += [_cell(str(r["ours"]), str(r["status"])), str(r["paper"]) or "–"]
+            else:
+                line += ["", ""]
+        lines.append(line)
+    return headers, lines
+
+
+def markdown_table(spec: "Spec", scale: str, df: "pd.DataFrame") -> str:
+    from tabulate import tabulate
+
+    head = f"### {spec.title} — `{scale}` scale\n\n{spec.caption}\n\n"
+    if not len(df):
+        return head + "_No rows at this scale._\n"
+    headers, lines = wide(df.fillna(""), [c.metric for c in spec.columns])
+    body = tabulate(lines, headers=headers, tablefmt="github", disablenumparse=True)
+    note = (f"\n\nScale `{scale}`: {spec.scales.get(scale, '')}\nOurs are measured by this harness; the paper's "
+            f"numbers are from arXiv 2410.10733, shown beside ours for comparison only.\n")
+    return head + body + note

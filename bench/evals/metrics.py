@@ -1,0 +1,284 @@
+"""Image-quality metrics of the DC-AE reconstruction protocol (Table 2): PSNR, SSIM, LPIPS, Fréchet distance, KID.
+
+Settings follow the official evaluator (efficientvit ``efficientvit/aecore/evaluator.py``; see
+``shared/reference/evaluation.md`` §1):
+
+- every metric sees **uint8** images, quantised by rounding ``(255·v + 0.5).clamp(0, 255)`` (``to_uint8``);
+- PSNR: per-image MSE over (C, H, W), ``10·log10(255² / MSE)``, then the mean over images (MSE 0 → +inf);
+- SSIM: Gaussian window 11×11, σ 1.5, data range 255, k1 0.01, k2 0.03, on RGB, mean over channels then images.
+  Computed in float64: float32 ``E[x²] − E[x]²`` at 255² scale loses ~3e-4 to cancellation (evaluation.md §8.5);
+- LPIPS: AlexNet backbone, lpips v0.1 heads, inputs uint8/255 in [0, 1] (``normalize=True``);
+- FID: Fréchet distance of Gaussians fitted to features, accumulated as float64 sufficient statistics
+  (n, Σf, Σffᵀ) so that shards and batches sum exactly; ``scipy.linalg.sqrtm`` with the 1e-6 eps fallback.
+
+Everything here is a pure function or a small accumulator; the protocol that wires them together lives in
+``bench/evals/reconstruction.py``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# ----------------------------------------------------------------------------------------------------------------
+# Quantisation
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] float images -> uint8 by rounding, as the official evaluator: ``(255·v + 0.5).clamp(0, 255)``, v in [0, 1]."""
+    v = (x.detach().float() + 1) / 2  # (N, C, H, W) in [0, 1]
+    return (255 * v + 0.5).clamp(0, 255).to(torch.uint8)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# PSNR
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def psnr_per_image(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """PSNR (dB) of each image pair, uint8 (N, C, H, W) inputs; identical images give +inf. Returns float64 (N,)."""
+    _check_uint8_pair(a, b)
+    diff = a.double() - b.double()
+    mse = diff.pow(2).flatten(1).mean(1)  # (N,)
+    return 10 * torch.log10(255.0**2 / mse)  # mse 0 -> 255²/0 = +inf -> +inf dB
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# SSIM
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SSIMSettings:
+    """The official SSIM settings (torchmetrics ``StructuralSimilarityIndexMeasure(data_range=(0, 255))``)."""
+
+    window: int = 11  # Gaussian window side
+    sigma: float = 1.5  # Gaussian σ
+    data_range: float = 255.0  # uint8 images
+    k1: float = 0.01
+    k2: float = 0.03
+
+
+SSIM_OFFICIAL = SSIMSettings()
+
+
+def _gaussian_window(size: int, sigma: float) -> torch.Tensor:
+    d = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-0.5 * (d / sigma) ** 2)
+    return g / g.sum()  # (size,)
+
+
+def ssim_per_image(a: torch.Tensor, b: torch.Tensor, s: SSIMSettings = SSIM_OFFICIAL) -> torch.Tensor:
+    """SSIM of each uint8 (N, C, H, W) pair, mean over channels and the valid ('cropped') pixels. float64 (N,).
+
+    Equals scikit-image's ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+    data_range=255, channel_axis=-1)``: both average the SSIM map without the (window−1)/2 border, where the
+    window would leave the image (tested in tests/test_metrics.py).
+    """
+    _check_uint8_pair(a, b)
+    n, c, h, w = a.shape
+    if min(h, w) < s.window:
+        raise ValueError(f"SSIM needs images of at least {s.window}x{s.window} px, got {h}x{w}")
+    g = _gaussian_window(s.window, s.sigma).to(a.device)
+    kx = g.view(1, 1, 1, -1).repeat(c, 1, 1, 1)  # separable Gaussian, one filter per channel
+    ky = g.view(1, 1, -1, 1).repeat(c, 1, 1, 1)
+
+    def blur(t: torch.Tensor) -> torch.Tensor:  # 'valid' filtering: the border is dropped, as in the crop
+        return F.conv2d(F.conv2d(t, kx, groups=c), ky, groups=c)
+
+    x, y = a.double(), b.double()
+    mx, my = blur(x), blur(y)
+    vx = blur(x * x) - mx * mx
+    vy = blur(y * y) - my * my
+    cxy = blur(x * y) - mx * my
+    c1, c2 = (s.k1 * s.data_range) ** 2, (s.k2 * s.data_range) ** 2
+    smap = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return smap.flatten(1).mean(1)  # (N,)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# LPIPS (AlexNet), offline only
+# ----------------------------------------------------------------------------------------------------------------
+
+ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
+
+
+def hub_checkpoints_dir() -> Path:
+    """``$TORCH_HOME/hub/checkpoints`` (torch.hub's cache; torch.hub.set_dir is honoured)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def lpips_unavailable_reason() -> str | None:
+    """Why LPIPS-AlexNet cannot run here (None when it can). A path check only: nothing is built or downloaded."""
+    path = hub_checkpoints_dir() / ALEXNET_FILE
+    if path.is_file() and path.stat().st_size > 0:
+        return None
+    try:
+        import lpips  # noqa: F401
+    except ImportError:
+        return "unavailable (the lpips package is not installed; pip install lpips)"
+    return (f"unavailable (no AlexNet weights at {path}; place torchvision's {ALEXNET_FILE} (~233 MB) there "
+            "to enable LPIPS)")
+
+
+class LPIPSAlex:
+    """LPIPS with the AlexNet backbone on [0, 1] inputs (the torchmetrics path the official evaluator uses).
+
+    Construct only after ``lpips_unavailable_reason()`` returned None: the backbone then loads from the torch hub
+    cache, so torchvision never reaches its download code.
+    """
+
+    def __init__(self, device: str = "cpu"):
+        reason = lpips_unavailable_reason()
+        if reason is not None:
+            raise RuntimeError(reason)
+        import warnings
+
+        import lpips
+        with warnings.catch_warnings():  # torchvision's "'pretrained' is deprecated" noise (PerceptualSimilarity#108)
+            warnings.simplefilter("ignore")
+            self.net = lpips.LPIPS(net="alex", verbose=False).to(device).eval()
+        self.device = device
+
+    @torch.no_grad()
+    def per_image(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """LPIPS of each uint8 (N, 3, H, W) pair, float64 (N,)."""
+        _check_uint8_pair(a, b)
+        fa = a.to(self.device).float() / 255
+        fb = b.to(self.device).float() / 255
+        return self.net(fa, fb, normalize=True).flatten().double().cpu()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Fréchet distance from float64 sufficient statistics
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class FeatureStats:
+    """Running float64 sufficient statistics of a feature set: n, Σf, Σffᵀ (and, optionally, the features).
+
+    Statistics of disjoint shards add up exactly (``merge``), which is what sharded evaluation relies on.
+    ``keep_features`` also stores the raw features (for KID on small sets).
+    """
+
+    def __init__(self, dim: int, keep_features: bool = False):
+        self.dim = dim
+        self.n = 0
+        self.sum = np.zeros(dim, np.float64)
+        self.sum_outer = np.zeros((dim, dim), np.float64)
+        self.features: list[np.ndarray] | None = [] if keep_features else None
+
+    def add(self, feats: torch.Tensor | np.ndarray) -> None:
+        f = np.asarray(feats.detach().cpu() if isinstance(feats, torch.Tensor) else feats, dtype=np.float64)
+        if f.ndim != 2 or f.shape[1] != self.dim:
+            raise ValueError(f"expected features of shape (N, {self.dim}), got {f.shape}")
+        self.n += f.shape[0]
+        self.sum += f.sum(0)
+        self.sum_outer += f.T @ f
+        if self.features is not None:
+            self.features.append(f)
+
+    def merge(self, other: "FeatureStats") -> None:
+        if other.dim != self.dim:
+            raise ValueError("cannot merge statistics of different feature dimensions")
+        self.n += other.n
+        self.sum += other.sum
+        self.sum_outer += other.sum_outer
+        if self.features is not None and other.features is not None:
+            self.features.extend(other.features)
+
+    def mean_cov(self) -> tuple[np.ndarray, np.ndarray]:
+        """μ and the unbiased covariance (np.cov's ddof=1, as pytorch-fid and the official evaluator)."""
+        if self.n < 2:
+            raise ValueError(f"need at least 2 feature vectors for a covariance, have {self.n}")
+        mu = self.sum / self.n
+        cov = (self.sum_outer - self.n * np.outer(mu, mu)) / (self.n - 1)
+        return mu, cov
+
+    def all_features(self) -> np.ndarray:
+        if self.features is None:
+            raise ValueError("features were not kept (keep_features=False)")
+        return np.concatenate(self.features) if self.features else np.zeros((0, self.dim))
+
+    # plain arrays for .npz / torch.save (shard files, reference caches)
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        out = {"n": np.array(self.n, np.int64), "sum": self.sum, "sum_outer": self.sum_outer}
+        if self.features is not None:
+            out["features"] = self.all_features()
+        return out
+
+    @classmethod
+    def from_arrays(cls, d: dict[str, np.ndarray]) -> "FeatureStats":
+        s = cls(int(d["sum"].shape[0]), keep_features="features" in d)
+        s.n = int(d["n"])
+        s.sum = np.array(d["sum"], np.float64)
+        s.sum_outer = np.array(d["sum_outer"], np.float64)
+        if "features" in d:
+            s.features = [np.array(d["features"], np.float64)]
+        return s
+
+
+def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray,
+                     eps: float = 1e-6) -> float:
+    """‖μ1 − μ2‖² + Tr(Σ1 + Σ2 − 2 (Σ1 Σ2)^½), as pytorch-fid / the official evaluator (sqrtm, eps fallback)."""
+    from scipy import linalg
+
+    diff = mu1 - mu2
+    covmean, _ = linalg.sqrtm(cov1.dot(cov2), disp=False)
+    if not np.isfinite(covmean).all():  # singular product: add eps to the diagonals (pytorch-fid's fallback)
+        offset = np.eye(cov1.shape[0]) * eps
+        covmean = linalg.sqrtm((cov1 + offset).dot(cov2 + offset))
+    if np.iscomplexobj(covmean):
+        covmean = covmean.real  # tiny imaginary parts from numerical error
+    return float(diff.dot(diff) + np.trace(cov1) + np.trace(cov2) - 2 * np.trace(covmean))
+
+
+def fid_from_stats(a: FeatureStats, b: FeatureStats) -> float:
+    mu1, c1 = a.mean_cov()
+    mu2, c2 = b.mean_cov()
+    return frechet_distance(mu1, c1, mu2, c2)
+
+
+def kid(f1: np.ndarray, f2: np.ndarray, subset_size: int | None = None, subsets: int = 100, seed: int = 0) -> float:
+    """Kernel Inception Distance (unbiased MMD², cubic polynomial kernel), mean over random subsets.
+
+    Unlike FID it is unbiased for small N, so it is the meaningful set-level number on the small embedded set.
+    """
+    n = min(len(f1), len(f2))
+    m = min(subset_size or 1000, n)
+    if m < 2:
+        raise ValueError("KID needs at least 2 samples per set")
+    d = f1.shape[1]
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(subsets):
+        x = f1[rng.choice(len(f1), m, replace=False)]
+        y = f2[rng.choice(len(f2), m, replace=False)]
+        kxx = (x @ x.T / d + 1) ** 3
+        kyy = (y @ y.T / d + 1) ** 3
+        kxy = (x @ y.T / d + 1) ** 3
+        mmd = ((kxx.sum() - np.trace(kxx)) + (kyy.sum() - np.trace(kyy))) / (m * (m - 1)) - 2 * kxy.mean()
+        vals.append(mmd)
+    return float(np.mean(vals))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _check_uint8_pair(a: torch.Tensor, b: torch.Tensor) -> None:
+    if a.dtype != torch.uint8 or b.dtype != torch.uint8:
+        raise TypeError(f"metrics take uint8 images (quantise with to_uint8 first), got {a.dtype} and {b.dtype}")
+    if a.shape != b.shape or a.dim() != 4:
+        raise ValueError(f"expected two (N, C, H, W) batches of equal shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+
+
+def finite_mean(values: np.ndarray) -> float:
+    """Mean that keeps +inf (a lossless pair) instead of turning it into nan."""
+    v = np.asarray(values, np.float64)
+    return float(v.mean()) if len(v) else math.nan
+

@@ -1,0 +1,294 @@
+"""The thin runner: ensure runs exist, then turn a Spec into a long CSV table and a figure (STYLE rule 3).
+
+Computing (``Runner.ensure``) is kept apart from presenting (``build_artifact``); ``--render-only`` rebuilds the
+outputs from ``runs/`` without computing anything. Nothing here knows about a particular artefact.
+
+A run folder ``runs/<run_id>/`` holds ``config.json``, ``env.json``, ``log.txt`` and, once complete,
+``metrics.json``; a run is complete iff ``metrics.json`` exists. Writes are atomic and a per-run file lock makes
+two processes that want the same run compute it once.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import math
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from bench import evals, paper
+from bench.errors import Unavailable, UsageError
+from bench.provenance import atomic_write_json, atomic_write_text, environment, run_id
+from bench.spec import RunRef, Spec
+
+
+class RunFailed(Exception):
+    """An eval raised an unexpected error; its traceback is in the run's log.txt."""
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    dir: Path
+    metrics: dict[str, Any]
+    config: dict[str, Any]
+    reused: bool = False
+
+
+def _utcnow() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def is_main_process() -> bool:
+    """Rank 0 under torchrun (or a plain process). Only it writes run files."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+@dataclass
+class RunContext:
+    """What an eval gets besides its config (see docs/design.md)."""
+
+    scale: Any
+    device: str
+    run_dir: Path
+    options: dict[str, Any]
+    runner: "Runner"
+    _log_path: Path | None = None
+
+    def ensure(self, ref: RunRef) -> RunResult:
+        """Run or reuse a run this one depends on (dependencies are never forced)."""
+        return self.runner.ensure(ref, self.scale.name, force=False)
+
+    def log(self, msg: str) -> None:
+        line = f"[{_utcnow()}] {msg}"
+        if self._log_path is not None and is_main_process():
+            with open(self._log_path, "a") as f:
+                f.write(line + "\n")
+        if is_main_process():
+            print(f"  {msg}", flush=True)
+
+
+@dataclass
+class Runner:
+    runs_dir: Path
+    device: str = "cpu"
+    options: dict[str, Any] = field(default_factory=dict)
+    force: bool = False
+    render_only: bool = False
+
+    def __post_init__(self) -> None:
+        self.runs_dir = Path(self.runs_dir)
+
+    def check_writable(self) -> None:
+        try:
+            self.runs_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.runs_dir / f".write-probe-{os.getpid()}"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as e:
+            raise UsageError(f"runs folder {self.runs_dir} is not writable ({e.strerror}); "
+                             f"pass --runs-dir to a writable folder") from None
+
+    def run_id_for(self, ref: RunRef, scale: str) -> tuple[str, dict]:
+        cfg = ref.resolve(scale)
+        cfg_with_version = {**cfg, "_protocol_version": evals.version(ref.eval)}
+        return run_id(ref.eval, cfg_with_version, scale), cfg_with_version
+
+    def load(self, ref: RunRef, scale: str) -> RunResult | None:
+        """The completed run for ``ref`` at ``scale``, or None."""
+        rid, cfg = self.run_id_for(ref, scale)
+        metrics_path = self.runs_dir / rid / "metrics.json"
+        if not metrics_path.exists():
+            return None
+        return RunResult(rid, metrics_path.parent, json.loads(metrics_path.read_text()), cfg, reused=True)
+
+    @contextlib.contextmanager
+    def _lock(self, run_dir: Path) -> Iterator[None]:
+        if not is_main_process():
+            yield
+            return
+        with open(run_dir / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released by the OS if this process dies
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def ensure(self, ref: RunRef, scale: str, force: bool | None = None) -> RunResult:
+        """Reuse the completed run for ``ref`` or compute it. Raises Unavailable, UsageError or RunFailed."""
+        from bench.scales import SCALES
+
+        force = self.force if force is None else force
+        if not ref.runs_at(scale):
+            raise Unavailable(f"not run at {scale} scale")
+        if not force and (done := self.load(ref, scale)) is not None:
+            return done
+        if self.render_only:
+            raise Unavailable("no completed run (render-only)")
+        rid, cfg = self.run_id_for(ref, scale)
+        run_dir = self.runs_dir / rid
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with self._lock(run_dir):
+            if not force and (done := self.load(ref, scale)) is not None:
+                return done  # another process finished it while we waited
+            metrics_path = run_dir / "metrics.json"
+            if is_main_process():
+                if metrics_path.exists():  # --force: keep the old result until the new one is complete
+                    os.replace(metrics_path, run_dir / "metrics.previous.json")
+                atomic_write_json(run_dir / "config.json", {"eval": ref.eval, "scale": scale, "config": cfg})
+                atomic_write_json(run_dir / "env.json", {**environment(self.device, "float32", scale),
+                                                         "started_utc": _utcnow()})
+            ctx = RunContext(SCALES[scale], self.device, run_dir, dict(self.options), self, run_dir / "log.txt")
+            ctx.log(f"run {rid}: eval {ref.eval} at {scale} scale")
+            t0 = time.perf_counter()
+            try:
+                metrics = evals.load(ref.eval)(dict(cfg), ctx)
+            except (Unavailable, UsageError) as e:
+                ctx.log(f"{type(e).__name__}: {e}")
+                raise
+            except KeyboardInterrupt:
+                ctx.log("interrupted; nothing recorded (resumable evals keep their partial state)")
+                raise
+            except Exception as e:  # noqa: BLE001 - recorded in full, re-raised as one line
+                if is_main_process():
+                    with open(run_dir / "log.txt", "a") as f:
+                        f.write(traceback.format_exc())
+                raise RunFailed(f"run {rid} failed: {type(e).__name__}: {e} (traceback in {run_dir}/log.txt)") from e
+            seconds = time.perf_counter() - t0
+            metrics = dict(metrics)
+            metrics.setdefault("_seconds", round(seconds, 3))
+            if is_main_process():
+                env = json.loads((run_dir / "env.json").read_text())
+                env.update(finished_utc=_utcnow(), dtype=metrics.get("_dtype", env["dtype"]))
+                atomic_write_json(run_dir / "env.json", env)
+                atomic_write_json(metrics_path, metrics)  # last: its existence marks the run complete
+            ctx.log(f"done in {seconds:.1f} s")
+        return RunResult(rid, run_dir, metrics, cfg)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Presenting: Spec + results -> long table
+# --------------------------------------------------------------------------------------------------------------
+
+CSV_COLUMNS = ("artifact", "panel", "row", "metric", "label", "ours", "paper", "delta", "ratio", "lower_is_better",
+               "scale", "status", "run_id", "protocol", "note")
+
+
+def _num(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return float(v)
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return ""
+    if math.isinf(v) or math.isnan(v):
+        return str(v)
+    return f"{v:.6g}"
+
+
+@dataclass
+class Built:
+    spec: Spec
+    panel: str
+    scale: str
+    records: list[dict[str, str]]
+    results: dict[str, RunResult]
+    problems: list[str]
+
+
+def collect(spec: Spec, panel: str, scale: str, runner: Runner, progress=None) -> Built:
+    """Ensure every row's run, then assemble one record per (row, metric). Errors become cells, never crashes."""
+    results: dict[str, RunResult] = {}
+    row_status: dict[str, str] = {}
+    problems: list[str] = []
+    run_rows = [r for r in spec.rows if r.run is not None]
+    for i, row in enumerate(run_rows):
+        if progress:
+            progress(f"[{i + 1}/{len(run_rows)}] {spec.id}{'-' + panel if panel else ''} · {row.label}")
+        try:
+            results[row.label] = runner.ensure(row.run, scale)
+        except Unavailable as e:
+            row_status[row.label] = f"unavailable ({e})"
+        except RunFailed as e:
+            row_status[row.label] = "failed (see run log)"
+            problems.append(str(e))
+    metrics_by_label = {label: r.metrics for label, r in results.items()}
+
+    records = []
+    for row in spec.rows:
+        ours_metrics: dict[str, Any] = {}
+        rid, protocol, status = "", "", row_status.get(row.label, "")
+        if row.label in results:
+            res = results[row.label]
+            ours_metrics, rid = res.metrics, res.run_id
+            protocol = str(res.metrics.get("_protocol", f"{row.run.eval}-v{evals.version(row.run.eval)}"))
+        elif row.derive is not None:
+            try:
+                ours_metrics = dict(row.derive(metrics_by_label))
+            except (KeyError, TypeError, ZeroDivisionError, ValueError) as e:
+                status = f"not derivable ({type(e).__name__}: {e})"
+            srcs = ours_metrics.pop("_from", None)
+            rid = ";".join(results[s].run_id for s in srcs if s in results) if srcs else "derived"
+            protocol = "derived"
+        elif row.run is None:
+            status = f"paper only{': ' + row.note if row.note else ''}"
+        paper_vals = (paper.values(row.paper.artifact or spec.id, **row.paper.filters()) if row.paper else {})
+        for col in spec.columns:
+            ours_raw = ours_metrics.get(col.metric)
+            p = paper_vals.get(col.metric)
+            if ours_raw is None and p is None:
+                continue
+            o = _num(ours_raw)
+            cell_status = status or ("measured" if o is not None else
+                                     (str(ours_raw) if ours_raw is not None else "not measured"))
+            records.append({
+                "artifact": spec.id, "panel": panel, "row": row.label, "metric": col.metric, "label": col.label,
+                "ours": _fmt(o) if o is not None else "", "paper": _fmt(p),
+                "delta": _fmt(o - p) if o is not None and p is not None else "",
+                "ratio": _fmt(o / p) if o is not None and p not in (None, 0) else "",
+                "lower_is_better": "" if col.lower_is_better is None else str(col.lower_is_better).lower(),
+                "scale": scale, "status": cell_status, "run_id": rid, "protocol": protocol, "note": row.note,
+            })
+    return Built(spec, panel, scale, records, results, problems)
+
+
+def output_stem(spec_id: str, panel: str, scale: str) -> str:
+    return f"{spec_id}{'-' + panel if panel else ''}-{scale}"
+
+
+def write_outputs(built: Built, tables_dir: Path, figures_dir: Path, command: str) -> list[Path]:
+    """Write the CSV, a Markdown view and the figure. Returns the paths written."""
+    import pandas as pd
+
+    from bench.emit import markdown_table
+    from bench.provenance import git_state
+
+    stem = output_stem(built.spec.id, built.panel, built.scale)
+    df = pd.DataFrame(built.records, columns=list(CSV_COLUMNS))
+    written = []
+    csv_path = tables_dir / f"{stem}.csv"
+    atomic_write_text(csv_path, df.to_csv(index=False))
+    written.append(csv_path)
+    md_path = tables_dir / f"{stem}.md"
+    g = git_state()
+    header = (f"<!-- generated {_utcnow()} by `{command}` at git {g['git_sha'][:12]}"
+              f"{' (dirty)' if g['git_dirty'] else ''} -->\n")
+    atomic_write_text(md_path, header + markdown_table(built.spec, built.scale, df))
+    written.append(md_path)
+    if built.spec.plot is not None and len(df):
+        png = figures_dir / f"{stem}.png"
+        figures_dir.mkdir(parents=True, exist_ok=True)
+        tmp = png.with_name(f".{png.name}.tmp.png")
+        built.spec.plot(df, built.results, tmp)
+        if tmp.exists():
+            os.replace(tmp, png)
+            written.append(png)
+            atomic_write_text(figures_dir / f"{stem}.csv", df.to_csv(index=False))  # the plotted data
+    return written

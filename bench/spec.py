@@ -1,0 +1,134 @@
+"""Specs: one frozen, declarative object per paper artefact (STYLE rules 1-2).
+
+A ``Spec`` lists the rows of a paper table or the series of a figure. Each ``Row`` names the run that produces its
+numbers (``RunRef``: an eval protocol plus its config, with per-scale changes) and the paper's numbers for it
+(``PaperRef``: a selection of ``bench/data/paper_numbers.csv``). The runner (``bench.runner``) is a thin loop over
+rows; nothing in it knows about a particular artefact.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+SCALES = ("smoke", "small", "paper")
+
+
+def _freeze(value: Any) -> Any:
+    """Deep-copy JSON-like data through JSON so that configs are plain data (and hashable by their JSON text)."""
+    return json.loads(json.dumps(value, sort_keys=True))
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """A run: the eval protocol ``eval`` (a key of ``bench.evals.EVALS``) applied to ``config``.
+
+    ``at[scale]`` is merged over ``config`` for that scale (a shallow dict update); ``at[scale] = None`` means the
+    row is not run at that scale. Example::
+
+        RunRef("recon", {"model": "dc-ae-f64c128-in-1.0", "resolution": 512},
+               at={"small": {"model": "dc-ae-f64c128-small", "resolution": 64}})
+    """
+
+    eval: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+    at: Mapping[str, Mapping[str, Any] | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        bad = set(self.at) - set(SCALES)
+        if bad:
+            raise ValueError(f"RunRef({self.eval!r}).at has unknown scales {sorted(bad)}; use {SCALES}")
+
+    def runs_at(self, scale: str) -> bool:
+        return not (scale in self.at and self.at[scale] is None)
+
+    def resolve(self, scale: str) -> dict[str, Any]:
+        """The config this run uses at ``scale`` (plain JSON data)."""
+        cfg = dict(self.config)
+        cfg.update(self.at.get(scale) or {})
+        return _freeze(cfg)
+
+    def __hash__(self) -> int:  # dict fields are not hashable; hash the JSON text
+        return hash((self.eval, json.dumps(dict(self.config), sort_keys=True, default=str),
+                     json.dumps({k: v for k, v in self.at.items()}, sort_keys=True, default=str)))
+
+
+@dataclass(frozen=True)
+class PaperRef:
+    """Selects the paper's numbers for one row from ``paper_numbers.csv``.
+
+    Filters are exact string matches on the CSV columns (``setting``, ``backbone``, ``autoencoder``, ``patch``,
+    ``tokens``); ``artifact`` defaults to the spec's own id (set it to read e.g. the ``abstract`` rows).
+    """
+
+    artifact: str | None = None
+    setting: str | None = None
+    backbone: str | None = None
+    autoencoder: str | None = None
+    patch: str | None = None
+    tokens: str | None = None
+
+    def filters(self) -> dict[str, str]:
+        return {k: v for k, v in self.__dict__.items() if v is not None and k != "artifact"}
+
+
+@dataclass(frozen=True)
+class Column:
+    """A metric shown by the artefact. ``lower_is_better`` is None where there is no direction (e.g. a count)."""
+
+    metric: str
+    label: str
+    lower_is_better: bool | None = None
+    fmt: str = ".4g"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One paper row (or one point/series of a figure).
+
+    Exactly one of ``run`` (measured by an eval) or ``derive`` (computed from other rows' metrics, e.g. a speed-up
+    ratio) is normally set; a row with neither shows the paper's numbers only, with ``note`` saying why ours is
+    missing. ``derive(metrics_by_label) -> {metric: value}`` receives the metrics of every run row of the spec.
+    """
+
+    label: str
+    run: RunRef | None = None
+    paper: PaperRef | None = None
+    derive: Callable[[Mapping[str, Mapping[str, Any]]], Mapping[str, Any]] | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One paper artefact (or one panel/ablation of it).
+
+    ``scales`` says, per scale, what that scale changes and the expected runtime on the reference machine
+    (STYLE rule 14). ``plot(df, results, out_png)`` draws the figure; ``not_implemented`` makes the CLI say so in
+    one line and exit non-zero instead of producing anything.
+    """
+
+    id: str
+    title: str
+    caption: str
+    columns: tuple[Column, ...]
+    rows: tuple[Row, ...]
+    version: int = 1
+    scales: Mapping[str, str] = field(default_factory=dict)
+    plot: Callable[..., None] | None = None
+    not_implemented: str | None = None
+    deviations: tuple[str, ...] = ()
+
+    def validate(self) -> list[str]:
+        """Problems with this spec, as sentences (empty when valid). Runs nothing."""
+        problems = []
+        labels = [r.label for r in self.rows]
+        dupes = sorted({x for x in labels if labels.count(x) > 1})
+        if dupes:
+            problems.append(f"{self.id}: duplicate row labels {dupes}")
+        if not self.columns and self.not_implemented is None:
+            problems.append(f"{self.id}: no columns")
+        if self.not_implemented is None:
+            missing = [s for s in SCALES if s not in self.scales]
+            if missing:
+                problems.append(f"{self.id}: no description for scales {missing}")
+        return problems
