@@ -45,7 +45,7 @@ def markdown_table(spec: "Spec", scale: str, df: "pd.DataFrame") -> str:
     if not len(df):
         return head + "_No rows at this scale._\n"
     headers, lines = wide(df.fillna(""), [c.metric for c in spec.columns])
-    body = tabulate(lines, headers=headers, tablefmt="github", disablenumparse=True)
+    body = tabulate(lines, headers=headers, tablefmt="github", disable_numparse=True)
     note = (f"\n\nScale `{scale}`: {spec.scales.get(scale, '')}\nOurs are measured by this harness; the paper's "
             f"numbers are from arXiv 2410.10733, shown beside ours for comparison only.\n")
     return head + body + note

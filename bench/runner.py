@@ -243,8 +243,8 @@ def collect(spec: Spec, panel: str, scale: str, runner: Runner, progress=None) -
         for col in spec.columns:
             ours_raw = ours_metrics.get(col.metric)
             p = paper_vals.get(col.metric)
-            if ours_raw is None and p is None:
-                continue
+            if ours_raw is None and p is None and not (status and row.run is not None):
+                continue  # nothing to show; but a run row that could not run still shows why
             o = _num(ours_raw)
             cell_status = status or ("measured" if o is not None else
                                      (str(ours_raw) if ours_raw is not None else "not measured"))

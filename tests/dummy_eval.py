@@ -1,0 +1,14 @@
+"""A dummy eval that exercises the whole runner pipeline without any model (lm-eval's dummy-model idea)."""
+import os
+
+
+def run(cfg, ctx):
+    ctx.log(f"dummy eval with {cfg}")
+    if cfg.get("crash"):
+        raise RuntimeError("planted crash")
+    if cfg.get("unavailable"):
+        from bench.errors import Unavailable
+        raise Unavailable("no such weights here")
+    counter = ctx.run_dir / "calls.txt"
+    counter.write_text(str(int(counter.read_text()) + 1 if counter.exists() else 1))
+    return {"score": cfg["x"] * 2.0, "label": "ok", "_protocol": "dummy-v1", "_pid": os.getpid()}

@@ -1,0 +1,60 @@
+"""The CLI: ls, check, one-line errors with non-zero exit codes, help examples."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bench(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_ls_lists_every_artefact():
+    out = bench("ls")
+    assert out.returncode == 0, out.stderr
+    for ident in ("table1", "table2", "table3", "table4", "table5", "figure2", "figure3 --ablation residual",
+                  "figure3 --ablation resolution", "figure5", "figure7", "memory"):
+        assert f"\n{ident} " in "\n" + out.stdout or out.stdout.startswith(ident), ident
+    assert "cannot import" not in out.stdout
+
+
+def test_check_passes():
+    out = bench("check")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "check: OK" in out.stdout
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("nosuch",), "unknown artefact 'nosuch'"),
+    (("table2", "--scale", "huge"), "unknown --scale 'huge'"),
+    (("figure3", "--ablation", "nosuch"), "figure3 has no ablation/panel 'nosuch'"),
+    (("table2", "--device", "tpu"), "unknown --device 'tpu'"),
+    (("table2", "--bogus"), "unrecognized arguments: --bogus"),
+])
+def test_bad_input_is_one_line_and_nonzero(args, needle):
+    out = bench(*args)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in out.stderr
+
+
+def test_not_implemented_says_so_in_one_line():
+    out = bench("table1")
+    assert out.returncode == 1
+    assert out.stderr.strip().count("\n") == 0 and "not implemented" in out.stderr
+
+
+def test_unwritable_runs_dir(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    out = bench("table2", "--scale", "smoke", "--runs-dir", str(blocker / "runs"))
+    assert out.returncode == 2 and "not writable" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_help_has_examples():
+    out = bench("--help")
+    assert out.returncode == 0 and "python -m bench figure3 --ablation residual" in out.stdout

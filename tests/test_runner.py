@@ -1,0 +1,125 @@
+"""The runner: content-named runs, reuse, --force, atomic writes, errors as cells, derived rows."""
+import json
+import multiprocessing as mp
+import os
+from pathlib import Path
+
+import pytest
+
+from bench import evals
+from bench.errors import Unavailable
+from bench.provenance import atomic_write_text, run_id
+from bench.runner import RunFailed, Runner, collect, write_outputs
+from bench.spec import Column, PaperRef, Row, RunRef, Spec
+
+
+@pytest.fixture(autouse=True)
+def dummy_eval(monkeypatch):
+    monkeypatch.setitem(evals.EVALS, "dummy", ("tests.dummy_eval:run", 1))
+
+
+def test_run_id_is_stable_and_content_derived():
+    a = run_id("recon", {"model": "dc-ae-f32c32-small", "resolution": 64}, "small")
+    b = run_id("recon", {"resolution": 64, "model": "dc-ae-f32c32-small"}, "small")  # key order irrelevant
+    assert a == b and a.startswith("dc-ae-f32c32-small__recon__small__")
+    assert a != run_id("recon", {"model": "dc-ae-f32c32-small", "resolution": 128}, "small")
+    assert a != run_id("recon", {"model": "dc-ae-f32c32-small", "resolution": 64}, "smoke")
+
+
+def test_protocol_version_changes_the_run_id(monkeypatch, tmp_path):
+    r = Runner(tmp_path)
+    ref = RunRef("dummy", {"x": 1})
+    before, _ = r.run_id_for(ref, "smoke")
+    monkeypatch.setitem(evals.EVALS, "dummy", ("tests.dummy_eval:run", 2))
+    after, _ = r.run_id_for(ref, "smoke")
+    assert before != after
+
+
+def test_ensure_writes_run_folder_and_reuses(tmp_path):
+    r = Runner(tmp_path)
+    ref = RunRef("dummy", {"x": 3}, at={"smoke": {"x": 4}})
+    res = r.ensure(ref, "smoke")
+    assert res.metrics["score"] == 8.0 and not res.reused
+    for f in ("config.json", "env.json", "metrics.json", "log.txt"):
+        assert (res.dir / f).exists(), f
+    env = json.loads((res.dir / "env.json").read_text())
+    assert env["scale"] == "smoke" and env["device"] == "cpu" and "torch" in env and "git_sha" in env
+    again = r.ensure(ref, "smoke")
+    assert again.reused and (res.dir / "calls.txt").read_text() == "1"
+    forced = Runner(tmp_path, force=True).ensure(ref, "smoke")
+    assert not forced.reused and (res.dir / "calls.txt").read_text() == "2"
+
+
+def test_crash_leaves_no_result_and_keeps_previous(tmp_path):
+    r = Runner(tmp_path)
+    ok = r.ensure(RunRef("dummy", {"x": 1}), "smoke")
+    with pytest.raises(RunFailed, match="planted crash"):
+        r.ensure(RunRef("dummy", {"x": 1, "crash": True}), "smoke")
+    crashed = [p for p in tmp_path.iterdir() if p.is_dir() and p != ok.dir]
+    assert len(crashed) == 1 and not (crashed[0] / "metrics.json").exists()
+    assert "RuntimeError: planted crash" in (crashed[0] / "log.txt").read_text()
+    assert (ok.dir / "metrics.json").exists()
+
+
+def _die_mid_write(path):
+    import bench.provenance as prov
+    real_replace = os.replace
+
+    def boom(*a, **k):
+        os._exit(1)  # the process dies between writing the temp file and renaming it
+    prov.os.replace = boom
+    try:
+        atomic_write_text(path, "NEW " * 10000)
+    finally:
+        prov.os.replace = real_replace
+
+
+def test_atomic_write_survives_a_crash(tmp_path):
+    target = tmp_path / "metrics.json"
+    target.write_text("OLD")
+    p = mp.get_context("fork").Process(target=_die_mid_write, args=(target,))
+    p.start()
+    p.join()
+    assert p.exitcode == 1
+    assert target.read_text() == "OLD"  # never half-written
+
+
+def test_unavailable_and_failed_become_cells(tmp_path):
+    spec = Spec(id="table2", title="t", caption="c", columns=(Column("score", "Score", False),),
+                scales={"smoke": "", "small": "", "paper": ""},
+                rows=(Row("good", run=RunRef("dummy", {"x": 1})),
+                      Row("missing", run=RunRef("dummy", {"x": 1, "unavailable": True})),
+                      Row("broken", run=RunRef("dummy", {"x": 1, "crash": True})),
+                      Row("skipped", run=RunRef("dummy", {"x": 1}, at={"smoke": None})),
+                      Row("double", derive=lambda m: {"score": m["good"]["score"] * 2, "_from": ["good"]})))
+    built = collect(spec, "", "smoke", Runner(tmp_path))
+    by_row = {r["row"]: r for r in built.records}
+    assert by_row["good"]["ours"] == "2" and by_row["good"]["status"] == "measured"
+    assert by_row["missing"]["status"] == "unavailable (no such weights here)"
+    assert by_row["broken"]["status"].startswith("failed") and built.problems
+    assert by_row["skipped"]["status"].startswith("unavailable (not run at smoke")
+    assert by_row["double"]["ours"] == "4" and by_row["double"]["run_id"] == by_row["good"]["run_id"]
+
+
+def test_paper_values_sit_beside_ours(tmp_path):
+    spec = Spec(id="table2", title="t", caption="c", columns=(Column("rfid", "rFID", True),),
+                scales={"smoke": "", "small": "", "paper": ""},
+                rows=(Row("DC-AE", run=RunRef("dummy", {"x": 0.5}),
+                          paper=PaperRef(setting="ImageNet 512x512 f64c128 latent 8x8x128", autoencoder="DC-AE")),))
+    spec2 = Spec(**{**spec.__dict__, "columns": (Column("score", "Score"), Column("rfid", "rFID", True))})
+    built = collect(spec2, "", "smoke", Runner(tmp_path))
+    rec = {r["metric"]: r for r in built.records}
+    assert rec["rfid"]["paper"] == "0.22" and rec["rfid"]["ours"] == ""
+    assert rec["score"]["ours"] == "1" and rec["score"]["paper"] == ""
+    paths = write_outputs(built, tmp_path / "tables", tmp_path / "figures", "python -m bench table2")
+    csv = paths[0].read_text().splitlines()
+    assert csv[0].split(",")[:6] == ["artifact", "panel", "row", "metric", "label", "ours"]
+    assert "run_id" in csv[0] and "scale" in csv[0]
+
+
+def test_unwritable_runs_dir_is_a_usage_error(tmp_path):
+    from bench.errors import UsageError
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")  # works even as root, unlike chmod
+    with pytest.raises(UsageError, match="not writable"):
+        Runner(blocker / "runs").check_writable()
