@@ -44,7 +44,8 @@ def entries() -> list[dict[str, str]]:
             if impl and len(impl) < len(specs):
                 missing = [k for k, s in zip(group, specs) if s.not_implemented]
                 title += f" [panel {', '.join(missing)} not implemented]"
-            outputs = ", ".join(f"tables/{s}-<scale>.csv" for s in stems if not mod.SPECS[s.split('-', 1)[1] if '-' in s else ''].not_implemented) if impl else "–"
+            outputs = ", ".join(f"tables/{stem}-<scale>.csv" for stem, spec in zip(stems, specs)
+                                if not spec.not_implemented) or "–"
             out.append({"id": ident, "title": title, "command": cmd + " --scale small",
                         "code": f"bench/artifacts/{name}.py", "outputs": outputs, "status": status})
     return out
