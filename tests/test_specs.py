@@ -1,0 +1,37 @@
+"""Every implemented artefact smoke-runs end to end through the CLI (STYLE rule 11: cheapest test first).
+
+Runs write to the repository's runs/ and tables/ (smoke outputs are gitignored), exactly as `bench all --scale
+smoke` in scripts/test.sh does next, which then reuses these completed runs instead of computing them twice.
+"""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import artifacts
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _implemented():
+    out = []
+    for name in artifacts.names():
+        for key, spec in artifacts.load(name).SPECS.items():
+            if not spec.not_implemented:
+                out.append((name, key))
+    return out
+
+
+@pytest.mark.parametrize("name,key", _implemented())
+def test_artifact_smoke_runs(name, key):
+    args = [sys.executable, "-m", "bench", name, "--scale", "smoke"] + (["--ablation", key] if key else [])
+    out = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    stem = f"{name}{'-' + key if key else ''}-smoke"
+    csv = (ROOT / "tables" / f"{stem}.csv").read_text().splitlines()
+    assert len(csv) > 1, f"{stem}.csv has no rows"
+    header = csv[0].split(",")
+    assert {"ours", "paper", "scale", "run_id", "status"} <= set(header)
+    scale_col = header.index("scale")
+    assert all(line.split(",")[scale_col] == "smoke" for line in csv[1:] if line.count(",") == len(header) - 1)
