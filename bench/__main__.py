@@ -87,6 +87,12 @@ def run_artifact(name: str, args: argparse.Namespace, runner) -> int:
             continue
         print(f"== {tag} at {args.scale} scale: {spec.title}", flush=True)
         built = collect(spec, panel, args.scale, runner, progress=lambda m: print(m, flush=True))
+        if not built.results and not built.problems and any(r.run for r in spec.rows):
+            # Nothing could run here (e.g. paper scale without GPU/weights/data): one line, non-zero, and the
+            # outputs of earlier runs are left untouched.
+            reasons = sorted({r["status"] for r in built.records if r["status"].startswith("unavailable")})
+            raise UsageError(f"{tag} cannot run at {args.scale} scale here: "
+                             + (reasons[0] if reasons else "no row runs at this scale"))
         command = " ".join(["python -m bench", name] + (["--ablation", panel] if panel else [])
                            + ["--scale", args.scale])
         for path in write_outputs(built, Path("tables"), Path("figures"), command):
@@ -118,9 +124,15 @@ def main(argv: list[str] | None = None) -> int:
         print(cli_tools.models_table())
         return 0
 
+    for flag in ("data", "weights"):
+        value = getattr(args, flag)
+        if value is not None and not Path(value).expanduser().is_dir():
+            raise UsageError(f"--{flag} {value}: not a readable folder; pass the folder that holds the "
+                             + ("images (e.g. ImageNet val)" if flag == "data" else "official checkpoints"))
     from bench.runner import Runner
     runner = Runner(Path(args.runs_dir), device=_device(args.device), force=args.force,
-                    render_only=args.render_only, options={"data": args.data, "weights": args.weights})
+                    render_only=args.render_only, options={"data": args.data and str(Path(args.data).expanduser()),
+                             "weights": args.weights and str(Path(args.weights).expanduser())})
     if not args.render_only:
         runner.check_writable()
     if args.target == "all":
@@ -129,8 +141,12 @@ def main(argv: list[str] | None = None) -> int:
         from bench import artifacts
         codes = {}
         for name in artifacts.names():
-            codes[name] = run_artifact(name, args, runner)
-        failed = [n for n, c in codes.items() if c == 3]
+            try:
+                codes[name] = run_artifact(name, args, runner)
+            except UsageError as e:  # e.g. one artefact cannot run at this scale here: say so, go on
+                print(f"error: {e}", file=sys.stderr)
+                codes[name] = 2
+        failed = [n for n, c in codes.items() if c in (2, 3)]
         skipped = [n for n, c in codes.items() if c == 1]
         print(f"all --scale {args.scale}: {len(codes) - len(failed) - len(skipped)} built"
               + (f", not implemented (or partly): {', '.join(skipped)}" if skipped else "")
