@@ -1,0 +1,165 @@
+"""Shared pieces of the efficiency artefacts (table3, table4, table5, figure2 panel c).
+
+One row of an efficiency table = one run of the ``efficiency`` eval (bench/evals/efficiency.py) for a backbone on
+an autoencoder's latent shape. The paper scale is the full protocol on one GPU; ``small`` and ``smoke`` shrink the
+same row (see ``SMALL`` and ``SMOKE`` below). Speed-up rows are derived from two measured rows.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from bench import paper
+from bench.spec import Column, PaperRef, Row, RunRef
+
+# Generation-FID columns are shown with the paper's numbers only.
+FID_NOTE = ("FID/CLIP columns are the paper's only: generation needs latent diffusion training, which this "
+            "harness does not run")
+
+
+@dataclass(frozen=True)
+class PaperRow(PaperRef):
+    """``PaperRef`` that can also filter on the CSV ``note`` column.
+
+    Needed where two paper rows differ only by their note (Table 3's † rows: 4× training iterations, same
+    efficiency numbers). ``note=""`` selects the row without a note.
+    """
+
+    note: str | None = None
+
+
+DAGGER = "4x training iterations (500K->2000K)"
+
+# ------------------------------------------------------------------------------------------------------------------
+# Columns
+# ------------------------------------------------------------------------------------------------------------------
+
+COST_COLUMNS = (
+    Column("tokens", "Tokens", None, "d"),
+    Column("params_m", "Params (M)", None, ".2f"),
+    Column("gflops_per_forward", "GFLOPs/fwd", True, ".1f"),
+)
+SPEED_COLUMNS = (
+    Column("train_throughput_img_s", "Train (img/s)", False),
+    Column("infer_throughput_img_s", "Infer (img/s)", False),
+    Column("latency_ms", "Latency (ms)", True),
+    Column("train_memory_gb", "Train mem (GB)", True),
+    Column("train_memory_gb_analytic", "Train mem, analytic bound (GiB)", True),
+)
+SPEEDUP_COLUMNS = (
+    Column("training_speedup", "Training speed-up (x)", False, ".2f"),
+    Column("inference_speedup", "Inference speed-up (x)", False, ".2f"),
+    Column("latency_speedup", "Latency speed-up (x)", False, ".2f"),
+    Column("flop_ratio", "FLOP ratio, timed models (x)", None, ".2f"),
+    Column("flop_ratio_full_model", "FLOP ratio, full models (x)", None, ".2f"),
+)
+
+# ------------------------------------------------------------------------------------------------------------------
+# Per-scale configs
+# ------------------------------------------------------------------------------------------------------------------
+
+# small (2-core CPU): real widths and token counts; the big backbones keep 4 blocks (U-ViT depth 4 = 5 blocks) so
+# that training fits in memory and time (per-block cost, hence ratios, unchanged; embed/head overhead grows a little);
+# batches = DC-Gen's tokens-per-batch rule divided so that the largest-token row of each backbone gets 1 image.
+SMALL_OVERRIDES = {"uvit-s": {}, "uvit-h": {"depth": 4}, "dit-xl": {"depth": 4}, "dit-s": {"depth": 4},
+                   "pixart-alpha": {"depth": 4}}
+SMALL_DIVISOR = {"uvit-s": {"train": 1024, "infer": 512}, "uvit-h": {"train": 256, "infer": 128},
+                 "dit-xl": {"train": 256, "infer": 256}, "dit-s": {"train": 256, "infer": 128},
+                 "pixart-alpha": {"train": 256, "infer": 256}}
+SMALL_COMMON = {"measure": ["train", "infer", "latency"], "threads": 2,
+                "warmup": {"train": 1, "infer": 1, "latency": 1}, "iters": {"train": 3, "infer": 3, "latency": 3}}
+SMOKE_COMMON = {"measure": ["train", "infer", "latency"], "batch": {"train": 1, "infer": 1, "latency": 2},
+                "warmup": {"train": 0, "infer": 0, "latency": 0}, "iters": {"train": 1, "infer": 1, "latency": 1}}
+
+SCALES_TEXT = {
+    "smoke": "CI check: the `-tiny` variant of each backbone (hidden size 32) on the row's latent shape, batch 1, "
+             "1 timed iteration, CPU; seconds. Ratios mean nothing here.",
+    "small": "2-core CPU, fp32, 2 threads: UViT-S at full size; UViT-H, DiT-XL, DiT-S and PixArt-α at full width and "
+             "token count but 4 blocks; DC-Gen's tokens-per-batch rule scaled down (1 image at the largest token "
+             "count); 1 warm-up + median of 3. No memory measurement (analytic bound only). Compare the speed-up rows "
+             "with the FLOP ratio and the paper's ratio; absolute numbers mean nothing against an H100.",
+    "paper": "One CUDA GPU (H100 in the paper): fp16 autocast training with per-block activation checkpointing, AdamW, "
+             "20 warm-up + 100 steps at DC-Gen's batches; inference PyTorch eager fp16 (the paper used TensorRT: "
+             "compare ratios); latency at batch 2 (paper: RTX 3090); peak memory at batch 256.",
+}
+
+
+def efficiency_run(backbone: str, autoencoder: str, latent_channels: int, latent_size: int, patch_size: int) -> RunRef:
+    """The efficiency run of one table row: paper protocol, with the small and smoke reductions."""
+    return RunRef(
+        "efficiency",
+        {"backbone": backbone, "autoencoder": autoencoder, "latent_channels": latent_channels,
+         "latent_size": latent_size, "patch_size": patch_size},
+        at={"small": {**SMALL_COMMON, "overrides": SMALL_OVERRIDES[backbone], "batch_divisor": SMALL_DIVISOR[backbone]},
+            "smoke": {**SMOKE_COMMON, "backbone": f"{backbone}-tiny"}},
+    )
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Speed-up rows
+# ------------------------------------------------------------------------------------------------------------------
+
+def _ratio(a: Any, b: Any) -> float:
+    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
+        raise ValueError(f"not numbers: {a!r}, {b!r}")
+    return a / b
+
+
+def _timed_gflops(m: Mapping[str, Any]) -> float:
+    return m.get("_built_gflops_per_forward", m["gflops_per_forward"])
+
+
+def speedups(base: str, other: str):
+    """``derive`` for a row comparing run row ``other`` to the baseline run row ``base`` (labels of the same spec)."""
+
+    def derive(metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        b, o = metrics[base], metrics[other]
+        out: dict[str, Any] = {"_from": [base, other], "flop_ratio": _timed_gflops(b) / _timed_gflops(o),
+                               "flop_ratio_full_model": b["gflops_per_forward"] / o["gflops_per_forward"]}
+        for key, metric in (("training_speedup", "train_throughput_img_s"),
+                            ("inference_speedup", "infer_throughput_img_s")):
+            if metric in b and metric in o:
+                out[key] = _ratio(o[metric], b[metric])
+        if "latency_ms" in b and "latency_ms" in o:
+            out["latency_speedup"] = _ratio(b["latency_ms"], o["latency_ms"])
+        return out
+
+    return derive
+
+
+def paper_ratio_note(artifact: str, base: PaperRef, other: PaperRef) -> str:
+    """The paper's own speed-ups for a pair of rows, as text (the paper column of a derived row cannot hold them)."""
+    pb = paper.values(artifact, **base.filters())
+    po = paper.values(artifact, **other.filters())
+    tr = po["train_throughput_img_s"] / pb["train_throughput_img_s"]
+    inf = po["infer_throughput_img_s"] / pb["infer_throughput_img_s"]
+    lat = pb["latency_ms"] / po["latency_ms"]
+    return (f"paper: training {po['train_throughput_img_s']:g}/{pb['train_throughput_img_s']:g} = {tr:.2f}x, "
+            f"inference {po['infer_throughput_img_s']:g}/{pb['infer_throughput_img_s']:g} = {inf:.2f}x, latency "
+            f"{lat:.2f}x")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One paper row of an efficiency table: its label, latent shape and paper selection."""
+
+    label: str
+    backbone: str
+    autoencoder: str
+    latent_channels: int
+    latent_size: int
+    patch_size: int
+    paper: PaperRef
+    note: str = ""
+
+    def row(self) -> Row:
+        return Row(self.label, run=efficiency_run(self.backbone, self.autoencoder, self.latent_channels,
+                                                  self.latent_size, self.patch_size),
+                   paper=self.paper, note=self.note or FID_NOTE)
+
+def speedup_row(artifact: str, base: Entry, other: Entry, label: str | None = None,
+                paper_ref: PaperRef | None = None) -> Row:
+    """Derived row ``other`` vs ``base``: measured speed-ups, FLOP ratio, and the paper's ratios in the note."""
+    note = paper_ratio_note(artifact, base.paper, other.paper)
+    return Row(label or f"speed-up {other.label} vs {base.label}", derive=speedups(base.label, other.label),
+               paper=paper_ref, note=note)

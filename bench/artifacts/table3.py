@@ -1,0 +1,65 @@
+"""Table 3: ImageNet 512x512 class-conditional generation with UViT-S, DiT-XL and UViT-H: efficiency and gFID.
+
+Caption (paper): "Class-conditional image generation results on ImageNet 512×512"; training/inference throughput on
+H100 (PyTorch / TensorRT, fp16), latency on RTX 3090 at batch 2, training memory at batch 256; one sampling step;
+† = 4× training iterations. Headline (abstract): UViT-H with DC-AE-f64 p1 vs SD-VAE-f8 p2 gives 19.1x inference
+and 17.9x training throughput.
+
+Ours: the efficiency columns are measured by the ``efficiency`` eval (backbone only, random latents of each
+autoencoder's shape); speed-up rows divide two measured rows and show the FLOP ratio beside them; the paper's own
+ratios are in each speed-up row's note (the headline row has them in the paper column). gFID is the paper's only.
+
+Commands and expected runtime:
+    python -m bench table3 --scale smoke    # seconds (tiny backbones)
+    python -m bench table3 --scale small    # ~8 min on 2 CPU cores; UViT-H speed-ups near the FLOP ratio (~15-17x)
+    python -m bench table3 --scale paper --device cuda   # one H100, ~30 min; compare ratios with 19.1x / 17.9x
+"""
+from bench.artifacts._efficiency import (COST_COLUMNS, DAGGER, SCALES_TEXT, SPEED_COLUMNS, SPEEDUP_COLUMNS, Entry,
+                                         PaperRow, speedup_row)
+from bench.spec import Column, PaperRef, Spec
+
+ID = "table3"
+
+
+def _entry(backbone: str, paper_backbone: str, ae: str, c: int, f: int, p: int, dagger: bool = False) -> Entry:
+    tokens = (512 // f // p) ** 2
+    label = f"{paper_backbone} {ae} p{p}" + (" †" if dagger else "")
+    return Entry(label, backbone, ae, c, 512 // f, p,
+                 PaperRow(backbone=paper_backbone, autoencoder=ae, patch=str(p), tokens=str(tokens),
+                          note=DAGGER if dagger else ""))
+
+
+# Latent channels: SD-VAE-f8 c4, Flux-VAE-f8 c16, DC-AE-f32 c32, DC-AE-f64 c128; SD-VAE-f16 c16 and SD-VAE-f32 c64
+# are assumptions (backbones.md §6 "c?": they move params/MACs by < 0.5 %).
+UVIT_S = (_entry("uvit-s", "UViT-S", "Flux-VAE-f8", 16, 8, 2), _entry("uvit-s", "UViT-S", "SD-VAE-f8", 4, 8, 2),
+          _entry("uvit-s", "UViT-S", "SD-VAE-f16", 16, 16, 2), _entry("uvit-s", "UViT-S", "SD-VAE-f32", 64, 32, 1),
+          _entry("uvit-s", "UViT-S", "DC-AE-f32", 32, 32, 1), _entry("uvit-s", "UViT-S", "DC-AE-f64", 128, 64, 1),
+          _entry("uvit-s", "UViT-S", "DC-AE-f64", 128, 64, 1, dagger=True))
+DIT_XL = (_entry("dit-xl", "DiT-XL", "SD-VAE-f8", 4, 8, 2), _entry("dit-xl", "DiT-XL", "DC-AE-f32", 32, 32, 1))
+UVIT_H = (_entry("uvit-h", "UViT-H", "SD-VAE-f8", 4, 8, 2), _entry("uvit-h", "UViT-H", "DC-AE-f32", 32, 32, 1),
+          _entry("uvit-h", "UViT-H", "DC-AE-f64", 128, 64, 1),
+          _entry("uvit-h", "UViT-H", "DC-AE-f64", 128, 64, 1, dagger=True))
+ENTRIES = UVIT_S + DIT_XL + UVIT_H
+
+# The key claim first, then every other row of a backbone against its SD-VAE-f8 p2 baseline († rows share runs).
+HEADLINE = speedup_row(ID, UVIT_H[0], UVIT_H[2], label="UViT-H speed-up DC-AE-f64p1 / SD-VAE-f8p2 (abstract)",
+                       paper_ref=PaperRef(artifact="abstract", backbone="UViT-H"))
+_PAIRS = [(UVIT_S[1], e) for e in UVIT_S if e is not UVIT_S[1] and "†" not in e.label]
+_PAIRS += [(DIT_XL[0], DIT_XL[1]), (UVIT_H[0], UVIT_H[1])]
+PAIRS = tuple(speedup_row(ID, base, other) for base, other in _PAIRS)
+
+SPECS = {"": Spec(
+    id=ID,
+    title="Table 3: ImageNet 512x512 class-conditional, UViT-S / DiT-XL / UViT-H efficiency (and the paper's gFID)",
+    caption="Backbone-only efficiency on each autoencoder's latent shape (one forward = one sampling step). Speed-up "
+            "rows: measured throughput ratio vs the backbone's SD-VAE-f8 p2 row, beside the FLOP ratio; the paper's "
+            "ratios are in the notes, and in the paper column of the abstract row (19.1x inference, 17.9x training).",
+    columns=COST_COLUMNS + SPEED_COLUMNS + (Column("fid_no_cfg", "gFID w/o CFG", True),
+                                            Column("fid_cfg", "gFID w/ CFG", True)) + SPEEDUP_COLUMNS,
+    rows=tuple(e.row() for e in ENTRIES) + (HEADLINE,) + PAIRS,
+    version=1,
+    scales=SCALES_TEXT,
+    deviations=("Inference is PyTorch eager, not TensorRT; latency is measured on the run's device, not an RTX 3090.",
+                "small scale: UViT-H and DiT-XL keep 4 blocks (U-ViT: 5) at full width and token count.",
+                "SD-VAE-f16 / SD-VAE-f32 latent channels (16 / 64) are assumed."),
+)}

@@ -1,0 +1,513 @@
+"""Reconstruction protocol ``dcae-recon-v1``: rFID / PSNR / SSIM / LPIPS of an autoencoder (paper Table 2).
+
+The official evaluator (efficientvit ``aecore/evaluator.py``, ``shared/reference/evaluation.md`` §1) as a named,
+frozen preset that is stored with every number (``_protocol``). In short: ADM centre crop, [-1, 1] input, fp32
+model, x and x̂ rounded to uint8, FID of reconstructions vs the *same* originals (Inception pool3, PyTorch bilinear
+resize to 299), PSNR/SSIM/LPIPS per image on uint8 then averaged.
+
+Sharding and resume (evaluation.md §9): the image index range [0, N) is cut into contiguous shards. A process
+(or each torchrun rank, shard k going to rank k mod world) reconstructs its shards and writes, per shard, an atomic
+``<run_dir>/shards/<k>-of-<n>.npz`` with its indices, per-image metrics and float64 feature statistics
+(n, Σf, Σffᵀ). A finished shard file is skipped on restart, so a killed evaluation resumes where it stopped, with
+or without torchrun. Rank 0 then sums the shards in float64 and computes the metrics; there is no padding, so no
+image counts twice. Reference statistics (originals) are cached in ``runs/_cache/fid-ref-<key>.npz`` keyed by the
+images, the feature network's sha256 and the protocol.
+
+``evaluate(model, dataset, ...)`` is the protocol on objects (tests inject a stand-in autoencoder and a tiny
+feature network); ``run(cfg, ctx)`` is the registered eval ``recon`` that builds them from a config.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from bench.errors import Unavailable, UsageError
+from bench.evals import metrics as M
+
+# ----------------------------------------------------------------------------------------------------------------
+# The protocol preset
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReconProtocol:
+    """Every setting that changes a reconstruction number. Bump ``id`` when one changes."""
+
+    id: str = "dcae-recon-v1"
+    crop: str = "ADM center_crop_arr (BOX halving while short side >= 2r, BICUBIC to r, centre crop)"
+    model_input: str = "float32 in [-1, 1] (ToTensor, Normalize(0.5, 0.5)); model in fp32, eval mode"
+    quantisation: str = "x, x_hat -> v in [0, 1] -> uint8 (255*v + 0.5).clamp(0, 255) (round), for all metrics"
+    fid_network: str = "TF inception-2015-12-05 pool3 2048-d (sha256 recorded per run)"
+    fid_input: str = "u/127.5 - 1, F.interpolate 299x299 bilinear align_corners=False, no antialias"
+    fid_statistics: str = "float64 n, sum f, sum f f^T; cov ddof=1; scipy.linalg.sqrtm (eps 1e-6 fallback)"
+    fid_reference: str = "the same images (originals) under the same crop and quantisation"
+    psnr: str = "per image on uint8 over (C, H, W), 10 log10(255^2/MSE), mean over images (MSE 0 -> inf)"
+    ssim: M.SSIMSettings = field(default_factory=M.SSIMSettings)
+    lpips: str = "lpips v0.1 AlexNet, inputs uint8/255 (normalize=True), mean over images"
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+DCAE_RECON_V1 = ReconProtocol()
+
+SMALL_N_FID_NOTE = ("small-N FID: N={n} images < {d} feature dims, so the covariance is rank-deficient and FID is "
+                    "biased upward; compare only within one table (KID is unbiased)")
+
+# ----------------------------------------------------------------------------------------------------------------
+# Shards
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def shard_ranges(n: int, n_shards: int) -> list[range]:
+    """``n_shards`` contiguous, disjoint ranges covering [0, n) (sizes differ by at most 1; no padding)."""
+    n_shards = max(1, min(n_shards, n)) if n else 1
+    bounds = [round(k * n / n_shards) for k in range(n_shards + 1)]
+    return [range(bounds[k], bounds[k + 1]) for k in range(n_shards)]
+
+
+def default_shard_count(n: int, world: int, shard_images: int | None) -> int:
+    """Shards of ``shard_images`` images (default: about 4 per rank, >= 256 images each), at least one per rank."""
+    if shard_images is None:
+        shard_images = max(256, math.ceil(n / (4 * world)))
+    return max(world, math.ceil(n / shard_images))
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    from bench.provenance import atomic_write_bytes
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError):  # a damaged file is recomputed, never trusted
+        return None
+
+
+def _stats_arrays(prefix: str, s: M.FeatureStats) -> dict[str, np.ndarray]:
+    return {f"{prefix}_{k}": v for k, v in s.to_arrays().items()}
+
+
+def _stats_from(prefix: str, d: dict[str, np.ndarray]) -> M.FeatureStats | None:
+    keys = {k[len(prefix) + 1:]: v for k, v in d.items() if k.startswith(prefix + "_")}
+    return M.FeatureStats.from_arrays(keys) if "sum" in keys else None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The protocol on objects
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, Any]
+    shard_files: list[Path]
+
+
+def _save_png(path: Path, u: torch.Tensor) -> None:
+    from PIL import Image
+
+    from bench.provenance import atomic_write_bytes
+    buf = io.BytesIO()
+    Image.fromarray(u.permute(1, 2, 0).cpu().numpy()).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _dist_info() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    return rank, world
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+        dist.barrier()
+
+
+def init_distributed(device: str) -> tuple[int, int, str]:
+    """(rank, world, device) under torchrun (process group: nccl on CUDA, gloo on CPU), or (0, 1, device)."""
+    rank, world = _dist_info()
+    if world > 1:
+        import torch.distributed as dist
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        if device.startswith("cuda"):
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            device = f"cuda:{local}"
+    return rank, world, device
+
+
+def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
+             feature_net: torch.nn.Module | None, feature_unavailable: str | None = None,
+             lpips: M.LPIPSAlex | None = None, lpips_unavailable: str | None = None,
+             batch_size: int = 16, device: str = "cpu", n_shards: int | None = None,
+             shard_images: int | None = None, max_shards: int | None = None, cache_dir: Path | None = None,
+             n_samples: int = 8, weights_id: str = "", keep_features: bool | None = None,
+             protocol: ReconProtocol = DCAE_RECON_V1, log: Callable[[str], None] = print) -> EvalResult:
+    """Reconstruct ``dataset`` with ``model`` and compute the protocol's metrics (see the module docstring).
+
+    ``dataset`` serves ``len()``, ``get_uint8(i)`` (uint8 (3, r, r) or None if unreadable) and ``identity``.
+    ``max_shards`` stops after computing that many new shards in this process (to simulate a kill in tests); the
+    result is then None-valued metrics with ``_complete = False``.
+    ``weights_id`` identifies the autoencoder weights: shard files of other weights are recomputed.
+    """
+    rank, world = _dist_info()
+    work_dir = Path(work_dir)
+    shard_dir = work_dir / "shards"
+    n = len(dataset)
+    if n == 0:
+        raise UsageError("the evaluation set is empty")
+    n_shards = n_shards or default_shard_count(n, world, shard_images)
+    ranges = shard_ranges(n, n_shards)
+    n_shards = len(ranges)
+    keep = keep_features if keep_features is not None else n <= 10_000  # raw features for KID on small sets
+    fdim = getattr(feature_net, "dim", 0) if feature_net is not None else 0
+    fsha = getattr(feature_net, "sha256", "") if feature_net is not None else ""
+
+    # Reference statistics of the originals, cached across runs (same images + feature weights + protocol).
+    ref_key = hashlib.sha256(json.dumps([dataset.identity, n, fsha, protocol.digest(), keep]).encode()
+                             ).hexdigest()[:16]
+    ref_path = (cache_dir / f"fid-ref-{ref_key}.npz") if cache_dir is not None else None
+    ref_cached = feature_net is not None and ref_path is not None and ref_path.exists()
+    shard_key = hashlib.sha256(json.dumps([ref_key, weights_id, n_shards]).encode()).hexdigest()[:16]
+
+    model = model.to(device).eval()
+    computed = 0
+    for k, idx in enumerate(ranges):
+        if k % world != rank:
+            continue
+        path = shard_dir / f"{k}-of-{n_shards}.npz"
+        old = _load_npz(path) if path.exists() else None
+        if old is not None and str(old["key"]) == shard_key:
+            continue  # finished earlier: resume skips it
+        if max_shards is not None and computed >= max_shards:
+            break
+        _save_npz(path, _evaluate_shard(model, dataset, idx, feature_net, lpips, batch_size, device,
+                                        need_ref=not ref_cached, keep=keep, fdim=fdim,
+                                        sample_dir=work_dir / "samples", n_samples=n_samples, key=shard_key))
+        computed += 1
+        log(f"shard {k + 1}/{n_shards}: images {idx.start}-{idx.stop - 1} done (rank {rank}/{world})")
+    _barrier(world)
+
+    files = [shard_dir / f"{k}-of-{n_shards}.npz" for k in range(n_shards)]
+    if rank != 0:
+        return EvalResult({}, files)
+    shards = [_load_npz(p) if p.exists() else None for p in files]
+    if any(s is None or str(s["key"]) != shard_key for s in shards):
+        done = sum(s is not None and str(s["key"]) == shard_key for s in shards)
+        return EvalResult({"_complete": False, "_shards_done": done, "_shards": n_shards}, files)
+
+    # ---- reduce (float64) ----
+    psnr = np.concatenate([s["psnr"] for s in shards])
+    ssim = np.concatenate([s["ssim"] for s in shards])
+    lp = np.concatenate([s["lpips"] for s in shards])
+    indices = np.concatenate([s["indices"] for s in shards])
+    skipped = np.concatenate([s["skipped"] for s in shards])
+    wall = float(sum(float(s["wall_s"]) for s in shards))
+    model_s = float(sum(float(s["model_s"]) for s in shards))
+    n_ok = len(indices)
+    out: dict[str, Any] = {}
+    fid_note = ""
+    if feature_net is None:
+        out["rfid"] = feature_unavailable or "unavailable (no feature network)"
+    elif n_ok < 2:
+        out["rfid"] = "unavailable (FID needs at least 2 images)"
+    else:
+        rec = _stats_from("rec", shards[0])
+        for s in shards[1:]:
+            rec.merge(_stats_from("rec", s))
+        ref = M.FeatureStats.from_arrays(_load_npz(ref_path)) if ref_cached else None
+        if ref is None:
+            parts = [_stats_from("ref", s) for s in shards]
+            if any(p is None for p in parts):  # the cache vanished after some shards skipped the originals
+                parts = [_reference_stats(dataset, s["indices"], feature_net, batch_size, device, keep, fdim)
+                         for s in shards]
+            ref = parts[0]
+            for p in parts[1:]:
+                ref.merge(p)
+            if ref_path is not None:
+                _save_npz(ref_path, ref.to_arrays())
+        out["rfid"] = M.fid_from_stats(rec, ref)
+        if keep and rec.features is not None and ref.features is not None:
+            out["kid"] = M.kid(rec.all_features(), ref.all_features(), subset_size=min(1000, n_ok))
+        if n_ok < fdim:
+            fid_note = SMALL_N_FID_NOTE.format(n=n_ok, d=fdim)
+    out["psnr"] = float(psnr.mean()) if n_ok else "unavailable (no readable images)"
+    out["ssim"] = float(ssim.mean()) if n_ok else "unavailable (no readable images)"
+    out["lpips"] = float(lp.mean()) if lpips is not None and n_ok else (lpips_unavailable or "unavailable")
+    out.update({
+        "images_per_s": n_ok / wall if wall > 0 else math.nan,
+        "outside_model_share": 1 - model_s / wall if wall > 0 else math.nan,
+        "_protocol": protocol.id,
+        "_protocol_settings": json.dumps(protocol.as_dict(), sort_keys=True),
+        "_inception_sha256": fsha or "none",
+        "_fid_features": getattr(feature_net, "name", "none") if feature_net is not None else "none",
+        "_reference_id": f"fid-ref-{ref_key}",
+        "_n_images": int(n_ok),
+        "_n_skipped": int(len(skipped)),
+        "_n_shards": n_shards,
+        "_world_size": world,
+        "_psnr_inf_images": int(np.isinf(psnr).sum()),
+        "_complete": True,
+    })
+    if fid_note:
+        out["_fid_note"] = fid_note
+    if not np.array_equal(np.sort(np.concatenate([indices, skipped])), np.arange(n)):
+        raise RuntimeError("shards do not cover every image exactly once (a bug)")
+    return EvalResult(out, files)
+
+
+@torch.no_grad()
+def _reference_stats(dataset, indices: np.ndarray, feature_net, batch_size: int, device: str, keep: bool,
+                     fdim: int) -> M.FeatureStats:
+    """Features of the originals at ``indices`` (used when cached reference statistics went missing)."""
+    ref = M.FeatureStats(fdim, keep)
+    for start in range(0, len(indices), batch_size):
+        u = torch.stack([dataset.get_uint8(int(i)) for i in indices[start:start + batch_size]])
+        ref.add(feature_net(u.to(device)).double())
+    return ref
+
+
+@torch.no_grad()
+def _evaluate_shard(model, dataset, idx: range, feature_net, lpips, batch_size: int, device: str, *,
+                    need_ref: bool, keep: bool, fdim: int, sample_dir: Path, n_samples: int,
+                    key: str) -> dict[str, np.ndarray]:
+    t0 = time.perf_counter()
+    model_s = 0.0
+    rec = M.FeatureStats(fdim, keep) if fdim else None
+    ref = M.FeatureStats(fdim, keep) if (fdim and need_ref) else None
+    psnr, ssim, lp, done, skipped = [], [], [], [], []
+    for start in range(idx.start, idx.stop, batch_size):
+        batch_idx, images = [], []
+        for i in range(start, min(start + batch_size, idx.stop)):
+            u = dataset.get_uint8(i)
+            (skipped if u is None else batch_idx).append(i)
+            if u is not None:
+                images.append(u)
+        if not images:
+            continue
+        u = torch.stack(images)  # (B, 3, r, r) uint8 originals
+        x = (u.float() / 127.5 - 1).to(device)  # [-1, 1]
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        tm = time.perf_counter()
+        x_hat = model(x)  # (B, 3, r, r)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        model_s += time.perf_counter() - tm
+        if x_hat.shape != x.shape:
+            raise RuntimeError(f"the autoencoder returned {tuple(x_hat.shape)} for input {tuple(x.shape)}")
+        v = M.to_uint8(x_hat).cpu()  # (B, 3, r, r) uint8 reconstructions
+        psnr.append(M.psnr_per_image(u, v).numpy())
+        ssim.append(M.ssim_per_image(u, v).numpy())
+        if lpips is not None:
+            lp.append(lpips.per_image(u, v).numpy())
+        if rec is not None:
+            rec.add(feature_net(v.to(device)).double())
+            if ref is not None:
+                ref.add(feature_net(u.to(device)).double())
+        for j, i in enumerate(batch_idx):
+            if i < n_samples:
+                _save_png(sample_dir / f"{i:04d}-orig.png", u[j])
+                _save_png(sample_dir / f"{i:04d}-recon.png", v[j])
+        done.extend(batch_idx)
+    out = {
+        "key": np.array(key),
+        "indices": np.array(done, np.int64),
+        "skipped": np.array(skipped, np.int64),
+        "psnr": np.concatenate(psnr) if psnr else np.zeros(0),
+        "ssim": np.concatenate(ssim) if ssim else np.zeros(0),
+        "lpips": np.concatenate(lp) if lp else np.zeros(0),
+        "wall_s": np.array(time.perf_counter() - t0),
+        "model_s": np.array(model_s),
+    }
+    if rec is not None:
+        out.update(_stats_arrays("rec", rec))
+    if ref is not None:
+        out.update(_stats_arrays("ref", ref))
+    return out
+
+
+@torch.no_grad()
+def save_showcase(model: torch.nn.Module, resolution: int, out_dir: Path, device: str) -> list[str]:
+    """Reconstruct the Fig. 7 crops (faces, small text) of the held-out photos; PNGs ``showcase/<name>-{orig,recon}``."""
+    from models.data import showcase_images
+    names, u = showcase_images(resolution)
+    v = M.to_uint8(model.eval()(u.float().to(device) / 127.5 - 1)).cpu()
+    for name, a, b in zip(names, u, v):
+        _save_png(out_dir / f"{name}-orig.png", a)
+        _save_png(out_dir / f"{name}-recon.png", b)
+    return names
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The registered eval: config -> objects -> evaluate
+# ----------------------------------------------------------------------------------------------------------------
+
+# Folder data sets of the paper's Table 2; ``--data ROOT`` may hold them as sub-folders of these names, or be the
+# folder itself. FFHQ / MapillaryVistas splits and counts are not stated by the paper (evaluation.md §2).
+FOLDER_DATASETS = {"imagenet-val": "ImageNet-1k val (50,000 images)", "ffhq": "FFHQ (images1024x1024)",
+                   "mapillary-vistas": "MapillaryVistas (validation/images)"}
+
+
+def expected_fc(name: str) -> tuple[int, int] | None:
+    """(f, c) of a registry name such as ``dc-ae-f64c128-in-1.0`` or ``sd-vae-f8`` (c = 4)."""
+    m = re.search(r"-f(\d+)c(\d+)", name)
+    if m:
+        return int(m.group(1)), int(m.group(2))
+    if re.search(r"sd-vae-f8\b", name):
+        return 8, 4
+    return None
+
+
+def _is_released(name: str) -> bool:
+    """Official checkpoints: the released DC-AEs and SD-VAE f8 (reduced -small/-tiny variants are ours)."""
+    return not name.endswith(("-small", "-tiny")) and (name.startswith("dc-ae-") or name == "sd-vae-f8")
+
+
+def _load_model(cfg: dict, ctx: Any) -> tuple[torch.nn.Module, str]:
+    """The autoencoder of ``cfg`` and an id of its weights (for shard keys)."""
+    import models
+    name = cfg["model"]
+    if cfg.get("checkpoint"):
+        from bench.spec import RunRef
+        dep = ctx.ensure(RunRef(**cfg["checkpoint"]))
+        path = Path(dep.dir) / "ckpt" / "model.safetensors"
+        if not path.is_file():
+            raise Unavailable(f"training run {dep.run_id} has no checkpoint at {path}")
+        try:
+            model = models.load(path)
+        except Exception as e:
+            raise UsageError(f"checkpoint {path} cannot be loaded ({type(e).__name__}: {e})") from None
+        want, got = expected_fc(name), (getattr(model, "spatial_compression", None),
+                                        getattr(model, "latent_channels", None))
+        if want is not None and tuple(got) != want:
+            raise UsageError(f"checkpoint {path} is f{got[0]}c{got[1]}, but the config names {name} (f{want[0]}c"
+                             f"{want[1]}); fix 'checkpoint' or 'model'")
+        st = path.stat()
+        return model, f"{dep.run_id}:{st.st_size}:{st.st_mtime_ns}"
+    if cfg.get("weights"):
+        root = ctx.options.get("weights")
+        if not root:
+            raise UsageError(f"{name} needs its official checkpoint: pass --weights FOLDER (holding {name}/ or "
+                             f"its files)")
+        folder = Path(root) / name if (Path(root) / name).exists() else Path(root)
+        try:
+            model = models.load_pretrained(name, folder)
+        except FileNotFoundError as e:
+            raise UsageError(f"official weights of {name} not found under {root} ({e})") from None
+        return model, f"pretrained:{name}"
+    torch.manual_seed(0)  # untrained (smoke): a fixed random init
+    return models.build(name), f"untrained-seed0:{name}"
+
+
+def _build_dataset(cfg: dict, ctx: Any, resolution: int) -> Any:
+    from models import data
+    kind = cfg.get("dataset", "embedded-test")
+    n = cfg.get("n_images")
+    if kind.startswith("embedded-"):
+        split = kind.split("-", 1)[1]
+        try:
+            return data.EmbeddedPhotos(split, resolution, n_images=n, seed=cfg.get("seed", 0))
+        except ValueError as e:
+            raise UsageError(f"{e}; lower n_images or the resolution") from None
+    if kind == "synthetic":
+        return data.SyntheticDataset(n or 16, resolution, seed=cfg.get("seed", 0))
+    if kind.startswith("folder"):
+        root = ctx.options.get("data")
+        name = kind.split(":", 1)[1] if ":" in kind else ""
+        if not root:
+            what = FOLDER_DATASETS.get(name, "a folder of images")
+            raise UsageError(f"this row evaluates on {what}: pass --data FOLDER (it cannot be downloaded)")
+        folder = Path(root) / name if name and (Path(root) / name).is_dir() else Path(root)
+        return data.ImageFolderDataset(folder, resolution, n_images=n)
+    raise UsageError(f"unknown dataset {kind!r}; use embedded-test, embedded-train, synthetic or folder[:NAME]")
+
+
+def run(cfg: dict, ctx: Any) -> dict:
+    """Eval ``recon``. Config keys (plain JSON):
+
+    - ``model``: registry name (``dc-ae-f64c128-in-1.0``, ``dc-ae-f32c32-small``, ...);
+    - ``checkpoint``: optional RunRef spec ``{"eval": "train-ae", "config": {...}}`` of the training run whose
+      ``ckpt/model.safetensors`` is evaluated; or ``weights: true`` for an official checkpoint (``--weights``);
+      neither: the untrained model (smoke only);
+    - ``dataset``: ``embedded-test`` (default) | ``embedded-train`` | ``synthetic`` | ``folder[:imagenet-val|ffhq|
+      mapillary-vistas]`` (with ``--data``); ``resolution``; ``n_images`` (None: all); ``batch_size``;
+    - ``features``: ``inception`` (default) | ``tiny`` (tests); ``shard_images``; ``n_samples`` (PNGs kept).
+    """
+    resolution = int(cfg["resolution"])
+    name = cfg["model"]
+    scale = getattr(ctx.scale, "name", str(ctx.scale))
+    # paper-scale preconditions first: a one-line UsageError naming what is missing
+    if scale == "paper":
+        if _is_released(name) and not cfg.get("weights") and not cfg.get("checkpoint"):
+            raise UsageError(f"{name} at paper scale needs its official checkpoint: set 'weights' and pass --weights")
+        if cfg.get("weights") and not ctx.options.get("weights"):
+            raise UsageError(f"{name} needs its official checkpoint: pass --weights FOLDER")
+        if str(cfg.get("dataset", "")).startswith("folder") and not ctx.options.get("data"):
+            _build_dataset(cfg, ctx, resolution)  # raises the UsageError naming the data set
+    fc = expected_fc(name)
+    if fc is not None and resolution % fc[0]:
+        raise UsageError(f"resolution {resolution} is not divisible by {name}'s spatial compression f={fc[0]}")
+    if scale == "paper" and not str(ctx.device).startswith("cuda"):
+        raise Unavailable("paper-scale reconstruction (50k images) needs a GPU; use --device cuda")
+
+    rank, world, device = init_distributed(ctx.device)
+    dataset = _build_dataset(cfg, ctx, resolution)
+    model, weights_id = _load_model(cfg, ctx)
+    f = int(getattr(model, "spatial_compression", fc[0] if fc else 1))
+    if resolution % f:
+        raise UsageError(f"resolution {resolution} is not divisible by the model's spatial compression f={f}")
+
+    feature_net, feature_why = None, None
+    try:
+        from bench.evals.inception import feature_network
+        feature_net = feature_network(cfg.get("features", "inception"), ctx.options.get("inception_weights"),
+                                      device)
+    except Unavailable as e:
+        feature_why = f"unavailable ({e})"
+    lpips_why = M.lpips_unavailable_reason()
+    lpips = M.LPIPSAlex(device) if lpips_why is None else None
+
+    res = evaluate(model, dataset, ctx.run_dir, feature_net=feature_net, feature_unavailable=feature_why,
+                   lpips=lpips, lpips_unavailable=lpips_why, batch_size=int(cfg.get("batch_size", 16)),
+                   device=device, shard_images=cfg.get("shard_images"), n_samples=int(cfg.get("n_samples", 8)),
+                   cache_dir=Path(ctx.run_dir).parent / "_cache", weights_id=weights_id, log=ctx.log)
+    out = res.metrics
+    if rank == 0:
+        out["_dataset"] = dataset.description
+        out["_dataset_id"] = dataset.identity
+        out["_weights"] = weights_id
+        if cfg.get("dataset", "embedded-test") == "embedded-test":
+            save_showcase(model, resolution, Path(ctx.run_dir) / "showcase", device)
+        if getattr(dataset, "skipped", None):
+            ctx.log(f"{len(dataset.skipped)} unreadable image(s) skipped, first: {dataset.skipped[0]}")
+    if world > 1:  # every rank returns rank 0's metrics
+        import torch.distributed as dist
+        box = [out]
+        dist.broadcast_object_list(box, src=0)
+        out = box[0]
+    if not out.get("_complete", False):
+        raise RuntimeError(f"evaluation incomplete: {out}")
+    return out

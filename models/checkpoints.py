@@ -1,0 +1,374 @@
+"""Checkpoints: official weights in (efficientvit and diffusers layouts), our own safetensors format in and out.
+
+- `load_pretrained(name, path)`: the efficientvit layout (a folder with `model.safetensors`, or a `.pt/.pth/.bin/.ckpt`
+  whose state dict may be nested under `model` / `module` / `state_dict`), and the diffusers layout (`config.json` +
+  `diffusion_pytorch_model.safetensors`) of `AutoencoderDC` and `AutoencoderKL`. Our DC-AE parameter names *are*
+  the efficientvit names, so that layout loads as is; diffusers keys are converted (reference §6.3).
+- `save(model, path)` / `load(path)`: one safetensors file; the family, registry name and config (JSON) travel in the
+  safetensors metadata, so `load` rebuilds the module without being told what it is.
+
+Loading is strict: missing keys, unexpected keys and shape mismatches raise one `ValueError` naming the model, the
+file and the first offending keys. Pickles are read with `torch.load(weights_only=True)` only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import typing
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from models import zoo
+from models.dc_ae import DCAEConfig
+
+FORMAT = "dcae-bench/1"  # our safetensors metadata tag; bump if the metadata schema changes
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+NESTING_KEYS = ("state_dict", "model", "module", "model_state_dict")  # wrappers of the actual state dict
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Reading files
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _check_safetensors_header(path: Path) -> None:
+    """A safetensors file starts with an 8-byte little-endian header length, then that much JSON, then the data."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    if size < 10 or int.from_bytes(head[:8], "little") > size - 8 or head[8:9] != b"{":
+        raise ValueError(f"{path}: not a safetensors file (bad header; truncated, empty, or another format?)")
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Tensors of one file: safetensors, or a pickle read with `weights_only=True`; nested dicts are unwrapped."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such checkpoint file")
+    if path.suffix == ".safetensors":
+        _check_safetensors_header(path)
+        try:
+            return load_file(str(path))
+        except Exception as e:  # safetensors raises its own error types for truncated data
+            raise ValueError(f"{path}: not a valid safetensors file (truncated or corrupt?): {e}") from None
+    if path.suffix in PICKLE_SUFFIXES:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle arbitrary objects
+        except Exception as e:
+            raise ValueError(f"{path}: cannot read as a weights-only torch pickle: {e}") from None
+        while isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
+            inner = next((obj[k] for k in NESTING_KEYS if isinstance(obj.get(k), dict)), None)
+            if inner is None:
+                raise ValueError(f"{path}: no state dict found (top-level keys: {list(obj)[:8]})")
+            obj = inner
+        if not isinstance(obj, dict):
+            raise ValueError(f"{path}: expected a dict of tensors, got {type(obj).__name__}")
+        return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    raise ValueError(f"{path}: unknown checkpoint type {path.suffix!r} (expected .safetensors or {PICKLE_SUFFIXES})")
+
+
+def load_state_dict_strict(model: nn.Module, state_dict: dict[str, torch.Tensor], *, source: str = "") -> nn.Module:
+    """Load `state_dict` into `model`, or raise one ValueError listing the first missing / unexpected / mis-shaped keys.
+
+    Floating tensors are cast to the model's dtype. A model on the meta device gets the tensors assigned (no copy).
+    """
+    name = getattr(model, "name", type(model).__name__)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    mismatched = [f"{k} {tuple(state_dict[k].shape)} vs expected {tuple(v.shape)}"
+                  for k, v in expected.items() if k in state_dict and state_dict[k].shape != v.shape]
+    problems = [f"{len(keys)} {what} (first: {', '.join(keys[:5])})"
+                for what, keys in (("missing keys", missing), ("unexpected keys", unexpected),
+                                   ("shape mismatches", mismatched)) if keys]
+    if problems:
+        raise ValueError(f"{name}: weights{' in ' + source if source else ''} do not match the architecture: "
+                         + "; ".join(problems))
+    cast = {k: v.to(expected[k].dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
+    on_meta = any(t.is_meta for t in expected.values())
+    model.load_state_dict(cast, strict=True, assign=on_meta)
+    return model
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# DC-AE: efficientvit (= ours) <-> diffusers AutoencoderDC (reference §6.3)
+# ----------------------------------------------------------------------------------------------------------------------
+
+# Ordered substring replacements of the reference's mapping table (rows 1-11, 13-16, 18); rows 12 and 17 depend on
+# whether stage 0 is empty (diffusers then wraps conv_in / conv_out in a DCDown/UpBlock2d) and are applied in code.
+_EV_TO_DF = (
+    ("main.", ""),
+    ("op_list.", ""),
+    ("context_module", "attn"),
+    ("local_module", "conv_out"),
+    ("depth_conv.conv", "conv_depth"),
+    ("inverted_conv.conv", "conv_inverted"),
+    ("point_conv.conv", "conv_point"),
+    ("point_conv.norm", "norm"),
+    ("conv.conv.", "conv."),
+    ("conv1.conv", "conv1"),
+    ("conv2.conv", "conv2"),
+    ("conv2.norm", "norm"),
+    ("proj.norm", "norm_out"),
+    ("encoder.project_out.0.conv", "encoder.conv_out"),
+    ("encoder.stages", "encoder.down_blocks"),
+    ("decoder.project_in.conv", "decoder.conv_in"),
+    ("decoder.project_out.0", "decoder.norm_out"),
+    ("decoder.stages", "decoder.up_blocks"),
+)
+
+
+def convert_ours_to_diffusers_dc(state_dict: dict[str, torch.Tensor], config: DCAEConfig) -> dict[str, torch.Tensor]:
+    """efficientvit/our DC-AE keys -> diffusers `AutoencoderDC` keys (also the EV -> diffusers conversion)."""
+    enc_wrapped, dec_wrapped = config.encoder_depths[0] == 0, config.decoder_depths[0] == 0
+    out = {}
+    for key, t in state_dict.items():
+        k = re.sub(r"aggreg\.(\d+)\.0", r"to_qkv_multiscale.\1.proj_in", key)  # row 5 (one per scale)
+        k = re.sub(r"aggreg\.(\d+)\.1", r"to_qkv_multiscale.\1.proj_out", k)
+        for old, new in _EV_TO_DF:
+            k = k.replace(old, new)
+        k = k.replace("encoder.project_in.conv", "encoder.conv_in.conv" if enc_wrapped else "encoder.conv_in")
+        k = k.replace("decoder.project_out.2.conv", "decoder.conv_out.conv" if dec_wrapped else "decoder.conv_out")
+        if k.endswith("attn.qkv.conv.weight"):  # T1: fused (3C, C, 1, 1) -> to_q / to_k / to_v thirds (Linear)
+            for part, w in zip(("to_q", "to_k", "to_v"), t.flatten(1).chunk(3, dim=0)):
+                out[k.replace("qkv.conv.weight", f"{part}.weight")] = w.contiguous()
+        elif k.endswith("attn.proj.conv.weight"):  # T2: 1x1 conv -> Linear
+            out[k.replace("proj.conv.weight", "to_out.weight")] = t.flatten(1)
+        else:
+            out[k] = t
+    return out
+
+
+# diffusers block-relative name -> ours, for the blocks inside down_blocks / up_blocks (resamplers handled apart).
+_DF_BLOCK_TO_EV = (
+    (r"conv1\.(.+)", r"main.conv1.conv.\1"),
+    (r"conv2\.(.+)", r"main.conv2.conv.\1"),
+    (r"norm\.(.+)", r"main.conv2.norm.\1"),
+    (r"attn\.to_out\.weight", r"context_module.main.proj.conv.weight"),
+    (r"attn\.norm_out\.(.+)", r"context_module.main.proj.norm.\1"),
+    (r"attn\.to_qkv_multiscale\.(\d+)\.proj_in\.(.+)", r"context_module.main.aggreg.\1.0.\2"),
+    (r"attn\.to_qkv_multiscale\.(\d+)\.proj_out\.(.+)", r"context_module.main.aggreg.\1.1.\2"),
+    (r"conv_out\.conv_inverted\.(.+)", r"local_module.main.inverted_conv.conv.\1"),
+    (r"conv_out\.conv_depth\.(.+)", r"local_module.main.depth_conv.conv.\1"),
+    (r"conv_out\.conv_point\.(.+)", r"local_module.main.point_conv.conv.\1"),
+    (r"conv_out\.norm\.(.+)", r"local_module.main.point_conv.norm.\1"),
+)
+
+
+def convert_diffusers_dc_to_ours(state_dict: dict[str, torch.Tensor], config: DCAEConfig) -> dict[str, torch.Tensor]:
+    """diffusers `AutoencoderDC` keys -> ours (= efficientvit). Keys it does not know are kept, so that strict loading
+    reports them as unexpected instead of dropping them silently."""
+    pixel = config.resampling == "pixel_shuffle"
+    ev_in_wrapped = config.encoder_depths[0] == 0 and pixel  # PixelUnshuffleConv -> `.conv.conv`
+    ev_out_wrapped = config.decoder_depths[0] == 0  # both upsamplers wrap their ConvLayer
+    ends = (
+        (r"encoder\.conv_in\.(?:conv\.)?(\w+)", "encoder.project_in.conv." + ("conv." if ev_in_wrapped else "")),
+        (r"encoder\.conv_out\.(\w+)", "encoder.project_out.main.op_list.0.conv."),
+        (r"decoder\.conv_in\.(\w+)", "decoder.project_in.main.conv."),
+        (r"decoder\.norm_out\.(\w+)", "decoder.project_out.op_list.0."),
+        (r"decoder\.conv_out\.(?:conv\.)?(\w+)", "decoder.project_out.op_list.2.conv." + ("conv." if ev_out_wrapped else "")),
+    )
+    out, qkv = {}, {}
+    for key, t in state_dict.items():
+        new = _convert_df_key(key, ends, pixel)
+        m = re.fullmatch(r"(.+)\.attn\.to_([qkv])\.weight", key)
+        if new is None and m:  # T1 reversed: gather the thirds, fuse below
+            qkv.setdefault(m[1], {})[m[2]] = t
+            continue
+        if key.endswith("attn.to_out.weight"):  # T2 reversed: Linear -> 1x1 conv
+            t = t[:, :, None, None]
+        out[new if new is not None else key] = t
+    for block, parts in qkv.items():
+        if set(parts) != {"q", "k", "v"}:  # incomplete: keep them so strict loading names them
+            out.update({f"{block}.attn.to_{p}.weight": w for p, w in parts.items()})
+            continue
+        ev_block = _convert_df_key(f"{block}.attn.to_out.weight", ends, pixel).rsplit(".proj.", 1)[0]
+        out[f"{ev_block}.qkv.conv.weight"] = torch.cat([parts["q"], parts["k"], parts["v"]])[:, :, None, None]
+    return out
+
+
+def _convert_df_key(key: str, ends, pixel: bool) -> str | None:
+    for pattern, prefix in ends:
+        if m := re.fullmatch(pattern, key):
+            return prefix + m[1]
+    m = re.fullmatch(r"(encoder|decoder)\.(?:down_blocks|up_blocks)\.(\d+)\.(\d+)\.(.+)", key)
+    if not m:
+        return None
+    side, stage, index, rest = m.groups()
+    prefix = f"{side}.stages.{stage}.op_list.{index}."
+    if rm := re.fullmatch(r"conv\.(\w+)", rest):  # a resampler: EV wraps all but the stride-2 down conv
+        wrapped = side == "decoder" or pixel
+        return prefix + "main.conv." + ("conv." if wrapped else "") + rm[1]
+    for pattern, replacement in _DF_BLOCK_TO_EV:
+        if re.fullmatch(pattern, rest):
+            return prefix + re.sub(pattern, replacement, rest)
+    return None
+
+
+def diffusers_dc_kwargs(config: DCAEConfig) -> dict:
+    """`AutoencoderDC(**kwargs)` arguments of the same architecture (reference §5), e.g. for parity tests."""
+    if not config.residual_autoencoding:
+        raise ValueError("diffusers AutoencoderDC always has the stage shortcuts; residual_autoencoding=False has "
+                         "no diffusers equivalent")
+    if config.glu_expand != 4:
+        raise ValueError("diffusers AutoencoderDC fixes the GLUMBConv expansion at 4")
+    n = len(config.widths)
+    blocks = tuple("ResBlock" if i < config.res_stages else "EfficientViTBlock" for i in range(n))
+    scales = tuple(() if i < config.res_stages else tuple(config.attention_multiscales) for i in range(n))
+    bn = config.decoder_batchnorm_stages
+    pixel = config.resampling == "pixel_shuffle"
+    return dict(
+        in_channels=config.in_channels,
+        latent_channels=config.latent_channels,
+        attention_head_dim=config.head_dim,
+        encoder_block_types=blocks,
+        decoder_block_types=blocks,
+        encoder_block_out_channels=tuple(config.widths),
+        decoder_block_out_channels=tuple(config.widths),
+        encoder_layers_per_block=tuple(config.encoder_depths),
+        decoder_layers_per_block=tuple(config.decoder_depths),
+        encoder_qkv_multiscales=scales,
+        decoder_qkv_multiscales=scales,
+        upsample_block_type="pixel_shuffle" if pixel else "interpolate",
+        downsample_block_type="pixel_unshuffle" if pixel else "Conv",
+        decoder_norm_types=tuple("batch_norm" if i < bn else "rms_norm" for i in range(n)),
+        decoder_act_fns=tuple("relu" if i < bn else "silu" for i in range(n)),
+        encoder_out_shortcut=True,
+        decoder_in_shortcut=True,
+        decoder_conv_act_fn="relu",
+        scaling_factor=config.scaling_factor,
+    )
+
+
+def _check_diffusers_dc_config(cfg_json: dict, config: DCAEConfig, where: str) -> None:
+    """Compare an AutoencoderDC config.json with our architecture; one clear error naming the first differences."""
+    ours = diffusers_dc_kwargs(dataclasses.replace(config, residual_autoencoding=True))
+    n = len(config.widths)
+
+    def norm(key, v):  # diffusers accepts a str for "same value in every stage"; JSON turns tuples into lists
+        if key == "downsample_block_type":  # diffusers only tests == "pixel_unshuffle" (sana says "Conv")
+            return v == "pixel_unshuffle"
+        if isinstance(v, str) and key.endswith(("_types", "_fns")):
+            return [v] * n
+        return json.loads(json.dumps(v))
+
+    diffs = [f"{k}: file {cfg_json[k]!r} vs ours {v!r}" for k, v in ours.items()
+             if k in cfg_json and k != "scaling_factor" and norm(k, cfg_json[k]) != norm(k, v)]
+    if diffs:
+        raise ValueError(f"{where}: config.json describes another architecture: " + "; ".join(diffs[:4]))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Public API
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _empty(name: str, **overrides) -> nn.Module:
+    with torch.device("meta"):  # no random init of 1 B parameters that are overwritten right away
+        return zoo.build(name, **overrides)
+
+
+def load_pretrained(name: str, path: str | os.PathLike) -> nn.Module:
+    """Registry model `name` with released weights from `path` (a folder or a file), in eval mode (BN running stats).
+
+    Layout detection: `diffusion_pytorch_model.safetensors` -> diffusers; `model.safetensors` or a single pickle ->
+    efficientvit (DC-AE) / our layout; a single file -> by its keys.
+    """
+    path = Path(path)
+    family = zoo.family_of(name)
+    model = _empty(name)
+    if path.is_dir():
+        cfg_file = path / "config.json"
+        cfg_json = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
+        candidates = [path / "diffusion_pytorch_model.safetensors", path / "model.safetensors"]
+        candidates += sorted(p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        file = next((p for p in candidates if p.is_file()), None)
+        if file is None:
+            raise ValueError(f"{name}: {path} holds no diffusion_pytorch_model.safetensors, model.safetensors or "
+                             f"{'/'.join(PICKLE_SUFFIXES)} file")
+        if family == "dc-ae" and file.name.startswith("diffusion_pytorch_model"):
+            _check_diffusers_dc_config(cfg_json, model.config, f"{name}: {path}")
+        model_name = cfg_json.get("model_name")
+        if isinstance(model_name, str) and model_name != name:  # EV's PyTorchModelHubMixin config names the variant
+            raise ValueError(f"{name}: {path}/config.json says model_name={model_name!r}; load it under that name")
+    else:
+        file = path
+    state = read_state_dict(file)
+    if family == "dc-ae":
+        if any(k.startswith(("encoder.down_blocks.", "decoder.up_blocks.", "encoder.conv_in")) for k in state):
+            state = convert_diffusers_dc_to_ours(state, model.config)
+    elif family == "sd-vae" and set(state) != set(model.state_dict()):
+        from models import sd_vae  # our SD-VAE layout differs from diffusers'; LDM .ckpt files have `loss.` keys
+
+        if any(k.startswith("first_stage_model.") for k in state):  # a full Stable Diffusion checkpoint
+            state = sd_vae.convert_ldm_kl_to_ours(state, prefix="first_stage_model.")
+        elif any(k.startswith(("encoder.down.", "loss.")) for k in state):  # CompVis kl-f*.ckpt
+            state = sd_vae.convert_ldm_kl_to_ours(state)
+        else:
+            state = sd_vae.convert_diffusers_kl_to_ours(state)
+    return load_state_dict_strict(model, state, source=str(file)).eval()
+
+
+def save(model: nn.Module, path: str | os.PathLike) -> Path:
+    """Write `model` as one safetensors file with its family, name and config in the metadata (atomic rename)."""
+    path = Path(path)
+    family = next(f for f in zoo.FAMILIES if isinstance(model, zoo.model_class(f)))
+    metadata = {
+        "format": FORMAT,
+        "family": family,
+        "name": getattr(model, "name", ""),
+        "config": json.dumps(dataclasses.asdict(model.config)),
+    }
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+    return path
+
+
+def _config_from_json(cls, data: dict):
+    """Rebuild a config dataclass from JSON: lists become tuples where the field is a tuple."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise ValueError(f"config has fields unknown to {cls.__name__}: {unknown}")
+
+    def fix(v, hint):
+        if isinstance(v, list):
+            args = typing.get_args(hint)
+            inner = args[0] if args else None
+            return tuple(fix(x, inner) for x in v)
+        return v
+
+    return cls(**{k: fix(v, hints[k]) for k, v in data.items()})
+
+
+def load(path: str | os.PathLike) -> nn.Module:
+    """Inverse of `save`: rebuild the module from the metadata and load its tensors strictly (eval mode)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such checkpoint file")
+    _check_safetensors_header(path)
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = fh.metadata() or {}
+    except Exception as e:
+        raise ValueError(f"{path}: not a valid safetensors file (truncated or corrupt?): {e}") from None
+    if metadata.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a dcae-bench checkpoint (metadata format {metadata.get('format')!r}); "
+                         f"official weights load with models.load_pretrained(name, path)")
+    family = metadata["family"]
+    variants = getattr(zoo._family_module(family), zoo.FAMILIES[family][2])
+    config = _config_from_json(type(next(iter(variants.values()))), json.loads(metadata["config"]))
+    with torch.device("meta"):
+        model = zoo.model_class(family)(config)
+    model.name = metadata.get("name") or family
+    return load_state_dict_strict(model, read_state_dict(path), source=str(path)).eval()

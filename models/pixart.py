@@ -1,0 +1,236 @@
+"""PixArt-α: Fast Training of Diffusion Transformer for Photorealistic Text-to-Image Synthesis (Chen et al., 2024).
+
+DC-AE's text-to-image experiment (Table 5, MJHQ 512 px) trains PixArt-α from scratch for 100K iterations on SD-VAE-f8
+p2 and DC-AE-f32 p1 latents. The architecture follows `reference/backbones.md` §2.4 (source: PixArt-alpha/PixArt-alpha
+`diffusion/model/nets/{PixArt,PixArt_blocks}.py` @ cac2fd3), written from that description, not copied; parity with
+diffusers' ``PixArtTransformer2DModel`` is tested on converted weights (``convert_diffusers_pixart_to_ours``).
+
+PixArt-α is DiT-XL with three changes: adaLN-single (one t -> 6D regression per forward, plus a learned per-block
+table), a cross-attention layer to 120 T5-XXL caption tokens (4096-d features) in every block, and a T2I final layer.
+Shapes: N = batch, T = image tokens, S = text tokens (120), D = hidden size, E = caption feature width (4096).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from models.dit import Attention, TimestepEmbedder, mlp, sincos_2d, unpatchify
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Embedders
+# ----------------------------------------------------------------------------------------------------------------
+
+class CaptionEmbedder(nn.Module):
+    """Caption MLP E -> D (tanh-GELU) -> D; caption dropout replaces the whole caption by a fixed null embedding.
+
+    The null embedding is a random **buffer** (S×E), not trained and not counted in the parameters (PixArt
+    ``CaptionEmbedder.y_embedding``, initialised N(0, 1)/sqrt(E)).
+    """
+
+    def __init__(self, caption_channels: int, hidden_size: int, text_tokens: int, dropout: float = 0.1):
+        super().__init__()
+        self.dropout = dropout
+        self.mlp = nn.Sequential(nn.Linear(caption_channels, hidden_size), nn.GELU(approximate="tanh"),
+                                 nn.Linear(hidden_size, hidden_size))
+        self.register_buffer("null_caption", torch.randn(text_tokens, caption_channels) / caption_channels ** 0.5)
+
+    def forward(self, caption: torch.Tensor) -> torch.Tensor:
+        if self.training and self.dropout > 0:
+            drop = torch.rand(caption.shape[0], device=caption.device) < self.dropout
+            caption = torch.where(drop[:, None, None], self.null_caption.to(caption.dtype), caption)
+        return self.mlp(caption)  # (N, S, D)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Block and final layer
+# ----------------------------------------------------------------------------------------------------------------
+
+class CrossAttention(nn.Module):
+    """Image tokens (queries) attend to caption tokens (keys/values); biases on, no pre-norm, no gate."""
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        n, t, d = x.shape
+        h, dh = self.num_heads, d // self.num_heads
+        q = self.q(x).reshape(n, t, h, dh).transpose(1, 2)                                   # (N, H, T, Dh)
+        k, v = self.kv(cond).reshape(n, cond.shape[1], 2, h, dh).permute(2, 0, 3, 1, 4)     # 2×(N, H, S, Dh)
+        out = F.scaled_dot_product_attention(q, k, v)                                        # (N, H, T, Dh)
+        return self.proj(out.transpose(1, 2).reshape(n, t, d))                               # (N, T, D)
+
+
+class PixArtBlock(nn.Module):
+    """Self-attention and MLP modulated by adaLN-single (shared t regression + per-block table), cross-attention between."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(dim, num_heads, qkv_bias=True)
+        self.cross_attn = CrossAttention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.mlp = mlp(dim, mlp_ratio)
+        self.scale_shift_table = nn.Parameter(torch.randn(6, dim) / dim ** 0.5)  # per-block offsets, (6, D)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, t6: torch.Tensor) -> torch.Tensor:
+        n, d = t6.shape[0], x.shape[-1]
+        mods = self.scale_shift_table[None] + t6.reshape(n, 6, d)                         # (N, 6, D)
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mods.chunk(6, dim=1)  # 6×(N, 1, D)
+        x = x + gate_msa * self.attn(self.norm1(x) * (1 + scale_msa) + shift_msa)         # (N, T, D)
+        x = x + self.cross_attn(x, cond)                                                  # (N, T, D)
+        x = x + gate_mlp * self.mlp(self.norm2(x) * (1 + scale_mlp) + shift_mlp)          # (N, T, D)
+        return x
+
+
+class T2IFinalLayer(nn.Module):
+    """LayerNorm, shift/scale = learned (2, D) table + t embedding, then Linear(D -> p²·out) (PixArt-α)."""
+
+    def __init__(self, dim: int, patch_size: int, out_channels: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.scale_shift_table = nn.Parameter(torch.randn(2, dim) / dim ** 0.5)
+        self.linear = nn.Linear(dim, patch_size * patch_size * out_channels)
+
+    def forward(self, x: torch.Tensor, t_emb: torch.Tensor) -> torch.Tensor:
+        shift, scale = (self.scale_shift_table[None] + t_emb[:, None]).chunk(2, dim=1)  # 2×(N, 1, D)
+        return self.linear(self.norm(x) * (1 + scale) + shift)                         # (N, T, p²·out)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Model
+# ----------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PixArtConfig:
+    hidden_size: int = 1152           # D (PixArt-XL)
+    depth: int = 28                   # blocks
+    num_heads: int = 16               # head dim 72
+    mlp_ratio: float = 4.0
+    caption_channels: int = 4096      # T5-XXL feature width E
+    text_tokens: int = 120            # T5 model_max_length in PixArt-α
+    caption_dropout: float = 0.1
+    learn_sigma: bool = True          # 2C outputs (IDDPM learned variance)
+    pos_embed_scale: float = 1.0      # PixArt `lewei_scale`: 1 at 512 px
+    in_channels: int = 32             # latent channels C
+    input_size: int = 16              # latent side
+    patch_size: int = 1
+    activation_checkpointing: bool = False  # recompute every block in backward (efficiency protocol)
+
+
+class PixArtAlpha(nn.Module):
+    """Text-conditional PixArt-α: ``forward(x, t, caption)``, x (N, C, H, W), t (N,), caption (N, S, E) T5 features."""
+
+    def __init__(self, config: PixArtConfig):
+        super().__init__()
+        self.config = cfg = config
+        if cfg.input_size % cfg.patch_size:
+            raise ValueError(f"latent size {cfg.input_size} is not divisible by patch size {cfg.patch_size}")
+        d = cfg.hidden_size
+        self.out_channels = cfg.in_channels * (2 if cfg.learn_sigma else 1)
+        grid = cfg.input_size // cfg.patch_size
+        self.x_embedder = nn.Conv2d(cfg.in_channels, d, kernel_size=cfg.patch_size, stride=cfg.patch_size)
+        # base_size = grid: PixArt sets base_size = input_size // patch_size, so only lewei_scale rescales the grid.
+        self.register_buffer("pos_embed", sincos_2d(d, grid, grid, cfg.pos_embed_scale)[None], persistent=False)
+        self.t_embedder = TimestepEmbedder(d)
+        self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))  # adaLN-single: one regression per forward
+        self.y_embedder = CaptionEmbedder(cfg.caption_channels, d, cfg.text_tokens, cfg.caption_dropout)
+        self.blocks = nn.ModuleList(PixArtBlock(d, cfg.num_heads, cfg.mlp_ratio) for _ in range(cfg.depth))
+        self.final_layer = T2IFinalLayer(d, cfg.patch_size, self.out_channels)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """PixArt init: Xavier linears, N(0, .02) time/caption MLPs, zero cross-attention output and final linear."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        w = self.x_embedder.weight
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.zeros_(self.x_embedder.bias)
+        for lin in (self.t_embedder.mlp[0], self.t_embedder.mlp[2], self.t_block[1],
+                    self.y_embedder.mlp[0], self.y_embedder.mlp[2]):
+            nn.init.normal_(lin.weight, std=0.02)
+        for block in self.blocks:
+            nn.init.zeros_(block.cross_attn.proj.weight)
+            nn.init.zeros_(block.cross_attn.proj.bias)
+        nn.init.zeros_(self.final_layer.linear.weight)
+        nn.init.zeros_(self.final_layer.linear.bias)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, caption: torch.Tensor) -> torch.Tensor:
+        x = self.x_embedder(x).flatten(2).transpose(1, 2) + self.pos_embed  # (N, T, D)
+        t_emb = self.t_embedder(t)                                          # (N, D)
+        t6 = self.t_block(t_emb)                                            # (N, 6D)
+        cond = self.y_embedder(caption)                                     # (N, S, D)
+        for block in self.blocks:
+            if self.config.activation_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(block, x, cond, t6, use_reentrant=False)     # (N, T, D), recomputed in backward
+            else:
+                x = block(x, cond, t6)                                      # (N, T, D)
+        x = self.final_layer(x, t_emb)                                      # (N, T, p²·2C)
+        return unpatchify(x, self.out_channels, self.config.patch_size)     # (N, 2C, H, W)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# diffusers interop (the parity oracle of tests/test_backbones.py)
+# ----------------------------------------------------------------------------------------------------------------
+
+def convert_diffusers_pixart_to_ours(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map a diffusers ``PixArtTransformer2DModel`` state dict (no size/AR conditions) onto ``PixArtAlpha``.
+
+    diffusers keeps q, k, v as separate linears; ours fuses self-attention qkv and cross-attention kv, so those are
+    concatenated along the output dimension. Raises on any key it does not know (nothing is dropped silently).
+    """
+    sd, out = dict(state_dict), {}
+
+    def take(src: str, dst: str) -> None:
+        for suffix in (".weight", ".bias"):
+            if src + suffix in sd:
+                out[dst + suffix] = sd.pop(src + suffix)
+
+    def fuse(srcs: list[str], dst: str) -> None:
+        for suffix in (".weight", ".bias"):
+            out[dst + suffix] = torch.cat([sd.pop(s + suffix) for s in srcs], dim=0)
+
+    take("pos_embed.proj", "x_embedder")
+    take("adaln_single.emb.timestep_embedder.linear_1", "t_embedder.mlp.0")
+    take("adaln_single.emb.timestep_embedder.linear_2", "t_embedder.mlp.2")
+    take("adaln_single.linear", "t_block.1")
+    take("caption_projection.linear_1", "y_embedder.mlp.0")
+    take("caption_projection.linear_2", "y_embedder.mlp.2")
+    out["final_layer.scale_shift_table"] = sd.pop("scale_shift_table")
+    take("proj_out", "final_layer.linear")
+    i = 0
+    while f"transformer_blocks.{i}.scale_shift_table" in sd:
+        src, dst = f"transformer_blocks.{i}.", f"blocks.{i}."
+        out[dst + "scale_shift_table"] = sd.pop(src + "scale_shift_table")
+        fuse([src + f"attn1.to_{n}" for n in "qkv"], dst + "attn.qkv")
+        take(src + "attn1.to_out.0", dst + "attn.proj")
+        take(src + "attn2.to_q", dst + "cross_attn.q")
+        fuse([src + "attn2.to_k", src + "attn2.to_v"], dst + "cross_attn.kv")
+        take(src + "attn2.to_out.0", dst + "cross_attn.proj")
+        take(src + "ff.net.0.proj", dst + "mlp.0")
+        take(src + "ff.net.2", dst + "mlp.2")
+        i += 1
+    sd = {k: v for k, v in sd.items() if not k.endswith("pos_embed")}  # diffusers' sin-cos buffer; ours is recomputed
+    if sd:
+        raise KeyError(f"unconverted diffusers PixArt keys: {sorted(sd)[:8]}")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Configs, keyed by the paper's names (latent shape and patch size are filled in by models.backbones)
+# ----------------------------------------------------------------------------------------------------------------
+
+PIXART_CONFIGS = {
+    "PixArt-α": PixArtConfig(hidden_size=1152, depth=28, num_heads=16),  # Table 5; 610.86 M with SD-VAE-f8 p2
+    "PixArt-α-tiny": PixArtConfig(hidden_size=32, depth=2, num_heads=2),  # tests and smoke runs only
+}

@@ -1,0 +1,512 @@
+"""SD-VAE baselines: the KL autoencoder of Stable Diffusion and the stacked high-compression variants.
+
+The DC-AE paper (arXiv 2410.10733) compares against SD-VAE-f8 (Rombach et al. 2022, checkpoint
+`stabilityai/sd-vae-ft-ema`) and against higher-compression SD-VAEs that are "built by stacking additional encoder
+and decoder stages upon the current autoencoder, so that high spatial-compression autoencoders contain low
+spatial-compression autoencoders as sub-networks" (paper §3.1; Fig. 2a, Fig. 3a, Tables 1-3).
+
+Architecture (shared reference `autoencoders.md` §7; diffusers `AutoencoderKL`; CompVis/LDM `kl-f*` first stages):
+
+    x (B,3,H,W) -> conv_in -> L levels [ResnetBlock x layers_per_block (+Attn), stride-2 Downsample except last]
+      -> mid [ResnetBlock, Attn, ResnetBlock] -> GroupNorm, SiLU, conv_out -> quant_conv 1x1
+      -> (mean, logvar) (B,c,H/f,W/f) with f = 2**(L-1)
+    z -> post_quant_conv 1x1 -> conv_in -> mid -> L levels [ResnetBlock x (layers_per_block+1) (+Attn),
+      nearest x2 + conv Upsample except level 0] -> GroupNorm, SiLU, conv_out -> x_hat (B,3,H,W)
+
+Parameter names are our own (`levels.{i}` indexed by resolution, 0 = full resolution, for encoder *and* decoder, as
+in LDM), so that the stacking property of §3.1 is literally a key-subset property of the state dicts. Exact, strict
+converters to and from the diffusers and CompVis/LDM layouts are at the end of the file.
+
+Variants (`SD_VAE_VARIANTS`, parameter counts checked in tests/test_sd_vae.py):
+
+| name                   | widths per level                 | attn levels | c   | params      | source                   |
+|------------------------|----------------------------------|-------------|-----|-------------|--------------------------|
+| sd-vae-f8              | 128,256,512,512                  | mid         | 4   | 83,653,863  | sd-vae-ft-ema (ref §7)   |
+| sd-vae-f16c16          | f8 + 512                         | mid         | 16  | 112,215,715 | inferred stacking (§8)   |
+| sd-vae-f32c32, -f32c64 | f8 + 512,512                     | mid         | 32/64 | 140,701,987 (c32) | inferred (§8)    |
+| sd-vae-f64c128, -c256  | f8 + 512 x3                      | mid         | 128/256 | 170,434,307 (c128) | inferred (§8) |
+| sd-vae-f128c512        | f8 + 512 x4                      | mid         | 512 | see tests   | inferred (§8)            |
+| sd-vae-f16-ldm         | 128,128,256,256,512              | 4 + mid     | 16  | 69,610,963  | LDM kl-f16 (ref §8)      |
+| sd-vae-f32-ldm         | 128,128,256,256,512,512          | 4,5 + mid   | 64  | 103,880,131 | LDM kl-f32 (ref §8)      |
+
+The stacked f16...f128 architectures are *inferred*: no f64/f128 SD-VAE constructor was ever released, and whether
+the paper added attention at the low-resolution levels is unknown (reference §8, §12). We append width-512 levels
+without attention; the reference's counts for this reading (f32c32 = 140,701,987, f64c128 = 170,434,307) are tested.
+
+Reduced variants for the `small` and `smoke` scales (same code path, all variational, posterior mean at eval):
+
+| family | widths per level (f8 part + appended) | layers_per_block | norm groups | params f8 ... f128         |
+|--------|---------------------------------------|------------------|-------------|----------------------------|
+| small  | 16,32,64,64 + 64 per extra level      | 2 (dec 3)        | 8           | 1.32 M (f8) ... 3.09 M     |
+| tiny   | 8,16,16,16 + 16 per extra level       | 1 (dec 2)        | 4           | 0.04 M (f8) ... 0.08 M     |
+
+for (f, c) in (8,4) (16,16) (32,32) (32,64) (64,128) (64,256) (128,512), named `sd-vae-f{f}c{c}-{small,tiny}`.
+Exact counts and the measured CPU step times are in the report of issue #3 and re-checked by the tests.
+
+Scaling factors: 0.18215 is the released SD-VAE-f8 value (ref §7). The other variants have no released weights;
+their factor is 1.0 here and is to be measured as 1 / std(latents) after training (LDM §4.3 convention).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Utilities
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def group_norm(channels: int, groups: int, eps: float) -> nn.GroupNorm:
+    """GroupNorm with affine parameters, as everywhere in SD-VAE (32 groups, eps 1e-6 at full size)."""
+    return nn.GroupNorm(num_groups=groups, num_channels=channels, eps=eps, affine=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Blocks
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class ResnetBlock(nn.Module):
+    """Pre-activation residual block: (GN, SiLU, conv3x3) x 2 plus a 1x1 shortcut when the width changes.
+
+    LDM `ResnetBlock` with `temb_channels=0` and dropout 0 (= diffusers `ResnetBlock2D`, output scale 1).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, groups: int, eps: float):
+        super().__init__()
+        self.norm1 = group_norm(in_channels, groups, eps)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.norm2 = group_norm(out_channels, groups, eps)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        # LDM `nin_shortcut`, diffusers `conv_shortcut`: only where the channel count changes.
+        self.shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))  # (B, C_out, H, W)
+        h = self.conv2(F.silu(self.norm2(h)))  # (B, C_out, H, W)
+        skip = x if self.shortcut is None else self.shortcut(x)  # (B, C_out, H, W)
+        return skip + h
+
+
+class AttentionBlock(nn.Module):
+    """Single-head spatial self-attention over all H*W positions, scale 1/sqrt(C), with a residual connection.
+
+    LDM `AttnBlock` (q, k, v, proj_out are 1x1 convs there; Linear layers here and in diffusers, same numbers).
+    """
+
+    def __init__(self, channels: int, groups: int, eps: float):
+        super().__init__()
+        self.norm = group_norm(channels, groups, eps)
+        self.q = nn.Linear(channels, channels)
+        self.k = nn.Linear(channels, channels)
+        self.v = nn.Linear(channels, channels)
+        self.proj = nn.Linear(channels, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        t = self.norm(x).flatten(2).transpose(1, 2)  # (B, H*W, C)
+        q, k, v = (lin(t).unsqueeze(1) for lin in (self.q, self.k, self.v))  # 3 x (B, 1, H*W, C): one head
+        a = F.scaled_dot_product_attention(q, k, v).squeeze(1)  # (B, H*W, C), softmax(q k^T / sqrt(C)) v
+        a = self.proj(a).transpose(1, 2).reshape(b, c, h, w)  # (B, C, H, W)
+        return x + a
+
+
+class Downsample(nn.Module):
+    """Stride-2 conv3x3 after an asymmetric zero pad (0, 1, 0, 1): H -> H/2 (LDM `Downsample(with_conv=True)`)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pad(x, (0, 1, 0, 1)))  # (B, C, H/2, W/2)
+
+
+class Upsample(nn.Module):
+    """Nearest-neighbour x2 then conv3x3 (LDM `Upsample(with_conv=True)`)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))  # (B, C, 2H, 2W)
+
+
+class Level(nn.Module):
+    """One resolution level: ResnetBlocks, each followed by attention when `attention` is set, then an optional
+    resampler (`down` in the encoder, `up` in the decoder). LDM `down[i]` / `up[i]`."""
+
+    def __init__(self, in_ch: int, out_ch: int, n_blocks: int, attention: bool, groups: int, eps: float):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            [ResnetBlock(in_ch if j == 0 else out_ch, out_ch, groups, eps) for j in range(n_blocks)]
+        )
+        # Empty for the SD-VAE-f8 family; one block per ResnetBlock at the LDM kl-f16/f32 attention resolutions.
+        self.attns = nn.ModuleList([AttentionBlock(out_ch, groups, eps) for _ in range(n_blocks)] if attention else [])
+
+    def run_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        for j, block in enumerate(self.blocks):
+            x = block(x)  # (B, C_out, H, W)
+            if len(self.attns):
+                x = self.attns[j](x)  # (B, C_out, H, W)
+        return x
+
+
+class MidBlock(nn.Module):
+    """ResnetBlock, single-head attention, ResnetBlock at the lowest resolution (LDM `mid`)."""
+
+    def __init__(self, channels: int, attention: bool, groups: int, eps: float):
+        super().__init__()
+        self.block_1 = ResnetBlock(channels, channels, groups, eps)
+        self.attn = AttentionBlock(channels, groups, eps) if attention else None
+        self.block_2 = ResnetBlock(channels, channels, groups, eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.block_1(x)  # (B, C, h, w)
+        if self.attn is not None:
+            x = self.attn(x)
+        return self.block_2(x)  # (B, C, h, w)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Config, encoder and decoder
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SDVAEConfig:
+    """Architecture of one SD-VAE variant. Defaults = `stabilityai/sd-vae-ft-ema` (reference §7)."""
+
+    block_out_channels: tuple[int, ...] = (128, 256, 512, 512)  # width per level, full resolution first
+    layers_per_block: int = 2  # ResnetBlocks per encoder level; decoder levels have one more
+    latent_channels: int = 4  # c; the encoder emits 2c channels (mean, logvar) when variational
+    attention_levels: tuple[int, ...] = ()  # levels (0 = full res) with attention after each ResnetBlock (LDM)
+    mid_attention: bool = True  # attention between the two mid ResnetBlocks, both sides
+    norm_groups: int = 32  # GroupNorm groups everywhere
+    norm_eps: float = 1e-6  # GroupNorm epsilon everywhere
+    in_channels: int = 3  # image channels (RGB in [-1, 1])
+    scaling_factor: float = 0.18215  # latent scale for diffusion models: z * scaling_factor has ~unit variance
+    sample_posterior: bool = False  # encode() returns the posterior mean (False) or a sample (True)
+    variational: bool = True  # False: plain AE, the encoder emits c channels and encode() is deterministic
+    notes: str = field(default="", compare=False)  # provenance of the variant, shown by the model zoo
+
+    def __post_init__(self):
+        # Configs round-trip through JSON (checkpoint metadata), which turns tuples into lists.
+        object.__setattr__(self, "block_out_channels", tuple(self.block_out_channels))
+        object.__setattr__(self, "attention_levels", tuple(self.attention_levels))
+        bad = [w for w in self.block_out_channels if w % self.norm_groups]
+        if bad:
+            raise ValueError(f"widths {bad} are not divisible by norm_groups={self.norm_groups}")
+        if any(not 0 <= i < len(self.block_out_channels) for i in self.attention_levels):
+            raise ValueError(f"attention_levels {self.attention_levels} outside 0..{len(self.block_out_channels) - 1}")
+
+    @property
+    def spatial_compression(self) -> int:
+        """f: every level but the last halves the resolution."""
+        return 2 ** (len(self.block_out_channels) - 1)
+
+
+class Encoder(nn.Module):
+    """Image -> moments: conv_in, levels with Downsample, mid, GN-SiLU-conv_out (LDM `Encoder`, `double_z`)."""
+
+    def __init__(self, cfg: SDVAEConfig):
+        super().__init__()
+        w, g, e = cfg.block_out_channels, cfg.norm_groups, cfg.norm_eps
+        self.conv_in = nn.Conv2d(cfg.in_channels, w[0], 3, padding=1)
+        self.levels = nn.ModuleList()
+        for i, out_ch in enumerate(w):
+            level = Level(w[max(i - 1, 0)], out_ch, cfg.layers_per_block, i in cfg.attention_levels, g, e)
+            # The last level keeps its resolution; stacking a level onto it (§3.1) gives it a `down` conv.
+            level.down = Downsample(out_ch) if i < len(w) - 1 else None
+            self.levels.append(level)
+        self.mid = MidBlock(w[-1], cfg.mid_attention, g, e)
+        self.norm_out = group_norm(w[-1], g, e)
+        moments = 2 * cfg.latent_channels if cfg.variational else cfg.latent_channels
+        self.conv_out = nn.Conv2d(w[-1], moments, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv_in(x)  # (B, w0, H, W)
+        for level in self.levels:
+            h = level.run_blocks(h)  # (B, w_i, H/2^i, W/2^i)
+            if level.down is not None:
+                h = level.down(h)  # (B, w_i, H/2^(i+1), W/2^(i+1))
+        h = self.mid(h)  # (B, w_last, H/f, W/f)
+        return self.conv_out(F.silu(self.norm_out(h)))  # (B, 2c, H/f, W/f)
+
+
+class Decoder(nn.Module):
+    """Latent -> image: conv_in, mid, levels from the lowest resolution up with Upsample, GN-SiLU-conv_out."""
+
+    def __init__(self, cfg: SDVAEConfig):
+        super().__init__()
+        w, g, e = cfg.block_out_channels, cfg.norm_groups, cfg.norm_eps
+        self.conv_in = nn.Conv2d(cfg.latent_channels, w[-1], 3, padding=1)
+        self.mid = MidBlock(w[-1], cfg.mid_attention, g, e)
+        # levels[i] works at the resolution of encoder level i; it is fed by level i+1 (or by mid for the last).
+        self.levels = nn.ModuleList()
+        for i, out_ch in enumerate(w):
+            in_ch = w[min(i + 1, len(w) - 1)]
+            level = Level(in_ch, out_ch, cfg.layers_per_block + 1, i in cfg.attention_levels, g, e)
+            level.up = Upsample(out_ch) if i > 0 else None  # every level but full resolution ends upsampling
+            self.levels.append(level)
+        self.norm_out = group_norm(w[0], g, e)
+        self.conv_out = nn.Conv2d(w[0], cfg.in_channels, 3, padding=1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.mid(self.conv_in(z))  # (B, w_last, H/f, W/f)
+        for level in reversed(self.levels):
+            h = level.run_blocks(h)  # (B, w_i, H/2^i, W/2^i)
+            if level.up is not None:
+                h = level.up(h)  # (B, w_i, H/2^(i-1), W/2^(i-1))
+        return self.conv_out(F.silu(self.norm_out(h)))  # (B, 3, H, W)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class SDVAE(nn.Module):
+    """KL autoencoder of Stable Diffusion (`AutoencoderKL`) and its stacked higher-compression relatives.
+
+    `encode(x)` returns the posterior mean (DC-Gen `SDVAE` default, reference §7) or, with
+    `config.sample_posterior`, a reparameterised sample (efficientvit latent extraction uses `sample()`).
+    Latents are *unscaled*; diffusion code multiplies by `scaling_factor`.
+    """
+
+    def __init__(self, config: SDVAEConfig):
+        super().__init__()
+        self.config = config
+        self.spatial_compression = config.spatial_compression
+        self.latent_channels = config.latent_channels
+        self.scaling_factor = config.scaling_factor
+        c, moments = config.latent_channels, (2 if config.variational else 1) * config.latent_channels
+        self.encoder = Encoder(config)
+        self.quant_conv = nn.Conv2d(moments, moments, 1)  # 1x1 on the moments (LDM `quant_conv`)
+        self.post_quant_conv = nn.Conv2d(c, c, 1)  # 1x1 on the latent before the decoder
+        self.decoder = Decoder(config)
+
+    def _check_image(self, x: torch.Tensor) -> None:
+        f = self.spatial_compression
+        if x.ndim != 4 or x.shape[1] != self.config.in_channels or x.shape[2] % f or x.shape[3] % f:
+            raise ValueError(
+                f"expected images (B, {self.config.in_channels}, H, W) with H, W divisible by f={f}, "
+                f"got {tuple(x.shape)}"
+            )
+
+    def encode_posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(mean, logvar) of the diagonal Gaussian posterior, logvar clamped to [-30, 20] as in LDM.
+        logvar is None for a non-variational config."""
+        self._check_image(x)
+        moments = self.quant_conv(self.encoder(x))  # (B, 2c, H/f, W/f)
+        if not self.config.variational:
+            return moments, None
+        mean, logvar = moments.chunk(2, dim=1)  # 2 x (B, c, H/f, W/f)
+        return mean, logvar.clamp(-30.0, 20.0)
+
+    def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Image (B, 3, H, W) in [-1, 1] -> latent (B, c, H/f, W/f): posterior mean, or a sample when
+        `config.sample_posterior` (noise drawn like diffusers' `DiagonalGaussianDistribution.sample`)."""
+        mean, logvar = self.encode_posterior(x)
+        if logvar is None or not self.config.sample_posterior:
+            return mean
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return mean + torch.exp(0.5 * logvar) * noise  # (B, c, H/f, W/f)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latent (B, c, h, w) -> image (B, 3, h*f, w*f), not clamped."""
+        if z.ndim != 4 or z.shape[1] != self.latent_channels:
+            raise ValueError(f"expected latents (B, {self.latent_channels}, h, w), got {tuple(z.shape)}")
+        return self.decoder(self.post_quant_conv(z))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))  # (B, 3, H, W)
+
+
+def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, exp(logvar)) || N(0, I)) summed over (C, H, W), one value per image (LDM
+    `DiagonalGaussianDistribution.kl`). For training code that adds the small KL term of the SD-VAE recipe."""
+    return 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).sum(dim=(1, 2, 3))  # (B,)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Checkpoint layouts: ours <-> diffusers `AutoencoderKL` <-> CompVis/LDM (reference §7 key table)
+# ---------------------------------------------------------------------------------------------------------------------
+
+# Leaf names inside a ResnetBlock / AttentionBlock, per layout.
+_RES = {"ours": ("norm1", "conv1", "norm2", "conv2", "shortcut"),
+        "diffusers": ("norm1", "conv1", "norm2", "conv2", "conv_shortcut"),
+        "ldm": ("norm1", "conv1", "norm2", "conv2", "nin_shortcut")}
+_ATT = {"ours": ("norm", "q", "k", "v", "proj"),
+        "diffusers": ("group_norm", "to_q", "to_k", "to_v", "to_out.0"),
+        "ldm": ("norm", "q", "k", "v", "proj_out")}
+
+# One row per module: (ours, diffusers, ldm). {i}: level (0 = full resolution), {k}: diffusers decoder block
+# index = L-1-i (diffusers orders decoder blocks by execution), {j}: block in level, {res}/{att}: leaf names above.
+_KEY_TABLE = (
+    ("encoder.conv_in", "encoder.conv_in", "encoder.conv_in"),
+    ("encoder.levels.{i}.blocks.{j}.{res}", "encoder.down_blocks.{i}.resnets.{j}.{res}", "encoder.down.{i}.block.{j}.{res}"),
+    ("encoder.levels.{i}.attns.{j}.{att}", "encoder.down_blocks.{i}.attentions.{j}.{att}", "encoder.down.{i}.attn.{j}.{att}"),
+    ("encoder.levels.{i}.down.conv", "encoder.down_blocks.{i}.downsamplers.0.conv", "encoder.down.{i}.downsample.conv"),
+    ("encoder.mid.block_1.{res}", "encoder.mid_block.resnets.0.{res}", "encoder.mid.block_1.{res}"),
+    ("encoder.mid.attn.{att}", "encoder.mid_block.attentions.0.{att}", "encoder.mid.attn_1.{att}"),
+    ("encoder.mid.block_2.{res}", "encoder.mid_block.resnets.1.{res}", "encoder.mid.block_2.{res}"),
+    ("encoder.norm_out", "encoder.conv_norm_out", "encoder.norm_out"),
+    ("encoder.conv_out", "encoder.conv_out", "encoder.conv_out"),
+    ("quant_conv", "quant_conv", "quant_conv"),
+    ("post_quant_conv", "post_quant_conv", "post_quant_conv"),
+    ("decoder.conv_in", "decoder.conv_in", "decoder.conv_in"),
+    ("decoder.mid.block_1.{res}", "decoder.mid_block.resnets.0.{res}", "decoder.mid.block_1.{res}"),
+    ("decoder.mid.attn.{att}", "decoder.mid_block.attentions.0.{att}", "decoder.mid.attn_1.{att}"),
+    ("decoder.mid.block_2.{res}", "decoder.mid_block.resnets.1.{res}", "decoder.mid.block_2.{res}"),
+    ("decoder.levels.{i}.blocks.{j}.{res}", "decoder.up_blocks.{k}.resnets.{j}.{res}", "decoder.up.{i}.block.{j}.{res}"),
+    ("decoder.levels.{i}.attns.{j}.{att}", "decoder.up_blocks.{k}.attentions.{j}.{att}", "decoder.up.{i}.attn.{j}.{att}"),
+    ("decoder.levels.{i}.up.conv", "decoder.up_blocks.{k}.upsamplers.0.conv", "decoder.up.{i}.upsample.conv"),
+    ("decoder.norm_out", "decoder.conv_norm_out", "decoder.norm_out"),
+    ("decoder.conv_out", "decoder.conv_out", "decoder.conv_out"),
+)
+_LAYOUTS = ("ours", "diffusers", "ldm")
+# LDM training checkpoints also hold the loss (LPIPS + discriminator) and EMA bookkeeping: not autoencoder weights.
+_LDM_SKIP = ("loss.", "model_ema.")
+
+
+def _pattern(template: str, layout: str) -> re.Pattern:
+    """Regex for one template in one layout, e.g. 'encoder.down.{i}.block.{j}.{res}' -> named groups."""
+    rx = re.escape(template)
+    for name in ("i", "j", "k"):
+        rx = rx.replace(re.escape("{" + name + "}"), f"(?P<{name}>\\d+)")
+    rx = rx.replace(re.escape("{res}"), "(?P<res>" + "|".join(map(re.escape, _RES[layout])) + ")")
+    rx = rx.replace(re.escape("{att}"), "(?P<att>" + "|".join(map(re.escape, _ATT[layout])) + ")")
+    return re.compile("^" + rx + r"\.(?P<param>weight|bias)$")
+
+
+_PATTERNS = {lay: [_pattern(row[n], lay) for row in _KEY_TABLE] for n, lay in enumerate(_LAYOUTS)}
+
+
+def _num_levels(keys) -> int:
+    """L from the encoder level indices, which all three layouts number the same way."""
+    found = [int(m.group(1)) for k in keys if (m := re.match(r"^encoder\.(?:levels|down_blocks|down)\.(\d+)\.", k))]
+    if not found:
+        raise KeyError("no encoder level keys found: not an SD-VAE / AutoencoderKL state dict")
+    return max(found) + 1
+
+
+def _convert(state_dict: dict, src: str, dst: str) -> dict:
+    """Rename every key from layout `src` to `dst`; unknown keys raise (strict). 1x1-conv <-> Linear attention
+    weights are reshaped for the LDM layout. Values are shared, not copied."""
+    d = _LAYOUTS.index(dst)
+    num_levels = _num_levels(state_dict)
+    out: dict = {}
+    for key, value in state_dict.items():
+        for row, pat in zip(_KEY_TABLE, _PATTERNS[src]):
+            m = pat.match(key)
+            if m:
+                break
+        else:
+            raise KeyError(f"unexpected {src} SD-VAE key {key!r}")
+        g = m.groupdict()  # only the placeholders of this row: some of i, j, k, res, att; always param
+        if "k" in g:  # diffusers decoder block k holds level L-1-k
+            g["i"] = str(num_levels - 1 - int(g["k"]))
+        if "i" in g:
+            g["k"] = str(num_levels - 1 - int(g["i"]))
+        if "res" in g:
+            g["res"] = _RES[dst][_RES[src].index(g["res"])]
+        att = g.get("att")
+        if att is not None:
+            g["att"] = _ATT[dst][_ATT[src].index(att)]
+        new_key = row[d].format(**g) + "." + g["param"]
+        # LDM attention q/k/v/proj_out are 1x1 convs (C, C, 1, 1); ours and diffusers are Linear (C, C).
+        if att is not None and g["param"] == "weight" and "norm" not in att:
+            if dst == "ldm":
+                value = value[:, :, None, None]
+            elif src == "ldm":
+                value = value[:, :, 0, 0] if value.ndim == 4 else value
+        if new_key in out:
+            raise KeyError(f"two {src} keys map to {new_key!r}")
+        out[new_key] = value
+    return out
+
+
+def convert_diffusers_kl_to_ours(state_dict: dict) -> dict:
+    """diffusers `AutoencoderKL` state dict (e.g. `stabilityai/sd-vae-ft-ema`) -> `SDVAE` state dict."""
+    return _convert(state_dict, "diffusers", "ours")
+
+
+def convert_ours_to_diffusers_kl(state_dict: dict) -> dict:
+    """`SDVAE` state dict -> diffusers `AutoencoderKL` layout (Attn*Block2D types where attention_levels is set)."""
+    return _convert(state_dict, "ours", "diffusers")
+
+
+def convert_ldm_kl_to_ours(state_dict: dict, prefix: str = "") -> dict:
+    """CompVis/LDM first-stage state dict (`kl-f*.ckpt` 'state_dict', SD `vae-ft-ema-*.ckpt`) -> `SDVAE`.
+
+    With `prefix` (e.g. 'first_stage_model.' in a full Stable Diffusion checkpoint) only keys under it are taken.
+    Keys under `loss.` / `model_ema.` (training loss modules, EMA bookkeeping) are skipped; anything else unknown
+    raises."""
+    if prefix:
+        state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    state_dict = {k: v for k, v in state_dict.items() if not k.startswith(_LDM_SKIP)}
+    return _convert(state_dict, "ldm", "ours")
+
+
+def convert_ours_to_ldm_kl(state_dict: dict) -> dict:
+    """`SDVAE` state dict -> CompVis/LDM layout (1x1-conv attention projections)."""
+    return _convert(state_dict, "ours", "ldm")
+
+
+def diffusers_kwargs(config: SDVAEConfig) -> dict:
+    """Constructor arguments of the diffusers `AutoencoderKL` with the same architecture (test oracle, export)."""
+    levels = range(len(config.block_out_channels))
+    return dict(
+        in_channels=config.in_channels, out_channels=config.in_channels,
+        block_out_channels=config.block_out_channels, layers_per_block=config.layers_per_block,
+        latent_channels=config.latent_channels, norm_num_groups=config.norm_groups,
+        down_block_types=tuple("AttnDownEncoderBlock2D" if i in config.attention_levels else "DownEncoderBlock2D"
+                               for i in levels),
+        up_block_types=tuple("AttnUpDecoderBlock2D" if i in config.attention_levels else "UpDecoderBlock2D"
+                             for i in reversed(levels)),
+        mid_block_add_attention=config.mid_attention, scaling_factor=config.scaling_factor,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Variants
+# ---------------------------------------------------------------------------------------------------------------------
+
+_F8_WIDTHS = (128, 256, 512, 512)  # LDM ch=128, ch_mult=(1, 2, 4, 4)
+_REDUCED = {  # family -> (f8 widths, layers_per_block, norm groups); appended levels repeat the last width
+    "small": ((16, 32, 64, 64), 2, 8),
+    "tiny": ((8, 16, 16, 16), 1, 4),
+}
+# (f, c) latent shapes of the paper's comparisons: Fig. 3a (constant latent size) and Table 2 (DC-AE shapes).
+_STACKED_SHAPES = ((16, 16), (32, 32), (32, 64), (64, 128), (64, 256), (128, 512))
+
+
+def stacked(f: int, c: int, base_widths: tuple[int, ...] = _F8_WIDTHS, **kw) -> SDVAEConfig:
+    """SD-VAE-f8 with log2(f/8) extra levels of its last width appended (paper §3.1; inferred, reference §8)."""
+    extra = int(math.log2(f // 8))
+    if 8 * 2**extra != f:
+        raise ValueError(f"f={f} is not 8 * 2^n")
+    return SDVAEConfig(block_out_channels=tuple(base_widths) + (base_widths[-1],) * extra, latent_channels=c, **kw)
+
+
+SD_VAE_VARIANTS: dict[str, SDVAEConfig] = {
+    "sd-vae-f8": SDVAEConfig(notes="stabilityai/sd-vae-ft-ema architecture (reference §7)"),
+    **{f"sd-vae-f{f}c{c}": stacked(f, c, scaling_factor=1.0, notes="inferred stacked baseline (paper §3.1, ref §8)")
+       for f, c in _STACKED_SHAPES},
+    # Official CompVis/LDM first stages (= DC-Gen `sd_vae_f16` / `sd_vae_f32`, reference §8 table).
+    "sd-vae-f16-ldm": SDVAEConfig(block_out_channels=(128, 128, 256, 256, 512), latent_channels=16,
+                                  attention_levels=(4,), scaling_factor=1.0, notes="LDM kl-f16 (reference §8)"),
+    "sd-vae-f32-ldm": SDVAEConfig(block_out_channels=(128, 128, 256, 256, 512, 512), latent_channels=64,
+                                  attention_levels=(4, 5), scaling_factor=1.0, notes="LDM kl-f32 (reference §8)"),
+    **{f"sd-vae-f{f}c{c}-{fam}": stacked(f, c, widths, layers_per_block=lpb, norm_groups=g, scaling_factor=1.0,
+                                        notes=f"reduced '{fam}' variant for the {fam} scale")
+       for fam, (widths, lpb, g) in _REDUCED.items() for f, c in ((8, 4),) + _STACKED_SHAPES},
+}

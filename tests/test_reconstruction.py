@@ -1,0 +1,225 @@
+"""The reconstruction protocol on a stand-in autoencoder: metrics, sharding, resume, torchrun, config errors."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from bench.errors import Unavailable, UsageError
+from bench.evals import reconstruction as R
+from bench.evals.inception import TinyFeatures
+from models.data import SyntheticDataset
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class StandInAE(nn.Module):
+    """avg-pool encode, nearest decode: an 'autoencoder' with the models contract and no weights."""
+
+    def __init__(self, f: int = 4):
+        super().__init__()
+        self.spatial_compression, self.latent_channels, self.scaling_factor = f, 3, 1.0
+
+    def encode(self, x):
+        return F.avg_pool2d(x, self.spatial_compression)  # (B, 3, H/f, W/f)
+
+    def decode(self, z):
+        return F.interpolate(z, scale_factor=self.spatial_compression, mode="nearest")  # (B, 3, H, W)
+
+    def forward(self, x):
+        return self.decode(self.encode(x))
+
+
+class Identity(StandInAE):
+    def forward(self, x):
+        return x
+
+
+def _eval(tmp, ds, model=None, **kw):
+    kw.setdefault("feature_net", TinyFeatures())
+    kw.setdefault("log", lambda m: None)
+    return R.evaluate(model or StandInAE(), ds, tmp, cache_dir=tmp / "_cache", **kw).metrics
+
+
+def test_metrics_of_a_lossy_and_a_lossless_autoencoder(tmp_path):
+    ds = SyntheticDataset(12, 32)
+    m = _eval(tmp_path / "a", ds)
+    assert m["_complete"] and m["_n_images"] == 12 and m["_protocol"] == "dcae-recon-v1"
+    assert 10 < m["psnr"] < 40 and 0 < m["ssim"] < 1 and m["rfid"] > 0 and m["kid"] > -1
+    assert m["lpips"].startswith("unavailable") and 0 <= m["outside_model_share"] <= 1 and m["images_per_s"] > 0
+    assert m["_fid_note"].startswith("small-N FID")
+    assert json.loads(m["_protocol_settings"])["ssim"]["window"] == 11
+    assert sorted(p.name for p in (tmp_path / "a" / "samples").glob("*.png"))[:2] == ["0000-orig.png",
+                                                                                       "0000-recon.png"]
+    perfect = _eval(tmp_path / "b", ds, Identity())
+    assert perfect["psnr"] == float("inf") and perfect["ssim"] == pytest.approx(1.0)
+    assert abs(perfect["rfid"]) < 1e-6 and perfect["_psnr_inf_images"] == 12
+
+
+def test_reference_statistics_are_cached_and_reused(tmp_path):
+    ds = SyntheticDataset(10, 32)
+    first = _eval(tmp_path / "run1", ds)
+    cached = list((tmp_path / "run1" / "_cache").glob("fid-ref-*.npz"))
+    assert len(cached) == 1 and first["_reference_id"] == cached[0].stem
+    shutil.copytree(tmp_path / "run1" / "_cache", tmp_path / "run2" / "_cache")
+    second = _eval(tmp_path / "run2", ds)  # originals' features come from the cache now
+    assert second["rfid"] == pytest.approx(first["rfid"], rel=1e-12)
+    # another image set gets another key
+    third = _eval(tmp_path / "run2", SyntheticDataset(10, 32, seed=5))
+    assert third["_reference_id"] != first["_reference_id"]
+
+
+def test_killed_and_resumed_evaluation_equals_an_uninterrupted_one(tmp_path):
+    ds = SyntheticDataset(20, 32)
+    whole = _eval(tmp_path / "whole", ds, shard_images=6)
+    assert whole["_n_shards"] == 4
+    part = _eval(tmp_path / "resumed", ds, shard_images=6, max_shards=2)  # "killed" after 2 of 4 shards
+    assert part == {"_complete": False, "_shards_done": 2, "_shards": 4}
+    done = sorted((tmp_path / "resumed" / "shards").glob("*.npz"))
+    stamps = {p.name: p.stat().st_mtime_ns for p in done}
+    lines = []
+    resumed = _eval(tmp_path / "resumed", ds, shard_images=6, log=lines.append)
+    assert len(lines) == 2  # only the two missing shards were computed
+    assert {p.name: p.stat().st_mtime_ns for p in done} == stamps  # finished shards untouched
+    for k in ("psnr", "ssim", "_n_images"):
+        assert resumed[k] == whole[k]
+    assert resumed["rfid"] == pytest.approx(whole["rfid"], rel=1e-9)
+    assert resumed["kid"] == pytest.approx(whole["kid"], rel=1e-9)
+
+
+def test_shards_of_other_weights_are_recomputed(tmp_path):
+    ds = SyntheticDataset(8, 32)
+    a = _eval(tmp_path, ds, StandInAE(4), weights_id="A")
+    b = _eval(tmp_path, ds, StandInAE(8), weights_id="B")  # same folder, other weights: not reused
+    assert b["psnr"] < a["psnr"]
+
+
+def test_shard_ranges_cover_without_padding():
+    for n, k in [(10, 3), (50_000, 8), (5, 8), (1, 1)]:
+        rs = R.shard_ranges(n, k)
+        flat = [i for r in rs for i in r]
+        assert flat == list(range(n)) and all(len(r) > 0 for r in rs)
+
+
+_TORCHRUN_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    sys.path.insert(0, {tests!r})
+    from test_reconstruction import StandInAE
+    from bench.evals import reconstruction as R
+    from bench.evals.inception import TinyFeatures
+    from models.data import SyntheticDataset
+    rank, world, device = R.init_distributed("cpu")
+    out = Path(sys.argv[1])
+    m = R.evaluate(StandInAE(), SyntheticDataset(13, 32), out, feature_net=TinyFeatures(), batch_size=4,
+                   cache_dir=out / "_cache", log=lambda s: None).metrics
+    if rank == 0:
+        (out / "metrics.json").write_text(json.dumps(m))
+""")
+
+
+@pytest.mark.slow  # two torchrun processes importing torch: ~30-60 s on 2 shared cores
+def test_torchrun_two_processes_equal_one_process(tmp_path):
+    script = tmp_path / "dist_eval.py"
+    script.write_text(_TORCHRUN_SCRIPT.format(tests=str(REPO / "tests")))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533"]
+    t0 = time.time()
+    subprocess.run([*torchrun, str(script), str(tmp_path / "dist")], check=True, env=env, cwd=REPO, timeout=300)
+    dist = json.loads((tmp_path / "dist" / "metrics.json").read_text())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the torchrun workers (OMP_NUM_THREADS=1): same float32 summation order
+    try:
+        single = _eval(tmp_path / "single", SyntheticDataset(13, 32), batch_size=4)
+    finally:
+        torch.set_num_threads(threads)
+    assert dist["_world_size"] == 2 and dist["_n_images"] == single["_n_images"] == 13
+    assert dist["psnr"] == pytest.approx(single["psnr"], rel=1e-12)
+    assert dist["ssim"] == pytest.approx(single["ssim"], rel=1e-12)
+    assert dist["rfid"] == pytest.approx(single["rfid"], rel=1e-9)
+    assert len(list((tmp_path / "dist" / "shards").glob("*-of-2.npz"))) == 2
+    print(f"torchrun test took {time.time() - t0:.1f} s")
+
+
+# ---------------------------------------------------------------- run(cfg, ctx): config handling
+
+
+def _ctx(tmp_path, scale="small", options=None, ensure=None):
+    logs = []
+    return SimpleNamespace(scale=SimpleNamespace(name=scale), device="cpu", run_dir=tmp_path / "runs" / "r1",
+                           options={"data": None, "weights": None, **(options or {})}, log=logs.append,
+                           ensure=ensure, logs=logs)
+
+
+@pytest.fixture
+def standin_models(monkeypatch):
+    import models
+    monkeypatch.setattr(models, "build", lambda name, **kw: StandInAE(8), raising=False)
+    return models
+
+
+def test_run_end_to_end_on_embedded_test_photos(tmp_path, standin_models):
+    cfg = {"model": "dc-ae-f8c4-tiny", "resolution": 32, "n_images": 8, "batch_size": 4, "features": "tiny",
+           "dataset": "embedded-test"}
+    ctx = _ctx(tmp_path)
+    m = R.run(cfg, ctx)
+    assert m["_n_images"] == 8 and m["_dataset"].startswith("embedded-test") and m["_weights"].startswith("untrained")
+    assert isinstance(m["psnr"], float) and m["lpips"].startswith("unavailable")
+    assert (ctx.run_dir / "showcase" / "hopper-face-recon.png").exists()
+    assert (ctx.run_dir.parent / "_cache").is_dir()
+
+
+def test_run_config_errors_are_one_line_usage_errors(tmp_path, standin_models):
+    ctx = _ctx(tmp_path)
+    with pytest.raises(UsageError, match="not divisible"):
+        R.run({"model": "dc-ae-f32c32-small", "resolution": 48}, ctx)
+    paper = _ctx(tmp_path, "paper")
+    with pytest.raises(UsageError, match="--weights"):
+        R.run({"model": "dc-ae-f64c128-in-1.0", "resolution": 512, "weights": True,
+               "dataset": "folder:imagenet-val"}, paper)
+    with pytest.raises(UsageError, match="--data") as e:
+        R.run({"model": "dc-ae-f64c128-in-1.0", "resolution": 512, "weights": True,
+               "dataset": "folder:imagenet-val"}, _ctx(tmp_path, "paper", {"weights": str(tmp_path)}))
+    assert "ImageNet" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(UsageError, match="embedded"):
+        R.run({"model": "dc-ae-f8c4-tiny", "resolution": 256, "n_images": 5000, "features": "tiny"}, ctx)
+
+
+def test_paper_scale_on_cpu_is_unavailable_not_a_crash(tmp_path, standin_models):
+    with pytest.raises(Unavailable, match="GPU"):
+        R.run({"model": "dc-ae-f64c128-in-1.0", "resolution": 512, "weights": True, "dataset": "folder"},
+              _ctx(tmp_path, "paper", {"weights": str(tmp_path), "data": str(tmp_path)}))
+
+
+def test_checkpoint_of_another_model_is_rejected(tmp_path, standin_models, monkeypatch):
+    dep_dir = tmp_path / "train-run"
+    (dep_dir / "ckpt").mkdir(parents=True)
+    (dep_dir / "ckpt" / "model.safetensors").write_bytes(b"x")
+    monkeypatch.setattr(standin_models, "load", lambda path: StandInAE(8), raising=False)  # an f8 checkpoint
+    ensure = lambda ref: SimpleNamespace(run_id="train-run", dir=dep_dir, metrics={})  # noqa: E731
+    cfg = {"model": "dc-ae-f32c32-small", "resolution": 64, "features": "tiny", "n_images": 4,
+           "checkpoint": {"eval": "train-ae", "config": {"model": "dc-ae-f32c32-small"}}}
+    with pytest.raises(UsageError, match="f8c3.*dc-ae-f32c32-small"):
+        R.run(cfg, _ctx(tmp_path, ensure=ensure))
+    monkeypatch.setattr(standin_models, "load", lambda path: (_ for _ in ()).throw(ValueError("bad header")))
+    with pytest.raises(UsageError, match="cannot be loaded"):
+        R.run(cfg, _ctx(tmp_path, ensure=ensure))
+
+
+def test_protocol_preset_is_frozen_and_recorded():
+    p = R.DCAE_RECON_V1
+    with pytest.raises(Exception):
+        p.id = "other"  # type: ignore[misc]
+    assert p.ssim.window == 11 and p.ssim.sigma == 1.5 and p.ssim.data_range == 255
+    assert len(p.digest()) == 12
