@@ -75,6 +75,10 @@ class DCAEConfig:
                 raise ValueError(f"{name}: only the first and last stage may be empty, got {depths}")
             if depths[-2] == 0:
                 raise ValueError(f"{name}: stage n-2 must have blocks (it resamples into the last stage)")
+        for i in range(n - 1):  # group size g = 4 C_in / C_out of the shortcuts (r of the upsample) must be whole
+            if (4 * self.widths[i]) % self.widths[i + 1] or self.widths[i + 1] % 4:
+                raise ValueError(f"widths {self.widths[i]} -> {self.widths[i + 1]}: need 4 * C_in divisible by "
+                                 f"C_out and C_out divisible by 4 (space-to-channel shortcut, pixel unshuffle)")
         for i in range(n):
             if i >= self.res_stages and self.widths[i] % self.head_dim:
                 raise ValueError(f"EfficientViT stage {i}: width {self.widths[i]} not a multiple of {self.head_dim}")
@@ -489,6 +493,8 @@ def _reduced(f: int, c: int, size: Literal["small", "tiny"]) -> DCAEConfig:
     widths, enc, dec = list(widths[:n]), list(enc[:n]), list(dec[:n])
     if widths[-1] < c:  # the encoder-output shortcut averages widths[-1] / c channels
         widths[-1], enc[-1], dec[-1] = c, 0, 0  # keep the (huge) last stage empty: only the latent convs see c
+        for i in range(n - 2, 0, -1):  # a downsample shortcut can at most quadruple the channels
+            widths[i] = max(widths[i], widths[i + 1] // 4)
     return DCAEConfig(widths=tuple(widths), encoder_depths=tuple(enc), decoder_depths=tuple(dec),
                       latent_channels=c)
 

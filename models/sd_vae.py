@@ -1,9 +1,10 @@
 """SD-VAE baselines: the KL autoencoder of Stable Diffusion and the stacked high-compression variants.
 
 The DC-AE paper (arXiv 2410.10733) compares against SD-VAE-f8 (Rombach et al. 2022, checkpoint
-`stabilityai/sd-vae-ft-ema`) and against higher-compression SD-VAEs that are "built by stacking additional encoder
-and decoder stages upon the current autoencoder, so that high spatial-compression autoencoders contain low
-spatial-compression autoencoders as sub-networks" (paper §3.1; Fig. 2a, Fig. 3a, Tables 1-3).
+`stabilityai/sd-vae-ft-ema`) and against higher-compression SD-VAEs built by stacking (paper §3.1): "Each time the
+spatial compression ratio increases, we stack additional encoder and decoder stages upon the current autoencoder. In
+this way, high spatial-compression autoencoders contain low spatial-compression autoencoders as sub-networks"
+(Fig. 2a, Fig. 3a, Tables 1-3).
 
 Architecture (shared reference `autoencoders.md` §7; diffusers `AutoencoderKL`; CompVis/LDM `kl-f*` first stages):
 
@@ -17,41 +18,55 @@ Parameter names are our own (`levels.{i}` indexed by resolution, 0 = full resolu
 in LDM), so that the stacking property of §3.1 is literally a key-subset property of the state dicts. Exact, strict
 converters to and from the diffusers and CompVis/LDM layouts are at the end of the file.
 
-Variants (`SD_VAE_VARIANTS`, parameter counts checked in tests/test_sd_vae.py):
+Variants (`SD_VAE_VARIANTS`; every parameter count below is checked by tests/test_sd_vae.py):
 
-| name                   | widths per level                 | attn levels | c   | params      | source                   |
-|------------------------|----------------------------------|-------------|-----|-------------|--------------------------|
-| sd-vae-f8              | 128,256,512,512                  | mid         | 4   | 83,653,863  | sd-vae-ft-ema (ref §7)   |
-| sd-vae-f16c16          | f8 + 512                         | mid         | 16  | 112,215,715 | inferred stacking (§8)   |
-| sd-vae-f32c32, -f32c64 | f8 + 512,512                     | mid         | 32/64 | 140,701,987 (c32) | inferred (§8)    |
-| sd-vae-f64c128, -c256  | f8 + 512 x3                      | mid         | 128/256 | 170,434,307 (c128) | inferred (§8) |
-| sd-vae-f128c512        | f8 + 512 x4                      | mid         | 512 | see tests   | inferred (§8)            |
-| sd-vae-f16-ldm         | 128,128,256,256,512              | 4 + mid     | 16  | 69,610,963  | LDM kl-f16 (ref §8)      |
-| sd-vae-f32-ldm         | 128,128,256,256,512,512          | 4,5 + mid   | 64  | 103,880,131 | LDM kl-f32 (ref §8)      |
+| name             | widths per level         | attention   | c   | params      | source                              |
+|------------------|--------------------------|-------------|-----|-------------|-------------------------------------|
+| sd-vae-f8        | 128,256,512,512          | mid         | 4   | 83,653,863  | sd-vae-ft-ema (reference §4, §7)    |
+| sd-vae-f16c16    | f8 + 512                 | mid         | 16  | 112,148,947 | inferred stacking (reference §8)    |
+| sd-vae-f32c32    | f8 + 512,512             | mid         | 32  | 140,701,987 | inferred; count = reference §8      |
+| sd-vae-f32c64    | f8 + 512,512             | mid         | 64  | 141,159,875 | inferred                            |
+| sd-vae-f64c128   | f8 + 512 x3              | mid         | 128 | 170,434,307 | inferred; count = reference §8      |
+| sd-vae-f64c256   | f8 + 512 x3              | mid         | 256 | 172,450,179 | inferred                            |
+| sd-vae-f128c512  | f8 + 512 x4              | mid         | 512 | 205,301,379 | inferred                            |
+| sd-vae-f16-ldm   | 128,128,256,256,512      | level 4+mid | 16  | 69,610,963  | LDM kl-f16 (reference §8)           |
+| sd-vae-f32-ldm   | 128,128,256,256,512,512  | 4, 5 + mid  | 64  | 103,880,131 | LDM kl-f32 (reference §8)           |
 
 The stacked f16...f128 architectures are *inferred*: no f64/f128 SD-VAE constructor was ever released, and whether
 the paper added attention at the low-resolution levels is unknown (reference §8, §12). We append width-512 levels
-without attention; the reference's counts for this reading (f32c32 = 140,701,987, f64c128 = 170,434,307) are tested.
+without attention; the reference's counts for this reading (f32c32, f64c128 above) are reproduced exactly. LDM
+attention "at 16 / 8 px" means at the levels whose feature map is 16 / 8 px for a 256 px input (levels 4 and 5).
 
-Reduced variants for the `small` and `smoke` scales (same code path, all variational, posterior mean at eval):
+Reduced variants `sd-vae-f{f}c{c}-{small,tiny}` for the `small` and `smoke` scales: same code path, the full widths
+divided by 8 (small), or narrower still with one ResnetBlock fewer per level (tiny), stacked the same way;
+variational, posterior mean at eval (training code may add a small `kl_divergence` term). The DC-AE `small`
+variants (`models/dc_ae.py`) start from about 1/8 of the released widths too, so the paper's size relation roughly
+carries over (f32c32: DC-AE 2.9 M vs SD-VAE 2.3 M here; full size 323 M vs 141 M).
 
-| family | widths per level (f8 part + appended) | layers_per_block | norm groups | params f8 ... f128         |
-|--------|---------------------------------------|------------------|-------------|----------------------------|
-| small  | 16,32,64,64 + 64 per extra level      | 2 (dec 3)        | 8           | 1.32 M (f8) ... 3.09 M     |
-| tiny   | 8,16,16,16 + 16 per extra level       | 1 (dec 2)        | 4           | 0.04 M (f8) ... 0.08 M     |
+| family | widths per level (f8 part + appended) | ResnetBlocks enc/dec | GN groups | attention |
+|--------|---------------------------------------|----------------------|-----------|-----------|
+| small  | 16,32,64,64 + 64 per extra level      | 2 / 3                | 8         | mid       |
+| tiny   | 8,16,16,16 + 16 per extra level       | 1 / 2                | 4         | mid       |
 
-for (f, c) in (8,4) (16,16) (32,32) (32,64) (64,128) (64,256) (128,512), named `sd-vae-f{f}c{c}-{small,tiny}`.
-Exact counts and the measured CPU step times are in the report of issue #3 and re-checked by the tests.
+| (f, c)   | (8,4)     | (16,16)   | (32,32)   | (32,64)   | (64,128)  | (64,256)  | (128,512) |
+|----------|-----------|-----------|-----------|-----------|-----------|-----------|-----------|
+| small    | 1,321,207 | 1,787,619 | 2,263,603 | 2,334,419 | 2,951,187 | 3,418,771 | 5,289,875 |
+| tiny     | 81,215    | 106,411   | 135,995   | 165,339   | 273,499   | 575,195   | 1,688,859 |
+
+At c = 512 the latent interface alone (conv_out to 1024 moments, the 1x1 quant_conv on them, conv_in,
+post_quant_conv) holds 2.2 M of the small model's parameters. Measured on the 2-core CPU of this project (batch 8,
+64 px, L1 loss, AdamW): sd-vae-f32c32-small 0.43 s per forward+backward+step (dc-ae-f32c32-small 0.26 s) on a
+lightly loaded machine; the f128 variants need inputs of at least 128 px. tiny: a 32 px forward takes ~20 ms.
 
 Scaling factors: 0.18215 is the released SD-VAE-f8 value (ref §7). The other variants have no released weights;
-their factor is 1.0 here and is to be measured as 1 / std(latents) after training (LDM §4.3 convention).
+their factor is 1.0 here and is to be measured after training as 1 / std of the latents (how LDM sets its
+`scale_factor`).
 """
 
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -195,7 +210,6 @@ class SDVAEConfig:
     scaling_factor: float = 0.18215  # latent scale for diffusion models: z * scaling_factor has ~unit variance
     sample_posterior: bool = False  # encode() returns the posterior mean (False) or a sample (True)
     variational: bool = True  # False: plain AE, the encoder emits c channels and encode() is deterministic
-    notes: str = field(default="", compare=False)  # provenance of the variant, shown by the model zoo
 
     def __post_init__(self):
         # Configs round-trip through JSON (checkpoint metadata), which turns tuples into lists.
@@ -349,25 +363,26 @@ _ATT = {"ours": ("norm", "q", "k", "v", "proj"),
         "ldm": ("norm", "q", "k", "v", "proj_out")}
 
 # One row per module: (ours, diffusers, ldm). {i}: level (0 = full resolution), {k}: diffusers decoder block
-# index = L-1-i (diffusers orders decoder blocks by execution), {j}: block in level, {res}/{att}: leaf names above.
+# index = L-1-i (diffusers orders decoder blocks by execution), {j}: block in level, {r} / {a}: ResnetBlock /
+# AttentionBlock leaf names (tables above).
 _KEY_TABLE = (
     ("encoder.conv_in", "encoder.conv_in", "encoder.conv_in"),
-    ("encoder.levels.{i}.blocks.{j}.{res}", "encoder.down_blocks.{i}.resnets.{j}.{res}", "encoder.down.{i}.block.{j}.{res}"),
-    ("encoder.levels.{i}.attns.{j}.{att}", "encoder.down_blocks.{i}.attentions.{j}.{att}", "encoder.down.{i}.attn.{j}.{att}"),
+    ("encoder.levels.{i}.blocks.{j}.{r}", "encoder.down_blocks.{i}.resnets.{j}.{r}", "encoder.down.{i}.block.{j}.{r}"),
+    ("encoder.levels.{i}.attns.{j}.{a}", "encoder.down_blocks.{i}.attentions.{j}.{a}", "encoder.down.{i}.attn.{j}.{a}"),
     ("encoder.levels.{i}.down.conv", "encoder.down_blocks.{i}.downsamplers.0.conv", "encoder.down.{i}.downsample.conv"),
-    ("encoder.mid.block_1.{res}", "encoder.mid_block.resnets.0.{res}", "encoder.mid.block_1.{res}"),
-    ("encoder.mid.attn.{att}", "encoder.mid_block.attentions.0.{att}", "encoder.mid.attn_1.{att}"),
-    ("encoder.mid.block_2.{res}", "encoder.mid_block.resnets.1.{res}", "encoder.mid.block_2.{res}"),
+    ("encoder.mid.block_1.{r}", "encoder.mid_block.resnets.0.{r}", "encoder.mid.block_1.{r}"),
+    ("encoder.mid.attn.{a}", "encoder.mid_block.attentions.0.{a}", "encoder.mid.attn_1.{a}"),
+    ("encoder.mid.block_2.{r}", "encoder.mid_block.resnets.1.{r}", "encoder.mid.block_2.{r}"),
     ("encoder.norm_out", "encoder.conv_norm_out", "encoder.norm_out"),
     ("encoder.conv_out", "encoder.conv_out", "encoder.conv_out"),
     ("quant_conv", "quant_conv", "quant_conv"),
     ("post_quant_conv", "post_quant_conv", "post_quant_conv"),
     ("decoder.conv_in", "decoder.conv_in", "decoder.conv_in"),
-    ("decoder.mid.block_1.{res}", "decoder.mid_block.resnets.0.{res}", "decoder.mid.block_1.{res}"),
-    ("decoder.mid.attn.{att}", "decoder.mid_block.attentions.0.{att}", "decoder.mid.attn_1.{att}"),
-    ("decoder.mid.block_2.{res}", "decoder.mid_block.resnets.1.{res}", "decoder.mid.block_2.{res}"),
-    ("decoder.levels.{i}.blocks.{j}.{res}", "decoder.up_blocks.{k}.resnets.{j}.{res}", "decoder.up.{i}.block.{j}.{res}"),
-    ("decoder.levels.{i}.attns.{j}.{att}", "decoder.up_blocks.{k}.attentions.{j}.{att}", "decoder.up.{i}.attn.{j}.{att}"),
+    ("decoder.mid.block_1.{r}", "decoder.mid_block.resnets.0.{r}", "decoder.mid.block_1.{r}"),
+    ("decoder.mid.attn.{a}", "decoder.mid_block.attentions.0.{a}", "decoder.mid.attn_1.{a}"),
+    ("decoder.mid.block_2.{r}", "decoder.mid_block.resnets.1.{r}", "decoder.mid.block_2.{r}"),
+    ("decoder.levels.{i}.blocks.{j}.{r}", "decoder.up_blocks.{k}.resnets.{j}.{r}", "decoder.up.{i}.block.{j}.{r}"),
+    ("decoder.levels.{i}.attns.{j}.{a}", "decoder.up_blocks.{k}.attentions.{j}.{a}", "decoder.up.{i}.attn.{j}.{a}"),
     ("decoder.levels.{i}.up.conv", "decoder.up_blocks.{k}.upsamplers.0.conv", "decoder.up.{i}.upsample.conv"),
     ("decoder.norm_out", "decoder.conv_norm_out", "decoder.norm_out"),
     ("decoder.conv_out", "decoder.conv_out", "decoder.conv_out"),
@@ -378,12 +393,12 @@ _LDM_SKIP = ("loss.", "model_ema.")
 
 
 def _pattern(template: str, layout: str) -> re.Pattern:
-    """Regex for one template in one layout, e.g. 'encoder.down.{i}.block.{j}.{res}' -> named groups."""
+    """Regex for one template in one layout, e.g. 'encoder.down.{i}.block.{j}.{r}' -> named groups."""
     rx = re.escape(template)
     for name in ("i", "j", "k"):
         rx = rx.replace(re.escape("{" + name + "}"), f"(?P<{name}>\\d+)")
-    rx = rx.replace(re.escape("{res}"), "(?P<res>" + "|".join(map(re.escape, _RES[layout])) + ")")
-    rx = rx.replace(re.escape("{att}"), "(?P<att>" + "|".join(map(re.escape, _ATT[layout])) + ")")
+    rx = rx.replace(re.escape("{r}"), "(?P<r>" + "|".join(map(re.escape, _RES[layout])) + ")")
+    rx = rx.replace(re.escape("{a}"), "(?P<a>" + "|".join(map(re.escape, _ATT[layout])) + ")")
     return re.compile("^" + rx + r"\.(?P<param>weight|bias)$")
 
 
@@ -411,16 +426,16 @@ def _convert(state_dict: dict, src: str, dst: str) -> dict:
                 break
         else:
             raise KeyError(f"unexpected {src} SD-VAE key {key!r}")
-        g = m.groupdict()  # only the placeholders of this row: some of i, j, k, res, att; always param
+        g = m.groupdict()  # only the placeholders of this row: some of i, j, k, r, a; always param
         if "k" in g:  # diffusers decoder block k holds level L-1-k
             g["i"] = str(num_levels - 1 - int(g["k"]))
         if "i" in g:
             g["k"] = str(num_levels - 1 - int(g["i"]))
-        if "res" in g:
-            g["res"] = _RES[dst][_RES[src].index(g["res"])]
-        att = g.get("att")
+        if "r" in g:  # ResnetBlock leaf
+            g["r"] = _RES[dst][_RES[src].index(g["r"])]
+        att = g.get("a")  # AttentionBlock leaf
         if att is not None:
-            g["att"] = _ATT[dst][_ATT[src].index(att)]
+            g["a"] = _ATT[dst][_ATT[src].index(att)]
         new_key = row[d].format(**g) + "." + g["param"]
         # LDM attention q/k/v/proj_out are 1x1 convs (C, C, 1, 1); ours and diffusers are Linear (C, C).
         if att is not None and g["param"] == "weight" and "norm" not in att:
@@ -491,22 +506,22 @@ _STACKED_SHAPES = ((16, 16), (32, 32), (32, 64), (64, 128), (64, 256), (128, 512
 
 def stacked(f: int, c: int, base_widths: tuple[int, ...] = _F8_WIDTHS, **kw) -> SDVAEConfig:
     """SD-VAE-f8 with log2(f/8) extra levels of its last width appended (paper §3.1; inferred, reference §8)."""
-    extra = int(math.log2(f // 8))
-    if 8 * 2**extra != f:
+    if f < 8 or f & (f - 1):
         raise ValueError(f"f={f} is not 8 * 2^n")
+    extra = f.bit_length() - 4  # log2(f / 8)
     return SDVAEConfig(block_out_channels=tuple(base_widths) + (base_widths[-1],) * extra, latent_channels=c, **kw)
 
 
 SD_VAE_VARIANTS: dict[str, SDVAEConfig] = {
-    "sd-vae-f8": SDVAEConfig(notes="stabilityai/sd-vae-ft-ema architecture (reference §7)"),
-    **{f"sd-vae-f{f}c{c}": stacked(f, c, scaling_factor=1.0, notes="inferred stacked baseline (paper §3.1, ref §8)")
-       for f, c in _STACKED_SHAPES},
+    "sd-vae-f8": SDVAEConfig(),  # stabilityai/sd-vae-ft-ema architecture (reference §7)
+    # Inferred stacked baselines (paper §3.1, reference §8): Fig. 3a shapes (c16, c64, c256), Table 2 shapes.
+    **{f"sd-vae-f{f}c{c}": stacked(f, c, scaling_factor=1.0) for f, c in _STACKED_SHAPES},
     # Official CompVis/LDM first stages (= DC-Gen `sd_vae_f16` / `sd_vae_f32`, reference §8 table).
     "sd-vae-f16-ldm": SDVAEConfig(block_out_channels=(128, 128, 256, 256, 512), latent_channels=16,
-                                  attention_levels=(4,), scaling_factor=1.0, notes="LDM kl-f16 (reference §8)"),
+                                  attention_levels=(4,), scaling_factor=1.0),
     "sd-vae-f32-ldm": SDVAEConfig(block_out_channels=(128, 128, 256, 256, 512, 512), latent_channels=64,
-                                  attention_levels=(4, 5), scaling_factor=1.0, notes="LDM kl-f32 (reference §8)"),
-    **{f"sd-vae-f{f}c{c}-{fam}": stacked(f, c, widths, layers_per_block=lpb, norm_groups=g, scaling_factor=1.0,
-                                        notes=f"reduced '{fam}' variant for the {fam} scale")
+                                  attention_levels=(4, 5), scaling_factor=1.0),
+    # Reduced variants for the small / smoke scales (module docstring).
+    **{f"sd-vae-f{f}c{c}-{fam}": stacked(f, c, widths, layers_per_block=lpb, norm_groups=g, scaling_factor=1.0)
        for fam, (widths, lpb, g) in _REDUCED.items() for f, c in ((8, 4),) + _STACKED_SHAPES},
 }

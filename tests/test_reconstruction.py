@@ -141,13 +141,17 @@ def test_torchrun_two_processes_equal_one_process(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the torchrun workers (OMP_NUM_THREADS=1): same float32 summation order
     try:
-        single = _eval(tmp_path / "single", SyntheticDataset(13, 32), batch_size=4)
+        # the same two shards, processed one after the other by one process: identical batches, identical numbers
+        single = _eval(tmp_path / "single", SyntheticDataset(13, 32), batch_size=4, n_shards=2)
+        one_shard = _eval(tmp_path / "one", SyntheticDataset(13, 32), batch_size=4)
     finally:
         torch.set_num_threads(threads)
     assert dist["_world_size"] == 2 and dist["_n_images"] == single["_n_images"] == 13
-    assert dist["psnr"] == pytest.approx(single["psnr"], rel=1e-12)
-    assert dist["ssim"] == pytest.approx(single["ssim"], rel=1e-12)
-    assert dist["rfid"] == pytest.approx(single["rfid"], rel=1e-9)
+    for k in ("psnr", "ssim", "rfid", "kid"):
+        assert dist[k] == pytest.approx(single[k], rel=1e-12), k
+    # other batch boundaries change float32 features in the last bits; 13 samples in 16-d amplify that a little
+    for k in ("psnr", "ssim", "rfid"):
+        assert dist[k] == pytest.approx(one_shard[k], rel=1e-5), k
     assert len(list((tmp_path / "dist" / "shards").glob("*-of-2.npz"))) == 2
     print(f"torchrun test took {time.time() - t0:.1f} s")
 

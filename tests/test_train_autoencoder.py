@@ -240,3 +240,36 @@ def test_grad_accumulation_matches_full_batch():
     T.train_autoencoder(b, dataclasses.replace(phase, grad_accum=2), toy_data(), perceptual=None, progress=False)
     sa, sb = a.state_dict(), b.state_dict()
     assert all(torch.allclose(sa[k], sb[k], atol=1e-5, rtol=1e-4) for k in sa)
+
+
+# ---- the train-ae eval -------------------------------------------------------------------------------------------
+
+def test_train_ae_eval_smoke_phase1_then_phase2_from_it(tmp_path, monkeypatch):
+    import models
+    from bench.runner import Runner
+    from bench.spec import RunRef
+    monkeypatch.setenv("DCAE_BENCH_NO_LPIPS", "1")
+    runner = Runner(tmp_path)
+    p1 = {"model": "dc-ae-f8c4-tiny", "phase": "phase1"}
+    first = runner.ensure(RunRef("train-ae", p1), "smoke")
+    assert first.metrics["perceptual"] == "none" and first.metrics["steps"] == 2
+    assert (first.dir / "ckpt" / "model.safetensors").exists() and (first.dir / "samples.pt").exists()
+    child = runner.ensure(RunRef("train-ae", {**p1, "phase": "phase2", "from": p1}), "smoke")
+    assert child.metrics["_from"] == first.run_id and child.metrics["phase2_trainable_params"] > 0
+    a, b = models.load(first.dir / "ckpt" / "model.safetensors"), models.load(child.dir / "ckpt" / "model.safetensors")
+    sa, sb = a.state_dict(), b.state_dict()
+    trainable = set(T.middle_layers(a))
+    assert all(torch.equal(sa[k], sb[k]) for k in sa if k not in trainable)  # phase 2 kept the rest frozen
+    assert any(not torch.equal(sa[k], sb[k]) for k in trainable)
+    assert runner.ensure(RunRef("train-ae", p1), "smoke").reused
+
+
+def test_train_ae_eval_rejects_bad_config(tmp_path):
+    from bench.errors import UsageError
+    from bench.evals.training import phase_configs
+    with pytest.raises(UsageError, match="unknown field"):
+        phase_configs({"model": "x", "phases": [{"phase": "phase1", "stepz": 3}]}, "small")
+    with pytest.raises(UsageError, match="phase"):
+        phase_configs({"model": "x", "phases": [{"phase": "phase9"}]}, "small")
+    (p,) = phase_configs({"model": "x", "phases": [{"phase": "phase3", "steps": 7}]}, "small")
+    assert p.gan and p.trainable == "decoder_head_layers" and p.steps == 7 and p.betas == (0.5, 0.9)

@@ -58,26 +58,28 @@ SPEEDUP_COLUMNS = (
 # Per-scale configs
 # ------------------------------------------------------------------------------------------------------------------
 
-# small (2-core CPU): real widths and token counts; the big backbones keep 4 blocks (U-ViT depth 4 = 5 blocks) so
-# that training fits in memory and time (per-block cost, hence ratios, unchanged; embed/head overhead grows a little);
-# batches = DC-Gen's tokens-per-batch rule divided so that the largest-token row of each backbone gets 1 image.
-SMALL_OVERRIDES = {"uvit-s": {}, "uvit-h": {"depth": 4}, "dit-xl": {"depth": 4}, "dit-s": {"depth": 4},
-                   "pixart-alpha": {"depth": 4}}
+# small (2-core CPU): every backbone at its real width and token count but 2 blocks (U-ViT depth 2 = in, mid and out
+# block with one long skip), so that all of table3+4+5 runs in minutes: per-block cost, hence the speed-up ratios,
+# is unchanged; only the patch-embed/head share grows a little. Batches = DC-Gen's tokens-per-batch rule divided so that
+# the largest-token row of each backbone gets 1 image (efficiency.md §7.3).
+SMALL_OVERRIDES = {name: {"depth": 2} for name in ("uvit-s", "uvit-h", "dit-xl", "dit-s", "pixart-alpha")}
 SMALL_DIVISOR = {"uvit-s": {"train": 1024, "infer": 512}, "uvit-h": {"train": 256, "infer": 128},
                  "dit-xl": {"train": 256, "infer": 256}, "dit-s": {"train": 256, "infer": 128},
                  "pixart-alpha": {"train": 256, "infer": 256}}
 SMALL_COMMON = {"measure": ["train", "infer", "latency"], "threads": 2,
-                "warmup": {"train": 1, "infer": 1, "latency": 1}, "iters": {"train": 3, "infer": 3, "latency": 3}}
+                "warmup": {"train": 1, "infer": 1, "latency": 0}, "iters": {"train": 2, "infer": 3, "latency": 3}}
 SMOKE_COMMON = {"measure": ["train", "infer", "latency"], "batch": {"train": 1, "infer": 1, "latency": 2},
                 "warmup": {"train": 0, "infer": 0, "latency": 0}, "iters": {"train": 1, "infer": 1, "latency": 1}}
 
 SCALES_TEXT = {
     "smoke": "CI check: the `-tiny` variant of each backbone (hidden size 32) on the row's latent shape, batch 1, "
              "1 timed iteration, CPU; seconds. Ratios mean nothing here.",
-    "small": "2-core CPU, fp32, 2 threads: UViT-S at full size; UViT-H, DiT-XL, DiT-S and PixArt-α at full width and "
-             "token count but 4 blocks; DC-Gen's tokens-per-batch rule scaled down (1 image at the largest token "
-             "count); 1 warm-up + median of 3. No memory measurement (analytic bound only). Compare the speed-up rows "
-             "with the FLOP ratio and the paper's ratio; absolute numbers mean nothing against an H100.",
+    "small": "2-core CPU, fp32, 2 threads: every backbone at full width and token count but 2 blocks (U-ViT: 3), so "
+             "params/GFLOPs columns are the full model's (closed form) while timings are of the 2-block model; "
+             "DC-Gen's tokens-per-batch rule scaled down (1 image at the largest token count); median of 2 (train) "
+             "or 3 (infer, latency) timed calls after warm-up. No memory measurement (analytic bound only). Compare "
+             "the speed-up rows with the timed-model FLOP ratio and the paper's ratio; absolute numbers mean nothing "
+             "against an H100. ~10-20 min for table3+4+5 on 2 shared cores.",
     "paper": "One CUDA GPU (H100 in the paper): fp16 autocast training with per-block activation checkpointing, AdamW, "
              "20 warm-up + 100 steps at DC-Gen's batches; inference PyTorch eager fp16 (the paper used TensorRT: "
              "compare ratios); latency at batch 2 (paper: RTX 3090); peak memory at batch 256.",

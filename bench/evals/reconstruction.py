@@ -412,11 +412,13 @@ def _load_model(cfg: dict, ctx: Any) -> tuple[torch.nn.Module, str]:
         if not root:
             raise UsageError(f"{name} needs its official checkpoint: pass --weights FOLDER (holding {name}/ or "
                              f"its files)")
-        folder = Path(root) / name if (Path(root) / name).exists() else Path(root)
+        own = Path(root) / name
         try:
-            model = models.load_pretrained(name, folder)
-        except FileNotFoundError as e:
-            raise UsageError(f"official weights of {name} not found under {root} ({e})") from None
+            model = models.load_pretrained(name, own if own.exists() else Path(root))
+        except (FileNotFoundError, ValueError) as e:  # models.load_pretrained: missing / mismatched files
+            if own.exists():
+                raise UsageError(f"official weights of {name} in {own} cannot be loaded ({e})") from None
+            raise Unavailable(f"no weights for {name} under --weights {root} (expected {own}/)") from None
         return model, f"pretrained:{name}"
     torch.manual_seed(0)  # untrained (smoke): a fixed random init
     return models.build(name), f"untrained-seed0:{name}"
@@ -472,6 +474,11 @@ def run(cfg: dict, ctx: Any) -> dict:
         raise UsageError(f"resolution {resolution} is not divisible by {name}'s spatial compression f={fc[0]}")
     if scale == "paper" and not str(ctx.device).startswith("cuda"):
         raise Unavailable("paper-scale reconstruction (50k images) needs a GPU; use --device cuda")
+
+    import models
+    known = {m.name for m in models.list_models()} if hasattr(models, "list_models") else {name}
+    if name not in known:
+        raise Unavailable(f"{name} is not in the model registry (an unreleased configuration)")
 
     rank, world, device = init_distributed(ctx.device)
     dataset = _build_dataset(cfg, ctx, resolution)

@@ -1,0 +1,117 @@
+"""Figure 2a: reconstruction rFID (and PSNR) vs spatial compression f, SD-VAE vs DC-AE (ImageNet 256×256).
+
+Paper (§1, Fig. 2a): "the rFID (reconstruction FID) degrades from 0.90 to 28.3 if switching from f8 to f64" for
+SD-VAE, while DC-AE stays flat. Only those two SD-VAE points are stated as numbers; the rest of the paper's curve is
+read from the plot and not reproduced here. Latent channels per f are the registry's Table 2 configurations
+(f8c4, f16c16, f32c32, f64c128): the paper does not state them for this figure.
+
+Commands (``SPECS["a"]`` of ``bench/artifacts/figure2.py``):
+    python -m bench figure2 --ablation a --scale smoke   # tiny untrained models, seconds per point
+    python -m bench figure2 --ablation a --scale small   # reduced models trained by train-ae; 64 held-out crops, 64 px
+    python -m bench figure2 --ablation a --scale paper --weights W --data IMAGENET_VAL   # GPU
+Expected (small): DC-AE's rFID grows less with f than SD-VAE's, as in the paper; absolute values differ.
+"""
+from __future__ import annotations
+
+from bench.spec import Column, PaperRef, Row, RunRef, Spec
+
+FS = ((8, 4), (16, 16), (32, 32), (64, 128))  # (f, c) per point
+FAMILIES = (("sd-vae", "SD-VAE"), ("dc-ae", "DC-AE"))
+SMALL_RESOLUTION = 64
+SMALL_N_IMAGES = 64
+
+
+def _paper_model(family: str, f: int, c: int) -> str:
+    if family == "sd-vae":
+        return "sd-vae-f8" if f == 8 else f"sd-vae-f{f}c{c}"
+    # released DC-AEs exist for f32/f64 only; f8 / f16 DC-AEs of the figure are unreleased (same naming, no weights)
+    return {32: "dc-ae-f32c32-in-1.0", 64: "dc-ae-f64c128-in-1.0"}.get(f, f"dc-ae-f{f}c{c}")
+
+
+def _label(paper_name: str, f: int) -> str:
+    return f"{paper_name} f{f}"
+
+
+def _row(family: str, paper_name: str, f: int, c: int) -> Row:
+    small = f"{family}-f{f}c{c}-small"
+    run = RunRef("recon", {"model": _paper_model(family, f, c), "resolution": 256, "dataset": "folder:imagenet-val",
+                           "weights": True, "batch_size": 16},
+                 at={"small": {"model": small, "resolution": SMALL_RESOLUTION, "dataset": "embedded-test",
+                               "n_images": SMALL_N_IMAGES, "weights": False,
+                               "checkpoint": {"eval": "train-ae", "config": {"model": small, "phase": "phase1"}}},
+                     "smoke": {"model": f"{family}-f{f}c{c}-tiny", "resolution": max(32, f), "n_images": 8,
+                               "dataset": "embedded-test", "weights": False, "batch_size": 8}})
+    paper = PaperRef(artifact="figure2a", autoencoder=f"{paper_name}-f{f}") if family == "sd-vae" and f in (8, 64) \
+        else None
+    return Row(_label(paper_name, f), run=run, paper=paper)
+
+
+ROWS = tuple(_row(fam, name, f, c) for fam, name in FAMILIES for f, c in FS)
+
+
+def plot(df, results, out_png) -> None:
+    """Two panels: rFID (log scale) and PSNR vs f, one line per family; the paper's SD-VAE points as crosses."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    d = df.copy()
+    d["ours_v"] = pd.to_numeric(d["ours"], errors="coerce")
+    d["paper_v"] = pd.to_numeric(d["paper"], errors="coerce")
+    scale = str(d["scale"].iloc[0]) if len(d) else ""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, metric, ylabel in ((axes[0], "rfid", "rFID (log)"), (axes[1], "psnr", "PSNR (dB)")):
+        for (_, name), color in zip(FAMILIES, ("tab:blue", "tab:red")):
+            xs, ys, px, py = [], [], [], []
+            for f, _c in FS:
+                sel = d[(d["row"] == _label(name, f)) & (d["metric"] == metric)]
+                if len(sel) and pd.notna(sel["ours_v"].iloc[0]):
+                    xs.append(f)
+                    ys.append(float(sel["ours_v"].iloc[0]))
+                if len(sel) and pd.notna(sel["paper_v"].iloc[0]):
+                    px.append(f)
+                    py.append(float(sel["paper_v"].iloc[0]))
+            if xs:
+                ax.plot(xs, ys, "o-", color=color, label=f"{name} (ours, {scale})")
+            if px:
+                ax.plot(px, py, "x", color=color, markersize=9, mew=2, label=f"{name} (paper)")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks([f for f, _ in FS], [f"f{f}" for f, _ in FS])
+        if metric == "rfid":
+            positive = d[(d["metric"] == "rfid")][["ours_v", "paper_v"]].stack()
+            if (positive > 0).all() and len(positive):
+                ax.set_yscale("log")
+        ax.set_xlabel("spatial compression ratio")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"Fig. 2a: reconstruction vs spatial compression ({scale} scale)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
+
+
+FIGURE2A = Spec(
+    id="figure2",
+    title="Figure 2a: rFID vs spatial compression, SD-VAE vs DC-AE",
+    caption="Reconstruction rFID and PSNR for f = 8, 16, 32, 64 (protocol dcae-recon-v1). Paper: ImageNet 256, "
+            "SD-VAE rFID 0.90 (f8) -> 28.3 (f64), DC-AE flat. Small scale: reduced models trained briefly, 64 "
+            "embedded held-out crops at 64 px; rFID there is a small-N FID (biased upward, compare only within "
+            "the figure).",
+    columns=(Column("rfid", "rFID", lower_is_better=True, fmt=".3g"),
+             Column("psnr", "PSNR", lower_is_better=False, fmt=".2f"),
+             Column("kid", "KID (ours only)", lower_is_better=True, fmt=".3g")),
+    rows=ROWS,
+    version=1,
+    scales={
+        "smoke": "tiny untrained models, 8 embedded held-out crops at max(32, f) px; seconds per point; never a "
+                 "result",
+        "small": "reduced -small models trained by train-ae (phase 1), 64 embedded held-out crops at 64 px",
+        "paper": "ImageNet val at 256 px (--data), official or supplied weights (--weights); the f8/f16 DC-AEs and "
+                 "the stacked SD-VAEs are unreleased, so those points are unavailable unless supplied; GPU",
+    },
+    plot=plot,
+    deviations=("Latent channels per f are assumed (f8c4, f16c16, f32c32, f64c128).",
+                "small scale: 64 px instead of 256 px, embedded photos instead of ImageNet val."),
+)
