@@ -39,7 +39,7 @@ def entries() -> list[dict[str, str]]:
             cmd = f"python -m bench {ident}"
             stems = [f"{name}{'-' + k if k else ''}" for k in group]
             impl = [s for s in specs if not s.not_implemented]
-            title = specs[0].title if len(specs) == 1 else f"{specs[0].title.split(':')[0]} (panels {', '.join(group)})"
+            title = specs[0].title if len(specs) == 1 else f"{getattr(mod, 'TITLE', name)} (panels {', '.join(group)})"
             status = {sc: ("not implemented" if not impl else _status(stems, sc)) for sc in ("smoke", "small", "paper")}
             if impl and len(impl) < len(specs):
                 missing = [k for k, s in zip(group, specs) if s.not_implemented]

@@ -69,9 +69,11 @@ SOURCES: tuple[SourcePhoto, ...] = (
     SourcePhoto("chelsea", "train", _skimage("chelsea"), "cat", "CC0"),
     SourcePhoto("rocket", "train", _skimage("rocket"), "rocket launch", "public domain (SpaceX)"),
     SourcePhoto("hubble_deep_field", "train", _skimage("hubble_deep_field"), "galaxies", "public domain (NASA)"),
-    SourcePhoto("immunohistochemistry", "train", _skimage("immunohistochemistry"), "stained tissue", "no known restrictions"),
+    SourcePhoto("immunohistochemistry", "train", _skimage("immunohistochemistry"), "stained tissue",
+                "no known restrictions"),
     SourcePhoto("retina", "train", _skimage("retina"), "retina fundus", "CC0"),
-    SourcePhoto("stereo_motorcycle", "train", _skimage("stereo_motorcycle"), "motorcycle (left view)", "Middlebury 2014"),
+    SourcePhoto("stereo_motorcycle", "train", _skimage("stereo_motorcycle"), "motorcycle (left view)",
+                "Middlebury 2014"),
     SourcePhoto("page", "train", _skimage("page"), "printed page (grey)", "scikit-image sample, CC0"),
     SourcePhoto("camera", "train", _skimage("camera"), "cameraman (grey)", "scikit-image sample, CC0"),
 )

@@ -26,7 +26,7 @@ from torch.utils.checkpoint import checkpoint
 # ----------------------------------------------------------------------------------------------------------------
 
 def sincos_1d(dim: int, pos: torch.Tensor) -> torch.Tensor:
-    """1-D sin-cos embedding of positions ``pos`` (M,) -> (M, dim): [sin(pos·ω), cos(pos·ω)], ω_i = 10000^(-i/(dim/2))."""
+    """1-D sin-cos embedding of positions (M,) -> (M, dim): [sin(pos·ω), cos(pos·ω)], ω_i = 10000^(-2i/dim)."""
     omega = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64) / (dim / 2))  # (dim/2,)
     out = pos.double()[:, None] * omega[None]                                          # (M, dim/2)
     return torch.cat([out.sin(), out.cos()], dim=1)                                     # (M, dim)
@@ -48,7 +48,7 @@ def sincos_2d(dim: int, grid_size: int, base_size: int | None = None, scale: flo
 
 
 def timestep_sinusoid(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Sinusoidal embedding of (possibly fractional) timesteps (N,) -> (N, dim): [cos(t·ω), sin(t·ω)] (DiT, U-ViT)."""
+    """Sinusoidal embedding of timesteps (N,) -> (N, dim): [cos(t·ω), sin(t·ω)] (DiT, U-ViT)."""
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
     args = t.float()[:, None] * freqs[None]                       # (N, dim/2)
@@ -69,7 +69,7 @@ class TimestepEmbedder(nn.Module):
 
 
 class LabelEmbedder(nn.Module):
-    """Class-label table with one extra row (index ``num_classes``) for the CFG null label; label dropout 0.1 (§2.3)."""
+    """Class-label table with one extra row (index ``num_classes``) = CFG null label; label dropout 0.1."""
 
     def __init__(self, num_classes: int, hidden_size: int, dropout: float = 0.1):
         super().__init__()
@@ -99,9 +99,10 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, t, d = x.shape
-        qkv = self.qkv(x).reshape(n, t, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)  # (3, N, H, T, Dh)
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])                                # (N, H, T, Dh)
-        return self.proj(out.transpose(1, 2).reshape(n, t, d))                                       # (N, T, D)
+        heads, dh = self.num_heads, d // self.num_heads
+        qkv = self.qkv(x).reshape(n, t, 3, heads, dh).permute(2, 0, 3, 1, 4)  # (3, N, H, T, Dh)
+        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])          # (N, H, T, Dh)
+        return self.proj(out.transpose(1, 2).reshape(n, t, d))                 # (N, T, D)
 
 
 def mlp(dim: int, ratio: float = 4.0, approximate: str = "tanh") -> nn.Sequential:
@@ -130,7 +131,8 @@ class DiTBlock(nn.Module):
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(6, dim=1)  # 6×(N, D)
+        mods = self.adaLN_modulation(c).chunk(6, dim=1)  # 6×(N, D)
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mods
         x = x + gate_msa[:, None] * self.attn(modulate(self.norm1(x), shift_msa, scale_msa))  # (N, T, D)
         x = x + gate_mlp[:, None] * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))   # (N, T, D)
         return x

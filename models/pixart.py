@@ -70,7 +70,7 @@ class CrossAttention(nn.Module):
 
 
 class PixArtBlock(nn.Module):
-    """Self-attention and MLP modulated by adaLN-single (shared t regression + per-block table), cross-attention between."""
+    """Self-attn and MLP modulated by adaLN-single (shared t regression + per-block table); cross-attn between."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0):
         super().__init__()

@@ -361,6 +361,9 @@ _RES = {"ours": ("norm1", "conv1", "norm2", "conv2", "shortcut"),
 _ATT = {"ours": ("norm", "q", "k", "v", "proj"),
         "diffusers": ("group_norm", "to_q", "to_k", "to_v", "to_out.0"),
         "ldm": ("norm", "q", "k", "v", "proj_out")}
+# diffusers files written before the attention rename (diffusers `_convert_deprecated_attention_blocks`) name the
+# same leaves query / key / value / proj_attn; accepted when reading, never written.
+_ATT_DEPRECATED = {"diffusers": ("group_norm", "query", "key", "value", "proj_attn")}
 
 # One row per module: (ours, diffusers, ldm). {i}: level (0 = full resolution), {k}: diffusers decoder block
 # index = L-1-i (diffusers orders decoder blocks by execution), {j}: block in level, {r} / {a}: ResnetBlock /
@@ -398,7 +401,8 @@ def _pattern(template: str, layout: str) -> re.Pattern:
     for name in ("i", "j", "k"):
         rx = rx.replace(re.escape("{" + name + "}"), f"(?P<{name}>\\d+)")
     rx = rx.replace(re.escape("{r}"), "(?P<r>" + "|".join(map(re.escape, _RES[layout])) + ")")
-    rx = rx.replace(re.escape("{a}"), "(?P<a>" + "|".join(map(re.escape, _ATT[layout])) + ")")
+    att_names = _ATT[layout] + _ATT_DEPRECATED.get(layout, ())
+    rx = rx.replace(re.escape("{a}"), "(?P<a>" + "|".join(map(re.escape, att_names)) + ")")
     return re.compile("^" + rx + r"\.(?P<param>weight|bias)$")
 
 
@@ -435,7 +439,8 @@ def _convert(state_dict: dict, src: str, dst: str) -> dict:
             g["r"] = _RES[dst][_RES[src].index(g["r"])]
         att = g.get("a")  # AttentionBlock leaf
         if att is not None:
-            g["a"] = _ATT[dst][_ATT[src].index(att)]
+            names = _ATT[src] if att in _ATT[src] else _ATT_DEPRECATED[src]
+            g["a"] = _ATT[dst][names.index(att)]
         new_key = row[d].format(**g) + "." + g["param"]
         # LDM attention q/k/v/proj_out are 1x1 convs (C, C, 1, 1); ours and diffusers are Linear (C, C).
         if att is not None and g["param"] == "weight" and "norm" not in att:
@@ -524,4 +529,11 @@ SD_VAE_VARIANTS: dict[str, SDVAEConfig] = {
     # Reduced variants for the small / smoke scales (module docstring).
     **{f"sd-vae-f{f}c{c}-{fam}": stacked(f, c, widths, layers_per_block=lpb, norm_groups=g, scaling_factor=1.0)
        for fam, (widths, lpb, g) in _REDUCED.items() for f, c in ((8, 4),) + _STACKED_SHAPES},
+}
+
+# Parameter counts of the released checkpoints (reference §4, §8), read by the model zoo.
+OFFICIAL_PARAMS: dict[str, int] = {
+    "sd-vae-f8": 83_653_863,  # stabilityai/sd-vae-ft-ema
+    "sd-vae-f16-ldm": 69_610_963,  # CompVis kl-f16 (DC-Gen sd-vae-kl-f16.ckpt)
+    "sd-vae-f32-ldm": 103_880_131,  # CompVis kl-f32 (DC-Gen sd-vae-kl-f32.ckpt)
 }

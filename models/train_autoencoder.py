@@ -34,6 +34,7 @@ import json
 import math
 import os
 import random
+import sys
 import tempfile
 import time
 from contextlib import nullcontext
@@ -78,7 +79,7 @@ MIDDLE_LAYER_PREFIXES: dict[str, tuple[str, ...]] = {
 }
 DECODER_HEAD_PREFIXES: dict[str, tuple[str, ...]] = {
     "dc-ae": ("decoder.project_out",),
-    "sd-vae": ("decoder.conv_norm_out", "decoder.conv_out"),
+    "sd-vae": ("decoder.norm_out", "decoder.conv_out"),
     "diffusers": ("decoder.conv_norm_out", "decoder.conv_out"),
 }
 
@@ -112,7 +113,7 @@ def decoder_head_layers(model: nn.Module, extent: int | None = None) -> list[str
     freezing all the other layers. [...] Moreover, the decoupling prevents the GAN loss training from changing the
     latent space."
 
-    ``extent=None``: ``decoder.project_out`` (DC-AE: norm + ReLU + conv; SD-VAE: ``decoder.conv_norm_out`` +
+    ``extent=None``: ``decoder.project_out`` (DC-AE: norm + ReLU + conv; SD-VAE: ``decoder.norm_out`` +
     ``decoder.conv_out``). ``extent=k``: the last k parameterised layers run by ``decode``. The encoder is never
     selected, so the latent space cannot change.
     """
@@ -530,7 +531,7 @@ def train_autoencoder(model: nn.Module, phase: PhaseConfig, data: CropSource, *,
     stop = phase.steps if until_step is None else min(until_step, phase.steps)
     from tqdm import tqdm
     bar = tqdm(range(start, stop), initial=start, total=phase.steps, desc=phase.name, leave=False,
-               disable=not progress or rank != 0)
+               disable=not progress or rank != 0 or not sys.stderr.isatty())  # logs get one line per checkpoint
     for step in bar:
         t0 = time.perf_counter()
         plan = sample_plan(phase.seed, step, phase.batch, len(data))
@@ -594,8 +595,13 @@ def train_autoencoder(model: nn.Module, phase: PhaseConfig, data: CropSource, *,
         times.append(time.perf_counter() - t0)
         bar.set_postfix(l1=f"{sums['l1']:.4f}")
         done = step + 1
-        if state_path is not None and (done % phase.ckpt_every == 0 or done == stop):
-            save_state(done)
+        if done % phase.ckpt_every == 0 or done == stop:
+            if state_path is not None:
+                save_state(done)
+            recent = history[-phase.ckpt_every:]
+            log(f"{phase.name} step {done}/{phase.steps}: l1 {sum(h['l1'] for h in recent) / len(recent):.4f}, "
+                f"{sum(times[-phase.ckpt_every:]) / len(times[-phase.ckpt_every:]):.3f} s/step"
+                + (f", disc {recent[-1]['disc']:.3f}" if disc is not None else ""))
     bar.close()
 
     end = max(start, stop)
@@ -633,26 +639,34 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  epilog="example: torchrun --nproc_per_node=2 -m models.train_autoencoder "
-                                        "--model dc-ae-f32c32-small --phase phase1 --resolution 64 --steps 200 "
-                                        "--batch 8 --ckpt-dir runs/x/ckpt")
+                                        "--model dc-ae-f32c32-small --phase phase1 --set resolution=64 steps=200 "
+                                        "batch=8 --ckpt-dir runs/x/ckpt")
     ap.add_argument("--model", required=True, help="models.build name, or a .safetensors file saved by models.save")
     ap.add_argument("--phase", default="phase1", choices=sorted(PHASES))
     ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON",
                     help="PhaseConfig overrides, e.g. resolution=64 steps=200 batch=8 lr=1e-3")
+    ap.add_argument("--data", default=None, help="image folder (default: the embedded training photos)")
     ap.add_argument("--ckpt-dir", required=True)
     ap.add_argument("--no-resume", action="store_true")
     args = ap.parse_args(argv)
 
     if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group(backend)
     device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
-    phase = dataclasses.replace(PHASES[args.phase], **{k: json.loads(v) for k, v in
-                                                        (s.split("=", 1) for s in args.set)})
+    overrides = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key] = json.loads(value)
+    if "betas" in overrides:
+        overrides["betas"] = tuple(overrides["betas"])
+    phase = dataclasses.replace(PHASES[args.phase], **overrides)
     model = models.load(args.model) if args.model.endswith(".safetensors") else models.build(args.model)
-    result = train_autoencoder(model, phase, data_mod.train_crops(), ckpt_dir=args.ckpt_dir,
+    dataset = (data_mod.ImageFolderDataset(args.data, phase.resolution) if args.data
+               else data_mod.EmbeddedPhotos("train", phase.resolution))
+    result = train_autoencoder(model, phase, DatasetCropSource(dataset, phase.resolution), ckpt_dir=args.ckpt_dir,
                                resume=not args.no_resume, device=device)
     if _world()[0] == 0:
         print(json.dumps({**result.metrics(), "perceptual": result.perceptual}, indent=2))

@@ -43,9 +43,10 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, l, d = x.shape
-        qkv = self.qkv(x).reshape(n, l, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)  # (3, N, H, L, Dh)
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])                                # (N, H, L, Dh)
-        return self.proj(out.transpose(1, 2).reshape(n, l, d))                                       # (N, L, D)
+        heads, dh = self.num_heads, d // self.num_heads
+        qkv = self.qkv(x).reshape(n, l, 3, heads, dh).permute(2, 0, 3, 1, 4)  # (3, N, H, L, Dh)
+        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])          # (N, H, L, Dh)
+        return self.proj(out.transpose(1, 2).reshape(n, l, d))                 # (N, L, D)
 
 
 class UViTBlock(nn.Module):

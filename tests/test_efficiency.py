@@ -91,7 +91,8 @@ def test_peak_table():
 
 def _specs():
     from bench.artifacts._figure2c import FIGURE2C
-    out = {name: importlib.import_module(f"bench.artifacts.{name}").SPECS[""] for name in ("table3", "table4", "table5")}
+    out = {name: importlib.import_module(f"bench.artifacts.{name}").SPECS[""]
+           for name in ("table3", "table4", "table5")}
     out["figure2c"] = FIGURE2C
     return out
 

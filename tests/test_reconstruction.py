@@ -86,12 +86,13 @@ def test_killed_and_resumed_evaluation_equals_an_uninterrupted_one(tmp_path):
     assert whole["_n_shards"] == 4
     part = _eval(tmp_path / "resumed", ds, shard_images=6, max_shards=2)  # "killed" after 2 of 4 shards
     assert part == {"_complete": False, "_shards_done": 2, "_shards": 4}
-    done = sorted((tmp_path / "resumed" / "shards").glob("*.npz"))
-    stamps = {p.name: p.stat().st_mtime_ns for p in done}
+    assert sorted(p.name for p in (tmp_path / "resumed" / "shards").glob("*.npz")) == ["0-of-4.npz", "1-of-4.npz"]
     lines = []
     resumed = _eval(tmp_path / "resumed", ds, shard_images=6, log=lines.append)
-    assert len(lines) == 2  # only the two missing shards were computed
-    assert {p.name: p.stat().st_mtime_ns for p in done} == stamps  # finished shards untouched
+    assert lines == ["shard 3/4: images 10-14 done (rank 0/1)", "shard 4/4: images 15-19 done (rank 0/1)"]
+    index = json.loads((tmp_path / "resumed" / "shards" / "index.json").read_text())
+    assert [(s["first"], s["last"]) for s in index["shards"]] == [(0, 4), (5, 9), (10, 14), (15, 19)]
+    assert not list((tmp_path / "resumed" / "shards").glob("*.npz"))  # statistics files dropped once complete
     for k in ("psnr", "ssim", "_n_images"):
         assert resumed[k] == whole[k]
     assert resumed["rfid"] == pytest.approx(whole["rfid"], rel=1e-9)
@@ -105,11 +106,24 @@ def test_shards_of_other_weights_are_recomputed(tmp_path):
     assert b["psnr"] < a["psnr"]
 
 
-def test_shard_ranges_cover_without_padding():
+def test_shard_ranges_cover_without_padding_and_ranks_own_contiguous_blocks():
     for n, k in [(10, 3), (50_000, 8), (5, 8), (1, 1)]:
         rs = R.shard_ranges(n, k)
         flat = [i for r in rs for i in r]
         assert flat == list(range(n)) and all(len(r) > 0 for r in rs)
+    owners = [R.shard_owner(k, 8, 2) for k in range(8)]
+    assert owners == [0, 0, 0, 0, 1, 1, 1, 1]
+
+
+def test_changed_weights_invalidate_shards(tmp_path):
+    ds = SyntheticDataset(8, 32)
+    conv = nn.Conv2d(3, 3, 1)
+    a = _eval(tmp_path, ds, nn.Sequential(conv), shard_images=4, max_shards=1)
+    with torch.no_grad():
+        conv.weight.mul_(0.5)  # same folder, same weights_id, other weights: the finished shard must not be reused
+    lines = []
+    _eval(tmp_path, ds, nn.Sequential(conv), shard_images=4, log=lines.append)
+    assert a["_shards_done"] == 1 and len(lines) == 2
 
 
 _TORCHRUN_SCRIPT = textwrap.dedent("""
@@ -152,7 +166,8 @@ def test_torchrun_two_processes_equal_one_process(tmp_path):
     # other batch boundaries change float32 features in the last bits; 13 samples in 16-d amplify that a little
     for k in ("psnr", "ssim", "rfid"):
         assert dist[k] == pytest.approx(one_shard[k], rel=1e-5), k
-    assert len(list((tmp_path / "dist" / "shards").glob("*-of-2.npz"))) == 2
+    index = json.loads((tmp_path / "dist" / "shards" / "index.json").read_text())
+    assert [(s["rank"], s["first"], s["last"]) for s in index["shards"]] == [(0, 0, 6), (1, 7, 12)]  # no padding
     print(f"torchrun test took {time.time() - t0:.1f} s")
 
 
@@ -227,3 +242,51 @@ def test_protocol_preset_is_frozen_and_recorded():
         p.id = "other"  # type: ignore[misc]
     assert p.ssim.window == 11 and p.ssim.sigma == 1.5 and p.ssim.data_range == 255
     assert len(p.digest()) == 12
+
+
+# ---------------------------------------------------------------- the artefact specs built on this protocol
+
+
+def test_reconstruction_specs_validate_and_share_runs():
+    from bench.artifacts import _figure2a, figure7, table2
+    for spec in (table2.SPECS[""], figure7.SPECS[""], _figure2a.FIGURE2A):
+        assert spec.validate() == []
+        for row in spec.rows:
+            for scale in ("smoke", "small", "paper"):
+                if row.run.runs_at(scale):
+                    cfg = row.run.resolve(scale)
+                    fc = R.expected_fc(cfg["model"])
+                    assert fc is None or cfg["resolution"] % fc[0] == 0, (row.label, scale)
+    assert len(table2.SPECS[""].rows) == 16
+    t2 = {r.label: r.run.resolve("small") for r in table2.SPECS[""].rows if r.run.runs_at("small")}
+    f7 = {r.label: r.run.resolve("small") for r in figure7.SPECS[""].rows}
+    assert f7["DC-AE f64c128"] == t2["ImageNet 512 f64c128 / DC-AE"]  # one run serves both artefacts
+    assert t2["ImageNet 256 f32c32 / DC-AE"]["checkpoint"] == {
+        "eval": "train-ae", "config": {"model": "dc-ae-f32c32-small", "phase": "phase1"}}
+    assert all("checkpoint" not in r.run.resolve("smoke") for r in figure7.SPECS[""].rows)  # smoke: untrained
+
+
+def test_figure_plots_render_from_run_folders(tmp_path):
+    """figure7's grid and figure2a's curves from fabricated run results (no computation)."""
+    import pandas as pd
+    from PIL import Image
+
+    from bench.artifacts import _figure2a, figure7
+    from models.data import SHOWCASE
+    results, records = {}, []
+    for k, row in enumerate(figure7.ROWS):
+        d = tmp_path / f"run{k}" / "showcase"
+        d.mkdir(parents=True)
+        for name in SHOWCASE:
+            for kind in ("orig", "recon"):
+                Image.new("RGB", (32, 32), (10 * k, 100, 200)).save(d / f"{name}-{kind}.png")
+        results[row.label] = SimpleNamespace(dir=d.parent)
+        records.append({"row": row.label, "metric": "psnr", "ours": str(20 + k), "paper": "", "scale": "smoke"})
+    out = tmp_path / "f7.png"
+    figure7.plot(pd.DataFrame(records), results, out)
+    assert out.stat().st_size > 1000
+    records = [{"row": r.label, "metric": m, "ours": str(1 + i), "paper": "0.9" if i == 0 else "", "scale": "smoke"}
+               for i, r in enumerate(_figure2a.ROWS) for m in ("rfid", "psnr")]
+    out = tmp_path / "f2a.png"
+    _figure2a.plot(pd.DataFrame(records), {}, out)
+    assert out.stat().st_size > 1000

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from models.sd_vae import (
+    OFFICIAL_PARAMS,
     SD_VAE_VARIANTS,
     SDVAE,
     SDVAEConfig,
@@ -155,6 +156,22 @@ def test_reverse_conversion_loads_into_diffusers(variant):
     assert back.keys() == sd.keys() and all(torch.equal(back[k], v) for k, v in sd.items())
 
 
+def test_deprecated_diffusers_attention_names():
+    """Older diffusers files name attention leaves query/key/value/proj_attn; they convert to the same weights."""
+    _, ours = _pair(SMALL_F8)
+    new = convert_ours_to_diffusers_kl(ours.state_dict())
+    rename = {"to_q": "query", "to_k": "key", "to_v": "value", "to_out.0": "proj_attn"}
+    old = {}
+    for k, v in new.items():
+        for a, b in rename.items():
+            k = k.replace(f".{a}.", f".{b}.")
+        old[k] = v
+    assert any(".proj_attn." in k for k in old)
+    back = convert_diffusers_kl_to_ours(old)
+    assert back.keys() == ours.state_dict().keys()
+    assert all(torch.equal(back[k], v) for k, v in ours.state_dict().items())
+
+
 def test_sampled_posterior_matches_diffusers_sample():
     """With the same generator seed, our sample equals diffusers' DiagonalGaussianDistribution.sample()."""
     ref, ours = _pair(SMALL_F8)
@@ -294,6 +311,7 @@ def test_latent_shape(name):
 
 def test_every_variant_has_a_pinned_count():
     assert set(EXPECTED_PARAMS) == set(SD_VAE_VARIANTS)
+    assert all(EXPECTED_PARAMS[k] == v for k, v in OFFICIAL_PARAMS.items())
     with pytest.raises(ValueError, match="8 \\* 2\\^n"):
         stacked(24, 16)
 

@@ -45,6 +45,7 @@ SPEED_COLUMNS = (
     Column("latency_ms", "Latency (ms)", True),
     Column("train_memory_gb", "Train mem (GB)", True),
     Column("train_memory_gb_analytic", "Train mem, analytic bound (GiB)", True),
+    Column("train_mfu", "Train MFU (GPU)", False, ".3f"),
 )
 SPEEDUP_COLUMNS = (
     Column("training_speedup", "Training speed-up (x)", False, ".2f"),
@@ -66,15 +67,17 @@ SMALL_OVERRIDES = {name: {"depth": 2} for name in ("uvit-s", "uvit-h", "dit-xl",
 SMALL_DIVISOR = {"uvit-s": {"train": 1024, "infer": 512}, "uvit-h": {"train": 256, "infer": 128},
                  "dit-xl": {"train": 256, "infer": 256}, "dit-s": {"train": 256, "infer": 128},
                  "pixart-alpha": {"train": 256, "infer": 256}}
-SMALL_COMMON = {"measure": ["train", "infer", "latency"], "threads": 2,
-                "warmup": {"train": 1, "infer": 1, "latency": 0}, "iters": {"train": 2, "infer": 3, "latency": 3}}
+# One thread: on a 2-core machine shared with other jobs, two OpenMP threads wait for each other at every op
+# (measured: batch-2 latency 4x worse than with one thread under load), which swamps small-token rows.
+SMALL_COMMON = {"measure": ["train", "infer", "latency"], "threads": 1,
+                "warmup": {"train": 1, "infer": 1, "latency": 1}, "iters": {"train": 2, "infer": 3, "latency": 3}}
 SMOKE_COMMON = {"measure": ["train", "infer", "latency"], "batch": {"train": 1, "infer": 1, "latency": 2},
                 "warmup": {"train": 0, "infer": 0, "latency": 0}, "iters": {"train": 1, "infer": 1, "latency": 1}}
 
 SCALES_TEXT = {
     "smoke": "CI check: the `-tiny` variant of each backbone (hidden size 32) on the row's latent shape, batch 1, "
              "1 timed iteration, CPU; seconds. Ratios mean nothing here.",
-    "small": "2-core CPU, fp32, 2 threads: every backbone at full width and token count but 2 blocks (U-ViT: 3), so "
+    "small": "CPU, fp32, 1 thread: every backbone at full width and token count but 2 blocks (U-ViT: 3), so "
              "params/GFLOPs columns are the full model's (closed form) while timings are of the 2-block model; "
              "DC-Gen's tokens-per-batch rule scaled down (1 image at the largest token count); median of 2 (train) "
              "or 3 (infer, latency) timed calls after warm-up. No memory measurement (analytic bound only). Compare "

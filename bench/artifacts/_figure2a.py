@@ -13,6 +13,7 @@ Expected (small): DC-AE's rFID grows less with f than SD-VAE's, as in the paper;
 """
 from __future__ import annotations
 
+from bench.artifacts.table2 import train_ref
 from bench.spec import Column, PaperRef, Row, RunRef, Spec
 
 FS = ((8, 4), (16, 16), (32, 32), (64, 128))  # (f, c) per point
@@ -38,7 +39,7 @@ def _row(family: str, paper_name: str, f: int, c: int) -> Row:
                            "weights": True, "batch_size": 16},
                  at={"small": {"model": small, "resolution": SMALL_RESOLUTION, "dataset": "embedded-test",
                                "n_images": SMALL_N_IMAGES, "weights": False,
-                               "checkpoint": {"eval": "train-ae", "config": {"model": small, "phase": "phase1"}}},
+                               "checkpoint": train_ref(small)},
                      "smoke": {"model": f"{family}-f{f}c{c}-tiny", "resolution": max(32, f), "n_images": 8,
                                "dataset": "embedded-test", "weights": False, "batch_size": 8}})
     paper = PaperRef(artifact="figure2a", autoencoder=f"{paper_name}-f{f}") if family == "sd-vae" and f in (8, 64) \

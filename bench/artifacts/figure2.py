@@ -10,6 +10,8 @@ from bench.artifacts._figure2a import FIGURE2A
 from bench.artifacts._figure2c import FIGURE2C
 from bench.spec import Spec
 
+TITLE = "Figure 2: compression vs rFID; UViT-S gFID per AE; UViT throughput vs gFID"
+
 FIGURE2B = Spec(
     id="figure2", title="Figure 2b: UViT-S gFID per autoencoder", caption="", columns=(), rows=(),
     not_implemented="figure2 panel b is not implemented: it plots generation FIDs of UViT-S models trained on each "

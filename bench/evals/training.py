@@ -14,8 +14,8 @@ over this scale's defaults for that phase (``SCALE_DEFAULTS``), then over the pa
 names the same run for every artefact that wants "the phase-1 model of m" at a scale (Table 2, Fig. 2a, 3, 5, 7).
 
 Outputs in the run folder: ``ckpt/<i>-<phase>/train_state.pt`` (resumable; an interrupted run continues where it
-stopped), ``ckpt/model.safetensors`` (final weights, ``models.save`` format), ``samples.pt`` (reconstructions of 4
-fixed held-out crops, for image-grid figures). Metrics: per-phase final losses and s/step, ``perceptual``
+stopped), ``ckpt/model.safetensors`` (final weights, ``models.save`` format; the ``recon`` eval evaluates it and keeps sample
+PNGs). Metrics: per-phase final losses and s/step, ``perceptual``
 (``lpips-alex`` or ``none``: LPIPS backbone weights are not shipped; without them the loss is L1 only).
 
 Eval ``ae-memory`` (``run_memory``): the §3.2 training-memory claim, full training vs phase-2 latent adaptation.
@@ -34,10 +34,10 @@ from bench.errors import Unavailable, UsageError
 # step counts; the learning rates of the small scale are raised from the paper's 6.4e-5 / 1.6e-5 / 5.4e-5 because a
 # few hundred steps at batch 8 are ~1e-4 of the paper's schedule (a stated deviation).
 SCALE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
-    "smoke": {
-        "phase1": {"resolution": 32, "steps": 2, "batch": 2, "lr": 1e-3, "ckpt_every": 1},
-        "phase2": {"resolution": 64, "steps": 2, "batch": 2, "lr": 1e-3, "ckpt_every": 1},
-        "phase3": {"resolution": 32, "steps": 2, "batch": 2, "lr": 1e-3, "ckpt_every": 1, "disc_width": 16},
+    "smoke": {  # resolution: max(32, f) for phases 1 and 3, twice that for phase 2 (see phase_configs)
+        "phase1": {"steps": 2, "batch": 2, "lr": 1e-3, "ckpt_every": 1},
+        "phase2": {"steps": 2, "batch": 2, "lr": 1e-3, "ckpt_every": 1},
+        "phase3": {"steps": 2, "batch": 2, "lr": 1e-3, "ckpt_every": 1, "disc_width": 16},
     },
     "small": {
         "phase1": {"resolution": 64, "steps": 300, "batch": 8, "lr": 1e-3, "warmup_steps": 20, "ckpt_every": 50},
@@ -51,11 +51,11 @@ SCALE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
         "phase3": {"resolution": 256, "batch": 32, "steps": 20_000, "ckpt_every": 1000, "ema_decay": 0.9998},
     },
 }
-N_SAMPLES = 4  # held-out crops reconstructed into samples.pt
 
 
-def phase_configs(cfg: dict, scale: str) -> list:
-    """The ``PhaseConfig``s a config asks for at ``scale`` (UsageError on unknown phases or fields)."""
+def phase_configs(cfg: dict, scale: str, f: int = 8) -> list:
+    """The ``PhaseConfig``s a config asks for at ``scale`` for a model of compression ``f`` (UsageError on unknown
+    phases or fields)."""
     from models.train_autoencoder import PHASES, PhaseConfig
 
     if "phases" in cfg and "phase" in cfg:
@@ -74,6 +74,8 @@ def phase_configs(cfg: dict, scale: str) -> list:
             raise UsageError(f"train-ae phase {i} ({name}): unknown field(s) {bad}; PhaseConfig fields: "
                              f"{sorted(fields)}")
         merged = {**SCALE_DEFAULTS[scale][name], **ph}
+        if scale == "smoke" and "resolution" not in merged:
+            merged["resolution"] = max(32, f) * (2 if name == "phase2" else 1)
         merged.setdefault("seed", seed * 1000 + i)
         if "betas" in merged:
             merged["betas"] = tuple(merged["betas"])
@@ -113,14 +115,14 @@ def run(cfg: dict, ctx) -> dict:
     from models.train_autoencoder import _mix, train_autoencoder
 
     name, overrides = _model_spec(cfg)
-    phases = phase_configs(cfg, ctx.scale.name)
-    if ctx.scale.name == "paper" and ctx.device != "cuda":
-        raise Unavailable("paper-scale autoencoder training needs GPUs (weeks of GPU time on the paper's data "
-                          "mixture); run with --device cuda --data TRAIN_FOLDER under torchrun")
     try:
         f = models.zoo.get_config(name, **overrides).spatial_compression
     except ValueError as e:
         raise UsageError(f"train-ae: {e}") from None
+    phases = phase_configs(cfg, ctx.scale.name, f)
+    if ctx.scale.name == "paper" and ctx.device != "cuda":
+        raise Unavailable("paper-scale autoencoder training needs GPUs (weeks of GPU time on the paper's data "
+                          "mixture); run with --device cuda --data TRAIN_FOLDER under torchrun")
     for p in phases:
         if p.resolution % f:
             raise UsageError(f"train-ae: {p.name} resolution {p.resolution} is not a multiple of {name}'s f={f}")
@@ -168,7 +170,6 @@ def run(cfg: dict, ctx) -> dict:
     final = ctx.run_dir / "ckpt" / "model.safetensors"
     from models.train_autoencoder import save_final_model
     save_final_model(model, final)
-    _write_samples(model, ctx, phases[-1].resolution)
     last = phases[-1].name
     metrics.update({
         "steps": total_steps,
@@ -183,25 +184,6 @@ def run(cfg: dict, ctx) -> dict:
         "_protocol": "dcae-train-ae-v1",
     })
     return metrics
-
-
-def _write_samples(model, ctx, resolution: int) -> None:
-    """Reconstructions of the first N_SAMPLES held-out crops at ``resolution`` (uint8), for image-grid figures."""
-    import torch
-
-    from models import data
-    ds = data.EmbeddedPhotos("test", resolution, n_images=N_SAMPLES)
-    x = torch.stack([ds[i] for i in range(len(ds))]).to(ctx.device)
-    model.eval()
-    with torch.no_grad():
-        y = model(x).clamp(-1, 1)
-    to_u8 = lambda t: ((t + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu()  # noqa: E731
-    import io
-    buf = io.BytesIO()
-    torch.save({"originals": to_u8(x), "reconstructions": to_u8(y), "resolution": resolution,
-                "manifest": ds.manifest}, buf)
-    from bench.provenance import atomic_write_bytes
-    atomic_write_bytes(ctx.run_dir / "samples.pt", buf.getvalue())
 
 
 # ---------------------------------------------------------------------------------------------------------------------

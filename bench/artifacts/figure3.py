@@ -1,0 +1,264 @@
+"""Figure 3: (a) Residual Autoencoding vs a stacked autoencoder without shortcuts; (b) the generalisation penalty of
+high spatial-compression autoencoders across resolutions, and its removal by phase-2 latent adaptation.
+
+Paper §3.1/§3.2: (a) "Even with the same total latent size and stronger learning capacity, it still cannot match the
+f8 autoencoder's rFID" (gray dash line, no shortcuts) and "Residual Autoencoding effectively improves the
+reconstruction accuracy of high spatial-compression autoencoders". (b) "f64 autoencoder's rFID degrades from 0.50 to
+7.40 when generalizing from 256×256 to 1024×1024. In contrast, the f8 autoencoder's rFID improves from 0.51 to 0.19";
+phase 2 ("high-resolution latent adaptation", middle layers only) "is sufficient for addressing this issue".
+
+Panel a keeps the total latent size constant (f8c4, f16c16, f32c64, f64c256; reference/autoencoders.md §8) and
+toggles only ``residual_autoencoding`` on the same DC-AE architecture, so the comparison is one config field.
+Panel b trains at low resolution (phase 1), evaluates at that resolution and at 4×, with and without phase 2 (which
+trains only ``encoder.project_out`` + ``decoder.project_in`` at the 4× resolution).
+
+Each panel ends with ``claim:`` rows: ``direction_reproduced`` (1 = the paper's direction holds here, 0 = it does
+not) and the measured gap, whatever the outcome.
+
+Commands:
+    python -m bench figure3 --ablation residual --scale small     # 12 train-ae runs (~1 min each) + recon runs
+    python -m bench figure3 --ablation resolution --scale small   # reuses 2 of them + 2 phase-2 runs + recon runs
+    python -m bench figure3 --scale smoke                         # tiny models, 2 steps: seconds per run
+Expected (small): the paper's directions, not its numbers (reduced -tiny models, 300 steps, 64 px, L1 only).
+"""
+from __future__ import annotations
+
+from bench.spec import Column, PaperRef, Row, RunRef, Spec
+
+# ---- shared settings -----------------------------------------------------------------------------------------------
+# The small scale uses the -tiny variants: a -small model trains at ~2 s/step on the shared 2-core CPU (21 GFLOP per
+# step at 64 px, batch 8), -tiny at ~0.2 s/step (2.8 GFLOP), and panel a alone needs 12 phase-1 runs.
+SMALL_SIZE = "tiny"
+SMALL_RES = 64           # training resolution of phases 1 (the paper's 256)
+SMALL_HIGH_RES = 256     # 4x: the paper's 1024
+PAPER_RES, PAPER_HIGH_RES = 256, 1024
+SMALL_N_IMAGES = 38      # the embedded held-out split has 38 crops at 256 px; the same N at both resolutions
+FS_A = ((8, 4), (16, 16), (32, 64), (64, 256))   # Fig. 3a: constant latent size 8x8x4 at 64 px... f64c256 at 1x1
+SEEDS = {8: (0, 1), 16: (0, 1), 32: (0,), 64: (0,)}  # 2 seeds where the paper's effect is small (low f)
+FS_B = ((8, 4), (64, 256))                       # Fig. 3b: f8 vs f64 (the panel-a models with shortcuts)
+
+
+def train_cfg(f: int, c: int, residual: bool = True, seed: int = 0, size: str = SMALL_SIZE) -> dict:
+    """The phase-1 train-ae config of one model (same dict => same run, reused across panels and artefacts)."""
+    cfg: dict = {"model": f"dc-ae-f{f}c{c}-{size}", "phase": "phase1"}
+    if not residual:
+        cfg["overrides"] = {"residual_autoencoding": False}
+    if seed:
+        cfg["seed"] = seed
+    return cfg
+
+
+def phase2_cfg(base: dict) -> dict:
+    """Phase 2 (high-resolution latent adaptation) started from the phase-1 run ``base``."""
+    return {k: v for k, v in base.items() if k != "phase"} | {"phase": "phase2", "from": base}
+
+
+def recon(train: dict, f: int, high: bool) -> RunRef:
+    """recon of a train-ae run's checkpoint at the training resolution or at 4x (smoke: 2x, at least f)."""
+    small = {"model": train["model"], "resolution": SMALL_HIGH_RES if high else SMALL_RES, "dataset": "embedded-test",
+             "n_images": SMALL_N_IMAGES, "weights": False, "checkpoint": {"eval": "train-ae", "config": train}}
+    smoke_res = max(32, f) * (2 if high else 1)
+    # paper scale: the same recipe on full-size architectures; those f/c/shortcut combinations are unreleased
+    # configurations, so the recon eval reports them unavailable unless registered and trained with --data.
+    paper_train = {**train, "model": train["model"].replace(f"-{SMALL_SIZE}", "")}
+    return RunRef("recon", {"model": paper_train["model"], "resolution": PAPER_HIGH_RES if high else PAPER_RES,
+                            "dataset": "folder:imagenet-val", "weights": False, "batch_size": 16,
+                            "checkpoint": {"eval": "train-ae", "config": paper_train}},
+                  at={"small": small,
+                      "smoke": {**small, "resolution": smoke_res, "n_images": 4, "batch_size": 4}})
+
+
+def _mean(metrics, labels, key):
+    vals = [float(metrics[lab][key]) for lab in labels]
+    return sum(vals) / len(vals)
+
+
+def claim(lhs: list[str], rhs: list[str], metric: str, expect_lhs_lower: bool):
+    """A derived row: direction_reproduced = 1 if mean(lhs) < mean(rhs) (or > when not expect_lhs_lower)."""
+    def derive(m):
+        a, b = _mean(m, lhs, metric), _mean(m, rhs, metric)
+        ok = a < b if expect_lhs_lower else a > b
+        return {"direction_reproduced": int(ok), f"{metric}_lhs": a, f"{metric}_rhs": b, f"{metric}_gap": a - b,
+                "_from": lhs + rhs}
+    return derive
+
+
+def _plot_lines(df, series, xs_of, title, xlabel, out_png, paper_series=None):
+    """One subplot per metric (rFID, PSNR); one line per series ``{name: [(x, row label), ...]}``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    d = df.copy()
+    d["v"] = pd.to_numeric(d["ours"], errors="coerce")
+    d["p"] = pd.to_numeric(d["paper"], errors="coerce")
+    scale = str(d["scale"].iloc[0]) if len(d) else ""
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.8))
+    for ax, metric, ylabel in ((axes[0], "rfid", "rFID"), (axes[1], "psnr", "PSNR (dB)")):
+        for (name, pts), style in zip(series.items(), ("o--", "o-", "s--", "s-", "^--", "^-")):
+            xs, ys = [], []
+            for x, labels in pts:
+                sel = d[d["row"].isin(labels) & (d["metric"] == metric)]["v"].dropna()
+                if len(sel):
+                    xs.append(x)
+                    ys.append(float(sel.mean()))
+            if xs:
+                ax.plot(xs, ys, style, label=f"{name} (ours, {scale})", color="gray" if "no shortcut" in name
+                        else None)
+        for name, pts in (paper_series or {}).items():
+            if metric != "rfid":
+                continue
+            xs, ys = [], []
+            for x, label in pts:
+                sel = d[(d["row"] == label) & (d["metric"] == metric)]["p"].dropna()
+                if len(sel):
+                    xs.append(x)
+                    ys.append(float(sel.iloc[0]))
+            if xs:
+                ax.plot(xs, ys, "x:", markersize=9, mew=2, label=f"{name} (paper)")
+        xs_of(ax)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{title} ({scale} scale)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
+
+
+# ---- panel a: Residual Autoencoding ------------------------------------------------------------------------------
+
+def _label_a(f, c, residual, seed):
+    return f"f{f}c{c} {'with Residual Autoencoding' if residual else 'no shortcut (stacked)'} seed {seed}"
+
+
+ROWS_A = tuple(Row(_label_a(f, c, ra, s), run=recon(train_cfg(f, c, ra, s), f, high=False))
+               for f, c in FS_A for ra in (False, True) for s in SEEDS[f])
+_A = {(f, ra): [_label_a(f, c, ra, s) for s in SEEDS[f]] for f, c in FS_A for ra in (False, True)}
+CLAIMS_A = (
+    Row("claim: without shortcuts, rFID worsens from f8 to f64",
+        derive=claim(_A[(64, False)], _A[(8, False)], "rfid", expect_lhs_lower=False)),
+    Row("claim: Residual Autoencoding improves f32 rFID",
+        derive=claim(_A[(32, True)], _A[(32, False)], "rfid", expect_lhs_lower=True)),
+    Row("claim: Residual Autoencoding improves f64 rFID",
+        derive=claim(_A[(64, True)], _A[(64, False)], "rfid", expect_lhs_lower=True)),
+    Row("claim: Residual Autoencoding improves f64 PSNR",
+        derive=claim(_A[(64, True)], _A[(64, False)], "psnr", expect_lhs_lower=False)),
+)
+
+
+def plot_a(df, results, out_png):
+    def ticks(ax):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks([f for f, _ in FS_A], [f"f{f}c{c}" for f, c in FS_A])
+    series = {name: [(f, _A[(f, ra)]) for f, _ in FS_A]
+              for name, ra in (("no shortcut (stacked)", False), ("with Residual Autoencoding", True))}
+    _plot_lines(df, series, ticks, "Fig. 3a: reconstruction vs spatial compression at constant latent size",
+                "spatial compression (latent size constant)", out_png)
+
+
+RESIDUAL = Spec(
+    id="figure3",
+    title="Figure 3a: Residual Autoencoding vs stacked autoencoder without shortcuts",
+    caption="rFID and PSNR for f8c4, f16c16, f32c64, f64c256 (constant total latent size), the same DC-AE "
+            "architecture with and without Residual Autoencoding (config field residual_autoencoding), phase-1 "
+            "training only. Claim rows: direction_reproduced = 1 when the paper's direction holds at this scale; "
+            "rfid_gap = lhs - rhs. Paper: ImageNet 256, no numbers stated in the text (plot only). Small-scale "
+            "rFID is a 38-image FID (biased upward; compare within the figure only).",
+    columns=(Column("rfid", "rFID", lower_is_better=True, fmt=".3g"),
+             Column("psnr", "PSNR", lower_is_better=False, fmt=".2f"),
+             Column("direction_reproduced", "direction reproduced (1/0)", fmt=".0f"),
+             Column("rfid_gap", "rFID gap (lhs - rhs)", fmt=".3g"),
+             Column("psnr_gap", "PSNR gap (lhs - rhs)", fmt=".3g")),
+    rows=ROWS_A + CLAIMS_A,
+    version=1,
+    scales={"smoke": "dc-ae-*-tiny trained 2 steps at max(32, f) px, 4 held-out crops, tiny feature net: seconds "
+                     "per run, never a result",
+            "small": "dc-ae-*-tiny (0.1-0.4 M params) phase 1: 300 steps, 64 px, batch 8, AdamW lr 1e-3, L1 only "
+                     "(no LPIPS weights offline); 2 seeds at f8/f16; evaluated on 38 embedded held-out crops at "
+                     "64 px; ~12 x 1 min of training on 2 CPU cores",
+            "paper": "full-size DC-AE architectures trained on ImageNet (--data, GPUs, unpublished step counts) and "
+                     "evaluated on ImageNet val 256; not run by this harness without them"},
+    plot=plot_a,
+    deviations=("-tiny models at the small scale (compute budget); 64 px instead of 256 px; L1 loss only.",
+                "The no-shortcut baseline is our DC-AE with residual_autoencoding=False (a clean one-field "
+                "ablation), not the SD-VAE blocks of the paper's gray line."),
+)
+
+
+# ---- panel b: generalisation penalty and phase-2 latent adaptation ------------------------------------------------
+
+def _label_b(f, c, adapted, high):
+    return (f"f{f}c{c} {'with phase-2 adaptation' if adapted else 'no adaptation'} eval "
+            f"{'4x (high)' if high else 'train (low)'} res")
+
+
+def _row_b(f, c, adapted, high):
+    base = train_cfg(f, c)
+    train = phase2_cfg(base) if adapted else base
+    paper = None
+    if not adapted and f in (8, 64):
+        paper = PaperRef(artifact="figure3b", autoencoder=f"f{f} autoencoder evaluated at {1024 if high else 256}")
+    return Row(_label_b(f, c, adapted, high),
+               run=recon(train, f, high),
+               paper=paper)
+
+
+ROWS_B = tuple(_row_b(f, c, ad, hi) for f, c in FS_B for ad in (False, True) for hi in (False, True))
+_B = lambda f, c, ad, hi: [_label_b(f, c, ad, hi)]  # noqa: E731
+CLAIMS_B = (
+    Row("claim: f64 without adaptation is worse at 4x resolution (rFID)",
+        derive=claim(_B(64, 256, False, True), _B(64, 256, False, False), "rfid", expect_lhs_lower=False)),
+    Row("claim: f8 is not worse at 4x resolution (rFID)",
+        derive=claim(_B(8, 4, False, True), _B(8, 4, False, False), "rfid", expect_lhs_lower=True)),
+    Row("claim: f64 penalty (high - low rFID) exceeds f8's",
+        derive=lambda m: (lambda g64, g8: {"direction_reproduced": int(g64 > g8), "rfid_gap": g64 - g8,
+                                           "rfid_lhs": g64, "rfid_rhs": g8,
+                                           "_from": _B(64, 256, False, True) + _B(64, 256, False, False)
+                                           + _B(8, 4, False, True) + _B(8, 4, False, False)})(
+            _mean(m, _B(64, 256, False, True), "rfid") - _mean(m, _B(64, 256, False, False), "rfid"),
+            _mean(m, _B(8, 4, False, True), "rfid") - _mean(m, _B(8, 4, False, False), "rfid"))),
+    Row("claim: phase-2 adaptation improves f64 at 4x resolution (rFID)",
+        derive=claim(_B(64, 256, True, True), _B(64, 256, False, True), "rfid", expect_lhs_lower=True)),
+    Row("claim: phase-2 adaptation improves f64 at 4x resolution (PSNR)",
+        derive=claim(_B(64, 256, True, True), _B(64, 256, False, True), "psnr", expect_lhs_lower=False)),
+)
+
+
+def plot_b(df, results, out_png):
+    def ticks(ax):
+        ax.set_xticks([0, 1], ["train res (paper 256)", "4x res (paper 1024)"])
+        ax.set_xlim(-0.3, 1.3)
+    series = {}
+    for f, c in FS_B:
+        for ad in (False, True):
+            series[f"f{f} {'+ phase 2' if ad else 'no adaptation'}"] = [(int(hi), _B(f, c, ad, hi))
+                                                                        for hi in (False, True)]
+    paper = {f"f{f} no adaptation": [(int(hi), _label_b(f, c, False, hi)) for hi in (False, True)] for f, c in FS_B}
+    _plot_lines(df, series, ticks, "Fig. 3b: generalisation from training to 4x resolution",
+                "evaluation resolution", out_png, paper_series=paper)
+
+
+RESOLUTION = Spec(
+    id="figure3",
+    title="Figure 3b: generalisation penalty across resolutions, with and without phase-2 adaptation",
+    caption="Autoencoders trained at low resolution (phase 1), evaluated at the training resolution and at 4x, "
+            "f8 vs f64, without and with phase-2 high-resolution latent adaptation (middle layers only: "
+            "encoder.project_out + decoder.project_in, trained at 4x). Paper (ImageNet, 256 -> 1024): f64 rFID "
+            "0.50 -> 7.40, f8 0.51 -> 0.19 (figure3b rows of paper_numbers.csv); secondary: f64 with adaptation "
+            "~0.20. Claim rows give direction_reproduced (1/0) and the measured gap.",
+    columns=RESIDUAL.columns,
+    rows=ROWS_B + CLAIMS_B,
+    version=1,
+    scales={"smoke": "tiny models, 2 steps, 32/64 px, 4 crops: seconds, never a result",
+            "small": "dc-ae-f8c4-tiny and dc-ae-f64c256-tiny phase-1 runs of panel a (64 px); phase 2: 60 steps at "
+                     "256 px, batch 2, lr 3e-4, middle layers only; evaluated on 38 held-out crops at 64 and 256 px",
+            "paper": "256 px training, 1024 px evaluation on ImageNet (--data, GPUs); not run without them"},
+    plot=plot_b,
+    deviations=("-tiny models, 64 -> 256 px instead of 256 -> 1024 px; f64 has c256 (panel a's model) instead of "
+                "c128; L1 loss only; 38-image rFID.",),
+)
+
+SPECS = {"residual": RESIDUAL, "resolution": RESOLUTION}
