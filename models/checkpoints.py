@@ -21,9 +21,9 @@ import typing
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from models import zoo
 from models.dc_ae import DCAEConfig
@@ -55,12 +55,12 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         _check_safetensors_header(path)
         try:
             return load_file(str(path))
-        except Exception as e:  # safetensors raises its own error types for truncated data
+        except Exception as e:  # noqa: BLE001 (safetensors raises its own error types for truncated data)
             raise ValueError(f"{path}: not a valid safetensors file (truncated or corrupt?): {e}") from None
     if path.suffix in PICKLE_SUFFIXES:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle arbitrary objects
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 (unpickling, zip and weights-only errors have no common type)
             raise ValueError(f"{path}: cannot read as a weights-only torch pickle: {e}") from None
         while isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
             inner = next((obj[k] for k in NESTING_KEYS if isinstance(obj.get(k), dict)), None)
@@ -223,7 +223,7 @@ def diffusers_dc_kwargs(config: DCAEConfig) -> dict:
     scales = tuple(() if i < config.res_stages else tuple(config.attention_multiscales) for i in range(n))
     bn = config.decoder_batchnorm_stages
     pixel = config.resampling == "pixel_shuffle"
-    return dict(
+    return dict(  # noqa: C408 (reads like the constructor call)
         in_channels=config.in_channels,
         latent_channels=config.latent_channels,
         attention_head_dim=config.head_dim,
@@ -360,7 +360,7 @@ def load(path: str | os.PathLike) -> nn.Module:
     try:
         with safe_open(str(path), framework="pt") as fh:
             metadata = fh.metadata() or {}
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 (safetensors error types)
         raise ValueError(f"{path}: not a valid safetensors file (truncated or corrupt?): {e}") from None
     if metadata.get("format") != FORMAT:
         raise ValueError(f"{path}: not a dcae-bench checkpoint (metadata format {metadata.get('format')!r}); "

@@ -21,10 +21,10 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -80,7 +80,7 @@ SOURCES: tuple[SourcePhoto, ...] = (
 SPLITS = ("train", "test")
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_source(name: str) -> np.ndarray:
     """Decoded (H, W, 3) uint8 photo, cached in memory (grey photos are replicated to RGB)."""
     src = {s.name: s for s in SOURCES}[name]
@@ -262,16 +262,16 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         self.skipped: list[str] = []
         readable = []
         for p in files:
+            if n_images is not None and len(readable) == n_images:
+                break  # the first n readable files (sorted order) are the set
             try:
                 with Image.open(p) as im:
-                    im.size  # noqa: B018 (header only)
+                    im.size  # noqa: B018 (reads the header only)
                 readable.append(p)
-            except Exception:  # PIL raises many kinds (UnidentifiedImageError, OSError, SyntaxError, ...)
+            except Exception:  # noqa: BLE001 - PIL raises many kinds (UnidentifiedImageError, OSError, SyntaxError, ...)
                 self.skipped.append(str(p.relative_to(self.root)))
         if not readable:
             raise UsageError(f"--data {self.root}: none of its {len(files)} image files can be read")
-        if n_images is not None:
-            readable = readable[:n_images]
         self.files = readable
         self._warned = False
         self._warn_skipped()
@@ -289,7 +289,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         try:
             with Image.open(self.files[i]) as im:
                 arr = adm_center_crop(im.convert("RGB"), self.resolution)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a corrupt file is skipped, never fatal
             self.skipped.append(str(self.files[i].relative_to(self.root)))
             self._warn_skipped()
             return None

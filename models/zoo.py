@@ -16,7 +16,7 @@ import importlib
 from dataclasses import dataclass
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 # family -> (module, model class, variants dict). Read top to bottom: one line per autoencoder family.
 FAMILIES: dict[str, tuple[str, str, str]] = {

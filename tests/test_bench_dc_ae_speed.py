@@ -13,8 +13,8 @@ import torch
 
 diffusers = pytest.importorskip("diffusers")
 
-from models.checkpoints import convert_diffusers_dc_to_ours, diffusers_dc_kwargs, load_state_dict_strict  # noqa: E402
-from models.dc_ae import DC_AE_VARIANTS, DCAE  # noqa: E402
+from models.checkpoints import convert_diffusers_dc_to_ours, diffusers_dc_kwargs, load_state_dict_strict
+from models.dc_ae import DC_AE_VARIANTS, DCAE
 
 pytestmark = pytest.mark.slow
 NAME, SIZE = "dc-ae-f32c32-in-1.0", 256

@@ -1,5 +1,6 @@
 """Checkpoints: our safetensors round trip, strict-loading errors, fake official folders (efficientvit, diffusers)."""
 
+import dataclasses
 import json
 
 import pytest
@@ -50,7 +51,7 @@ def rewrite(path, edit):
     state = load_file(str(path))
     edit(state)
     save_file(state, str(path), metadata={"format": checkpoints.FORMAT, "family": "dc-ae", "name": TINY,
-                                          "config": json.dumps(__import__("dataclasses").asdict(tiny().config))})
+                                          "config": json.dumps(dataclasses.asdict(tiny().config))})
 
 
 @pytest.mark.parametrize("edit, message", [

@@ -12,8 +12,19 @@ import torch.nn.functional as F
 
 import models
 from models import dc_ae
-from models.dc_ae import (DC_AE_VARIANTS, DCAE, DCAEConfig, LiteMLA, RMSNorm2d, ResidualDownBlock, ResidualUpBlock,
-                          channel_duplicate_to_space, downsampler, space_to_channel_average, upsampler)
+from models.dc_ae import (
+    DC_AE_VARIANTS,
+    DCAE,
+    DCAEConfig,
+    LiteMLA,
+    ResidualDownBlock,
+    ResidualUpBlock,
+    RMSNorm2d,
+    channel_duplicate_to_space,
+    downsampler,
+    space_to_channel_average,
+    upsampler,
+)
 
 
 def meta_model(name: str) -> DCAE:
@@ -52,7 +63,7 @@ def test_per_stage_counts_f32c32_in():
 
 
 def test_bn_running_stats_only_in_in_mix_decoders():
-    bn = lambda m: sum(b.numel() for n, b in m.named_buffers() if "running" in n)  # noqa: E731
+    bn = lambda m: sum(b.numel() for n, b in m.named_buffers() if "running" in n)
     assert bn(meta_model("dc-ae-f32c32-in-1.0")) == 12_800  # reference §4: 323,369,260 - 323,356,460
     assert bn(meta_model("dc-ae-f32c32-sana-1.0")) == 0
 
@@ -225,3 +236,46 @@ def test_rmsnorm2d_over_channels_in_fp32():
         + norm.bias[:, None, None]
     assert torch.allclose(norm(x), expected, atol=1e-6)
     assert norm(x.bfloat16()).dtype == torch.bfloat16
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Registry (models.zoo)
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_build_overrides_and_unknown_names():
+    assert models.build("dc-ae-f8c4-tiny", residual_autoencoding=False).config.residual_autoencoding is False
+    with pytest.raises(ValueError, match=r"unknown model 'dc-ae-f32c32-in'; close names: .*dc-ae-f32c32-in-1\.0"):
+        models.build("dc-ae-f32c32-in")
+    with pytest.raises(ValueError, match="unknown config field"):
+        models.build("dc-ae-f8c4-tiny", residual_autoencodin=False)
+
+
+def test_list_models_and_table():
+    records = {r.name: r for r in models.list_models()}
+    released = [n for n in DC_AE_VARIANTS if n.endswith("-1.0")]
+    assert len(released) == 7 and all(records[n].params == records[n].official_params for n in released)
+    rec = records["dc-ae-f64c128-in-1.0"]
+    assert (rec.family, rec.spatial_compression, rec.latent_channels, rec.scaling_factor) == ("dc-ae", 64, 128, 0.2889)
+    for f, c in ((8, 4), (16, 16), (32, 32), (32, 64), (64, 128), (64, 256), (128, 512)):
+        for size in ("small", "tiny"):
+            assert f"dc-ae-f{f}c{c}-{size}" in records
+            assert f"sd-vae-f{f}c{c}-{size}" in records or "sd-vae-f8" not in records
+    if "sd-vae-f8" in records:  # models/sd_vae.py present
+        assert records["sd-vae-f8"].params == 83_653_863 and records["sd-vae-f8"].latent_channels == 4
+    rows = {r["name"]: r for r in models.models_table(sizes=(256, 512))}
+    assert rows["dc-ae-f128c512-in-1.0"]["latent@256"] == "512x2x2"
+    assert rows["dc-ae-f32c32-sana-1.0"]["official_params"] == 312_250_275
+    assert rows["dc-ae-f32c32-tiny"]["official_params"] == ""
+
+
+def test_models_package_does_not_import_diffusers():
+    # Static (a subprocess import costs ~10 s here): no module of the package imports diffusers at any level.
+    import ast
+    from pathlib import Path
+
+    for path in Path(models.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n.split(".")[0] == "diffusers" for n in names), f"{path.name} imports diffusers"

@@ -79,6 +79,13 @@ def test_rule_batches_follow_dc_gen_table():
     assert efficiency.rule_batch("uvit-h", 16, "infer") == 2048 * 64 // 16    # off-table: same tokens per batch
 
 
+def test_cheap_calls_are_repeated_until_min_seconds():
+    import time
+    times = efficiency._time(lambda: time.sleep(0.01), warmup=0, iters=2, sync=lambda: None, min_seconds=0.08)
+    assert 6 <= len(times) <= 20 and sum(times) >= 0.08
+    assert len(efficiency._time(lambda: None, warmup=1, iters=3, sync=lambda: None)) == 3
+
+
 def test_peak_table():
     assert efficiency.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
     assert efficiency.peak_tflops("NVIDIA H100 PCIe") == 756.0

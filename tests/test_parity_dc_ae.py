@@ -15,9 +15,13 @@ import torch
 
 diffusers = pytest.importorskip("diffusers")
 
-from models.checkpoints import (convert_diffusers_dc_to_ours, convert_ours_to_diffusers_dc,  # noqa: E402
-                                diffusers_dc_kwargs, load_state_dict_strict)
-from models.dc_ae import DC_AE_VARIANTS, DCAE  # noqa: E402
+from models.checkpoints import (
+    convert_diffusers_dc_to_ours,
+    convert_ours_to_diffusers_dc,
+    diffusers_dc_kwargs,
+    load_state_dict_strict,
+)
+from models.dc_ae import DC_AE_VARIANTS, DCAE
 
 RELEASED = {  # name -> smallest input size with both attention paths in the EfficientViT stages (reference §3.2)
     "dc-ae-f32c32-in-1.0": 64,
@@ -54,7 +58,9 @@ def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
 def check_parity(cfg, size: int, batch: int = 1):
     torch.manual_seed(0)
     oracle = randomise_norms(diffusers.AutoencoderDC(**diffusers_dc_kwargs(cfg))).eval()
-    ours = load_state_dict_strict(DCAE(cfg), convert_diffusers_dc_to_ours(oracle.state_dict(), cfg)).eval()
+    with torch.device("meta"):  # filled by assignment: the full-size models exist once in memory, not three times
+        ours, fresh = DCAE(cfg), diffusers.AutoencoderDC(**diffusers_dc_kwargs(cfg))
+    ours = load_state_dict_strict(ours, convert_diffusers_dc_to_ours(oracle.state_dict(), cfg)).eval()
     x = torch.rand(batch, 3, size, size) * 2 - 1
     with torch.no_grad():
         z_ref = oracle.encode(x).latent
@@ -63,8 +69,8 @@ def check_parity(cfg, size: int, batch: int = 1):
         assert rel_l2(ours.decode(z_ref), x_ref) <= 1e-4
     # Reverse: ours -> diffusers loads strictly into a fresh oracle, reproduces the tensors and the outputs.
     back = convert_ours_to_diffusers_dc(ours.state_dict(), cfg)
-    fresh = diffusers.AutoencoderDC(**diffusers_dc_kwargs(cfg)).eval()
-    fresh.load_state_dict(back, strict=True)
+    fresh.load_state_dict(back, strict=True, assign=True)
+    fresh.eval()
     reference = oracle.state_dict()
     assert all(torch.equal(back[k], reference[k]) for k in reference)
     with torch.no_grad():

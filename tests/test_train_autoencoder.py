@@ -296,3 +296,18 @@ def test_selectors_on_registry_models(name):
     assert any(n.startswith(("decoder.", "post_quant_conv.")) for n in mid)  # decoder's input layers
     assert all(n.startswith("decoder.") for n in head)
     assert len(T.middle_layers(model, extent=3)) > len(T.middle_layers(model, extent=1))
+
+
+def test_ae_memory_small_estimate_and_cuda_unavailable():
+    from types import SimpleNamespace
+
+    from bench.errors import Unavailable
+    from bench.evals.training import run_memory
+    ctx = SimpleNamespace(device="cpu", log=lambda m: None, scale=SimpleNamespace(name="smoke"))
+    cfg = {"model": "dc-ae-f64c128-tiny", "resolution": 64, "batches": [1, 2], "method": "saved-tensors"}
+    full = run_memory({**cfg, "trainable": "all_parameters"}, ctx)
+    mid = run_memory({**cfg, "trainable": "middle_layers"}, ctx)
+    assert 0 < mid["train_memory_gb"] < full["train_memory_gb"]
+    assert full["fit_slope_gb_per_image"] > 0 and mid["trainable_params"] < full["trainable_params"]
+    with pytest.raises(Unavailable, match="CUDA"):
+        run_memory({**cfg, "method": "cuda"}, ctx)

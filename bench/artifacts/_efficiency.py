@@ -70,7 +70,8 @@ SMALL_DIVISOR = {"uvit-s": {"train": 1024, "infer": 512}, "uvit-h": {"train": 25
 # One thread: on a 2-core machine shared with other jobs, two OpenMP threads wait for each other at every op
 # (measured: batch-2 latency 4x worse than with one thread under load), which swamps small-token rows.
 SMALL_COMMON = {"measure": ["train", "infer", "latency"], "threads": 1,
-                "warmup": {"train": 1, "infer": 1, "latency": 1}, "iters": {"train": 2, "infer": 3, "latency": 3}}
+                "warmup": {"train": 1, "infer": 1, "latency": 1}, "iters": {"train": 2, "infer": 3, "latency": 3},
+                "min_seconds": 3.0}
 SMOKE_COMMON = {"measure": ["train", "infer", "latency"], "batch": {"train": 1, "infer": 1, "latency": 2},
                 "warmup": {"train": 0, "infer": 0, "latency": 0}, "iters": {"train": 1, "infer": 1, "latency": 1}}
 
@@ -79,10 +80,11 @@ SCALES_TEXT = {
              "1 timed iteration, CPU; seconds. Ratios mean nothing here.",
     "small": "CPU, fp32, 1 thread: every backbone at full width and token count but 2 blocks (U-ViT: 3), so "
              "params/GFLOPs columns are the full model's (closed form) while timings are of the 2-block model; "
-             "DC-Gen's tokens-per-batch rule scaled down (1 image at the largest token count); median of 2 (train) "
-             "or 3 (infer, latency) timed calls after warm-up. No memory measurement (analytic bound only). Compare "
-             "the speed-up rows with the timed-model FLOP ratio and the paper's ratio; absolute numbers mean nothing "
-             "against an H100. ~10-20 min for table3+4+5 on 2 shared cores.",
+             "DC-Gen's tokens-per-batch rule scaled down (1 image at the largest token count); 1 warm-up, then the "
+             "median of >= 2 (train) or >= 3 (infer, latency) timed calls, repeated until 3 s are sampled. No memory "
+             "measurement (analytic bound only). Compare the speed-up rows with the timed-model FLOP ratio and the "
+             "paper's ratio; absolute numbers mean nothing against an H100. ~5 min for table3+4+5 on an idle 2-core "
+             "CPU, ~10-15 min on a busy one.",
     "paper": "One CUDA GPU (H100 in the paper): fp16 autocast training with per-block activation checkpointing, AdamW, "
              "20 warm-up + 100 steps at DC-Gen's batches; inference PyTorch eager fp16 (the paper used TensorRT: "
              "compare ratios); latency at batch 2 (paper: RTX 3090); peak memory at batch 256.",

@@ -62,7 +62,8 @@ def plot(df, results, out_png) -> None:
     d["paper_v"] = pd.to_numeric(d["paper"], errors="coerce")
     scale = str(d["scale"].iloc[0]) if len(d) else ""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    for ax, metric, ylabel in ((axes[0], "rfid", "rFID (log)"), (axes[1], "psnr", "PSNR (dB)")):
+    for ax, metric, ylabel in ((axes[0], "rfid", "rFID"), (axes[1], "psnr", "PSNR (dB)")):
+        plotted: list[float] = []
         for (_, name), color in zip(FAMILIES, ("tab:blue", "tab:red")):
             xs, ys, px, py = [], [], [], []
             for f, _c in FS:
@@ -73,16 +74,16 @@ def plot(df, results, out_png) -> None:
                 if len(sel) and pd.notna(sel["paper_v"].iloc[0]):
                     px.append(f)
                     py.append(float(sel["paper_v"].iloc[0]))
+            plotted += ys + py
             if xs:
                 ax.plot(xs, ys, "o-", color=color, label=f"{name} (ours, {scale})")
             if px:
                 ax.plot(px, py, "x", color=color, markersize=9, mew=2, label=f"{name} (paper)")
         ax.set_xscale("log", base=2)
         ax.set_xticks([f for f, _ in FS], [f"f{f}" for f, _ in FS])
-        if metric == "rfid":
-            positive = d[(d["metric"] == "rfid")][["ours_v", "paper_v"]].stack()
-            if (positive > 0).all() and len(positive):
-                ax.set_yscale("log")
+        if metric == "rfid" and plotted and min(plotted) > 0:
+            ax.set_yscale("log")  # as the paper's panel
+            ylabel += " (log scale)"
         ax.set_xlabel("spatial compression ratio")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)

@@ -7,7 +7,7 @@ are saved by every ``recon`` run on ``embedded-test`` (``<run>/showcase/<name>-{
 the table are the same runs' PSNR / SSIM / rFID on 64 held-out crops.
 
 Commands:
-    python -m bench figure7 --scale smoke    # tiny untrained models: noise, a layout check; 2-5 min
+    python -m bench figure7 --scale smoke    # tiny untrained models: noise, a layout check (reuses table2's runs)
     python -m bench figure7 --scale small    # reduced models trained by train-ae, 128 px (shares Table 2's runs)
     python -m bench figure7 --scale paper --device cuda --weights W   # official DC-AEs at 512 px; SD-VAE unreleased
 """
@@ -31,8 +31,9 @@ def _run(family: str, f: int, c: int) -> RunRef:
                   at={"small": {"model": small, "resolution": RESOLUTION_SMALL, "dataset": "embedded-test",
                                 "n_images": 64, "weights": False,
                                 "checkpoint": train_ref(small)},
-                      "smoke": {"model": f"{family}-f{f}c{c}-tiny", "resolution": 128, "dataset": "embedded-test",
-                                "n_images": 8, "weights": False, "batch_size": 8},
+                      # smoke: Table 2's smoke runs (same resolved config), a layout check only
+                      "smoke": {"model": f"{family}-f{f}c{c}-tiny", "resolution": max(32, f),
+                                "dataset": "embedded-test", "n_images": 8, "weights": False, "batch_size": 8},
                       "paper": {"dataset": "embedded-test", "n_images": 8}})
 
 
@@ -73,7 +74,7 @@ def plot(df, results, out_png) -> None:
     for lab in labels:
         psnr = df[(df["row"] == lab) & (df["metric"] == "psnr")]["ours"]
         v = pd.to_numeric(psnr, errors="coerce").iloc[0] if len(psnr) else float("nan")
-        grid.append((f"{lab}\nPSNR {v:.2f}" if v == v else f"{lab}\n(not run)",
+        grid.append((f"{lab}\nPSNR {v:.2f}" if not np.isnan(v) else f"{lab}\n(not run)",
                      [img(results.get(lab), n, "recon") for n in names]))
     fig, axes = plt.subplots(len(grid), len(names), figsize=(1.7 * len(names) + 1.2, 1.7 * len(grid)))
     for i, (row_label, ims) in enumerate(grid):
@@ -108,13 +109,13 @@ SPECS = {"": Spec(
     rows=ROWS,
     version=1,
     scales={
-        "smoke": "tiny untrained models at 128 px, 8 images: a layout check (reconstructions are noise); "
-                 "2-5 min on 2 CPU cores",
+        "smoke": "tiny untrained models at max(32, f) px, 8 images (Table 2's smoke runs): a layout check, the "
+                 "reconstructions are noise; seconds after table2",
         "small": "reduced models trained by train-ae (phase 1), 128 px, 64 held-out crops (shared with Table 2)",
         "paper": "official DC-AE checkpoints (--weights) at 512 px on the embedded held-out photos; the stacked "
                  "SD-VAEs are unreleased (unavailable); GPU",
     },
     plot=plot,
-    deviations=("The paper's sample images are not released; ours are crops of public-domain/CC0 photos shipped in "
-                "scikit-image and matplotlib.",),
+    deviations=(("The paper's sample images are not released; ours are crops of public-domain/CC0 photos shipped "
+                 "in scikit-image and matplotlib."),),
 )}

@@ -136,8 +136,8 @@ SPECS = {"": Spec(
     },
     deviations=(
         "small scale: reduced models, resolutions /4 (64 and 128 px), embedded photos instead of ImageNet val.",
-        "FFHQ / MapillaryVistas evaluation splits and crops are not stated by the paper; we use the ADM centre crop "
-        "of every image in the --data folder.",
+        ("FFHQ / MapillaryVistas evaluation splits and crops are not stated by the paper; we use the ADM centre "
+         "crop of every image in the --data folder."),
         "Which DC-AE checkpoint produced the 256-px and mix rows is inferred (reference/evaluation.md §2).",
     ),
 )}

@@ -39,6 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "batch_divisor": 1,                      # CPU only: divide rule batches by this (>= 1 image); int or per kind
     "warmup": {"train": 20, "infer": 20, "latency": 20, "memory": 5},
     "iters": {"train": 100, "infer": 100, "latency": 100, "memory": 10},
+    "min_seconds": 0.0,                      # keep timing (up to 10x iters) until this much time is sampled
     "dtype": "fp16",                         # GPU autocast / inference dtype (fp16 as the paper; bf16 possible)
     "threads": None,                         # CPU: torch.set_num_threads(k); None keeps torch's default
     "activation_checkpointing": True,        # per block, as DC-Gen's training harness
@@ -77,13 +78,19 @@ def peak_tflops(device_name: str) -> float | None:
 # Timing helpers
 # ----------------------------------------------------------------------------------------------------------------
 
-def _time(fn: Callable[[], None], warmup: int, iters: int, sync: Callable[[], None]) -> list[float]:
-    """Seconds per call of ``fn``: ``warmup`` untimed calls, then ``iters`` calls timed one by one (synchronised)."""
+def _time(fn: Callable[[], None], warmup: int, iters: int, sync: Callable[[], None],
+          min_seconds: float = 0.0) -> list[float]:
+    """Seconds per call of ``fn``: ``warmup`` untimed calls, then ``iters`` calls timed one by one (synchronised).
+
+    Cheap calls are repeated (up to 10× ``iters``) until ``min_seconds`` of timings exist, so that their median is
+    not at the mercy of a single scheduler hiccup on a shared CPU.
+    """
     for _ in range(warmup):
         fn()
     sync()
-    times = []
-    for _ in range(max(1, iters)):
+    times: list[float] = []
+    iters = max(1, iters)
+    while len(times) < iters or (sum(times) < min_seconds and len(times) < 10 * iters):
         t0 = time.perf_counter()
         fn()
         sync()
@@ -248,7 +255,7 @@ def run(cfg: dict[str, Any], ctx) -> dict[str, Any]:
             b = batch_for("train")
             model = build(train=True)
             times = _time(_train_step_fn(model, b, device, amp_dtype, generator),
-                          cfg["warmup"]["train"], cfg["iters"]["train"], sync)
+                          cfg["warmup"]["train"], cfg["iters"]["train"], sync, cfg["min_seconds"])
             metrics["train_throughput_img_s"] = b / statistics.median(times)
             hw = costs.train_flops_per_image(built_cfg, recompute=bool(cfg["activation_checkpointing"]))
             metrics["train_tflop_s"] = metrics["train_throughput_img_s"] * hw / 1e12
@@ -264,7 +271,8 @@ def run(cfg: dict[str, Any], ctx) -> dict[str, Any]:
                 if kind not in cfg["measure"]:
                     continue
                 b = batch_for(kind)
-                times = _time(_infer_fn(model, b, device, generator), cfg["warmup"][kind], cfg["iters"][kind], sync)
+                times = _time(_infer_fn(model, b, device, generator), cfg["warmup"][kind], cfg["iters"][kind], sync,
+                              cfg["min_seconds"])
                 if kind == "infer":
                     metrics["infer_throughput_img_s"] = b / statistics.median(times)
                     metrics["infer_tflop_s"] = metrics["infer_throughput_img_s"] * costs.gflops(built_cfg) / 1e3

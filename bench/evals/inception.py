@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from bench.errors import Unavailable
 
@@ -50,7 +50,8 @@ ENV_WEIGHTS = "DCAE_BENCH_INCEPTION_WEIGHTS"
 
 
 def _hub_checkpoints() -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints"
+    from bench.evals.metrics import hub_checkpoints_dir
+    return hub_checkpoints_dir()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -137,7 +138,7 @@ def fid_helper_model_path() -> Path | None:
     spec = importlib.util.find_spec(FID_HELPER_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(list(spec.submodule_search_locations)[0]) / FID_HELPER_MODEL
+    path = Path(next(iter(spec.submodule_search_locations))) / FID_HELPER_MODEL
     return path if path.is_file() else None
 
 
@@ -209,7 +210,9 @@ class FIDInception(nn.Module):
 
     def __init__(self, weights: InceptionWeights):
         super().__init__()
-        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+        from torch_fidelity.feature_extractor_inceptionv3 import (
+            FeatureExtractorInceptionV3,
+        )
         try:
             self.net = FeatureExtractorInceptionV3("dcae-bench-inception", ["2048"],
                                                    feature_extractor_weights_path=str(weights.path))

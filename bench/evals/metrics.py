@@ -16,7 +16,6 @@ Everything here is a pure function or a small accumulator; the protocol that wir
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,7 +80,7 @@ def ssim_per_image(a: torch.Tensor, b: torch.Tensor, s: SSIMSettings = SSIM_OFFI
     window would leave the image (tested in tests/test_metrics.py).
     """
     _check_uint8_pair(a, b)
-    n, c, h, w = a.shape
+    _, c, h, w = a.shape
     if min(h, w) < s.window:
         raise ValueError(f"SSIM needs images of at least {s.window}x{s.window} px, got {h}x{w}")
     g = _gaussian_window(s.window, s.sigma).to(a.device)
@@ -183,7 +182,7 @@ class FeatureStats:
         if self.features is not None:
             self.features.append(f)
 
-    def merge(self, other: "FeatureStats") -> None:
+    def merge(self, other: FeatureStats) -> None:
         if other.dim != self.dim:
             raise ValueError("cannot merge statistics of different feature dimensions")
         self.n += other.n
@@ -213,7 +212,7 @@ class FeatureStats:
         return out
 
     @classmethod
-    def from_arrays(cls, d: dict[str, np.ndarray]) -> "FeatureStats":
+    def from_arrays(cls, d: dict[str, np.ndarray]) -> FeatureStats:
         s = cls(int(d["sum"].shape[0]), keep_features="features" in d)
         s.n = int(d["n"])
         s.sum = np.array(d["sum"], np.float64)
@@ -292,10 +291,3 @@ def _check_uint8_pair(a: torch.Tensor, b: torch.Tensor) -> None:
         raise TypeError(f"metrics take uint8 images (quantise with to_uint8 first), got {a.dtype} and {b.dtype}")
     if a.shape != b.shape or a.dim() != 4:
         raise ValueError(f"expected two (N, C, H, W) batches of equal shape, got {tuple(a.shape)} and {tuple(b.shape)}")
-
-
-def finite_mean(values: np.ndarray) -> float:
-    """Mean that keeps +inf (a lossless pair) instead of turning it into nan."""
-    v = np.asarray(values, np.float64)
-    return float(v.mean()) if len(v) else math.nan
-

@@ -5,12 +5,14 @@ frozen preset that is stored with every number (``_protocol``). In short: ADM ce
 model, x and x̂ rounded to uint8, FID of reconstructions vs the *same* originals (Inception pool3, PyTorch bilinear
 resize to 299), PSNR/SSIM/LPIPS per image on uint8 then averaged.
 
-Sharding and resume (evaluation.md §9): the image index range [0, N) is cut into contiguous shards. A process
-(or each torchrun rank, shard k going to rank k mod world) reconstructs its shards and writes, per shard, an atomic
-``<run_dir>/shards/<k>-of-<n>.npz`` with its indices, per-image metrics and float64 feature statistics
-(n, Σf, Σffᵀ). A finished shard file is skipped on restart, so a killed evaluation resumes where it stopped, with
-or without torchrun. Rank 0 then sums the shards in float64 and computes the metrics; there is no padding, so no
-image counts twice. Reference statistics (originals) are cached in ``runs/_cache/fid-ref-<key>.npz`` keyed by the
+Sharding and resume (evaluation.md §9): the image index range [0, N) is cut into n contiguous shards (about 4 per
+rank, ≥ 256 images each; ``shard_images`` sets the size). A process, or each torchrun rank (one contiguous block of
+shards per rank), reconstructs its shards and writes, per shard, an atomic ``<run_dir>/shards/<k>-of-<n>.npz``
+with its indices, per-image metrics and float64 feature statistics (n, Σf, Σffᵀ). A finished shard file is skipped
+on restart, so a killed evaluation resumes where it stopped, with or without torchrun (one process simply computes
+every shard in turn). Rank 0 then sums the shards in float64 and computes the metrics; there is no padding, so no
+image counts twice; the shard files are then replaced by ``shards/index.json`` (indices, ranks, timings).
+Under torchrun the ranks meet through files in the run folder, so all ranks must share that folder (one node). Reference statistics (originals) are cached in ``runs/_cache/fid-ref-<key>.npz`` keyed by the
 images, the feature network's sha256 and the protocol.
 
 ``evaluate(model, dataset, ...)`` is the protocol on objects (tests inject a stand-in autoencoder and a tiny
@@ -26,9 +28,11 @@ import math
 import os
 import re
 import time
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -93,7 +97,7 @@ def state_digest(model: torch.nn.Module) -> str:
     for name, t in model.state_dict().items():
         t = t.detach().cpu().contiguous()
         h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # 0-dim too
     return h.hexdigest()[:16]
 
 
@@ -115,7 +119,7 @@ def _load_npz(path: Path) -> dict[str, np.ndarray] | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError):  # a damaged file is recomputed, never trusted
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # a damaged file is recomputed, never trusted
         return None
 
 
@@ -219,7 +223,7 @@ def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
             continue
         path = shard_dir / f"{k}-of-{n_shards}.npz"
         old = _load_npz(path) if path.exists() else None
-        if old is not None and str(old["key"]) == shard_key:
+        if old is not None and str(old.get("key")) == shard_key:
             continue  # finished earlier: resume skips it
         if max_shards is not None and computed >= max_shards:
             break
@@ -234,8 +238,8 @@ def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
     if rank != 0:
         return EvalResult({}, files)
     shards = [_load_npz(p) if p.exists() else None for p in files]
-    if any(s is None or str(s["key"]) != shard_key for s in shards):
-        done = sum(s is not None and str(s["key"]) == shard_key for s in shards)
+    if any(s is None or str(s.get("key")) != shard_key for s in shards):
+        done = sum(s is not None and str(s.get("key")) == shard_key for s in shards)
         return EvalResult({"_complete": False, "_shards_done": done, "_shards": n_shards}, files)
 
     # ---- reduce (float64) ----
@@ -285,7 +289,7 @@ def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
         "_fid_features": getattr(feature_net, "name", "none") if feature_net is not None else "none",
         "_reference_id": f"fid-ref-{ref_key}",
         "_n_images": int(n_ok),
-        "_n_skipped": int(len(skipped)),
+        "_n_skipped": len(skipped),
         "_n_shards": n_shards,
         "_world_size": world,
         "_psnr_inf_images": int(np.isinf(psnr).sum()),
@@ -427,7 +431,7 @@ def _load_model(cfg: dict, ctx: Any) -> tuple[torch.nn.Module, str]:
             raise Unavailable(f"training run {dep.run_id} has no checkpoint at {path}")
         try:
             model = models.load(path)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any load failure is a bad checkpoint, reported in one line
             raise UsageError(f"checkpoint {path} cannot be loaded ({type(e).__name__}: {e})") from None
         want, got = expected_fc(name), (getattr(model, "spatial_compression", None),
                                         getattr(model, "latent_channels", None))

@@ -313,11 +313,12 @@ def _measure_saved_tensors(model, params, perceptual, phase, batch: int, res: in
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         y = model(x)
         loss = losses.l1_loss(y, x) + (perceptual(y, x) if perceptual is not None else 0.0)
+    saved[x.untyped_storage().data_ptr()] = x.untyped_storage().nbytes()  # the input batch, counted once
     activations = sum(saved.values())
     del loss, y
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     trainable = sum(p.numel() * p.element_size() for p in params)
-    return float(weights + 3 * trainable + activations + x.numel() * x.element_size())  # 3 = grad + exp_avg + exp_avg_sq
+    return float(weights + 3 * trainable + activations)  # 3 = grad + exp_avg + exp_avg_sq
 
 
 def ratio(a: float, b: float) -> float:
