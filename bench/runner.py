@@ -239,7 +239,12 @@ def collect(spec: Spec, panel: str, scale: str, runner: Runner, progress=None) -
             protocol = "derived"
         elif row.run is None:
             status = f"paper only{': ' + row.note if row.note else ''}"
-        paper_vals = (paper.values(row.paper.artifact or spec.id, **row.paper.filters()) if row.paper else {})
+        if row.paper is not None:
+            paper_vals = paper.values(row.paper.artifact or spec.id, **row.paper.filters())
+        elif row.derive is not None:
+            paper_vals = _derive_paper(spec, row)
+        else:
+            paper_vals = {}
         for col in spec.columns:
             ours_raw = ours_metrics.get(col.metric)
             p = paper_vals.get(col.metric)
@@ -257,6 +262,28 @@ def collect(spec: Spec, panel: str, scale: str, runner: Runner, progress=None) -
                 "scale": scale, "status": cell_status, "run_id": rid, "protocol": protocol, "note": row.note,
             })
     return Built(spec, panel, scale, records, results, problems)
+
+
+class _PaperMetrics(dict):
+    """A row's paper numbers; a metric the paper does not report reads as NaN (so derived values drop out)."""
+
+    def __missing__(self, key: str) -> float:
+        return float("nan")
+
+    def get(self, key, default=None):  # noqa: D102 - same NaN rule for .get
+        return self[key] if key in self else (default if default is not None else float("nan"))
+
+
+def _derive_paper(spec: Spec, row) -> dict[str, float]:
+    """Apply a derived row's ``derive`` to the paper's numbers of the rows it reads (finite results only)."""
+    by_label = {r.label: _PaperMetrics(paper.values(r.paper.artifact or spec.id, **r.paper.filters()))
+                for r in spec.rows if r.paper is not None and r.run is not None}
+    try:
+        derived = row.derive(by_label)
+    except (KeyError, TypeError, ZeroDivisionError, ValueError):
+        return {}
+    return {k: float(v) for k, v in derived.items()
+            if not k.startswith("_") and _num(v) is not None and math.isfinite(float(v))}
 
 
 def output_stem(spec_id: str, panel: str, scale: str) -> str:

@@ -58,7 +58,7 @@ class PaperRef:
     """Selects the paper's numbers for one row from ``paper_numbers.csv``.
 
     Filters are exact string matches on the CSV columns (``setting``, ``backbone``, ``autoencoder``, ``patch``,
-    ``tokens``); ``artifact`` defaults to the spec's own id (set it to read e.g. the ``abstract`` rows).
+    ``tokens``, ``note``); ``artifact`` defaults to the spec's own id (set it to read e.g. the ``abstract`` rows).
     """
 
     artifact: str | None = None
@@ -67,6 +67,7 @@ class PaperRef:
     autoencoder: str | None = None
     patch: str | None = None
     tokens: str | None = None
+    note: str | None = None  # e.g. Table 3's dagger rows differ from their twins only by the note; "" = no note
 
     def filters(self) -> dict[str, str]:
         return {k: v for k, v in self.__dict__.items() if v is not None and k != "artifact"}
@@ -89,6 +90,8 @@ class Row:
     Exactly one of ``run`` (measured by an eval) or ``derive`` (computed from other rows' metrics, e.g. a speed-up
     ratio) is normally set; a row with neither shows the paper's numbers only, with ``note`` saying why ours is
     missing. ``derive(metrics_by_label) -> {metric: value}`` receives the metrics of every run row of the spec.
+    A derived row without ``paper`` gets its paper cells by applying the same ``derive`` to the paper's numbers of
+    those rows (so the paper's speed-up 6706/351 sits beside ours, computed from the CSV, never typed in).
     """
 
     label: str

@@ -82,7 +82,7 @@ def test_parity_reduced_width(name):
     check_parity(narrow(name), RELEASED[name])
 
 
-@pytest.mark.parametrize("name", ["dc-ae-f32c32-tiny", "dc-ae-f128c512-tiny"])
+@pytest.mark.parametrize("name", ["dc-ae-f128c512-tiny"])  # last stage empty, widened widths
 def test_parity_our_reduced_variants(name):
     cfg = DC_AE_VARIANTS[name]
     check_parity(cfg, max(32, cfg.spatial_compression))

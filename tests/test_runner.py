@@ -123,3 +123,20 @@ def test_unwritable_runs_dir_is_a_usage_error(tmp_path):
     blocker.write_text("not a folder")  # works even as root, unlike chmod
     with pytest.raises(UsageError, match="not writable"):
         Runner(blocker / "runs").check_writable()
+
+
+def test_derived_row_gets_paper_values_from_the_same_derive(tmp_path):
+    """A speed-up row's paper cell is the paper's own ratio, computed from paper_numbers.csv (6706/351)."""
+    def ratio(m):
+        return {"inference_speedup": m["f64"]["infer_throughput_img_s"] / m["f8"]["infer_throughput_img_s"],
+                "flops": m["f8"]["only_ours"] / m["f64"]["only_ours"], "_from": ["f8", "f64"]}
+    sel = dict(artifact="table3", backbone="UViT-H", note="")
+    spec = Spec(id="table3", title="t", caption="c", scales={"smoke": "", "small": "", "paper": ""},
+                columns=(Column("inference_speedup", "x", False), Column("flops", "f")),
+                rows=(Row("f8", run=RunRef("dummy", {"x": 1}), paper=PaperRef(autoencoder="SD-VAE-f8", **sel)),
+                      Row("f64", run=RunRef("dummy", {"x": 2}), paper=PaperRef(autoencoder="DC-AE-f64", **sel)),
+                      Row("speed-up", derive=ratio)))
+    built = collect(spec, "", "smoke", Runner(tmp_path))
+    rec = {r["metric"]: r for r in built.records if r["row"] == "speed-up"}
+    assert float(rec["inference_speedup"]["paper"]) == pytest.approx(6706 / 351, rel=1e-5)
+    assert rec["flops"]["paper"] == ""  # the paper has no such number: NaN drops out, never invented

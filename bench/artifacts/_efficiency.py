@@ -17,17 +17,6 @@ FID_NOTE = ("FID/CLIP columns are the paper's only: generation needs latent diff
             "harness does not run")
 
 
-@dataclass(frozen=True)
-class PaperRow(PaperRef):
-    """``PaperRef`` that can also filter on the CSV ``note`` column.
-
-    Needed where two paper rows differ only by their note (Table 3's † rows: 4× training iterations, same
-    efficiency numbers). ``note=""`` selects the row without a note.
-    """
-
-    note: str | None = None
-
-
 DAGGER = "4x training iterations (500K->2000K)"
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -12,18 +12,18 @@ Command: ``python -m bench figure2 --ablation c --scale small`` (reuses table3's
 """
 from __future__ import annotations
 
-from bench.artifacts._efficiency import SCALES_TEXT, Entry, PaperRow, speedup_row
+from bench.artifacts._efficiency import SCALES_TEXT, Entry, speedup_row
 from bench.spec import Column, PaperRef, Spec
 
 _POINTS = (
     Entry("UViT-S SD-VAE-f8 p2", "uvit-s", "SD-VAE-f8", 4, 64, 2,
-          PaperRow(artifact="table3", backbone="UViT-S", autoencoder="SD-VAE-f8", patch="2", note="")),
+          PaperRef(artifact="table3", backbone="UViT-S", autoencoder="SD-VAE-f8", patch="2", note="")),
     Entry("UViT-S DC-AE-f64 p1", "uvit-s", "DC-AE-f64", 128, 8, 1,
-          PaperRow(artifact="table3", backbone="UViT-S", autoencoder="DC-AE-f64", patch="1", note="")),
+          PaperRef(artifact="table3", backbone="UViT-S", autoencoder="DC-AE-f64", patch="1", note="")),
     Entry("UViT-H SD-VAE-f8 p2", "uvit-h", "SD-VAE-f8", 4, 64, 2,
-          PaperRow(artifact="table3", backbone="UViT-H", autoencoder="SD-VAE-f8", patch="2", note="")),
+          PaperRef(artifact="table3", backbone="UViT-H", autoencoder="SD-VAE-f8", patch="2", note="")),
     Entry("UViT-H DC-AE-f64 p1", "uvit-h", "DC-AE-f64", 128, 8, 1,
-          PaperRow(artifact="table3", backbone="UViT-H", autoencoder="DC-AE-f64", patch="1", note="")),
+          PaperRef(artifact="table3", backbone="UViT-H", autoencoder="DC-AE-f64", patch="1", note="")),
 )
 
 

@@ -16,7 +16,7 @@ Commands and expected runtime:
                                                          # compare the ratios with 19.1x / 17.9x
 """
 from bench.artifacts._efficiency import (COST_COLUMNS, DAGGER, SCALES_TEXT, SPEED_COLUMNS, SPEEDUP_COLUMNS, Entry,
-                                         PaperRow, speedup_row)
+                                         speedup_row)
 from bench.spec import Column, PaperRef, Spec
 
 ID = "table3"
@@ -26,7 +26,7 @@ def _entry(backbone: str, paper_backbone: str, ae: str, c: int, f: int, p: int, 
     tokens = (512 // f // p) ** 2
     label = f"{paper_backbone} {ae} p{p}" + (" †" if dagger else "")
     return Entry(label, backbone, ae, c, 512 // f, p,
-                 PaperRow(backbone=paper_backbone, autoencoder=ae, patch=str(p), tokens=str(tokens),
+                 PaperRef(backbone=paper_backbone, autoencoder=ae, patch=str(p), tokens=str(tokens),
                           note=DAGGER if dagger else ""))
 
 

@@ -13,9 +13,8 @@ Commands and expected runtime:
     python -m bench table4 --scale small    # a few minutes on 2 CPU cores
     python -m bench table4 --scale paper --device cuda   # one H100
 """
-from bench.artifacts._efficiency import (COST_COLUMNS, SCALES_TEXT, SPEED_COLUMNS, SPEEDUP_COLUMNS, Entry, PaperRow,
-                                         speedup_row)
-from bench.spec import Column, Spec
+from bench.artifacts._efficiency import (COST_COLUMNS, SCALES_TEXT, SPEED_COLUMNS, SPEEDUP_COLUMNS, Entry, speedup_row)
+from bench.spec import Column, PaperRef, Spec
 
 ID = "table4"
 HIGH_RES = "FFHQ 1024x1024 unconditional and MJHQ 1024x1024 class-conditional"
@@ -25,7 +24,7 @@ MAPILLARY = "MapillaryVistas 2048x2048 unconditional"
 def _entry(setting: str, res: int, ae: str, c: int, f: int, p: int) -> Entry:
     tokens = (res // f // p) ** 2
     return Entry(f"DiT-S {res}px {ae} p{p}", "dit-s", ae, c, res // f, p,
-                 PaperRow(setting=setting, backbone="DiT-S", autoencoder=ae, patch=str(p), tokens=str(tokens)))
+                 PaperRef(setting=setting, backbone="DiT-S", autoencoder=ae, patch=str(p), tokens=str(tokens)))
 
 
 AT_1024 = (_entry(HIGH_RES, 1024, "SD-VAE-f8", 4, 8, 2), _entry(HIGH_RES, 1024, "SD-VAE-f8", 4, 8, 4),

@@ -12,18 +12,17 @@ Commands and expected runtime:
     python -m bench table5 --scale small    # a couple of minutes on 2 CPU cores
     python -m bench table5 --scale paper --device cuda   # one H100
 """
-from bench.artifacts._efficiency import (COST_COLUMNS, SCALES_TEXT, SPEED_COLUMNS, SPEEDUP_COLUMNS, Entry, PaperRow,
-                                         speedup_row)
-from bench.spec import Column, Spec
+from bench.artifacts._efficiency import (COST_COLUMNS, SCALES_TEXT, SPEED_COLUMNS, SPEEDUP_COLUMNS, Entry, speedup_row)
+from bench.spec import Column, PaperRef, Spec
 
 ID = "table5"
 SETTING = "MJHQ 512x512 text-to-image (100K iterations from scratch)"
 
 ENTRIES = (
     Entry("PixArt-α SD-VAE-f8 p2", "pixart-alpha", "SD-VAE-f8", 4, 64, 2,
-          PaperRow(setting=SETTING, backbone="PixArt-alpha", autoencoder="SD-VAE-f8", patch="2", tokens="1024")),
+          PaperRef(setting=SETTING, backbone="PixArt-alpha", autoencoder="SD-VAE-f8", patch="2", tokens="1024")),
     Entry("PixArt-α DC-AE-f32 p1", "pixart-alpha", "DC-AE-f32", 32, 16, 1,
-          PaperRow(setting=SETTING, backbone="PixArt-alpha", autoencoder="DC-AE-f32", patch="1", tokens="256")),
+          PaperRef(setting=SETTING, backbone="PixArt-alpha", autoencoder="DC-AE-f32", patch="1", tokens="256")),
 )
 
 SPECS = {"": Spec(
