@@ -115,8 +115,13 @@ def _plot_lines(df, series, xs_of, title, xlabel, out_png, paper_series=None):
                 if len(sel):
                     xs.append(x)
                     ys.append(float(sel.iloc[0]))
-            if xs:
-                ax.plot(xs, ys, "x:", markersize=9, mew=2, label=f"{name} (paper)")
+            if xs:  # the paper's rFIDs are ~100x below small-N rFIDs: own axis, on the right
+                twin = getattr(ax, "_paper_axis", None) or ax.twinx()
+                ax._paper_axis = twin
+                twin.plot(xs, ys, "x:", markersize=9, mew=2, label=f"{name} (paper, right axis)",
+                          color="tab:purple" if "f8" in name else "tab:brown")
+                twin.set_ylabel("paper rFID (ImageNet)")
+                twin.legend(fontsize=7, loc="lower right")
         xs_of(ax)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
