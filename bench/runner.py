@@ -105,7 +105,12 @@ class Runner:
         metrics_path = self.runs_dir / rid / "metrics.json"
         if not metrics_path.exists():
             return None
-        return RunResult(rid, metrics_path.parent, json.loads(metrics_path.read_text()), cfg, reused=True)
+        metrics = json.loads(metrics_path.read_text())
+        # A run may declare files it produced that other runs need (``_outputs``, e.g. a gitignored checkpoint);
+        # in a fresh clone those are absent, so the run is not complete there and is recomputed when asked for.
+        if any(not (metrics_path.parent / rel).exists() for rel in metrics.get("_outputs", ())):
+            return None
+        return RunResult(rid, metrics_path.parent, metrics, cfg, reused=True)
 
     @contextlib.contextmanager
     def _lock(self, run_dir: Path) -> Iterator[None]:

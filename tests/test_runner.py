@@ -140,3 +140,17 @@ def test_derived_row_gets_paper_values_from_the_same_derive(tmp_path):
     rec = {r["metric"]: r for r in built.records if r["row"] == "speed-up"}
     assert float(rec["inference_speedup"]["paper"]) == pytest.approx(6706 / 351, rel=1e-5)
     assert rec["flops"]["paper"] == ""  # the paper has no such number: NaN drops out, never invented
+
+
+def test_run_with_missing_declared_output_is_recomputed(tmp_path):
+    """A training run whose gitignored checkpoint is gone (fresh clone) is not complete."""
+    r = Runner(tmp_path)
+    ref = RunRef("dummy", {"x": 5})
+    res = r.ensure(ref, "smoke")
+    m = json.loads((res.dir / "metrics.json").read_text())
+    m["_outputs"] = ["ckpt/model.safetensors"]
+    (res.dir / "metrics.json").write_text(json.dumps(m))
+    assert r.load(ref, "smoke") is None
+    (res.dir / "ckpt").mkdir()
+    (res.dir / "ckpt" / "model.safetensors").write_bytes(b"x")
+    assert r.load(ref, "smoke") is not None

@@ -182,6 +182,7 @@ def run(cfg: dict, ctx) -> dict:
         "_from": parent.run_id if parent else "",
         "_train_seconds": round(total_seconds, 1),
         "_protocol": "dcae-train-ae-v1",
+        "_outputs": ["ckpt/model.safetensors"],  # gitignored: a run folder without it is not complete (runner)
     })
     return metrics
 
