@@ -154,3 +154,9 @@ def test_run_with_missing_declared_output_is_recomputed(tmp_path):
     (res.dir / "ckpt").mkdir()
     (res.dir / "ckpt" / "model.safetensors").write_bytes(b"x")
     assert r.load(ref, "smoke") is not None
+
+
+def test_atomic_writes_get_normal_permissions(tmp_path):
+    p = tmp_path / "x.csv"
+    atomic_write_text(p, "a")
+    assert p.stat().st_mode & 0o644 == 0o644

@@ -268,4 +268,7 @@ RESOLUTION = Spec(
                 "c128; L1 loss only; 38-image rFID.",),
 )
 
+# Each ablation is its own entry of `python -m bench ls` (`figure3 --ablation residual|resolution`).
+LIST_SEPARATELY = True
+
 SPECS = {"residual": RESIDUAL, "resolution": RESOLUTION}
