@@ -26,13 +26,7 @@ from models.sd_vae import (
 diffusers = pytest.importorskip("diffusers")  # test oracle only (pyproject extra "test")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions on a shared 2-core machine run 10-20x faster on one thread than on two competing ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def n_params(module: torch.nn.Module) -> int:

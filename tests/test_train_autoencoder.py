@@ -10,13 +10,7 @@ import torch.nn as nn
 from models import train_autoencoder as T
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 OpenMP threads are up to 10x slower under contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 class ToyAE(nn.Module):
