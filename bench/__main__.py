@@ -90,7 +90,8 @@ def run_artifact(name: str, args: argparse.Namespace, runner) -> int:
         if not built.results and not built.problems and any(r.run for r in spec.rows):
             # Nothing could run here (e.g. paper scale without GPU/weights/data): one line, non-zero, and the
             # outputs of earlier runs are left untouched.
-            reasons = sorted({r["status"] for r in built.records if r["status"].startswith("unavailable")})
+            reasons = sorted({r["status"] for r in built.records
+                              if r["status"].startswith(("unavailable", "not run"))})
             raise UsageError(f"{tag} cannot run at {args.scale} scale here: "
                              + (reasons[0] if reasons else "no row runs at this scale"))
         command = " ".join(["python -m bench", name] + (["--ablation", panel] if panel else [])

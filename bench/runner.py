@@ -217,6 +217,9 @@ def collect(spec: Spec, panel: str, scale: str, runner: Runner, progress=None) -
     for i, row in enumerate(run_rows):
         if progress:
             progress(f"[{i + 1}/{len(run_rows)}] {spec.id}{'-' + panel if panel else ''} · {row.label}")
+        if not row.run.runs_at(scale):
+            row_status[row.label] = f"not run at {scale} scale"
+            continue
         try:
             results[row.label] = runner.ensure(row.run, scale)
         except Unavailable as e:

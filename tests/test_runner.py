@@ -97,7 +97,7 @@ def test_unavailable_and_failed_become_cells(tmp_path):
     assert by_row["good"]["ours"] == "2" and by_row["good"]["status"] == "measured"
     assert by_row["missing"]["status"] == "unavailable (no such weights here)"
     assert by_row["broken"]["status"].startswith("failed") and built.problems
-    assert by_row["skipped"]["status"].startswith("unavailable (not run at smoke")
+    assert by_row["skipped"]["status"] == "not run at smoke scale"
     assert by_row["double"]["ours"] == "4" and by_row["double"]["run_id"] == by_row["good"]["run_id"]
 
 
