@@ -57,6 +57,8 @@ def write_report(tables_dir: Path, figures_dir: Path) -> tuple[Path, list[dict[s
         spec = _spec_for(artifact, panel)
         name = f"{artifact}{'-' + panel if panel else ''}"
         summary.append({"artefact": name, "scale": scale, **summary_line(df)})
+        if scale == "smoke":
+            continue  # pipeline checks: in the printed summary, never presented as results in the report
         if spec is None:
             parts.append(f"\n## {name} ({scale})\n\n(spec not found; raw CSV `{path.name}`)\n")
             continue
