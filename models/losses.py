@@ -32,6 +32,13 @@ LPIPS_BACKBONE_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923
 # Reconstruction losses
 # ---------------------------------------------------------------------------------------------------------------------
 
+
+def _display(path) -> str:
+    """Home folder shown as ~ in messages (recorded in run outputs, so no machine-specific prefix)."""
+    import os
+    home, text = os.path.expanduser("~"), str(path)
+    return "~" + text[len(home):] if home not in ("", "/") and text.startswith(home + os.sep) else text
+
 def l1_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Mean absolute error over all pixels (images in [-1, 1]); computed in fp32 under autocast."""
     return (x_hat.float() - x.float()).abs().mean()
@@ -102,7 +109,7 @@ def perceptual_status(loss: PerceptualLoss | None) -> str:
 
 
 def perceptual_unavailable_reason(net: str = "alex") -> str:
-    return (f"LPIPS backbone {LPIPS_BACKBONE_FILES[net]} not in {Path(torch.hub.get_dir()) / 'checkpoints'}; "
+    return (f"LPIPS backbone {LPIPS_BACKBONE_FILES[net]} not in {_display(Path(torch.hub.get_dir()) / 'checkpoints')}; "
             f"reconstruction loss is L1 only (copy the torchvision file there to enable LPIPS)")
 
 

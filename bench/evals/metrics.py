@@ -28,6 +28,14 @@ import torch.nn.functional as F
 # ----------------------------------------------------------------------------------------------------------------
 
 
+
+def display_path(path) -> str:
+    """A path for messages and recorded outputs, with the home folder shown as ~ (no machine-specific prefix)."""
+    import os
+    home = os.path.expanduser("~")
+    text = str(path)
+    return "~" + text[len(home):] if home not in ("", "/") and text.startswith(home + os.sep) else text
+
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """[-1, 1] floats -> uint8 by rounding, as the official evaluator: ``(255·v + 0.5).clamp(0, 255)``, v in [0, 1]."""
     v = (x.detach().float() + 1) / 2  # (N, C, H, W) in [0, 1]
@@ -121,7 +129,7 @@ def lpips_unavailable_reason() -> str | None:
         import lpips  # noqa: F401
     except ImportError:
         return "unavailable (the lpips package is not installed; pip install lpips)"
-    return (f"unavailable (no AlexNet weights at {path}; place torchvision's {ALEXNET_FILE} (~233 MB) there "
+    return (f"unavailable (no AlexNet weights at {display_path(path)}; place torchvision's {ALEXNET_FILE} (~233 MB) there "
             "to enable LPIPS)")
 
 
