@@ -33,11 +33,17 @@ LPIPS_BACKBONE_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _display(path) -> str:
-    """Home folder shown as ~ in messages (recorded in run outputs, so no machine-specific prefix)."""
+def hub_checkpoints_dir() -> Path:
+    """``$TORCH_HOME/hub/checkpoints``: torch.hub's weight cache (``torch.hub.set_dir`` is honoured)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def display_path(path) -> str:
+    """A path for messages and recorded outputs, with the home folder shown as ~ (no machine-specific prefix)."""
     import os
     home, text = os.path.expanduser("~"), str(path)
     return "~" + text[len(home):] if home not in ("", "/") and text.startswith(home + os.sep) else text
+
 
 def l1_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Mean absolute error over all pixels (images in [-1, 1]); computed in fp32 under autocast."""
@@ -51,7 +57,7 @@ def lpips_backbone_path(net: str = "alex") -> Path | None:
     """
     if net not in LPIPS_BACKBONE_FILES:
         raise ValueError(f"unknown LPIPS net {net!r}; use one of {sorted(LPIPS_BACKBONE_FILES)}")
-    path = Path(torch.hub.get_dir()) / "checkpoints" / LPIPS_BACKBONE_FILES[net]
+    path = hub_checkpoints_dir() / LPIPS_BACKBONE_FILES[net]
     return path if path.is_file() and path.stat().st_size > 0 else None
 
 
@@ -109,7 +115,7 @@ def perceptual_status(loss: PerceptualLoss | None) -> str:
 
 
 def perceptual_unavailable_reason(net: str = "alex") -> str:
-    return (f"LPIPS backbone {LPIPS_BACKBONE_FILES[net]} not in {_display(Path(torch.hub.get_dir()) / 'checkpoints')}; "
+    return (f"LPIPS backbone {LPIPS_BACKBONE_FILES[net]} not in {display_path(hub_checkpoints_dir())}; "
             f"reconstruction loss is L1 only (copy the torchvision file there to enable LPIPS)")
 
 

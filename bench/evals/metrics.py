@@ -28,14 +28,6 @@ import torch.nn.functional as F
 # ----------------------------------------------------------------------------------------------------------------
 
 
-
-def display_path(path) -> str:
-    """A path for messages and recorded outputs, with the home folder shown as ~ (no machine-specific prefix)."""
-    import os
-    home = os.path.expanduser("~")
-    text = str(path)
-    return "~" + text[len(home):] if home not in ("", "/") and text.startswith(home + os.sep) else text
-
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """[-1, 1] floats -> uint8 by rounding, as the official evaluator: ``(255·v + 0.5).clamp(0, 255)``, v in [0, 1]."""
     v = (x.detach().float() + 1) / 2  # (N, C, H, W) in [0, 1]
@@ -112,12 +104,10 @@ def ssim_per_image(a: torch.Tensor, b: torch.Tensor, s: SSIMSettings = SSIM_OFFI
 # LPIPS (AlexNet), offline only
 # ----------------------------------------------------------------------------------------------------------------
 
-ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
+# The weight-cache location and the backbone file are those the training loss checks (one preflight, models/losses.py).
+from models.losses import LPIPS_BACKBONE_FILES, display_path, hub_checkpoints_dir  # noqa: E402
 
-
-def hub_checkpoints_dir() -> Path:
-    """``$TORCH_HOME/hub/checkpoints`` (torch.hub's cache; torch.hub.set_dir is honoured)."""
-    return Path(torch.hub.get_dir()) / "checkpoints"
+ALEXNET_FILE = LPIPS_BACKBONE_FILES["alex"]
 
 
 def lpips_unavailable_reason() -> str | None:
