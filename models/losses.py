@@ -20,8 +20,8 @@ import warnings
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 # torchvision file names of the LPIPS backbones (reference/evaluation.md §5); the lpips wheel ships only the heads.
 LPIPS_BACKBONE_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth",
@@ -89,7 +89,7 @@ class PerceptualLoss(nn.Module):
         self.requires_grad_(False)
         self.eval()
 
-    def train(self, mode: bool = True) -> "PerceptualLoss":
+    def train(self, mode: bool = True) -> PerceptualLoss:
         return super().train(False)  # always frozen, always eval (no dropout in the linear heads)
 
     def forward(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

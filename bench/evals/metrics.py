@@ -17,7 +17,6 @@ Everything here is a pure function or a small accumulator; the protocol that wir
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -105,7 +104,7 @@ def ssim_per_image(a: torch.Tensor, b: torch.Tensor, s: SSIMSettings = SSIM_OFFI
 # ----------------------------------------------------------------------------------------------------------------
 
 # The weight-cache location and the backbone file are those the training loss checks (one preflight, models/losses.py).
-from models.losses import LPIPS_BACKBONE_FILES, display_path, hub_checkpoints_dir  # noqa: E402
+from models.losses import LPIPS_BACKBONE_FILES, display_path, hub_checkpoints_dir
 
 ALEXNET_FILE = LPIPS_BACKBONE_FILES["alex"]
 
