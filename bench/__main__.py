@@ -19,7 +19,7 @@ examples:
   python -m bench figure3 --ablation residual      Figure 3a: with vs without Residual Autoencoding
   python -m bench table3 --scale smoke             seconds: pipeline check of the efficiency profiler
   python -m bench table2 --scale paper --weights ~/ckpt --data ~/imagenet/val
-  python -m bench all --scale small                the whole reduced-scale reproduction
+  python -m bench all --scale small --jobs 2       the whole reduced-scale reproduction, 2 runs at a time
   python -m bench report                           tables/REPORT.md: ours beside the paper's, every artefact
   python -m bench models                           autoencoders: parameters, latent shapes, scaling factors
   torchrun --nproc_per_node 8 -m bench table2 --scale paper --weights W --data D   sharded evaluation
@@ -45,6 +45,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--runs-dir", default="runs", help="where run folders live (default: runs)")
     p.add_argument("--data", default=None, help="image folder (ImageNet val, FFHQ, ...) for paper scale")
     p.add_argument("--weights", default=None, help="folder of official checkpoints for paper scale")
+    p.add_argument("--jobs", default="1", help="compute up to N training/reconstruction runs at once, in N processes "
+                                                "(timed efficiency runs always run alone; default 1)")
     p.add_argument("--markdown", action="store_true", help=argparse.SUPPRESS)  # `ls --markdown` for the README
     return p.parse_args(argv)
 
@@ -73,6 +75,27 @@ def _specs(name: str, ablation: str | None) -> dict:
         raise UsageError(f"{name} has no ablation/panel {ablation!r}"
                          + (f"; choose one of {', '.join(keys)}" if keys else "; it takes no --ablation"))
     return {ablation: specs[ablation]}
+
+
+def _jobs(value: str) -> int:
+    import os
+    if not value.isdigit() or int(value) < 1:
+        raise UsageError(f"--jobs {value!r}: give a whole number >= 1 (e.g. --jobs {os.cpu_count() or 1}, one per core)")
+    return int(value)
+
+
+def prefetch(names: list[str], args: argparse.Namespace, runner, jobs: int) -> None:
+    """``--jobs N > 1``: compute the parallel-safe runs of these artefacts first (bench/parallel.py)."""
+    if jobs < 2 or runner.render_only:
+        return
+    from bench import parallel
+    specs = [spec for name in names for spec in _specs(name, args.ablation if len(names) == 1 else None).values()]
+    if args.force:  # --force recomputes only the rows' own runs, and only in the serial pass
+        return
+    failed = parallel.run_plan(parallel.plan(specs, args.scale, runner), args.scale, runner, jobs)
+    if failed:
+        print(f"--jobs: {len(failed)} run(s) failed in the parallel pass; the serial pass retries and reports them",
+              file=sys.stderr)
 
 
 def run_artifact(name: str, args: argparse.Namespace, runner) -> int:
@@ -110,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     from bench.scales import SCALES
     if args.scale not in SCALES:
         raise UsageError(f"unknown --scale {args.scale!r}; use smoke, small or paper")
+    jobs = _jobs(args.jobs)
+    if jobs > 1 and int(__import__("os").environ.get("WORLD_SIZE", "1")) > 1:
+        raise UsageError("--jobs N > 1 cannot be combined with torchrun; under torchrun the ranks share each run")
     if args.target == "ls":
         print(cli_tools.ls(markdown=args.markdown))
         return 0
@@ -140,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.ablation:
             raise UsageError("`all` takes no --ablation; run one artefact to pick a panel")
         from bench import artifacts
+        prefetch(artifacts.names(), args, runner, jobs)
         codes = {}
         for name in artifacts.names():
             try:
@@ -153,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
               + (f", not implemented (or partly): {', '.join(skipped)}" if skipped else "")
               + (f", FAILED: {', '.join(failed)}" if failed else ""))
         return 3 if failed else 0
+    _specs(args.target, args.ablation)  # unknown artefact / ablation: one line before any work
+    prefetch([args.target], args, runner, jobs)
     return run_artifact(args.target, args, runner)
 
 

@@ -95,8 +95,14 @@ class Runner:
                              f"pass --runs-dir to a writable folder") from None
 
     def run_id_for(self, ref: RunRef, scale: str) -> tuple[str, dict]:
+        """The content-derived id of ``ref`` at ``scale`` and the config stored with it: the resolved config, the
+        eval's protocol version and the ids of the runs it depends on (``evals.dependencies``, recursively), so a
+        changed training recipe also renames every evaluation of its checkpoint."""
         cfg = ref.resolve(scale)
         cfg_with_version = {**cfg, "_protocol_version": evals.version(ref.eval)}
+        deps = [self.run_id_for(RunRef(e, c), scale)[0] for e, c in evals.dependencies(ref.eval, cfg)]
+        if deps:
+            cfg_with_version["_depends_on"] = deps
         return run_id(ref.eval, cfg_with_version, scale), cfg_with_version
 
     def load(self, ref: RunRef, scale: str) -> RunResult | None:

@@ -1,4 +1,5 @@
 """The CLI: ls, check, one-line errors with non-zero exit codes, help examples."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -58,3 +59,25 @@ def test_unwritable_runs_dir(tmp_path):
 def test_help_has_examples():
     out = bench("--help")
     assert out.returncode == 0 and "python -m bench figure3 --ablation residual" in out.stdout
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_bad_jobs_is_one_line(value):
+    out = bench("table2", "--scale", "smoke", "--jobs", value)
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "--jobs" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_jobs_computes_runs_in_workers_then_reuses_them(tmp_path):
+    """--jobs 2: the parallel pass computes every training/recon run (1 thread each); the serial pass reuses them."""
+    runs = tmp_path / "runs"
+    out = bench("figure5", "--scale", "smoke", "--jobs", "2", "--runs-dir", str(runs))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "--jobs 2:" in out.stdout
+    done = [d for d in runs.iterdir() if (d / "metrics.json").exists()]
+    assert {d.name.split("__")[1] for d in done} == {"train-ae", "recon"}
+    for d in done:
+        env = json.loads((d / "env.json").read_text())
+        assert env["threads"] == 1, d.name  # computed by a worker, not recomputed by the serial pass
+    again = bench("figure5", "--scale", "smoke", "--jobs", "2", "--runs-dir", str(runs))
+    assert again.returncode == 0 and "--jobs 2:" not in again.stdout  # nothing left to compute

@@ -273,7 +273,7 @@ def test_reconstruction_specs_validate_and_share_runs():
     f7 = {r.label: r.run.resolve("small") for r in figure7.SPECS[""].rows}
     assert f7["DC-AE f64c128"] == t2["ImageNet 512 f64c128 / DC-AE"]  # one run serves both artefacts
     assert t2["ImageNet 256 f32c32 / DC-AE"]["checkpoint"] == {
-        "eval": "train-ae", "config": {"model": "dc-ae-f32c32-small", "phase": "phase1"}}
+        "eval": "train-ae", "config": {"model": "dc-ae-f32c32-tiny", "phase": "phase1"}}
     assert all("checkpoint" not in r.run.resolve("smoke") for r in figure7.SPECS[""].rows)  # smoke: untrained
     t2s = {json.dumps(r.run.resolve("smoke"), sort_keys=True) for r in table2.SPECS[""].rows if r.run.runs_at("smoke")}
     assert all(json.dumps(r.run.resolve("smoke"), sort_keys=True) in t2s for r in figure7.SPECS[""].rows)

@@ -160,3 +160,32 @@ def test_atomic_writes_get_normal_permissions(tmp_path):
     p = tmp_path / "x.csv"
     atomic_write_text(p, "a")
     assert p.stat().st_mode & 0o644 == 0o644
+
+
+def test_dependency_version_changes_the_dependent_run_id(monkeypatch, tmp_path):
+    """A recon run names its checkpoint's training run by config; retraining under a new protocol must rename it."""
+    r = Runner(tmp_path)
+    ref = RunRef("recon", {"model": "dc-ae-f8c4-tiny", "resolution": 32,
+                           "checkpoint": {"eval": "train-ae", "config": {"model": "dc-ae-f8c4-tiny", "phase": "phase1"}}})
+    before, cfg = r.run_id_for(ref, "smoke")
+    assert cfg["_depends_on"] == [r.run_id_for(RunRef("train-ae", {"model": "dc-ae-f8c4-tiny", "phase": "phase1"}),
+                                               "smoke")[0]]
+    name, version = evals.EVALS["train-ae"]
+    monkeypatch.setitem(evals.EVALS, "train-ae", (name, version + 1))
+    after, _ = r.run_id_for(ref, "smoke")
+    assert before != after
+    no_dep = RunRef("recon", {"model": "dc-ae-f8c4-tiny", "resolution": 32})
+    assert "_depends_on" not in r.run_id_for(no_dep, "smoke")[1]
+
+
+def test_parallel_plan_orders_dependencies_and_skips_timed_evals(tmp_path):
+    from bench import artifacts, parallel
+    r = Runner(tmp_path)
+    planned = parallel.plan(artifacts.load("figure3").SPECS.values(), "smoke", r)
+    stage = {p.run_id: p.stage for p in planned}
+    assert {p.ref.eval for p in planned} == {"train-ae", "recon"}
+    for p in planned:  # every dependency sits in an earlier stage
+        for e, c in evals.dependencies(p.ref.eval, p.ref.resolve("smoke")):
+            assert stage[r.run_id_for(RunRef(e, c), "smoke")[0]] < p.stage
+    assert max(stage.values()) == 2  # phase 1 -> phase 2 (from) -> recon of phase 2
+    assert parallel.plan(artifacts.load("table3").SPECS.values(), "smoke", r) == []  # efficiency: timed, serial

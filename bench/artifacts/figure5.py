@@ -22,13 +22,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench import paper
 from bench.spec import Column, Row, RunRef, Spec
 
-BASE_SMALL = "dc-ae-f32c32-small"   # shared with Table 2 / Fig. 2a / Fig. 7 (their phase-1 run)
+BASE_SMALL = "dc-ae-f32c32-tiny"    # shared with Table 2 / Fig. 7 (their phase-1 run)
 BASE_SMOKE = "dc-ae-f32c32-tiny"
 BASE_PAPER = "dc-ae-f32c32"         # unreleased pre-GAN checkpoints: not runnable without training on --data
 SMALL_RES, SMALL_N_IMAGES = 64, 64
-PAPER_SECONDARY = {"no GAN": 3.82, "full-model GAN": 0.82, "local refinement (phase 3)": 0.69}
+PAPER_SECONDARY = paper.secondary("figure5", "rfid")  # row -> rFID (bench/data/secondary_numbers.csv)
 
 
 def _train(model: str, variant: str) -> dict:
@@ -124,7 +125,7 @@ SPECS = {"": Spec(
     rows=ROWS + CLAIMS,
     version=1,
     scales={"smoke": "dc-ae-f32c32-tiny, 2 steps per phase at 32 px, 4 crops: seconds, never a result",
-            "small": "dc-ae-f32c32-small phase-1 run shared with Table 2; phase 3 (and the full-model GAN) 120 "
+            "small": "dc-ae-f32c32-tiny phase-1 run shared with Table 2; phase 3 (and the full-model GAN) 120 "
                      "steps at 64 px, batch 8, lr 2e-4, betas (0.5, 0.9), GAN weight 0.1, L1 only (no LPIPS "
                      "weights offline); 64 held-out crops at 64 px",
             "paper": "needs the pre-GAN DC-AE checkpoint and ImageNet (--data, GPUs): unavailable otherwise"},

@@ -22,12 +22,12 @@ FAMILIES = (("sd-vae", "SD-VAE"), ("dc-ae", "DC-AE"))
 OFFICIAL = {32: "dc-ae-f32c32-in-1.0", 64: "dc-ae-f64c128-in-1.0", 128: "dc-ae-f128c512-in-1.0"}
 
 
-SMALL_FS = (32, 64)  # as Table 2: the f128c512 -small models (128-px training) are over the small-scale CPU budget
+SMALL_FS = (32, 64)  # as Table 2: the f128c512 models (128-px training) are over the small-scale CPU budget
 
 
 def _run(family: str, f: int, c: int) -> RunRef:
     """Same resolved small-scale config as Table 2's 128-px rows, so those runs are shared (same run id)."""
-    small = f"{family}-f{f}c{c}-small"
+    small = f"{family}-f{f}c{c}-tiny"
     paper_model = OFFICIAL[f] if family == "dc-ae" else f"sd-vae-f{f}c{c}"
     return RunRef("recon", {"model": paper_model, "resolution": 512, "dataset": "folder:imagenet-val",
                             "weights": True, "batch_size": 16},

@@ -8,7 +8,7 @@ Scales:
 - ``paper``: official DC-AE checkpoints (``--weights FOLDER`` holding e.g. ``dc-ae-f64c128-in-1.0/``) on
   ``--data ROOT`` (ImageNet val at ``ROOT/imagenet-val`` or ROOT itself; ``ROOT/ffhq``; ``ROOT/mapillary-vistas``),
   one GPU or torchrun. The paper's stacked SD-VAEs are unreleased: those rows are unavailable unless you train them.
-- ``small``: the reduced ``{sd-vae,dc-ae}-f{32c32,64c128}-small`` models, trained by the ``train-ae`` eval
+- ``small``: the reduced ``{sd-vae,dc-ae}-f{32c32,64c128}-tiny`` models, trained by the ``train-ae`` eval
   (phase 1 on the embedded training photos, 64 px), evaluated on the embedded held-out photos at 64 px (the
   paper's 256-px rows) and 128 px (the 512-px f64 row). Not run: the f128c512 rows (their 128-px training is over
   the CPU budget) and FFHQ / MapillaryVistas (no such data offline).
@@ -51,7 +51,7 @@ SETTINGS = (
             "dc-ae-f64c128-in-1.0", 64),
     Setting("ImageNet 512x512 f64c128 latent 8x8x128", "ImageNet 512 f64c128", "imagenet-val", 512, 64, 128,
             "dc-ae-f64c128-in-1.0", 128),
-    # Not at small scale: the f128c512 -small models (5-11 M parameters) train at 128 px, over the CPU budget.
+    # Not at small scale: the f128c512 models need 128-px training crops, over the small scale's CPU budget.
     Setting("ImageNet 512x512 f128c512 latent 4x4x512", "ImageNet 512 f128c512", "imagenet-val", 512, 128, 512,
             "dc-ae-f128c512-in-1.0", None),
     Setting("FFHQ 1024x1024 f64c128 latent 16x16x128", "FFHQ 1024 f64c128", "ffhq", 1024, 64, 128,
@@ -87,8 +87,8 @@ def recon_ref(family: str, s: Setting, *, smoke: bool = True) -> RunRef:
     paper_model = s.dc_ae if family == "dc-ae" else f"sd-vae-{fc}"
     small = None
     if s.small_resolution is not None:
-        small = {"model": f"{family}-{fc}-small", "resolution": s.small_resolution, "dataset": "embedded-test",
-                 "n_images": SMALL_N_IMAGES, "weights": False, "checkpoint": train_ref(f"{family}-{fc}-small")}
+        small = {"model": f"{family}-{fc}-tiny", "resolution": s.small_resolution, "dataset": "embedded-test",
+                 "n_images": SMALL_N_IMAGES, "weights": False, "checkpoint": train_ref(f"{family}-{fc}-tiny")}
     tiny = {"model": f"{family}-{fc}-tiny", "resolution": max(32, s.f), "dataset": "embedded-test",
             "n_images": SMOKE_N_IMAGES, "weights": False, "batch_size": 8}
     return RunRef("recon", {"model": paper_model, "resolution": s.resolution, "dataset": f"folder:{s.dataset}",
@@ -121,7 +121,8 @@ SPECS = {"": Spec(
     id=ID,
     title="Table 2: image reconstruction, SD-VAE vs DC-AE",
     caption="rFID / PSNR / SSIM / LPIPS of reconstructions (protocol dcae-recon-v1). At small scale the models are "
-            "~1-12 M-parameter reductions trained briefly on a dozen photos and evaluated on 64 held-out crops: "
+            "0.1-1.3 M-parameter -tiny reductions (each SD-VAE ~5x smaller than its DC-AE; the paper's DC-AEs also "
+            "outsize SD-VAE-f8, 323 M vs 84 M) trained briefly on a dozen photos and evaluated on 64 held-out crops: "
             "rFID is a small-N FID (64 images vs 2048 Inception dimensions: biased upward, comparable only within "
             "this table); KID is the unbiased set-level number there. LPIPS needs torchvision's AlexNet file.",
     columns=COLUMNS,
@@ -130,9 +131,9 @@ SPECS = {"": Spec(
     scales={
         "smoke": "tiny untrained models, 8 embedded held-out crops at max(32, f) px, ImageNet rows only; "
                  "1-4 min on 2 CPU cores; a pipeline check, never a result",
-        "small": "reduced -small models trained by train-ae (phase 1), 64 embedded held-out crops at 64 px "
-                 "(256-px rows) and 128 px (512-px f64 row); f128 and FFHQ/MapillaryVistas rows not run; 0.5-2 min "
-                 "per row (1-3 images/s, the FID Inception dominates) after ~15 min of training per model",
+        "small": "reduced -tiny models trained by train-ae (phase 1), 64 embedded held-out crops at 64 px "
+                 "(256-px rows) and 128 px (512-px f64 row); f128 and FFHQ/MapillaryVistas rows not run; ~10-20 s "
+                 "per row (the FID Inception dominates) after ~1 min of training per model (300 steps, 1 CPU thread)",
         "paper": "official checkpoints (--weights) on ImageNet val / FFHQ / MapillaryVistas (--data), GPU, "
                  "torchrun for 8 GPUs; the stacked SD-VAE rows need the authors' unreleased weights",
     },
