@@ -2,12 +2,10 @@
 import json
 import multiprocessing as mp
 import os
-from pathlib import Path
 
 import pytest
 
 from bench import evals
-from bench.errors import Unavailable
 from bench.provenance import atomic_write_text, run_id
 from bench.runner import RunFailed, Runner, collect, write_outputs
 from bench.spec import Column, PaperRef, Row, RunRef, Spec
