@@ -174,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             except UsageError as e:  # e.g. one artefact cannot run at this scale here: say so, go on
                 print(f"error: {e}", file=sys.stderr)
                 codes[name] = 2
+        cli_tools.report()  # tables/REPORT.md: every artefact beside the paper (small and paper scales)
         failed = [n for n, c in codes.items() if c in (2, 3)]
         skipped = [n for n, c in codes.items() if c == 1]
         print(f"all --scale {args.scale}: {len(codes) - len(failed) - len(skipped)} built"

@@ -39,7 +39,10 @@ def git_state() -> dict[str, Any]:
         except (OSError, subprocess.SubprocessError):
             return ""
     sha = git("rev-parse", "HEAD")
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no")) if sha else None
+    # Dirty = the code or configs differ from the commit; regenerated outputs (tables/, figures/, runs/) do not count,
+    # or every artefact after the first of `all` would call itself dirty.
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)tables",
+                     ":(exclude)figures", ":(exclude)runs")) if sha else None
     return {"git_sha": sha or "unknown (not a git checkout)", "git_dirty": dirty}
 
 
