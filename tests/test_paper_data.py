@@ -20,3 +20,14 @@ def test_ambiguous_selection_raises():
     import pytest
     with pytest.raises(ValueError, match="ambiguous"):
         paper.values("table2", autoencoder="DC-AE")
+
+
+def test_secondary_numbers_are_read_from_their_data_file():
+    from bench import paper
+    from bench.artifacts import figure5
+    fig5 = paper.secondary("figure5", "rfid")
+    assert list(fig5) == list(figure5.VARIANTS) and all(v > 0 for v in fig5.values())
+    assert paper.secondary("figure5", "no-such-metric") == {}
+    import csv
+    with open(paper.SECONDARY_CSV_PATH, newline="") as f:
+        assert all(r["source"].startswith("shared/reference/") for r in csv.DictReader(f))  # each cites its source

@@ -23,6 +23,7 @@ Expected (small): the paper's directions, not its numbers (reduced -tiny models,
 """
 from __future__ import annotations
 
+from bench import paper
 from bench.spec import Column, PaperRef, Row, RunRef, Spec
 
 # ---- shared settings -----------------------------------------------------------------------------------------------
@@ -248,14 +249,21 @@ def plot_b(df, results, out_png):
                 "evaluation resolution", out_png, paper_series=paper)
 
 
+
+def _fig3b_paper(f: int, resolution: int) -> float:
+    return paper.values("figure3b", autoencoder=f"f{f} autoencoder evaluated at {resolution}")["rfid"]
+
+
 RESOLUTION = Spec(
     id="figure3",
     title="Figure 3b: generalisation penalty across resolutions, with and without phase-2 adaptation",
     caption="Autoencoders trained at low resolution (phase 1), evaluated at the training resolution and at 4x, "
             "f8 vs f64, without and with phase-2 high-resolution latent adaptation (middle layers only: "
-            "encoder.project_out + decoder.project_in, trained at 4x). Paper (ImageNet, 256 -> 1024): f64 rFID "
-            "0.50 -> 7.40, f8 0.51 -> 0.19 (figure3b rows of paper_numbers.csv); secondary: f64 with adaptation "
-            "~0.20. Claim rows give direction_reproduced (1/0) and the measured gap.",
+            "encoder.project_out + decoder.project_in, trained at 4x). Paper (ImageNet, 256 -> 1024, figure3b rows "
+            "of paper_numbers.csv): " + "; ".join(
+                f"f{f} rFID {_fig3b_paper(f, 256):.2f} -> {_fig3b_paper(f, 1024):.2f}" for f in (64, 8))
+            + "; secondary source: f64 with adaptation ~{:.2f}. Claim rows give direction_reproduced (1/0) and the measured "
+            "gap.".format(paper.secondary("figure3b", "rfid")["f64 with phase-2 adaptation evaluated at 1024"]),
     columns=RESIDUAL.columns,
     rows=ROWS_B + CLAIMS_B,
     version=1,
