@@ -14,6 +14,7 @@ import concurrent.futures as cf
 import contextlib
 import multiprocessing
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,7 +80,7 @@ def _work(args: tuple) -> tuple[str, float, str]:
 
 
 def run_plan(planned: list[PlannedRun], scale: str, runner, jobs: int,
-             say: Callable[[str], None] = print) -> dict[str, str]:
+             say: Callable[[str], None] = lambda m: print(m, flush=True)) -> dict[str, str]:
     """Compute ``planned`` stage by stage with ``jobs`` processes; returns {run_id: error} for runs that failed."""
     from tqdm import tqdm
     failed: dict[str, str] = {}
@@ -88,10 +89,12 @@ def run_plan(planned: list[PlannedRun], scale: str, runner, jobs: int,
     threads = max(1, (os.cpu_count() or 1) // jobs)
     say(f"--jobs {jobs}: {len(planned)} run(s) to compute in {1 + planned[-1].stage} stage(s), "
         f"{jobs} processes x {threads} thread(s); progress of each run in {runner.runs_dir}/_parallel/")
+    finished = 0
     ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds OpenMP threads
     with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
                                 initargs=(threads,)) as pool, \
-            tqdm(total=len(planned), desc="runs", unit="run", dynamic_ncols=True) as bar:
+            tqdm(total=len(planned), desc="runs", unit="run", dynamic_ncols=True,
+                 disable=not sys.stderr.isatty()) as bar:  # in a log: one line per finished run, no bar
         for stage in range(1 + planned[-1].stage):
             todo = [p for p in planned if p.stage == stage]
             if any(_depends_on_failed(p, failed, scale, runner) for p in todo):
@@ -101,11 +104,11 @@ def run_plan(planned: list[PlannedRun], scale: str, runner, jobs: int,
             for fut in cf.as_completed([pool.submit(_work, a) for a in args]):
                 rid, seconds, err = fut.result()
                 bar.update(1)
+                finished += 1
                 if err:
                     failed[rid] = err
-                    bar.write(f"  {rid}: {err.splitlines()[0]}")
-                else:
-                    bar.write(f"  {rid}: {seconds:.0f} s")
+                line = f"  [{finished}/{len(planned)}] {rid}: " + (err.splitlines()[0] if err else f"{seconds:.0f} s")
+                bar.write(line) if not bar.disable else say(line)
     return failed
 
 
