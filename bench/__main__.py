@@ -6,6 +6,7 @@ implemented says so in one line and exits 1; nothing already computed is lost (r
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -78,7 +79,6 @@ def _specs(name: str, ablation: str | None) -> dict:
 
 
 def _jobs(value: str) -> int:
-    import os
     if not value.isdigit() or int(value) < 1:
         raise UsageError(f"--jobs {value!r}: give a whole number >= 1 (e.g. --jobs {os.cpu_count() or 1}, one per core)")
     return int(value)
@@ -86,16 +86,14 @@ def _jobs(value: str) -> int:
 
 def prefetch(names: list[str], args: argparse.Namespace, runner, jobs: int) -> None:
     """``--jobs N > 1``: compute the parallel-safe runs of these artefacts first (bench/parallel.py)."""
-    if jobs < 2 or runner.render_only:
+    if jobs < 2 or runner.render_only or args.force:  # --force recomputes the rows' own runs in the serial pass
         return
     from bench import parallel
     specs = [spec for name in names for spec in _specs(name, args.ablation if len(names) == 1 else None).values()]
-    if args.force:  # --force recomputes only the rows' own runs, and only in the serial pass
-        return
-    failed = parallel.run_plan(parallel.plan(specs, args.scale, runner), args.scale, runner, jobs)
-    if failed:
-        print(f"--jobs: {len(failed)} run(s) failed in the parallel pass; the serial pass retries and reports them",
-              file=sys.stderr)
+    problems = parallel.run_plan(parallel.plan(specs, args.scale, runner), args.scale, runner, jobs)
+    if problems:
+        print(f"--jobs: {len(problems)} run(s) did not complete in the parallel pass; the serial pass tries them "
+              f"again and reports each in its table", file=sys.stderr)
 
 
 def run_artifact(name: str, args: argparse.Namespace, runner) -> int:
@@ -134,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.scale not in SCALES:
         raise UsageError(f"unknown --scale {args.scale!r}; use smoke, small or paper")
     jobs = _jobs(args.jobs)
-    if jobs > 1 and int(__import__("os").environ.get("WORLD_SIZE", "1")) > 1:
+    if jobs > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UsageError("--jobs N > 1 cannot be combined with torchrun; under torchrun the ranks share each run")
     if args.target == "ls":
         print(cli_tools.ls(markdown=args.markdown))

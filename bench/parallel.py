@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 from bench import evals
 from bench.spec import RunRef, Spec
@@ -61,31 +61,37 @@ def _init_worker(threads: int) -> None:
 
 
 def _work(args: tuple) -> tuple[str, float, str]:
-    """Compute one run in a worker; its progress output goes to ``<runs>/_parallel/<run_id>.out``."""
-    from bench.errors import Unavailable, UsageError
-    from bench.runner import Runner, RunFailed
+    """Compute one run in a worker; its progress output goes to ``<runs>/_parallel/<run_id>.out``.
+
+    Returns (run_id, seconds, problem): problem is "" when the run completed, else one line starting with
+    "unavailable" (cannot run here: the serial pass shows it as a cell) or naming the error."""
+    from bench.errors import Unavailable
+    from bench.runner import Runner
     runs_dir, device, options, ref, scale, rid = args
     out_dir = Path(runs_dir) / "_parallel"
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    problem = ""
     with open(out_dir / f"{rid}.out", "w") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         try:
             Runner(Path(runs_dir), device=device, options=options).ensure(ref, scale)
-            err = ""
-        except (Unavailable, UsageError, RunFailed) as e:
-            err = f"{type(e).__name__}: {e}"
-        except Exception as e:  # noqa: BLE001 - reported as one line; the serial pass recomputes and records it
-            err = f"{type(e).__name__}: {e}"
-    return rid, time.perf_counter() - t0, err
+        except Unavailable as e:
+            problem = f"unavailable ({e})"
+        except Exception as e:  # noqa: BLE001 - one line here; the serial pass recomputes it and records the traceback
+            problem = f"{type(e).__name__}: {e}".splitlines()[0]
+    return rid, time.perf_counter() - t0, problem
 
 
 def run_plan(planned: list[PlannedRun], scale: str, runner, jobs: int,
              say: Callable[[str], None] = lambda m: print(m, flush=True)) -> dict[str, str]:
-    """Compute ``planned`` stage by stage with ``jobs`` processes; returns {run_id: error} for runs that failed."""
+    """Compute ``planned`` stage by stage with ``jobs`` processes.
+
+    Returns {run_id: problem} for the runs that did not complete (unavailable, failed, or skipped because a run they
+    depend on did not complete)."""
     from tqdm import tqdm
-    failed: dict[str, str] = {}
+    problems: dict[str, str] = {}
     if not planned:
-        return failed
+        return problems
     threads = max(1, (os.cpu_count() or 1) // jobs)
     say(f"--jobs {jobs}: {len(planned)} run(s) to compute in {1 + planned[-1].stage} stage(s), "
         f"{jobs} processes x {threads} thread(s); progress of each run in {runner.runs_dir}/_parallel/")
@@ -95,23 +101,31 @@ def run_plan(planned: list[PlannedRun], scale: str, runner, jobs: int,
                                 initargs=(threads,)) as pool, \
             tqdm(total=len(planned), desc="runs", unit="run", dynamic_ncols=True,
                  disable=not sys.stderr.isatty()) as bar:  # in a log: one line per finished run, no bar
+
+        def report(rid: str, what: str) -> None:
+            nonlocal finished
+            finished += 1
+            bar.update(1)
+            line = f"  [{finished}/{len(planned)}] {rid}: {what}"
+            if bar.disable:
+                say(line)
+            else:
+                bar.write(line)
+
         for stage in range(1 + planned[-1].stage):
-            todo = [p for p in planned if p.stage == stage]
-            if any(_depends_on_failed(p, failed, scale, runner) for p in todo):
-                todo = [p for p in todo if not _depends_on_failed(p, failed, scale, runner)]
-            args: list[Any] = [(str(runner.runs_dir), runner.device, dict(runner.options), p.ref, scale, p.run_id)
-                               for p in todo]
-            for fut in cf.as_completed([pool.submit(_work, a) for a in args]):
-                rid, seconds, err = fut.result()
-                bar.update(1)
-                finished += 1
-                if err:
-                    failed[rid] = err
-                line = f"  [{finished}/{len(planned)}] {rid}: " + (err.splitlines()[0] if err else f"{seconds:.0f} s")
-                bar.write(line) if not bar.disable else say(line)
-    return failed
-
-
-def _depends_on_failed(p: PlannedRun, failed: dict[str, str], scale: str, runner) -> bool:
-    cfg = p.ref.resolve(scale)
-    return any(runner.run_id_for(RunRef(e, c), scale)[0] in failed for e, c in evals.dependencies(p.ref.eval, cfg))
+            futures = []
+            for p in (p for p in planned if p.stage == stage):
+                deps = [runner.run_id_for(RunRef(e, c), scale)[0]
+                        for e, c in evals.dependencies(p.ref.eval, p.ref.resolve(scale))]
+                if any(d in problems for d in deps):
+                    problems[p.run_id] = "skipped: a run it depends on did not complete"
+                    report(p.run_id, problems[p.run_id])
+                    continue
+                futures.append(pool.submit(_work, (str(runner.runs_dir), runner.device, dict(runner.options), p.ref,
+                                                   scale, p.run_id)))
+            for fut in cf.as_completed(futures):
+                rid, seconds, problem = fut.result()
+                if problem:
+                    problems[rid] = problem
+                report(rid, problem or f"{seconds:.0f} s")
+    return problems

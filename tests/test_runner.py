@@ -187,3 +187,22 @@ def test_parallel_plan_orders_dependencies_and_skips_timed_evals(tmp_path):
             assert stage[r.run_id_for(RunRef(e, c), "smoke")[0]] < p.stage
     assert max(stage.values()) == 2  # phase 1 -> phase 2 (from) -> recon of phase 2
     assert parallel.plan(artifacts.load("table3").SPECS.values(), "smoke", r) == []  # efficiency: timed, serial
+
+
+def test_parallel_pass_reports_failures_and_skips_their_dependents(tmp_path):
+    from bench import parallel
+    r = Runner(tmp_path)
+    train = {"model": "no-such-model", "phase": "phase1"}
+    spec = Spec(id="t", title="t", caption="", columns=(Column("psnr", "PSNR"),), scales={s: "" for s in
+                ("smoke", "small", "paper")},
+                rows=(Row("r", run=RunRef("recon", {"model": "dc-ae-f8c4-tiny", "resolution": 32, "n_images": 2,
+                                                    "dataset": "embedded-test",
+                                                    "checkpoint": {"eval": "train-ae", "config": train}})),))
+    planned = parallel.plan([spec], "smoke", r)
+    assert [p.stage for p in planned] == [0, 1]
+    lines = []
+    problems = parallel.run_plan(planned, "smoke", r, jobs=2, say=lines.append)
+    train_id = r.run_id_for(RunRef("train-ae", train), "smoke")[0]
+    assert "no-such-model" in problems[train_id]  # the worker's error, as one line
+    assert problems[planned[1].run_id].startswith("skipped")
+    assert any(train_id in line for line in lines) and not (tmp_path / train_id / "metrics.json").exists()
