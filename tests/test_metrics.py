@@ -44,7 +44,7 @@ def test_psnr_identical_images_is_inf():
 def test_ssim_equals_scikit_image_gaussian_settings():
     from skimage.metrics import structural_similarity
     a, b = _photo_pair()
-    ours = M.ssim_per_image(a, b)
+    ours = M.ssim_per_image(a, b, M.SSIMSettings(border="crop"))
     for i in range(len(a)):
         ref = structural_similarity(a[i].permute(1, 2, 0).numpy(), b[i].permute(1, 2, 0).numpy(),
                                     gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
@@ -52,6 +52,18 @@ def test_ssim_equals_scikit_image_gaussian_settings():
         assert abs(float(ours[i]) - ref) <= 1e-4, (float(ours[i]), ref)
     assert 0.2 < float(ours.mean()) < 0.99  # a real, imperfect reconstruction
     assert torch.allclose(M.ssim_per_image(a, a), torch.ones(2, dtype=torch.float64))
+
+
+def test_ssim_equals_the_official_evaluators_torchmetrics():
+    """The official evaluator's SSIM is torchmetrics' StructuralSimilarityIndexMeasure(data_range=(0, 255)) on uint8
+    RGB (evaluation.md §1): our per-image SSIM, averaged, must be that number (the choice moves nothing)."""
+    from torchmetrics.image import StructuralSimilarityIndexMeasure
+    a, b = _photo_pair()
+    official = StructuralSimilarityIndexMeasure(data_range=(0, 255)).double()
+    official.update(b.double(), a.double())
+    assert float(M.ssim_per_image(a, b).mean()) == pytest.approx(float(official.compute()), abs=1e-6)
+    # dcae-recon-v1 cropped the border like scikit-image: a real difference on small crops (why v2 exists)
+    assert float(M.ssim_per_image(a, b, M.SSIMSettings(border="crop")).mean()) - float(official.compute()) > 0.01
 
 
 def test_metrics_refuse_float_images():

@@ -56,7 +56,7 @@ def _eval(tmp, ds, model=None, **kw):
 def test_metrics_of_a_lossy_and_a_lossless_autoencoder(tmp_path):
     ds = SyntheticDataset(12, 32)
     m = _eval(tmp_path / "a", ds)
-    assert m["_complete"] and m["_n_images"] == 12 and m["_protocol"] == "dcae-recon-v1"
+    assert m["_complete"] and m["_n_images"] == 12 and m["_protocol"] == "dcae-recon-v2"
     assert 10 < m["psnr"] < 40 and 0 < m["ssim"] < 1 and m["rfid"] > 0 and m["kid"] > -1
     assert m["lpips"].startswith("unavailable") and 0 <= m["outside_model_share"] <= 1 and m["images_per_s"] > 0
     assert m["_fid_note"].startswith("small-N FID")

@@ -100,7 +100,7 @@ def plot(df, results, out_png) -> None:
 FIGURE2A = Spec(
     id="figure2",
     title="Figure 2a: rFID vs spatial compression, SD-VAE vs DC-AE",
-    caption="Reconstruction rFID and PSNR for f = 8, 16, 32, 64 (protocol dcae-recon-v1). Paper: ImageNet 256, "
+    caption="Reconstruction rFID and PSNR for f = 8, 16, 32, 64 (protocol dcae-recon-v2). Paper: ImageNet 256, "
             "SD-VAE rFID 0.90 (f8) -> 28.3 (f64), DC-AE flat. Small scale: reduced models trained briefly, 64 "
             "embedded held-out crops at 64 px; rFID there is a small-N FID (biased upward, compare only within "
             "the figure).",

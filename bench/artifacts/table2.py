@@ -1,7 +1,7 @@
 """Table 2: image reconstruction, SD-VAE vs DC-AE at high spatial compression (rFID, PSNR, SSIM, LPIPS).
 
 Caption (paper): "Image Reconstruction Results." Every setting (data set, resolution, f, c) is evaluated for the
-authors' stacked high-compression SD-VAE and for DC-AE; protocol ``dcae-recon-v1`` (bench/evals/reconstruction.py:
+authors' stacked high-compression SD-VAE and for DC-AE; protocol ``dcae-recon-v2`` (bench/evals/reconstruction.py:
 ADM centre crop, uint8 rounding, rFID against the same images, PSNR/SSIM/LPIPS per image).
 
 Scales:
@@ -120,7 +120,7 @@ COLUMNS = (
 SPECS = {"": Spec(
     id=ID,
     title="Table 2: image reconstruction, SD-VAE vs DC-AE",
-    caption="rFID / PSNR / SSIM / LPIPS of reconstructions (protocol dcae-recon-v1). At small scale the models are "
+    caption="rFID / PSNR / SSIM / LPIPS of reconstructions (protocol dcae-recon-v2). At small scale the models are "
             "0.1-1.3 M-parameter -tiny reductions (each SD-VAE ~5x smaller than its DC-AE; the paper's DC-AEs also "
             "outsize SD-VAE-f8, 323 M vs 84 M) trained briefly on a dozen photos and evaluated on 64 held-out crops: "
             "rFID is a small-N FID (64 images vs 2048 Inception dimensions: biased upward, comparable only within "

@@ -60,6 +60,10 @@ class SSIMSettings:
     data_range: float = 255.0  # uint8 images
     k1: float = 0.01
     k2: float = 0.03
+    # "reflect": torchmetrics (the official evaluator) reflect-pads by (window-1)/2 and averages the whole SSIM map;
+    # "crop": scikit-image / Wang et al. average only the windows inside the image (dcae-recon-v1 did this, which
+    # read ~0.03 higher on 96-px crops: tests/test_metrics.py).
+    border: str = "reflect"
 
 
 SSIM_OFFICIAL = SSIMSettings()
@@ -72,11 +76,13 @@ def _gaussian_window(size: int, sigma: float) -> torch.Tensor:
 
 
 def ssim_per_image(a: torch.Tensor, b: torch.Tensor, s: SSIMSettings = SSIM_OFFICIAL) -> torch.Tensor:
-    """SSIM of each uint8 (N, C, H, W) pair, mean over channels and the valid ('cropped') pixels. float64 (N,).
+    """SSIM of each uint8 (N, C, H, W) pair, mean over channels and pixels. float64 (N,).
 
-    Equals scikit-image's ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-    data_range=255, channel_axis=-1)``: both average the SSIM map without the (window−1)/2 border, where the
-    window would leave the image (tested in tests/test_metrics.py).
+    ``border="reflect"`` (default, the official evaluator's torchmetrics ``StructuralSimilarityIndexMeasure(
+    data_range=(0, 255))``): the images are reflect-padded by (window−1)/2 and the whole map is averaged.
+    ``border="crop"``: scikit-image's ``structural_similarity(gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False, data_range=255, channel_axis=-1)``, which drops the border windows instead.
+    Both equalities are tested in tests/test_metrics.py.
     """
     _check_uint8_pair(a, b)
     _, c, h, w = a.shape
@@ -86,13 +92,18 @@ def ssim_per_image(a: torch.Tensor, b: torch.Tensor, s: SSIMSettings = SSIM_OFFI
     kx = g.view(1, 1, 1, -1).repeat(c, 1, 1, 1)  # separable Gaussian, one filter per channel
     ky = g.view(1, 1, -1, 1).repeat(c, 1, 1, 1)
 
-    def blur(t: torch.Tensor) -> torch.Tensor:  # 'valid' filtering: the border is dropped, as in the crop
+    def blur(t: torch.Tensor) -> torch.Tensor:  # 'valid' filtering (of the padded image for border="reflect")
         return F.conv2d(F.conv2d(t, kx, groups=c), ky, groups=c)
 
     x, y = a.double(), b.double()
+    if s.border == "reflect":
+        p = (s.window - 1) // 2
+        x, y = F.pad(x, (p, p, p, p), mode="reflect"), F.pad(y, (p, p, p, p), mode="reflect")
+    elif s.border != "crop":
+        raise ValueError(f"SSIM border must be 'reflect' or 'crop', got {s.border!r}")
     mx, my = blur(x), blur(y)
-    vx = blur(x * x) - mx * mx
-    vy = blur(y * y) - my * my
+    vx = (blur(x * x) - mx * mx).clamp_min(0)  # rounding can make a flat patch's variance slightly negative
+    vy = (blur(y * y) - my * my).clamp_min(0)
     cxy = blur(x * y) - mx * my
     c1, c2 = (s.k1 * s.data_range) ** 2, (s.k2 * s.data_range) ** 2
     smap = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))

@@ -1,4 +1,4 @@
-"""Reconstruction protocol ``dcae-recon-v1``: rFID / PSNR / SSIM / LPIPS of an autoencoder (paper Table 2).
+"""Reconstruction protocol ``dcae-recon-v2``: rFID / PSNR / SSIM / LPIPS of an autoencoder (paper Table 2).
 
 The official evaluator (efficientvit ``aecore/evaluator.py``, ``shared/reference/evaluation.md`` §1) as a named,
 frozen preset that is stored with every number (``_protocol``). In short: ADM centre crop, [-1, 1] input, fp32
@@ -49,7 +49,7 @@ from bench.evals import metrics as M
 class ReconProtocol:
     """Every setting that changes a reconstruction number. Bump ``id`` when one changes."""
 
-    id: str = "dcae-recon-v1"
+    id: str = "dcae-recon-v2"  # v2: SSIM over the reflect-padded map, as torchmetrics (v1 cropped the border)
     crop: str = "ADM center_crop_arr (BOX halving while short side >= 2r, BICUBIC to r, centre crop)"
     model_input: str = "float32 in [-1, 1] (ToTensor, Normalize(0.5, 0.5)); model in fp32, eval mode"
     quantisation: str = "x, x_hat -> v in [0, 1] -> uint8 (255*v + 0.5).clamp(0, 255) (round), for all metrics"
