@@ -108,6 +108,9 @@ def run_artifact(name: str, args: argparse.Namespace, runner) -> int:
             continue
         print(f"== {tag} at {args.scale} scale: {spec.title}", flush=True)
         built = collect(spec, panel, args.scale, runner, progress=lambda m: print(m, flush=True))
+        if runner.render_only and not built.results and any(r.run and r.run.runs_at(args.scale) for r in spec.rows):
+            raise UsageError(f"{tag}: --render-only found no completed {args.scale}-scale run in {runner.runs_dir}; "
+                             f"run it once without --render-only (or pass --runs-dir to the folder that holds them)")
         if not built.results and not built.problems and any(r.run for r in spec.rows):
             # Nothing could run here (e.g. paper scale without GPU/weights/data): one line, non-zero, and the
             # outputs of earlier runs are left untouched.

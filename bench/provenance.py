@@ -8,6 +8,7 @@ import platform
 import re
 import subprocess
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +95,57 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Damaged files: a run folder that a full disk or a killed copy left half written
+# --------------------------------------------------------------------------------------------------------------
+
+def damage(path: Path) -> str | None:
+    """Why the file at ``path`` cannot be trusted (truncated JSON, a safetensors file shorter than its header says,
+    a torch zip without its central directory, an empty file), or None when it reads as whole. Cheap: JSON is parsed, safetensors only have their header read.
+    No torch import, so that ``--render-only`` and ``ls`` stay light."""
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            return "empty file"
+        if path.suffix == ".json":
+            json.loads(path.read_text())
+        elif path.suffix == ".safetensors":
+            with open(path, "rb") as f:
+                n = int.from_bytes(f.read(8), "little")
+                if n <= 0 or n > size - 8:
+                    return "header length beyond the end of the file"
+                header = json.loads(f.read(n))
+            end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+            if 8 + n + end > size:
+                return f"truncated ({size} bytes, the header needs {8 + n + end})"
+        elif path.suffix in (".pt", ".pth"):  # torch.save's zip: a truncated file has no central directory
+            with zipfile.ZipFile(path) as z:
+                z.infolist()
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, IndexError, zipfile.BadZipFile) as e:
+        return f"{type(e).__name__}: {str(e)[:80]}"
+    return None
+
+
+def quarantine(path: Path, why: str) -> Path:
+    """Move a damaged file aside (``<name>.damaged-<n>``, never overwriting an earlier one) and print one warning
+    line naming it; the caller then treats the file as absent, so the work that made it is redone."""
+    n = 1
+    while (aside := path.with_name(f"{path.name}.damaged-{n}")).exists():
+        n += 1
+    os.replace(path, aside)
+    print(f"warning: {path} is damaged ({why}); moved to {aside.name}, recomputing", flush=True)
+    return aside
+
+
+def read_json(path: Path) -> Any | None:
+    """The JSON object in ``path``; None when the file is absent, or damaged (then it is moved aside, see
+    ``quarantine``)."""
+    if not path.exists():
+        return None
+    if (why := damage(path)) is not None:
+        quarantine(path, why)
+        return None
+    return json.loads(path.read_text())
+

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 from bench import evals, paper
 from bench.errors import Unavailable, UsageError
-from bench.provenance import atomic_write_json, atomic_write_text, environment, run_id
+from bench.provenance import atomic_write_json, atomic_write_text, damage, environment, quarantine, read_json, run_id
 from bench.spec import RunRef, Spec
 
 
@@ -109,13 +109,20 @@ class Runner:
         """The completed run for ``ref`` at ``scale``, or None."""
         rid, cfg = self.run_id_for(ref, scale)
         metrics_path = self.runs_dir / rid / "metrics.json"
-        if not metrics_path.exists():
+        metrics = read_json(metrics_path)  # a damaged file is moved aside with one warning: the run is recomputed
+        if not isinstance(metrics, dict):
+            if metrics is not None:
+                quarantine(metrics_path, f"a JSON {type(metrics).__name__}, not an object")
             return None
-        metrics = json.loads(metrics_path.read_text())
         # A run may declare files it produced that other runs need (``_outputs``, e.g. a gitignored checkpoint);
         # in a fresh clone those are absent, so the run is not complete there and is recomputed when asked for.
-        if any(not (metrics_path.parent / rel).exists() for rel in metrics.get("_outputs", ())):
-            return None
+        for rel in metrics.get("_outputs", ()):
+            out = metrics_path.parent / rel
+            if not out.exists():
+                return None
+            if (why := damage(out)) is not None:  # a truncated checkpoint: never handed to a dependent run
+                quarantine(out, why)
+                return None
         return RunResult(rid, metrics_path.parent, metrics, cfg, reused=True)
 
     @contextlib.contextmanager

@@ -3,10 +3,15 @@ import json
 import multiprocessing as mp
 import os
 
+import sys
+
 import pytest
+import torch
+from safetensors.torch import save_file
 
 from bench import evals
-from bench.provenance import atomic_write_text, run_id
+from bench.__main__ import entry
+from bench.provenance import atomic_write_text, damage, run_id
 from bench.runner import RunFailed, Runner, collect, write_outputs
 from bench.spec import Column, PaperRef, Row, RunRef, Spec
 
@@ -150,7 +155,7 @@ def test_run_with_missing_declared_output_is_recomputed(tmp_path):
     (res.dir / "metrics.json").write_text(json.dumps(m))
     assert r.load(ref, "smoke") is None
     (res.dir / "ckpt").mkdir()
-    (res.dir / "ckpt" / "model.safetensors").write_bytes(b"x")
+    save_file({"w": torch.zeros(2)}, str(res.dir / "ckpt" / "model.safetensors"))
     assert r.load(ref, "smoke") is not None
 
 
@@ -206,3 +211,52 @@ def test_parallel_pass_reports_failures_and_skips_their_dependents(tmp_path):
     assert "no-such-model" in problems[train_id]  # the worker's error, as one line
     assert problems[planned[1].run_id].startswith("skipped")
     assert any(train_id in line for line in lines) and not (tmp_path / train_id / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("content", ['{"score": 2.0, "_sec', "", "[1, 2]", "\x00\x00\x00"])
+def test_damaged_metrics_json_is_moved_aside_and_recomputed(tmp_path, capsys, content):
+    r = Runner(tmp_path)
+    ref = RunRef("dummy", {"x": 1})
+    first = r.ensure(ref, "smoke")
+    (first.dir / "metrics.json").write_text(content)  # a killed copy / a full disk
+    again = r.ensure(ref, "smoke")  # no JSONDecodeError: the run is recomputed
+    assert not again.reused and again.metrics["score"] == 2.0 and (first.dir / "calls.txt").read_text() == "2"
+    aside = list(first.dir.glob("metrics.json.damaged-*"))
+    assert len(aside) == 1 and aside[0].read_text() == content  # nothing lost
+    warnings = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("warning:")]
+    assert len(warnings) == 1 and "metrics.json is damaged" in warnings[0]
+
+
+def test_truncated_output_checkpoint_makes_the_run_incomplete(tmp_path, capsys):
+    r = Runner(tmp_path)
+    ref = RunRef("dummy", {"x": 1, "outputs": True})
+    first = r.ensure(ref, "smoke")
+    ckpt = first.dir / "ckpt" / "model.safetensors"
+    assert r.load(ref, "smoke") is not None
+    save_file({"w": torch.zeros(1000)}, str(ckpt))
+    ckpt.write_bytes(ckpt.read_bytes()[:-100])  # truncated in the data part: the header still parses
+    assert r.load(ref, "smoke") is None
+    assert "model.safetensors is damaged (truncated" in capsys.readouterr().out
+    assert not ckpt.exists() and list(ckpt.parent.glob("model.safetensors.damaged-*"))
+
+
+def test_damage_detects_each_format(tmp_path):
+    good_pt, good_json = tmp_path / "s.pt", tmp_path / "m.json"
+    torch.save({"a": torch.zeros(100)}, good_pt)
+    good_json.write_text('{"a": 1}')
+    assert damage(good_pt) is None and damage(good_json) is None
+    bad_pt = tmp_path / "bad.pt"
+    bad_pt.write_bytes(good_pt.read_bytes()[:200])
+    assert damage(bad_pt) and damage(tmp_path / "missing.json")
+
+
+def test_render_only_without_runs_is_one_line(tmp_path, capsys):
+    argv = sys.argv
+    sys.argv = ["bench", "table2", "--scale", "smoke", "--render-only", "--runs-dir", str(tmp_path / "none")]
+    try:
+        with pytest.raises(SystemExit) as e:
+            entry()
+    finally:
+        sys.argv = argv
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "--render-only found no completed smoke-scale run" in err[0]

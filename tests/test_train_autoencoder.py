@@ -267,6 +267,24 @@ def test_train_ae_eval_smoke_phase1_then_phase2_from_it(tmp_path, monkeypatch):
     assert runner.ensure(RunRef("train-ae", p1), "smoke").reused
 
 
+def test_train_ae_eval_recovers_from_damaged_phase_files(tmp_path, monkeypatch, capsys):
+    """A run killed mid-copy: truncated phase result, weights and resume state are moved aside and retrained."""
+    from bench.runner import Runner
+    from bench.spec import RunRef
+    monkeypatch.setenv("DCAE_BENCH_NO_LPIPS", "1")
+    runner, ref = Runner(tmp_path), RunRef("train-ae", {"model": "dc-ae-f8c4-tiny", "phase": "phase1"})
+    first = runner.ensure(ref, "smoke")
+    phase_dir = next((first.dir / "ckpt").glob("0-*"))
+    for name in ("result.json", T.FINAL_MODEL, T.TRAIN_STATE):
+        (phase_dir / name).write_bytes((phase_dir / name).read_bytes()[:20])
+    (first.dir / "metrics.json").unlink()
+    again = runner.ensure(ref, "smoke")
+    assert not again.reused and again.metrics["steps"] == 2
+    out = capsys.readouterr().out
+    assert all(f"{name} is damaged" in out for name in ("result.json", T.FINAL_MODEL, T.TRAIN_STATE))
+    assert len(list(phase_dir.glob("*.damaged-1"))) == 3
+
+
 def test_train_ae_eval_rejects_bad_config(tmp_path):
     from bench.errors import UsageError
     from bench.evals.training import phase_configs

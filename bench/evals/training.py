@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import Unavailable, UsageError
+from bench.provenance import damage, quarantine
 
 # Per-scale defaults of each phase (merged under a phase dict of the config). The paper publishes no batch sizes or
 # step counts; the learning rates of the small scale are raised from the paper's 6.4e-5 / 1.6e-5 / 5.4e-5 because a
@@ -115,7 +116,7 @@ def run(cfg: dict, ctx) -> dict:
     import models
     from bench.spec import RunRef
     from models import losses
-    from models.train_autoencoder import _mix, train_autoencoder
+    from models.train_autoencoder import FINAL_MODEL, TRAIN_STATE, _mix, train_autoencoder
 
     name, overrides = _model_spec(cfg)
     try:
@@ -153,7 +154,10 @@ def run(cfg: dict, ctx) -> dict:
     for i, phase in enumerate(phases):
         phase_dir = ctx.run_dir / "ckpt" / f"{i}-{phase.name}"
         done_file = phase_dir / "result.json"
-        if done_file.exists():  # a resumed run: this phase finished before the interruption
+        for f in (done_file, phase_dir / FINAL_MODEL, phase_dir / TRAIN_STATE):  # a killed copy, a full disk
+            if f.exists() and (why := damage(f)) is not None:
+                quarantine(f, why)
+        if done_file.exists() and (phase_dir / FINAL_MODEL).exists():  # resumed: this phase finished before
             res_metrics = json.loads(done_file.read_text())
             model.load_state_dict(load_trained(phase_dir, "model.safetensors").state_dict())
             ctx.log(f"{phase.name}: already complete, reusing {phase_dir}")
