@@ -4,7 +4,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bench import artifacts
+from bench import artifacts, evals, paper
+from bench.configs import ConfigError, dependencies
+from bench.scales import SCALES
 
 TABLES, FIGURES = Path("tables"), Path("figures")
 
@@ -59,9 +61,23 @@ def ls(markdown: bool = False) -> str:
     return tabulate(rows, headers=headers, tablefmt="github" if markdown else "simple")
 
 
+def run_problems(ref) -> list[str]:
+    """Resolve a row's run at every scale it runs at, dependencies included: misspelled fields, wrong types."""
+    out = []
+    for scale in SCALES:
+        if not ref.runs_at(scale):
+            continue
+        try:
+            todo = [ref.resolve(scale)]
+            while todo:
+                todo += dependencies(todo.pop())
+        except ConfigError as e:
+            out.append(f"{scale} scale: {e}")
+    return out
+
+
 def check() -> list[str]:
-    """Validate every spec without running anything: structure, eval names, paper selections."""
-    from bench import evals, paper
+    """Validate every spec without running anything: structure, eval names, configs, paper selections."""
     problems = []
     for name in artifacts.names():
         try:
@@ -81,6 +97,8 @@ def check() -> list[str]:
             for row in spec.rows:
                 if row.run is not None and row.run.eval not in evals.EVALS:
                     problems.append(f"{tag} row {row.label!r}: unknown eval {row.run.eval!r}")
+                if row.run is not None:
+                    problems += [f"{tag} row {row.label!r}: {p}" for p in run_problems(row.run)]
                 if row.paper is not None:
                     art = row.paper.artifact or spec.id
                     try:

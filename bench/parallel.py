@@ -1,8 +1,8 @@
 """``--jobs N``: compute the independent runs of one or more specs in N worker processes before the serial pass.
 
 The runner stays a thin serial loop; this module only front-loads work. It gathers every row's run at a scale and,
-recursively, the runs those depend on (``bench.evals.dependencies``), keeps the evals whose numbers do not depend on
-wall-clock time (``bench.evals.PARALLEL_SAFE``: training and reconstruction, not the timed efficiency profiler),
+recursively, the runs those depend on (``bench.configs.dependencies``), keeps the evals whose numbers do not depend
+on wall-clock time (``Eval.parallel_safe`` in ``bench.evals``: training and reconstruction, not the timed efficiency profiler),
 orders them in stages (a run comes after everything it depends on) and computes each stage with a process pool, one
 CPU thread per worker. The serial pass that follows then finds those runs complete and reuses them; anything that
 failed here is simply computed (and reported) again there. Two processes never compute one run twice: the runner's
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from bench import evals
+from bench.configs import dependencies
 from bench.spec import RunRef, Spec
 
 
@@ -37,9 +38,9 @@ def plan(specs: Iterable[Spec], scale: str, runner) -> list[PlannedRun]:
     refs: dict[str, RunRef] = {}
 
     def visit(ref: RunRef) -> int:
-        rid, cfg = runner.run_id_for(ref, scale)
+        rid, _ = runner.run_id_for(ref, scale)
         if rid not in stage_of:
-            deps = [visit(RunRef(e, c)) for e, c in evals.dependencies(ref.eval, cfg)]
+            deps = [visit(RunRef(dep)) for dep in dependencies(ref.resolve(scale))]
             stage_of[rid] = 1 + max(deps, default=-1)
             refs[rid] = ref
         return stage_of[rid]
@@ -51,7 +52,7 @@ def plan(specs: Iterable[Spec], scale: str, runner) -> list[PlannedRun]:
             if row.run is not None and row.run.runs_at(scale):
                 visit(row.run)
     out = [PlannedRun(rid, refs[rid], stage_of[rid]) for rid in refs
-           if refs[rid].eval in evals.PARALLEL_SAFE and runner.load(refs[rid], scale) is None]
+           if evals.get(refs[rid].eval).parallel_safe and runner.load(refs[rid], scale) is None]
     return sorted(out, key=lambda p: (p.stage, p.run_id))
 
 
@@ -115,8 +116,7 @@ def run_plan(planned: list[PlannedRun], scale: str, runner, jobs: int,
         for stage in range(1 + planned[-1].stage):
             futures = []
             for p in (p for p in planned if p.stage == stage):
-                deps = [runner.run_id_for(RunRef(e, c), scale)[0]
-                        for e, c in evals.dependencies(p.ref.eval, p.ref.resolve(scale))]
+                deps = [runner.run_id_of(dep, scale)[0] for dep in dependencies(p.ref.resolve(scale))]
                 if any(d in problems for d in deps):
                     problems[p.run_id] = "skipped: a run it depends on did not complete"
                     report(p.run_id, problems[p.run_id])

@@ -26,10 +26,10 @@ def config_hash(eval_name: str, config: dict, scale: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
-def run_id(eval_name: str, config: dict, scale: str) -> str:
-    """Stable, content-derived id: same eval + config + scale (config carries the spec version) -> same id."""
-    name = config.get("name") or config.get("model") or config.get("backbone") or eval_name
-    return f"{slug(str(name))}__{slug(eval_name)}__{scale}__{config_hash(eval_name, config, scale)}"
+def run_id(eval_name: str, name: str, config: dict, scale: str) -> str:
+    """Stable, content-derived id: same eval + config + scale (config carries the protocol version) -> same id;
+    ``name`` (the model or backbone) is a readable prefix."""
+    return f"{slug(name)}__{slug(eval_name)}__{scale}__{config_hash(eval_name, config, scale)}"
 
 
 def git_state() -> dict[str, Any]:

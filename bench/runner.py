@@ -24,7 +24,13 @@ from typing import Any, Iterator
 from bench import evals, paper
 from bench.errors import Unavailable, UsageError
 from bench.provenance import atomic_write_json, atomic_write_text, damage, environment, quarantine, read_json, run_id
+from bench.configs import EvalConfig, dependencies, fields_json
+from bench.scales import SCALES
 from bench.spec import RunRef, Spec
+
+
+def _dependency_fields(cfg: EvalConfig) -> set[str]:
+    return {name for name, v in vars(cfg).items() if isinstance(v, EvalConfig)}
 
 
 class RunFailed(Exception):
@@ -60,9 +66,9 @@ class RunContext:
     runner: "Runner"
     _log_path: Path | None = None
 
-    def ensure(self, ref: RunRef) -> RunResult:
-        """Run or reuse a run this one depends on (dependencies are never forced)."""
-        return self.runner.ensure(ref, self.scale.name, force=False)
+    def ensure(self, cfg: EvalConfig) -> RunResult:
+        """Run or reuse a run this one depends on (a config field of this run; dependencies are never forced)."""
+        return self.runner.ensure(RunRef(cfg), self.scale.name, force=False)
 
     def log(self, msg: str) -> None:
         line = f"[{_utcnow()}] {msg}"
@@ -95,15 +101,19 @@ class Runner:
                              f"pass --runs-dir to a writable folder") from None
 
     def run_id_for(self, ref: RunRef, scale: str) -> tuple[str, dict]:
-        """The content-derived id of ``ref`` at ``scale`` and the config stored with it: the resolved config, the
-        eval's protocol version and the ids of the runs it depends on (``evals.dependencies``, recursively), so a
-        changed training recipe also renames every evaluation of its checkpoint."""
-        cfg = ref.resolve(scale)
-        cfg_with_version = {**cfg, "_protocol_version": evals.version(ref.eval)}
-        deps = [self.run_id_for(RunRef(e, c), scale)[0] for e, c in evals.dependencies(ref.eval, cfg)]
+        """The content-derived id of ``ref`` at ``scale`` and the config stored with it (``config.json``)."""
+        return self.run_id_of(ref.resolve(scale), scale)
+
+    def run_id_of(self, cfg: EvalConfig, scale: str) -> tuple[str, dict]:
+        """Id and stored form of a resolved config: its fields, the eval's protocol version and the ids of the runs
+        it depends on (``configs.dependencies``, recursively; each dependency is named by its id, not its fields),
+        so a changed training recipe also renames every evaluation of its checkpoint."""
+        stored = {k: v for k, v in fields_json(cfg).items() if k not in _dependency_fields(cfg)}
+        stored["_protocol_version"] = evals.version(cfg.EVAL)
+        deps = [self.run_id_of(d, scale)[0] for d in dependencies(cfg)]
         if deps:
-            cfg_with_version["_depends_on"] = deps
-        return run_id(ref.eval, cfg_with_version, scale), cfg_with_version
+            stored["_depends_on"] = deps
+        return run_id(cfg.EVAL, cfg.run_name, stored, scale), stored
 
     def load(self, ref: RunRef, scale: str) -> RunResult | None:
         """The completed run for ``ref`` at ``scale``, or None."""
@@ -139,8 +149,6 @@ class Runner:
 
     def ensure(self, ref: RunRef, scale: str, force: bool | None = None) -> RunResult:
         """Reuse the completed run for ``ref`` or compute it. Raises Unavailable, UsageError or RunFailed."""
-        from bench.scales import SCALES
-
         force = self.force if force is None else force
         if not ref.runs_at(scale):
             raise Unavailable(f"not run at {scale} scale")
@@ -165,7 +173,7 @@ class Runner:
             ctx.log(f"run {rid}: eval {ref.eval} at {scale} scale")
             t0 = time.perf_counter()
             try:
-                metrics = evals.load(ref.eval)(dict(cfg), ctx)
+                metrics = evals.load(ref.eval)(ref.resolve(scale), ctx)
             except (Unavailable, UsageError) as e:
                 ctx.log(f"{type(e).__name__}: {e}")
                 raise
@@ -178,7 +186,7 @@ class Runner:
                         f.write(traceback.format_exc())
                 raise RunFailed(f"run {rid} failed: {type(e).__name__}: {e} (traceback in {run_dir}/log.txt)") from e
             seconds = time.perf_counter() - t0
-            metrics = dict(metrics)
+            metrics = {**metrics, "_protocol": evals.protocol_id(ref.eval)}  # from the registration, never typed twice
             metrics.setdefault("_seconds", round(seconds, 3))
             if is_main_process():
                 env = json.loads((run_dir / "env.json").read_text())
@@ -249,7 +257,7 @@ def collect(spec: Spec, panel: str, scale: str, runner: Runner, progress=None) -
         if row.label in results:
             res = results[row.label]
             ours_metrics, rid = res.metrics, res.run_id
-            protocol = str(res.metrics.get("_protocol", f"{row.run.eval}-v{evals.version(row.run.eval)}"))
+            protocol = str(res.metrics.get("_protocol", evals.protocol_id(row.run.eval)))
         elif row.derive is not None:
             try:
                 ours_metrics = dict(row.derive(metrics_by_label))

@@ -1,7 +1,7 @@
 """Specs: one frozen, declarative object per paper artefact (STYLE rules 1-2).
 
 A ``Spec`` lists the rows of a paper table or the series of a figure. Each ``Row`` names the run that produces its
-numbers (``RunRef``: an eval protocol plus its config, with per-scale changes) and the paper's numbers for it
+numbers (``RunRef``: a typed eval config of ``bench.configs``, with per-scale changes) and the paper's numbers for it
 (``PaperRef``: a selection of ``bench/data/paper_numbers.csv``). The runner (``bench.runner``) is a thin loop over
 rows; nothing in it knows about a particular artefact.
 """
@@ -11,46 +11,45 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-SCALES = ("smoke", "small", "paper")
-
-
-def _freeze(value: Any) -> Any:
-    """Deep-copy JSON-like data through JSON so that configs are plain data (and hashable by their JSON text)."""
-    return json.loads(json.dumps(value, sort_keys=True))
-
+from bench.configs import ConfigError, EvalConfig, to_json, with_changes
+from bench.scales import SCALES
 
 @dataclass(frozen=True)
 class RunRef:
-    """A run: the eval protocol ``eval`` (a key of ``bench.evals.EVALS``) applied to ``config``.
+    """A run: a typed eval config (``bench.configs``), with per-scale changes.
 
-    ``at[scale]`` is merged over ``config`` for that scale (a shallow dict update); ``at[scale] = None`` means the
-    row is not run at that scale. Example::
+    ``at[scale]`` maps field names to the values that scale uses (``dataclasses.replace``; a misspelled field is a
+    one-line ``ConfigError``); ``at[scale] = None`` means the row is not run at that scale. Example::
 
-        RunRef("recon", {"model": "dc-ae-f64c128-in-1.0", "resolution": 512},
-               at={"small": {"model": "dc-ae-f64c128-small", "resolution": 64}})
+        RunRef(ReconConfig("dc-ae-f64c128-in-1.0", 512, dataset=folder("imagenet-val"), weights=True),
+               at={"small": {"model": "dc-ae-f64c128-tiny", "resolution": 128, "checkpoint": TrainAEConfig(...)}})
     """
 
-    eval: str
-    config: Mapping[str, Any] = field(default_factory=dict)
+    config: EvalConfig
     at: Mapping[str, Mapping[str, Any] | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.config, EvalConfig):
+            raise ConfigError(f"RunRef takes a config of bench.configs (ReconConfig, ...), got {self.config!r}")
         bad = set(self.at) - set(SCALES)
         if bad:
-            raise ValueError(f"RunRef({self.eval!r}).at has unknown scales {sorted(bad)}; use {SCALES}")
+            raise ConfigError(f"RunRef({self.eval!r}).at has unknown scales {sorted(bad)}; use {list(SCALES)}")
+
+    @property
+    def eval(self) -> str:
+        return self.config.EVAL
 
     def runs_at(self, scale: str) -> bool:
         return not (scale in self.at and self.at[scale] is None)
 
-    def resolve(self, scale: str) -> dict[str, Any]:
-        """The config this run uses at ``scale`` (plain JSON data)."""
-        cfg = dict(self.config)
-        cfg.update(self.at.get(scale) or {})
-        return _freeze(cfg)
+    def resolve(self, scale: str) -> EvalConfig:
+        """The config this run uses at ``scale``."""
+        return with_changes(self.config, self.at.get(scale))
 
-    def __hash__(self) -> int:  # dict fields are not hashable; hash the JSON text
-        return hash((self.eval, json.dumps(dict(self.config), sort_keys=True, default=str),
-                     json.dumps({k: v for k, v in self.at.items()}, sort_keys=True, default=str)))
+    def __hash__(self) -> int:  # the overrides are dicts: hash their JSON text
+        return hash((self.eval, json.dumps(to_json(self.config), sort_keys=True),
+                     json.dumps({k: to_json(dict(v)) if v else v for k, v in self.at.items()}, sort_keys=True,
+                                default=repr)))
 
 
 @dataclass(frozen=True)

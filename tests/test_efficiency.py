@@ -4,6 +4,7 @@ The CPU smoke run calls the eval directly with a fake context (a tiny backbone, 
 metric keys, the provenance keys and the CSV it writes. GPU tests run the paper protocol at a reduced batch.
 """
 import csv
+import dataclasses
 import importlib
 import json
 import sys
@@ -14,12 +15,12 @@ import pytest
 import torch
 
 from bench import paper
+from bench.configs import EfficiencyConfig, PerMeasure, with_changes
 from bench.errors import Unavailable, UsageError
 from bench.evals import efficiency
 
-TINY = {"backbone": "uvit-h-tiny", "autoencoder": "DC-AE-f64", "latent_channels": 8, "latent_size": 8,
-        "patch_size": 1, "batch": {"train": 2, "infer": 2}, "warmup": {"train": 1, "infer": 1, "latency": 1},
-        "iters": {"train": 2, "infer": 2, "latency": 2}, "threads": 1}
+TINY = EfficiencyConfig("uvit-h-tiny", 8, 8, 1, autoencoder="DC-AE-f64", batch=PerMeasure(2, 2, 2, 256),
+                        warmup=PerMeasure(1, 1, 1, 5), iters=PerMeasure(2, 2, 2, 10), threads=1)
 
 
 def fake_ctx(tmp_path: Path, scale: str = "smoke", device: str = "cpu"):
@@ -31,7 +32,7 @@ def fake_ctx(tmp_path: Path, scale: str = "smoke", device: str = "cpu"):
 @pytest.mark.parametrize("backbone", ["uvit-h-tiny", "dit-xl-tiny", "pixart-alpha-tiny"])
 def test_cpu_smoke_run_writes_csv_and_positive_numbers(tmp_path, backbone):
     ctx = fake_ctx(tmp_path)
-    m = efficiency.run({**TINY, "backbone": backbone}, ctx)
+    m = efficiency.run(dataclasses.replace(TINY, backbone=backbone), ctx)
     for key in ("train_throughput_img_s", "infer_throughput_img_s", "latency_ms", "train_tflop_s",
                 "params_m", "gflops_per_forward", "train_memory_gb_analytic"):
         assert isinstance(m[key], float) and m[key] > 0, key
@@ -39,7 +40,7 @@ def test_cpu_smoke_run_writes_csv_and_positive_numbers(tmp_path, backbone):
     # memory is not measured on CPU: a string saying so, and the analytic bound under its own key
     assert m["train_memory_gb"].startswith("unavailable (") and "analytic" in m["train_memory_gb"]
     for key in ("_device", "_device_name", "_dtype", "_torch", "_cuda", "_threads", "_batch_train", "_batch_infer",
-                "_batch_latency", "_iters_train", "_protocol", "_engine"):
+                "_batch_latency", "_iters_train", "_engine"):
         assert key in m, key
     assert m["_device"] == "cpu" and m["_threads"] == 1 and m["_batch_latency"] == 2
     assert "train_mfu" not in m  # no peak table for CPUs
@@ -51,7 +52,7 @@ def test_cpu_smoke_run_writes_csv_and_positive_numbers(tmp_path, backbone):
 
 
 def test_overrides_report_full_and_built_costs(tmp_path):
-    m = efficiency.run({**TINY, "overrides": {"depth": 4}, "measure": ["infer"]}, fake_ctx(tmp_path))
+    m = efficiency.run(dataclasses.replace(TINY, depth=4, measure=("infer",)), fake_ctx(tmp_path))
     assert m["_built_gflops_per_forward"] > m["gflops_per_forward"]  # tiny depth 2 -> 4: built is bigger
     assert "train_throughput_img_s" not in m and m["infer_throughput_img_s"] > 0
 
@@ -62,12 +63,12 @@ def test_paper_scale_on_cpu_is_unavailable(tmp_path):
 
 
 def test_bad_config_is_a_usage_error():
-    with pytest.raises(UsageError, match="missing"):
-        efficiency.resolve_config({"backbone": "uvit-s"})
-    with pytest.raises(UsageError, match="unknown"):
-        efficiency.resolve_config({**TINY, "batchsize": 3})
-    with pytest.raises(UsageError, match="measurements"):
-        efficiency.resolve_config({**TINY, "measure": ["speed"]})
+    with pytest.raises(TypeError, match="latent_channels"):
+        EfficiencyConfig("uvit-s")  # required fields
+    with pytest.raises(UsageError, match="no field 'batchsize'"):
+        with_changes(TINY, {"batchsize": 3})
+    with pytest.raises(UsageError, match="measure"):
+        dataclasses.replace(TINY, measure=("speed",))
 
 
 def test_rule_batches_follow_dc_gen_table():
@@ -114,8 +115,8 @@ def test_specs_validate_and_select_unique_paper_rows(name):
             assert vals, row.label
         if row.run is not None:
             assert row.run.eval == "efficiency"
-            assert row.run.resolve("smoke")["backbone"].endswith("-tiny")
-            assert row.run.resolve("paper").get("overrides", {}) == {}
+            assert row.run.resolve("smoke").backbone.endswith("-tiny")
+            assert row.run.resolve("paper").depth is None
 
 
 def test_table3_headline_row_is_the_abstract_claim():
@@ -156,10 +157,8 @@ def test_artifact_modules_do_not_import_torch():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gpu_profile_reports_memory_and_mfu(tmp_path):
-    cfg = {"backbone": "uvit-s", "autoencoder": "DC-AE-f64", "latent_channels": 128, "latent_size": 8,
-           "patch_size": 1, "batch": {"train": 64, "infer": 64, "memory": 32},
-           "warmup": {"train": 3, "infer": 3, "latency": 3, "memory": 1},
-           "iters": {"train": 5, "infer": 5, "latency": 5, "memory": 2}}
+    cfg = EfficiencyConfig("uvit-s", 128, 8, 1, autoencoder="DC-AE-f64", batch=PerMeasure(64, 64, 2, 32),
+                           warmup=PerMeasure(3, 3, 3, 1), iters=PerMeasure(5, 5, 5, 2))
     m = efficiency.run(cfg, fake_ctx(tmp_path, scale="paper", device="cuda"))
     assert m["_device"] == "cuda" and m["train_memory_gb"] > 0 and m["_train_memory_bytes"] > 0
     assert 0 < m.get("train_mfu", 0.5) < 1

@@ -1,9 +1,11 @@
 """The runner: content-named runs, reuse, --force, atomic writes, errors as cells, derived rows."""
+import dataclasses
 import json
 import multiprocessing as mp
 import os
 
 import sys
+import types
 
 import pytest
 import torch
@@ -13,34 +15,42 @@ from bench import evals
 from bench.__main__ import entry
 from bench.provenance import atomic_write_text, damage, run_id
 from bench.runner import RunFailed, Runner, collect, write_outputs
+from bench.configs import ConfigError, ReconConfig, TrainAEConfig, dependencies, folder
 from bench.spec import Column, PaperRef, Row, RunRef, Spec
+from tests.dummy_eval import DummyConfig as D
+from tests.dummy_eval import registration
 
 
 @pytest.fixture(autouse=True)
 def dummy_eval(monkeypatch):
-    monkeypatch.setitem(evals.EVALS, "dummy", ("tests.dummy_eval:run", 1))
+    monkeypatch.setitem(evals.EVALS, "dummy", registration(1))
 
 
 def test_run_id_is_stable_and_content_derived():
-    a = run_id("recon", {"model": "dc-ae-f32c32-small", "resolution": 64}, "small")
-    b = run_id("recon", {"resolution": 64, "model": "dc-ae-f32c32-small"}, "small")  # key order irrelevant
+    m = "dc-ae-f32c32-small"
+    a = run_id("recon", m, {"model": m, "resolution": 64}, "small")
+    b = run_id("recon", m, {"resolution": 64, "model": m}, "small")  # key order irrelevant
     assert a == b and a.startswith("dc-ae-f32c32-small__recon__small__")
-    assert a != run_id("recon", {"model": "dc-ae-f32c32-small", "resolution": 128}, "small")
-    assert a != run_id("recon", {"model": "dc-ae-f32c32-small", "resolution": 64}, "smoke")
+    assert a != run_id("recon", m, {"model": m, "resolution": 128}, "small")
+    assert a != run_id("recon", m, {"model": m, "resolution": 64}, "smoke")
+    r = Runner("unused")
+    typed = r.run_id_of(ReconConfig(m, 64), "small")[0]
+    assert typed == r.run_id_of(ReconConfig(m, 64, batch_size=16), "small")[0]  # a default spelled out: same run
+    assert typed != r.run_id_of(ReconConfig(m, 64, n_images=8), "small")[0]
 
 
 def test_protocol_version_changes_the_run_id(monkeypatch, tmp_path):
     r = Runner(tmp_path)
-    ref = RunRef("dummy", {"x": 1})
+    ref = RunRef(D(x=1))
     before, _ = r.run_id_for(ref, "smoke")
-    monkeypatch.setitem(evals.EVALS, "dummy", ("tests.dummy_eval:run", 2))
+    monkeypatch.setitem(evals.EVALS, "dummy", registration(2))
     after, _ = r.run_id_for(ref, "smoke")
     assert before != after
 
 
 def test_ensure_writes_run_folder_and_reuses(tmp_path):
     r = Runner(tmp_path)
-    ref = RunRef("dummy", {"x": 3}, at={"smoke": {"x": 4}})
+    ref = RunRef(D(x=3), at={"smoke": {"x": 4}})
     res = r.ensure(ref, "smoke")
     assert res.metrics["score"] == 8.0 and not res.reused
     for f in ("config.json", "env.json", "metrics.json", "log.txt"):
@@ -55,9 +65,9 @@ def test_ensure_writes_run_folder_and_reuses(tmp_path):
 
 def test_crash_leaves_no_result_and_keeps_previous(tmp_path):
     r = Runner(tmp_path)
-    ok = r.ensure(RunRef("dummy", {"x": 1}), "smoke")
+    ok = r.ensure(RunRef(D(x=1)), "smoke")
     with pytest.raises(RunFailed, match="planted crash"):
-        r.ensure(RunRef("dummy", {"x": 1, "crash": True}), "smoke")
+        r.ensure(RunRef(D(x=1, crash=True)), "smoke")
     crashed = [p for p in tmp_path.iterdir() if p.is_dir() and p != ok.dir]
     assert len(crashed) == 1 and not (crashed[0] / "metrics.json").exists()
     assert "RuntimeError: planted crash" in (crashed[0] / "log.txt").read_text()
@@ -90,10 +100,10 @@ def test_atomic_write_survives_a_crash(tmp_path):
 def test_unavailable_and_failed_become_cells(tmp_path):
     spec = Spec(id="table2", title="t", caption="c", columns=(Column("score", "Score", False),),
                 scales={"smoke": "", "small": "", "paper": ""},
-                rows=(Row("good", run=RunRef("dummy", {"x": 1})),
-                      Row("missing", run=RunRef("dummy", {"x": 1, "unavailable": True})),
-                      Row("broken", run=RunRef("dummy", {"x": 1, "crash": True})),
-                      Row("skipped", run=RunRef("dummy", {"x": 1}, at={"smoke": None})),
+                rows=(Row("good", run=RunRef(D(x=1))),
+                      Row("missing", run=RunRef(D(x=1, unavailable=True))),
+                      Row("broken", run=RunRef(D(x=1, crash=True))),
+                      Row("skipped", run=RunRef(D(x=1), at={"smoke": None})),
                       Row("double", derive=lambda m: {"score": m["good"]["score"] * 2, "_from": ["good"]})))
     built = collect(spec, "", "smoke", Runner(tmp_path))
     by_row = {r["row"]: r for r in built.records}
@@ -107,7 +117,7 @@ def test_unavailable_and_failed_become_cells(tmp_path):
 def test_paper_values_sit_beside_ours(tmp_path):
     spec = Spec(id="table2", title="t", caption="c", columns=(Column("rfid", "rFID", True),),
                 scales={"smoke": "", "small": "", "paper": ""},
-                rows=(Row("DC-AE", run=RunRef("dummy", {"x": 0.5}),
+                rows=(Row("DC-AE", run=RunRef(D(x=0.5)),
                           paper=PaperRef(setting="ImageNet 512x512 f64c128 latent 8x8x128", autoencoder="DC-AE")),))
     spec2 = Spec(**{**spec.__dict__, "columns": (Column("score", "Score"), Column("rfid", "rFID", True))})
     built = collect(spec2, "", "smoke", Runner(tmp_path))
@@ -136,8 +146,8 @@ def test_derived_row_gets_paper_values_from_the_same_derive(tmp_path):
     sel = dict(artifact="table3", backbone="UViT-H", note="")
     spec = Spec(id="table3", title="t", caption="c", scales={"smoke": "", "small": "", "paper": ""},
                 columns=(Column("inference_speedup", "x", False), Column("flops", "f")),
-                rows=(Row("f8", run=RunRef("dummy", {"x": 1}), paper=PaperRef(autoencoder="SD-VAE-f8", **sel)),
-                      Row("f64", run=RunRef("dummy", {"x": 2}), paper=PaperRef(autoencoder="DC-AE-f64", **sel)),
+                rows=(Row("f8", run=RunRef(D(x=1)), paper=PaperRef(autoencoder="SD-VAE-f8", **sel)),
+                      Row("f64", run=RunRef(D(x=2)), paper=PaperRef(autoencoder="DC-AE-f64", **sel)),
                       Row("speed-up", derive=ratio)))
     built = collect(spec, "", "smoke", Runner(tmp_path))
     rec = {r["metric"]: r for r in built.records if r["row"] == "speed-up"}
@@ -148,7 +158,7 @@ def test_derived_row_gets_paper_values_from_the_same_derive(tmp_path):
 def test_run_with_missing_declared_output_is_recomputed(tmp_path):
     """A training run whose gitignored checkpoint is gone (fresh clone) is not complete."""
     r = Runner(tmp_path)
-    ref = RunRef("dummy", {"x": 5})
+    ref = RunRef(D(x=5))
     res = r.ensure(ref, "smoke")
     m = json.loads((res.dir / "metrics.json").read_text())
     m["_outputs"] = ["ckpt/model.safetensors"]
@@ -168,17 +178,46 @@ def test_atomic_writes_get_normal_permissions(tmp_path):
 def test_dependency_version_changes_the_dependent_run_id(monkeypatch, tmp_path):
     """A recon run names its checkpoint's training run by config; retraining under a new protocol must rename it."""
     r = Runner(tmp_path)
-    ref = RunRef("recon", {"model": "dc-ae-f8c4-tiny", "resolution": 32,
-                           "checkpoint": {"eval": "train-ae", "config": {"model": "dc-ae-f8c4-tiny", "phase": "phase1"}}})
+    train = TrainAEConfig("dc-ae-f8c4-tiny")
+    ref = RunRef(ReconConfig("dc-ae-f8c4-tiny", 32, checkpoint=train))
     before, cfg = r.run_id_for(ref, "smoke")
-    assert cfg["_depends_on"] == [r.run_id_for(RunRef("train-ae", {"model": "dc-ae-f8c4-tiny", "phase": "phase1"}),
-                                               "smoke")[0]]
-    name, version = evals.EVALS["train-ae"]
-    monkeypatch.setitem(evals.EVALS, "train-ae", (name, version + 1))
+    assert cfg["_depends_on"] == [r.run_id_for(RunRef(train), "smoke")[0]] and "checkpoint" not in cfg
+    monkeypatch.setitem(evals.EVALS, "train-ae", dataclasses.replace(evals.EVALS["train-ae"],
+                                                                      version=evals.version("train-ae") + 1))
     after, _ = r.run_id_for(ref, "smoke")
     assert before != after
-    no_dep = RunRef("recon", {"model": "dc-ae-f8c4-tiny", "resolution": 32})
+    no_dep = RunRef(ReconConfig("dc-ae-f8c4-tiny", 32))
     assert "_depends_on" not in r.run_id_for(no_dep, "smoke")[1]
+
+
+def test_misspelled_or_mistyped_config_is_one_line_error():
+    ref = RunRef(ReconConfig("dc-ae-f8c4-tiny", 32), at={"small": {"n_image": 8}})
+    with pytest.raises(ConfigError, match=r"ReconConfig has no field 'n_image' \(did you mean 'n_images'\?\)"):
+        ref.resolve("small")
+    assert ref.resolve("smoke").n_images is None  # other scales are unaffected
+    with pytest.raises(ConfigError, match="ReconConfig.resolution = '32' is not"):
+        ReconConfig("dc-ae-f8c4-tiny", "32")
+    with pytest.raises(ConfigError, match="name must be one of"):
+        folder("imagenet-vall")
+
+
+def test_bench_check_reports_a_misspelled_key(monkeypatch, capsys):
+    from bench import artifacts, cli_tools
+    spec = Spec(id="table2", title="t", caption="", columns=(Column("psnr", "PSNR"),),
+                scales={s: "" for s in ("smoke", "small", "paper")},
+                rows=(Row("r", run=RunRef(ReconConfig("dc-ae-f8c4-tiny", 32), at={"smoke": {"batchsize": 4}})),))
+    real = artifacts.load
+    monkeypatch.setattr(artifacts, "load", lambda name: types.SimpleNamespace(SPECS={"": spec}) if name == "table2"
+                        else real(name))
+    problems = cli_tools.check()
+    assert any("smoke scale: ReconConfig has no field 'batchsize' (did you mean 'batch_size'?)" in p
+               for p in problems)
+
+
+def test_the_runner_stamps_the_registered_protocol(tmp_path):
+    res = Runner(tmp_path).ensure(RunRef(D(x=1)), "smoke")
+    assert res.metrics["_protocol"] == "dummy-v1"
+    assert json.loads((res.dir / "config.json").read_text())["config"]["_protocol_version"] == 1
 
 
 def test_parallel_plan_orders_dependencies_and_skips_timed_evals(tmp_path):
@@ -188,8 +227,8 @@ def test_parallel_plan_orders_dependencies_and_skips_timed_evals(tmp_path):
     stage = {p.run_id: p.stage for p in planned}
     assert {p.ref.eval for p in planned} == {"train-ae", "recon"}
     for p in planned:  # every dependency sits in an earlier stage
-        for e, c in evals.dependencies(p.ref.eval, p.ref.resolve("smoke")):
-            assert stage[r.run_id_for(RunRef(e, c), "smoke")[0]] < p.stage
+        for dep in dependencies(p.ref.resolve("smoke")):
+            assert stage[r.run_id_of(dep, "smoke")[0]] < p.stage
     assert max(stage.values()) == 2  # phase 1 -> phase 2 (from) -> recon of phase 2
     assert parallel.plan(artifacts.load("table3").SPECS.values(), "smoke", r) == []  # efficiency: timed, serial
 
@@ -197,17 +236,15 @@ def test_parallel_plan_orders_dependencies_and_skips_timed_evals(tmp_path):
 def test_parallel_pass_reports_failures_and_skips_their_dependents(tmp_path):
     from bench import parallel
     r = Runner(tmp_path)
-    train = {"model": "no-such-model", "phase": "phase1"}
+    train = TrainAEConfig("no-such-model")
     spec = Spec(id="t", title="t", caption="", columns=(Column("psnr", "PSNR"),), scales={s: "" for s in
                 ("smoke", "small", "paper")},
-                rows=(Row("r", run=RunRef("recon", {"model": "dc-ae-f8c4-tiny", "resolution": 32, "n_images": 2,
-                                                    "dataset": "embedded-test",
-                                                    "checkpoint": {"eval": "train-ae", "config": train}})),))
+                rows=(Row("r", run=RunRef(ReconConfig("dc-ae-f8c4-tiny", 32, n_images=2, checkpoint=train))),))
     planned = parallel.plan([spec], "smoke", r)
     assert [p.stage for p in planned] == [0, 1]
     lines = []
     problems = parallel.run_plan(planned, "smoke", r, jobs=2, say=lines.append)
-    train_id = r.run_id_for(RunRef("train-ae", train), "smoke")[0]
+    train_id = r.run_id_of(train, "smoke")[0]
     assert "no-such-model" in problems[train_id]  # the worker's error, as one line
     assert problems[planned[1].run_id].startswith("skipped")
     assert any(train_id in line for line in lines) and not (tmp_path / train_id / "metrics.json").exists()
@@ -216,7 +253,7 @@ def test_parallel_pass_reports_failures_and_skips_their_dependents(tmp_path):
 @pytest.mark.parametrize("content", ['{"score": 2.0, "_sec', "", "[1, 2]", "\x00\x00\x00"])
 def test_damaged_metrics_json_is_moved_aside_and_recomputed(tmp_path, capsys, content):
     r = Runner(tmp_path)
-    ref = RunRef("dummy", {"x": 1})
+    ref = RunRef(D(x=1))
     first = r.ensure(ref, "smoke")
     (first.dir / "metrics.json").write_text(content)  # a killed copy / a full disk
     again = r.ensure(ref, "smoke")  # no JSONDecodeError: the run is recomputed
@@ -229,7 +266,7 @@ def test_damaged_metrics_json_is_moved_aside_and_recomputed(tmp_path, capsys, co
 
 def test_truncated_output_checkpoint_makes_the_run_incomplete(tmp_path, capsys):
     r = Runner(tmp_path)
-    ref = RunRef("dummy", {"x": 1, "outputs": True})
+    ref = RunRef(D(x=1, outputs=True))
     first = r.ensure(ref, "smoke")
     ckpt = first.dir / "ckpt" / "model.safetensors"
     assert r.load(ref, "smoke") is not None

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from bench.configs import MemoryConfig, PhaseRequest, TrainAEConfig
 from models import train_autoencoder as T
 
 
@@ -253,18 +254,19 @@ def test_train_ae_eval_smoke_phase1_then_phase2_from_it(tmp_path, monkeypatch):
     from bench.spec import RunRef
     monkeypatch.setenv("DCAE_BENCH_NO_LPIPS", "1")
     runner = Runner(tmp_path)
-    p1 = {"model": "dc-ae-f8c4-tiny", "phase": "phase1"}
-    first = runner.ensure(RunRef("train-ae", p1), "smoke")
+    p1 = TrainAEConfig("dc-ae-f8c4-tiny")
+    first = runner.ensure(RunRef(p1), "smoke")
     assert first.metrics["perceptual"] == "none" and first.metrics["steps"] == 2
     assert (first.dir / "ckpt" / "model.safetensors").exists()
-    child = runner.ensure(RunRef("train-ae", {**p1, "phase": "phase2", "from": p1}), "smoke")
+    child = runner.ensure(RunRef(TrainAEConfig("dc-ae-f8c4-tiny", phases=(PhaseRequest("phase2"),), init_from=p1)),
+                          "smoke")
     assert child.metrics["_from"] == first.run_id and child.metrics["phase2_trainable_params"] > 0
     a, b = models.load(first.dir / "ckpt" / "model.safetensors"), models.load(child.dir / "ckpt" / "model.safetensors")
     sa, sb = a.state_dict(), b.state_dict()
     trainable = set(T.middle_layers(a))
     assert all(torch.equal(sa[k], sb[k]) for k in sa if k not in trainable)  # phase 2 kept the rest frozen
     assert any(not torch.equal(sa[k], sb[k]) for k in trainable)
-    assert runner.ensure(RunRef("train-ae", p1), "smoke").reused
+    assert runner.ensure(RunRef(p1), "smoke").reused
 
 
 def test_train_ae_eval_recovers_from_damaged_phase_files(tmp_path, monkeypatch, capsys):
@@ -272,7 +274,7 @@ def test_train_ae_eval_recovers_from_damaged_phase_files(tmp_path, monkeypatch, 
     from bench.runner import Runner
     from bench.spec import RunRef
     monkeypatch.setenv("DCAE_BENCH_NO_LPIPS", "1")
-    runner, ref = Runner(tmp_path), RunRef("train-ae", {"model": "dc-ae-f8c4-tiny", "phase": "phase1"})
+    runner, ref = Runner(tmp_path), RunRef(TrainAEConfig("dc-ae-f8c4-tiny"))
     first = runner.ensure(ref, "smoke")
     phase_dir = next((first.dir / "ckpt").glob("0-*"))
     for name in ("result.json", T.FINAL_MODEL, T.TRAIN_STATE):
@@ -288,11 +290,11 @@ def test_train_ae_eval_recovers_from_damaged_phase_files(tmp_path, monkeypatch, 
 def test_train_ae_eval_rejects_bad_config(tmp_path):
     from bench.errors import UsageError
     from bench.evals.training import phase_configs
-    with pytest.raises(UsageError, match="unknown field"):
-        phase_configs({"model": "x", "phases": [{"phase": "phase1", "stepz": 3}]}, "small")
+    with pytest.raises(TypeError, match="stepz"):
+        PhaseRequest("phase1", stepz=3)
     with pytest.raises(UsageError, match="phase"):
-        phase_configs({"model": "x", "phases": [{"phase": "phase9"}]}, "small")
-    (p,) = phase_configs({"model": "x", "phases": [{"phase": "phase3", "steps": 7}]}, "small")
+        PhaseRequest("phase9")
+    (p,) = phase_configs(TrainAEConfig("x", phases=(PhaseRequest("phase3", steps=7),)), "small")
     assert p.gan and p.trainable == "decoder_head_layers" and p.steps == 7 and p.betas == (0.5, 0.9)
 
 
@@ -316,10 +318,10 @@ def test_ae_memory_small_estimate_and_cuda_unavailable():
     from bench.errors import Unavailable
     from bench.evals.training import run_memory
     ctx = SimpleNamespace(device="cpu", log=lambda m: None, scale=SimpleNamespace(name="smoke"))
-    cfg = {"model": "dc-ae-f64c128-tiny", "resolution": 64, "batches": [1, 2], "method": "saved-tensors"}
-    full = run_memory({**cfg, "trainable": "all_parameters"}, ctx)
-    mid = run_memory({**cfg, "trainable": "middle_layers"}, ctx)
+    cfg = MemoryConfig("dc-ae-f64c128-tiny", "all_parameters", 64, batches=(1, 2), method="saved-tensors")
+    full = run_memory(cfg, ctx)
+    mid = run_memory(dataclasses.replace(cfg, trainable="middle_layers"), ctx)
     assert 0 < mid["train_memory_gb"] < full["train_memory_gb"]
     assert full["fit_slope_gb_per_image"] > 0 and mid["trainable_params"] < full["trainable_params"]
     with pytest.raises(Unavailable, match="CUDA"):
-        run_memory({**cfg, "method": "cuda"}, ctx)
+        run_memory(dataclasses.replace(cfg, method="cuda"), ctx)

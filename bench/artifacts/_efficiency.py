@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from bench import paper
+from bench.configs import EfficiencyConfig, PerMeasure
 from bench.spec import Column, PaperRef, Row, RunRef
 
 # Generation-FID columns are shown with the paper's numbers only.
@@ -52,17 +53,22 @@ SPEEDUP_COLUMNS = (
 # block with one long skip), so that all of table3+4+5 runs in minutes: per-block cost, hence the speed-up ratios,
 # is unchanged; only the patch-embed/head share grows a little. Batches = DC-Gen's tokens-per-batch rule divided so that
 # the largest-token row of each backbone gets 1 image (efficiency.md §7.3).
-SMALL_OVERRIDES = {name: {"depth": 2} for name in ("uvit-s", "uvit-h", "dit-xl", "dit-s", "pixart-alpha")}
-SMALL_DIVISOR = {"uvit-s": {"train": 1024, "infer": 512}, "uvit-h": {"train": 256, "infer": 128},
-                 "dit-xl": {"train": 256, "infer": 256}, "dit-s": {"train": 256, "infer": 128},
-                 "pixart-alpha": {"train": 256, "infer": 256}}
+SMALL_DEPTH = 2  # blocks of every backbone at small scale (full width and token count)
+SMALL_DIVISOR = {  # DC-Gen's rule batches divided by these on CPU (train, infer; latency and memory do not use them)
+    "uvit-s": PerMeasure(train=1024, infer=512, latency=1, memory=1),
+    "uvit-h": PerMeasure(train=256, infer=128, latency=1, memory=1),
+    "dit-xl": PerMeasure(train=256, infer=256, latency=1, memory=1),
+    "dit-s": PerMeasure(train=256, infer=128, latency=1, memory=1),
+    "pixart-alpha": PerMeasure(train=256, infer=256, latency=1, memory=1),
+}
 # One thread: on a 2-core machine shared with other jobs, two OpenMP threads wait for each other at every op
 # (measured: batch-2 latency 4x worse than with one thread under load), which swamps small-token rows.
-SMALL_COMMON = {"measure": ["train", "infer", "latency"], "threads": 1,
-                "warmup": {"train": 1, "infer": 1, "latency": 1}, "iters": {"train": 2, "infer": 3, "latency": 3},
-                "min_seconds": 3.0}
-SMOKE_COMMON = {"measure": ["train", "infer", "latency"], "batch": {"train": 1, "infer": 1, "latency": 2},
-                "warmup": {"train": 0, "infer": 0, "latency": 0}, "iters": {"train": 1, "infer": 1, "latency": 1}}
+SMALL_COMMON = {"measure": ("train", "infer", "latency"), "threads": 1,
+                "warmup": PerMeasure(train=1, infer=1, latency=1, memory=5),
+                "iters": PerMeasure(train=2, infer=3, latency=3, memory=10), "min_seconds": 3.0}
+SMOKE_COMMON = {"measure": ("train", "infer", "latency"), "batch": PerMeasure(train=1, infer=1, latency=2, memory=256),
+                "warmup": PerMeasure(train=0, infer=0, latency=0, memory=5),
+                "iters": PerMeasure(train=1, infer=1, latency=1, memory=10)}
 
 SCALES_TEXT = {
     "smoke": "CI check: the `-tiny` variant of each backbone (hidden size 32) on the row's latent shape, batch 1, "
@@ -83,10 +89,8 @@ SCALES_TEXT = {
 def efficiency_run(backbone: str, autoencoder: str, latent_channels: int, latent_size: int, patch_size: int) -> RunRef:
     """The efficiency run of one table row: paper protocol, with the small and smoke reductions."""
     return RunRef(
-        "efficiency",
-        {"backbone": backbone, "autoencoder": autoencoder, "latent_channels": latent_channels,
-         "latent_size": latent_size, "patch_size": patch_size},
-        at={"small": {**SMALL_COMMON, "overrides": SMALL_OVERRIDES[backbone], "batch_divisor": SMALL_DIVISOR[backbone]},
+        EfficiencyConfig(backbone, latent_channels, latent_size, patch_size, autoencoder=autoencoder),
+        at={"small": {**SMALL_COMMON, "depth": SMALL_DEPTH, "batch_divisor": SMALL_DIVISOR[backbone]},
             "smoke": {**SMOKE_COMMON, "backbone": f"{backbone}-tiny"}},
     )
 

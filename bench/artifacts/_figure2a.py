@@ -14,6 +14,7 @@ Expected (small): DC-AE's rFID grows less with f than SD-VAE's, as in the paper;
 from __future__ import annotations
 
 from bench.artifacts.table2 import train_ref
+from bench.configs import EMBEDDED_TEST, ReconConfig, folder
 from bench.spec import Column, PaperRef, Row, RunRef, Spec
 
 FS = ((8, 4), (16, 16), (32, 32), (64, 128))  # (f, c) per point
@@ -38,13 +39,13 @@ def _label(paper_name: str, f: int) -> str:
 
 def _row(family: str, paper_name: str, f: int, c: int) -> Row:
     small = f"{family}-f{f}c{SMALL_C[f]}-tiny"
-    run = RunRef("recon", {"model": _paper_model(family, f, c), "resolution": 256, "dataset": "folder:imagenet-val",
-                           "weights": True, "batch_size": 16},
-                 at={"small": {"model": small, "resolution": SMALL_RESOLUTION, "dataset": "embedded-test",
+    run = RunRef(ReconConfig(_paper_model(family, f, c), 256, dataset=folder("imagenet-val"), weights=True,
+                             batch_size=16),
+                 at={"small": {"model": small, "resolution": SMALL_RESOLUTION, "dataset": EMBEDDED_TEST,
                                "n_images": SMALL_N_IMAGES, "weights": False,
-                               "checkpoint": train_ref(small)},
+                               "checkpoint": train_ref(small, f)},
                      "smoke": {"model": f"{family}-f{f}c{c}-tiny", "resolution": max(32, f), "n_images": 8,
-                               "dataset": "embedded-test", "weights": False, "batch_size": 8}})
+                               "dataset": EMBEDDED_TEST, "weights": False, "batch_size": 8}})
     paper = PaperRef(artifact="figure2a", autoencoder=f"{paper_name}-f{f}") if family == "sd-vae" and f in (8, 64) \
         else None
     return Row(_label(paper_name, f), run=run, paper=paper)

@@ -23,7 +23,10 @@ Expected (small): the paper's directions, not its numbers (reduced -tiny models,
 """
 from __future__ import annotations
 
+import dataclasses
+
 from bench import paper
+from bench.configs import EMBEDDED_TEST, PhaseRequest, ReconConfig, TrainAEConfig, folder
 from bench.spec import Column, PaperRef, Row, RunRef, Spec
 
 # ---- shared settings -----------------------------------------------------------------------------------------------
@@ -39,32 +42,32 @@ SEEDS = {8: (0, 1), 16: (0, 1), 32: (0,), 64: (0,)}  # 2 seeds where the paper's
 FS_B = ((8, 4), (64, 256))                       # Fig. 3b: f8 vs f64 (the panel-a models with shortcuts)
 
 
-def train_cfg(f: int, c: int, residual: bool = True, seed: int = 0, size: str = SMALL_SIZE) -> dict:
-    """The phase-1 train-ae config of one model (same dict => same run, reused across panels and artefacts)."""
-    cfg: dict = {"model": f"dc-ae-f{f}c{c}-{size}", "phase": "phase1"}
-    if not residual:
-        cfg["overrides"] = {"residual_autoencoding": False}
-    if seed:
-        cfg["seed"] = seed
-    return cfg
+def train_cfg(f: int, c: int, residual: bool = True, seed: int = 0, size: str = SMALL_SIZE) -> TrainAEConfig:
+    """The phase-1 train-ae config of one model (equal configs => same run, reused across panels and artefacts)."""
+    return TrainAEConfig(f"dc-ae-f{f}c{c}-{size}", seed=seed, residual_autoencoding=None if residual else False)
 
 
-def phase2_cfg(base: dict) -> dict:
+def phase2_cfg(base: TrainAEConfig) -> TrainAEConfig:
     """Phase 2 (high-resolution latent adaptation) started from the phase-1 run ``base``."""
-    return {k: v for k, v in base.items() if k != "phase"} | {"phase": "phase2", "from": base}
+    return dataclasses.replace(base, phases=(PhaseRequest("phase2"),), init_from=base)
 
 
-def recon(train: dict, f: int, high: bool) -> RunRef:
+def _full_size(train: TrainAEConfig) -> TrainAEConfig:
+    """The same recipe on the full-size architecture (every train-ae config in the chain)."""
+    parent = _full_size(train.init_from) if train.init_from is not None else None
+    return dataclasses.replace(train, model=train.model.replace(f"-{SMALL_SIZE}", ""), init_from=parent)
+
+
+def recon(train: TrainAEConfig, f: int, high: bool) -> RunRef:
     """recon of a train-ae run's checkpoint at the training resolution or at 4x (smoke: 2x, at least f)."""
-    small = {"model": train["model"], "resolution": SMALL_HIGH_RES if high else SMALL_RES, "dataset": "embedded-test",
-             "n_images": SMALL_N_IMAGES, "weights": False, "checkpoint": {"eval": "train-ae", "config": train}}
+    small = {"model": train.model, "resolution": SMALL_HIGH_RES if high else SMALL_RES, "dataset": EMBEDDED_TEST,
+             "n_images": SMALL_N_IMAGES, "weights": False, "checkpoint": train}
     smoke_res = max(32, f) * (2 if high else 1)
     # paper scale: the same recipe on full-size architectures; those f/c/shortcut combinations are unreleased
     # configurations, so the recon eval reports them unavailable unless registered and trained with --data.
-    paper_train = {**train, "model": train["model"].replace(f"-{SMALL_SIZE}", "")}
-    return RunRef("recon", {"model": paper_train["model"], "resolution": PAPER_HIGH_RES if high else PAPER_RES,
-                            "dataset": "folder:imagenet-val", "weights": False, "batch_size": 16,
-                            "checkpoint": {"eval": "train-ae", "config": paper_train}},
+    paper_train = _full_size(train)
+    return RunRef(ReconConfig(paper_train.model, PAPER_HIGH_RES if high else PAPER_RES,
+                              dataset=folder("imagenet-val"), batch_size=16, checkpoint=paper_train),
                   at={"small": small,
                       "smoke": {**small, "resolution": smoke_res, "n_images": 4, "batch_size": 4}})
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench import paper
+from bench.configs import EMBEDDED_TEST, PhaseRequest, ReconConfig, TrainAEConfig, folder
 from bench.spec import Column, Row, RunRef, Spec
 
 BASE_SMALL = "dc-ae-f32c32-tiny"    # shared with Table 2 / Fig. 7 (their phase-1 run)
@@ -32,20 +33,21 @@ SMALL_RES, SMALL_N_IMAGES = 64, 64
 PAPER_SECONDARY = paper.secondary("figure5", "rfid")  # row -> rFID (bench/data/secondary_numbers.csv)
 
 
-def _train(model: str, variant: str) -> dict:
-    p1 = {"model": model, "phase": "phase1"}
+def _train(model: str, variant: str) -> TrainAEConfig:
+    p1 = TrainAEConfig(model)
     if variant == "no GAN":
         return p1
     if variant == "full-model GAN":
-        return {"model": model, "phases": [{"phase": "phase3", "trainable": "all_parameters"}], "from": p1}
-    return {"model": model, "phase": "phase3", "from": p1}
+        return TrainAEConfig(model, phases=(PhaseRequest("phase3", trainable="all_parameters"),), init_from=p1)
+    return TrainAEConfig(model, phases=(PhaseRequest("phase3"),), init_from=p1)
 
 
 def _recon(variant: str) -> RunRef:
     def cfg(model, res, n):
-        return {"model": model, "resolution": res, "dataset": "embedded-test", "n_images": n, "weights": False,
-                "checkpoint": {"eval": "train-ae", "config": _train(model, variant)}}
-    return RunRef("recon", {**cfg(BASE_PAPER, 256, None), "dataset": "folder:imagenet-val", "batch_size": 16},
+        return {"model": model, "resolution": res, "dataset": EMBEDDED_TEST, "n_images": n, "weights": False,
+                "checkpoint": _train(model, variant)}
+    return RunRef(ReconConfig(BASE_PAPER, 256, dataset=folder("imagenet-val"), checkpoint=_train(BASE_PAPER, variant),
+                              batch_size=16),
                   at={"small": cfg(BASE_SMALL, SMALL_RES, SMALL_N_IMAGES),
                       "smoke": {**cfg(BASE_SMOKE, 32, 4), "batch_size": 4}})
 

@@ -14,6 +14,7 @@ Commands:
 from __future__ import annotations
 
 from bench.artifacts.table2 import train_ref
+from bench.configs import EMBEDDED_TEST, ReconConfig, folder
 from bench.spec import Column, PaperRef, Row, RunRef, Spec
 
 RESOLUTION_SMALL = 128  # f128 needs >= 128 px; all rows at one size so that the grid compares like with like
@@ -29,15 +30,14 @@ def _run(family: str, f: int, c: int) -> RunRef:
     """Same resolved small-scale config as Table 2's 128-px rows, so those runs are shared (same run id)."""
     small = f"{family}-f{f}c{c}-tiny"
     paper_model = OFFICIAL[f] if family == "dc-ae" else f"sd-vae-f{f}c{c}"
-    return RunRef("recon", {"model": paper_model, "resolution": 512, "dataset": "folder:imagenet-val",
-                            "weights": True, "batch_size": 16},
-                  at={"small": {"model": small, "resolution": RESOLUTION_SMALL, "dataset": "embedded-test",
+    return RunRef(ReconConfig(paper_model, 512, dataset=folder("imagenet-val"), weights=True, batch_size=16),
+                  at={"small": {"model": small, "resolution": RESOLUTION_SMALL, "dataset": EMBEDDED_TEST,
                                 "n_images": 64, "weights": False,
-                                "checkpoint": train_ref(small)} if f in SMALL_FS else None,
+                                "checkpoint": train_ref(small, f)} if f in SMALL_FS else None,
                       # smoke: Table 2's smoke runs (same resolved config), a layout check only
                       "smoke": {"model": f"{family}-f{f}c{c}-tiny", "resolution": max(32, f),
-                                "dataset": "embedded-test", "n_images": 8, "weights": False, "batch_size": 8},
-                      "paper": {"dataset": "embedded-test", "n_images": 8}})
+                                "dataset": EMBEDDED_TEST, "n_images": 8, "weights": False, "batch_size": 8},
+                      "paper": {"dataset": EMBEDDED_TEST, "n_images": 8}})
 
 
 def _label(name: str, f: int, c: int) -> str:

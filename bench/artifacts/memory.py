@@ -24,6 +24,7 @@ Commands:
 from __future__ import annotations
 
 from bench import paper
+from bench.configs import MemoryConfig
 from bench.spec import Column, PaperRef, Row, RunRef, Spec
 
 TRAINABLE = (("full training", "all_parameters"),
@@ -38,10 +39,10 @@ PAPER_RATIO = _paper_gb(TRAINABLE[1][0]) / _paper_gb(TRAINABLE[0][0])  # 67.81 /
 
 
 def _ref(trainable: str) -> RunRef:
-    return RunRef("ae-memory", {"model": "dc-ae-f64c128-in-1.0", "trainable": trainable, "resolution": 1024,
-                                "batches": [1, 2, 4], "target_batch": 12, "method": "cuda"},
+    return RunRef(MemoryConfig("dc-ae-f64c128-in-1.0", trainable, 1024, batches=(1, 2, 4), target_batch=12,
+                               method="cuda"),
                   at={"small": {"model": "dc-ae-f64c128-small", "resolution": 256, "method": "saved-tensors"},
-                      "smoke": {"model": "dc-ae-f64c128-tiny", "resolution": 64, "batches": [1, 2],
+                      "smoke": {"model": "dc-ae-f64c128-tiny", "resolution": 64, "batches": (1, 2),
                                 "method": "saved-tensors"}})
 
 

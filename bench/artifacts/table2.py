@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bench.configs import EMBEDDED_TEST, PhaseRequest, ReconConfig, TrainAEConfig, folder
 from bench.spec import Column, PaperRef, Row, RunRef, Spec
 
 ID = "table2"
@@ -68,17 +69,15 @@ SMALL_N_IMAGES = 64  # embedded held-out crops per small-scale row
 SMOKE_N_IMAGES = 8
 
 
-def train_ref(model: str) -> dict:
-    """The training run whose checkpoint a small-scale row evaluates (the ``train-ae`` eval's config).
+def train_ref(model: str, f: int) -> TrainAEConfig:
+    """The training run whose checkpoint a small-scale row evaluates.
 
     Phase 1 with the training eval's small-scale defaults (64 px); an f128 model cannot take 64-px crops, so it
     trains at 128 px. Figure 2a, Figure 7 and this table name the same runs, so each model trains once.
     """
-    from bench.evals.reconstruction import expected_fc
-    fc = expected_fc(model)
-    if fc is not None and fc[0] > 64:
-        return {"eval": "train-ae", "config": {"model": model, "phases": [{"phase": "phase1", "resolution": fc[0]}]}}
-    return {"eval": "train-ae", "config": {"model": model, "phase": "phase1"}}
+    if f > 64:
+        return TrainAEConfig(model, phases=(PhaseRequest("phase1", resolution=f),))
+    return TrainAEConfig(model)
 
 
 def recon_ref(family: str, s: Setting, *, smoke: bool = True) -> RunRef:
@@ -87,12 +86,11 @@ def recon_ref(family: str, s: Setting, *, smoke: bool = True) -> RunRef:
     paper_model = s.dc_ae if family == "dc-ae" else f"sd-vae-{fc}"
     small = None
     if s.small_resolution is not None:
-        small = {"model": f"{family}-{fc}-tiny", "resolution": s.small_resolution, "dataset": "embedded-test",
-                 "n_images": SMALL_N_IMAGES, "weights": False, "checkpoint": train_ref(f"{family}-{fc}-tiny")}
-    tiny = {"model": f"{family}-{fc}-tiny", "resolution": max(32, s.f), "dataset": "embedded-test",
+        small = {"model": f"{family}-{fc}-tiny", "resolution": s.small_resolution, "dataset": EMBEDDED_TEST,
+                 "n_images": SMALL_N_IMAGES, "weights": False, "checkpoint": train_ref(f"{family}-{fc}-tiny", s.f)}
+    tiny = {"model": f"{family}-{fc}-tiny", "resolution": max(32, s.f), "dataset": EMBEDDED_TEST,
             "n_images": SMOKE_N_IMAGES, "weights": False, "batch_size": 8}
-    return RunRef("recon", {"model": paper_model, "resolution": s.resolution, "dataset": f"folder:{s.dataset}",
-                            "weights": True, "batch_size": 16},
+    return RunRef(ReconConfig(paper_model, s.resolution, dataset=folder(s.dataset), weights=True, batch_size=16),
                   # smoke checks every ImageNet row (also those not run at small scale): tiny models are cheap
                   at={"small": small, "smoke": tiny if (smoke and s.dataset == "imagenet-val") else None})
 

@@ -27,23 +27,17 @@ import io
 import platform
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
-PROTOCOL = "dcae-efficiency-v1"
+import torch
 
-DEFAULTS: dict[str, Any] = {
-    "autoencoder": "",                       # label only (the autoencoder is not run)
-    "overrides": {},                         # backbone config overrides, e.g. {"depth": 4} at small scale
-    "measure": ["train", "infer", "latency", "memory"],
-    "batch": {"train": None, "infer": None, "latency": 2, "memory": 256},  # None: RULE_BATCH by token count
-    "batch_divisor": 1,                      # CPU only: divide rule batches by this (>= 1 image); int or per kind
-    "warmup": {"train": 20, "infer": 20, "latency": 20, "memory": 5},
-    "iters": {"train": 100, "infer": 100, "latency": 100, "memory": 10},
-    "min_seconds": 0.0,                      # keep timing (up to 10x iters) until this much time is sampled
-    "dtype": "fp16",                         # GPU autocast / inference dtype (fp16 as the paper; bf16 possible)
-    "threads": None,                         # CPU: torch.set_num_threads(k); None keeps torch's default
-    "activation_checkpointing": True,        # per block, as DC-Gen's training harness
-}
+from bench.configs import EfficiencyConfig
+from bench.errors import Unavailable
+from bench.provenance import atomic_write_text
+from models import costs
+from models.backbones import backbone_config, build_backbone, random_inputs
 
 # DC-Gen's batch sizes keyed by token count N (efficiency.md §3); PixArt-α uses DiT-XL's (same width and depth).
 RULE_BATCH: dict[str, dict[str, dict[int, int]]] = {
@@ -100,8 +94,6 @@ def _time(fn: Callable[[], None], warmup: int, iters: int, sync: Callable[[], No
 
 def _train_step_fn(model, batch: int, device: str, amp_dtype, generator) -> Callable[[], None]:
     """One AdamW training step of the ε-prediction loss on random latents (DDPM linear-β forward process)."""
-    import torch
-    from models.backbones import random_inputs
 
     x0, t, cond = random_inputs(model, batch, device, generator)
     noise = torch.randn(x0.shape, device=device, generator=generator)
@@ -123,8 +115,6 @@ def _train_step_fn(model, batch: int, device: str, amp_dtype, generator) -> Call
 
 
 def _infer_fn(model, batch: int, device: str, generator) -> Callable[[], None]:
-    import torch
-    from models.backbones import random_inputs
 
     x, t, cond = random_inputs(model, batch, device, generator)
     if cond.is_floating_point():
@@ -140,7 +130,6 @@ def _infer_fn(model, batch: int, device: str, generator) -> Callable[[], None]:
 
 def _gpu_info() -> dict[str, Any]:
     """Device name, memory and driver via NVML (nvidia-ml-py); torch's name if NVML is missing."""
-    import torch
     info: dict[str, Any] = {"_device_name": torch.cuda.get_device_name(0)}
     try:
         import pynvml
@@ -160,159 +149,167 @@ def _gpu_info() -> dict[str, Any]:
 # The eval
 # ----------------------------------------------------------------------------------------------------------------
 
-def resolve_config(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Defaults merged with ``cfg`` (nested dicts merged key by key); raises UsageError on missing/unknown keys."""
-    from bench.errors import UsageError
-    required = ("backbone", "latent_channels", "latent_size", "patch_size")
-    missing = [k for k in required if k not in cfg]
-    unknown = set(cfg) - set(DEFAULTS) - set(required) - {"_protocol_version"}
-    if missing or unknown:
-        raise UsageError(f"efficiency config: missing {missing}, unknown {sorted(unknown)}; "
-                         f"required {list(required)}, optional {sorted(DEFAULTS)}")
-    out = {**DEFAULTS, **cfg}
-    for key in ("batch", "warmup", "iters"):
-        out[key] = {**DEFAULTS[key], **(cfg.get(key) or {})}
-    bad = set(out["measure"]) - {"train", "infer", "latency", "memory"}
-    if bad:
-        raise UsageError(f"efficiency config: unknown measurements {sorted(bad)}; use train, infer, latency, memory")
+@dataclass
+class _Session:
+    """One profiling run: the config, where it runs, and what it has recorded so far."""
+
+    cfg: EfficiencyConfig
+    ctx: Any
+    cuda: bool
+    metrics: dict[str, Any]
+    rows: list[dict[str, Any]] = field(default_factory=list)   # the per-measurement CSV
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self.cuda else "cpu"
+
+    @property
+    def amp_dtype(self) -> torch.dtype:
+        return {"fp16": torch.float16, "bf16": torch.bfloat16}[self.cfg.dtype] if self.cuda else torch.float32
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.cfg.latent_channels, self.cfg.latent_size, self.cfg.patch_size
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        return {} if self.cfg.depth is None else {"depth": self.cfg.depth}
+
+    def built_config(self) -> Any:
+        return backbone_config(self.cfg.backbone, *self.shape, **self.overrides)  # what is timed
+
+    def batch_for(self, kind: str) -> int:
+        """Given batch, else the rule's; on CPU divided by ``batch_divisor`` (memory reuses the train rule)."""
+        if self.cfg.batch[kind] is not None:
+            return int(self.cfg.batch[kind])
+        rule_kind = "train" if kind in ("train", "memory") else "infer"
+        div = 1 if self.cuda else max(1, int(self.cfg.batch_divisor[rule_kind] or 1))
+        return max(1, rule_batch(self.cfg.backbone, self.metrics["tokens"], rule_kind) // div)
+
+    def build(self, train: bool) -> torch.nn.Module:
+        torch.manual_seed(0)
+        model = build_backbone(self.cfg.backbone, *self.shape, **self.overrides,
+                               activation_checkpointing=self.cfg.activation_checkpointing).to(self.device)
+        if not train:
+            return model.eval().to(self.amp_dtype) if self.cuda else model.eval()
+        return model.train()
+
+    def time(self, fn: Callable[[], None], kind: str) -> list[float]:
+        sync = torch.cuda.synchronize if self.cuda else (lambda: None)
+        return _time(fn, self.cfg.warmup[kind], self.cfg.iters[kind], sync, self.cfg.min_seconds)
+
+    def record(self, kind: str, batch: int, times: list[float], value: Any, unit: str) -> None:
+        self.rows.append({"measurement": kind, "batch": batch, "warmup": self.cfg.warmup[kind], "iters": len(times),
+                          "median_s": statistics.median(times) if times else "",
+                          "min_s": min(times) if times else "", "max_s": max(times) if times else "",
+                          "value": value, "unit": unit})
+        self.metrics[f"_batch_{kind}"] = batch
+        self.metrics[f"_iters_{kind}"] = f"{self.cfg.warmup[kind]} warm-up + {len(times)} timed"
+        self.ctx.log(f"{self.cfg.backbone} {self.metrics['_latent']} {kind}: batch {batch}, {value} {unit}")
+
+
+def _static_metrics(cfg: EfficiencyConfig, cuda: bool) -> dict[str, Any]:
+    """Closed-form costs of the paper's model for this row, and the provenance of every timing."""
+    shape = (cfg.latent_channels, cfg.latent_size, cfg.patch_size)
+    full = backbone_config(cfg.backbone, *shape)                       # the paper's model for this row
+    out: dict[str, Any] = {
+        "params_m": round(costs.params(full) / 1e6, 4),
+        "gflops_per_forward": round(costs.gflops(full), 4),
+        "tokens": costs.tokens(full),
+        "train_memory_gb_analytic": round(costs.train_memory_bytes_analytic(full, 256) / 1024 ** 3, 3),
+        "_backbone": cfg.backbone, "_autoencoder": cfg.autoencoder,
+        "_latent": f"{shape[1]}x{shape[1]}x{shape[0]} p{shape[2]}",
+        "_device": "cuda" if cuda else "cpu",
+        "_dtype": {"fp16": "float16", "bf16": "bfloat16"}[cfg.dtype] if cuda else "float32 (cpu fp32)",
+        "_torch": torch.__version__, "_cuda": str(torch.version.cuda), "_threads": torch.get_num_threads(),
+        "_engine": "pytorch-eager", "_activation_checkpointing": cfg.activation_checkpointing,
+        "_memory_note": "train_memory_gb_analytic = efficiency.md §4.5 lower bound at batch 256 (16 B/param + fp32 "
+                        "residual stream per block), full model; not a measurement",
+    }
+    if cfg.depth is not None:
+        built = backbone_config(cfg.backbone, *shape, depth=cfg.depth)
+        out.update(_overrides=str({"depth": cfg.depth}), _built_params_m=round(costs.params(built) / 1e6, 4),
+                   _built_gflops_per_forward=round(costs.gflops(built), 4))
+    out.update(_gpu_info() if cuda else {"_device_name": platform.processor() or platform.machine()})
     return out
 
 
-def run(cfg: dict[str, Any], ctx) -> dict[str, Any]:
-    import torch
+def _measure_train(ses: _Session, generator: torch.Generator) -> None:
+    b, built, m = ses.batch_for("train"), ses.built_config(), ses.metrics
+    model = ses.build(train=True)
+    times = ses.time(_train_step_fn(model, b, ses.device, ses.amp_dtype, generator), "train")
+    m["train_throughput_img_s"] = b / statistics.median(times)
+    hw = costs.train_flops_per_image(built, recompute=ses.cfg.activation_checkpointing)
+    m["train_tflop_s"] = m["train_throughput_img_s"] * hw / 1e12
+    if ses.cuda and (peak := peak_tflops(m["_device_name"])):
+        m["train_mfu"] = m["train_throughput_img_s"] * costs.train_flops_per_image(built, recompute=False) / (peak * 1e12)
+        m["_peak_tflops"] = peak
+    ses.record("train", b, times, round(m["train_throughput_img_s"], 4), "img/s")
 
-    from bench.errors import Unavailable
-    from bench.provenance import atomic_write_text
-    from models import costs
-    from models.backbones import backbone_config, build_backbone
 
-    cfg = resolve_config(cfg)
+def _measure_infer(ses: _Session, generator: torch.Generator) -> None:
+    model, m = ses.build(train=False), ses.metrics
+    for kind in ("infer", "latency"):
+        if kind not in ses.cfg.measure:
+            continue
+        b = ses.batch_for(kind)
+        times = ses.time(_infer_fn(model, b, ses.device, generator), kind)
+        if kind == "infer":
+            m["infer_throughput_img_s"] = b / statistics.median(times)
+            m["infer_tflop_s"] = m["infer_throughput_img_s"] * costs.gflops(ses.built_config()) / 1e3
+            ses.record(kind, b, times, round(m["infer_throughput_img_s"], 4), "img/s")
+        else:
+            m["latency_ms"] = 1e3 * statistics.median(times)
+            ses.record(kind, b, times, round(m["latency_ms"], 4), "ms")
+
+
+def _measure_memory(ses: _Session, generator: torch.Generator) -> None:
+    if not ses.cuda:
+        ses.metrics["train_memory_gb"] = ("unavailable (peak training memory needs a CUDA GPU; see "
+                                          "train_memory_gb_analytic for the analytic lower bound)")
+        return
+    b = ses.batch_for("memory")
+    try:
+        torch.cuda.empty_cache()
+        step = _train_step_fn(ses.build(train=True), b, ses.device, ses.amp_dtype, generator)
+        for _ in range(ses.cfg.warmup["memory"]):
+            step()
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        times = _time(step, 0, ses.cfg.iters["memory"], torch.cuda.synchronize)
+        peak = torch.cuda.max_memory_allocated()
+        ses.metrics.update(train_memory_gb=peak / 1024 ** 3, _train_memory_bytes=int(peak))
+        ses.record("memory", b, times, round(peak / 1024 ** 3, 3), "GiB")
+    except torch.OutOfMemoryError:
+        ses.metrics["train_memory_gb"] = "OOM"
+        ses.record("memory", b, [], "OOM", "GiB")
+    finally:
+        step = None
+        torch.cuda.empty_cache()
+
+
+def run(cfg: EfficiencyConfig, ctx) -> dict[str, Any]:
+    """Eval ``efficiency`` (fields: ``bench.configs.EfficiencyConfig``): closed-form costs, then each measurement."""
     cuda = ctx.device == "cuda" and torch.cuda.is_available()
     if ctx.scale.name == "paper" and not cuda:
         raise Unavailable("paper-scale efficiency needs a CUDA GPU; run `python -m bench <table> --scale paper "
                           "--device cuda` on an H100, or use --scale small for CPU ratios")
-    device = "cuda" if cuda else "cpu"
-    amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[cfg["dtype"]] if cuda else torch.float32
     old_threads = torch.get_num_threads()
-    if not cuda and cfg["threads"]:
-        torch.set_num_threads(int(cfg["threads"]))
-
-    name, shape = cfg["backbone"], (cfg["latent_channels"], cfg["latent_size"], cfg["patch_size"])
-    full = backbone_config(name, *shape)                                        # the paper's model for this row
-    built_cfg = backbone_config(name, *shape, **cfg["overrides"])               # what is timed
-    n_tokens = costs.tokens(full)
-    metrics: dict[str, Any] = {
-        "params_m": round(costs.params(full) / 1e6, 4),
-        "gflops_per_forward": round(costs.gflops(full), 4),
-        "tokens": n_tokens,
-        "train_memory_gb_analytic": round(costs.train_memory_bytes_analytic(full, 256) / 1024 ** 3, 3),
-        "_protocol": PROTOCOL, "_backbone": name, "_autoencoder": cfg["autoencoder"],
-        "_latent": f"{shape[1]}x{shape[1]}x{shape[0]} p{shape[2]}",
-        "_device": device, "_dtype": str(amp_dtype).removeprefix("torch.") + ("" if cuda else " (cpu fp32)"),
-        "_torch": torch.__version__, "_cuda": str(torch.version.cuda), "_threads": torch.get_num_threads(),
-        "_engine": "pytorch-eager", "_activation_checkpointing": bool(cfg["activation_checkpointing"]),
-        "_memory_note": "train_memory_gb_analytic = efficiency.md §4.5 lower bound at batch 256 (16 B/param + fp32 "
-                        "residual stream per block), full model; not a measurement",
-    }
-    if cfg["overrides"]:
-        metrics.update(_overrides=str(cfg["overrides"]), _built_params_m=round(costs.params(built_cfg) / 1e6, 4),
-                       _built_gflops_per_forward=round(costs.gflops(built_cfg), 4))
-    metrics.update(_gpu_info() if cuda else {"_device_name": platform.processor() or platform.machine()})
-
-    def batch_for(kind: str) -> int:
-        """Given batch, else the rule's; on CPU divided by ``batch_divisor`` (memory reuses the train rule)."""
-        given = cfg["batch"][kind]
-        if given is not None:
-            return int(given)
-        rule_kind = "train" if kind in ("train", "memory") else "infer"
-        div = cfg["batch_divisor"]
-        div = div.get(rule_kind, 1) if isinstance(div, dict) else div
-        return max(1, rule_batch(name, n_tokens, rule_kind) // (1 if cuda else max(1, int(div))))
-
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    generator = torch.Generator(device).manual_seed(0)
-    rows: list[dict[str, Any]] = []   # the per-measurement CSV
-
-    def build(train: bool):
-        torch.manual_seed(0)
-        model = build_backbone(name, *shape, **{**cfg["overrides"],
-                                                "activation_checkpointing": bool(cfg["activation_checkpointing"])})
-        model = model.to(device)
-        if not train:
-            model = model.eval().to(amp_dtype) if cuda else model.eval()
-        return model.train() if train else model
-
-    def record(kind: str, batch: int, times: list[float], value: Any, unit: str) -> None:
-        rows.append({"measurement": kind, "batch": batch, "warmup": cfg["warmup"][kind], "iters": len(times),
-                     "median_s": statistics.median(times) if times else "", "min_s": min(times) if times else "",
-                     "max_s": max(times) if times else "", "value": value, "unit": unit})
-        metrics[f"_batch_{kind}"] = batch
-        metrics[f"_iters_{kind}"] = f"{cfg['warmup'][kind]} warm-up + {len(times)} timed"
-        ctx.log(f"{name} {metrics['_latent']} {kind}: batch {batch}, {value} {unit}")
-
+    if not cuda and cfg.threads:
+        torch.set_num_threads(cfg.threads)
     try:
-        if "train" in cfg["measure"]:
-            b = batch_for("train")
-            model = build(train=True)
-            times = _time(_train_step_fn(model, b, device, amp_dtype, generator),
-                          cfg["warmup"]["train"], cfg["iters"]["train"], sync, cfg["min_seconds"])
-            metrics["train_throughput_img_s"] = b / statistics.median(times)
-            hw = costs.train_flops_per_image(built_cfg, recompute=bool(cfg["activation_checkpointing"]))
-            metrics["train_tflop_s"] = metrics["train_throughput_img_s"] * hw / 1e12
-            if cuda and (peak := peak_tflops(metrics["_device_name"])):
-                model_flops = costs.train_flops_per_image(built_cfg, recompute=False)
-                metrics["train_mfu"] = metrics["train_throughput_img_s"] * model_flops / (peak * 1e12)
-                metrics["_peak_tflops"] = peak
-            record("train", b, times, round(metrics["train_throughput_img_s"], 4), "img/s")
-            del model
-        if "infer" in cfg["measure"] or "latency" in cfg["measure"]:
-            model = build(train=False)
-            for kind in ("infer", "latency"):
-                if kind not in cfg["measure"]:
-                    continue
-                b = batch_for(kind)
-                times = _time(_infer_fn(model, b, device, generator), cfg["warmup"][kind], cfg["iters"][kind], sync,
-                              cfg["min_seconds"])
-                if kind == "infer":
-                    metrics["infer_throughput_img_s"] = b / statistics.median(times)
-                    metrics["infer_tflop_s"] = metrics["infer_throughput_img_s"] * costs.gflops(built_cfg) / 1e3
-                    record(kind, b, times, round(metrics["infer_throughput_img_s"], 4), "img/s")
-                else:
-                    metrics["latency_ms"] = 1e3 * statistics.median(times)
-                    record(kind, b, times, round(metrics["latency_ms"], 4), "ms")
-            del model
-        if "memory" in cfg["measure"]:
-            if not cuda:
-                metrics["train_memory_gb"] = "unavailable (peak training memory needs a CUDA GPU; see " \
-                                             "train_memory_gb_analytic for the analytic lower bound)"
-            else:
-                b = batch_for("memory")
-                try:
-                    torch.cuda.empty_cache()
-                    model = build(train=True)
-                    step = _train_step_fn(model, b, device, amp_dtype, generator)
-                    for _ in range(cfg["warmup"]["memory"]):
-                        step()
-                    torch.cuda.synchronize()
-                    torch.cuda.reset_peak_memory_stats()
-                    times = _time(step, 0, cfg["iters"]["memory"], sync)
-                    peak = torch.cuda.max_memory_allocated()
-                    metrics["train_memory_gb"] = peak / 1024 ** 3
-                    metrics["_train_memory_bytes"] = int(peak)
-                    record("memory", b, times, round(peak / 1024 ** 3, 3), "GiB")
-                except torch.OutOfMemoryError:
-                    metrics["train_memory_gb"] = "OOM"
-                    record("memory", b, [], "OOM", "GiB")
-                finally:
-                    model = step = None
-                    torch.cuda.empty_cache()
+        ses = _Session(cfg, ctx, cuda, _static_metrics(cfg, cuda))
+        generator = torch.Generator(ses.device).manual_seed(0)
+        for kind, measure in (("train", _measure_train), ("infer", _measure_infer), ("latency", _measure_infer),
+                              ("memory", _measure_memory)):
+            if kind in cfg.measure and not (kind == "latency" and "infer" in cfg.measure):
+                measure(ses, generator)
     finally:
         torch.set_num_threads(old_threads)
-
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=["measurement", "batch", "warmup", "iters", "median_s", "min_s", "max_s",
                                              "value", "unit"])
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(ses.rows)
     atomic_write_text(ctx.run_dir / "efficiency.csv", buf.getvalue())
-    return metrics
+    return ses.metrics

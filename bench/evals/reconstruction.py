@@ -26,7 +26,6 @@ import io
 import json
 import math
 import os
-import re
 import time
 import zipfile
 from collections.abc import Callable
@@ -36,9 +35,18 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from PIL import Image
 
+import models
+import models.zoo
+from bench.configs import EMBEDDED_TEST, FOLDER_SETS, ReconConfig
 from bench.errors import Unavailable, UsageError
 from bench.evals import metrics as M
+from bench.evals import protocol_id
+from bench.evals.inception import feature_network
+from bench.provenance import atomic_write_bytes, atomic_write_json
+from models import data
 
 # ----------------------------------------------------------------------------------------------------------------
 # The protocol preset
@@ -49,7 +57,7 @@ from bench.evals import metrics as M
 class ReconProtocol:
     """Every setting that changes a reconstruction number. Bump ``id`` when one changes."""
 
-    id: str = "dcae-recon-v2"  # v2: SSIM over the reflect-padded map, as torchmetrics (v1 cropped the border)
+    id: str  # the registered protocol id (bench.evals.EVALS["recon"]): part of the reference-statistics key
     crop: str = "ADM center_crop_arr (BOX halving while short side >= 2r, BICUBIC to r, centre crop)"
     model_input: str = "float32 in [-1, 1] (ToTensor, Normalize(0.5, 0.5)); model in fp32, eval mode"
     quantisation: str = "x, x_hat -> v in [0, 1] -> uint8 (255*v + 0.5).clamp(0, 255) (round), for all metrics"
@@ -69,7 +77,7 @@ class ReconProtocol:
         return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:12]
 
 
-DCAE_RECON_V1 = ReconProtocol()
+DCAE_RECON = ReconProtocol(protocol_id("recon"))
 
 SMALL_N_FID_NOTE = ("small-N FID: N={n} images < {d} feature dims, so the covariance is rank-deficient and FID is "
                     "biased upward; compare only within one table (KID is unbiased)")
@@ -109,7 +117,6 @@ def default_shard_count(n: int, world: int, shard_images: int | None) -> int:
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    from bench.provenance import atomic_write_bytes
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
@@ -144,9 +151,6 @@ class EvalResult:
 
 
 def _save_png(path: Path, u: torch.Tensor) -> None:
-    from PIL import Image
-
-    from bench.provenance import atomic_write_bytes
     buf = io.BytesIO()
     Image.fromarray(u.permute(1, 2, 0).cpu().numpy()).save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue())
@@ -160,7 +164,6 @@ def _dist_info() -> tuple[int, int]:
 
 def _barrier(world: int) -> None:
     if world > 1:
-        import torch.distributed as dist
         dist.barrier()
 
 
@@ -168,7 +171,6 @@ def init_distributed(device: str) -> tuple[int, int, str]:
     """(rank, world, device) under torchrun (process group: nccl on CUDA, gloo on CPU), or (0, 1, device)."""
     rank, world = _dist_info()
     if world > 1:
-        import torch.distributed as dist
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
         if device.startswith("cuda"):
@@ -184,7 +186,7 @@ def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
              batch_size: int = 16, device: str = "cpu", n_shards: int | None = None,
              shard_images: int | None = None, max_shards: int | None = None, cache_dir: Path | None = None,
              n_samples: int = 8, weights_id: str = "", keep_features: bool | None = None,
-             keep_shards: bool = False, protocol: ReconProtocol = DCAE_RECON_V1,
+             keep_shards: bool = False, protocol: ReconProtocol = DCAE_RECON,
              log: Callable[[str], None] = print) -> EvalResult:
     """Reconstruct ``dataset`` with ``model`` and compute the protocol's metrics (see the module docstring).
 
@@ -308,7 +310,6 @@ def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
     if not np.array_equal(np.sort(np.concatenate([indices, skipped])), np.arange(n)):
         raise RuntimeError("shards do not cover every image exactly once (a bug)")
     if not keep_shards:
-        from bench.provenance import atomic_write_json
         atomic_write_json(shard_dir / "index.json", {"key": shard_key, "shards": [
             {"file": p.name, "rank": shard_owner(k, n_shards, world), "first": ranges[k].start,
              "last": ranges[k].stop - 1, "skipped": s["skipped"].tolist(), "wall_s": float(s["wall_s"]),
@@ -399,8 +400,7 @@ def _evaluate_shard(model, dataset, idx: range, feature_net, lpips, batch_size: 
 def save_showcase(model: torch.nn.Module, resolution: int, out_dir: Path, device: str) -> list[str]:
     """The Fig. 7 crops (faces, small text) of the held-out photos and their reconstructions, as PNGs
     ``showcase/<name>-{orig,recon}.png``."""
-    from models.data import showcase_images
-    names, u = showcase_images(resolution)
+    names, u = data.showcase_images(resolution)
     v = M.to_uint8(model.eval()(u.float().to(device) / 127.5 - 1)).cpu()
     for name, a, b in zip(names, u, v):
         _save_png(out_dir / f"{name}-orig.png", a)
@@ -412,20 +412,10 @@ def save_showcase(model: torch.nn.Module, resolution: int, out_dir: Path, device
 # The registered eval: config -> objects -> evaluate
 # ----------------------------------------------------------------------------------------------------------------
 
-# Folder data sets of the paper's Table 2; ``--data ROOT`` may hold them as sub-folders of these names, or be the
-# folder itself. FFHQ / MapillaryVistas splits and counts are not stated by the paper (evaluation.md §2).
-FOLDER_DATASETS = {"imagenet-val": "ImageNet-1k val (50,000 images)", "ffhq": "FFHQ (images1024x1024)",
-                   "mapillary-vistas": "MapillaryVistas (validation/images)"}
-
-
-def expected_fc(name: str) -> tuple[int, int] | None:
-    """(f, c) of a registry name such as ``dc-ae-f64c128-in-1.0`` or ``sd-vae-f8`` (c = 4)."""
-    m = re.search(r"-f(\d+)c(\d+)", name)
-    if m:
-        return int(m.group(1)), int(m.group(2))
-    if re.search(r"sd-vae-f8\b", name):
-        return 8, 4
-    return None
+def _registry_fc(name: str) -> tuple[int, int]:
+    """(f, c) of a registered autoencoder, read from the registry (built on the meta device: no memory)."""
+    rec = models.zoo.info(name)
+    return rec.spatial_compression, rec.latent_channels
 
 
 def _is_released(name: str) -> bool:
@@ -433,132 +423,116 @@ def _is_released(name: str) -> bool:
     return not name.endswith(("-small", "-tiny")) and (name.startswith("dc-ae-") or name == "sd-vae-f8")
 
 
-def _load_model(cfg: dict, ctx: Any) -> tuple[torch.nn.Module, str]:
+def _load_checkpoint(cfg: ReconConfig, ctx: Any) -> tuple[torch.nn.Module, str]:
+    """The final weights of the training run ``cfg.checkpoint``, checked against ``cfg.model``'s (f, c)."""
+    dep = ctx.ensure(cfg.checkpoint)
+    path = Path(dep.dir) / "ckpt" / "model.safetensors"
+    if not path.is_file():
+        raise Unavailable(f"training run {dep.run_id} has no checkpoint at {path}")
+    try:
+        model = models.load(path)
+    except (ValueError, OSError, KeyError) as e:  # models.load: a damaged or foreign file, in one line
+        raise UsageError(f"checkpoint {path} cannot be loaded ({type(e).__name__}: {e})") from None
+    want = _registry_fc(cfg.model)
+    got = (model.spatial_compression, model.latent_channels)
+    if got != want:
+        raise UsageError(f"checkpoint {path} is f{got[0]}c{got[1]}, but the config names {cfg.model} (f{want[0]}c"
+                         f"{want[1]}); fix 'checkpoint' or 'model'")
+    st = path.stat()
+    return model, f"{dep.run_id}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _load_official(cfg: ReconConfig, ctx: Any) -> tuple[torch.nn.Module, str]:
+    """The released checkpoint of ``cfg.model`` from ``--weights`` (its own sub-folder, or the folder itself)."""
+    name, root = cfg.model, ctx.options.get("weights")
+    if not root:
+        raise UsageError(f"{name} needs its official checkpoint: pass --weights FOLDER (holding {name}/ or its files)")
+    own = Path(root) / name
+    try:
+        model = models.load_pretrained(name, own if own.exists() else Path(root))
+    except (FileNotFoundError, ValueError) as e:  # models.load_pretrained: missing / mismatched files
+        if own.exists():
+            raise UsageError(f"official weights of {name} in {own} cannot be loaded ({e})") from None
+        raise Unavailable(f"no weights for {name} under --weights {root} (expected {own}/)") from None
+    return model, f"pretrained:{name}"
+
+
+def _load_model(cfg: ReconConfig, ctx: Any) -> tuple[torch.nn.Module, str]:
     """The autoencoder of ``cfg`` and an id of its weights (for shard keys)."""
-    import models
-    name = cfg["model"]
-    if cfg.get("checkpoint"):
-        from bench.spec import RunRef
-        dep = ctx.ensure(RunRef(**cfg["checkpoint"]))
-        path = Path(dep.dir) / "ckpt" / "model.safetensors"
-        if not path.is_file():
-            raise Unavailable(f"training run {dep.run_id} has no checkpoint at {path}")
-        try:
-            model = models.load(path)
-        except Exception as e:  # noqa: BLE001 - any load failure is a bad checkpoint, reported in one line
-            raise UsageError(f"checkpoint {path} cannot be loaded ({type(e).__name__}: {e})") from None
-        want, got = expected_fc(name), (getattr(model, "spatial_compression", None),
-                                        getattr(model, "latent_channels", None))
-        if want is not None and tuple(got) != want:
-            raise UsageError(f"checkpoint {path} is f{got[0]}c{got[1]}, but the config names {name} (f{want[0]}c"
-                             f"{want[1]}); fix 'checkpoint' or 'model'")
-        st = path.stat()
-        return model, f"{dep.run_id}:{st.st_size}:{st.st_mtime_ns}"
-    if cfg.get("weights"):
-        root = ctx.options.get("weights")
-        if not root:
-            raise UsageError(f"{name} needs its official checkpoint: pass --weights FOLDER (holding {name}/ or "
-                             f"its files)")
-        own = Path(root) / name
-        try:
-            model = models.load_pretrained(name, own if own.exists() else Path(root))
-        except (FileNotFoundError, ValueError) as e:  # models.load_pretrained: missing / mismatched files
-            if own.exists():
-                raise UsageError(f"official weights of {name} in {own} cannot be loaded ({e})") from None
-            raise Unavailable(f"no weights for {name} under --weights {root} (expected {own}/)") from None
-        return model, f"pretrained:{name}"
+    if cfg.checkpoint is not None:
+        return _load_checkpoint(cfg, ctx)
+    if cfg.weights:
+        return _load_official(cfg, ctx)
     torch.manual_seed(0)  # untrained (smoke): a fixed random init
-    return models.build(name), f"untrained-seed0:{name}"
+    return models.build(cfg.model), f"untrained-seed0:{cfg.model}"
 
 
-def _build_dataset(cfg: dict, ctx: Any, resolution: int) -> Any:
-    from models import data
-    kind = cfg.get("dataset", "embedded-test")
-    n = cfg.get("n_images")
-    if kind.startswith("embedded-"):
-        split = kind.split("-", 1)[1]
+def _build_dataset(cfg: ReconConfig, ctx: Any) -> Any:
+    ds = cfg.dataset
+    if ds.kind == "embedded":
         try:
-            return data.EmbeddedPhotos(split, resolution, n_images=n, seed=cfg.get("seed", 0))
+            return data.EmbeddedPhotos(ds.name, cfg.resolution, n_images=cfg.n_images, seed=cfg.seed)
         except ValueError as e:
             raise UsageError(f"{e}; lower n_images or the resolution") from None
-    if kind == "synthetic":
-        return data.SyntheticDataset(n or 16, resolution, seed=cfg.get("seed", 0))
-    if kind.startswith("folder"):
-        root = ctx.options.get("data")
-        name = kind.split(":", 1)[1] if ":" in kind else ""
-        if not root:
-            what = FOLDER_DATASETS.get(name, "a folder of images")
-            raise UsageError(f"this row evaluates on {what}: pass --data FOLDER (it cannot be downloaded)")
-        folder = Path(root) / name if name and (Path(root) / name).is_dir() else Path(root)
-        return data.ImageFolderDataset(folder, resolution, n_images=n)
-    raise UsageError(f"unknown dataset {kind!r}; use embedded-test, embedded-train, synthetic or folder[:NAME]")
+    if ds.kind == "synthetic":
+        return data.SyntheticDataset(cfg.n_images or 16, cfg.resolution, seed=cfg.seed)
+    root = ctx.options.get("data")
+    if not root:
+        raise UsageError(f"this row evaluates on {FOLDER_SETS[ds.name]}: pass --data FOLDER (it cannot be "
+                         f"downloaded)")
+    folder = Path(root) / ds.name if (Path(root) / ds.name).is_dir() else Path(root)
+    return data.ImageFolderDataset(folder, cfg.resolution, n_images=cfg.n_images)
 
 
-def run(cfg: dict, ctx: Any) -> dict:
-    """Eval ``recon``. Config keys (plain JSON):
-
-    - ``model``: registry name (``dc-ae-f64c128-in-1.0``, ``dc-ae-f32c32-small``, ...);
-    - ``checkpoint``: optional RunRef spec ``{"eval": "train-ae", "config": {...}}`` of the training run whose
-      ``ckpt/model.safetensors`` is evaluated; or ``weights: true`` for an official checkpoint (``--weights``);
-      neither: the untrained model (smoke only);
-    - ``dataset``: ``embedded-test`` (default) | ``embedded-train`` | ``synthetic`` | ``folder[:imagenet-val|ffhq|
-      mapillary-vistas]`` (with ``--data``); ``resolution``; ``n_images`` (None: all); ``batch_size``;
-    - ``features``: ``inception`` (default) | ``tiny`` (tests); ``shard_images``; ``n_samples`` (PNGs kept).
-    """
-    resolution = int(cfg["resolution"])
-    name = cfg["model"]
-    scale = getattr(ctx.scale, "name", str(ctx.scale))
-    # paper-scale preconditions first: a one-line UsageError naming what is missing
+def _check_preconditions(cfg: ReconConfig, ctx: Any) -> None:
+    """What a run needs before any work: a one-line UsageError or Unavailable naming what is missing."""
+    name, scale = cfg.model, ctx.scale.name
     if scale == "paper":
-        if _is_released(name) and not cfg.get("weights") and not cfg.get("checkpoint"):
+        if _is_released(name) and not cfg.weights and cfg.checkpoint is None:
             raise UsageError(f"{name} at paper scale needs its official checkpoint: set 'weights' and pass --weights")
-        if cfg.get("weights") and not ctx.options.get("weights"):
+        if cfg.weights and not ctx.options.get("weights"):
             raise UsageError(f"{name} needs its official checkpoint: pass --weights FOLDER")
-        if str(cfg.get("dataset", "")).startswith("folder") and not ctx.options.get("data"):
-            _build_dataset(cfg, ctx, resolution)  # raises the UsageError naming the data set
-    fc = expected_fc(name)
-    if fc is not None and resolution % fc[0]:
-        raise UsageError(f"resolution {resolution} is not divisible by {name}'s spatial compression f={fc[0]}")
+        if cfg.dataset.kind == "folder" and not ctx.options.get("data"):
+            _build_dataset(cfg, ctx)  # raises the UsageError naming the data set
+    if name not in {m.name for m in models.list_models()}:
+        raise Unavailable(f"{name} is not in the model registry (an unreleased configuration)")
+    f = _registry_fc(name)[0]
+    if cfg.resolution % f:
+        raise UsageError(f"resolution {cfg.resolution} is not divisible by {name}'s spatial compression f={f}")
     if scale == "paper" and not str(ctx.device).startswith("cuda"):
         raise Unavailable("paper-scale reconstruction (50k images) needs a GPU; use --device cuda")
 
-    import models
-    known = {m.name for m in models.list_models()} if hasattr(models, "list_models") else {name}
-    if name not in known:
-        raise Unavailable(f"{name} is not in the model registry (an unreleased configuration)")
 
-    rank, world, device = init_distributed(ctx.device)
-    dataset = _build_dataset(cfg, ctx, resolution)
-    model, weights_id = _load_model(cfg, ctx)
-    f = int(getattr(model, "spatial_compression", fc[0] if fc else 1))
-    if resolution % f:
-        raise UsageError(f"resolution {resolution} is not divisible by the model's spatial compression f={f}")
-
+def _metric_networks(cfg: ReconConfig, ctx: Any, device: str) -> dict[str, Any]:
+    """The FID feature network and LPIPS, or the reason each is unavailable (as evaluate's keyword arguments)."""
     feature_net, feature_why = None, None
     try:
-        from bench.evals.inception import feature_network
-        feature_net = feature_network(cfg.get("features", "inception"), ctx.options.get("inception_weights"),
-                                      device)
+        feature_net = feature_network(cfg.features, ctx.options.get("inception_weights"), device)
     except Unavailable as e:
         feature_why = f"unavailable ({e})"
     lpips_why = M.lpips_unavailable_reason()
-    lpips = M.LPIPSAlex(device) if lpips_why is None else None
+    return {"feature_net": feature_net, "feature_unavailable": feature_why, "lpips_unavailable": lpips_why,
+            "lpips": M.LPIPSAlex(device) if lpips_why is None else None}
 
-    res = evaluate(model, dataset, ctx.run_dir, feature_net=feature_net, feature_unavailable=feature_why,
-                   lpips=lpips, lpips_unavailable=lpips_why, batch_size=int(cfg.get("batch_size", 16)),
-                   device=device, shard_images=cfg.get("shard_images"), n_samples=int(cfg.get("n_samples", 8)),
+
+def run(cfg: ReconConfig, ctx: Any) -> dict:
+    """Eval ``recon`` (fields: ``bench.configs.ReconConfig``): build the data set, the autoencoder and the metric
+    networks from the config, then ``evaluate``; rank 0's metrics are returned on every rank."""
+    _check_preconditions(cfg, ctx)
+    rank, world, device = init_distributed(ctx.device)
+    dataset = _build_dataset(cfg, ctx)
+    model, weights_id = _load_model(cfg, ctx)
+    res = evaluate(model, dataset, ctx.run_dir, **_metric_networks(cfg, ctx, device), batch_size=cfg.batch_size,
+                   device=device, shard_images=cfg.shard_images, n_samples=cfg.n_samples,
                    cache_dir=Path(ctx.run_dir).parent / "_cache", weights_id=weights_id, log=ctx.log)
     out = res.metrics
     if rank == 0:
-        out["_dataset"] = dataset.description
-        out["_dataset_id"] = dataset.identity
-        out["_weights"] = weights_id
-        if cfg.get("dataset", "embedded-test") == "embedded-test":
-            save_showcase(model, resolution, Path(ctx.run_dir) / "showcase", device)
+        out.update(_dataset=dataset.description, _dataset_id=dataset.identity, _weights=weights_id)
+        if cfg.dataset == EMBEDDED_TEST:
+            save_showcase(model, cfg.resolution, Path(ctx.run_dir) / "showcase", device)
         if getattr(dataset, "skipped", None):
             ctx.log(f"{len(dataset.skipped)} unreadable image(s) skipped, first: {dataset.skipped[0]}")
     if world > 1:  # every rank returns rank 0's metrics
-        import torch.distributed as dist
         box = [out]
         dist.broadcast_object_list(box, src=0)
         out = box[0]

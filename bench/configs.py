@@ -1,0 +1,260 @@
+"""Typed run configs: one frozen dataclass per eval, one comment per field (nanoGPT's ``GPTConfig`` style).
+
+A run is an eval applied to its config; the config and the scale fully determine the result, and the config is
+serialised (``to_json``) into the content-derived run id. Values are typed: a data set is a ``Dataset``, a run this
+one depends on is that run's own config (``ReconConfig.checkpoint`` is a ``TrainAEConfig``), never a string to parse.
+Specs change a config per scale with ``RunRef.at`` (field -> value, applied with ``dataclasses.replace``); a field
+that does not exist is a one-line ``ConfigError`` (``python -m bench check`` finds every one without running).
+
+Reading order: ``Dataset`` -> ``PhaseRequest`` / ``TrainAEConfig`` (autoencoder training, models/train_autoencoder)
+-> ``ReconConfig`` (reconstruction protocol) -> ``MemoryConfig`` (§3.2 memory) -> ``EfficiencyConfig`` (backbone
+profiling) -> helpers. No torch import: ``ls`` and ``check`` stay light.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from bench.errors import UsageError
+
+
+class ConfigError(UsageError):
+    """A config that names a field that does not exist or gives a value of the wrong type (one line, with the fix)."""
+
+
+def _names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if origin is Literal:
+        return value in args
+    if origin is tuple:
+        return isinstance(value, tuple) and all(_matches(v, args[0]) for v in value)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is type(None):
+        return value is None
+    return isinstance(value, hint)
+
+
+def check_types(cfg: Any) -> None:
+    """Raise ConfigError naming the first field whose value does not have the annotated type."""
+    hints = typing.get_type_hints(type(cfg))
+    for name in _names(type(cfg)):
+        value = getattr(cfg, name)
+        if not _matches(value, hints[name]):
+            raise ConfigError(f"{type(cfg).__name__}.{name} = {value!r} is not a {hints[name]}; fix the spec")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Data sets
+# --------------------------------------------------------------------------------------------------------------
+
+FOLDER_SETS = {  # a named folder data set -> what it is (each resolves to <--data>/<name>, or --data name=PATH)
+    "imagenet-val": "ImageNet-1k val (50,000 images)",
+    "imagenet-train": "ImageNet-1k train (generation reference statistics)",
+    "ffhq": "FFHQ (images1024x1024)",
+    "mapillary-vistas": "MapillaryVistas (validation/images)",
+}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Which images a run reads: the embedded offline photos, a named folder data set, or synthetic images."""
+
+    kind: Literal["embedded", "folder", "synthetic"]
+    name: str = ""  # embedded: "train" | "test" (split by source photo); folder: a key of FOLDER_SETS
+
+    def __post_init__(self) -> None:
+        allowed = {"embedded": ("train", "test"), "folder": tuple(FOLDER_SETS), "synthetic": ("",)}
+        if self.kind not in allowed:
+            raise ConfigError(f"Dataset kind {self.kind!r} is unknown; use embedded, folder or synthetic")
+        if self.name not in allowed[self.kind]:
+            raise ConfigError(f"Dataset({self.kind!r}, {self.name!r}): name must be one of {allowed[self.kind]}")
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}" if self.name else self.kind
+
+
+EMBEDDED_TRAIN = Dataset("embedded", "train")
+EMBEDDED_TEST = Dataset("embedded", "test")
+SYNTHETIC = Dataset("synthetic")
+
+
+def folder(name: str) -> Dataset:
+    """A named folder data set (ImageNet val, FFHQ, ...), resolved against ``--data`` at run time."""
+    return Dataset("folder", name)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Eval configs
+# --------------------------------------------------------------------------------------------------------------
+
+class EvalConfig:
+    """Base of every eval's config: ``EVAL`` names the eval (a key of ``bench.evals.EVALS``), ``run_name`` the
+    readable prefix of its run ids. Field types are checked on construction."""
+
+    EVAL: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        check_types(self)
+
+    @property
+    def run_name(self) -> str:
+        return str(getattr(self, "model", None) or getattr(self, "backbone", None) or self.EVAL)
+
+
+@dataclass(frozen=True)
+class PhaseRequest:
+    """One phase of a train-ae run: a phase of ``models.train_autoencoder.PHASES`` with fields changed.
+
+    None keeps the scale's default (``bench.evals.training.SCALE_DEFAULTS``), then the paper's ``PhaseConfig``."""
+
+    phase: Literal["phase1", "phase2", "phase3"]  # Decoupled High-Resolution Adaptation phase (paper §3.2)
+    steps: int | None = None                       # optimiser steps
+    resolution: int | None = None                  # training crop size (px)
+    batch: int | None = None                       # images per step
+    lr: float | None = None                        # AdamW learning rate
+    trainable: str | None = None                   # a selector of models.train_autoencoder.SELECTORS
+    gan: bool | None = None                        # GAN loss on (phase 3) or off
+
+    def __post_init__(self) -> None:
+        check_types(self)
+
+
+@dataclass(frozen=True)
+class TrainAEConfig(EvalConfig):
+    """Eval ``train-ae``: train an autoencoder through one or more phases; output ``ckpt/model.safetensors``."""
+
+    EVAL: ClassVar[str] = "train-ae"
+    model: str                                     # models.build name, e.g. "dc-ae-f32c32-tiny"
+    phases: tuple[PhaseRequest, ...] = (PhaseRequest("phase1"),)  # run in order
+    seed: int = 0                                  # model init, data order, discriminator init
+    residual_autoencoding: bool | None = None      # None: the model's own setting; False: the Fig. 3a ablation
+    init_from: TrainAEConfig | None = None         # start from that run's final weights (same architecture)
+
+
+@dataclass(frozen=True)
+class ReconConfig(EvalConfig):
+    """Eval ``recon``: the reconstruction protocol (rFID, PSNR, SSIM, LPIPS, KID) of one autoencoder."""
+
+    EVAL: ClassVar[str] = "recon"
+    model: str                                     # registry name, e.g. "dc-ae-f64c128-in-1.0"
+    resolution: int                                # evaluation crop size (px)
+    dataset: Dataset = EMBEDDED_TEST               # which images
+    checkpoint: TrainAEConfig | None = None        # evaluate that training run's weights
+    weights: bool = False                          # evaluate the official checkpoint (--weights); else untrained
+    n_images: int | None = None                    # first N images of the set (None: all)
+    batch_size: int = 16                           # images per forward (halved on CUDA out-of-memory)
+    features: Literal["inception", "tiny"] = "inception"  # FID network ("tiny": tests only)
+    shard_images: int | None = None                # images per resumable shard (None: ~4 shards per rank)
+    n_samples: int = 8                             # reconstructions kept as PNGs
+    seed: int = 0                                  # embedded / synthetic image selection
+
+
+@dataclass(frozen=True)
+class MemoryConfig(EvalConfig):
+    """Eval ``ae-memory``: peak training memory of one trainable set (paper §3.2)."""
+
+    EVAL: ClassVar[str] = "ae-memory"
+    model: str                                     # registry name
+    trainable: str                                 # "all_parameters" | "middle_layers" (phase 2)
+    resolution: int                                # training crop size (px)
+    method: Literal["cuda", "saved-tensors"] = "cuda"  # measured GPU peak, or the CPU saved-tensor estimate
+    batches: tuple[int, ...] = (1, 2, 4)           # batch sizes measured, then fitted a + b*B
+    target_batch: int = 12                         # the fit is reported at this batch (the paper's 12)
+    direct_target: bool = False                    # also measure at target_batch on CPU
+    lpips: bool = True                             # include the LPIPS network when its weights are cached
+
+
+@dataclass(frozen=True)
+class PerMeasure:
+    """One integer per timed measurement of the efficiency eval (None: DC-Gen's token rule decides)."""
+
+    train: int | None
+    infer: int | None
+    latency: int | None
+    memory: int | None
+
+    def __post_init__(self) -> None:
+        check_types(self)
+
+    def __getitem__(self, kind: str) -> int | None:
+        return getattr(self, kind)
+
+
+@dataclass(frozen=True)
+class EfficiencyConfig(EvalConfig):
+    """Eval ``efficiency``: training / inference throughput, latency, memory and FLOPs of one backbone."""
+
+    EVAL: ClassVar[str] = "efficiency"
+    backbone: str                                  # models.backbones name, e.g. "uvit-h"
+    latent_channels: int                           # the autoencoder's c
+    latent_size: int                               # latent height = width
+    patch_size: int                                # the backbone's patch size p
+    autoencoder: str = ""                          # label only (the autoencoder is not run)
+    depth: int | None = None                       # fewer blocks than the paper's (small scale); None: the paper's
+    measure: tuple[Literal["train", "infer", "latency", "memory"], ...] = ("train", "infer", "latency", "memory")
+    batch: PerMeasure = PerMeasure(None, None, 2, 256)  # None: DC-Gen's batch for the token count
+    batch_divisor: PerMeasure = PerMeasure(1, 1, 1, 1)  # CPU only: rule batches divided by this (>= 1 image)
+    warmup: PerMeasure = PerMeasure(20, 20, 20, 5)  # untimed calls first
+    iters: PerMeasure = PerMeasure(100, 100, 100, 10)  # timed calls
+    min_seconds: float = 0.0                       # keep timing (up to 10x iters) until this much time is sampled
+    dtype: Literal["fp16", "bf16"] = "fp16"        # GPU autocast / inference dtype (fp16 as the paper)
+    threads: int | None = None                     # CPU: torch.set_num_threads(k); None keeps torch's default
+    activation_checkpointing: bool = True          # per block, as DC-Gen's training harness
+
+
+CONFIGS: dict[str, type] = {c.EVAL: c for c in (TrainAEConfig, ReconConfig, MemoryConfig, EfficiencyConfig)}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Helpers: overrides, dependencies, serialisation
+# --------------------------------------------------------------------------------------------------------------
+
+def with_changes(cfg: Any, changes: Mapping[str, Any] | None) -> Any:
+    """``dataclasses.replace`` that names a misspelled field and its closest match in one line."""
+    if not changes:
+        return cfg
+    unknown = sorted(set(changes) - set(_names(type(cfg))))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], _names(type(cfg)), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"{type(cfg).__name__} has no field {unknown[0]!r}{hint}; fields: "
+                          f"{', '.join(_names(type(cfg)))}")
+    return dataclasses.replace(cfg, **changes)
+
+
+def dependencies(cfg: EvalConfig) -> list[EvalConfig]:
+    """The runs this config needs first: every field whose value is another eval's config."""
+    return [v for v in (getattr(cfg, n) for n in _names(type(cfg))) if isinstance(v, EvalConfig)]
+
+
+def fields_json(cfg: EvalConfig) -> dict[str, Any]:
+    """A config's fields as plain JSON data (what ``config.json`` stores and the run id hashes)."""
+    return to_json(cfg)["config"]
+
+
+def to_json(value: Any) -> Any:
+    """Plain JSON data: an eval config as ``{"eval": ..., "config": {fields}}``, other dataclasses as dicts, tuples
+    as lists."""
+    if isinstance(value, EvalConfig):
+        return {"eval": value.EVAL, "config": {n: to_json(getattr(value, n)) for n in _names(type(value))}}
+    if dataclasses.is_dataclass(value):
+        return {n: to_json(getattr(value, n)) for n in _names(type(value))}
+    if isinstance(value, (tuple, list)):
+        return [to_json(v) for v in value]
+    return value
