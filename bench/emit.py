@@ -49,3 +49,25 @@ def markdown_table(spec: "Spec", scale: str, df: "pd.DataFrame") -> str:
     note = (f"\n\nScale `{scale}`: {spec.scales.get(scale, '')}\nOurs are measured by this harness; the paper's "
             f"numbers are from arXiv 2410.10733, shown beside ours for comparison only.\n")
     return head + body + note
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Plot frames: every figure opens and closes the same way
+# --------------------------------------------------------------------------------------------------------------
+
+def new_figure(nrows: int, ncols: int, figsize: tuple[float, float], **subplots_kw):
+    """``(fig, axes)`` on the file-only Agg backend. matplotlib is imported here, not at the top: the light
+    commands (``ls``, ``check``) import every artefact module and must not pay for it."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt.subplots(nrows, ncols, figsize=figsize, **subplots_kw)
+
+
+def save_figure(fig, out_png, title: str, title_size: float | None = 10, dpi: int = 120) -> None:
+    """Title (None: matplotlib's default size), tight layout, write the PNG and free the figure."""
+    import matplotlib.pyplot as plt
+    fig.suptitle(title, **({} if title_size is None else {"fontsize": title_size}))
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=dpi)
+    plt.close(fig)

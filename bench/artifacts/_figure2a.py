@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from bench.artifacts.table2 import train_ref
 from bench.configs import EMBEDDED_TEST, ReconConfig, folder
+from bench.emit import new_figure, save_figure
 from bench.spec import Column, PaperRef, Row, RunRef, Spec
 
 FS = ((8, 4), (16, 16), (32, 32), (64, 128))  # (f, c) per point
@@ -56,16 +57,13 @@ ROWS = tuple(_row(fam, name, f, c) for fam, name in FAMILIES for f, c in FS)
 
 def plot(df, results, out_png) -> None:
     """Two panels: rFID (log scale) and PSNR vs f, one line per family; the paper's SD-VAE points as crosses."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import pandas as pd
 
     d = df.copy()
     d["ours_v"] = pd.to_numeric(d["ours"], errors="coerce")
     d["paper_v"] = pd.to_numeric(d["paper"], errors="coerce")
     scale = str(d["scale"].iloc[0]) if len(d) else ""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    fig, axes = new_figure(1, 2, figsize=(9, 3.6))
     for ax, metric, ylabel in ((axes[0], "rfid", "rFID"), (axes[1], "psnr", "PSNR (dB)")):
         plotted: list[float] = []
         for (_, name), color in zip(FAMILIES, ("tab:blue", "tab:red")):
@@ -92,10 +90,7 @@ def plot(df, results, out_png) -> None:
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(f"Fig. 2a: reconstruction vs spatial compression ({scale} scale)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
+    save_figure(fig, out_png, f"Fig. 2a: reconstruction vs spatial compression ({scale} scale)")
 
 
 FIGURE2A = Spec(

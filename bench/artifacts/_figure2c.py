@@ -13,6 +13,7 @@ Command: ``python -m bench figure2 --ablation c --scale small`` (reuses table3's
 from __future__ import annotations
 
 from bench.artifacts._efficiency import SCALES_TEXT, Entry, speedup_row
+from bench.emit import new_figure, save_figure
 from bench.spec import Column, PaperRef, Spec
 
 _POINTS = (
@@ -29,9 +30,6 @@ _POINTS = (
 
 def _plot(df, results, out_png) -> None:
     """Two panels (paper throughput | ours), x = inference img/s (log), y = paper gFID w/ CFG; one line per variant."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import matplotlib.ticker
 
     def value(row: str, metric: str, which: str) -> float | None:
@@ -43,7 +41,7 @@ def _plot(df, results, out_png) -> None:
             return None
 
     scale = str(df["scale"].iloc[0]) if len(df) else ""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    fig, axes = new_figure(1, 2, figsize=(10, 4), sharey=True)
     for ax, which, title in ((axes[0], "paper", "paper (H100, TensorRT fp16)"),
                              (axes[1], "ours", f"ours ({scale} scale)")):
         for variant, colour in (("UViT-S", "tab:blue"), ("UViT-H", "tab:red")):
@@ -64,10 +62,7 @@ def _plot(df, results, out_png) -> None:
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("ImageNet 512 gFID w/ CFG (paper)")
     axes[0].legend(fontsize=7, loc="center right")
-    fig.suptitle("Figure 2c: UViT variants, SD-VAE-f8 p2 vs DC-AE-f64 p1")
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
+    save_figure(fig, out_png, "Figure 2c: UViT variants, SD-VAE-f8 p2 vs DC-AE-f64 p1", title_size=None)
 
 
 FIGURE2C = Spec(

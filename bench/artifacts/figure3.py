@@ -27,6 +27,7 @@ import dataclasses
 
 from bench import paper
 from bench.configs import EMBEDDED_TEST, PhaseRequest, ReconConfig, TrainAEConfig, folder
+from bench.emit import new_figure, save_figure
 from bench.spec import Column, PaperRef, Row, RunRef, Spec
 
 # ---- shared settings -----------------------------------------------------------------------------------------------
@@ -89,16 +90,13 @@ def claim(lhs: list[str], rhs: list[str], metric: str, expect_lhs_lower: bool):
 
 def _plot_lines(df, series, xs_of, title, xlabel, out_png, paper_series=None):
     """One subplot per metric (rFID, PSNR); one line per series ``{name: [(x, row label), ...]}``."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import pandas as pd
 
     d = df.copy()
     d["v"] = pd.to_numeric(d["ours"], errors="coerce")
     d["p"] = pd.to_numeric(d["paper"], errors="coerce")
     scale = str(d["scale"].iloc[0]) if len(d) else ""
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.8))
+    fig, axes = new_figure(1, 2, figsize=(9.5, 3.8))
     for ax, metric, ylabel in ((axes[0], "rfid", "rFID"), (axes[1], "psnr", "PSNR (dB)")):
         for (name, pts), style in zip(series.items(), ("o--", "o-", "s--", "s-", "^--", "^-")):
             xs, ys = [], []
@@ -131,10 +129,7 @@ def _plot_lines(df, series, xs_of, title, xlabel, out_png, paper_series=None):
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(f"{title} ({scale} scale)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
+    save_figure(fig, out_png, f"{title} ({scale} scale)")
 
 
 # ---- panel a: Residual Autoencoding ------------------------------------------------------------------------------

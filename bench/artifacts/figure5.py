@@ -24,6 +24,7 @@ from pathlib import Path
 
 from bench import paper
 from bench.configs import EMBEDDED_TEST, PhaseRequest, ReconConfig, TrainAEConfig, folder
+from bench.emit import new_figure, save_figure
 from bench.spec import Column, Row, RunRef, Spec
 
 BASE_SMALL = "dc-ae-f32c32-tiny"    # shared with Table 2 / Fig. 7 (their phase-1 run)
@@ -73,9 +74,6 @@ CLAIMS = (
 
 def plot(df, results, out_png) -> None:
     """Image grid: originals, then one column per variant, from the recon runs' sample PNGs; metrics in titles."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import pandas as pd
     from PIL import Image
 
@@ -87,7 +85,7 @@ def plot(df, results, out_png) -> None:
         return
     origs = sorted((Path(results[have[0]].dir) / "samples").glob("*-orig.png"))[:4]
     cols = ["original"] + have
-    fig, axes = plt.subplots(len(origs), len(cols), figsize=(2.2 * len(cols), 2.2 * len(origs) + 0.6),
+    fig, axes = new_figure(len(origs), len(cols), figsize=(2.2 * len(cols), 2.2 * len(origs) + 0.6),
                              squeeze=False)
     for r, orig in enumerate(origs):
         for c, name in enumerate(cols):
@@ -105,10 +103,7 @@ def plot(df, results, out_png) -> None:
                     vals = ", ".join(f"{k} {float(s.iloc[0]):.3g}" for k, s in m.items() if len(s) and s.notna().all())
                     title += f"\n{vals}\n(paper rFID {PAPER_SECONDARY[name]}, secondary)"
                 ax.set_title(title, fontsize=7)
-    fig.suptitle(f"Fig. 5: no GAN vs full-model GAN vs local refinement ({scale} scale)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
+    save_figure(fig, out_png, f"Fig. 5: no GAN vs full-model GAN vs local refinement ({scale} scale)", title_size=9)
 
 
 SPECS = {"": Spec(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from bench.artifacts.table2 import train_ref
 from bench.configs import EMBEDDED_TEST, ReconConfig, folder
+from bench.emit import new_figure, save_figure
 from bench.spec import Column, PaperRef, Row, RunRef, Spec
 
 RESOLUTION_SMALL = 128  # f128 needs >= 128 px; all rows at one size so that the grid compares like with like
@@ -53,9 +54,6 @@ ROWS = tuple(Row(_label(name, f, c), run=_run(fam, f, c),
 
 def plot(df, results, out_png) -> None:
     """Grid: columns = showcase crops, rows = original + each autoencoder's reconstruction (PSNR in the label)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
     import pandas as pd
     from PIL import Image
@@ -79,7 +77,7 @@ def plot(df, results, out_png) -> None:
         v = pd.to_numeric(psnr, errors="coerce").iloc[0] if len(psnr) else float("nan")
         grid.append((f"{lab}\nPSNR {v:.2f}" if not np.isnan(v) else f"{lab}\n(not run)",
                      [img(results.get(lab), n, "recon") for n in names]))
-    fig, axes = plt.subplots(len(grid), len(names), figsize=(1.7 * len(names) + 1.2, 1.7 * len(grid)))
+    fig, axes = new_figure(len(grid), len(names), figsize=(1.7 * len(names) + 1.2, 1.7 * len(grid)))
     for i, (row_label, ims) in enumerate(grid):
         for j, im in enumerate(ims):
             ax = axes[i, j]
@@ -93,10 +91,7 @@ def plot(df, results, out_png) -> None:
                 ax.set_ylabel(row_label, fontsize=7)
             if i == 0:
                 ax.set_title(names[j], fontsize=7)
-    fig.suptitle(f"Fig. 7: reconstruction samples, held-out photos ({scale} scale)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=90)
-    plt.close(fig)
+    save_figure(fig, out_png, f"Fig. 7: reconstruction samples, held-out photos ({scale} scale)", title_size=9, dpi=90)
 
 
 SPECS = {"": Spec(

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from bench import paper
 from bench.configs import MemoryConfig
+from bench.emit import new_figure, save_figure
 from bench.spec import Column, PaperRef, Row, RunRef, Spec
 
 TRAINABLE = (("full training", "all_parameters"),
@@ -61,16 +62,13 @@ CLAIM = Row(f"claim: phase-2 / full training memory (paper {PAPER_RATIO:.3f})", 
 
 
 def plot(df, results, out_png) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import pandas as pd
 
     d = df[df["metric"] == "train_memory_gb"].copy()
     d["v"] = pd.to_numeric(d["ours"], errors="coerce")
     d["p"] = pd.to_numeric(d["paper"], errors="coerce")
     scale = str(df["scale"].iloc[0]) if len(df) else ""
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
+    fig, axes = new_figure(1, 2, figsize=(8, 3.4))
     labels = [label for label, _ in TRAINABLE]
     for ax, col, title in ((axes[0], "v", f"ours ({scale} scale)"), (axes[1], "p", "paper (1024², B=12)")):
         vals = [float(d[d["row"] == lab][col].iloc[0]) if len(d[d["row"] == lab]) else float("nan") for lab in labels]
@@ -82,10 +80,7 @@ def plot(df, results, out_png) -> None:
             title += f"\nratio {vals[1] / vals[0]:.2f}"
         ax.set_title(title, fontsize=9)
         ax.set_ylabel("training memory at B=12 (GB)")
-    fig.suptitle("§3.2: training memory, full vs phase-2 latent adaptation", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
+    save_figure(fig, out_png, "§3.2: training memory, full vs phase-2 latent adaptation")
 
 
 SPECS = {"": Spec(
