@@ -73,7 +73,8 @@ SMOKE_COMMON = {"measure": ("train", "infer", "latency"), "batch": PerMeasure(tr
 SCALES_TEXT = {
     "smoke": "CI check: the `-tiny` variant of each backbone (hidden size 32) on the row's latent shape, batch 1, "
              "1 timed iteration, CPU; seconds. Ratios mean nothing here.",
-    "small": "CPU, fp32, 1 thread: every backbone at full width and token count but 2 blocks (U-ViT: 3), so "
+    "small": f"CPU, fp32, 1 thread: every backbone at full width and token count but {SMALL_DEPTH} blocks (U-ViT: "
+             f"in, mid and out block), so "
              "params/GFLOPs columns are the full model's (closed form) while timings are of the 2-block model; "
              "DC-Gen's tokens-per-batch rule scaled down (1 image at the largest token count); 1 warm-up, then the "
              "median of >= 2 (train) or >= 3 (infer, latency) timed calls, repeated until 3 s are sampled. No memory "

@@ -26,13 +26,14 @@ from __future__ import annotations
 import dataclasses
 
 from bench import paper
-from bench.configs import EMBEDDED_TEST, PhaseRequest, ReconConfig, TrainAEConfig, folder
+from bench.configs import SCALE_DEFAULTS, EMBEDDED_TEST, PhaseRequest, ReconConfig, TrainAEConfig, folder
 from bench.emit import new_figure, save_figure
 from bench.spec import Column, PaperRef, Row, RunRef, Spec
 
 # ---- shared settings -----------------------------------------------------------------------------------------------
 # The small scale uses the -tiny variants: a -small model trains at ~2 s/step on the shared 2-core CPU (21 GFLOP per
 # step at 64 px, batch 8), -tiny at ~0.2 s/step (2.8 GFLOP), and panel a alone needs 12 phase-1 runs.
+_P1, _P2 = SCALE_DEFAULTS["small"]["phase1"], SCALE_DEFAULTS["small"]["phase2"]  # the recipe the prose describes
 SMALL_SIZE = "tiny"
 SMALL_RES = 64           # training resolution of phases 1 (the paper's 256)
 SMALL_HIGH_RES = 256     # 4x: the paper's 1024
@@ -182,9 +183,10 @@ RESIDUAL = Spec(
     version=1,
     scales={"smoke": "dc-ae-*-tiny trained 2 steps at max(32, f) px, 4 held-out crops, tiny feature net: seconds "
                      "per run, never a result",
-            "small": "dc-ae-*-tiny (0.1-0.4 M params) phase 1: 300 steps, 64 px, batch 8, AdamW lr 1e-3, L1 only "
-                     "(no LPIPS weights offline); 2 seeds at f8/f16; evaluated on 38 embedded held-out crops at "
-                     "64 px; ~12 x 1 min of training on 2 CPU cores",
+            "small": f"dc-ae-*-tiny (parameters: `python -m bench models`) phase 1: {_P1['steps']} steps, "
+                     f"{_P1['resolution']} px, batch {_P1['batch']}, AdamW lr {_P1['lr']:g}, L1 only (no LPIPS "
+                     f"weights offline); seeds {SEEDS}; evaluated on {SMALL_N_IMAGES} embedded held-out crops at "
+                     f"{SMALL_RES} px",
             "paper": "full-size DC-AE architectures trained on ImageNet (--data, GPUs, unpublished step counts) and "
                      "evaluated on ImageNet val 256; not run by this harness without them"},
     plot=plot_a,
@@ -266,8 +268,9 @@ RESOLUTION = Spec(
     rows=ROWS_B + CLAIMS_B,
     version=1,
     scales={"smoke": "tiny models, 2 steps, 32/64 px, 4 crops: seconds, never a result",
-            "small": "dc-ae-f8c4-tiny and dc-ae-f64c256-tiny phase-1 runs of panel a (64 px); phase 2: 60 steps at "
-                     "256 px, batch 2, lr 3e-4, middle layers only; evaluated on 38 held-out crops at 64 and 256 px",
+            "small": f"dc-ae-f8c4-tiny and dc-ae-f64c256-tiny phase-1 runs of panel a ({SMALL_RES} px); phase 2: "
+                     f"{_P2['steps']} steps at {_P2['resolution']} px, batch {_P2['batch']}, lr {_P2['lr']:g}, middle "
+                     f"layers only; evaluated on {SMALL_N_IMAGES} held-out crops at {SMALL_RES} and {SMALL_HIGH_RES} px",
             "paper": "256 px training, 1024 px evaluation on ImageNet (--data, GPUs); not run without them"},
     plot=plot_b,
     deviations=("-tiny models, 64 -> 256 px instead of 256 -> 1024 px; f64 has c256 (panel a's model) instead of "

@@ -23,7 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench import paper
-from bench.configs import EMBEDDED_TEST, PhaseRequest, ReconConfig, TrainAEConfig, folder
+from bench.configs import SCALE_DEFAULTS, EMBEDDED_TEST, PhaseRequest, ReconConfig, TrainAEConfig, folder
 from bench.emit import new_figure, save_figure
 from bench.spec import Column, Row, RunRef, Spec
 
@@ -31,6 +31,7 @@ BASE_SMALL = "dc-ae-f32c32-tiny"    # shared with Table 2 / Fig. 7 (their phase-
 BASE_SMOKE = "dc-ae-f32c32-tiny"
 BASE_PAPER = "dc-ae-f32c32"         # unreleased pre-GAN checkpoints: not runnable without training on --data
 SMALL_RES, SMALL_N_IMAGES = 64, 64
+_P3 = SCALE_DEFAULTS["small"]["phase3"]  # the recipe the scale text describes
 PAPER_SECONDARY = paper.secondary("figure5", "rfid")  # row -> rFID (bench/data/secondary_numbers.csv)
 
 
@@ -122,9 +123,10 @@ SPECS = {"": Spec(
     rows=ROWS + CLAIMS,
     version=1,
     scales={"smoke": "dc-ae-f32c32-tiny, 2 steps per phase at 32 px, 4 crops: seconds, never a result",
-            "small": "dc-ae-f32c32-tiny phase-1 run shared with Table 2; phase 3 (and the full-model GAN) 120 "
-                     "steps at 64 px, batch 8, lr 2e-4, betas (0.5, 0.9), GAN weight 0.1, L1 only (no LPIPS "
-                     "weights offline); 64 held-out crops at 64 px",
+            "small": f"dc-ae-f32c32-tiny phase-1 run shared with Table 2; phase 3 (and the full-model GAN) "
+                     f"{_P3['steps']} steps at {_P3['resolution']} px, batch {_P3['batch']}, lr {_P3['lr']:g}, phase 3's "
+                     f"AdamW betas (models.train_autoencoder.PHASES), GAN weight {_P3['gan_weight']:g}, L1 only (no LPIPS weights "
+                     f"offline); {SMALL_N_IMAGES} held-out crops at {SMALL_RES} px",
             "paper": "needs the pre-GAN DC-AE checkpoint and ImageNet (--data, GPUs): unavailable otherwise"},
     plot=plot,
     deviations=("No LPIPS in the reconstruction loss at the small scale (weights not shipped).",

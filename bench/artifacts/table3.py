@@ -15,7 +15,7 @@ Commands and expected runtime:
     python -m bench table3 --scale paper --device cuda   # one H100, ~1.5-2 h (20 + 100 steps at DC-Gen's batches)
                                                          # compare the ratios with 19.1x / 17.9x
 """
-from bench.artifacts._efficiency import (COST_COLUMNS, DAGGER, SCALES_TEXT, SPEED_COLUMNS, SPEEDUP_COLUMNS, Entry,
+from bench.artifacts._efficiency import (COST_COLUMNS, DAGGER, SCALES_TEXT, SMALL_DEPTH, SPEED_COLUMNS, SPEEDUP_COLUMNS, Entry,
                                          speedup_row)
 from bench import paper
 from bench.spec import Column, PaperRef, Spec
@@ -63,6 +63,7 @@ SPECS = {"": Spec(
     version=1,
     scales=SCALES_TEXT,
     deviations=("Inference is PyTorch eager, not TensorRT; latency is measured on the run's device, not an RTX 3090.",
-                "small scale: UViT-H and DiT-XL keep 4 blocks (U-ViT: 5) at full width and token count.",
+                f"small scale: every backbone keeps {SMALL_DEPTH} blocks (U-ViT depth {SMALL_DEPTH}: in, mid and out "
+                f"block) at full width and token count.",
                 "SD-VAE-f16 / SD-VAE-f32 latent channels (16 / 64) are assumed."),
 )}

@@ -25,7 +25,7 @@ import torch
 
 import models
 import models.zoo
-from bench.configs import MemoryConfig, TrainAEConfig
+from bench.configs import SCALE_DEFAULTS, MemoryConfig, TrainAEConfig
 from bench.errors import Unavailable, UsageError
 from bench.provenance import atomic_write_json, damage, quarantine
 from models import data, losses
@@ -39,32 +39,6 @@ from models.train_autoencoder import (
     _mix,
     train_autoencoder,
 )
-
-# Per-scale defaults of each phase (merged under a phase dict of the config). The paper publishes no batch sizes or
-# step counts; the learning rates of the small scale are raised from the paper's 6.4e-5 / 1.6e-5 / 5.4e-5 because a
-# few hundred steps at batch 8 are ~1e-4 of the paper's schedule (a stated deviation). Phase 1 uses 2e-4 for both
-# families: in a sweep over 3e-5..3e-3 on f32c32-tiny (`python scripts/lr_sweep.py`), 1e-3 (train-ae v1) was too
-# high for both DC-AE and the stacked SD-VAE (whose loss then stalled near a flat-colour output), and 1e-4..3e-4 were
-# best for both.
-SCALE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
-    "smoke": {  # resolution: max(32, f) for phases 1 and 3, twice that for phase 2 (see phase_configs)
-        "phase1": {"steps": 2, "batch": 2, "lr": 1e-3, "ckpt_every": 1},
-        "phase2": {"steps": 2, "batch": 2, "lr": 1e-3, "ckpt_every": 1},
-        "phase3": {"steps": 2, "batch": 2, "lr": 1e-3, "ckpt_every": 1, "disc_width": 16},
-    },
-    "small": {
-        "phase1": {"resolution": 64, "steps": 300, "batch": 8, "lr": 2e-4, "warmup_steps": 20, "ckpt_every": 50},
-        "phase2": {"resolution": 256, "steps": 60, "batch": 2, "lr": 3e-4, "ckpt_every": 20},
-        "phase3": {"resolution": 64, "steps": 120, "batch": 8, "lr": 2e-4, "ckpt_every": 40, "disc_width": 32,
-                   "gan_weight": 0.1},
-    },
-    "paper": {  # the secondary-source optimiser settings of PhaseConfig; batch/steps are ours (unpublished)
-        "phase1": {"resolution": 256, "batch": 32, "steps": 100_000, "ckpt_every": 1000, "ema_decay": 0.9998},
-        "phase2": {"resolution": 1024, "batch": 12, "steps": 20_000, "ckpt_every": 1000, "ema_decay": 0.9998},
-        "phase3": {"resolution": 256, "batch": 32, "steps": 20_000, "ckpt_every": 1000, "ema_decay": 0.9998},
-    },
-}
-
 
 def phase_configs(cfg: TrainAEConfig, scale: str, f: int = 8) -> list[PhaseConfig]:
     """The ``PhaseConfig`` of each requested phase at ``scale`` for a model of compression ``f``: the paper's phase,
