@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+from bench.configs import DataOption
 from bench.errors import UsageError
 
 EPILOG = """\
@@ -44,7 +45,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--force", action="store_true", help="recompute this artefact's runs even if complete")
     p.add_argument("--render-only", action="store_true", help="rebuild CSVs/plots from runs/ without computing")
     p.add_argument("--runs-dir", default="runs", help="where run folders live (default: runs)")
-    p.add_argument("--data", default=None, help="image folder (ImageNet val, FFHQ, ...) for paper scale")
+    p.add_argument("--data", action="append", default=None, metavar="FOLDER | NAME=PATH",
+                   help="paper-scale images: a folder holding imagenet-val/, ffhq/, mapillary-vistas/, imagenet-train/, "
+                        "and/or NAME=PATH for one set (repeatable)")
     p.add_argument("--weights", default=None, help="folder of official checkpoints for paper scale")
     p.add_argument("--jobs", default="1", help="compute up to N training/reconstruction runs at once, in N processes "
                                                 "(timed efficiency runs always run alone; default 1)")
@@ -152,14 +155,14 @@ def main(argv: list[str] | None = None) -> int:
         print(cli_tools.models_table())
         return 0
 
-    for flag in ("data", "weights"):
-        value = getattr(args, flag)
+    data = DataOption.parse(args.data)
+    for flag, value in [("weights", args.weights), ("data", data.root), *(("data", p) for _, p in data.sets)]:
         if value is not None and not Path(value).expanduser().is_dir():
             raise UsageError(f"--{flag} {value}: not a readable folder; pass the folder that holds the "
                              + ("images (e.g. ImageNet val)" if flag == "data" else "official checkpoints"))
     from bench.runner import Runner
     runner = Runner(Path(args.runs_dir), device=_device(args.device), force=args.force,
-                    render_only=args.render_only, options={"data": args.data and str(Path(args.data).expanduser()),
+                    render_only=args.render_only, options={"data": data,
                              "weights": args.weights and str(Path(args.weights).expanduser())})
     if not args.render_only:
         runner.check_writable()

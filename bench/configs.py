@@ -17,6 +17,7 @@ import difflib
 import types
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -97,6 +98,42 @@ SYNTHETIC = Dataset("synthetic")
 def folder(name: str) -> Dataset:
     """A named folder data set (ImageNet val, FFHQ, ...), resolved against ``--data`` at run time."""
     return Dataset("folder", name)
+
+
+@dataclass(frozen=True)
+class DataOption:
+    """What ``--data`` gave: a root folder holding the named sets as sub-folders, and/or ``NAME=PATH`` pairs."""
+
+    root: str | None = None                       # --data D: D/imagenet-val, D/ffhq, ...
+    sets: tuple[tuple[str, str], ...] = ()        # --data ffhq=PATH: that set's own folder
+
+    @classmethod
+    def parse(cls, values: list[str] | None) -> DataOption:
+        root, sets = None, []
+        for v in values or ():
+            name, sep, path = v.partition("=")
+            if not sep:
+                if root is not None:
+                    raise UsageError(f"--data given two root folders ({root}, {v}); give one, and NAME=PATH for "
+                                     f"the others")
+                root = v
+            elif name not in FOLDER_SETS:
+                raise UsageError(f"--data {v}: unknown data set {name!r}; use one of {', '.join(FOLDER_SETS)}")
+            else:
+                sets.append((name, path))
+        return cls(root, tuple(sets))
+
+    def resolve(self, ds: Dataset) -> Path | None:
+        """The folder of the named set ``ds``: its NAME=PATH, else ``<root>/<name>``; None when neither exists."""
+        given = dict(self.sets)
+        if ds.name in given:
+            return Path(given[ds.name]).expanduser()
+        if self.root is not None and (Path(self.root).expanduser() / ds.name).is_dir():
+            return Path(self.root).expanduser() / ds.name
+        return None
+
+    def __bool__(self) -> bool:
+        return self.root is not None or bool(self.sets)
 
 
 # --------------------------------------------------------------------------------------------------------------

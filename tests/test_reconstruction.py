@@ -19,7 +19,7 @@ from torch import nn
 
 import models
 import models.zoo
-from bench.configs import ReconConfig, TrainAEConfig, folder
+from bench.configs import DataOption, ReconConfig, TrainAEConfig, folder
 from bench.errors import Unavailable, UsageError
 from bench.evals import reconstruction as R
 from bench.evals.inception import TinyFeatures
@@ -230,7 +230,34 @@ def test_run_config_errors_are_one_line_usage_errors(tmp_path, standin_models):
 def test_paper_scale_on_cpu_is_unavailable_not_a_crash(tmp_path, standin_models):
     with pytest.raises(Unavailable, match="GPU"):
         R.run(ReconConfig("dc-ae-f64c128-in-1.0", 512, weights=True, dataset=folder("imagenet-val")),
-              _ctx(tmp_path, "paper", {"weights": str(tmp_path), "data": str(tmp_path)}))
+              _ctx(tmp_path, "paper", {"weights": str(tmp_path), "data": DataOption(str(tmp_path))}))
+
+
+def _image_folder(path: Path, n: int) -> Path:
+    from PIL import Image
+    path.mkdir(parents=True)
+    for i in range(n):
+        Image.new("RGB", (40, 40), (20 * i, 100, 50)).save(path / f"{i}.png")
+    return path
+
+
+def test_named_data_sets_resolve_exactly(tmp_path, standin_models):
+    """--data D holds imagenet-val/ only: the FFHQ row is unavailable (never D's ImageNet images as FFHQ);
+    --data ffhq=PATH names that set's own folder; the run records the resolved path."""
+    root = tmp_path / "D"
+    _image_folder(root / "imagenet-val", 3)
+    cfg = ReconConfig("dc-ae-f8c4-tiny", 32, dataset=folder("imagenet-val"), features="tiny")
+    m = R.run(cfg, _ctx(tmp_path / "a", options={"data": DataOption(str(root))}))
+    assert m["_n_images"] == 3 and m["_dataset_path"] == str(root / "imagenet-val")
+    ffhq = dataclasses.replace(cfg, dataset=folder("ffhq"))
+    with pytest.raises(Unavailable, match="no ffhq folder under .*D; pass --data ffhq=PATH"):
+        R.run(ffhq, _ctx(tmp_path / "b", options={"data": DataOption(str(root))}))
+    faces = _image_folder(tmp_path / "elsewhere" / "faces", 2)
+    option = DataOption.parse([str(root), f"ffhq={faces}"])
+    m = R.run(ffhq, _ctx(tmp_path / "c", options={"data": option}))
+    assert m["_n_images"] == 2 and m["_dataset_path"] == str(faces)
+    with pytest.raises(UsageError, match="unknown data set 'fhq'"):
+        DataOption.parse([f"fhq={faces}"])
 
 
 def test_checkpoint_of_another_model_is_rejected(tmp_path, standin_models, monkeypatch):

@@ -40,7 +40,7 @@ from PIL import Image
 
 import models
 import models.zoo
-from bench.configs import EMBEDDED_TEST, FOLDER_SETS, ReconConfig
+from bench.configs import EMBEDDED_TEST, FOLDER_SETS, DataOption, ReconConfig
 from bench.errors import Unavailable, UsageError
 from bench.evals import metrics as M
 from bench.evals import protocol_id
@@ -476,12 +476,18 @@ def _build_dataset(cfg: ReconConfig, ctx: Any) -> Any:
             raise UsageError(f"{e}; lower n_images or the resolution") from None
     if ds.kind == "synthetic":
         return data.SyntheticDataset(cfg.n_images or 16, cfg.resolution, seed=cfg.seed)
-    root = ctx.options.get("data")
-    if not root:
-        raise UsageError(f"this row evaluates on {FOLDER_SETS[ds.name]}: pass --data FOLDER (it cannot be "
-                         f"downloaded)")
-    folder = Path(root) / ds.name if (Path(root) / ds.name).is_dir() else Path(root)
-    return data.ImageFolderDataset(folder, cfg.resolution, n_images=cfg.n_images)
+    option = ctx.options.get("data") or DataOption()
+    if not option:
+        raise UsageError(f"this row evaluates on {FOLDER_SETS[ds.name]}: pass --data FOLDER (holding {ds.name}/) or "
+                         f"--data {ds.name}=PATH (it cannot be downloaded)")
+    path = option.resolve(ds)
+    if path is None:  # never another set's images under this set's name
+        raise Unavailable(f"no {ds.name} folder under {option.root}; pass --data {ds.name}=PATH" if option.root
+                          else f"no {ds.name} folder given; pass --data {ds.name}=PATH")
+    try:
+        return data.ImageFolderDataset(path, cfg.resolution, n_images=cfg.n_images)
+    except ValueError as e:  # models.data: not a folder of readable images
+        raise UsageError(str(e)) from None
 
 
 def _check_preconditions(cfg: ReconConfig, ctx: Any) -> None:
@@ -527,7 +533,8 @@ def run(cfg: ReconConfig, ctx: Any) -> dict:
                    cache_dir=Path(ctx.run_dir).parent / "_cache", weights_id=weights_id, log=ctx.log)
     out = res.metrics
     if rank == 0:
-        out.update(_dataset=dataset.description, _dataset_id=dataset.identity, _weights=weights_id)
+        out.update(_dataset=dataset.description, _dataset_id=dataset.identity, _weights=weights_id,
+                   _dataset_path=str(getattr(dataset, "root", "embedded")))
         if cfg.dataset == EMBEDDED_TEST:
             save_showcase(model, cfg.resolution, Path(ctx.run_dir) / "showcase", device)
         if getattr(dataset, "skipped", None):

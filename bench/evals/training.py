@@ -56,9 +56,10 @@ def phase_configs(cfg: TrainAEConfig, scale: str, f: int = 8) -> list[PhaseConfi
 
 def _train_source(ctx, resolution: int) -> DatasetCropSource:
     if ctx.scale.name == "paper":
-        if not ctx.options.get("data"):
-            raise UsageError("train-ae at paper scale needs --data (an image folder of the training set)")
-        return DatasetCropSource(data.ImageFolderDataset(ctx.options["data"], resolution), resolution)
+        option = ctx.options.get("data")
+        if not option or option.root is None:
+            raise UsageError("train-ae at paper scale needs --data FOLDER (an image folder of the training set)")
+        return DatasetCropSource(data.ImageFolderDataset(option.root, resolution), resolution)
     return DatasetCropSource(data.EmbeddedPhotos("train", resolution), resolution)
 
 
