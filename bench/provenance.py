@@ -1,4 +1,4 @@
-"""Provenance: content-derived run ids, environment capture and atomic writes (STYLE rules 4 and 15)."""
+"""Provenance: content-derived run ids, environment capture, damaged-file checks (STYLE rules 4 and 15)."""
 from __future__ import annotations
 
 import hashlib
@@ -7,14 +7,14 @@ import os
 import platform
 import re
 import subprocess
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
+# Atomic writes have one home, models/io.py (torch-free); re-exported here for the harness's callers.
+from models.io import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: F401
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-_UMASK = os.umask(0)
-os.umask(_UMASK)  # read once: the process umask, applied to atomically written files
 
 
 def slug(text: str) -> str:
@@ -67,34 +67,6 @@ def environment(device: str, dtype: str, scale: str) -> dict[str, Any]:
     if device == "cuda" and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)
     return env
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write via a temp file in the same folder + os.replace: readers see the old file or the new, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
 # --------------------------------------------------------------------------------------------------------------

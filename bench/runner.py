@@ -27,6 +27,7 @@ from bench.provenance import atomic_write_json, atomic_write_text, damage, envir
 from bench.configs import EvalConfig, dependencies, fields_json
 from bench.scales import SCALES
 from bench.spec import RunRef, Spec
+from models.distributed import is_main_process
 
 
 def _dependency_fields(cfg: EvalConfig) -> set[str]:
@@ -48,11 +49,6 @@ class RunResult:
 
 def _utcnow() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def is_main_process() -> bool:
-    """Rank 0 under torchrun (or a plain process). Only it writes run files."""
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 @dataclass

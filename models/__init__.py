@@ -2,18 +2,46 @@
 
 `build(name, **overrides)`, `list_models()`, `models_table()`, `load_pretrained(name, path)`, `save(model, path)`,
 `load(path)` for autoencoders (`models/zoo.py`, `models/checkpoints.py`); `build_backbone(...)` for the diffusion
-backbones (`models/backbones.py`, imported on first use). Nothing here imports diffusers (it is only a test oracle).
+backbones (`models/backbones.py`). Nothing here imports diffusers (it is only a test oracle).
+
+The package imports lazily (PEP 562 module `__getattr__`): `import models.io` or `import models.distributed` does
+not load torch, which the light CLI commands (`python -m bench ls`, `check`) rely on. The first use of a public
+name imports the module that defines it; `models.<submodule>` (e.g. `models.zoo`) works the same way.
 """
 
-from models.checkpoints import load, load_pretrained, save
-from models.zoo import ModelInfo, build, list_models, models_table
+from __future__ import annotations
 
+import importlib
 
-def build_backbone(name: str, latent_channels: int, latent_size: int, patch_size: int, **overrides):
-    """Diffusion backbone `name` (uvit-s, dit-xl, ...) for a latent of `latent_channels x latent_size^2`."""
-    from models.backbones import build_backbone as _build_backbone  # lazy: autoencoder users skip the backbones
-
-    return _build_backbone(name, latent_channels, latent_size, patch_size, **overrides)
-
+# public name -> the module that defines it
+_PUBLIC: dict[str, str] = {
+    "build": "models.zoo",
+    "list_models": "models.zoo",
+    "models_table": "models.zoo",
+    "ModelInfo": "models.zoo",
+    "load": "models.checkpoints",
+    "load_pretrained": "models.checkpoints",
+    "save": "models.checkpoints",
+    "build_backbone": "models.backbones",
+}
 
 __all__ = ["ModelInfo", "build", "build_backbone", "list_models", "load", "load_pretrained", "models_table", "save"]
+
+
+def __getattr__(name: str):
+    if name.startswith("__"):  # dunder probes (copy, pickle, pytest) are never submodules
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    try:  # `import models; models.zoo.get_config(...)`: a submodule not imported yet
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"{__name__}.{name}":
+            raise  # a real import error inside the submodule must not be hidden
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from models.dit import DIT_CONFIGS, DiT
 from models.pixart import PIXART_CONFIGS, PixArtAlpha

@@ -6,6 +6,10 @@
   the efficientvit names, so that layout loads as is; diffusers keys are converted (reference §6.3).
 - `save(model, path)` / `load(path)`: one safetensors file; the family, registry name and config (JSON) travel in the
   safetensors metadata, so `load` rebuilds the module without being told what it is.
+- Key conversion between layouts lives here, and only here (the model files hold architecture only): DC-AE
+  efficientvit (= ours) <-> diffusers `AutoencoderDC`; SD-VAE ours <-> diffusers `AutoencoderKL` <-> CompVis/LDM;
+  plus the diffusers constructor arguments of the same architectures (`diffusers_dc_kwargs`, `diffusers_kl_kwargs`),
+  which the parity tests use. Nothing here imports diffusers.
 
 Loading is strict: missing keys, unexpected keys and shape mismatches raise one `ValueError` naming the model, the
 file and the first offending keys. Pickles are read with `torch.load(weights_only=True)` only.
@@ -22,11 +26,14 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from models import zoo
 from models.dc_ae import DCAEConfig
+from models.io import atomic_write_bytes
+from models.sd_vae import SDVAEConfig
 
 FORMAT = "dcae-bench/1"  # our safetensors metadata tag; bump if the metadata schema changes
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
@@ -265,6 +272,152 @@ def _check_diffusers_dc_config(cfg_json: dict, config: DCAEConfig, where: str) -
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# SD-VAE: ours <-> diffusers `AutoencoderKL` <-> CompVis/LDM (reference §7 key table)
+# ----------------------------------------------------------------------------------------------------------------------
+
+# Leaf names inside a ResnetBlock / AttentionBlock, per layout.
+_KL_RES = {"ours": ("norm1", "conv1", "norm2", "conv2", "shortcut"),
+           "diffusers": ("norm1", "conv1", "norm2", "conv2", "conv_shortcut"),
+           "ldm": ("norm1", "conv1", "norm2", "conv2", "nin_shortcut")}
+_KL_ATT = {"ours": ("norm", "q", "k", "v", "proj"),
+           "diffusers": ("group_norm", "to_q", "to_k", "to_v", "to_out.0"),
+           "ldm": ("norm", "q", "k", "v", "proj_out")}
+# diffusers files written before the attention rename (diffusers `_convert_deprecated_attention_blocks`) name the
+# same leaves query / key / value / proj_attn; accepted when reading, never written.
+_KL_ATT_DEPRECATED = {"diffusers": ("group_norm", "query", "key", "value", "proj_attn")}
+
+# One row per module: (ours, diffusers, ldm). {i}: level (0 = full resolution), {k}: diffusers decoder block
+# index = L-1-i (diffusers orders decoder blocks by execution), {j}: block in level, {r} / {a}: ResnetBlock /
+# AttentionBlock leaf names (tables above).
+_KL_KEY_TABLE = (
+    ("encoder.conv_in", "encoder.conv_in", "encoder.conv_in"),
+    ("encoder.levels.{i}.blocks.{j}.{r}", "encoder.down_blocks.{i}.resnets.{j}.{r}", "encoder.down.{i}.block.{j}.{r}"),
+    ("encoder.levels.{i}.attns.{j}.{a}", "encoder.down_blocks.{i}.attentions.{j}.{a}", "encoder.down.{i}.attn.{j}.{a}"),
+    ("encoder.levels.{i}.down.conv", "encoder.down_blocks.{i}.downsamplers.0.conv", "encoder.down.{i}.downsample.conv"),
+    ("encoder.mid.block_1.{r}", "encoder.mid_block.resnets.0.{r}", "encoder.mid.block_1.{r}"),
+    ("encoder.mid.attn.{a}", "encoder.mid_block.attentions.0.{a}", "encoder.mid.attn_1.{a}"),
+    ("encoder.mid.block_2.{r}", "encoder.mid_block.resnets.1.{r}", "encoder.mid.block_2.{r}"),
+    ("encoder.norm_out", "encoder.conv_norm_out", "encoder.norm_out"),
+    ("encoder.conv_out", "encoder.conv_out", "encoder.conv_out"),
+    ("quant_conv", "quant_conv", "quant_conv"),
+    ("post_quant_conv", "post_quant_conv", "post_quant_conv"),
+    ("decoder.conv_in", "decoder.conv_in", "decoder.conv_in"),
+    ("decoder.mid.block_1.{r}", "decoder.mid_block.resnets.0.{r}", "decoder.mid.block_1.{r}"),
+    ("decoder.mid.attn.{a}", "decoder.mid_block.attentions.0.{a}", "decoder.mid.attn_1.{a}"),
+    ("decoder.mid.block_2.{r}", "decoder.mid_block.resnets.1.{r}", "decoder.mid.block_2.{r}"),
+    ("decoder.levels.{i}.blocks.{j}.{r}", "decoder.up_blocks.{k}.resnets.{j}.{r}", "decoder.up.{i}.block.{j}.{r}"),
+    ("decoder.levels.{i}.attns.{j}.{a}", "decoder.up_blocks.{k}.attentions.{j}.{a}", "decoder.up.{i}.attn.{j}.{a}"),
+    ("decoder.levels.{i}.up.conv", "decoder.up_blocks.{k}.upsamplers.0.conv", "decoder.up.{i}.upsample.conv"),
+    ("decoder.norm_out", "decoder.conv_norm_out", "decoder.norm_out"),
+    ("decoder.conv_out", "decoder.conv_out", "decoder.conv_out"),
+)
+_KL_LAYOUTS = ("ours", "diffusers", "ldm")
+# LDM training checkpoints also hold the loss (LPIPS + discriminator) and EMA bookkeeping: not autoencoder weights.
+_LDM_SKIP = ("loss.", "model_ema.")
+
+
+def _kl_pattern(template: str, layout: str) -> re.Pattern:
+    """Regex for one template in one layout, e.g. 'encoder.down.{i}.block.{j}.{r}' -> named groups."""
+    rx = re.escape(template)
+    for name in ("i", "j", "k"):
+        rx = rx.replace(re.escape("{" + name + "}"), f"(?P<{name}>\\d+)")
+    rx = rx.replace(re.escape("{r}"), "(?P<r>" + "|".join(map(re.escape, _KL_RES[layout])) + ")")
+    att_names = _KL_ATT[layout] + _KL_ATT_DEPRECATED.get(layout, ())
+    rx = rx.replace(re.escape("{a}"), "(?P<a>" + "|".join(map(re.escape, att_names)) + ")")
+    return re.compile("^" + rx + r"\.(?P<param>weight|bias)$")
+
+
+_KL_PATTERNS = {lay: [_kl_pattern(row[n], lay) for row in _KL_KEY_TABLE] for n, lay in enumerate(_KL_LAYOUTS)}
+
+
+def _kl_num_levels(keys) -> int:
+    """L from the encoder level indices, which all three layouts number the same way."""
+    found = [int(m.group(1)) for k in keys if (m := re.match(r"^encoder\.(?:levels|down_blocks|down)\.(\d+)\.", k))]
+    if not found:
+        raise KeyError("no encoder level keys found: not an SD-VAE / AutoencoderKL state dict")
+    return max(found) + 1
+
+
+def _kl_convert(state_dict: dict, src: str, dst: str) -> dict:
+    """Rename every key from layout `src` to `dst`; unknown keys raise (strict). 1x1-conv <-> Linear attention
+    weights are reshaped for the LDM layout. Values are shared, not copied."""
+    d = _KL_LAYOUTS.index(dst)
+    num_levels = _kl_num_levels(state_dict)
+    out: dict = {}
+    for key, value in state_dict.items():
+        for row, pat in zip(_KL_KEY_TABLE, _KL_PATTERNS[src]):
+            m = pat.match(key)
+            if m:
+                break
+        else:
+            raise KeyError(f"unexpected {src} SD-VAE key {key!r}")
+        g = m.groupdict()  # only the placeholders of this row: some of i, j, k, r, a; always param
+        if "k" in g:  # diffusers decoder block k holds level L-1-k
+            g["i"] = str(num_levels - 1 - int(g["k"]))
+        if "i" in g:
+            g["k"] = str(num_levels - 1 - int(g["i"]))
+        if "r" in g:  # ResnetBlock leaf
+            g["r"] = _KL_RES[dst][_KL_RES[src].index(g["r"])]
+        att = g.get("a")  # AttentionBlock leaf
+        if att is not None:
+            names = _KL_ATT[src] if att in _KL_ATT[src] else _KL_ATT_DEPRECATED[src]
+            g["a"] = _KL_ATT[dst][names.index(att)]
+        new_key = row[d].format(**g) + "." + g["param"]
+        # LDM attention q/k/v/proj_out are 1x1 convs (C, C, 1, 1); ours and diffusers are Linear (C, C).
+        if att is not None and g["param"] == "weight" and "norm" not in att:
+            if dst == "ldm":
+                value = value[:, :, None, None]
+            elif src == "ldm":
+                value = value[:, :, 0, 0] if value.ndim == 4 else value
+        if new_key in out:
+            raise KeyError(f"two {src} keys map to {new_key!r}")
+        out[new_key] = value
+    return out
+
+
+def convert_diffusers_kl_to_ours(state_dict: dict) -> dict:
+    """diffusers `AutoencoderKL` state dict (e.g. `stabilityai/sd-vae-ft-ema`) -> `SDVAE` state dict."""
+    return _kl_convert(state_dict, "diffusers", "ours")
+
+
+def convert_ours_to_diffusers_kl(state_dict: dict) -> dict:
+    """`SDVAE` state dict -> diffusers `AutoencoderKL` layout (Attn*Block2D types where attention_levels is set)."""
+    return _kl_convert(state_dict, "ours", "diffusers")
+
+
+def convert_ldm_kl_to_ours(state_dict: dict, prefix: str = "") -> dict:
+    """CompVis/LDM first-stage state dict (`kl-f*.ckpt` 'state_dict', SD `vae-ft-ema-*.ckpt`) -> `SDVAE`.
+
+    With `prefix` (e.g. 'first_stage_model.' in a full Stable Diffusion checkpoint) only keys under it are taken.
+    Keys under `loss.` / `model_ema.` (training loss modules, EMA bookkeeping) are skipped; anything else unknown
+    raises."""
+    if prefix:
+        state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    state_dict = {k: v for k, v in state_dict.items() if not k.startswith(_LDM_SKIP)}
+    return _kl_convert(state_dict, "ldm", "ours")
+
+
+def convert_ours_to_ldm_kl(state_dict: dict) -> dict:
+    """`SDVAE` state dict -> CompVis/LDM layout (1x1-conv attention projections)."""
+    return _kl_convert(state_dict, "ours", "ldm")
+
+
+def diffusers_kl_kwargs(config: SDVAEConfig) -> dict:
+    """Constructor arguments of the diffusers `AutoencoderKL` with the same architecture (test oracle, export)."""
+    levels = range(len(config.block_out_channels))
+    return dict(  # noqa: C408 (reads like the constructor call)
+        in_channels=config.in_channels, out_channels=config.in_channels,
+        block_out_channels=config.block_out_channels, layers_per_block=config.layers_per_block,
+        latent_channels=config.latent_channels, norm_num_groups=config.norm_groups,
+        down_block_types=tuple("AttnDownEncoderBlock2D" if i in config.attention_levels else "DownEncoderBlock2D"
+                               for i in levels),
+        up_block_types=tuple("AttnUpDecoderBlock2D" if i in config.attention_levels else "UpDecoderBlock2D"
+                             for i in reversed(levels)),
+        mid_block_add_attention=config.mid_attention, scaling_factor=config.scaling_factor,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 # Public API
 # ----------------------------------------------------------------------------------------------------------------------
 
@@ -303,33 +456,27 @@ def load_pretrained(name: str, path: str | os.PathLike) -> nn.Module:
     if family == "dc-ae":
         if any(k.startswith(("encoder.down_blocks.", "decoder.up_blocks.", "encoder.conv_in")) for k in state):
             state = convert_diffusers_dc_to_ours(state, model.config)
-    elif family == "sd-vae" and set(state) != set(model.state_dict()):
-        from models import sd_vae  # our SD-VAE layout differs from diffusers'; LDM .ckpt files have `loss.` keys
-
+    elif family == "sd-vae" and set(state) != set(model.state_dict()):  # diffusers or LDM layout, not ours
         if any(k.startswith("first_stage_model.") for k in state):  # a full Stable Diffusion checkpoint
-            state = sd_vae.convert_ldm_kl_to_ours(state, prefix="first_stage_model.")
-        elif any(k.startswith(("encoder.down.", "loss.")) for k in state):  # CompVis kl-f*.ckpt
-            state = sd_vae.convert_ldm_kl_to_ours(state)
+            state = convert_ldm_kl_to_ours(state, prefix="first_stage_model.")
+        elif any(k.startswith(("encoder.down.", "loss.")) for k in state):  # CompVis kl-f*.ckpt (`loss.` keys)
+            state = convert_ldm_kl_to_ours(state)
         else:
-            state = sd_vae.convert_diffusers_kl_to_ours(state)
+            state = convert_diffusers_kl_to_ours(state)
     return load_state_dict_strict(model, state, source=str(file)).eval()
 
 
 def save(model: nn.Module, path: str | os.PathLike) -> Path:
-    """Write `model` as one safetensors file with its family, name and config in the metadata (atomic rename)."""
+    """Write `model` as one safetensors file with its family, name and config in the metadata (`models.io`, atomic)."""
     path = Path(path)
-    family = next(f for f in zoo.FAMILIES if isinstance(model, zoo.model_class(f)))
     metadata = {
         "format": FORMAT,
-        "family": family,
+        "family": zoo.family_of_model(model),
         "name": getattr(model, "name", ""),
         "config": json.dumps(dataclasses.asdict(model.config)),
     }
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, safetensors_bytes(tensors, metadata=metadata))
     return path
 
 
@@ -365,10 +512,9 @@ def load(path: str | os.PathLike) -> nn.Module:
     if metadata.get("format") != FORMAT:
         raise ValueError(f"{path}: not a dcae-bench checkpoint (metadata format {metadata.get('format')!r}); "
                          f"official weights load with models.load_pretrained(name, path)")
-    family = metadata["family"]
-    variants = getattr(zoo._family_module(family), zoo.FAMILIES[family][2])
-    config = _config_from_json(type(next(iter(variants.values()))), json.loads(metadata["config"]))
+    family = zoo.FAMILIES[metadata["family"]]
+    config = _config_from_json(family.config_class, json.loads(metadata["config"]))
     with torch.device("meta"):
-        model = zoo.model_class(family)(config)
-    model.name = metadata.get("name") or family
+        model = family.model_class(config)
+    model.name = metadata.get("name") or metadata["family"]
     return load_state_dict_strict(model, read_state_dict(path), source=str(path)).eval()

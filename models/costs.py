@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from models.backbones import backbone_config
 from models.dit import DiTConfig
 from models.pixart import PixArtConfig
 from models.uvit import EXTRA_TOKENS, UViTConfig
@@ -191,7 +192,6 @@ PAPER_ROWS = (
 
 def row_costs(row: CostRow) -> dict[str, float]:
     """Tokens, params (M), MACs (G), GFLOPs and attention-matmul share of one paper row."""
-    from models.backbones import backbone_config
     cfg = backbone_config(row.backbone, row.latent_channels, row.latent_size, row.patch_size)
     return {"tokens": tokens(cfg), "params_m": params(cfg) / 1e6, "gmacs": macs(cfg) / 1e9,
             "gflops": gflops(cfg), "attn_share": attention_macs(cfg) / macs(cfg)}

@@ -27,6 +27,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
+import skimage.data
 import torch
 from PIL import Image
 
@@ -37,14 +38,13 @@ from PIL import Image
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
-        import skimage.data
         img = getattr(skimage.data, name)()
         return img[0] if isinstance(img, tuple) else img  # stereo_motorcycle -> (left, right, disparity): left
     return load
 
 
 def _grace_hopper() -> np.ndarray:
-    import matplotlib.cbook
+    import matplotlib.cbook  # here, not at the top: ~0.5 s of matplotlib start-up that only this photo needs
     with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
         return np.asarray(Image.open(f).convert("RGB"))
 
@@ -243,6 +243,14 @@ class EmbeddedPhotos(torch.utils.data.Dataset):
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
 
+class DataFolderError(ValueError):
+    """A ``--data`` folder that cannot serve images (missing, empty, nothing readable); the message names the fix.
+
+    Defined here, not in ``bench.errors``: the model layer never imports the harness. The harness turns it into
+    its one-line usage error.
+    """
+
+
 class ImageFolderDataset(torch.utils.data.Dataset):
     """All images under ``path`` (recursive; jpg/jpeg/png/webp in any case), ADM centre crop at ``resolution``.
 
@@ -251,14 +259,13 @@ class ImageFolderDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, path: str | Path, resolution: int, n_images: int | None = None):
-        from bench.errors import UsageError
         self.root = Path(path).expanduser()
         self.resolution = resolution
         if not self.root.is_dir():
-            raise UsageError(f"--data {self.root} is not a folder; pass a folder of images (e.g. ImageNet val)")
+            raise DataFolderError(f"--data {self.root} is not a folder; pass a folder of images (e.g. ImageNet val)")
         files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not files:
-            raise UsageError(f"--data {self.root} holds no .jpg/.jpeg/.png/.webp images; pass a folder of images")
+            raise DataFolderError(f"--data {self.root} holds no .jpg/.jpeg/.png/.webp images; pass a folder of images")
         self.skipped: list[str] = []
         readable = []
         for p in files:
@@ -271,7 +278,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
             except Exception:  # noqa: BLE001 - PIL raises many kinds (UnidentifiedImageError, OSError, SyntaxError, ...)
                 self.skipped.append(str(p.relative_to(self.root)))
         if not readable:
-            raise UsageError(f"--data {self.root}: none of its {len(files)} image files can be read")
+            raise DataFolderError(f"--data {self.root}: none of its {len(files)} image files can be read")
         self.files = readable
         self._warned = False
         self._warn_skipped()

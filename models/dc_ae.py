@@ -336,6 +336,7 @@ def _reduced(f: int, c: int, size: Literal["small", "tiny"]) -> DCAEConfig:
                       latent_channels=c)
 
 
+# One line per registered name, so that `grep -rn dc-ae-f64c128-tiny` lands here.
 DC_AE_VARIANTS: dict[str, DCAEConfig] = {
     # Released (HF mit-han-lab/<name>); in and mix share the architecture, only weights and scaling factor differ.
     "dc-ae-f32c32-in-1.0": _released(6, 32, 0.3189),
@@ -355,11 +356,23 @@ DC_AE_VARIANTS: dict[str, DCAEConfig] = {
         resampling="conv",
         attention_multiscales=(5,),
     ),
+    # Reduced variants (module docstring) are untrained: scaling factor 1.0 until a trained run measures 1 / RMS of
+    # their latents.
+    "dc-ae-f8c4-small": _reduced(8, 4, "small"),
+    "dc-ae-f8c4-tiny": _reduced(8, 4, "tiny"),
+    "dc-ae-f16c16-small": _reduced(16, 16, "small"),
+    "dc-ae-f16c16-tiny": _reduced(16, 16, "tiny"),
+    "dc-ae-f32c32-small": _reduced(32, 32, "small"),
+    "dc-ae-f32c32-tiny": _reduced(32, 32, "tiny"),
+    "dc-ae-f32c64-small": _reduced(32, 64, "small"),
+    "dc-ae-f32c64-tiny": _reduced(32, 64, "tiny"),
+    "dc-ae-f64c128-small": _reduced(64, 128, "small"),
+    "dc-ae-f64c128-tiny": _reduced(64, 128, "tiny"),
+    "dc-ae-f64c256-small": _reduced(64, 256, "small"),
+    "dc-ae-f64c256-tiny": _reduced(64, 256, "tiny"),
+    "dc-ae-f128c512-small": _reduced(128, 512, "small"),
+    "dc-ae-f128c512-tiny": _reduced(128, 512, "tiny"),
 }
-# Reduced variants are untrained: scaling factor 1.0 until a trained run measures 1 / RMS of its latents.
-for _f, _c in ((8, 4), (16, 16), (32, 32), (32, 64), (64, 128), (64, 256), (128, 512)):
-    for _size in ("small", "tiny"):
-        DC_AE_VARIANTS[f"dc-ae-f{_f}c{_c}-{_size}"] = _reduced(_f, _c, _size)
 
 # Parameter counts of the released checkpoints (reference §4; BN running stats not included).
 OFFICIAL_PARAMS: dict[str, int] = {

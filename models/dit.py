@@ -8,7 +8,8 @@ it is written from that description, not copied.
 Reads top to bottom like the DiT figure: embedders -> DiT block (adaLN-Zero) -> final layer -> model -> configs.
 Shapes: N = batch, T = tokens = (latent_size / patch_size)^2, D = hidden size, C = latent channels, p = patch size.
 
-The sin-cos helpers and ``TimestepEmbedder`` are reused by PixArt-α (``models/pixart.py``), which extends DiT.
+The sin-cos helpers and ``TimestepEmbedder`` are reused by PixArt-α (``models/pixart.py``), which extends DiT; the
+attention, MLP and base init shared with U-ViT and PixArt-α are in ``models/vit_blocks.py``.
 """
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
+from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from models.vit_blocks import Attention, mlp, xavier_init
 
 # ----------------------------------------------------------------------------------------------------------------
 # Positional and timestep embeddings
@@ -88,29 +89,6 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
     return x * (1 + scale[:, None]) + shift[:, None]
 
 
-class Attention(nn.Module):
-    """Multi-head self-attention with fused qkv (bias configurable) through ``F.scaled_dot_product_attention``."""
-
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
-        super().__init__()
-        self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, t, d = x.shape
-        heads, dh = self.num_heads, d // self.num_heads
-        qkv = self.qkv(x).reshape(n, t, 3, heads, dh).permute(2, 0, 3, 1, 4)  # (3, N, H, T, Dh)
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])          # (N, H, T, Dh)
-        return self.proj(out.transpose(1, 2).reshape(n, t, d))                 # (N, T, D)
-
-
-def mlp(dim: int, ratio: float = 4.0, approximate: str = "tanh") -> nn.Sequential:
-    """Transformer MLP D -> ratio·D -> D with GELU (DiT and PixArt-α use the tanh approximation)."""
-    hidden = int(dim * ratio)
-    return nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate=approximate), nn.Linear(hidden, dim))
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # DiT block and final layer
 # ----------------------------------------------------------------------------------------------------------------
@@ -155,7 +133,7 @@ class FinalLayer(nn.Module):
 def unpatchify(x: torch.Tensor, channels: int, patch_size: int) -> torch.Tensor:
     """(N, T, p²·C) tokens, channel-last within a patch -> (N, C, H, W) with H = W = sqrt(T)·p."""
     n, t, _ = x.shape
-    h = w = int(round(t ** 0.5))
+    h = w = round(t ** 0.5)
     p = patch_size
     x = x.reshape(n, h, w, p, p, channels)                                   # (N, h, w, p, p, C)
     return torch.einsum("nhwpqc->nchpwq", x).reshape(n, channels, h * p, w * p)  # (N, C, H, W)
@@ -202,13 +180,7 @@ class DiT(nn.Module):
 
     def initialize_weights(self) -> None:
         """DiT init: Xavier-uniform linears, patch embed like a linear, N(0, .02) tables/time MLP, adaLN-Zero."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
-        w = self.x_embedder.weight
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        nn.init.zeros_(self.x_embedder.bias)
+        xavier_init(self, self.x_embedder)
         nn.init.normal_(self.y_embedder.table.weight, std=0.02)
         nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
         nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)

@@ -40,7 +40,6 @@ def hub_checkpoints_dir() -> Path:
 
 def display_path(path) -> str:
     """A path for messages and recorded outputs, with the home folder shown as ~ (no machine-specific prefix)."""
-    import os
     home, text = os.path.expanduser("~"), str(path)
     return "~" + text[len(home):] if home not in ("", "/") and text.startswith(home + os.sep) else text
 

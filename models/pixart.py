@@ -14,12 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from models.dit import Attention, TimestepEmbedder, mlp, sincos_2d, unpatchify
-
+from models.dit import TimestepEmbedder, sincos_2d, unpatchify
+from models.vit_blocks import Attention, mlp, xavier_init
 
 # ----------------------------------------------------------------------------------------------------------------
 # Embedders
@@ -149,13 +149,7 @@ class PixArtAlpha(nn.Module):
 
     def initialize_weights(self) -> None:
         """PixArt init: Xavier linears, N(0, .02) time/caption MLPs, zero cross-attention output and final linear."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
-        w = self.x_embedder.weight
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        nn.init.zeros_(self.x_embedder.bias)
+        xavier_init(self, self.x_embedder)  # DiT's base init
         for lin in (self.t_embedder.mlp[0], self.t_embedder.mlp[2], self.t_block[1],
                     self.y_embedder.mlp[0], self.y_embedder.mlp[2]):
             nn.init.normal_(lin.weight, std=0.02)

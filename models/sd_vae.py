@@ -15,8 +15,8 @@ Architecture (shared reference `autoencoders.md` §7; diffusers `AutoencoderKL`;
       nearest x2 + conv Upsample except level 0] -> GroupNorm, SiLU, conv_out -> x_hat (B,3,H,W)
 
 Parameter names are our own (`levels.{i}` indexed by resolution, 0 = full resolution, for encoder *and* decoder, as
-in LDM), so that the stacking property of §3.1 is literally a key-subset property of the state dicts. Exact, strict
-converters to and from the diffusers and CompVis/LDM layouts are at the end of the file.
+in LDM), so that the stacking property of §3.1 is literally a key-subset property of the state dicts. The exact,
+strict converters to and from the diffusers and CompVis/LDM layouts are in `models/checkpoints.py`.
 
 Variants (`SD_VAE_VARIANTS`; every parameter count below is checked by tests/test_sd_vae.py):
 
@@ -65,8 +65,8 @@ their factor is 1.0 here and is to be measured after training as 1 / std of the 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -351,152 +351,6 @@ def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Checkpoint layouts: ours <-> diffusers `AutoencoderKL` <-> CompVis/LDM (reference §7 key table)
-# ---------------------------------------------------------------------------------------------------------------------
-
-# Leaf names inside a ResnetBlock / AttentionBlock, per layout.
-_RES = {"ours": ("norm1", "conv1", "norm2", "conv2", "shortcut"),
-        "diffusers": ("norm1", "conv1", "norm2", "conv2", "conv_shortcut"),
-        "ldm": ("norm1", "conv1", "norm2", "conv2", "nin_shortcut")}
-_ATT = {"ours": ("norm", "q", "k", "v", "proj"),
-        "diffusers": ("group_norm", "to_q", "to_k", "to_v", "to_out.0"),
-        "ldm": ("norm", "q", "k", "v", "proj_out")}
-# diffusers files written before the attention rename (diffusers `_convert_deprecated_attention_blocks`) name the
-# same leaves query / key / value / proj_attn; accepted when reading, never written.
-_ATT_DEPRECATED = {"diffusers": ("group_norm", "query", "key", "value", "proj_attn")}
-
-# One row per module: (ours, diffusers, ldm). {i}: level (0 = full resolution), {k}: diffusers decoder block
-# index = L-1-i (diffusers orders decoder blocks by execution), {j}: block in level, {r} / {a}: ResnetBlock /
-# AttentionBlock leaf names (tables above).
-_KEY_TABLE = (
-    ("encoder.conv_in", "encoder.conv_in", "encoder.conv_in"),
-    ("encoder.levels.{i}.blocks.{j}.{r}", "encoder.down_blocks.{i}.resnets.{j}.{r}", "encoder.down.{i}.block.{j}.{r}"),
-    ("encoder.levels.{i}.attns.{j}.{a}", "encoder.down_blocks.{i}.attentions.{j}.{a}", "encoder.down.{i}.attn.{j}.{a}"),
-    ("encoder.levels.{i}.down.conv", "encoder.down_blocks.{i}.downsamplers.0.conv", "encoder.down.{i}.downsample.conv"),
-    ("encoder.mid.block_1.{r}", "encoder.mid_block.resnets.0.{r}", "encoder.mid.block_1.{r}"),
-    ("encoder.mid.attn.{a}", "encoder.mid_block.attentions.0.{a}", "encoder.mid.attn_1.{a}"),
-    ("encoder.mid.block_2.{r}", "encoder.mid_block.resnets.1.{r}", "encoder.mid.block_2.{r}"),
-    ("encoder.norm_out", "encoder.conv_norm_out", "encoder.norm_out"),
-    ("encoder.conv_out", "encoder.conv_out", "encoder.conv_out"),
-    ("quant_conv", "quant_conv", "quant_conv"),
-    ("post_quant_conv", "post_quant_conv", "post_quant_conv"),
-    ("decoder.conv_in", "decoder.conv_in", "decoder.conv_in"),
-    ("decoder.mid.block_1.{r}", "decoder.mid_block.resnets.0.{r}", "decoder.mid.block_1.{r}"),
-    ("decoder.mid.attn.{a}", "decoder.mid_block.attentions.0.{a}", "decoder.mid.attn_1.{a}"),
-    ("decoder.mid.block_2.{r}", "decoder.mid_block.resnets.1.{r}", "decoder.mid.block_2.{r}"),
-    ("decoder.levels.{i}.blocks.{j}.{r}", "decoder.up_blocks.{k}.resnets.{j}.{r}", "decoder.up.{i}.block.{j}.{r}"),
-    ("decoder.levels.{i}.attns.{j}.{a}", "decoder.up_blocks.{k}.attentions.{j}.{a}", "decoder.up.{i}.attn.{j}.{a}"),
-    ("decoder.levels.{i}.up.conv", "decoder.up_blocks.{k}.upsamplers.0.conv", "decoder.up.{i}.upsample.conv"),
-    ("decoder.norm_out", "decoder.conv_norm_out", "decoder.norm_out"),
-    ("decoder.conv_out", "decoder.conv_out", "decoder.conv_out"),
-)
-_LAYOUTS = ("ours", "diffusers", "ldm")
-# LDM training checkpoints also hold the loss (LPIPS + discriminator) and EMA bookkeeping: not autoencoder weights.
-_LDM_SKIP = ("loss.", "model_ema.")
-
-
-def _pattern(template: str, layout: str) -> re.Pattern:
-    """Regex for one template in one layout, e.g. 'encoder.down.{i}.block.{j}.{r}' -> named groups."""
-    rx = re.escape(template)
-    for name in ("i", "j", "k"):
-        rx = rx.replace(re.escape("{" + name + "}"), f"(?P<{name}>\\d+)")
-    rx = rx.replace(re.escape("{r}"), "(?P<r>" + "|".join(map(re.escape, _RES[layout])) + ")")
-    att_names = _ATT[layout] + _ATT_DEPRECATED.get(layout, ())
-    rx = rx.replace(re.escape("{a}"), "(?P<a>" + "|".join(map(re.escape, att_names)) + ")")
-    return re.compile("^" + rx + r"\.(?P<param>weight|bias)$")
-
-
-_PATTERNS = {lay: [_pattern(row[n], lay) for row in _KEY_TABLE] for n, lay in enumerate(_LAYOUTS)}
-
-
-def _num_levels(keys) -> int:
-    """L from the encoder level indices, which all three layouts number the same way."""
-    found = [int(m.group(1)) for k in keys if (m := re.match(r"^encoder\.(?:levels|down_blocks|down)\.(\d+)\.", k))]
-    if not found:
-        raise KeyError("no encoder level keys found: not an SD-VAE / AutoencoderKL state dict")
-    return max(found) + 1
-
-
-def _convert(state_dict: dict, src: str, dst: str) -> dict:
-    """Rename every key from layout `src` to `dst`; unknown keys raise (strict). 1x1-conv <-> Linear attention
-    weights are reshaped for the LDM layout. Values are shared, not copied."""
-    d = _LAYOUTS.index(dst)
-    num_levels = _num_levels(state_dict)
-    out: dict = {}
-    for key, value in state_dict.items():
-        for row, pat in zip(_KEY_TABLE, _PATTERNS[src]):
-            m = pat.match(key)
-            if m:
-                break
-        else:
-            raise KeyError(f"unexpected {src} SD-VAE key {key!r}")
-        g = m.groupdict()  # only the placeholders of this row: some of i, j, k, r, a; always param
-        if "k" in g:  # diffusers decoder block k holds level L-1-k
-            g["i"] = str(num_levels - 1 - int(g["k"]))
-        if "i" in g:
-            g["k"] = str(num_levels - 1 - int(g["i"]))
-        if "r" in g:  # ResnetBlock leaf
-            g["r"] = _RES[dst][_RES[src].index(g["r"])]
-        att = g.get("a")  # AttentionBlock leaf
-        if att is not None:
-            names = _ATT[src] if att in _ATT[src] else _ATT_DEPRECATED[src]
-            g["a"] = _ATT[dst][names.index(att)]
-        new_key = row[d].format(**g) + "." + g["param"]
-        # LDM attention q/k/v/proj_out are 1x1 convs (C, C, 1, 1); ours and diffusers are Linear (C, C).
-        if att is not None and g["param"] == "weight" and "norm" not in att:
-            if dst == "ldm":
-                value = value[:, :, None, None]
-            elif src == "ldm":
-                value = value[:, :, 0, 0] if value.ndim == 4 else value
-        if new_key in out:
-            raise KeyError(f"two {src} keys map to {new_key!r}")
-        out[new_key] = value
-    return out
-
-
-def convert_diffusers_kl_to_ours(state_dict: dict) -> dict:
-    """diffusers `AutoencoderKL` state dict (e.g. `stabilityai/sd-vae-ft-ema`) -> `SDVAE` state dict."""
-    return _convert(state_dict, "diffusers", "ours")
-
-
-def convert_ours_to_diffusers_kl(state_dict: dict) -> dict:
-    """`SDVAE` state dict -> diffusers `AutoencoderKL` layout (Attn*Block2D types where attention_levels is set)."""
-    return _convert(state_dict, "ours", "diffusers")
-
-
-def convert_ldm_kl_to_ours(state_dict: dict, prefix: str = "") -> dict:
-    """CompVis/LDM first-stage state dict (`kl-f*.ckpt` 'state_dict', SD `vae-ft-ema-*.ckpt`) -> `SDVAE`.
-
-    With `prefix` (e.g. 'first_stage_model.' in a full Stable Diffusion checkpoint) only keys under it are taken.
-    Keys under `loss.` / `model_ema.` (training loss modules, EMA bookkeeping) are skipped; anything else unknown
-    raises."""
-    if prefix:
-        state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-    state_dict = {k: v for k, v in state_dict.items() if not k.startswith(_LDM_SKIP)}
-    return _convert(state_dict, "ldm", "ours")
-
-
-def convert_ours_to_ldm_kl(state_dict: dict) -> dict:
-    """`SDVAE` state dict -> CompVis/LDM layout (1x1-conv attention projections)."""
-    return _convert(state_dict, "ours", "ldm")
-
-
-def diffusers_kwargs(config: SDVAEConfig) -> dict:
-    """Constructor arguments of the diffusers `AutoencoderKL` with the same architecture (test oracle, export)."""
-    levels = range(len(config.block_out_channels))
-    return dict(
-        in_channels=config.in_channels, out_channels=config.in_channels,
-        block_out_channels=config.block_out_channels, layers_per_block=config.layers_per_block,
-        latent_channels=config.latent_channels, norm_num_groups=config.norm_groups,
-        down_block_types=tuple("AttnDownEncoderBlock2D" if i in config.attention_levels else "DownEncoderBlock2D"
-                               for i in levels),
-        up_block_types=tuple("AttnUpDecoderBlock2D" if i in config.attention_levels else "UpDecoderBlock2D"
-                             for i in reversed(levels)),
-        mid_block_add_attention=config.mid_attention, scaling_factor=config.scaling_factor,
-    )
-
-
-# ---------------------------------------------------------------------------------------------------------------------
 # Variants
 # ---------------------------------------------------------------------------------------------------------------------
 
@@ -505,8 +359,6 @@ _REDUCED = {  # family -> (f8 widths, layers_per_block, norm groups); appended l
     "small": ((16, 32, 64, 64), 2, 8),
     "tiny": ((8, 16, 16, 16), 1, 4),
 }
-# (f, c) latent shapes of the paper's comparisons: Fig. 3a (constant latent size) and Table 2 (DC-AE shapes).
-_STACKED_SHAPES = ((16, 16), (32, 32), (32, 64), (64, 128), (64, 256), (128, 512))
 
 
 def stacked(f: int, c: int, base_widths: tuple[int, ...] = _F8_WIDTHS, **kw) -> SDVAEConfig:
@@ -517,18 +369,42 @@ def stacked(f: int, c: int, base_widths: tuple[int, ...] = _F8_WIDTHS, **kw) -> 
     return SDVAEConfig(block_out_channels=tuple(base_widths) + (base_widths[-1],) * extra, latent_channels=c, **kw)
 
 
+def _reduced(f: int, c: int, size: Literal["small", "tiny"]) -> SDVAEConfig:
+    """A reduced stacked SD-VAE for the small / smoke scales (module docstring); untrained, so scaling factor 1.0."""
+    widths, layers_per_block, groups = _REDUCED[size]
+    return stacked(f, c, widths, layers_per_block=layers_per_block, norm_groups=groups, scaling_factor=1.0)
+
+
+# One line per registered name, so that `grep -rn sd-vae-f32c32-small` lands here.
 SD_VAE_VARIANTS: dict[str, SDVAEConfig] = {
     "sd-vae-f8": SDVAEConfig(),  # stabilityai/sd-vae-ft-ema architecture (reference §7)
     # Inferred stacked baselines (paper §3.1, reference §8): Fig. 3a shapes (c16, c64, c256), Table 2 shapes.
-    **{f"sd-vae-f{f}c{c}": stacked(f, c, scaling_factor=1.0) for f, c in _STACKED_SHAPES},
+    "sd-vae-f16c16": stacked(16, 16, scaling_factor=1.0),
+    "sd-vae-f32c32": stacked(32, 32, scaling_factor=1.0),
+    "sd-vae-f32c64": stacked(32, 64, scaling_factor=1.0),
+    "sd-vae-f64c128": stacked(64, 128, scaling_factor=1.0),
+    "sd-vae-f64c256": stacked(64, 256, scaling_factor=1.0),
+    "sd-vae-f128c512": stacked(128, 512, scaling_factor=1.0),
     # Official CompVis/LDM first stages (= DC-Gen `sd_vae_f16` / `sd_vae_f32`, reference §8 table).
     "sd-vae-f16-ldm": SDVAEConfig(block_out_channels=(128, 128, 256, 256, 512), latent_channels=16,
                                   attention_levels=(4,), scaling_factor=1.0),
     "sd-vae-f32-ldm": SDVAEConfig(block_out_channels=(128, 128, 256, 256, 512, 512), latent_channels=64,
                                   attention_levels=(4, 5), scaling_factor=1.0),
-    # Reduced variants for the small / smoke scales (module docstring).
-    **{f"sd-vae-f{f}c{c}-{fam}": stacked(f, c, widths, layers_per_block=lpb, norm_groups=g, scaling_factor=1.0)
-       for fam, (widths, lpb, g) in _REDUCED.items() for f, c in ((8, 4),) + _STACKED_SHAPES},
+    # Reduced variants for the small / smoke scales (module docstring): the f8 shape, then the stacked shapes.
+    "sd-vae-f8c4-small": _reduced(8, 4, "small"),
+    "sd-vae-f16c16-small": _reduced(16, 16, "small"),
+    "sd-vae-f32c32-small": _reduced(32, 32, "small"),
+    "sd-vae-f32c64-small": _reduced(32, 64, "small"),
+    "sd-vae-f64c128-small": _reduced(64, 128, "small"),
+    "sd-vae-f64c256-small": _reduced(64, 256, "small"),
+    "sd-vae-f128c512-small": _reduced(128, 512, "small"),
+    "sd-vae-f8c4-tiny": _reduced(8, 4, "tiny"),
+    "sd-vae-f16c16-tiny": _reduced(16, 16, "tiny"),
+    "sd-vae-f32c32-tiny": _reduced(32, 32, "tiny"),
+    "sd-vae-f32c64-tiny": _reduced(32, 64, "tiny"),
+    "sd-vae-f64c128-tiny": _reduced(64, 128, "tiny"),
+    "sd-vae-f64c256-tiny": _reduced(64, 256, "tiny"),
+    "sd-vae-f128c512-tiny": _reduced(128, 512, "tiny"),
 }
 
 # Parameter counts of the released checkpoints (reference §4, §8), read by the model zoo.

@@ -29,26 +29,29 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
-import io
 import json
 import math
 import os
 import random
 import sys
-import tempfile
 import time
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn as nn
 import torch.nn.functional as F
+from safetensors.torch import save as safetensors_bytes
+from torch import nn
+from tqdm import tqdm
 
-from models import losses
+from models import checkpoints, distributed, losses, zoo
+from models.data import EmbeddedPhotos, ImageFolderDataset
+from models.io import atomic_torch_save, atomic_write_bytes
 
 TRAIN_STATE = "train_state.pt"  # the resumable checkpoint, in the phase's checkpoint folder
 FINAL_MODEL = "model.safetensors"
@@ -166,8 +169,8 @@ def _traced_layers(model: nn.Module) -> tuple[list[str], list[str]]:
             h.remove()
         for m, t in was_training.items():
             m.train(t)
-    dedupe = lambda seq: list(dict.fromkeys(seq))  # noqa: E731  (a module called twice counts once, first call)
-    result = (dedupe(order[:n_enc]), dedupe(order[n_enc:]))
+    # dict.fromkeys dedupes in order: a module called twice counts once, at its first call
+    result = (list(dict.fromkeys(order[:n_enc])), list(dict.fromkeys(order[n_enc:])))
     object.__setattr__(model, "_dcae_traced_layers", result)
     return result
 
@@ -332,32 +335,14 @@ def set_train_mode(model: nn.Module) -> None:
     """model.train(), but BatchNorm layers with only frozen parameters stay in eval mode (recorded: frozen_bn=eval)."""
     model.train()
     for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            if not any(p.requires_grad for p in m.parameters(recurse=False)):
-                m.eval()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(
+                p.requires_grad for p in m.parameters(recurse=False)):
+            m.eval()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Checkpoints (atomic) and RNG state
+# RNG state and the final weights
 # ---------------------------------------------------------------------------------------------------------------------
-
-def _atomic_torch_save(obj: object, path: Path) -> None:
-    """torch.save to a temp file in the same folder, fsync, os.replace: a reader sees the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            buf = io.BytesIO()
-            torch.save(obj, buf)
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
 
 def _rng_state() -> dict:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
@@ -374,31 +359,18 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_final_model(model: nn.Module, path: Path) -> None:
-    """``models.save`` (our safetensors format with the config in its metadata), atomically.
-
-    A model without a ``config`` (e.g. the toy autoencoders of the tests) is saved as a bare safetensors state dict.
-    """
-    import models
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".safetensors")
-    os.close(fd)
-    try:
-        if hasattr(model, "config") and hasattr(models, "save"):
-            models.save(model, tmp)
-        else:
-            from safetensors.torch import save_file
-            save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, tmp,
-                      metadata={"format": "bare-state-dict"})
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def _save_final_model(model: nn.Module, path: Path) -> None:
+    """The run's output weights, atomically: ``models.save`` (our safetensors format, config in the metadata) for a
+    registry autoencoder; a bare safetensors state dict for a module without a ``config`` (the tests' toy AEs)."""
+    if hasattr(model, "config"):
+        checkpoints.save(model, path)
+    else:
+        tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        atomic_write_bytes(path, safetensors_bytes(tensors, metadata={"format": "bare-state-dict"}))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# The loop
+# The loop: build -> restore -> step ... (save every ckpt_every) -> finish
 # ---------------------------------------------------------------------------------------------------------------------
 
 @dataclass
@@ -420,10 +392,264 @@ class TrainResult:
         return out
 
 
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+@dataclass(frozen=True)
+class _Run:
+    """The fixed facts of one ``train_autoencoder`` call: the phase, where it runs, how the batch is split."""
+
+    phase: PhaseConfig
+    device: torch.device
+    rank: int                                   # this process (0 without torchrun)
+    world: int                                  # processes (1 without torchrun)
+    micro: int                                  # images per rank and micro-batch: batch / (world * grad_accum)
+    perc: nn.Module | None                      # perceptual loss, None when unavailable or weighted 0
+    ckpt_dir: Path | None                       # train_state.pt and model.safetensors go here; None = no files
+    log: Callable[[str], None]
+
+    @property
+    def ddp(self) -> bool:
+        return self.world > 1
+
+    @property
+    def state_path(self) -> Path | None:
+        return self.ckpt_dir / TRAIN_STATE if self.ckpt_dir is not None else None
+
+    def autocast(self):
+        """bf16 autocast on GPU; plain fp32 on CPU."""
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
+
+
+@dataclass
+class _TrainState:
+    """What the steps change and ``train_state.pt`` holds: model, discriminator, optimisers, schedulers, EMA."""
+
+    model: nn.Module
+    trainable: list[str]                        # names of the parameters this phase updates
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    disc: nn.Module | None                      # PatchGAN discriminator when phase.gan
+    disc_opt: torch.optim.Optimizer | None
+    disc_sched: torch.optim.lr_scheduler.LambdaLR | None
+    ema: dict[str, torch.Tensor] | None         # EMA of the trainable parameters when phase.ema_decay
+    trainable_params: int
+    frozen_params: int
+    net: nn.Module | None = None                # what the forward runs through: model, or its DDP wrapper
+    dnet: nn.Module | None = None               # the same for the discriminator
+
+
+def _setup(model: nn.Module, phase: PhaseConfig, ckpt_dir, device, perceptual, log) -> _Run:
+    """Ranks (process group under torchrun), batch split and its checks, the perceptual loss."""
+    rank, world, device = distributed.init_distributed(str(device))
+    micro = phase.batch // (world * phase.grad_accum)
+    if micro * world * phase.grad_accum != phase.batch:
+        raise ValueError(f"{phase.name}: batch {phase.batch} is not divisible by world size {world} x grad_accum "
+                         f"{phase.grad_accum}")
+    f = int(getattr(model, "spatial_compression", 1))
+    if phase.resolution % f:
+        raise ValueError(f"{phase.name}: resolution {phase.resolution} is not a multiple of the model's f={f}")
+    device = torch.device(device)
+    if perceptual == "auto":
+        perceptual = losses.build_perceptual_loss()
+    perc = perceptual.to(device) if (perceptual is not None and phase.perceptual_weight > 0) else None
+    return _Run(phase=phase, device=device, rank=rank, world=world, micro=micro, perc=perc,
+                ckpt_dir=Path(ckpt_dir) if ckpt_dir is not None else None,
+                log=log or (lambda msg: print(msg) if rank == 0 else None))
+
+
+def _build(model: nn.Module, run: _Run) -> _TrainState:
+    """Freeze per the phase; the discriminator (seeded by the phase seed), AdamW + warm-up schedules, the EMA."""
+    phase = run.phase
+    model.to(run.device)
+    trainable = apply_trainable(model, phase)
+    params = [p for n, p in model.named_parameters() if p.requires_grad]
+    n_train = sum(p.numel() for p in params)
+    torch.manual_seed(_mix(phase.seed, "disc-init"))  # discriminator init is a function of the seed
+    disc = (losses.PatchDiscriminator(width=phase.disc_width, n_layers=phase.disc_layers, norm=phase.disc_norm)
+            .to(run.device) if phase.gan else None)
+    opt = torch.optim.AdamW(params, lr=phase.lr, betas=phase.betas, weight_decay=phase.weight_decay)
+
+    def warm(s: int) -> float:  # linear warm-up, then constant (the schedule is not published)
+        return min(1.0, (s + 1) / phase.warmup_steps) if phase.warmup_steps > 0 else 1.0
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warm)
+    disc_opt = disc_sched = None
+    if disc is not None:
+        disc_opt = torch.optim.AdamW(disc.parameters(), lr=phase.disc_lr or phase.lr, betas=phase.betas,
+                                     weight_decay=phase.weight_decay)
+        disc_sched = torch.optim.lr_scheduler.LambdaLR(disc_opt, warm)
+    ema = ({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+           if phase.ema_decay else None)
+    return _TrainState(model=model, trainable=trainable, opt=opt, sched=sched, disc=disc, disc_opt=disc_opt,
+                       disc_sched=disc_sched, ema=ema, trainable_params=n_train,
+                       frozen_params=sum(p.numel() for p in model.parameters()) - n_train)
+
+
+def _restore(s: _TrainState, run: _Run) -> int:
+    """Load ``train_state.pt`` if there is one (same phase config required); returns the step to continue from."""
+    path = run.state_path
+    if path is None or not path.exists():
+        return 0
+    state = torch.load(path, map_location=run.device, weights_only=False)
+    fingerprint = run.phase.fingerprint()
+    if state["phase"] != fingerprint:
+        diff = sorted(k for k in fingerprint if state["phase"].get(k) != fingerprint[k])
+        raise ValueError(f"{path} was written by a different phase config (fields {diff} differ); "
+                         f"use another checkpoint folder or resume=False")
+    s.model.load_state_dict(state["model"])
+    s.opt.load_state_dict(state["opt"])
+    s.sched.load_state_dict(state["sched"])
+    if s.disc is not None:
+        s.disc.load_state_dict(state["disc"])
+        s.disc_opt.load_state_dict(state["disc_opt"])
+        s.disc_sched.load_state_dict(state["disc_sched"])
+    if s.ema is not None:
+        s.ema = {k: v.to(run.device) for k, v in state["ema"].items()}
+    if state["world"] == run.world:  # another world size: the data order still matches, the RNG streams cannot
+        _set_rng_state(state["rng"][run.rank])
+    run.log(f"{run.phase.name}: resumed from {path} at step {state['step']}")
+    return state["step"]
+
+
+def _wrap_ddp(s: _TrainState, run: _Run) -> None:
+    """DistributedDataParallel wrappers under torchrun (after the restore: DDP broadcasts rank 0's weights)."""
+    s.net = nn.parallel.DistributedDataParallel(s.model) if run.ddp else s.model
+    s.dnet = nn.parallel.DistributedDataParallel(s.disc) if (run.ddp and s.disc is not None) else s.disc
+
+
+def _save_state(s: _TrainState, run: _Run, step: int) -> None:
+    """Write ``train_state.pt`` (rank 0, atomically), with every rank's RNG state; the keys old checkpoints have."""
+    if run.state_path is None:
+        return
+    rngs = [None] * run.world
+    if run.ddp:
+        dist.all_gather_object(rngs, _rng_state())
+    else:
+        rngs = [_rng_state()]
+    if run.rank == 0:
+        atomic_torch_save({
+            "phase": run.phase.fingerprint(), "step": step, "world": run.world,
+            "model": s.model.state_dict(), "opt": s.opt.state_dict(), "sched": s.sched.state_dict(),
+            "disc": s.disc.state_dict() if s.disc is not None else None,
+            "disc_opt": s.disc_opt.state_dict() if s.disc_opt is not None else None,
+            "disc_sched": s.disc_sched.state_dict() if s.disc_sched is not None else None,
+            "ema": s.ema, "rng": rngs, "trainable": s.trainable}, run.state_path)
+
+
+def _micro_step(s: _TrainState, run: _Run, x: torch.Tensor, sync: bool, sums: dict[str, float]) -> bool:
+    """Forward + backward of one micro-batch (generator side, then the discriminator on detached reconstructions);
+    adds its share of each loss to ``sums``; returns whether every loss was finite. ``sync``: DDP all-reduces the
+    gradients of this micro-batch (the last one of the step)."""
+    phase, zero = run.phase, torch.zeros((), device=run.device)
+    with (nullcontext() if sync else s.net.no_sync()):
+        with run.autocast():
+            x_hat = s.net(x)  # (b, 3, r, r)
+            l1 = losses.l1_loss(x_hat, x)
+            lp = run.perc(x_hat, x) if run.perc is not None else zero
+            loss = phase.l1_weight * l1 + phase.perceptual_weight * lp
+            g = zero
+            if s.disc is not None:  # generator side: D is used but not updated by this loss
+                s.disc.requires_grad_(False)
+                g = losses.generator_adversarial_loss(s.disc(x_hat))
+                s.disc.requires_grad_(True)
+                loss = loss + phase.gan_weight * g
+        finite = bool(torch.isfinite(loss))
+        (loss / phase.grad_accum).backward()
+    if s.disc is not None:  # discriminator side, on detached reconstructions
+        with (nullcontext() if sync else s.dnet.no_sync()):
+            with run.autocast():
+                d = losses.discriminator_hinge_loss(s.dnet(x), s.dnet(x_hat.detach()))
+            finite &= bool(torch.isfinite(d))
+            (d / phase.grad_accum).backward()
+        sums["disc"] += float(d.detach()) / phase.grad_accum
+    for k, v in (("l1", l1), ("perceptual", lp), ("gan_g", g), ("loss", loss)):
+        sums[k] += float(v.detach()) / phase.grad_accum
+    return finite
+
+
+def _diverged(run: _Run, step: int, sums: dict[str, float]) -> TrainingDiverged:
+    path = run.state_path
+    last_good = (f"{path} (step {torch.load(path, map_location='cpu', weights_only=False)['step']})"
+                 if path is not None and path.exists() else "none written yet")
+    return TrainingDiverged(f"{run.phase.name}: non-finite loss at step {step + 1} (losses {sums}); stopped before "
+                            f"the optimiser step; last good checkpoint: {last_good}")
+
+
+def _optimiser_step(s: _TrainState, run: _Run) -> None:
+    """AdamW + schedule steps (generator, then discriminator), then the EMA update."""
+    s.opt.step()
+    s.sched.step()
+    s.opt.zero_grad(set_to_none=True)
+    if s.disc is not None:
+        s.disc_opt.step()
+        s.disc_sched.step()
+        s.disc_opt.zero_grad(set_to_none=True)
+    if s.ema is not None:
+        with torch.no_grad():
+            for n, p in s.model.named_parameters():
+                if n in s.ema:
+                    s.ema[n].lerp_(p.detach(), 1.0 - run.phase.ema_decay)
+
+
+def _train_step(s: _TrainState, run: _Run, data: CropSource, step: int) -> dict[str, float]:
+    """Optimiser step ``step``: grad_accum micro-batches of this rank's share of the batch, the NaN guard (all ranks
+    agree), the update; returns the step's losses (mean over ranks)."""
+    phase = run.phase
+    plan = sample_plan(phase.seed, step, phase.batch, len(data))
+    sums = {"l1": 0.0, "perceptual": 0.0, "gan_g": 0.0, "disc": 0.0, "loss": 0.0}
+    finite = True
+    for m in range(phase.grad_accum):
+        lo = (m * run.world + run.rank) * run.micro
+        x = load_batch(data, plan[lo:lo + run.micro], phase.resolution).to(run.device)  # (b, 3, r, r)
+        finite &= _micro_step(s, run, x, sync=m == phase.grad_accum - 1 or not run.ddp, sums=sums)
+    if run.ddp:  # every rank must agree to stop
+        flag = torch.tensor([0.0 if finite else 1.0], device=run.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        finite = flag.item() == 0.0
+    if not finite:
+        raise _diverged(run, step, sums)
+    _optimiser_step(s, run)
+    if run.ddp:
+        for k, v in sums.items():  # report the global mean
+            t = torch.tensor([v], device=run.device, dtype=torch.float64)
+            dist.all_reduce(t)
+            sums[k] = t.item() / run.world
+    return sums
+
+
+def _log_progress(s: _TrainState, run: _Run, done: int, history: list[dict], times: list[float]) -> None:
+    """One line per checkpoint: mean L1 and time per step since the previous one."""
+    every = run.phase.ckpt_every
+    recent = history[-every:]
+    run.log(f"{run.phase.name} step {done}/{run.phase.steps}: l1 {sum(h['l1'] for h in recent) / len(recent):.4f}, "
+            f"{sum(times[-every:]) / len(times[-every:]):.3f} s/step"
+            + (f", disc {recent[-1]['disc']:.3f}" if s.disc is not None else ""))
+
+
+def _finish(s: _TrainState, run: _Run, start: int, stop: int, history: list[dict], times: list[float]
+            ) -> TrainResult:
+    """After the last step of the phase: EMA weights into the model, ``model.safetensors``; always: unfreeze,
+    eval mode, and the result (mean of each loss over the last <= 10 steps)."""
+    phase, model = run.phase, s.model
+    end = max(start, stop)
+    if end >= phase.steps and s.ema is not None:  # the run's output is the EMA weights
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if n in s.ema:
+                    p.copy_(s.ema[n])
+    if end >= phase.steps and run.ckpt_dir is not None and run.rank == 0:
+        _save_final_model(model, run.ckpt_dir / FINAL_MODEL)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.eval()
+    timed = times[1:] if len(times) > 1 else times
+    tail = history[-10:]
+    final = {k: sum(h[k] for h in tail) / len(tail) for k in (tail[0] if tail else {})}
+    if not phase.gan:
+        final = {k: v for k, v in final.items() if k not in ("gan_g", "disc")}
+    if run.perc is None:
+        final.pop("perceptual", None)
+    return TrainResult(steps=end, resumed_from=start, s_per_step=sum(timed) / max(1, len(timed)),
+                       trainable_params=s.trainable_params, frozen_params=s.frozen_params,
+                       perceptual=losses.perceptual_status(run.perc), final=final, history=history)
 
 
 def train_autoencoder(model: nn.Module, phase: PhaseConfig, data: CropSource, *,
@@ -436,196 +662,35 @@ def train_autoencoder(model: nn.Module, phase: PhaseConfig, data: CropSource, *,
     ckpt_dir: where ``train_state.pt`` is written every ``phase.ckpt_every`` steps and at the end, and where
         ``model.safetensors`` (the final weights, EMA if enabled) is saved; None = no checkpoints.
     resume: continue from ``ckpt_dir/train_state.pt`` if it exists (it must come from the same phase config).
+    device: under torchrun the process group is set up here if it is not yet (``models.distributed``), and a CUDA
+        device becomes this rank's ``cuda:LOCAL_RANK``.
     perceptual: "auto" = LPIPS if its weights are cached (else none, recorded); or a module; or None.
     until_step: stop after this step as if preempted (checkpoint written, no final model): used by the resume test
         and for time-boxed jobs.
     Raises TrainingDiverged on a NaN/inf loss, before touching any weights or checkpoints of that step.
     """
-    rank, world = _world()
-    device = torch.device(device)
-    log = log or (lambda msg: print(msg) if rank == 0 else None)
-    ckpt_dir = Path(ckpt_dir) if ckpt_dir is not None else None
-    micro = phase.batch // (world * phase.grad_accum)
-    if micro * world * phase.grad_accum != phase.batch:
-        raise ValueError(f"{phase.name}: batch {phase.batch} is not divisible by world size {world} x grad_accum "
-                         f"{phase.grad_accum}")
-    f = int(getattr(model, "spatial_compression", 1))
-    if phase.resolution % f:
-        raise ValueError(f"{phase.name}: resolution {phase.resolution} is not a multiple of the model's f={f}")
-
-    # ---- losses, trainable set, optimisers ----
-    if perceptual == "auto":
-        perceptual = losses.build_perceptual_loss()
-    perc = perceptual.to(device) if (perceptual is not None and phase.perceptual_weight > 0) else None
-    model.to(device)
-    trainable = apply_trainable(model, phase)
-    params = [p for n, p in model.named_parameters() if p.requires_grad]
-    n_train = sum(p.numel() for p in params)
-    n_frozen = sum(p.numel() for p in model.parameters()) - n_train
-
-    torch.manual_seed(_mix(phase.seed, "disc-init"))  # discriminator init is a function of the seed
-    disc = (losses.PatchDiscriminator(width=phase.disc_width, n_layers=phase.disc_layers, norm=phase.disc_norm)
-            .to(device) if phase.gan else None)
-    opt = torch.optim.AdamW(params, lr=phase.lr, betas=phase.betas, weight_decay=phase.weight_decay)
-    warm = lambda s: min(1.0, (s + 1) / phase.warmup_steps) if phase.warmup_steps > 0 else 1.0  # noqa: E731
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warm)
-    disc_opt = disc_sched = None
-    if disc is not None:
-        disc_opt = torch.optim.AdamW(disc.parameters(), lr=phase.disc_lr or phase.lr, betas=phase.betas,
-                                     weight_decay=phase.weight_decay)
-        disc_sched = torch.optim.lr_scheduler.LambdaLR(disc_opt, warm)
-    ema = ({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-           if phase.ema_decay else None)
-
-    # ---- resume ----
-    start = 0
-    state_path = ckpt_dir / TRAIN_STATE if ckpt_dir is not None else None
-    if resume and state_path is not None and state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=False)
-        if state["phase"] != phase.fingerprint():
-            diff = sorted(k for k in phase.fingerprint() if state["phase"].get(k) != phase.fingerprint()[k])
-            raise ValueError(f"{state_path} was written by a different phase config (fields {diff} differ); "
-                             f"use another checkpoint folder or resume=False")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        if disc is not None:
-            disc.load_state_dict(state["disc"])
-            disc_opt.load_state_dict(state["disc_opt"])
-            disc_sched.load_state_dict(state["disc_sched"])
-        if ema is not None:
-            ema = {k: v.to(device) for k, v in state["ema"].items()}
-        if state["world"] == world:
-            _set_rng_state(state["rng"][rank])
-        start = state["step"]
-        log(f"{phase.name}: resumed from {state_path} at step {start}")
-
-    # ---- distributed wrappers ----
-    ddp = world > 1
-    net = nn.parallel.DistributedDataParallel(model) if ddp else model
-    dnet = nn.parallel.DistributedDataParallel(disc) if (ddp and disc is not None) else disc
-    use_amp = device.type == "cuda"
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else nullcontext
-
-    def save_state(step: int) -> None:
-        rngs = [None] * world
-        if ddp:
-            dist.all_gather_object(rngs, _rng_state())
-        else:
-            rngs = [_rng_state()]
-        if rank == 0 and state_path is not None:
-            _atomic_torch_save({
-                "phase": phase.fingerprint(), "step": step, "world": world,
-                "model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                "disc": disc.state_dict() if disc is not None else None,
-                "disc_opt": disc_opt.state_dict() if disc_opt is not None else None,
-                "disc_sched": disc_sched.state_dict() if disc_sched is not None else None,
-                "ema": ema, "rng": rngs, "trainable": trainable}, state_path)
-
-    # ---- steps ----
+    run = _setup(model, phase, ckpt_dir, device, perceptual, log)
+    s = _build(model, run)
+    start = _restore(s, run) if resume else 0
+    _wrap_ddp(s, run)
     set_train_mode(model)
-    if disc is not None:
-        disc.train()
+    if s.disc is not None:
+        s.disc.train()
     history: list[dict[str, float]] = []
     times: list[float] = []
     stop = phase.steps if until_step is None else min(until_step, phase.steps)
-    from tqdm import tqdm
     bar = tqdm(range(start, stop), initial=start, total=phase.steps, desc=phase.name, leave=False,
-               disable=not progress or rank != 0 or not sys.stderr.isatty())  # logs get one line per checkpoint
+               disable=not progress or run.rank != 0 or not sys.stderr.isatty())  # logs get one line per checkpoint
     for step in bar:
         t0 = time.perf_counter()
-        plan = sample_plan(phase.seed, step, phase.batch, len(data))
-        sums = {"l1": 0.0, "perceptual": 0.0, "gan_g": 0.0, "disc": 0.0, "loss": 0.0}
-        finite = True
-        for m in range(phase.grad_accum):
-            lo = (m * world + rank) * micro
-            x = load_batch(data, plan[lo:lo + micro], phase.resolution).to(device)  # (b, 3, r, r)
-            last = m == phase.grad_accum - 1
-            with (nullcontext() if (last or not ddp) else net.no_sync()):
-                with autocast():
-                    x_hat = net(x)  # (b, 3, r, r)
-                    l1 = losses.l1_loss(x_hat, x)
-                    loss = phase.l1_weight * l1
-                    lp = perc(x_hat, x) if perc is not None else torch.zeros((), device=device)
-                    loss = loss + phase.perceptual_weight * lp
-                    g = torch.zeros((), device=device)
-                    if disc is not None:  # generator side: D is used but not updated by this loss
-                        disc.requires_grad_(False)
-                        g = losses.generator_adversarial_loss(disc(x_hat))
-                        disc.requires_grad_(True)
-                        loss = loss + phase.gan_weight * g
-                finite &= bool(torch.isfinite(loss))
-                (loss / phase.grad_accum).backward()
-            if disc is not None:  # discriminator side, on detached reconstructions
-                with (nullcontext() if (last or not ddp) else dnet.no_sync()):
-                    with autocast():
-                        d = losses.discriminator_hinge_loss(dnet(x), dnet(x_hat.detach()))
-                    finite &= bool(torch.isfinite(d))
-                    (d / phase.grad_accum).backward()
-                sums["disc"] += float(d.detach()) / phase.grad_accum
-            for k, v in (("l1", l1), ("perceptual", lp), ("gan_g", g), ("loss", loss)):
-                sums[k] += float(v.detach()) / phase.grad_accum
-        if ddp:  # every rank must agree to stop
-            flag = torch.tensor([0.0 if finite else 1.0], device=device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            finite = flag.item() == 0.0
-        if not finite:
-            last_good = (f"{state_path} (step {torch.load(state_path, map_location='cpu', weights_only=False)['step']})"
-                         if state_path is not None and state_path.exists() else "none written yet")
-            raise TrainingDiverged(f"{phase.name}: non-finite loss at step {step + 1} (losses {sums}); stopped before "
-                                   f"the optimiser step; last good checkpoint: {last_good}")
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        if disc is not None:
-            disc_opt.step()
-            disc_sched.step()
-            disc_opt.zero_grad(set_to_none=True)
-        if ema is not None:
-            with torch.no_grad():
-                for n, p in model.named_parameters():
-                    if n in ema:
-                        ema[n].lerp_(p.detach(), 1.0 - phase.ema_decay)
-        if ddp:
-            for k in sums:  # report the global mean
-                t = torch.tensor([sums[k]], device=device, dtype=torch.float64)
-                dist.all_reduce(t)
-                sums[k] = t.item() / world
-        history.append(sums)
+        history.append(_train_step(s, run, data, step))
         times.append(time.perf_counter() - t0)
-        bar.set_postfix(l1=f"{sums['l1']:.4f}")
-        done = step + 1
-        if done % phase.ckpt_every == 0 or done == stop:
-            if state_path is not None:
-                save_state(done)
-            recent = history[-phase.ckpt_every:]
-            log(f"{phase.name} step {done}/{phase.steps}: l1 {sum(h['l1'] for h in recent) / len(recent):.4f}, "
-                f"{sum(times[-phase.ckpt_every:]) / len(times[-phase.ckpt_every:]):.3f} s/step"
-                + (f", disc {recent[-1]['disc']:.3f}" if disc is not None else ""))
+        bar.set_postfix(l1=f"{history[-1]['l1']:.4f}")
+        if (step + 1) % phase.ckpt_every == 0 or step + 1 == stop:
+            _save_state(s, run, step + 1)
+            _log_progress(s, run, step + 1, history, times)
     bar.close()
-
-    end = max(start, stop)
-    if end >= phase.steps and ema is not None:  # the run's output is the EMA weights
-        with torch.no_grad():
-            for n, p in model.named_parameters():
-                if n in ema:
-                    p.copy_(ema[n])
-    if end >= phase.steps and ckpt_dir is not None and rank == 0:
-        save_final_model(model, ckpt_dir / FINAL_MODEL)
-    for p in model.parameters():
-        p.requires_grad_(True)
-    model.eval()
-
-    timed = times[1:] if len(times) > 1 else times
-    tail = history[-10:]
-    final = {k: sum(h[k] for h in tail) / len(tail) for k in (tail[0] if tail else {})}
-    if not phase.gan:
-        final = {k: v for k, v in final.items() if k not in ("gan_g", "disc")}
-    if perc is None:
-        final.pop("perceptual", None)
-    return TrainResult(steps=end, resumed_from=start, s_per_step=sum(timed) / max(1, len(timed)),
-                       trainable_params=n_train, frozen_params=n_frozen,
-                       perceptual=losses.perceptual_status(perc), final=final, history=history)
+    return _finish(s, run, start, stop, history, times)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -634,9 +699,6 @@ def train_autoencoder(model: nn.Module, phase: PhaseConfig, data: CropSource, *,
 
 def main(argv: Sequence[str] | None = None) -> None:
     """``torchrun --nproc_per_node=K -m models.train_autoencoder --model dc-ae-f32c32-small --phase phase1 ...``"""
-    import models
-    from models import data as data_mod
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  epilog="example: torchrun --nproc_per_node=2 -m models.train_autoencoder "
                                         "--model dc-ae-f32c32-small --phase phase1 --set resolution=64 steps=200 "
@@ -650,12 +712,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--no-resume", action="store_true")
     args = ap.parse_args(argv)
 
-    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group(backend)
-    device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
+    _, world, device = distributed.init_distributed("cuda" if torch.cuda.is_available() else "cpu")
     overrides = {}
     for item in args.set:
         key, _, value = item.partition("=")
@@ -663,14 +720,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     if "betas" in overrides:
         overrides["betas"] = tuple(overrides["betas"])
     phase = dataclasses.replace(PHASES[args.phase], **overrides)
-    model = models.load(args.model) if args.model.endswith(".safetensors") else models.build(args.model)
-    dataset = (data_mod.ImageFolderDataset(args.data, phase.resolution) if args.data
-               else data_mod.EmbeddedPhotos("train", phase.resolution))
+    model = checkpoints.load(args.model) if args.model.endswith(".safetensors") else zoo.build(args.model)
+    dataset = (ImageFolderDataset(args.data, phase.resolution) if args.data
+               else EmbeddedPhotos("train", phase.resolution))
     result = train_autoencoder(model, phase, DatasetCropSource(dataset, phase.resolution), ckpt_dir=args.ckpt_dir,
                                resume=not args.no_resume, device=device)
-    if _world()[0] == 0:
+    if distributed.is_main_process():
         print(json.dumps({**result.metrics(), "perceptual": result.perceptual}, indent=2))
-    if dist.is_initialized():
+    if world > 1:
         dist.destroy_process_group()
 
 

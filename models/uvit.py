@@ -14,11 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
+from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from models.dit import timestep_sinusoid, unpatchify
+from models.vit_blocks import Attention, mlp
 
 # Number of extra (non-patch) tokens prepended to the sequence: class token and time token.
 EXTRA_TOKENS = 2
@@ -28,27 +28,6 @@ EXTRA_TOKENS = 2
 # Block
 # ----------------------------------------------------------------------------------------------------------------
 
-class Attention(nn.Module):
-    """Multi-head self-attention; qkv **without bias**, output projection with bias (U-ViT).
-
-    efficientvit casts q, k, v to fp32 before SDPA; under CUDA autocast PyTorch casts SDPA inputs back to fp16/bf16,
-    so we leave the dtype to autocast (same kernel, no extra copies).
-    """
-
-    def __init__(self, dim: int, num_heads: int):
-        super().__init__()
-        self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, l, d = x.shape
-        heads, dh = self.num_heads, d // self.num_heads
-        qkv = self.qkv(x).reshape(n, l, 3, heads, dh).permute(2, 0, 3, 1, 4)  # (3, N, H, L, Dh)
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])          # (N, H, L, Dh)
-        return self.proj(out.transpose(1, 2).reshape(n, l, d))                 # (N, L, D)
-
-
 class UViTBlock(nn.Module):
     """Pre-norm transformer block; out blocks first fuse their long skip with Linear(2D -> D)."""
 
@@ -56,10 +35,9 @@ class UViTBlock(nn.Module):
         super().__init__()
         self.skip_linear = nn.Linear(2 * dim, dim) if skip else None
         self.norm1 = nn.LayerNorm(dim)  # affine, eps 1e-5
-        self.attn = Attention(dim, num_heads)
+        self.attn = Attention(dim, num_heads, qkv_bias=False)  # U-ViT: qkv without bias
         self.norm2 = nn.LayerNorm(dim)
-        hidden = int(dim * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))  # exact GELU
+        self.mlp = mlp(dim, mlp_ratio, approximate="none")  # exact GELU
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         if self.skip_linear is not None:

@@ -1,10 +1,10 @@
 """Model registry: autoencoder name -> config, read top to bottom; `build`, `list_models`, `models_table`.
 
 Names follow the released checkpoints (timm-style `arch-tag`, e.g. `dc-ae-f64c128-in-1.0`) plus the reduced
-`{dc-ae,sd-vae}-f{f}c{c}-{small,tiny}` variants of the small / smoke scales (docs/design.md, "Models contract").
-Each family module exports a variants dict (name -> typed config), the model class, and optionally
-`OFFICIAL_PARAMS` (name -> parameter count of the released checkpoint). Family modules are imported lazily, so
-that a family file that is missing (or broken) only affects its own names; diffusers is never imported here.
+`{dc-ae,sd-vae}-f{f}c{c}-{small,tiny}` variants of the small / smoke scales (docs/design.md, "Models contract"),
+each written out once in its family's variants table (`models/dc_ae.py`, `models/sd_vae.py`). Each family module
+exports that table (name -> typed config), the model class, and `OFFICIAL_PARAMS` (name -> parameter count of the
+released checkpoint). Nothing here imports diffusers.
 """
 
 from __future__ import annotations
@@ -12,16 +12,32 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
-import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-# family -> (module, model class, variants dict). Read top to bottom: one line per autoencoder family.
-FAMILIES: dict[str, tuple[str, str, str]] = {
-    "dc-ae": ("models.dc_ae", "DCAE", "DC_AE_VARIANTS"),  # DC-AE (paper §3) and its reduced variants
-    "sd-vae": ("models.sd_vae", "SDVAE", "SD_VAE_VARIANTS"),  # SD-VAE f8 and the stacked baselines (§3.1)
+from models.dc_ae import DC_AE_VARIANTS, DCAE, DCAEConfig
+from models.dc_ae import OFFICIAL_PARAMS as DC_AE_OFFICIAL_PARAMS
+from models.sd_vae import OFFICIAL_PARAMS as SD_VAE_OFFICIAL_PARAMS
+from models.sd_vae import SD_VAE_VARIANTS, SDVAE, SDVAEConfig
+
+
+@dataclass(frozen=True)
+class Family:
+    """One autoencoder family: its module, its config dataclass, its variants and the released parameter counts."""
+
+    model_class: type[nn.Module]
+    config_class: type  # the typed config dataclass every variant of the family is an instance of
+    variants: Mapping[str, object]  # registry name -> config
+    official_params: Mapping[str, int]  # registry name -> parameters of the released checkpoint
+
+
+# family -> Family. Read top to bottom: one line per autoencoder family.
+FAMILIES: dict[str, Family] = {
+    "dc-ae": Family(DCAE, DCAEConfig, DC_AE_VARIANTS, DC_AE_OFFICIAL_PARAMS),  # DC-AE (paper §3), reduced variants
+    "sd-vae": Family(SDVAE, SDVAEConfig, SD_VAE_VARIANTS, SD_VAE_OFFICIAL_PARAMS),  # SD-VAE f8, stacked (§3.1)
 }
 
 
@@ -38,34 +54,18 @@ class ModelInfo:
     official_params: int | None  # parameter count of the released checkpoint, where one exists
 
 
-def _family_module(family: str):
-    module_name, _, _ = FAMILIES[family]
-    return importlib.import_module(module_name)
-
-
-@functools.cache
-def _registry() -> dict[str, tuple[str, object]]:
-    """name -> (family, config), over all families whose module imports."""
-    names: dict[str, tuple[str, object]] = {}
-    for family, (_, _, variants_attr) in FAMILIES.items():
-        try:
-            module = _family_module(family)
-        except ModuleNotFoundError as e:  # a family file not written yet: its names are simply absent
-            if e.name != FAMILIES[family][0]:
-                raise  # a real import error inside the family module must not be hidden
-            continue
-        for name, config in getattr(module, variants_attr).items():
-            names[name] = (family, config)
-    return names
+# name -> (family, config), in registry order: DC-AE released, DC-AE reduced, then SD-VAE.
+REGISTRY: dict[str, tuple[str, object]] = {
+    name: (family, config) for family, fam in FAMILIES.items() for name, config in fam.variants.items()
+}
 
 
 def _lookup(name: str) -> tuple[str, object]:
-    registry = _registry()
-    if name not in registry:
-        close = difflib.get_close_matches(name, list(registry), n=5, cutoff=0.5)
-        hint = f"close names: {', '.join(close)}" if close else f"known: {', '.join(sorted(registry))}"
+    if name not in REGISTRY:
+        close = difflib.get_close_matches(name, list(REGISTRY), n=5, cutoff=0.5)
+        hint = f"close names: {', '.join(close)}" if close else f"known: {', '.join(sorted(REGISTRY))}"
         raise ValueError(f"unknown model {name!r}; {hint}")
-    return registry[name]
+    return REGISTRY[name]
 
 
 def get_config(name: str, **overrides):
@@ -82,8 +82,12 @@ def family_of(name: str) -> str:
     return _lookup(name)[0]
 
 
-def model_class(family: str) -> type[nn.Module]:
-    return getattr(_family_module(family), FAMILIES[family][1])
+def family_of_model(model: nn.Module) -> str:
+    """The family whose model class `model` is an instance of (ValueError for any other module)."""
+    for family, fam in FAMILIES.items():
+        if isinstance(model, fam.model_class):
+            return family
+    raise ValueError(f"{type(model).__name__} is not a registry autoencoder ({', '.join(FAMILIES)})")
 
 
 def build(name: str, **overrides) -> nn.Module:
@@ -92,13 +96,13 @@ def build(name: str, **overrides) -> nn.Module:
     Build under `with torch.device("meta"):` to count parameters of the large variants without allocating them.
     """
     family = family_of(name)
-    model = model_class(family)(get_config(name, **overrides))
+    model = FAMILIES[family].model_class(get_config(name, **overrides))
     model.name = name
     return model
 
 
 def official_params(name: str) -> int | None:
-    return getattr(_family_module(family_of(name)), "OFFICIAL_PARAMS", {}).get(name)
+    return FAMILIES[family_of(name)].official_params.get(name)
 
 
 def count_params(model: nn.Module) -> int:
@@ -124,7 +128,7 @@ def info(name: str) -> ModelInfo:
 
 def list_models() -> list[ModelInfo]:
     """One record per registered autoencoder, in registry order (DC-AE released, DC-AE reduced, then SD-VAE)."""
-    return [info(name) for name in _registry()]
+    return [info(name) for name in REGISTRY]
 
 
 def models_table(sizes: tuple[int, ...] = (256, 512, 1024)) -> list[dict]:

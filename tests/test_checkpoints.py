@@ -149,11 +149,10 @@ def test_diffusers_layout_folder_dc_ae(tmp_path):
 
 def test_diffusers_layout_folder_sd_vae(tmp_path):
     diffusers = pytest.importorskip("diffusers")
-    sd_vae = pytest.importorskip("models.sd_vae")
     name = "sd-vae-f8c4-tiny"
     cfg = models.build(name).config
     torch.manual_seed(0)
-    oracle = diffusers.AutoencoderKL(**sd_vae.diffusers_kwargs(cfg)).eval()
+    oracle = diffusers.AutoencoderKL(**checkpoints.diffusers_kl_kwargs(cfg)).eval()
     oracle.save_pretrained(tmp_path)
     ours = models.load_pretrained(name, tmp_path)
     z = torch.randn(1, cfg.latent_channels, 4, 4)

@@ -6,7 +6,6 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.errors import UsageError
 from models import data as D
 
 
@@ -104,13 +103,13 @@ def test_image_folder_truncated_file_is_skipped_not_fatal(tmp_path):
     assert ds[1].shape == (3, 32, 32)  # __getitem__ substitutes the next readable image
 
 
-def test_image_folder_empty_or_unreadable_is_a_usage_error(tmp_path):
-    with pytest.raises(UsageError, match="no .jpg"):
+def test_image_folder_empty_or_unreadable_is_a_data_folder_error(tmp_path):
+    with pytest.raises(D.DataFolderError, match="no .jpg"):
         D.ImageFolderDataset(tmp_path, 32)
     (tmp_path / "x.png").write_bytes(b"garbage")
-    with pytest.raises(UsageError, match="none of its 1 image files"):
+    with pytest.raises(D.DataFolderError, match="none of its 1 image files"):
         D.ImageFolderDataset(tmp_path, 32)
-    with pytest.raises(UsageError, match="not a folder"):
+    with pytest.raises(D.DataFolderError, match="not a folder"):
         D.ImageFolderDataset(tmp_path / "missing", 32)
 
 

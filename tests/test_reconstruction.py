@@ -19,6 +19,7 @@ from torch import nn
 
 import models
 import models.zoo
+from models import distributed
 from bench.configs import DataOption, ReconConfig, TrainAEConfig, folder
 from bench.errors import Unavailable, UsageError
 from bench.evals import reconstruction as R
@@ -147,8 +148,9 @@ _TORCHRUN_SCRIPT = textwrap.dedent("""
     from test_reconstruction import StandInAE
     from bench.evals import reconstruction as R
     from bench.evals.inception import TinyFeatures
+    from models import distributed
     from models.data import SyntheticDataset
-    rank, world, device = R.init_distributed("cpu")
+    rank, world, device = distributed.init_distributed("cpu")
     out = Path(sys.argv[1])
     m = R.evaluate(StandInAE(), SyntheticDataset(13, 32), out, feature_net=TinyFeatures(), batch_size=4,
                    cache_dir=out / "_cache", log=lambda s: None).metrics

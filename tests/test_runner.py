@@ -75,7 +75,7 @@ def test_crash_leaves_no_result_and_keeps_previous(tmp_path):
 
 
 def _die_mid_write(path):
-    import bench.provenance as prov
+    import models.io as prov  # the one atomic-write implementation
     real_replace = os.replace
 
     def boom(*a, **k):

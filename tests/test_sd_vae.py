@@ -9,16 +9,18 @@ import dataclasses
 import pytest
 import torch
 
+from models.checkpoints import (
+    convert_diffusers_kl_to_ours,
+    convert_ldm_kl_to_ours,
+    convert_ours_to_diffusers_kl,
+    convert_ours_to_ldm_kl,
+    diffusers_kl_kwargs,
+)
 from models.sd_vae import (
     OFFICIAL_PARAMS,
     SD_VAE_VARIANTS,
     SDVAE,
     SDVAEConfig,
-    convert_diffusers_kl_to_ours,
-    convert_ldm_kl_to_ours,
-    convert_ours_to_diffusers_kl,
-    convert_ours_to_ldm_kl,
-    diffusers_kwargs,
     kl_divergence,
     stacked,
 )
@@ -93,7 +95,7 @@ def test_full_size_layout_matches_diffusers(name):
     """Every key and shape of the full-size diffusers model converts onto ours (meta device, no numbers)."""
     cfg = SD_VAE_VARIANTS[name]
     with torch.device("meta"):
-        ref = diffusers.AutoencoderKL(**diffusers_kwargs(cfg))
+        ref = diffusers.AutoencoderKL(**diffusers_kl_kwargs(cfg))
     ours = meta_model(cfg).state_dict()
     converted = convert_diffusers_kl_to_ours(ref.state_dict())
     assert converted.keys() == ours.keys()
@@ -109,7 +111,7 @@ def test_full_size_layout_matches_diffusers(name):
 def _pair(cfg: SDVAEConfig, seed: int = 0):
     """A randomly initialised diffusers AutoencoderKL and ours holding its converted weights (strict load)."""
     torch.manual_seed(seed)
-    ref = diffusers.AutoencoderKL(**diffusers_kwargs(cfg)).eval()
+    ref = diffusers.AutoencoderKL(**diffusers_kl_kwargs(cfg)).eval()
     with torch.no_grad():  # non-trivial GroupNorm affine parameters, so a swapped norm cannot hide
         for name, p in ref.named_parameters():
             if "norm" in name:
@@ -140,7 +142,7 @@ def test_reverse_conversion_loads_into_diffusers(variant):
     cfg = PARITY_CONFIGS[variant]
     torch.manual_seed(2)
     ours = SDVAE(cfg).eval()
-    ref = diffusers.AutoencoderKL(**diffusers_kwargs(cfg)).eval()
+    ref = diffusers.AutoencoderKL(**diffusers_kl_kwargs(cfg)).eval()
     ref.load_state_dict(convert_ours_to_diffusers_kl(ours.state_dict()), strict=True)
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     with torch.no_grad():
@@ -203,7 +205,7 @@ def test_ldm_conversion_agrees_with_diffusers_single_file_converter():
 
     torch.manual_seed(4)
     ours = SDVAE(SMALL_STACKED).eval()
-    kwargs = diffusers_kwargs(SMALL_STACKED)
+    kwargs = diffusers_kl_kwargs(SMALL_STACKED)
     ref = diffusers.AutoencoderKL(**kwargs).eval()
     ref.load_state_dict(convert_ldm_vae_checkpoint(convert_ours_to_ldm_kl(ours.state_dict()), kwargs), strict=True)
     x = torch.rand(1, 3, 32, 32) * 2 - 1

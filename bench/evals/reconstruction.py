@@ -46,7 +46,7 @@ from bench.evals import metrics as M
 from bench.evals import protocol_id
 from bench.evals.inception import feature_network
 from bench.provenance import atomic_write_bytes, atomic_write_json
-from models import data
+from models import data, distributed
 
 # ----------------------------------------------------------------------------------------------------------------
 # The protocol preset
@@ -156,30 +156,6 @@ def _save_png(path: Path, u: torch.Tensor) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _dist_info() -> tuple[int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    return rank, world
-
-
-def _barrier(world: int) -> None:
-    if world > 1:
-        dist.barrier()
-
-
-def init_distributed(device: str) -> tuple[int, int, str]:
-    """(rank, world, device) under torchrun (process group: nccl on CUDA, gloo on CPU), or (0, 1, device)."""
-    rank, world = _dist_info()
-    if world > 1:
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-        if device.startswith("cuda"):
-            local = int(os.environ.get("LOCAL_RANK", "0"))
-            torch.cuda.set_device(local)
-            device = f"cuda:{local}"
-    return rank, world, device
-
-
 def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
              feature_net: torch.nn.Module | None, feature_unavailable: str | None = None,
              lpips: M.LPIPSAlex | None = None, lpips_unavailable: str | None = None,
@@ -197,7 +173,7 @@ def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
     Once the metrics are complete the shard files are replaced by ``shards/index.json`` (indices, ranks, timings)
     unless ``keep_shards``: they are only needed to resume, and hold 2 × 32 MB of 2048² statistics each.
     """
-    rank, world = _dist_info()
+    rank, world = distributed.rank(), distributed.world_size()
     work_dir = Path(work_dir)
     shard_dir = work_dir / "shards"
     n = len(dataset)
@@ -234,7 +210,7 @@ def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
                                         sample_dir=work_dir / "samples", n_samples=n_samples, key=shard_key))
         computed += 1
         log(f"shard {k + 1}/{n_shards}: images {idx.start}-{idx.stop - 1} done (rank {rank}/{world})")
-    _barrier(world)
+    distributed.barrier()
 
     files = [shard_dir / f"{k}-of-{n_shards}.npz" for k in range(n_shards)]
     if rank != 0:
@@ -486,7 +462,7 @@ def _build_dataset(cfg: ReconConfig, ctx: Any) -> Any:
                           else f"no {ds.name} folder given; pass --data {ds.name}=PATH")
     try:
         return data.ImageFolderDataset(path, cfg.resolution, n_images=cfg.n_images)
-    except ValueError as e:  # models.data: not a folder of readable images
+    except data.DataFolderError as e:  # not a folder of readable images
         raise UsageError(str(e)) from None
 
 
@@ -525,7 +501,7 @@ def run(cfg: ReconConfig, ctx: Any) -> dict:
     """Eval ``recon`` (fields: ``bench.configs.ReconConfig``): build the data set, the autoencoder and the metric
     networks from the config, then ``evaluate``; rank 0's metrics are returned on every rank."""
     _check_preconditions(cfg, ctx)
-    rank, world, device = init_distributed(ctx.device)
+    rank, world, device = distributed.init_distributed(ctx.device)
     dataset = _build_dataset(cfg, ctx)
     model, weights_id = _load_model(cfg, ctx)
     res = evaluate(model, dataset, ctx.run_dir, **_metric_networks(cfg, ctx, device), batch_size=cfg.batch_size,

@@ -59,7 +59,10 @@ def _train_source(ctx, resolution: int) -> DatasetCropSource:
         option = ctx.options.get("data")
         if not option or option.root is None:
             raise UsageError("train-ae at paper scale needs --data FOLDER (an image folder of the training set)")
-        return DatasetCropSource(data.ImageFolderDataset(option.root, resolution), resolution)
+        try:
+            return DatasetCropSource(data.ImageFolderDataset(option.root, resolution), resolution)
+        except data.DataFolderError as e:  # not a folder of readable images: one line, no traceback
+            raise UsageError(str(e)) from None
     return DatasetCropSource(data.EmbeddedPhotos("train", resolution), resolution)
 
 
