@@ -30,10 +30,6 @@ from bench.spec import RunRef, Spec
 from models.distributed import is_main_process
 
 
-def _dependency_fields(cfg: EvalConfig) -> set[str]:
-    return {name for name, v in vars(cfg).items() if isinstance(v, EvalConfig)}
-
-
 class RunFailed(Exception):
     """An eval raised an unexpected error; its traceback is in the run's log.txt."""
 
@@ -104,7 +100,7 @@ class Runner:
         """Id and stored form of a resolved config: its fields, the eval's protocol version and the ids of the runs
         it depends on (``configs.dependencies``, recursively; each dependency is named by its id, not its fields),
         so a changed training recipe also renames every evaluation of its checkpoint."""
-        stored = {k: v for k, v in fields_json(cfg).items() if k not in _dependency_fields(cfg)}
+        stored = {k: v for k, v in fields_json(cfg).items() if not isinstance(getattr(cfg, k), EvalConfig)}
         stored["_protocol_version"] = evals.version(cfg.EVAL)
         deps = [self.run_id_of(d, scale)[0] for d in dependencies(cfg)]
         if deps:
@@ -225,8 +221,8 @@ class Built:
     problems: list[str]
 
 
-def collect(spec: Spec, panel: str, scale: str, runner: Runner, progress=None) -> Built:
-    """Ensure every row's run, then assemble one record per (row, metric). Errors become cells, never crashes."""
+def _ensure_rows(spec: Spec, panel: str, scale: str, runner: Runner, progress):
+    """Run (or reuse) every row's run: (results by label, a status per row that has none, failure lines)."""
     results: dict[str, RunResult] = {}
     row_status: dict[str, str] = {}
     problems: list[str] = []
@@ -244,32 +240,40 @@ def collect(spec: Spec, panel: str, scale: str, runner: Runner, progress=None) -
         except RunFailed as e:
             row_status[row.label] = "failed (see run log)"
             problems.append(str(e))
-    metrics_by_label = {label: r.metrics for label, r in results.items()}
+    return results, row_status, problems
 
+
+def _row_values(spec: Spec, row, results: dict[str, RunResult], status: str):
+    """One row's metrics, run id(s), protocol and status: measured, derived from other rows, or paper only."""
+    if row.label in results:
+        res = results[row.label]
+        return res.metrics, res.run_id, str(res.metrics.get("_protocol", evals.protocol_id(row.run.eval))), status
+    if row.derive is None:
+        paper_only = f"paper only{': ' + row.note if row.note else ''}"
+        return {}, "", "", paper_only if row.run is None else status
+    ours: dict[str, Any] = {}
+    try:
+        ours = dict(row.derive({label: r.metrics for label, r in results.items()}))
+    except (KeyError, TypeError, ZeroDivisionError, ValueError) as e:
+        status = f"not derivable ({type(e).__name__}: {e})"
+    srcs = ours.pop("_from", None)
+    rid = ";".join(results[s].run_id for s in srcs if s in results) if srcs else "derived"
+    return ours, rid, "derived", status
+
+
+def _paper_values(spec: Spec, row) -> dict[str, float]:
+    if row.paper is not None:
+        return paper.values(row.paper.artifact or spec.id, **row.paper.filters())
+    return _derive_paper(spec, row) if row.derive is not None else {}
+
+
+def collect(spec: Spec, panel: str, scale: str, runner: Runner, progress=None) -> Built:
+    """Ensure every row's run, then assemble one record per (row, metric). Errors become cells, never crashes."""
+    results, row_status, problems = _ensure_rows(spec, panel, scale, runner, progress)
     records = []
     for row in spec.rows:
-        ours_metrics: dict[str, Any] = {}
-        rid, protocol, status = "", "", row_status.get(row.label, "")
-        if row.label in results:
-            res = results[row.label]
-            ours_metrics, rid = res.metrics, res.run_id
-            protocol = str(res.metrics.get("_protocol", evals.protocol_id(row.run.eval)))
-        elif row.derive is not None:
-            try:
-                ours_metrics = dict(row.derive(metrics_by_label))
-            except (KeyError, TypeError, ZeroDivisionError, ValueError) as e:
-                status = f"not derivable ({type(e).__name__}: {e})"
-            srcs = ours_metrics.pop("_from", None)
-            rid = ";".join(results[s].run_id for s in srcs if s in results) if srcs else "derived"
-            protocol = "derived"
-        elif row.run is None:
-            status = f"paper only{': ' + row.note if row.note else ''}"
-        if row.paper is not None:
-            paper_vals = paper.values(row.paper.artifact or spec.id, **row.paper.filters())
-        elif row.derive is not None:
-            paper_vals = _derive_paper(spec, row)
-        else:
-            paper_vals = {}
+        ours_metrics, rid, protocol, status = _row_values(spec, row, results, row_status.get(row.label, ""))
+        paper_vals = _paper_values(spec, row)
         for col in spec.columns:
             ours_raw = ours_metrics.get(col.metric)
             p = paper_vals.get(col.metric)

@@ -19,7 +19,6 @@ from torch import nn
 
 import models
 import models.zoo
-from models import distributed
 from bench.configs import DataOption, ReconConfig, TrainAEConfig, folder
 from bench.errors import Unavailable, UsageError
 from bench.evals import reconstruction as R

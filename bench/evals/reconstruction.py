@@ -25,7 +25,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import time
 import zipfile
 from collections.abc import Callable
@@ -156,6 +155,120 @@ def _save_png(path: Path, u: torch.Tensor) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+@dataclass(frozen=True)
+class _ShardPlan:
+    """How one evaluation is cut into resumable shards, and the keys that say which files belong to it."""
+
+    ranges: list[range]         # contiguous image ranges, one per shard
+    shard_dir: Path             # <run_dir>/shards
+    shard_key: str              # images + feature network + protocol + weights: a finished shard with it is reused
+    ref_key: str                # images + feature network + protocol: the cached reference statistics
+    ref_path: Path | None       # where those statistics are cached (None: no cache)
+    ref_cached: bool            # the originals' statistics exist already: shards skip them
+    keep: bool                  # keep raw features (KID) as well as the moments
+    fdim: int                   # feature dimension (0: no feature network)
+
+    @property
+    def files(self) -> list[Path]:
+        return [self.shard_dir / f"{k}-of-{len(self.ranges)}.npz" for k in range(len(self.ranges))]
+
+
+def _plan_shards(model, dataset, work_dir: Path, feature_net, protocol: ReconProtocol, *, world: int,
+                 n_shards: int | None, shard_images: int | None, cache_dir: Path | None, weights_id: str,
+                 keep_features: bool | None) -> _ShardPlan:
+    n = len(dataset)
+    if n == 0:
+        raise UsageError("the evaluation set is empty")
+    ranges = shard_ranges(n, n_shards or default_shard_count(n, world, shard_images))
+    keep = keep_features if keep_features is not None else n <= 10_000  # raw features for KID on small sets
+    fsha = getattr(feature_net, "sha256", "") if feature_net is not None else ""
+    # Reference statistics of the originals, cached across runs (same images + feature weights + protocol).
+    ref_key = hashlib.sha256(json.dumps([dataset.identity, n, fsha, protocol.digest(), keep]).encode()
+                             ).hexdigest()[:16]
+    ref_path = (cache_dir / f"fid-ref-{ref_key}.npz") if cache_dir is not None else None
+    shard_key = hashlib.sha256(json.dumps([ref_key, weights_id, state_digest(model), len(ranges)]).encode()
+                               ).hexdigest()[:16]
+    return _ShardPlan(ranges, Path(work_dir) / "shards", shard_key, ref_key, ref_path,
+                      feature_net is not None and ref_path is not None and ref_path.exists(), keep,
+                      getattr(feature_net, "dim", 0) if feature_net is not None else 0)
+
+
+def _compute_shards(plan: _ShardPlan, model, dataset, feature_net, lpips, *, batch_size: int, device: str,
+                    sample_dir: Path, n_samples: int, max_shards: int | None, log: Callable[[str], None]) -> None:
+    """This rank's shards that are not finished yet, each written atomically as soon as it is done."""
+    rank, world, n_shards = distributed.rank(), distributed.world_size(), len(plan.ranges)
+    computed = 0
+    for k, (idx, path) in enumerate(zip(plan.ranges, plan.files)):
+        if shard_owner(k, n_shards, world) != rank:  # each rank takes one contiguous block of shards
+            continue
+        old = _load_npz(path) if path.exists() else None
+        if old is not None and str(old.get("key")) == plan.shard_key:
+            continue  # finished earlier: resume skips it
+        if max_shards is not None and computed >= max_shards:
+            break
+        _save_npz(path, _evaluate_shard(model, dataset, idx, feature_net, lpips, batch_size, device,
+                                        need_ref=not plan.ref_cached, keep=plan.keep, fdim=plan.fdim,
+                                        sample_dir=sample_dir, n_samples=n_samples, key=plan.shard_key))
+        computed += 1
+        log(f"shard {k + 1}/{n_shards}: images {idx.start}-{idx.stop - 1} done (rank {rank}/{world})")
+
+
+def _feature_metrics(plan: _ShardPlan, shards: list[dict], n_ok: int, dataset, feature_net,
+                     feature_unavailable: str | None, batch_size: int, device: str) -> dict[str, Any]:
+    """rFID (and KID on small sets) from the shards' float64 statistics against the originals' statistics."""
+    if feature_net is None:
+        return {"rfid": feature_unavailable or "unavailable (no feature network)"}
+    if n_ok < 2:
+        return {"rfid": "unavailable (FID needs at least 2 images)"}
+    rec = _stats_from("rec", shards[0])
+    for s in shards[1:]:
+        rec.merge(_stats_from("rec", s))
+    ref = M.FeatureStats.from_arrays(_load_npz(plan.ref_path)) if plan.ref_cached else None
+    if ref is None:
+        parts = [_stats_from("ref", s) for s in shards]
+        if any(p is None for p in parts):  # the cache vanished after some shards skipped the originals
+            parts = [_reference_stats(dataset, s["indices"], feature_net, batch_size, device, plan.keep, plan.fdim)
+                     for s in shards]
+        ref = parts[0]
+        for p in parts[1:]:
+            ref.merge(p)
+        if plan.ref_path is not None:
+            _save_npz(plan.ref_path, ref.to_arrays())
+    out: dict[str, Any] = {"rfid": M.fid_from_stats(rec, ref)}
+    if plan.keep and rec.features is not None and ref.features is not None:
+        out["kid"] = M.kid(rec.all_features(), ref.all_features(), subset_size=min(1000, n_ok))
+    if n_ok < plan.fdim:
+        out["_fid_note"] = SMALL_N_FID_NOTE.format(n=n_ok, d=plan.fdim)
+    return out
+
+
+def _timing_metrics(shards: list[dict], n_ok: int) -> dict[str, Any]:
+    """Images/s and where the time went: the autoencoder, the FID network, the pixel metrics, the rest."""
+    wall, model_s, fid_s, pixel_s = (float(sum(float(s.get(k, 0.0)) for s in shards))
+                                     for k in ("wall_s", "model_s", "fid_s", "pixel_s"))
+    return {
+        "images_per_s": n_ok / wall if wall > 0 else math.nan,
+        "outside_model_share": 1 - model_s / wall if wall > 0 else math.nan,
+        # The same share without the FID network's own forward passes (Inception-v3 at 299 px, ~11 GFLOP per image
+        # whatever the autoencoder): what is left is data loading, uint8 conversion, PSNR/SSIM/LPIPS and samples.
+        "outside_model_share_excl_fid": (1 - model_s / (wall - fid_s)) if wall - fid_s > 0 else math.nan,
+        "_time_breakdown_s": json.dumps({"wall": round(wall, 3), "model": round(model_s, 3),
+                                         "fid_network": round(fid_s, 3), "psnr_ssim_lpips": round(pixel_s, 3),
+                                         "data_and_other": round(wall - model_s - fid_s - pixel_s, 3)}),
+    }
+
+
+def _replace_shards_by_index(plan: _ShardPlan, shards: list[dict]) -> None:
+    """Once the metrics exist the shard files are only needed to resume: keep an index (ranks, timings) instead."""
+    world = distributed.world_size()
+    atomic_write_json(plan.shard_dir / "index.json", {"key": plan.shard_key, "shards": [
+        {"file": p.name, "rank": shard_owner(k, len(plan.ranges), world), "first": plan.ranges[k].start,
+         "last": plan.ranges[k].stop - 1, "skipped": s["skipped"].tolist(), "wall_s": float(s["wall_s"]),
+         "model_s": float(s["model_s"])} for k, (p, s) in enumerate(zip(plan.files, shards))]})
+    for p in plan.files:
+        p.unlink(missing_ok=True)
+
+
 def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
              feature_net: torch.nn.Module | None, feature_unavailable: str | None = None,
              lpips: M.LPIPSAlex | None = None, lpips_unavailable: str | None = None,
@@ -164,7 +277,7 @@ def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
              n_samples: int = 8, weights_id: str = "", keep_features: bool | None = None,
              keep_shards: bool = False, protocol: ReconProtocol = DCAE_RECON,
              log: Callable[[str], None] = print) -> EvalResult:
-    """Reconstruct ``dataset`` with ``model`` and compute the protocol's metrics (see the module docstring).
+    """Reconstruct ``dataset`` with ``model`` and compute the protocol's metrics: shards -> reduce -> metrics.
 
     ``dataset`` serves ``len()``, ``get_uint8(i)`` (uint8 (3, r, r) or None if unreadable) and ``identity``.
     ``max_shards`` stops after computing that many new shards in this process (to simulate a kill in tests); the
@@ -174,125 +287,45 @@ def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
     unless ``keep_shards``: they are only needed to resume, and hold 2 × 32 MB of 2048² statistics each.
     """
     rank, world = distributed.rank(), distributed.world_size()
-    work_dir = Path(work_dir)
-    shard_dir = work_dir / "shards"
-    n = len(dataset)
-    if n == 0:
-        raise UsageError("the evaluation set is empty")
-    n_shards = n_shards or default_shard_count(n, world, shard_images)
-    ranges = shard_ranges(n, n_shards)
-    n_shards = len(ranges)
-    keep = keep_features if keep_features is not None else n <= 10_000  # raw features for KID on small sets
-    fdim = getattr(feature_net, "dim", 0) if feature_net is not None else 0
-    fsha = getattr(feature_net, "sha256", "") if feature_net is not None else ""
-
-    # Reference statistics of the originals, cached across runs (same images + feature weights + protocol).
-    ref_key = hashlib.sha256(json.dumps([dataset.identity, n, fsha, protocol.digest(), keep]).encode()
-                             ).hexdigest()[:16]
-    ref_path = (cache_dir / f"fid-ref-{ref_key}.npz") if cache_dir is not None else None
-    ref_cached = feature_net is not None and ref_path is not None and ref_path.exists()
-    shard_key = hashlib.sha256(json.dumps([ref_key, weights_id, state_digest(model), n_shards]).encode()
-                               ).hexdigest()[:16]
-
+    plan = _plan_shards(model, dataset, work_dir, feature_net, protocol, world=world, n_shards=n_shards,
+                        shard_images=shard_images, cache_dir=cache_dir, weights_id=weights_id,
+                        keep_features=keep_features)
     model = model.to(device).eval()
-    computed = 0
-    for k, idx in enumerate(ranges):
-        if shard_owner(k, n_shards, world) != rank:  # each rank takes one contiguous block of shards
-            continue
-        path = shard_dir / f"{k}-of-{n_shards}.npz"
-        old = _load_npz(path) if path.exists() else None
-        if old is not None and str(old.get("key")) == shard_key:
-            continue  # finished earlier: resume skips it
-        if max_shards is not None and computed >= max_shards:
-            break
-        _save_npz(path, _evaluate_shard(model, dataset, idx, feature_net, lpips, batch_size, device,
-                                        need_ref=not ref_cached, keep=keep, fdim=fdim,
-                                        sample_dir=work_dir / "samples", n_samples=n_samples, key=shard_key))
-        computed += 1
-        log(f"shard {k + 1}/{n_shards}: images {idx.start}-{idx.stop - 1} done (rank {rank}/{world})")
+    _compute_shards(plan, model, dataset, feature_net, lpips, batch_size=batch_size, device=device,
+                    sample_dir=Path(work_dir) / "samples", n_samples=n_samples, max_shards=max_shards, log=log)
     distributed.barrier()
-
-    files = [shard_dir / f"{k}-of-{n_shards}.npz" for k in range(n_shards)]
     if rank != 0:
-        return EvalResult({}, files)
-    shards = [_load_npz(p) if p.exists() else None for p in files]
-    if any(s is None or str(s.get("key")) != shard_key for s in shards):
-        done = sum(s is not None and str(s.get("key")) == shard_key for s in shards)
-        return EvalResult({"_complete": False, "_shards_done": done, "_shards": n_shards}, files)
+        return EvalResult({}, plan.files)
+    shards = [_load_npz(p) if p.exists() else None for p in plan.files]
+    done = sum(s is not None and str(s.get("key")) == plan.shard_key for s in shards)
+    if done < len(shards):
+        return EvalResult({"_complete": False, "_shards_done": done, "_shards": len(shards)}, plan.files)
 
-    # ---- reduce (float64) ----
-    psnr = np.concatenate([s["psnr"] for s in shards])
-    ssim = np.concatenate([s["ssim"] for s in shards])
-    lp = np.concatenate([s["lpips"] for s in shards])
-    indices = np.concatenate([s["indices"] for s in shards])
-    skipped = np.concatenate([s["skipped"] for s in shards])
-    wall = float(sum(float(s["wall_s"]) for s in shards))
-    model_s = float(sum(float(s["model_s"]) for s in shards))
-    fid_s = float(sum(float(s.get("fid_s", 0.0)) for s in shards))
-    pixel_s = float(sum(float(s.get("pixel_s", 0.0)) for s in shards))
+    # ---- reduce (float64) -> metrics ----
+    psnr, ssim, lp, indices, skipped = (np.concatenate([s[k] for s in shards])
+                                        for k in ("psnr", "ssim", "lpips", "indices", "skipped"))
+    if not np.array_equal(np.sort(np.concatenate([indices, skipped])), np.arange(len(dataset))):
+        raise RuntimeError("shards do not cover every image exactly once (a bug)")
     n_ok = len(indices)
-    out: dict[str, Any] = {}
-    fid_note = ""
-    if feature_net is None:
-        out["rfid"] = feature_unavailable or "unavailable (no feature network)"
-    elif n_ok < 2:
-        out["rfid"] = "unavailable (FID needs at least 2 images)"
-    else:
-        rec = _stats_from("rec", shards[0])
-        for s in shards[1:]:
-            rec.merge(_stats_from("rec", s))
-        ref = M.FeatureStats.from_arrays(_load_npz(ref_path)) if ref_cached else None
-        if ref is None:
-            parts = [_stats_from("ref", s) for s in shards]
-            if any(p is None for p in parts):  # the cache vanished after some shards skipped the originals
-                parts = [_reference_stats(dataset, s["indices"], feature_net, batch_size, device, keep, fdim)
-                         for s in shards]
-            ref = parts[0]
-            for p in parts[1:]:
-                ref.merge(p)
-            if ref_path is not None:
-                _save_npz(ref_path, ref.to_arrays())
-        out["rfid"] = M.fid_from_stats(rec, ref)
-        if keep and rec.features is not None and ref.features is not None:
-            out["kid"] = M.kid(rec.all_features(), ref.all_features(), subset_size=min(1000, n_ok))
-        if n_ok < fdim:
-            fid_note = SMALL_N_FID_NOTE.format(n=n_ok, d=fdim)
-    out["psnr"] = float(psnr.mean()) if n_ok else "unavailable (no readable images)"
-    out["ssim"] = float(ssim.mean()) if n_ok else "unavailable (no readable images)"
-    out["lpips"] = float(lp.mean()) if lpips is not None and n_ok else (lpips_unavailable or "unavailable")
-    out.update({
-        "images_per_s": n_ok / wall if wall > 0 else math.nan,
-        "outside_model_share": 1 - model_s / wall if wall > 0 else math.nan,
-        # The same share without the FID network's own forward passes (Inception-v3 at 299 px, ~11 GFLOP per image
-        # whatever the autoencoder): what is left is data loading, uint8 conversion, PSNR/SSIM/LPIPS and samples.
-        "outside_model_share_excl_fid": (1 - model_s / (wall - fid_s)) if wall - fid_s > 0 else math.nan,
-        "_time_breakdown_s": json.dumps({"wall": round(wall, 3), "model": round(model_s, 3),
-                                         "fid_network": round(fid_s, 3), "psnr_ssim_lpips": round(pixel_s, 3),
-                                         "data_and_other": round(wall - model_s - fid_s - pixel_s, 3)}),
+    none = "unavailable (no readable images)"
+    out: dict[str, Any] = {
+        **_feature_metrics(plan, shards, n_ok, dataset, feature_net, feature_unavailable, batch_size, device),
+        "psnr": float(psnr.mean()) if n_ok else none,
+        "ssim": float(ssim.mean()) if n_ok else none,
+        "lpips": float(lp.mean()) if lpips is not None and n_ok else (lpips_unavailable or "unavailable"),
+        **_timing_metrics(shards, n_ok),
         "_protocol": protocol.id,
         "_protocol_settings": json.dumps(protocol.as_dict(), sort_keys=True),
-        "_inception_sha256": fsha or "none",
+        "_inception_sha256": getattr(feature_net, "sha256", "") or "none" if feature_net is not None else "none",
         "_fid_features": getattr(feature_net, "name", "none") if feature_net is not None else "none",
-        "_reference_id": f"fid-ref-{ref_key}",
-        "_n_images": int(n_ok),
-        "_n_skipped": len(skipped),
-        "_n_shards": n_shards,
-        "_world_size": world,
+        "_reference_id": f"fid-ref-{plan.ref_key}",
+        "_n_images": int(n_ok), "_n_skipped": len(skipped), "_n_shards": len(shards), "_world_size": world,
         "_psnr_inf_images": int(np.isinf(psnr).sum()),
         "_complete": True,
-    })
-    if fid_note:
-        out["_fid_note"] = fid_note
-    if not np.array_equal(np.sort(np.concatenate([indices, skipped])), np.arange(n)):
-        raise RuntimeError("shards do not cover every image exactly once (a bug)")
+    }
     if not keep_shards:
-        atomic_write_json(shard_dir / "index.json", {"key": shard_key, "shards": [
-            {"file": p.name, "rank": shard_owner(k, n_shards, world), "first": ranges[k].start,
-             "last": ranges[k].stop - 1, "skipped": s["skipped"].tolist(), "wall_s": float(s["wall_s"]),
-             "model_s": float(s["model_s"])} for k, (p, s) in enumerate(zip(files, shards))]})
-        for p in files:
-            p.unlink(missing_ok=True)
-    return EvalResult(out, files)
+        _replace_shards_by_index(plan, shards)
+    return EvalResult(out, plan.files)
 
 
 @torch.no_grad()
@@ -306,6 +339,18 @@ def _reference_stats(dataset, indices: np.ndarray, feature_net, batch_size: int,
     return ref
 
 
+def _read_batch(dataset, idx: range, skipped: list[int]) -> tuple[list[int], torch.Tensor | None]:
+    """The readable images of ``idx`` as one (B, 3, r, r) uint8 batch and their indices; unreadable ones are
+    appended to ``skipped``."""
+    batch_idx, images = [], []
+    for i in idx:
+        u = dataset.get_uint8(i)
+        (skipped if u is None else batch_idx).append(i)
+        if u is not None:
+            images.append(u)
+    return batch_idx, (torch.stack(images) if images else None)
+
+
 @torch.no_grad()
 def _evaluate_shard(model, dataset, idx: range, feature_net, lpips, batch_size: int, device: str, *,
                     need_ref: bool, keep: bool, fdim: int, sample_dir: Path, n_samples: int,
@@ -316,15 +361,9 @@ def _evaluate_shard(model, dataset, idx: range, feature_net, lpips, batch_size: 
     ref = M.FeatureStats(fdim, keep) if (fdim and need_ref) else None
     psnr, ssim, lp, done, skipped = [], [], [], [], []
     for start in range(idx.start, idx.stop, batch_size):
-        batch_idx, images = [], []
-        for i in range(start, min(start + batch_size, idx.stop)):
-            u = dataset.get_uint8(i)
-            (skipped if u is None else batch_idx).append(i)
-            if u is not None:
-                images.append(u)
-        if not images:
+        batch_idx, u = _read_batch(dataset, range(start, min(start + batch_size, idx.stop)), skipped)
+        if u is None:
             continue
-        u = torch.stack(images)  # (B, 3, r, r) uint8 originals
         x = (u.float() / 127.5 - 1).to(device)  # [-1, 1]
         if device.startswith("cuda"):
             torch.cuda.synchronize()
