@@ -10,8 +10,11 @@ import os
 import sys
 from pathlib import Path
 
+from bench import artifacts, cli_tools, parallel
 from bench.configs import DataOption
 from bench.errors import UsageError
+from bench.runner import Runner, collect, write_outputs
+from bench.scales import SCALES
 
 EPILOG = """\
 examples:
@@ -56,7 +59,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def _device(requested: str | None) -> str:
-    import torch
+    import torch  # here: `ls` and `check` must not import torch (a few seconds)
     if requested is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested not in ("cpu", "cuda"):
@@ -67,7 +70,6 @@ def _device(requested: str | None) -> str:
 
 
 def _specs(name: str, ablation: str | None) -> dict:
-    from bench import artifacts
     if name not in artifacts.names():
         close = [n for n in artifacts.names() if n[:3] == name[:3]] or artifacts.names()
         raise UsageError(f"unknown artefact {name!r}; choose one of {', '.join(close)} (see `python -m bench ls`)")
@@ -91,7 +93,6 @@ def prefetch(names: list[str], args: argparse.Namespace, runner, jobs: int) -> N
     """``--jobs N > 1``: compute the parallel-safe runs of these artefacts first (bench/parallel.py)."""
     if jobs < 2 or runner.render_only or args.force:  # --force recomputes the rows' own runs in the serial pass
         return
-    from bench import parallel
     specs = [spec for name in names for spec in _specs(name, args.ablation if len(names) == 1 else None).values()]
     problems = parallel.run_plan(parallel.plan(specs, args.scale, runner), args.scale, runner, jobs)
     if problems:
@@ -101,7 +102,6 @@ def prefetch(names: list[str], args: argparse.Namespace, runner, jobs: int) -> N
 
 def run_artifact(name: str, args: argparse.Namespace, runner) -> int:
     """Build every selected spec of one artefact. Returns 0, 1 (not implemented) or 3 (some run failed)."""
-    from bench.runner import collect, write_outputs
     code = 0
     for panel, spec in _specs(name, args.ablation).items():
         tag = f"{name}{' ' + panel if panel else ''}"
@@ -133,8 +133,6 @@ def run_artifact(name: str, args: argparse.Namespace, runner) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
-    from bench import cli_tools
-    from bench.scales import SCALES
     if args.scale not in SCALES:
         raise UsageError(f"unknown --scale {args.scale!r}; use smoke, small or paper")
     jobs = _jobs(args.jobs)
@@ -160,7 +158,6 @@ def main(argv: list[str] | None = None) -> int:
         if value is not None and not Path(value).expanduser().is_dir():
             raise UsageError(f"--{flag} {value}: not a readable folder; pass the folder that holds the "
                              + ("images (e.g. ImageNet val)" if flag == "data" else "official checkpoints"))
-    from bench.runner import Runner
     runner = Runner(Path(args.runs_dir), device=_device(args.device), force=args.force,
                     render_only=args.render_only, options={"data": data,
                              "weights": args.weights and str(Path(args.weights).expanduser())})
@@ -169,7 +166,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.target == "all":
         if args.ablation:
             raise UsageError("`all` takes no --ablation; run one artefact to pick a panel")
-        from bench import artifacts
         prefetch(artifacts.names(), args, runner, jobs)
         codes = {}
         for name in artifacts.names():

@@ -17,8 +17,8 @@ import difflib
 import types
 import typing
 from collections.abc import Mapping
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from bench.errors import UsageError

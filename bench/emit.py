@@ -1,12 +1,10 @@
 """Writers for the artefact outputs: a wide Markdown view of the long CSV, with ours beside the paper's."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import pandas as pd
+from tabulate import tabulate
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from bench.spec import Spec
+from bench.spec import Spec
 
 
 def _cell(ours: str, status: str) -> str:
@@ -17,7 +15,7 @@ def _cell(ours: str, status: str) -> str:
     return "–"
 
 
-def wide(df: "pd.DataFrame", metric_order: list[str] | None = None) -> tuple[list[str], list[list[str]]]:
+def wide(df: pd.DataFrame, metric_order: list[str] | None = None) -> tuple[list[str], list[list[str]]]:
     """Pivot the long table: one line per row label, and per metric an 'ours' and a 'paper' column."""
     metrics = [m for m in (metric_order or []) if m in set(df["metric"])] or list(dict.fromkeys(df["metric"]))
     labels = {m: df[df["metric"] == m]["label"].iloc[0] for m in metrics}
@@ -38,8 +36,7 @@ def wide(df: "pd.DataFrame", metric_order: list[str] | None = None) -> tuple[lis
     return headers, lines
 
 
-def markdown_table(spec: "Spec", scale: str, df: "pd.DataFrame") -> str:
-    from tabulate import tabulate
+def markdown_table(spec: Spec, scale: str, df: pd.DataFrame) -> str:
 
     head = f"### {spec.title} — `{scale}` scale\n\n{spec.caption}\n\n"
     if not len(df):

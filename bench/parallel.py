@@ -20,8 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from tqdm import tqdm
+
 from bench import evals
 from bench.configs import dependencies
+from bench.errors import Unavailable
+from bench.runner import Runner
 from bench.spec import RunRef, Spec
 
 
@@ -57,7 +61,7 @@ def plan(specs: Iterable[Spec], scale: str, runner) -> list[PlannedRun]:
 
 
 def _init_worker(threads: int) -> None:
-    import torch
+    import torch  # here: the parent process (and `ls`) need not import torch to plan
     torch.set_num_threads(threads)
 
 
@@ -66,8 +70,6 @@ def _work(args: tuple) -> tuple[str, float, str]:
 
     Returns (run_id, seconds, problem): problem is "" when the run completed, else one line starting with
     "unavailable" (cannot run here: the serial pass shows it as a cell) or naming the error."""
-    from bench.errors import Unavailable
-    from bench.runner import Runner
     runs_dir, device, options, ref, scale, rid = args
     out_dir = Path(runs_dir) / "_parallel"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -89,7 +91,6 @@ def run_plan(planned: list[PlannedRun], scale: str, runner, jobs: int,
 
     Returns {run_id: problem} for the runs that did not complete (unavailable, failed, or skipped because a run they
     depend on did not complete)."""
-    from tqdm import tqdm
     problems: dict[str, str] = {}
     if not planned:
         return problems

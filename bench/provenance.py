@@ -49,7 +49,7 @@ def git_state() -> dict[str, Any]:
 
 def environment(device: str, dtype: str, scale: str) -> dict[str, Any]:
     """What produced a number: code version, library versions, hardware, precision, scale."""
-    import torch
+    import torch  # here: provenance is imported by the light commands, which must not import torch
     env: dict[str, Any] = {
         **git_state(),
         "scale": scale,

@@ -21,10 +21,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+import pandas as pd
+
 from bench import evals, paper
-from bench.errors import Unavailable, UsageError
-from bench.provenance import atomic_write_json, atomic_write_text, damage, environment, quarantine, read_json, run_id
 from bench.configs import EvalConfig, dependencies, fields_json
+from bench.emit import markdown_table
+from bench.errors import Unavailable, UsageError
+from bench.provenance import (
+    atomic_write_json,
+    atomic_write_text,
+    damage,
+    environment,
+    git_state,
+    quarantine,
+    read_json,
+    run_id,
+)
 from bench.scales import SCALES
 from bench.spec import RunRef, Spec
 from models.distributed import is_main_process
@@ -321,11 +333,6 @@ def output_stem(spec_id: str, panel: str, scale: str) -> str:
 
 def write_outputs(built: Built, tables_dir: Path, figures_dir: Path, command: str) -> list[Path]:
     """Write the CSV, a Markdown view and the figure. Returns the paths written."""
-    import pandas as pd
-
-    from bench.emit import markdown_table
-    from bench.provenance import git_state
-
     stem = output_stem(built.spec.id, built.panel, built.scale)
     df = pd.DataFrame(built.records, columns=list(CSV_COLUMNS))
     written = []

@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 from bench.configs import ConfigError, EvalConfig, to_json, with_changes
 from bench.scales import SCALES
 
+
 @dataclass(frozen=True)
 class RunRef:
     """A run: a typed eval config (``bench.configs``), with per-scale changes.

@@ -3,7 +3,6 @@ import dataclasses
 import json
 import multiprocessing as mp
 import os
-
 import sys
 import types
 
@@ -13,9 +12,9 @@ from safetensors.torch import save_file
 
 from bench import evals
 from bench.__main__ import entry
+from bench.configs import ConfigError, ReconConfig, TrainAEConfig, dependencies, folder
 from bench.provenance import atomic_write_text, damage, run_id
 from bench.runner import RunFailed, Runner, collect, write_outputs
-from bench.configs import ConfigError, ReconConfig, TrainAEConfig, dependencies, folder
 from bench.spec import Column, PaperRef, Row, RunRef, Spec
 from tests.dummy_eval import DummyConfig as D
 from tests.dummy_eval import registration

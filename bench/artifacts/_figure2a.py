@@ -13,6 +13,8 @@ Expected (small): DC-AE's rFID grows less with f than SD-VAE's, as in the paper;
 """
 from __future__ import annotations
 
+import pandas as pd
+
 from bench.artifacts.table2 import train_ref
 from bench.configs import EMBEDDED_TEST, ReconConfig, folder
 from bench.emit import new_figure, save_figure
@@ -57,7 +59,6 @@ ROWS = tuple(_row(fam, name, f, c) for fam, name in FAMILIES for f, c in FS)
 
 def plot(df, results, out_png) -> None:
     """Two panels: rFID (log scale) and PSNR vs f, one line per family; the paper's SD-VAE points as crosses."""
-    import pandas as pd
 
     d = df.copy()
     d["ours_v"] = pd.to_numeric(d["ours"], errors="coerce")

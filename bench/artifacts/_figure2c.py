@@ -30,7 +30,7 @@ _POINTS = (
 
 def _plot(df, results, out_png) -> None:
     """Two panels (paper throughput | ours), x = inference img/s (log), y = paper gFID w/ CFG; one line per variant."""
-    import matplotlib.ticker
+    import matplotlib.ticker  # here, like bench.emit.new_figure: ls and check import this module
 
     def value(row: str, metric: str, which: str) -> float | None:
         sel = df[(df["row"] == row) & (df["metric"] == metric)]

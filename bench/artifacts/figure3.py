@@ -25,8 +25,17 @@ from __future__ import annotations
 
 import dataclasses
 
+import pandas as pd
+
 from bench import paper
-from bench.configs import SCALE_DEFAULTS, EMBEDDED_TEST, PhaseRequest, ReconConfig, TrainAEConfig, folder
+from bench.configs import (
+    EMBEDDED_TEST,
+    SCALE_DEFAULTS,
+    PhaseRequest,
+    ReconConfig,
+    TrainAEConfig,
+    folder,
+)
 from bench.emit import new_figure, save_figure
 from bench.spec import Column, PaperRef, Row, RunRef, Spec
 
@@ -91,7 +100,6 @@ def claim(lhs: list[str], rhs: list[str], metric: str, expect_lhs_lower: bool):
 
 def _plot_lines(df, series, xs_of, title, xlabel, out_png, paper_series=None):
     """One subplot per metric (rFID, PSNR); one line per series ``{name: [(x, row label), ...]}``."""
-    import pandas as pd
 
     d = df.copy()
     d["v"] = pd.to_numeric(d["ours"], errors="coerce")

@@ -22,8 +22,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+from PIL import Image
+
 from bench import paper
-from bench.configs import SCALE_DEFAULTS, EMBEDDED_TEST, PhaseRequest, ReconConfig, TrainAEConfig, folder
+from bench.configs import (
+    EMBEDDED_TEST,
+    SCALE_DEFAULTS,
+    PhaseRequest,
+    ReconConfig,
+    TrainAEConfig,
+    folder,
+)
 from bench.emit import new_figure, save_figure
 from bench.spec import Column, Row, RunRef, Spec
 
@@ -75,8 +85,6 @@ CLAIMS = (
 
 def plot(df, results, out_png) -> None:
     """Image grid: originals, then one column per variant, from the recon runs' sample PNGs; metrics in titles."""
-    import pandas as pd
-    from PIL import Image
 
     d = df.copy()
     d["v"] = pd.to_numeric(d["ours"], errors="coerce")

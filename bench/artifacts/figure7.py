@@ -13,6 +13,10 @@ Commands:
 """
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
+from PIL import Image
+
 from bench.artifacts.table2 import train_ref
 from bench.configs import EMBEDDED_TEST, ReconConfig, folder
 from bench.emit import new_figure, save_figure
@@ -54,11 +58,10 @@ ROWS = tuple(Row(_label(name, f, c), run=_run(fam, f, c),
 
 def plot(df, results, out_png) -> None:
     """Grid: columns = showcase crops, rows = original + each autoencoder's reconstruction (PSNR in the label)."""
-    import numpy as np
-    import pandas as pd
-    from PIL import Image
 
-    from models.data import SHOWCASE
+    from models.data import (
+        SHOWCASE,  # here: models.data imports torch, which ls and check must not
+    )
 
     names = list(SHOWCASE)
     labels = [r.label for r in ROWS]

@@ -23,6 +23,8 @@ Commands:
 """
 from __future__ import annotations
 
+import pandas as pd
+
 from bench import paper
 from bench.configs import MemoryConfig
 from bench.emit import new_figure, save_figure
@@ -62,7 +64,6 @@ CLAIM = Row(f"claim: phase-2 / full training memory (paper {PAPER_RATIO:.3f})", 
 
 
 def plot(df, results, out_png) -> None:
-    import pandas as pd
 
     d = df[df["metric"] == "train_memory_gb"].copy()
     d["v"] = pd.to_numeric(d["ours"], errors="coerce")

@@ -25,7 +25,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.configs import EMBEDDED_TEST, PhaseRequest, ReconConfig, TrainAEConfig, folder
+from bench.configs import (
+    EMBEDDED_TEST,
+    PhaseRequest,
+    ReconConfig,
+    TrainAEConfig,
+    folder,
+)
 from bench.spec import Column, PaperRef, Row, RunRef, Spec
 
 ID = "table2"

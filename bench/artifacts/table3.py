@@ -15,9 +15,17 @@ Commands and expected runtime:
     python -m bench table3 --scale paper --device cuda   # one H100, ~1.5-2 h (20 + 100 steps at DC-Gen's batches)
                                                          # compare the ratios with 19.1x / 17.9x
 """
-from bench.artifacts._efficiency import (COST_COLUMNS, DAGGER, SCALES_TEXT, SMALL_DEPTH, SPEED_COLUMNS, SPEEDUP_COLUMNS, Entry,
-                                         speedup_row)
 from bench import paper
+from bench.artifacts._efficiency import (
+    COST_COLUMNS,
+    DAGGER,
+    SCALES_TEXT,
+    SMALL_DEPTH,
+    SPEED_COLUMNS,
+    SPEEDUP_COLUMNS,
+    Entry,
+    speedup_row,
+)
 from bench.spec import Column, PaperRef, Spec
 
 ID = "table3"

@@ -13,7 +13,14 @@ Commands and expected runtime:
     python -m bench table4 --scale small    # a few minutes on 2 CPU cores
     python -m bench table4 --scale paper --device cuda   # one H100
 """
-from bench.artifacts._efficiency import (COST_COLUMNS, SCALES_TEXT, SPEED_COLUMNS, SPEEDUP_COLUMNS, Entry, speedup_row)
+from bench.artifacts._efficiency import (
+    COST_COLUMNS,
+    SCALES_TEXT,
+    SPEED_COLUMNS,
+    SPEEDUP_COLUMNS,
+    Entry,
+    speedup_row,
+)
 from bench.spec import Column, PaperRef, Spec
 
 ID = "table4"

@@ -12,7 +12,14 @@ Commands and expected runtime:
     python -m bench table5 --scale small    # a couple of minutes on 2 CPU cores
     python -m bench table5 --scale paper --device cuda   # one H100
 """
-from bench.artifacts._efficiency import (COST_COLUMNS, SCALES_TEXT, SPEED_COLUMNS, SPEEDUP_COLUMNS, Entry, speedup_row)
+from bench.artifacts._efficiency import (
+    COST_COLUMNS,
+    SCALES_TEXT,
+    SPEED_COLUMNS,
+    SPEEDUP_COLUMNS,
+    Entry,
+    speedup_row,
+)
 from bench.spec import Column, PaperRef, Spec
 
 ID = "table5"

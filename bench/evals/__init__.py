@@ -13,7 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bench.configs import EfficiencyConfig, EvalConfig, MemoryConfig, ReconConfig, TrainAEConfig
+from bench.configs import (
+    EfficiencyConfig,
+    EvalConfig,
+    MemoryConfig,
+    ReconConfig,
+    TrainAEConfig,
+)
 
 
 @dataclass(frozen=True)

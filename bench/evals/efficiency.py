@@ -132,7 +132,7 @@ def _gpu_info() -> dict[str, Any]:
     """Device name, memory and driver via NVML (nvidia-ml-py); torch's name if NVML is missing."""
     info: dict[str, Any] = {"_device_name": torch.cuda.get_device_name(0)}
     try:
-        import pynvml
+        import pynvml  # here: NVML is provenance only, and missing on CPU machines (the except below)
         pynvml.nvmlInit()
         handle = pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
         name = pynvml.nvmlDeviceGetName(handle)

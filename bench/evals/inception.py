@@ -39,6 +39,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import Unavailable
+from bench.provenance import atomic_write_bytes
+from models.losses import hub_checkpoints_dir
 
 TORCH_FIDELITY_FILE = "weights-inception-2015-12-05-6726825d.pth"
 PYTORCH_FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
@@ -50,7 +52,6 @@ ENV_WEIGHTS = "DCAE_BENCH_INCEPTION_WEIGHTS"
 
 
 def _hub_checkpoints() -> Path:
-    from bench.evals.metrics import hub_checkpoints_dir
     return hub_checkpoints_dir()
 
 
@@ -150,7 +151,6 @@ def convert_fid_helper(src: Path, dst: Path) -> None:
     sd = convert_nvlabs_state_dict(scripted.state_dict())
     buf = io.BytesIO()
     torch.save(sd, buf)
-    from bench.provenance import atomic_write_bytes
     atomic_write_bytes(dst, buf.getvalue())
 
 
@@ -210,6 +210,7 @@ class FIDInception(nn.Module):
 
     def __init__(self, weights: InceptionWeights):
         super().__init__()
+        # here: torch-fidelity is imported only when the FID network is built (tests use a tiny stand-in)
         from torch_fidelity.feature_extractor_inceptionv3 import (
             FeatureExtractorInceptionV3,
         )

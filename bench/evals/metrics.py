@@ -16,11 +16,15 @@ Everything here is a pure function or a small accumulator; the protocol that wir
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import linalg
+
+from models.losses import LPIPS_BACKBONE_FILES, display_path, hub_checkpoints_dir
 
 # ----------------------------------------------------------------------------------------------------------------
 # Quantisation
@@ -115,7 +119,6 @@ def ssim_per_image(a: torch.Tensor, b: torch.Tensor, s: SSIMSettings = SSIM_OFFI
 # ----------------------------------------------------------------------------------------------------------------
 
 # The weight-cache location and the backbone file are those the training loss checks (one preflight, models/losses.py).
-from models.losses import LPIPS_BACKBONE_FILES, display_path, hub_checkpoints_dir
 
 ALEXNET_FILE = LPIPS_BACKBONE_FILES["alex"]
 
@@ -126,7 +129,7 @@ def lpips_unavailable_reason() -> str | None:
     if path.is_file() and path.stat().st_size > 0:
         return None
     try:
-        import lpips  # noqa: F401
+        import lpips  # noqa: F401 (only probes that the optional package is installed)
     except ImportError:
         return "unavailable (the lpips package is not installed; pip install lpips)"
     return (f"unavailable (no AlexNet weights at {display_path(path)}; place torchvision's {ALEXNET_FILE} (~233 MB) there "
@@ -144,9 +147,7 @@ class LPIPSAlex:
         reason = lpips_unavailable_reason()
         if reason is not None:
             raise RuntimeError(reason)
-        import warnings
-
-        import lpips
+        import lpips  # here: an optional package; lpips_unavailable_reason says when it is missing
         with warnings.catch_warnings():  # torchvision's "'pretrained' is deprecated" noise (PerceptualSimilarity#108)
             warnings.simplefilter("ignore")
             self.net = lpips.LPIPS(net="alex", verbose=False).to(device).eval()
@@ -233,7 +234,6 @@ class FeatureStats:
 def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray,
                      eps: float = 1e-6) -> float:
     """‖μ1 − μ2‖² + Tr(Σ1 + Σ2 − 2 (Σ1 Σ2)^½), as pytorch-fid / the official evaluator (sqrtm, eps fallback)."""
-    from scipy import linalg
 
     diff = mu1 - mu2
     covmean, _ = linalg.sqrtm(cov1.dot(cov2), disp=False)

@@ -40,6 +40,7 @@ from models.train_autoencoder import (
     train_autoencoder,
 )
 
+
 def phase_configs(cfg: TrainAEConfig, scale: str, f: int = 8) -> list[PhaseConfig]:
     """The ``PhaseConfig`` of each requested phase at ``scale`` for a model of compression ``f``: the paper's phase,
     then this scale's defaults, then the fields the request sets."""
