@@ -52,6 +52,15 @@ def markdown_table(spec: Spec, scale: str, df: pd.DataFrame) -> str:
 # Plot frames: every figure opens and closes the same way
 # --------------------------------------------------------------------------------------------------------------
 
+def plot_frame(df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """A copy of an artefact's long table with numeric columns ``v`` (ours) and ``p`` (the paper's), NaN where a
+    cell is not a number, and the table's scale (for the title)."""
+    d = df.copy()
+    d["v"] = pd.to_numeric(d["ours"], errors="coerce")
+    d["p"] = pd.to_numeric(d["paper"], errors="coerce")
+    return d, (str(d["scale"].iloc[0]) if len(d) else "")
+
+
 def new_figure(nrows: int, ncols: int, figsize: tuple[float, float], **subplots_kw):
     """``(fig, axes)`` on the file-only Agg backend. matplotlib is imported here, not at the top: the light
     commands (``ls``, ``check``) import every artefact module and must not pay for it."""

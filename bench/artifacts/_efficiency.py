@@ -112,7 +112,6 @@ def _timed_gflops(m: Mapping[str, Any]) -> float:
 
 def speedups(base: str, other: str):
     """``derive`` for a row comparing run row ``other`` to the baseline run row ``base`` (labels of the same spec)."""
-
     def derive(metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         b, o = metrics[base], metrics[other]
         out: dict[str, Any] = {"_from": [base, other], "flop_ratio": _timed_gflops(b) / _timed_gflops(o),
@@ -143,7 +142,6 @@ def paper_ratio_note(artifact: str, base: PaperRef, other: PaperRef) -> str:
 @dataclass(frozen=True)
 class Entry:
     """One paper row of an efficiency table: its label, latent shape and paper selection."""
-
     label: str
     backbone: str
     autoencoder: str

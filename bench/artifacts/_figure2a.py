@@ -17,7 +17,7 @@ import pandas as pd
 
 from bench.artifacts.table2 import train_ref
 from bench.configs import EMBEDDED_TEST, ReconConfig, folder
-from bench.emit import new_figure, save_figure
+from bench.emit import new_figure, plot_frame, save_figure
 from bench.spec import Column, PaperRef, Row, RunRef, Spec
 
 FS = ((8, 4), (16, 16), (32, 32), (64, 128))  # (f, c) per point
@@ -59,11 +59,7 @@ ROWS = tuple(_row(fam, name, f, c) for fam, name in FAMILIES for f, c in FS)
 
 def plot(df, results, out_png) -> None:
     """Two panels: rFID (log scale) and PSNR vs f, one line per family; the paper's SD-VAE points as crosses."""
-
-    d = df.copy()
-    d["ours_v"] = pd.to_numeric(d["ours"], errors="coerce")
-    d["paper_v"] = pd.to_numeric(d["paper"], errors="coerce")
-    scale = str(d["scale"].iloc[0]) if len(d) else ""
+    d, scale = plot_frame(df)
     fig, axes = new_figure(1, 2, figsize=(9, 3.6))
     for ax, metric, ylabel in ((axes[0], "rfid", "rFID"), (axes[1], "psnr", "PSNR (dB)")):
         plotted: list[float] = []
@@ -71,12 +67,12 @@ def plot(df, results, out_png) -> None:
             xs, ys, px, py = [], [], [], []
             for f, _c in FS:
                 sel = d[(d["row"] == _label(name, f)) & (d["metric"] == metric)]
-                if len(sel) and pd.notna(sel["ours_v"].iloc[0]):
+                if len(sel) and pd.notna(sel["v"].iloc[0]):
                     xs.append(f)
-                    ys.append(float(sel["ours_v"].iloc[0]))
-                if len(sel) and pd.notna(sel["paper_v"].iloc[0]):
+                    ys.append(float(sel["v"].iloc[0]))
+                if len(sel) and pd.notna(sel["p"].iloc[0]):
                     px.append(f)
-                    py.append(float(sel["paper_v"].iloc[0]))
+                    py.append(float(sel["p"].iloc[0]))
             plotted += ys + py
             if xs:
                 ax.plot(xs, ys, "o-", color=color, label=f"{name} (ours, {scale})")

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import pandas as pd
-
 from bench import paper
 from bench.configs import (
     EMBEDDED_TEST,
@@ -36,7 +34,7 @@ from bench.configs import (
     TrainAEConfig,
     folder,
 )
-from bench.emit import new_figure, save_figure
+from bench.emit import new_figure, plot_frame, save_figure
 from bench.spec import Column, PaperRef, Row, RunRef, Spec
 
 # ---- shared settings -----------------------------------------------------------------------------------------------
@@ -100,11 +98,7 @@ def claim(lhs: list[str], rhs: list[str], metric: str, expect_lhs_lower: bool):
 
 def _plot_lines(df, series, xs_of, title, xlabel, out_png, paper_series=None):
     """One subplot per metric (rFID, PSNR); one line per series ``{name: [(x, row label), ...]}``."""
-
-    d = df.copy()
-    d["v"] = pd.to_numeric(d["ours"], errors="coerce")
-    d["p"] = pd.to_numeric(d["paper"], errors="coerce")
-    scale = str(d["scale"].iloc[0]) if len(d) else ""
+    d, scale = plot_frame(df)
     fig, axes = new_figure(1, 2, figsize=(9.5, 3.8))
     for ax, metric, ylabel in ((axes[0], "rfid", "rFID"), (axes[1], "psnr", "PSNR (dB)")):
         for (name, pts), style in zip(series.items(), ("o--", "o-", "s--", "s-", "^--", "^-")):

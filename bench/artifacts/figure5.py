@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 from PIL import Image
 
 from bench import paper
@@ -34,7 +33,7 @@ from bench.configs import (
     TrainAEConfig,
     folder,
 )
-from bench.emit import new_figure, save_figure
+from bench.emit import new_figure, plot_frame, save_figure
 from bench.spec import Column, Row, RunRef, Spec
 
 BASE_SMALL = "dc-ae-f32c32-tiny"    # shared with Table 2 / Fig. 7 (their phase-1 run)
@@ -85,10 +84,7 @@ CLAIMS = (
 
 def plot(df, results, out_png) -> None:
     """Image grid: originals, then one column per variant, from the recon runs' sample PNGs; metrics in titles."""
-
-    d = df.copy()
-    d["v"] = pd.to_numeric(d["ours"], errors="coerce")
-    scale = str(d["scale"].iloc[0]) if len(d) else ""
+    d, scale = plot_frame(df)
     have = [v for v in VARIANTS if v in results and (Path(results[v].dir) / "samples").is_dir()]
     if not have:
         return

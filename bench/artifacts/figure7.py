@@ -58,7 +58,6 @@ ROWS = tuple(Row(_label(name, f, c), run=_run(fam, f, c),
 
 def plot(df, results, out_png) -> None:
     """Grid: columns = showcase crops, rows = original + each autoencoder's reconstruction (PSNR in the label)."""
-
     from models.data import (
         SHOWCASE,  # here: models.data imports torch, which ls and check must not
     )

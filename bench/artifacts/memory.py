@@ -23,11 +23,9 @@ Commands:
 """
 from __future__ import annotations
 
-import pandas as pd
-
 from bench import paper
 from bench.configs import MemoryConfig
-from bench.emit import new_figure, save_figure
+from bench.emit import new_figure, plot_frame, save_figure
 from bench.spec import Column, PaperRef, Row, RunRef, Spec
 
 TRAINABLE = (("full training", "all_parameters"),
@@ -65,9 +63,7 @@ CLAIM = Row(f"claim: phase-2 / full training memory (paper {PAPER_RATIO:.3f})", 
 
 def plot(df, results, out_png) -> None:
 
-    d = df[df["metric"] == "train_memory_gb"].copy()
-    d["v"] = pd.to_numeric(d["ours"], errors="coerce")
-    d["p"] = pd.to_numeric(d["paper"], errors="coerce")
+    d, _ = plot_frame(df[df["metric"] == "train_memory_gb"])
     scale = str(df["scale"].iloc[0]) if len(df) else ""
     fig, axes = new_figure(1, 2, figsize=(8, 3.4))
     labels = [label for label, _ in TRAINABLE]

@@ -40,7 +40,6 @@ ID = "table2"
 @dataclass(frozen=True)
 class Setting:
     """One Table 2 setting: the paper's label, data set, resolution, compression, and its reduced stand-ins."""
-
     label: str  # = paper_numbers.csv "setting"
     short: str  # our row label prefix
     dataset: str  # paper-scale data set (a --data sub-folder name)
