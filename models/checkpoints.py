@@ -518,3 +518,50 @@ def load(path: str | os.PathLike) -> nn.Module:
         model = family.model_class(config)
     model.name = metadata.get("name") or metadata["family"]
     return load_state_dict_strict(model, read_state_dict(path), source=str(path)).eval()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# PixArt-α backbone: diffusers layout (the parity oracle of tests/test_backbones.py)
+# ----------------------------------------------------------------------------------------------------------------
+
+def convert_diffusers_pixart_to_ours(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map a diffusers ``PixArtTransformer2DModel`` state dict (no size/AR conditions) onto ``PixArtAlpha``.
+
+    diffusers keeps q, k, v as separate linears; ours fuses self-attention qkv and cross-attention kv, so those are
+    concatenated along the output dimension. Raises on any key it does not know (nothing is dropped silently).
+    """
+    sd, out = dict(state_dict), {}
+
+    def take(src: str, dst: str) -> None:
+        for suffix in (".weight", ".bias"):
+            if src + suffix in sd:
+                out[dst + suffix] = sd.pop(src + suffix)
+
+    def fuse(srcs: list[str], dst: str) -> None:
+        for suffix in (".weight", ".bias"):
+            out[dst + suffix] = torch.cat([sd.pop(s + suffix) for s in srcs], dim=0)
+
+    take("pos_embed.proj", "x_embedder")
+    take("adaln_single.emb.timestep_embedder.linear_1", "t_embedder.mlp.0")
+    take("adaln_single.emb.timestep_embedder.linear_2", "t_embedder.mlp.2")
+    take("adaln_single.linear", "t_block.1")
+    take("caption_projection.linear_1", "y_embedder.mlp.0")
+    take("caption_projection.linear_2", "y_embedder.mlp.2")
+    out["final_layer.scale_shift_table"] = sd.pop("scale_shift_table")
+    take("proj_out", "final_layer.linear")
+    i = 0
+    while f"transformer_blocks.{i}.scale_shift_table" in sd:
+        src, dst = f"transformer_blocks.{i}.", f"blocks.{i}."
+        out[dst + "scale_shift_table"] = sd.pop(src + "scale_shift_table")
+        fuse([src + f"attn1.to_{n}" for n in "qkv"], dst + "attn.qkv")
+        take(src + "attn1.to_out.0", dst + "attn.proj")
+        take(src + "attn2.to_q", dst + "cross_attn.q")
+        fuse([src + "attn2.to_k", src + "attn2.to_v"], dst + "cross_attn.kv")
+        take(src + "attn2.to_out.0", dst + "cross_attn.proj")
+        take(src + "ff.net.0.proj", dst + "mlp.0")
+        take(src + "ff.net.2", dst + "mlp.2")
+        i += 1
+    sd = {k: v for k, v in sd.items() if not k.endswith("pos_embed")}  # diffusers' sin-cos buffer; ours is recomputed
+    if sd:
+        raise KeyError(f"unconverted diffusers PixArt keys: {sorted(sd)[:8]}")
+    return out

@@ -3,7 +3,7 @@
 DC-AE's text-to-image experiment (Table 5, MJHQ 512 px) trains PixArt-α from scratch for 100K iterations on SD-VAE-f8
 p2 and DC-AE-f32 p1 latents. The architecture follows `reference/backbones.md` §2.4 (source: PixArt-alpha/PixArt-alpha
 `diffusion/model/nets/{PixArt,PixArt_blocks}.py` @ cac2fd3), written from that description, not copied; parity with
-diffusers' ``PixArtTransformer2DModel`` is tested on converted weights (``convert_diffusers_pixart_to_ours``).
+diffusers' ``PixArtTransformer2DModel`` is tested on converted weights (``models.checkpoints.convert_diffusers_pixart_to_ours``).
 
 PixArt-α is DiT-XL with three changes: adaLN-single (one t -> 6D regression per forward, plus a learned per-block
 table), a cross-attention layer to 120 T5-XXL caption tokens (4096-d features) in every block, and a T2I final layer.
@@ -171,53 +171,6 @@ class PixArtAlpha(nn.Module):
                 x = block(x, cond, t6)                                      # (N, T, D)
         x = self.final_layer(x, t_emb)                                      # (N, T, p²·2C)
         return unpatchify(x, self.out_channels, self.config.patch_size)     # (N, 2C, H, W)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# diffusers interop (the parity oracle of tests/test_backbones.py)
-# ----------------------------------------------------------------------------------------------------------------
-
-def convert_diffusers_pixart_to_ours(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Map a diffusers ``PixArtTransformer2DModel`` state dict (no size/AR conditions) onto ``PixArtAlpha``.
-
-    diffusers keeps q, k, v as separate linears; ours fuses self-attention qkv and cross-attention kv, so those are
-    concatenated along the output dimension. Raises on any key it does not know (nothing is dropped silently).
-    """
-    sd, out = dict(state_dict), {}
-
-    def take(src: str, dst: str) -> None:
-        for suffix in (".weight", ".bias"):
-            if src + suffix in sd:
-                out[dst + suffix] = sd.pop(src + suffix)
-
-    def fuse(srcs: list[str], dst: str) -> None:
-        for suffix in (".weight", ".bias"):
-            out[dst + suffix] = torch.cat([sd.pop(s + suffix) for s in srcs], dim=0)
-
-    take("pos_embed.proj", "x_embedder")
-    take("adaln_single.emb.timestep_embedder.linear_1", "t_embedder.mlp.0")
-    take("adaln_single.emb.timestep_embedder.linear_2", "t_embedder.mlp.2")
-    take("adaln_single.linear", "t_block.1")
-    take("caption_projection.linear_1", "y_embedder.mlp.0")
-    take("caption_projection.linear_2", "y_embedder.mlp.2")
-    out["final_layer.scale_shift_table"] = sd.pop("scale_shift_table")
-    take("proj_out", "final_layer.linear")
-    i = 0
-    while f"transformer_blocks.{i}.scale_shift_table" in sd:
-        src, dst = f"transformer_blocks.{i}.", f"blocks.{i}."
-        out[dst + "scale_shift_table"] = sd.pop(src + "scale_shift_table")
-        fuse([src + f"attn1.to_{n}" for n in "qkv"], dst + "attn.qkv")
-        take(src + "attn1.to_out.0", dst + "attn.proj")
-        take(src + "attn2.to_q", dst + "cross_attn.q")
-        fuse([src + "attn2.to_k", src + "attn2.to_v"], dst + "cross_attn.kv")
-        take(src + "attn2.to_out.0", dst + "cross_attn.proj")
-        take(src + "ff.net.0.proj", dst + "mlp.0")
-        take(src + "ff.net.2", dst + "mlp.2")
-        i += 1
-    sd = {k: v for k, v in sd.items() if not k.endswith("pos_embed")}  # diffusers' sin-cos buffer; ours is recomputed
-    if sd:
-        raise KeyError(f"unconverted diffusers PixArt keys: {sorted(sd)[:8]}")
-    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -130,7 +130,7 @@ def test_registry_errors_are_explicit():
 
 def test_pixart_parity_with_diffusers_on_converted_weights():
     diffusers = pytest.importorskip("diffusers")
-    from models.pixart import convert_diffusers_pixart_to_ours
+    from models.checkpoints import convert_diffusers_pixart_to_ours
 
     torch.manual_seed(0)
     ref = diffusers.PixArtTransformer2DModel(
@@ -154,7 +154,7 @@ def test_pixart_parity_with_diffusers_on_converted_weights():
 
 
 def test_pixart_converter_rejects_unknown_keys():
-    from models.pixart import convert_diffusers_pixart_to_ours
+    from models.checkpoints import convert_diffusers_pixart_to_ours
     sd = {"scale_shift_table": torch.zeros(2, 4), "mystery.weight": torch.zeros(1)}
     with pytest.raises(KeyError, match="unconverted"):
         convert_diffusers_pixart_to_ours(sd)
