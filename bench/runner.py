@@ -294,6 +294,8 @@ def collect(spec: Spec, panel: str, scale: str, runner: Runner, progress=None) -
             o = _num(ours_raw)
             cell_status = status or ("measured" if o is not None else
                                      (str(ours_raw) if ours_raw is not None else "not measured"))
+            if o is not None and not status and (how := ours_metrics.get(f"_how_{col.metric}")):
+                cell_status = f"measured ({how})"  # how the eval computed this number, e.g. the FID form
             records.append({
                 "artifact": spec.id, "panel": panel, "row": row.label, "metric": col.metric, "label": col.label,
                 "ours": _fmt(o) if o is not None else "", "paper": _fmt(p),

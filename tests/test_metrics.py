@@ -232,3 +232,22 @@ def test_converted_inception_matches_the_wheels_torchscript():
     cos = torch.nn.functional.cosine_similarity
     assert cos(ours[0], ours[1], dim=0) < 0.8
     assert len(net.sha256) == 64
+
+
+def test_imaginary_square_root_fails_as_the_official_evaluator():
+    """Σ1Σ2 with a negative eigenvalue: sqrtm is complex with a diagonal imaginary part of 1 > 1e-3, which the
+    official frechet_distance refuses (ValueError); ours raises the same, and the recon eval shows a failed cell."""
+    mu = np.zeros(2)
+    with pytest.raises(M.ImaginaryComponentError, match="imaginary component of 1"):
+        M.frechet_distance(mu, np.eye(2), mu, np.diag([1.0, -1.0]))
+    assert M.frechet_distance(mu, np.eye(2), mu, np.eye(2)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_fid_form_follows_the_number_of_images():
+    def kept(n):
+        s = M.FeatureStats(24, keep_features=True)
+        s.add(_features(n=n))
+        return s
+    assert M.fid_form(kept(10), kept(10)) == "exact low-rank form (N = 10 < 24 feature dims)"
+    assert M.fid_form(kept(40), kept(40)).startswith("scipy.linalg.sqrtm")  # N >= D: the official form
+    assert M.fid_form(_stats(_features(n=10)), _stats(_features(n=10))).startswith("scipy")  # moments only

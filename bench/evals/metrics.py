@@ -231,6 +231,13 @@ class FeatureStats:
         return s
 
 
+IMAGINARY_ATOL = 1e-3  # efficientvit apps/metrics/fid/fid.py (pytorch-fid): larger imaginary diagonals raise
+
+
+class ImaginaryComponentError(ValueError):
+    """The square root of Σ1Σ2 is not real to the official tolerance: the FID of these statistics is not defined."""
+
+
 def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray,
                      eps: float = 1e-6) -> float:
     """‖μ1 − μ2‖² + Tr(Σ1 + Σ2 − 2 (Σ1 Σ2)^½), as pytorch-fid / the official evaluator (sqrtm, eps fallback)."""
@@ -240,16 +247,27 @@ def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: n
     if not np.isfinite(covmean).all():  # singular product: add eps to the diagonals (pytorch-fid's fallback)
         offset = np.eye(cov1.shape[0]) * eps
         covmean = linalg.sqrtm((cov1 + offset).dot(cov2 + offset))
-    if np.iscomplexobj(covmean):
-        covmean = covmean.real  # tiny imaginary parts from numerical error
+    if np.iscomplexobj(covmean):  # as the official evaluator: tiny imaginary parts are numerical error, large fail
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=IMAGINARY_ATOL):
+            raise ImaginaryComponentError(f"the matrix square root has an imaginary component of "
+                                          f"{np.max(np.abs(covmean.imag)):.3g} (> {IMAGINARY_ATOL} on the diagonal); "
+                                          f"the official evaluator raises here too")
+        covmean = covmean.real
     return float(diff.dot(diff) + np.trace(cov1) + np.trace(cov2) - 2 * np.trace(covmean))
+
+
+def fid_form(a: FeatureStats, b: FeatureStats) -> str:
+    """Which form ``fid_from_stats`` uses for these sets (recorded beside every FID)."""
+    if a.features is not None and b.features is not None and max(a.n, b.n) < a.dim:
+        return f"exact low-rank form (N = {max(a.n, b.n)} < {a.dim} feature dims)"
+    return "scipy.linalg.sqrtm (eps 1e-6 fallback), as the official evaluator"
 
 
 def fid_from_stats(a: FeatureStats, b: FeatureStats) -> float:
     """FID of two feature sets. With raw features of fewer samples than dimensions, the exact low-rank form is used
     (``frechet_distance_low_rank``): sqrtm of a rank-deficient 2048×2048 product is slow (~1 min on 2 cores, twice
     with the eps fallback) and numerically poor."""
-    if a.features is not None and b.features is not None and max(a.n, b.n) < a.dim:
+    if fid_form(a, b).startswith("exact low-rank"):
         return frechet_distance_low_rank(a.all_features(), b.all_features())
     mu1, c1 = a.mean_cov()
     mu2, c2 = b.mean_cov()

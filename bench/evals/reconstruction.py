@@ -234,7 +234,10 @@ def _feature_metrics(plan: _ShardPlan, shards: list[dict], n_ok: int, dataset, f
             ref.merge(p)
         if plan.ref_path is not None:
             _save_npz(plan.ref_path, ref.to_arrays())
-    out: dict[str, Any] = {"rfid": M.fid_from_stats(rec, ref)}
+    try:
+        out: dict[str, Any] = {"rfid": M.fid_from_stats(rec, ref), "_how_rfid": M.fid_form(rec, ref)}
+    except M.ImaginaryComponentError as e:
+        out = {"rfid": f"failed ({e})", "_how_rfid": M.fid_form(rec, ref)}
     if plan.keep and rec.features is not None and ref.features is not None:
         out["kid"] = M.kid(rec.all_features(), ref.all_features(), subset_size=min(1000, n_ok))
     if n_ok < plan.fdim:
