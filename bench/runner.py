@@ -26,7 +26,7 @@ import pandas as pd
 from bench import evals, paper
 from bench.configs import EvalConfig, dependencies, fields_json
 from bench.emit import markdown_table
-from bench.errors import Unavailable, UsageError
+from bench.errors import RowFailed, Unavailable, UsageError
 from bench.provenance import (
     atomic_write_json,
     atomic_write_text,
@@ -43,7 +43,12 @@ from models.distributed import is_main_process
 
 
 class RunFailed(Exception):
-    """An eval raised an unexpected error; its traceback is in the run's log.txt."""
+    """A run did not complete: ``why`` is its cell's reason (a RowFailed message, or an unexpected error whose
+    traceback is in the run's log.txt)."""
+
+    def __init__(self, message: str, why: str):
+        super().__init__(message)
+        self.why = why
 
 
 @dataclass
@@ -184,11 +189,15 @@ class Runner:
             except KeyboardInterrupt:
                 ctx.log("interrupted; nothing recorded (resumable evals keep their partial state)")
                 raise
+            except RowFailed as e:  # the row's own inputs: its cell says why, the table goes on
+                ctx.log(f"RowFailed: {e}")
+                raise RunFailed(f"run {rid} failed: {e}", str(e)) from e
             except Exception as e:  # noqa: BLE001 - recorded in full, re-raised as one line
                 if is_main_process():
                     with open(run_dir / "log.txt", "a") as f:
                         f.write(traceback.format_exc())
-                raise RunFailed(f"run {rid} failed: {type(e).__name__}: {e} (traceback in {run_dir}/log.txt)") from e
+                raise RunFailed(f"run {rid} failed: {type(e).__name__}: {e} (traceback in {run_dir}/log.txt)",
+                                f"{type(e).__name__}, see {run_dir}/log.txt") from e
             seconds = time.perf_counter() - t0
             metrics = {**metrics, "_protocol": evals.protocol_id(ref.eval)}  # from the registration, never typed twice
             metrics.setdefault("_seconds", round(seconds, 3))
@@ -250,7 +259,7 @@ def _ensure_rows(spec: Spec, panel: str, scale: str, runner: Runner, progress):
         except Unavailable as e:
             row_status[row.label] = f"unavailable ({e})"
         except RunFailed as e:
-            row_status[row.label] = "failed (see run log)"
+            row_status[row.label] = f"failed ({e.why})"
             problems.append(str(e))
     return results, row_status, problems
 

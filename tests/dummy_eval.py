@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from bench.configs import EvalConfig
-from bench.errors import Unavailable
+from bench.errors import RowFailed, Unavailable
 from bench.evals import Eval
 
 
@@ -19,6 +19,7 @@ class DummyConfig(EvalConfig):
     x: float                     # the number every metric is made from
     crash: bool = False          # raise an unexpected error
     unavailable: bool = False    # raise Unavailable
+    row_failed: bool = False     # raise RowFailed (a checkpoint that does not match its model)
     outputs: bool = False        # write and declare a checkpoint, like train-ae
     parent: DummyConfig | None = None  # a run this one depends on
 
@@ -35,6 +36,8 @@ def run(cfg: DummyConfig, ctx):
         raise RuntimeError("planted crash")
     if cfg.unavailable:
         raise Unavailable("no such weights here")
+    if cfg.row_failed:
+        raise RowFailed("checkpoint does not match the model")
     if cfg.outputs:  # a checkpoint other runs need, declared like train-ae's
         (ctx.run_dir / "ckpt").mkdir(exist_ok=True)
         save_file({"w": torch.zeros(4)}, str(ctx.run_dir / "ckpt" / "model.safetensors"))

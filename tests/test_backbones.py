@@ -7,7 +7,14 @@ meta device, so the 0.5-1.6 B-parameter models cost no memory. PixArt-α is chec
 import pytest
 import torch
 
-from models.backbones import BACKBONES, backbone_config, build_backbone, list_backbones, random_inputs, trainable_params
+from models.backbones import (
+    BACKBONES,
+    backbone_config,
+    build_backbone,
+    list_backbones,
+    random_inputs,
+    trainable_params,
+)
 
 # (backbone, latent channels, latent side, patch) -> params in M, from backbones.md §6 (+ its "Extra" line).
 PARAMS_M = {

@@ -13,7 +13,11 @@ import torch
 
 diffusers = pytest.importorskip("diffusers")
 
-from models.checkpoints import convert_diffusers_dc_to_ours, diffusers_dc_kwargs, load_state_dict_strict
+from models.checkpoints import (
+    convert_diffusers_dc_to_ours,
+    diffusers_dc_kwargs,
+    load_state_dict_strict,
+)
 from models.dc_ae import DC_AE_VARIANTS, DCAE
 
 pytestmark = pytest.mark.slow

@@ -4,7 +4,6 @@ import torch
 
 from models import losses
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 

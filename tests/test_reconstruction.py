@@ -20,7 +20,7 @@ from torch import nn
 import models
 import models.zoo
 from bench.configs import DataOption, ReconConfig, TrainAEConfig, folder
-from bench.errors import Unavailable, UsageError
+from bench.errors import RowFailed, Unavailable, UsageError
 from bench.evals import reconstruction as R
 from bench.evals.inception import TinyFeatures
 from models.data import SyntheticDataset
@@ -269,11 +269,36 @@ def test_checkpoint_of_another_model_is_rejected(tmp_path, standin_models, monke
     ensure = lambda ref: SimpleNamespace(run_id="train-run", dir=dep_dir, metrics={})
     cfg = ReconConfig("dc-ae-f32c32-small", 64, features="tiny", n_images=4,
                       checkpoint=TrainAEConfig("dc-ae-f32c32-small"))
-    with pytest.raises(UsageError, match="f8c3.*dc-ae-f32c32-small"):
+    with pytest.raises(RowFailed, match="f8c3.*dc-ae-f32c32-small"):  # that row's cell: failed (why)
         R.run(cfg, _ctx(tmp_path, ensure=ensure))
     monkeypatch.setattr(standin_models, "load", lambda path: (_ for _ in ()).throw(ValueError("bad header")))
-    with pytest.raises(UsageError, match="cannot be loaded"):
+    with pytest.raises(RowFailed, match="cannot be loaded"):
         R.run(cfg, _ctx(tmp_path, ensure=ensure))
+
+
+class OutOfMemoryAbove(StandInAE):
+    """Raises CUDA's out-of-memory error for batches larger than ``limit`` (as a GPU that is too small would)."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit = limit
+
+    def forward(self, x):
+        if x.shape[0] > self.limit:
+            raise torch.OutOfMemoryError(f"batch {x.shape[0]} does not fit")
+        return super().forward(x)
+
+
+def test_out_of_memory_halves_the_batch_and_records_it(tmp_path):
+    ds = SyntheticDataset(10, 32)
+    lines = []
+    m = _eval(tmp_path / "a", ds, OutOfMemoryAbove(2), batch_size=8, log=lines.append)
+    ref = _eval(tmp_path / "b", ds, StandInAE(), batch_size=8)
+    assert m["_complete"] and m["_batch_size"] == 2 and ref["_batch_size"] == 8
+    assert m["psnr"] == pytest.approx(ref["psnr"]) and m["_n_images"] == 10  # same numbers at the smaller batch
+    assert any("out of memory, retrying at batch 4" in ln for ln in lines)
+    with pytest.raises(RowFailed, match="out of memory at batch 1"):
+        _eval(tmp_path / "c", ds, OutOfMemoryAbove(0), batch_size=4)
 
 
 def test_protocol_preset_is_frozen_and_recorded():

@@ -10,8 +10,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from bench import evals
+from bench import artifacts, evals
 from bench.__main__ import entry
+from bench.__main__ import main as bench_main
 from bench.configs import ConfigError, ReconConfig, TrainAEConfig, dependencies, folder
 from bench.provenance import atomic_write_text, damage, run_id
 from bench.runner import RunFailed, Runner, collect, write_outputs
@@ -108,9 +109,25 @@ def test_unavailable_and_failed_become_cells(tmp_path):
     by_row = {r["row"]: r for r in built.records}
     assert by_row["good"]["ours"] == "2" and by_row["good"]["status"] == "measured"
     assert by_row["missing"]["status"] == "unavailable (no such weights here)"
-    assert by_row["broken"]["status"].startswith("failed") and built.problems
+    assert by_row["broken"]["status"].startswith("failed (RuntimeError, see ") and built.problems
     assert by_row["skipped"]["status"] == "not run at smoke scale"
     assert by_row["double"]["ours"] == "4" and by_row["double"]["run_id"] == by_row["good"]["run_id"]
+
+
+def test_a_failed_row_stays_in_its_row_and_the_exit_code_says_so(tmp_path, monkeypatch, capsys):
+    """A checkpoint that does not match its model (RowFailed) is that row's 'failed (why)' cell; the table completes
+    and the command exits 3."""
+    spec = Spec(id="table2", title="t", caption="c", columns=(Column("score", "Score", False),),
+                scales={"smoke": "", "small": "", "paper": ""},
+                rows=(Row("good", run=RunRef(D(x=1))), Row("mismatched", run=RunRef(D(x=2, row_failed=True)))))
+    built = collect(spec, "", "smoke", Runner(tmp_path))
+    by_row = {r["row"]: r for r in built.records}
+    assert by_row["good"]["status"] == "measured"
+    assert by_row["mismatched"]["status"] == "failed (checkpoint does not match the model)"
+    monkeypatch.setattr(artifacts, "load", lambda name: types.SimpleNamespace(SPECS={"": spec}))
+    monkeypatch.chdir(tmp_path)
+    assert bench_main(["table2", "--scale", "smoke", "--runs-dir", str(tmp_path / "runs")]) == 3
+    assert (tmp_path / "tables" / "table2-smoke.csv").exists()  # the table was still written
 
 
 def test_paper_values_sit_beside_ours(tmp_path):

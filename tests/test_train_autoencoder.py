@@ -10,7 +10,6 @@ import torch.nn as nn
 from bench.configs import MemoryConfig, PhaseRequest, TrainAEConfig
 from models import train_autoencoder as T
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 

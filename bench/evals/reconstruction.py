@@ -40,7 +40,7 @@ from PIL import Image
 import models
 import models.zoo
 from bench.configs import EMBEDDED_TEST, FOLDER_SETS, DataOption, ReconConfig
-from bench.errors import Unavailable, UsageError
+from bench.errors import RowFailed, Unavailable, UsageError
 from bench.evals import metrics as M
 from bench.evals import protocol_id
 from bench.evals.inception import feature_network
@@ -194,8 +194,9 @@ def _plan_shards(model, dataset, work_dir: Path, feature_net, protocol: ReconPro
 
 
 def _compute_shards(plan: _ShardPlan, model, dataset, feature_net, lpips, *, batch_size: int, device: str,
-                    sample_dir: Path, n_samples: int, max_shards: int | None, log: Callable[[str], None]) -> None:
-    """This rank's shards that are not finished yet, each written atomically as soon as it is done."""
+                    sample_dir: Path, n_samples: int, max_shards: int | None, log: Callable[[str], None]) -> int:
+    """This rank's shards that are not finished yet, each written atomically as soon as it is done. On CUDA out
+    of memory the batch halves (down to 1) and the shard is redone; returns the batch the last shard used."""
     rank, world, n_shards = distributed.rank(), distributed.world_size(), len(plan.ranges)
     computed = 0
     for k, (idx, path) in enumerate(zip(plan.ranges, plan.files)):
@@ -206,11 +207,22 @@ def _compute_shards(plan: _ShardPlan, model, dataset, feature_net, lpips, *, bat
             continue  # finished earlier: resume skips it
         if max_shards is not None and computed >= max_shards:
             break
-        _save_npz(path, _evaluate_shard(model, dataset, idx, feature_net, lpips, batch_size, device,
+        while True:
+            try:
+                shard = _evaluate_shard(model, dataset, idx, feature_net, lpips, batch_size, device,
                                         need_ref=not plan.ref_cached, keep=plan.keep, fdim=plan.fdim,
-                                        sample_dir=sample_dir, n_samples=n_samples, key=plan.shard_key))
+                                        sample_dir=sample_dir, n_samples=n_samples, key=plan.shard_key)
+                break
+            except torch.OutOfMemoryError:  # halve the batch and redo the shard; at batch 1 the row fails
+                if batch_size == 1:
+                    raise RowFailed("out of memory at batch 1 (the smallest batch)") from None
+                batch_size = max(1, batch_size // 2)
+                torch.cuda.empty_cache()
+                log(f"shard {k + 1}/{n_shards}: out of memory, retrying at batch {batch_size}")
+        _save_npz(path, {**shard, "batch_size": np.array(batch_size)})
         computed += 1
         log(f"shard {k + 1}/{n_shards}: images {idx.start}-{idx.stop - 1} done (rank {rank}/{world})")
+    return batch_size
 
 
 def _feature_metrics(plan: _ShardPlan, shards: list[dict], n_ok: int, dataset, feature_net,
@@ -323,6 +335,7 @@ def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
         "_fid_features": getattr(feature_net, "name", "none") if feature_net is not None else "none",
         "_reference_id": f"fid-ref-{plan.ref_key}",
         "_n_images": int(n_ok), "_n_skipped": len(skipped), "_n_shards": len(shards), "_world_size": world,
+        "_batch_size": min(int(s.get("batch_size", batch_size)) for s in shards),  # after any out-of-memory halving
         "_psnr_inf_images": int(np.isinf(psnr).sum()),
         "_complete": True,
     }
@@ -450,12 +463,12 @@ def _load_checkpoint(cfg: ReconConfig, ctx: Any) -> tuple[torch.nn.Module, str]:
     try:
         model = models.load(path)
     except (ValueError, OSError, KeyError) as e:  # models.load: a damaged or foreign file, in one line
-        raise UsageError(f"checkpoint {path} cannot be loaded ({type(e).__name__}: {e})") from None
+        raise RowFailed(f"checkpoint {path} cannot be loaded ({type(e).__name__}: {e})") from None
     want = _registry_fc(cfg.model)
     got = (model.spatial_compression, model.latent_channels)
     if got != want:
-        raise UsageError(f"checkpoint {path} is f{got[0]}c{got[1]}, but the config names {cfg.model} (f{want[0]}c"
-                         f"{want[1]}); fix 'checkpoint' or 'model'")
+        raise RowFailed(f"checkpoint {path} is f{got[0]}c{got[1]}, but the config names {cfg.model} (f{want[0]}c"
+                        f"{want[1]}); fix 'checkpoint' or 'model'")
     st = path.stat()
     return model, f"{dep.run_id}:{st.st_size}:{st.st_mtime_ns}"
 
@@ -470,7 +483,7 @@ def _load_official(cfg: ReconConfig, ctx: Any) -> tuple[torch.nn.Module, str]:
         model = models.load_pretrained(name, own if own.exists() else Path(root))
     except (FileNotFoundError, ValueError) as e:  # models.load_pretrained: missing / mismatched files
         if own.exists():
-            raise UsageError(f"official weights of {name} in {own} cannot be loaded ({e})") from None
+            raise RowFailed(f"official weights of {name} in {own} do not load ({e})") from None
         raise Unavailable(f"no weights for {name} under --weights {root} (expected {own}/)") from None
     return model, f"pretrained:{name}"
 
