@@ -52,6 +52,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    help="paper-scale images: a folder holding imagenet-val/, ffhq/, mapillary-vistas/, imagenet-train/, "
                         "and/or NAME=PATH for one set (repeatable)")
     p.add_argument("--weights", default=None, help="folder of official checkpoints for paper scale")
+    p.add_argument("--limit", default=None, metavar="N",
+                   help="the full protocol on the first N images of each set (e.g. --scale paper --device cpu "
+                        "--limit 8); every cell says 'subset of N' and the files are named -subsetN")
     p.add_argument("--jobs", default="1", help="compute up to N training/reconstruction runs at once, in N processes "
                                                 "(timed efficiency runs always run alone; default 1)")
     p.add_argument("--markdown", action="store_true", help=argparse.SUPPRESS)  # `ls --markdown` for the README
@@ -86,6 +89,14 @@ def _specs(name: str, ablation: str | None) -> dict:
 def _jobs(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise UsageError(f"--jobs {value!r}: give a whole number >= 1 (e.g. --jobs {os.cpu_count() or 1}, one per core)")
+    return int(value)
+
+
+def _limit(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise UsageError(f"--limit {value!r}: give a whole number of images >= 1 (e.g. --limit 8)")
     return int(value)
 
 
@@ -159,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"--{flag} {value}: not a readable folder; pass the folder that holds the "
                              + ("images (e.g. ImageNet val)" if flag == "data" else "official checkpoints"))
     runner = Runner(Path(args.runs_dir), device=_device(args.device), force=args.force,
-                    render_only=args.render_only, options={"data": data,
+                    render_only=args.render_only, options={"data": data, "limit": _limit(args.limit),
                              "weights": args.weights and str(Path(args.weights).expanduser())})
     if not args.render_only:
         runner.check_writable()

@@ -142,9 +142,11 @@ class DataOption:
 
 class EvalConfig:
     """Base of every eval's config: ``EVAL`` names the eval (a key of ``bench.evals.EVALS``), ``run_name`` the
-    readable prefix of its run ids. Field types are checked on construction."""
+    readable prefix of its run ids, ``LIMIT_FIELD`` the field that ``--limit N`` caps (None: the eval has no subset
+    mode). Field types are checked on construction."""
 
     EVAL: ClassVar[str]
+    LIMIT_FIELD: ClassVar[str | None] = None
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -215,6 +217,7 @@ class ReconConfig(EvalConfig):
     """Eval ``recon``: the reconstruction protocol (rFID, PSNR, SSIM, LPIPS, KID) of one autoencoder."""
 
     EVAL: ClassVar[str] = "recon"
+    LIMIT_FIELD: ClassVar[str | None] = "n_images"
     model: str                                     # registry name, e.g. "dc-ae-f64c128-in-1.0"
     resolution: int                                # evaluation crop size (px)
     dataset: Dataset = EMBEDDED_TEST               # which images
@@ -299,6 +302,14 @@ def with_changes(cfg: Any, changes: Mapping[str, Any] | None) -> Any:
         raise ConfigError(f"{type(cfg).__name__} has no field {unknown[0]!r}{hint}; fields: "
                           f"{', '.join(_names(type(cfg)))}")
     return dataclasses.replace(cfg, **changes)
+
+
+def limited(cfg: EvalConfig, limit: int | None) -> EvalConfig:
+    """``cfg`` on at most ``limit`` items (``--limit N``: the first N images of each set), where the eval allows it."""
+    if limit is None or cfg.LIMIT_FIELD is None:
+        return cfg
+    current = getattr(cfg, cfg.LIMIT_FIELD)
+    return with_changes(cfg, {cfg.LIMIT_FIELD: limit if current is None else min(current, limit)})
 
 
 def dependencies(cfg: EvalConfig) -> list[EvalConfig]:

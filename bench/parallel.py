@@ -44,7 +44,7 @@ def plan(specs: Iterable[Spec], scale: str, runner) -> list[PlannedRun]:
     def visit(ref: RunRef) -> int:
         rid, _ = runner.run_id_for(ref, scale)
         if rid not in stage_of:
-            deps = [visit(RunRef(dep)) for dep in dependencies(ref.resolve(scale))]
+            deps = [visit(RunRef(dep)) for dep in dependencies(runner.resolve(ref, scale))]
             stage_of[rid] = 1 + max(deps, default=-1)
             refs[rid] = ref
         return stage_of[rid]
@@ -117,7 +117,7 @@ def run_plan(planned: list[PlannedRun], scale: str, runner, jobs: int,
         for stage in range(1 + planned[-1].stage):
             futures = []
             for p in (p for p in planned if p.stage == stage):
-                deps = [runner.run_id_of(dep, scale)[0] for dep in dependencies(p.ref.resolve(scale))]
+                deps = [runner.run_id_of(dep, scale)[0] for dep in dependencies(runner.resolve(p.ref, scale))]
                 if any(d in problems for d in deps):
                     problems[p.run_id] = "skipped: a run it depends on did not complete"
                     report(p.run_id, problems[p.run_id])

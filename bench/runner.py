@@ -24,7 +24,7 @@ from typing import Any, Iterator
 import pandas as pd
 
 from bench import evals, paper
-from bench.configs import EvalConfig, dependencies, fields_json
+from bench.configs import EvalConfig, dependencies, fields_json, limited
 from bench.emit import markdown_table
 from bench.errors import RowFailed, Unavailable, UsageError
 from bench.provenance import (
@@ -109,9 +109,18 @@ class Runner:
             raise UsageError(f"runs folder {self.runs_dir} is not writable ({e.strerror}); "
                              f"pass --runs-dir to a writable folder") from None
 
+    @property
+    def limit(self) -> int | None:
+        """--limit N: evals with a subset mode run on the first N images (the cells say so)."""
+        return self.options.get("limit")
+
+    def resolve(self, ref: RunRef, scale: str) -> EvalConfig:
+        """The config ``ref`` runs with at ``scale`` here (``--limit`` applied)."""
+        return limited(ref.resolve(scale), self.limit)
+
     def run_id_for(self, ref: RunRef, scale: str) -> tuple[str, dict]:
         """The content-derived id of ``ref`` at ``scale`` and the config stored with it (``config.json``)."""
-        return self.run_id_of(ref.resolve(scale), scale)
+        return self.run_id_of(self.resolve(ref, scale), scale)
 
     def run_id_of(self, cfg: EvalConfig, scale: str) -> tuple[str, dict]:
         """Id and stored form of a resolved config: its fields, the eval's protocol version and the ids of the runs
@@ -182,7 +191,7 @@ class Runner:
             ctx.log(f"run {rid}: eval {ref.eval} at {scale} scale")
             t0 = time.perf_counter()
             try:
-                metrics = evals.load(ref.eval)(ref.resolve(scale), ctx)
+                metrics = evals.load(ref.eval)(self.resolve(ref, scale), ctx)
             except (Unavailable, UsageError) as e:
                 ctx.log(f"{type(e).__name__}: {e}")
                 raise
@@ -240,6 +249,7 @@ class Built:
     records: list[dict[str, str]]
     results: dict[str, RunResult]
     problems: list[str]
+    subset: int | None = None  # --limit N: every cell is of a subset of N images, and the file name says so
 
 
 def _ensure_rows(spec: Spec, panel: str, scale: str, runner: Runner, progress):
@@ -313,7 +323,11 @@ def collect(spec: Spec, panel: str, scale: str, runner: Runner, progress=None) -
                 "lower_is_better": "" if col.lower_is_better is None else str(col.lower_is_better).lower(),
                 "scale": scale, "status": cell_status, "run_id": rid, "protocol": protocol, "note": row.note,
             })
-    return Built(spec, panel, scale, records, results, problems)
+    if runner.limit is not None:  # never mistaken for the paper's protocol
+        for rec in records:
+            if rec["status"].startswith("measured"):
+                rec["status"] = f"{rec['status']}, subset of {runner.limit} images"
+    return Built(spec, panel, scale, records, results, problems, subset=runner.limit)
 
 
 class _PaperMetrics(dict):
@@ -338,13 +352,13 @@ def _derive_paper(spec: Spec, row) -> dict[str, float]:
             if not k.startswith("_") and _num(v) is not None and math.isfinite(float(v))}
 
 
-def output_stem(spec_id: str, panel: str, scale: str) -> str:
-    return f"{spec_id}{'-' + panel if panel else ''}-{scale}"
+def output_stem(spec_id: str, panel: str, scale: str, subset: int | None = None) -> str:
+    return f"{spec_id}{'-' + panel if panel else ''}-{scale}{f'-subset{subset}' if subset else ''}"
 
 
 def write_outputs(built: Built, tables_dir: Path, figures_dir: Path, command: str) -> list[Path]:
     """Write the CSV, a Markdown view and the figure. Returns the paths written."""
-    stem = output_stem(built.spec.id, built.panel, built.scale)
+    stem = output_stem(built.spec.id, built.panel, built.scale, built.subset)
     df = pd.DataFrame(built.records, columns=list(CSV_COLUMNS))
     written = []
     csv_path = tables_dir / f"{stem}.csv"

@@ -313,3 +313,32 @@ def test_render_only_without_runs_is_one_line(tmp_path, capsys):
         sys.argv = argv
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and "--render-only found no completed smoke-scale run" in err[0]
+
+
+def test_limit_runs_a_labelled_subset(tmp_path):
+    """--limit N caps the images of evals with a subset mode (a different run), and every cell and file says so."""
+    full, sub = Runner(tmp_path), Runner(tmp_path, options={"limit": 2})
+    ref = RunRef(ReconConfig("dc-ae-f8c4-tiny", 32, dataset=folder("imagenet-val")))
+    assert sub.resolve(ref, "paper").n_images == 2 and full.resolve(ref, "paper").n_images is None
+    assert sub.run_id_for(ref, "paper")[0] != full.run_id_for(ref, "paper")[0]
+    capped = RunRef(ReconConfig("dc-ae-f8c4-tiny", 32, n_images=1))
+    assert sub.resolve(capped, "paper").n_images == 1  # never more images than the spec asks for
+    train = RunRef(TrainAEConfig("dc-ae-f8c4-tiny"))
+    assert sub.run_id_for(train, "small") == full.run_id_for(train, "small")  # no subset mode: unchanged
+    spec = Spec(id="table2", title="t", caption="c", columns=(Column("score", "Score", False),),
+                scales={"smoke": "", "small": "", "paper": ""}, rows=(Row("good", run=RunRef(D(x=1))),))
+    built = collect(spec, "", "smoke", sub)
+    assert built.records[0]["status"] == "measured, subset of 2 images"
+    paths = write_outputs(built, tmp_path / "tables", tmp_path / "figures", "cmd")
+    assert paths[0].name == "table2-smoke-subset2.csv"
+
+
+def test_bad_limit_is_one_line(tmp_path, capsys):
+    argv = sys.argv
+    sys.argv = ["bench", "table2", "--scale", "smoke", "--limit", "zero", "--runs-dir", str(tmp_path)]
+    try:
+        with pytest.raises(SystemExit) as e:
+            entry()
+    finally:
+        sys.argv = argv
+    assert e.value.code == 2 and "--limit 'zero': give a whole number" in capsys.readouterr().err
