@@ -295,7 +295,7 @@ class DatasetCropSource:
         return self.dataset[index]
 
 
-def _mix(*parts: object) -> int:
+def mix_seed(*parts: object) -> int:
     """A 63-bit seed derived from parts (stable across processes and Python versions, unlike hash())."""
     return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:8], "little") >> 1
 
@@ -308,8 +308,8 @@ def sample_plan(seed: int, step: int, batch: int, n: int) -> list[tuple[int, int
         p = step * batch + k  # position in the run's sample stream
         epoch = p // n
         if epoch not in perm_cache:
-            perm_cache[epoch] = torch.randperm(n, generator=torch.Generator().manual_seed(_mix(seed, "epoch", epoch)))
-        plan.append((int(perm_cache[epoch][p % n]), _mix(seed, "crop", p)))
+            perm_cache[epoch] = torch.randperm(n, generator=torch.Generator().manual_seed(mix_seed(seed, "epoch", epoch)))
+        plan.append((int(perm_cache[epoch][p % n]), mix_seed(seed, "crop", p)))
     return plan
 
 
@@ -344,14 +344,14 @@ def set_train_mode(model: nn.Module) -> None:
 # RNG state and the final weights
 # ---------------------------------------------------------------------------------------------------------------------
 
-def _rng_state() -> dict:
+def rng_state() -> dict:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def _set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
@@ -462,7 +462,7 @@ def _build(model: nn.Module, run: _Run) -> _TrainState:
     trainable = apply_trainable(model, phase)
     params = [p for n, p in model.named_parameters() if p.requires_grad]
     n_train = sum(p.numel() for p in params)
-    torch.manual_seed(_mix(phase.seed, "disc-init"))  # discriminator init is a function of the seed
+    torch.manual_seed(mix_seed(phase.seed, "disc-init"))  # discriminator init is a function of the seed
     disc = (losses.PatchDiscriminator(width=phase.disc_width, n_layers=phase.disc_layers, norm=phase.disc_norm)
             .to(run.device) if phase.gan else None)
     opt = torch.optim.AdamW(params, lr=phase.lr, betas=phase.betas, weight_decay=phase.weight_decay)
@@ -488,7 +488,7 @@ def _restore(s: _TrainState, run: _Run) -> int:
     path = run.state_path
     if path is None or not path.exists():
         return 0
-    state = torch.load(path, map_location=run.device, weights_only=False)
+    state = torch.load(path, map_location="cpu", weights_only=False)  # RNG states must stay CPU tensors
     fingerprint = run.phase.fingerprint()
     if state["phase"] != fingerprint:
         diff = sorted(k for k in fingerprint if state["phase"].get(k) != fingerprint[k])
@@ -504,7 +504,7 @@ def _restore(s: _TrainState, run: _Run) -> int:
     if s.ema is not None:
         s.ema = {k: v.to(run.device) for k, v in state["ema"].items()}
     if state["world"] == run.world:  # another world size: the data order still matches, the RNG streams cannot
-        _set_rng_state(state["rng"][run.rank])
+        set_rng_state(state["rng"][run.rank])
     run.log(f"{run.phase.name}: resumed from {path} at step {state['step']}")
     return state["step"]
 
@@ -521,9 +521,9 @@ def _save_state(s: _TrainState, run: _Run, step: int) -> None:
         return
     rngs = [None] * run.world
     if run.ddp:
-        dist.all_gather_object(rngs, _rng_state())
+        dist.all_gather_object(rngs, rng_state())
     else:
-        rngs = [_rng_state()]
+        rngs = [rng_state()]
     if run.rank == 0:
         atomic_torch_save({
             "phase": run.phase.fingerprint(), "step": step, "world": run.world,

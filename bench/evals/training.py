@@ -36,7 +36,7 @@ from models.train_autoencoder import (
     TRAIN_STATE,
     DatasetCropSource,
     PhaseConfig,
-    _mix,
+    mix_seed,
     train_autoencoder,
 )
 
@@ -89,7 +89,7 @@ def _build(cfg: TrainAEConfig, ctx) -> tuple[torch.nn.Module, list[PhaseConfig],
     for p in phases:
         if p.resolution % f:
             raise UsageError(f"train-ae: {p.name} resolution {p.resolution} is not a multiple of {cfg.model}'s f={f}")
-    torch.manual_seed(_mix(cfg.seed, "init"))
+    torch.manual_seed(mix_seed(cfg.seed, "init"))
     model = models.build(cfg.model, **_model_overrides(cfg))
     parent = cfg.init_from
     if parent is None:

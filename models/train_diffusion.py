@@ -1,0 +1,530 @@
+"""Latent-diffusion training: one loop for every backbone, the official recipes as data (arXiv 2410.10733 §4.1).
+
+    "We follow the same training settings as the original papers." (§4.1)
+
+    recipe       formulation            optimiser                                 warm-up  EMA
+    UVIT_RECIPE  U-ViT ε-MSE            AdamW 2e-4, wd 0.03, betas (0.99, 0.99)   5k       0.9999
+    DIT_RECIPE   IDDPM MSE + vb (DiT)   AdamW 1e-4, wd 0,    betas (0.9, 0.999)   none     0.9999
+
+Both EMAs warm up as efficientvit's ``apps/utils/ema.py``: effective decay = decay × (1 − exp(−step/2000))
+(``ema_decay_at``). Facts from ``reference/generation.md`` §1-3 and ``reference/backbones.md`` §4.2; the losses are
+``models/diffusion.py``'s. A reduced run is ``dataclasses.replace(UVIT_RECIPE, steps=200, batch=64)``.
+
+Latents: ``encode_latents`` stores them already multiplied by the autoencoder's scaling factor, as the official
+``dc_ae_generate_latent.py`` does, and ``cached_latents`` keeps them in a content-addressed safetensors file keyed by
+what made them (checkpoint, data set, resolution, factor). Labels stay a separate int64 tensor.
+
+Determinism and resume (the conventions of ``models/train_autoencoder.py``): the latents of optimiser step ``s`` are
+``sample_plan(seed, s, batch, N)``, and the timestep and noise of each sample are drawn from a generator seeded by
+that sample's position in the run's sample stream. The checkpoint stores model, EMA, optimiser, scheduler, every RNG
+state (the backbones' label dropout draws from the global RNG) and the step, so on CPU ``N steps + kill + resume`` is
+bit-identical to an uninterrupted run (tests/test_train_diffusion.py).
+
+Scale-out: under ``torchrun`` (``models.distributed``) DDP with gloo on CPU and nccl on GPU, bf16 autocast on GPU,
+gradient accumulation. ``DiffusionRecipe.batch`` is the global batch of one optimiser step; since t and ε belong to
+the sample, not to the rank, K processes at batch b each train like one process at batch K·b, up to the float order
+of the gradient all-reduce and except for which labels the backbone drops (its own ``torch.rand`` on each rank).
+
+Deviations, stated: fp32 on CPU and bf16 autocast on GPU for both backbones (official: U-ViT bf16, DiT fp16 with a
+GradScaler); the warm-up starts from lr/warmup_steps (the official ``ConstantLRwithWarmup`` starts from a
+``warmup_lr`` whose value for these runs is not in the reference notes); an unconditional run (Table 4) feeds the
+backbone's null class (the official DiT's unconditional mode has no label embedder; ours learns one constant row).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as safetensors_bytes
+from torch import nn
+
+from models import distributed
+from models.diffusion import (
+    DIT_SCHEDULE,
+    UVIT_SCHEDULE,
+    NoiseSchedule,
+    iddpm_loss,
+    uvit_loss,
+)
+from models.io import atomic_torch_save, atomic_write_bytes
+
+# Shared with the autoencoder loop (one home each: models/train_autoencoder.py).
+from models.train_autoencoder import (
+    FINAL_MODEL,
+    TRAIN_STATE,
+    TrainingDiverged,
+    mix_seed,
+    rng_state,
+    sample_plan,
+    set_rng_state,
+)
+
+LATENT_CACHE_FORMAT = "dcae-bench-latents-v1"  # metadata tag of cached latent files
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Formulations: which loss, on which schedule, with which training timesteps
+# ---------------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Formulation:
+    """One of ``models/diffusion.py``'s training losses with the timesteps it samples, t ~ U{first_t .. first_t+T−1}."""
+    loss: Callable[..., dict[str, torch.Tensor]]  # uvit_loss or iddpm_loss: (model_fn, x0, y, schedule, t=, noise=)
+    schedule: NoiseSchedule                       # the formulation's β schedule
+    first_t: int                                  # U-ViT trains on t ∈ {1..T}, IDDPM (DiT) on {0..T−1}
+
+
+FORMULATIONS: dict[str, Formulation] = {
+    "uvit": Formulation(loss=uvit_loss, schedule=UVIT_SCHEDULE, first_t=1),
+    "dit": Formulation(loss=iddpm_loss, schedule=DIT_SCHEDULE, first_t=0),
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Recipes (the official settings are the named instances)
+# ---------------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DiffusionRecipe:
+    formulation: str                     # key of FORMULATIONS: "uvit" (ε-MSE) or "dit" (IDDPM MSE + vb)
+    steps: int                           # optimiser steps
+    batch: int                           # global batch per optimiser step (all ranks, all accumulation micro-batches)
+    lr: float                            # AdamW learning rate after the warm-up (constant)
+    weight_decay: float = 0.0            # AdamW weight decay, on every parameter (official: no exclusions)
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas
+    warmup_steps: int = 0                # linear lr warm-up over this many steps, then constant; 0 = none
+    ema_decay: float = 0.9999            # weight EMA decay; 0 = no EMA (the final weights are then the raw ones)
+    ema_warmup_steps: int = 2000         # effective decay = ema_decay × (1 − exp(−step/this)); 0 = no EMA warm-up
+    grad_accum: int = 1                  # micro-batches per optimiser step
+    ckpt_every: int = 1000               # resumable checkpoint every N steps (and at the end)
+    seed: int = 0                        # data order, per-sample t and ε, and the label-dropout RNG
+
+    def __post_init__(self):
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))  # a JSON list becomes the tuple
+        checks = [
+            (self.formulation in FORMULATIONS, f"formulation {self.formulation!r} is unknown; use one of "
+                                               f"{sorted(FORMULATIONS)}"),
+            (self.steps >= 1, f"steps must be >= 1, got {self.steps}"),
+            (self.batch >= 1, f"batch must be >= 1, got {self.batch}"),
+            (self.grad_accum >= 1, f"grad_accum must be >= 1, got {self.grad_accum}"),
+            (self.batch % self.grad_accum == 0, f"batch {self.batch} must be a multiple of grad_accum "
+                                                f"{self.grad_accum}; change one of them"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
+            (len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+             f"betas must be two numbers in [0, 1), got {self.betas}"),
+            (self.warmup_steps >= 0, f"warmup_steps must be >= 0 (0 = no warm-up), got {self.warmup_steps}"),
+            (0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1) (0 = no EMA), got {self.ema_decay}"),
+            (self.ema_warmup_steps >= 0, f"ema_warmup_steps must be >= 0 (0 = none), got {self.ema_warmup_steps}"),
+            (self.ckpt_every >= 1, f"ckpt_every must be >= 1, got {self.ckpt_every}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"DiffusionRecipe: {message}")
+
+    def fingerprint(self) -> dict:
+        """The fields a resumed run must share with its checkpoint (``steps`` may grow, ``ckpt_every`` may change)."""
+        d = dataclasses.asdict(self)
+        for k in ("steps", "ckpt_every"):
+            d.pop(k)
+        d["betas"] = list(d["betas"])
+        return d
+
+
+# efficientvit applications/dc_ae/README.md and assets/train_diffusion_with_sd_vae_f8.md (= U-ViT's ImageNet-512
+# recipe): 128/GPU × 8 = 1024, 500K steps (Table 3's † rows: 2,000K), constant lr after 5000 warm-up steps.
+UVIT_RECIPE = DiffusionRecipe(
+    formulation="uvit", steps=500_000, batch=1024, lr=2e-4, weight_decay=0.03, betas=(0.99, 0.99),
+    warmup_steps=5000, ema_decay=0.9999, ema_warmup_steps=2000)
+# efficientvit README (DiT-XL + DC-AE-f32): 32/GPU × 8 = 256, constant lr; the command caps training at 3M steps
+# (the paper's DiT-XL step counts are not published). DiT train.py: AdamW 1e-4, wd 0, EMA 0.9999.
+DIT_RECIPE = DiffusionRecipe(
+    formulation="dit", steps=3_000_000, batch=256, lr=1e-4, weight_decay=0.0, betas=(0.9, 0.999),
+    warmup_steps=0, ema_decay=0.9999, ema_warmup_steps=2000)
+
+RECIPES: dict[str, DiffusionRecipe] = {"uvit": UVIT_RECIPE, "dit": DIT_RECIPE}
+
+
+def ema_decay_at(step: int, decay: float, warmup: int) -> float:
+    """Effective EMA decay after optimiser step ``step`` (1-based: the first update uses step 1), as efficientvit
+    ``EMA.step(model, global_step)``: decay × (1 − exp(−step/warmup)); ``warmup=0`` gives the constant ``decay``."""
+    return decay if warmup <= 0 else decay * (1.0 - math.exp(-step / warmup))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Latent cache
+# ---------------------------------------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def encode_latents(autoencoder: nn.Module, images: torch.Tensor | Iterable[torch.Tensor], scaling_factor: float,
+                   batch_size: int = 64, device: str | torch.device = "cpu") -> torch.Tensor:
+    """uint8 images (N, 3, r, r), or an iterable of such batches, -> float32 latents (N, C, r/f, r/f) on the CPU,
+    multiplied by ``scaling_factor`` (the official latent files are stored scaled; samples are divided by it before
+    decoding). Pixels map to [-1, 1]; ``autoencoder.encode`` runs in eval mode and fp32, ``batch_size`` at a time."""
+    batches = torch.split(images, batch_size) if isinstance(images, torch.Tensor) else images
+    was_training = autoencoder.training
+    autoencoder.eval()
+    out = []
+    try:
+        for batch in batches:
+            if batch.dtype != torch.uint8 or batch.dim() != 4 or batch.shape[1] != 3:
+                raise ValueError(f"encode_latents expects uint8 images (N, 3, r, r), got {batch.dtype} "
+                                 f"{tuple(batch.shape)}; convert with (x * 255).round().to(torch.uint8)")
+            for chunk in torch.split(batch, batch_size):
+                x = chunk.to(device).float() / 127.5 - 1.0                       # (b, 3, r, r) in [-1, 1]
+                z = autoencoder.encode(x).float() * scaling_factor               # (b, C, r/f, r/f), scaled
+                out.append(z.cpu())
+    finally:
+        autoencoder.train(was_training)
+    if not out:
+        raise ValueError("encode_latents got no images")
+    return torch.cat(out).contiguous()                                           # (N, C, h, w) float32
+
+
+def latent_cache_path(cache_dir: str | Path, key_parts: dict) -> Path:
+    """``cache_dir/latents-<sha16>.safetensors``, sha16 = the first 16 hex digits of sha256(JSON of key_parts)."""
+    digest = hashlib.sha256(_key_json(key_parts).encode()).hexdigest()[:16]
+    return Path(cache_dir) / f"latents-{digest}.safetensors"
+
+
+def _key_json(key_parts: dict) -> str:
+    return json.dumps(key_parts, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def cached_latents(cache_dir: str | Path, key_parts: dict, compute: Callable[[], torch.Tensor],
+                   log: Callable[[str], None] = print) -> torch.Tensor:
+    """The latents for ``key_parts`` (autoencoder checkpoint id, data set identity, resolution, scaling factor...):
+    read from the cache, or ``compute()``d once and written atomically (``models.io``) with key_parts in the file's
+    metadata. A damaged (e.g. truncated) file is recomputed and replaced; a file whose stored key_parts differ from
+    the request is refused. Under torchrun call it on one rank first: ranks that all miss would each compute (the
+    atomic write keeps the file whole either way)."""
+    path = latent_cache_path(cache_dir, key_parts)
+    wanted = json.loads(_key_json(key_parts))  # the request as JSON sees it (tuples become lists)
+    if path.exists():
+        try:
+            with safe_open(str(path), "pt") as f:
+                meta, latents = f.metadata() or {}, f.get_tensor("latents")
+            stored = json.loads(meta["key_parts"])
+        except (SafetensorError, KeyError, ValueError) as e:
+            log(f"{path} is damaged ({type(e).__name__}: {str(e)[:80]}); recomputing the latents")
+        else:
+            if stored != wanted:
+                diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+                raise ValueError(f"{path} was made by another autoencoder checkpoint or data set (key fields {diff} "
+                                 f"differ: stored {stored}, requested {wanted}); delete it or use another cache folder")
+            return latents
+    latents = compute()
+    if not (isinstance(latents, torch.Tensor) and latents.is_floating_point() and latents.dim() == 4):
+        raise ValueError(f"compute() must return float latents (N, C, h, w), got {getattr(latents, 'shape', latents)}")
+    latents = latents.detach().to("cpu", torch.float32).contiguous()
+    atomic_write_bytes(path, safetensors_bytes(
+        {"latents": latents}, metadata={"format": LATENT_CACHE_FORMAT, "key_parts": _key_json(key_parts)}))
+    return latents
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The loop: setup -> build -> restore -> step ... (save every ckpt_every) -> finish
+# ---------------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class DiffusionTrainResult:
+    steps: int                             # optimiser steps done in total (including resumed ones)
+    resumed_from: int                      # step the run resumed from (0 = fresh)
+    final_loss: float                      # mean loss of the last <= 10 steps of this call (nan when none ran)
+    loss_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, loss) of this call, step 1-based
+    s_per_step: float = 0.0                # mean wall time per step in this call, first step excluded when possible
+    steps_per_s: float = 0.0               # 1 / s_per_step (0 when no step ran)
+
+    def metrics(self, prefix: str = "") -> dict[str, float | int]:
+        return {f"{prefix}steps": self.steps, f"{prefix}loss_final": round(self.final_loss, 6),
+                f"{prefix}s_per_step": round(self.s_per_step, 4), f"{prefix}steps_per_s": round(self.steps_per_s, 3)}
+
+
+@dataclass(frozen=True)
+class _Run:
+    """The fixed facts of one ``train_diffusion`` call: recipe, data, where it runs, how the batch is split."""
+
+    recipe: DiffusionRecipe
+    formulation: Formulation
+    latents: torch.Tensor                       # (N, C, h, w) float, already × scaling factor; stays on the CPU
+    labels: torch.Tensor | None                 # (N,) int64, or None = unconditional
+    null_class: int                             # the backbone's null label (= num_classes), fed when unconditional
+    device: torch.device
+    rank: int                                   # this process (0 without torchrun)
+    world: int                                  # processes (1 without torchrun)
+    micro: int                                  # samples per rank and micro-batch: batch / (world * grad_accum)
+    ckpt_dir: Path | None                       # train_state.pt and model.safetensors go here; None = no files
+    log: Callable[[str], None]
+
+    @property
+    def ddp(self) -> bool:
+        return self.world > 1
+
+    @property
+    def state_path(self) -> Path | None:
+        return self.ckpt_dir / TRAIN_STATE if self.ckpt_dir is not None else None
+
+    def data_fingerprint(self) -> dict:
+        """What a resumed run must train on: as many latents of the same shape, with or without labels."""
+        return {"n": len(self.latents), "latent_shape": list(self.latents.shape[1:]),
+                "conditional": self.labels is not None}
+
+    def autocast(self):
+        """bf16 autocast on GPU; plain fp32 on CPU."""
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
+
+
+@dataclass
+class _TrainState:
+    """What the steps change and ``train_state.pt`` holds: backbone, optimiser, scheduler, EMA."""
+
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    ema: dict[str, torch.Tensor] | None         # EMA of every floating state-dict entry, when recipe.ema_decay > 0
+    net: nn.Module | None = None                # what the forward runs through: model, or its DDP wrapper
+
+
+def _setup(backbone: nn.Module, recipe: DiffusionRecipe, latents: torch.Tensor, labels: torch.Tensor | None,
+           ckpt_dir, device, log) -> _Run:
+    """Ranks (process group under torchrun), the batch split, and checks of the latents and labels."""
+    rank, world, device = distributed.init_distributed(str(device))
+    micro = recipe.batch // (world * recipe.grad_accum)
+    if micro * world * recipe.grad_accum != recipe.batch:
+        raise ValueError(f"batch {recipe.batch} is not divisible by world size {world} x grad_accum "
+                         f"{recipe.grad_accum}; change the batch or the process count")
+    cfg = getattr(backbone, "config", None)
+    if cfg is None or not hasattr(cfg, "num_classes"):
+        raise ValueError(f"{type(backbone).__name__} has no config.num_classes; train_diffusion needs a "
+                         f"class-conditional backbone (models.build_backbone 'uvit-*' or 'dit-*')")
+    if latents.dim() != 4 or not latents.is_floating_point():
+        raise ValueError(f"latents must be a float tensor (N, C, h, w), got {latents.dtype} {tuple(latents.shape)}")
+    expected = (cfg.in_channels, cfg.input_size, cfg.input_size)
+    if tuple(latents.shape[1:]) != expected:
+        raise ValueError(f"latents {tuple(latents.shape[1:])} do not fit the backbone's {expected}; build it with "
+                         f"latent_channels={latents.shape[1]}, latent_size={latents.shape[2]}")
+    if labels is not None:
+        if labels.dtype.is_floating_point or labels.dim() != 1 or len(labels) != len(latents):
+            raise ValueError(f"labels must be int64 (N,) = ({len(latents)},), got {labels.dtype} "
+                             f"{tuple(labels.shape)}; pass labels=None for an unconditional run")
+        if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < cfg.num_classes:
+            raise ValueError(f"labels must lie in [0, {cfg.num_classes}); the null class {cfg.num_classes} is "
+                             f"fed by labels=None")
+        labels = labels.long()
+    return _Run(recipe=recipe, formulation=FORMULATIONS[recipe.formulation], latents=latents, labels=labels,
+                null_class=cfg.num_classes, device=torch.device(device), rank=rank, world=world, micro=micro,
+                ckpt_dir=Path(ckpt_dir) if ckpt_dir is not None else None,
+                log=log if rank == 0 else (lambda msg: None))
+
+
+def _build(model: nn.Module, run: _Run) -> _TrainState:
+    """AdamW on every parameter, the linear warm-up schedule, the EMA copy; seeds the label-dropout RNG per rank."""
+    recipe = run.recipe
+    model.to(run.device)
+    # The backbones drop labels with torch.rand on the global RNG: make its stream a function of (seed, rank).
+    torch.manual_seed(mix_seed(recipe.seed, "label-dropout", run.rank))
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
+
+    def warm(s: int) -> float:  # factor of step s (0-based): (s + 1)/warmup during the warm-up, then 1
+        return min(1.0, (s + 1) / recipe.warmup_steps) if recipe.warmup_steps > 0 else 1.0
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warm)
+    # efficientvit EMA: a copy of the whole model; every floating state-dict entry is averaged.
+    ema = ({k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+           if recipe.ema_decay > 0 else None)
+    return _TrainState(model=model, opt=opt, sched=sched, ema=ema)
+
+
+def _restore(s: _TrainState, run: _Run) -> int:
+    """Load ``train_state.pt`` if there is one (same recipe and data shape required); returns the step to continue
+    from."""
+    path = run.state_path
+    if path is None or not path.exists():
+        return 0
+    # map_location="cpu": torch.set_rng_state needs the saved CPU ByteTensors where they were; load_state_dict
+    # moves model and optimiser tensors to the parameters' device itself.
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    fingerprint = run.recipe.fingerprint()
+    if state["recipe"] != fingerprint:
+        diff = sorted(k for k in fingerprint if state["recipe"].get(k) != fingerprint[k])
+        raise ValueError(f"{path} was written by a different recipe (fields {diff} differ); use another checkpoint "
+                         f"folder or resume=False")
+    if state["data"] != run.data_fingerprint():
+        raise ValueError(f"{path} was trained on other latents ({state['data']}, now {run.data_fingerprint()}); "
+                         f"use another checkpoint folder or resume=False")
+    s.model.load_state_dict(state["model"])
+    s.opt.load_state_dict(state["opt"])
+    s.sched.load_state_dict(state["sched"])
+    if s.ema is not None:
+        s.ema = {k: v.to(run.device) for k, v in state["ema"].items()}
+    if state["world"] == run.world:  # another world size: the data order still matches, the RNG streams cannot
+        set_rng_state(state["rng"][run.rank])
+    run.log(f"{run.recipe.formulation}: resumed from {path} at step {state['step']}")
+    return state["step"]
+
+
+def _wrap_ddp(s: _TrainState, run: _Run) -> None:
+    """DistributedDataParallel under torchrun (after the restore: DDP broadcasts rank 0's weights)."""
+    s.net = nn.parallel.DistributedDataParallel(s.model) if run.ddp else s.model
+
+
+def _save_state(s: _TrainState, run: _Run, step: int) -> None:
+    """Write ``train_state.pt`` (rank 0, atomically), with every rank's RNG state."""
+    if run.state_path is None:
+        return
+    rngs = [None] * run.world
+    if run.ddp:
+        dist.all_gather_object(rngs, rng_state())
+    else:
+        rngs = [rng_state()]
+    if run.rank == 0:
+        atomic_torch_save({
+            "recipe": run.recipe.fingerprint(), "data": run.data_fingerprint(), "step": step, "world": run.world,
+            "model": s.model.state_dict(), "opt": s.opt.state_dict(), "sched": s.sched.state_dict(),
+            "ema": s.ema, "rng": rngs}, run.state_path)
+
+
+def _micro_batch(run: _Run, plan: list[tuple[int, int]]) -> tuple[torch.Tensor, ...]:
+    """(x0, y, t, ε) of one micro-batch; t and ε of each sample come from a generator seeded by the sample's own seed
+    (its position in the run's sample stream), so they do not depend on the world size or the accumulation split."""
+    idx = torch.tensor([i for i, _ in plan], dtype=torch.long)
+    x0 = run.latents[idx].to(run.device, torch.float32)                             # (b, C, h, w)
+    y = (run.labels[idx] if run.labels is not None
+         else torch.full((len(plan),), run.null_class, dtype=torch.long)).to(run.device)  # (b,)
+    f, ts, noises = run.formulation, [], []
+    for _, sample_seed in plan:  # CPU generators: the same numbers on every device type
+        g = torch.Generator().manual_seed(sample_seed)
+        ts.append(torch.randint(f.first_t, f.first_t + f.schedule.num_timesteps, (1,), generator=g))
+        noises.append(torch.randn(x0.shape[1:], generator=g))
+    return x0, y, torch.cat(ts).to(run.device), torch.stack(noises).to(run.device)
+
+
+def _micro_step(s: _TrainState, run: _Run, plan: list[tuple[int, int]], sync: bool) -> tuple[float, bool]:
+    """Forward + backward of one micro-batch; returns (its share of the step loss, whether the loss was finite).
+    ``sync``: DDP all-reduces the gradients of this micro-batch (the last one of the step)."""
+    x0, y, t, noise = _micro_batch(run, plan)
+
+    def model_fn(x: torch.Tensor, t_in: torch.Tensor, y_in: torch.Tensor | None) -> torch.Tensor:
+        with run.autocast():
+            return s.net(x, t_in, y_in).float()                                      # (b, C or 2C, h, w)
+
+    with (nullcontext() if sync else s.net.no_sync()):
+        f = run.formulation
+        loss = f.loss(model_fn, x0, y, f.schedule, t=t, noise=noise)["loss"].mean()  # batch mean, as official
+        finite = bool(torch.isfinite(loss))
+        (loss / run.recipe.grad_accum).backward()
+    return float(loss.detach()) / run.recipe.grad_accum, finite
+
+
+def _optimiser_step(s: _TrainState, run: _Run, step: int) -> None:
+    """AdamW + schedule step, then the EMA update with the official warm-up (global step = step + 1)."""
+    s.opt.step()
+    s.sched.step()
+    s.opt.zero_grad(set_to_none=True)
+    if s.ema is not None:
+        d = ema_decay_at(step + 1, run.recipe.ema_decay, run.recipe.ema_warmup_steps)
+        with torch.no_grad():
+            for k, v in s.model.state_dict().items():
+                if k in s.ema:
+                    s.ema[k].lerp_(v.detach(), 1.0 - d)  # ema -= (1 − d)(ema − v), efficientvit update_ema
+
+
+def _diverged(run: _Run, step: int, loss: float) -> TrainingDiverged:
+    path = run.state_path
+    last_good = (f"{path} (step {torch.load(path, map_location='cpu', weights_only=False)['step']})"
+                 if path is not None and path.exists() else "none written yet")
+    return TrainingDiverged(f"{run.recipe.formulation}: non-finite loss {loss} at step {step + 1}; stopped before "
+                            f"the optimiser step; last good checkpoint: {last_good}")
+
+
+def _train_step(s: _TrainState, run: _Run, step: int) -> float:
+    """Optimiser step ``step``: grad_accum micro-batches of this rank's share of the batch, the NaN guard (all ranks
+    agree), the update; returns the step's loss (mean over ranks)."""
+    recipe = run.recipe
+    plan = sample_plan(recipe.seed, step, recipe.batch, len(run.latents))  # (index, per-sample seed) of the batch
+    loss, finite = 0.0, True
+    for m in range(recipe.grad_accum):
+        lo = (m * run.world + run.rank) * run.micro
+        part, ok = _micro_step(s, run, plan[lo:lo + run.micro], sync=m == recipe.grad_accum - 1 or not run.ddp)
+        loss, finite = loss + part, finite and ok
+    if run.ddp:  # every rank must agree to stop; the reported loss is the global mean
+        t = torch.tensor([loss, 0.0 if finite else 1.0], device=run.device, dtype=torch.float64)
+        dist.all_reduce(t)
+        loss, finite = t[0].item() / run.world, t[1].item() == 0.0
+    if not finite:
+        raise _diverged(run, step, loss)
+    _optimiser_step(s, run, step)
+    return loss
+
+
+def _save_final_weights(tensors: dict[str, torch.Tensor], path: Path, meta: dict[str, str]) -> None:
+    """A plain safetensors state dict (``format: bare-state-dict``, as train_autoencoder's toy models), atomically."""
+    cpu = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    atomic_write_bytes(path, safetensors_bytes(cpu, metadata={"format": "bare-state-dict", **meta}))
+
+
+def _finish(s: _TrainState, run: _Run, start: int, stop: int, curve: list[tuple[int, float]], times: list[float]
+            ) -> DiffusionTrainResult:
+    """After the last step: the EMA weights (if on) into the backbone and ``model.safetensors``; always: eval mode
+    and the result. The raw weights stay in ``train_state.pt``."""
+    recipe, model = run.recipe, s.model
+    end = max(start, stop)
+    if end >= recipe.steps:
+        if s.ema is not None:  # the run's output is the EMA weights (evaluation uses them, generation.md §1)
+            model.load_state_dict({**model.state_dict(), **s.ema})
+        if run.ckpt_dir is not None and run.rank == 0:
+            meta = {"weights": "ema" if s.ema is not None else "raw", "steps": str(end),
+                    "recipe": json.dumps(recipe.fingerprint(), sort_keys=True)}
+            _save_final_weights(model.state_dict(), run.ckpt_dir / FINAL_MODEL, meta)
+    model.eval()
+    timed = times[1:] if len(times) > 1 else times
+    s_per_step = sum(timed) / len(timed) if timed else 0.0
+    tail = [loss for _, loss in curve[-10:]]
+    return DiffusionTrainResult(steps=end, resumed_from=start,
+                                final_loss=sum(tail) / len(tail) if tail else float("nan"), loss_curve=curve,
+                                s_per_step=s_per_step, steps_per_s=1.0 / s_per_step if s_per_step > 0 else 0.0)
+
+
+def train_diffusion(backbone: nn.Module, recipe: DiffusionRecipe, latents: torch.Tensor, labels: torch.Tensor | None,
+                    *, ckpt_dir: str | Path | None, device: str | torch.device = "cpu", resume: bool = True,
+                    until_step: int | None = None, log: Callable[[str], None] = print) -> DiffusionTrainResult:
+    """Train ``backbone`` (in place) on ``latents`` (N, C, h, w), already × the autoencoder's scaling factor.
+
+    labels: (N,) int64 class labels, or None = unconditional (every sample gets the backbone's null class).
+    ckpt_dir: where ``train_state.pt`` is written every ``recipe.ckpt_every`` steps and at the end, and where
+        ``model.safetensors`` (the final weights: the EMA when on) is saved; None = no files.
+    resume: continue from ``ckpt_dir/train_state.pt`` if it exists (same recipe, same latent shape).
+    device: under torchrun the process group is set up here if it is not yet (``models.distributed``), and a CUDA
+        device becomes this rank's ``cuda:LOCAL_RANK``.
+    until_step: stop after this step as if preempted (checkpoint written, no final weights).
+    At the end the backbone holds the final weights, in eval mode. Raises TrainingDiverged on a NaN/inf loss, before
+    the optimiser step, leaving the last good checkpoint as it was.
+    """
+    run = _setup(backbone, recipe, latents, labels, ckpt_dir, device, log)
+    s = _build(backbone, run)
+    start = _restore(s, run) if resume else 0
+    _wrap_ddp(s, run)
+    backbone.train()
+    curve: list[tuple[int, float]] = []
+    times: list[float] = []
+    stop = recipe.steps if until_step is None else min(until_step, recipe.steps)
+    for step in range(start, stop):
+        t0 = time.perf_counter()
+        curve.append((step + 1, _train_step(s, run, step)))
+        times.append(time.perf_counter() - t0)
+        if (step + 1) % recipe.ckpt_every == 0 or step + 1 == stop:
+            _save_state(s, run, step + 1)
+            recent, dt = curve[-recipe.ckpt_every:], times[-recipe.ckpt_every:]
+            run.log(f"{recipe.formulation} step {step + 1}/{recipe.steps}: loss "
+                    f"{sum(v for _, v in recent) / len(recent):.4f}, {sum(dt) / len(dt):.3f} s/step")
+    return _finish(s, run, start, stop, curve, times)
