@@ -30,7 +30,7 @@ examples:
   torchrun --nproc_per_node 8 -m bench table2 --scale paper --weights W --data D   sharded evaluation
 """
 
-COMMANDS = ("ls", "check", "report", "all", "models")
+COMMANDS = ("ls", "check", "report", "all", "models", "needs")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -162,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         return cli_tools.report()
     if args.target == "models":
         print(cli_tools.models_table())
+        return 0
+    if args.target == "needs":
+        print(cli_tools.needs_table())
         return 0
 
     data = DataOption.parse(args.data)

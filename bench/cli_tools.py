@@ -127,8 +127,16 @@ def report() -> int:
 
 
 def models_table() -> str:
-
-    from models.zoo import (
-        models_table as table,  # here: models imports torch, which ls and check must not
+    """Every autoencoder, then every diffusion backbone configuration of the paper, beside the official counts."""
+    from models.backbones import (
+        backbone_table,  # here: models imports torch, which ls and check must not
     )
-    return tabulate(table(), headers="keys", tablefmt="simple", intfmt=",")
+    from models.zoo import models_table as autoencoder_table
+    return (tabulate(autoencoder_table(), headers="keys", tablefmt="simple", intfmt=",") + "\n\n"
+            + tabulate(backbone_table(), headers="keys", tablefmt="simple", floatfmt=".2f"))
+
+
+def needs_table() -> str:
+    """``python -m bench needs``: per paper-scale row, the weights, data, training and an estimate of GPU hours."""
+    from bench import needs  # here: it counts FLOPs with torch
+    return needs.HEADER + "\n\n" + tabulate(needs.rows(), headers="keys", tablefmt="github")

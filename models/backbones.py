@@ -51,6 +51,24 @@ BACKBONES: dict[str, BackboneInfo] = {
 }
 
 
+# (backbone, latent channels, latent side, patch) -> trainable parameters in M of the official models, as the EV README
+# prints them (reference/backbones.md §6, its "Extra" line included): what `python -m bench models` and the tests compare to.
+REFERENCE_PARAMS_M: dict[tuple[str, int, int, int], float] = {
+    ("dit-xl", 4, 64, 4): 675.00, ("dit-xl", 16, 32, 2): 675.00, ("dit-xl", 64, 16, 1): 675.00,
+    ("uvit-s", 4, 64, 8): 44.92, ("uvit-s", 16, 32, 4): 44.92, ("uvit-s", 64, 16, 2): 44.92,
+    ("uvit-s", 128, 8, 1): 44.79, ("uvit-s", 16, 64, 2): 45.21, ("uvit-s", 4, 64, 2): 45.17,
+    ("uvit-s", 16, 32, 2): 44.82, ("uvit-s", 64, 16, 1): 44.82, ("uvit-s", 32, 16, 1): 44.79,
+    ("dit-xl", 4, 64, 2): 674.83, ("dit-xl", 32, 16, 1): 674.89,
+    ("uvit-h", 4, 64, 2): 501.72, ("uvit-h", 32, 16, 1): 500.87, ("uvit-h", 128, 8, 1): 500.87,
+    ("dit-s", 4, 128, 2): 32.87, ("dit-s", 4, 128, 4): 32.92, ("dit-s", 32, 32, 1): 32.88, ("dit-s", 128, 16, 1): 32.99,
+    ("dit-s", 4, 256, 4): 32.92, ("dit-s", 128, 32, 1): 32.99,
+    ("pixart-alpha", 4, 64, 2): 610.86, ("pixart-alpha", 32, 16, 1): 610.91,
+    # Extra rows (not paper tables)
+    ("uvit-2b", 4, 64, 2): 1581.90, ("uvit-2b", 32, 16, 1): 1580.40, ("uvit-2b", 128, 8, 1): 1580.40,
+    ("dit-xl", 128, 8, 1): 675.22,
+}
+
+
 def list_backbones() -> list[str]:
     return list(BACKBONES)
 
@@ -97,3 +115,16 @@ def random_inputs(model: nn.Module, batch: int, device: str | torch.device = "cp
 def trainable_params(model: nn.Module) -> int:
     """"Params" as the paper counts them: trainable parameters only (fixed pos-embed and null caption are buffers)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def backbone_table() -> list[dict]:
+    """Rows for `python -m bench models`: each reference configuration, our trainable parameters beside the official
+    count (built on the meta device: no memory)."""
+    rows = []
+    for (name, c, s, p), official in REFERENCE_PARAMS_M.items():
+        with torch.device("meta"):
+            model = build_backbone(name, c, s, p)
+        rows.append({"backbone": BACKBONES[name].paper_name, "latent": f"{c}x{s}x{s}", "patch": p,
+                     "tokens": (s // p) ** 2, "params_m": round(trainable_params(model) / 1e6, 2),
+                     "official_params_m": official})
+    return rows

@@ -356,6 +356,16 @@ DC_AE_VARIANTS: dict[str, DCAEConfig] = {
         resampling="conv",
         attention_multiscales=(5,),
     ),
+    # The paper's ablation architectures at full size (Figures 2a, 3a, 3b, 5): the released in/mix design with one
+    # stage per factor of 2 (f = 2^(stages - 1)) and the ablated latent channels. Unreleased: the paper scale trains
+    # them on --data with the train-ae recipe (Residual Autoencoding off via the config field for Fig. 3a's grey
+    # line); scaling factor 1.0 until a trained run measures 1 / RMS of their latents. dc-ae-f32c32 is the released
+    # f32c32 architecture without weights (Fig. 5 trains it from scratch, before and with its GAN phase).
+    "dc-ae-f8c4": _released(4, 4, 1.0),
+    "dc-ae-f16c16": _released(5, 16, 1.0),
+    "dc-ae-f32c32": _released(6, 32, 1.0),
+    "dc-ae-f32c64": _released(6, 64, 1.0),
+    "dc-ae-f64c256": _released(7, 256, 1.0),
     # Reduced variants (module docstring) are untrained: scaling factor 1.0 until a trained run measures 1 / RMS of
     # their latents.
     "dc-ae-f8c4-small": _reduced(8, 4, "small"),

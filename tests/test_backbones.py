@@ -9,35 +9,21 @@ import torch
 
 from models.backbones import (
     BACKBONES,
+    REFERENCE_PARAMS_M,
     backbone_config,
+    backbone_table,
     build_backbone,
     list_backbones,
     random_inputs,
     trainable_params,
 )
 
-# (backbone, latent channels, latent side, patch) -> params in M, from backbones.md §6 (+ its "Extra" line).
-PARAMS_M = {
-    ("dit-xl", 4, 64, 4): 675.00, ("dit-xl", 16, 32, 2): 675.00, ("dit-xl", 64, 16, 1): 675.00,
-    ("uvit-s", 4, 64, 8): 44.92, ("uvit-s", 16, 32, 4): 44.92, ("uvit-s", 64, 16, 2): 44.92,
-    ("uvit-s", 128, 8, 1): 44.79, ("uvit-s", 16, 64, 2): 45.21, ("uvit-s", 4, 64, 2): 45.17,
-    ("uvit-s", 16, 32, 2): 44.82, ("uvit-s", 64, 16, 1): 44.82, ("uvit-s", 32, 16, 1): 44.79,
-    ("dit-xl", 4, 64, 2): 674.83, ("dit-xl", 32, 16, 1): 674.89,
-    ("uvit-h", 4, 64, 2): 501.72, ("uvit-h", 32, 16, 1): 500.87, ("uvit-h", 128, 8, 1): 500.87,
-    ("dit-s", 4, 128, 2): 32.87, ("dit-s", 4, 128, 4): 32.92, ("dit-s", 32, 32, 1): 32.88, ("dit-s", 128, 16, 1): 32.99,
-    ("dit-s", 4, 256, 4): 32.92, ("dit-s", 128, 32, 1): 32.99,
-    ("pixart-alpha", 4, 64, 2): 610.86, ("pixart-alpha", 32, 16, 1): 610.91,
-    # Extra rows (not paper tables)
-    ("uvit-2b", 4, 64, 2): 1581.90, ("uvit-2b", 32, 16, 1): 1580.40, ("uvit-2b", 128, 8, 1): 1580.40,
-    ("dit-xl", 128, 8, 1): 675.22,
-}
 
-
-@pytest.mark.parametrize("key", list(PARAMS_M), ids=lambda k: f"{k[0]}-c{k[1]}-s{k[2]}-p{k[3]}")
+@pytest.mark.parametrize("key", list(REFERENCE_PARAMS_M), ids=lambda k: f"{k[0]}-c{k[1]}-s{k[2]}-p{k[3]}")
 def test_parameter_count_matches_reference_table(key):
     with torch.device("meta"):
         model = build_backbone(*key)
-    assert round(trainable_params(model) / 1e6, 2) == PARAMS_M[key]
+    assert round(trainable_params(model) / 1e6, 2) == REFERENCE_PARAMS_M[key]
 
 
 def test_uvit_s_deep_extra_row():
@@ -165,3 +151,10 @@ def test_pixart_converter_rejects_unknown_keys():
     sd = {"scale_shift_table": torch.zeros(2, 4), "mystery.weight": torch.zeros(1)}
     with pytest.raises(KeyError, match="unconverted"):
         convert_diffusers_pixart_to_ours(sd)
+
+
+def test_models_table_lists_backbones_beside_the_official_counts():
+    rows = backbone_table()
+    assert len(rows) == len(REFERENCE_PARAMS_M)
+    assert all(r["params_m"] == r["official_params_m"] for r in rows)  # exact, as the parameter-count test
+    assert {"UViT-S", "UViT-H", "DiT-S", "DiT-XL", "PixArt-α"} <= {r["backbone"] for r in rows}

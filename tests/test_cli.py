@@ -81,3 +81,22 @@ def test_jobs_computes_runs_in_workers_then_reuses_them(tmp_path):
         assert env["threads"] == 1, d.name  # computed by a worker, not recomputed by the serial pass
     again = bench("figure5", "--scale", "smoke", "--jobs", "2", "--runs-dir", str(runs))
     assert again.returncode == 0 and "--jobs 2:" not in again.stdout  # nothing left to compute
+
+
+def test_needs_names_weights_data_training_and_an_estimate():
+    """`python -m bench needs` per row: released weights by name, unreleased ones to train, data sets, training runs
+    and a GPU-hour estimate that grows with what the row computes."""
+    from bench import needs
+    from bench.configs import ReconConfig, TrainAEConfig, folder
+
+    def walk(cfg):
+        out = needs.Needs()
+        needs._walk(cfg, out)
+        return out
+    released = walk(ReconConfig("dc-ae-f32c32-in-1.0", 256, dataset=folder("imagenet-val"), weights=True))
+    assert released.weights == {"dc-ae-f32c32-in-1.0"} and released.data == {"imagenet-val"} and not released.training
+    stacked = walk(ReconConfig("sd-vae-f32c32", 256, dataset=folder("ffhq"), weights=True))
+    assert stacked.unreleased == {"sd-vae-f32c32"} and stacked.data == {"ffhq"}
+    trained = walk(ReconConfig("dc-ae-f8c4", 256, dataset=folder("imagenet-val"), checkpoint=TrainAEConfig("dc-ae-f8c4")))
+    assert trained.training[0].startswith("train-ae dc-ae-f8c4 phase1: 100,000 steps")
+    assert trained.gpu_hours > 10 * released.gpu_hours > 0  # training dominates an evaluation

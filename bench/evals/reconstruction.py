@@ -450,8 +450,8 @@ def _registry_fc(name: str) -> tuple[int, int]:
 
 
 def _is_released(name: str) -> bool:
-    """Official checkpoints: the released DC-AEs and SD-VAE f8 (reduced -small/-tiny variants are ours)."""
-    return not name.endswith(("-small", "-tiny")) and (name.startswith("dc-ae-") or name == "sd-vae-f8")
+    """Official checkpoints exist: the registry knows their parameter count (released DC-AEs, SD-VAE f8)."""
+    return models.zoo.official_params(name) is not None
 
 
 def _load_checkpoint(cfg: ReconConfig, ctx: Any) -> tuple[torch.nn.Module, str]:
@@ -484,7 +484,8 @@ def _load_official(cfg: ReconConfig, ctx: Any) -> tuple[torch.nn.Module, str]:
     except (FileNotFoundError, ValueError) as e:  # models.load_pretrained: missing / mismatched files
         if own.exists():
             raise RowFailed(f"official weights of {name} in {own} do not load ({e})") from None
-        raise Unavailable(f"no weights for {name} under --weights {root} (expected {own}/)") from None
+        why = "" if _is_released(name) else "; no official checkpoint was released: train it (python -m bench needs)"
+        raise Unavailable(f"no weights for {name} under --weights {root} (expected {own}/{why})") from None
     return model, f"pretrained:{name}"
 
 
