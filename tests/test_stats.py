@@ -1,0 +1,238 @@
+"""The claim statistics of bench/stats.py: the verdict rule, the paired bootstraps against plain reference
+computations and normal theory, the seed rule, pairing by image id (issue #11, item 4)."""
+from __future__ import annotations
+
+import json
+import math
+from statistics import NormalDist
+
+import numpy as np
+import pytest
+
+from bench import stats as S
+
+LOWER = S.Claim("synthetic: A has lower LPIPS than B", metric="lpips", lower_is_better=True)
+HIGHER = S.Claim("synthetic: A has higher PSNR than B", metric="psnr", lower_is_better=False)
+
+
+def _ids(n: int) -> list[str]:
+    return [f"img{i:05d}" for i in range(n)]  # sorted order == index order
+
+
+def _arms(shift: float, data_seed: int, n_seeds: tuple[int, int] = (3, 3), n_images: int = 200,
+          ) -> tuple[S.ArmData, S.ArmData]:
+    """Arm A = image difficulty + shift + noise, arm B = the same difficulty + noise; noise sd 1 per (seed, image).
+
+    The shared per-image difficulty (sd 3) is what pairing cancels; there is no between-seed effect, so the interval
+    over images should have its nominal coverage under a tie.
+    """
+    rng = np.random.default_rng(data_seed)
+    difficulty = rng.normal(0.0, 3.0, n_images)
+    a = difficulty + shift + rng.normal(0.0, 1.0, (n_seeds[0], n_images))
+    b = difficulty + rng.normal(0.0, 1.0, (n_seeds[1], n_images))
+    return S.ArmData(a, _ids(n_images)), S.ArmData(b, _ids(n_images))
+
+
+# ---------------------------------------------------------------- the verdict rule
+
+
+@pytest.mark.parametrize("lo, hi, lower_is_better, expected", [
+    (-0.3, -0.1, True, "reproduced"),      # a − b < 0, lower is better: the paper's side
+    (0.1, 0.3, True, "contradicted"),
+    (-0.1, 0.2, True, "inconclusive"),
+    (0.1, 0.3, False, "reproduced"),       # mirror: higher is better
+    (-0.3, -0.1, False, "contradicted"),
+    (-0.2, 0.1, False, "inconclusive"),
+    (-0.2, 0.0, True, "inconclusive"),     # an end exactly at 0 does not exclude it
+    (0.0, 0.2, False, "inconclusive"),
+    (math.nan, 0.2, False, "inconclusive"),
+])
+def test_verdict_rule_table(lo, hi, lower_is_better, expected):
+    assert S.verdict(lo, hi, lower_is_better) == expected
+
+
+def test_verdict_refuses_reversed_interval():
+    with pytest.raises(ValueError, match="out of order"):
+        S.verdict(0.3, 0.1, True)
+
+
+# ---------------------------------------------------------------- synthetic arms with known differences
+
+
+@pytest.mark.parametrize("claim, shift, expected", [
+    (LOWER, -2.0, "reproduced"),    # A lower by 2 noise sd: a clear win where lower is better
+    (LOWER, +2.0, "contradicted"),  # a clear loss
+    (HIGHER, +2.0, "reproduced"),
+    (HIGHER, -2.0, "contradicted"),
+    (LOWER, 0.0, "inconclusive"),   # a tie (data seed 0: its interval contains 0)
+    (HIGHER, 0.0, "inconclusive"),
+])
+def test_known_differences(claim, shift, expected):
+    a, b = _arms(shift, data_seed=0)
+    r = S.paired_bootstrap_mean(a, b, claim)
+    assert r.verdict == expected, r.reason
+    assert r.n_seeds_a == r.n_seeds_b == 3 and r.n_images == 200
+    assert r.lo <= r.diff <= r.hi
+    assert r.diff == pytest.approx(shift, abs=0.25)
+    assert r.mean_a - r.mean_b == pytest.approx(r.diff, abs=1e-12)
+
+
+def test_tie_interval_has_about_nominal_coverage():
+    """Over 50 data seeds, a tie is called reproduced or contradicted about 10 % of the time (90 % interval)."""
+    called = [S.paired_bootstrap_mean(*_arms(0.0, data_seed=k), LOWER).verdict != "inconclusive" for k in range(50)]
+    n_called = sum(called)
+    # Binomial(50, 0.1): mean 5, sd 2.1. Too many: the interval is too narrow; none at all: suspiciously wide.
+    assert 1 <= n_called <= 10, n_called
+
+
+# ---------------------------------------------------------------- the interval against reference computations
+
+
+def _linear_quantile(x: list[float], p: float) -> float:
+    """numpy's default ('linear', Hyndman-Fan type 7) quantile, written out."""
+    xs = sorted(x)
+    h = (len(xs) - 1) * p
+    k = math.floor(h)
+    return xs[k] + (h - k) * (xs[min(k + 1, len(xs) - 1)] - xs[k])
+
+
+def test_bootstrap_mean_equals_a_plain_loop():
+    claim = S.Claim("ref", "psnr", lower_is_better=False, n_boot=500, seed=7)
+    a, b = _arms(0.1, data_seed=3, n_seeds=(3, 4), n_images=60)
+    # the reference: per replicate, the same Generator draw, then mean over (seeds, drawn images) of each arm
+    rng = np.random.default_rng(claim.seed)
+    reps = []
+    for _ in range(claim.n_boot):
+        idx = rng.integers(0, 60, size=60)
+        reps.append(a.values[:, idx].mean() - b.values[:, idx].mean())
+    lo, hi = _linear_quantile(reps, 0.05), _linear_quantile(reps, 0.95)
+    # the function sees the images in another order (ids travel with them): pairing is by id, not position
+    perm_a, perm_b = np.random.default_rng(1).permutation(60), np.random.default_rng(2).permutation(60)
+    shuffled_a = S.ArmData(a.values[:, perm_a], [a.image_ids[i] for i in perm_a])
+    shuffled_b = S.ArmData(b.values[:, perm_b], [b.image_ids[i] for i in perm_b])
+    r = S.paired_bootstrap_mean(shuffled_a, shuffled_b, claim)
+    assert r.lo == pytest.approx(lo, abs=1e-12) and r.hi == pytest.approx(hi, abs=1e-12)
+    assert r.mean_a == pytest.approx(a.values.mean(), abs=1e-12)
+    assert r.sd_a == pytest.approx(float(np.std(a.values.mean(1), ddof=1)), abs=1e-12)
+
+
+def test_bootstrap_mean_matches_normal_theory_on_a_large_sample():
+    a, b = _arms(0.05, data_seed=11, n_images=20_000)
+    r = S.paired_bootstrap_mean(a, b, LOWER)
+    d = a.values.mean(0) - b.values.mean(0)
+    half = NormalDist().inv_cdf(0.95) * d.std(ddof=1) / math.sqrt(len(d))  # mean ± z·sd/√n
+    assert (r.hi - r.lo) / 2 == pytest.approx(half, rel=0.10)
+    assert (r.lo + r.hi) / 2 == pytest.approx(d.mean(), abs=0.10 * half)
+
+
+# ---------------------------------------------------------------- the seed rule, pairing, output
+
+
+@pytest.mark.parametrize("n_seeds", [(2, 2), (3, 2), (1, 3)])
+def test_fewer_than_min_seeds_is_inconclusive_but_reports_the_interval(n_seeds):
+    a, b = _arms(-2.0, data_seed=0, n_seeds=n_seeds)
+    r = S.paired_bootstrap_mean(a, b, LOWER)
+    n = min(n_seeds)
+    assert r.verdict == "inconclusive"
+    assert r.reason.startswith(f"{n} seeds < 3: inconclusive by rule"), r.reason
+    assert "reproduced" in r.reason  # what the interval alone would have said
+    assert math.isfinite(r.lo) and r.hi < 0  # still reported: it excludes 0 on the paper's side
+    assert r.as_metrics()["n_seeds"] == n
+    assert math.isnan(r.sd_a) == (n_seeds[0] == 1)
+
+
+def test_arms_with_different_image_ids_are_refused():
+    a, _ = _arms(0.0, data_seed=0)
+    b = S.ArmData(np.zeros((3, 200)), _ids(199) + ["another"])
+    with pytest.raises(ValueError, match="not paired: their image ids differ"):
+        S.paired_bootstrap_mean(a, b, LOWER)
+
+
+def test_arm_data_validation():
+    with pytest.raises(ValueError, match="image ids"):
+        S.ArmData(np.zeros((3, 4)), ["a", "b", "c"])
+    with pytest.raises(ValueError, match="not unique"):
+        S.ArmData(np.zeros((3, 3)), ["a", "b", "a"])
+    with pytest.raises(ValueError, match="non-finite"):
+        S.ArmData(np.array([[1.0, np.inf]]), ["a", "b"])
+
+
+def test_summarise_seeds():
+    assert S.summarise_seeds(np.array([1.0, 2.0, 4.0])) == pytest.approx((7 / 3, math.sqrt(7 / 3)))
+    mean, sd = S.summarise_seeds(np.array([5.0]))
+    assert mean == 5.0 and math.isnan(sd)
+
+
+def test_as_metrics_keys_and_types():
+    a, b = _arms(-2.0, data_seed=0)
+    m = S.paired_bootstrap_mean(a, b, LOWER).as_metrics()
+    assert set(m) == {"verdict", "diff", "ci_lo", "ci_hi", "ci_level", "n_seeds", "n_images",
+                      "mean_a", "sd_a", "mean_b", "sd_b"}
+    assert m["verdict"] in S.VERDICTS and m["ci_level"] == 0.90 and m["n_seeds"] == 3 and m["n_images"] == 200
+    assert all(type(v) is (str if k == "verdict" else int if k.startswith("n_") else float) for k, v in m.items())
+    assert json.loads(json.dumps(m, allow_nan=False)) == m
+
+
+# ---------------------------------------------------------------- set-level metrics (rFID, KID)
+
+
+def _mean_sq_distance(rec: np.ndarray, ref: np.ndarray) -> float:
+    """A cheap set metric: squared distance of the two sets' means (FID's first term)."""
+    return float(((rec.mean(0) - ref.mean(0)) ** 2).sum())
+
+
+def _row_distance(rec: np.ndarray, ref: np.ndarray) -> float:
+    """A set metric that is small only if row i of rec is the reconstruction of row i of ref."""
+    return float(((rec - ref) ** 2).sum(1).mean())
+
+
+def _feature_arms(n: int = 80, d: int = 5, seed: int = 0):
+    """Reference features and two arms of reconstructions: A close to them, B noisier and biased."""
+    rng = np.random.default_rng(seed)
+    ref = rng.normal(size=(n, d))
+    a = ref + rng.normal(0.0, 0.05, (3, n, d))
+    b = ref + 0.2 + rng.normal(0.0, 0.3, (3, n, d))
+    return S.ArmData(a, _ids(n)), S.ArmData(b, _ids(n)), ref, _ids(n)
+
+
+def test_set_metric_clear_win_and_determinism():
+    a, b, ref, ref_ids = _feature_arms()
+    claim = S.Claim("synthetic: A has lower rFID", "rfid", lower_is_better=True, n_boot_set=100)
+    r1 = S.paired_bootstrap_set_metric(a, b, ref, ref_ids, _mean_sq_distance, claim)
+    r2 = S.paired_bootstrap_set_metric(a, b, ref, ref_ids, _mean_sq_distance, claim)
+    assert r1 == r2  # deterministic
+    assert r1.verdict == "reproduced" and r1.hi < 0
+    per_seed_a = [_mean_sq_distance(f, ref) for f in a.values]
+    assert r1.mean_a == pytest.approx(np.mean(per_seed_a), abs=1e-12)
+    assert r1.sd_a == pytest.approx(np.std(per_seed_a, ddof=1), abs=1e-12)
+
+
+def test_set_metric_equals_a_plain_loop():
+    a, b, ref, ref_ids = _feature_arms(n=30)
+    claim = S.Claim("ref", "rfid", lower_is_better=True, n_boot_set=50, seed=3)
+    rng = np.random.default_rng(claim.seed)
+    reps = []
+    for _ in range(claim.n_boot_set):
+        idx = rng.integers(0, 30, size=30)  # the same rows of both arms and of the reference
+        fa = sum(_mean_sq_distance(a.values[s][idx], ref[idx]) for s in range(3)) / 3
+        fb = sum(_mean_sq_distance(b.values[s][idx], ref[idx]) for s in range(3)) / 3
+        reps.append(fa - fb)
+    r = S.paired_bootstrap_set_metric(a, b, ref, ref_ids, _mean_sq_distance, claim)
+    assert r.lo == pytest.approx(_linear_quantile(reps, 0.05), abs=1e-12)
+    assert r.hi == pytest.approx(_linear_quantile(reps, 0.95), abs=1e-12)
+
+
+def test_set_metric_is_paired_by_image_id():
+    a, b, ref, ref_ids = _feature_arms()
+    claim = S.Claim("paired", "rfid", lower_is_better=True, n_boot_set=60)
+    base = S.paired_bootstrap_set_metric(a, b, ref, ref_ids, _row_distance, claim)
+    # each input in its own order, ids travelling with the rows: the identical result
+    perms = [np.random.default_rng(k).permutation(80) for k in range(3)]
+    sa = S.ArmData(a.values[:, perms[0]], [a.image_ids[i] for i in perms[0]])
+    sb = S.ArmData(b.values[:, perms[1]], [b.image_ids[i] for i in perms[1]])
+    shuffled = S.paired_bootstrap_set_metric(sa, sb, ref[perms[2]], [ref_ids[i] for i in perms[2]], _row_distance,
+                                             claim)
+    assert shuffled == base
+    assert base.mean_a == pytest.approx(5 * 0.05**2, rel=0.1)  # rows matched: only the reconstruction noise
+    with pytest.raises(ValueError, match="not paired"):
+        S.paired_bootstrap_set_metric(a, b, ref, _ids(79) + ["x"], _row_distance, claim)
