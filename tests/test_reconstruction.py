@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -358,3 +359,14 @@ def test_figure_plots_render_from_run_folders(tmp_path):
     out = tmp_path / "f2a.png"
     _figure2a.plot(pd.DataFrame(records), {}, out)
     assert out.stat().st_size > 1000
+
+
+def test_per_image_values_and_features_are_kept_for_claims(tmp_path):
+    """per_image.json (committed) pairs arms by image index; features.npz (gitignored) lets claims resample rFID."""
+    ds = SyntheticDataset(6, 32)
+    m = _eval(tmp_path / "a", ds, batch_size=4)
+    per = json.loads((tmp_path / "a" / R.PER_IMAGE_FILE).read_text())
+    assert per["image_ids"] == list(range(6)) and len(per["psnr"]) == 6
+    assert sum(per["psnr"]) / 6 == pytest.approx(m["psnr"])
+    with np.load(tmp_path / "a" / R.FEATURES_FILE) as z:
+        assert z["features"].shape == (6, TinyFeatures.dim) and z["image_ids"].tolist() == list(range(6))

@@ -273,6 +273,25 @@ def _timing_metrics(shards: list[dict], n_ok: int) -> dict[str, Any]:
     }
 
 
+PER_IMAGE_FILE = "per_image.json"  # per-image PSNR / SSIM / LPIPS by image index (committed: claims pair arms on it)
+FEATURES_FILE = "features.npz"     # the reconstructions' FID features (gitignored: rFID / KID claims resample them)
+
+
+def _write_per_image(work_dir: Path, plan: _ShardPlan, shards: list[dict]) -> None:
+    """What the claim statistics need (bench/stats.py): per-image values and features, by image index."""
+    ids = np.concatenate([s["indices"] for s in shards])
+    per_image = {"image_ids": ids.tolist()}
+    for k in ("psnr", "ssim", "lpips"):
+        values = np.concatenate([s[k] for s in shards])
+        per_image[k] = [float(v) if np.isfinite(v) else None for v in values] if len(values) else []
+    atomic_write_json(Path(work_dir) / PER_IMAGE_FILE, per_image)
+    rec = [_stats_from("rec", s) for s in shards]
+    if plan.keep and all(r is not None and r.features is not None for r in rec):
+        buf = io.BytesIO()
+        np.savez(buf, image_ids=ids, features=np.concatenate([r.all_features() for r in rec]).astype(np.float32))
+        atomic_write_bytes(Path(work_dir) / FEATURES_FILE, buf.getvalue())
+
+
 def _replace_shards_by_index(plan: _ShardPlan, shards: list[dict]) -> None:
     """Once the metrics exist the shard files are only needed to resume: keep an index (ranks, timings) instead."""
     world = distributed.world_size()
@@ -339,6 +358,7 @@ def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
         "_psnr_inf_images": int(np.isinf(psnr).sum()),
         "_complete": True,
     }
+    _write_per_image(work_dir, plan, shards)
     if not keep_shards:
         _replace_shards_by_index(plan, shards)
     return EvalResult(out, plan.files)
