@@ -35,3 +35,25 @@ def test_artifact_smoke_runs(name, key):
     assert {"ours", "paper", "scale", "run_id", "status"} <= set(header)
     scale_col = header.index("scale")
     assert all(line.split(",")[scale_col] == "smoke" for line in csv[1:] if line.count(",") == len(header) - 1)
+
+
+def test_every_paper_scale_model_is_registered():
+    """The ablation architectures are registered at full size, so a paper-scale row never fails for an unknown name
+    (it says which weights or training it needs instead: `python -m bench needs`)."""
+    from bench import artifacts
+    from bench.configs import dependencies
+    from models import zoo
+    missing = set()
+    for name in artifacts.names():
+        for spec in artifacts.load(name).SPECS.values():
+            for row in spec.rows:
+                if row.run is None or not row.run.runs_at("paper"):
+                    continue
+                todo = [row.run.resolve("paper")]
+                while todo:
+                    cfg = todo.pop()
+                    todo += dependencies(cfg)
+                    model = getattr(cfg, "model", None)
+                    if isinstance(model, str) and model not in zoo.REGISTRY:
+                        missing.add(model)
+    assert not missing
