@@ -8,7 +8,8 @@ that does not exist is a one-line ``ConfigError`` (``python -m bench check`` fin
 
 Reading order: ``Dataset`` -> ``PhaseRequest`` / ``TrainAEConfig`` (autoencoder training, models/train_autoencoder)
 -> ``ReconConfig`` (reconstruction protocol) -> ``MemoryConfig`` (§3.2 memory) -> ``EfficiencyConfig`` (backbone
-profiling) -> helpers. No torch import: ``ls`` and ``check`` stay light.
+profiling) -> ``TrainDiffusionConfig`` / ``GenerateConfig`` (latent diffusion and gFID, §4) -> helpers. No torch
+import: ``ls`` and ``check`` stay light.
 """
 from __future__ import annotations
 
@@ -247,6 +248,27 @@ class MemoryConfig(EvalConfig):
 
 
 @dataclass(frozen=True)
+class ClaimConfig(EvalConfig):
+    """Eval ``claim``: one claim of the paper decided by the one rule of bench/stats.py on two arms of reconstruction
+    runs (one run per training seed, the same images): verdict, a paired bootstrap interval over images, mean ± sd."""
+
+    EVAL: ClassVar[str] = "claim"
+    statement: str                                 # the paper's claim, in its words
+    metric: Literal["rfid", "kid", "psnr", "ssim", "lpips"]  # what is compared
+    lower_is_better: bool                          # the paper's direction: arm_a better means lower (rFID) or higher
+    arm_a: tuple[ReconConfig, ...]                 # the arm the paper says is better, one run per training seed
+    arm_b: tuple[ReconConfig, ...]                 # the arm it is compared with
+    level: float = 0.90                            # the interval's level (90 %: the issue's rule)
+    min_seeds: int = 3                             # fewer seeds in either arm: inconclusive by rule
+    n_boot: int = 2000                             # bootstrap replicates for per-image metrics
+    n_boot_set: int = 200                          # replicates for rFID / KID (each one computes 2 x n_seeds FIDs)
+
+    @property
+    def run_name(self) -> str:
+        return f"claim-{self.metric}-{self.statement}"
+
+
+@dataclass(frozen=True)
 class PerMeasure:
     """One integer per timed measurement of the efficiency eval (None: DC-Gen's token rule decides)."""
 
@@ -284,7 +306,95 @@ class EfficiencyConfig(EvalConfig):
     activation_checkpointing: bool = True          # per block, as DC-Gen's training harness
 
 
-CONFIGS: dict[str, type] = {c.EVAL: c for c in (TrainAEConfig, ReconConfig, MemoryConfig, EfficiencyConfig)}
+
+# Per-scale defaults of a train-diffusion recipe (merged over the official recipe of the backbone's formulation,
+# models.train_diffusion.RECIPES; the config's non-None recipe fields go on top). The paper's recipes are 500k (U-ViT)
+# or up to 3M (DiT) steps at batch 1024 / 256; the small scale keeps reference/generation.md §6's CPU budget
+# (a ~1.5 M-parameter backbone, 16 tokens, batch 64: ~0.2 s/step on one core), so ~1000 steps are a few minutes.
+DIFFUSION_SCALE_DEFAULTS: dict[str, dict[str, Any]] = {  # scale -> DiffusionRecipe fields
+    "smoke": {"steps": 2, "batch": 4, "warmup_steps": 0, "ckpt_every": 1},
+    "small": {"steps": 1000, "batch": 64, "warmup_steps": 50, "ckpt_every": 100},
+    "paper": {"ckpt_every": 1000},  # the official recipe as it is
+}
+
+
+@dataclass(frozen=True)
+class TrainDiffusionConfig(EvalConfig):
+    """Eval ``train-diffusion``: a latent diffusion backbone trained on one autoencoder's latents (paper §4.1);
+    output ``ckpt/model.safetensors`` (EMA weights) and ``ckpt/train_state.pt`` (raw weights, resumable)."""
+
+    EVAL: ClassVar[str] = "train-diffusion"
+    backbone: str                                  # models.backbones name: "uvit-*" or "dit-*"
+    autoencoder: str                               # registry name of the latents, e.g. "dc-ae-f32c32-in-1.0"
+    resolution: int                                # image side (px); latent side = resolution / f
+    patch_size: int = 1                            # the backbone's patch size p (DC-AE rows: 1)
+    autoencoder_checkpoint: TrainAEConfig | None = None  # encode with that train-ae run's weights; None: official
+    weights: bool = False                          # no checkpoint: official weights (--weights); else untrained (smoke)
+    dataset: Dataset = EMBEDDED_TRAIN              # training images (embedded: class = source photo)
+    n_images: int | None = None                    # first N images of the set (None: all)
+    conditional: bool = True                       # class labels; False: unconditional (Table 4: FFHQ, MapillaryVistas)
+    latent_scale: Literal["autoencoder", "unit-rms"] = "autoencoder"  # AE's factor, or 1/RMS of these latents
+    depth: int | None = None                       # backbone override: blocks (small scale: a reduced UViT/DiT)
+    hidden_size: int | None = None                 # backbone override: width D; None keeps the backbone's
+    num_heads: int | None = None                   # backbone override: attention heads
+    steps: int | None = None                       # recipe override; None: DIFFUSION_SCALE_DEFAULTS, then official
+    batch: int | None = None                       # recipe override: global batch per optimiser step
+    lr: float | None = None                        # recipe override: AdamW learning rate
+    warmup_steps: int | None = None                # recipe override: linear lr warm-up steps
+    ema_decay: float | None = None                 # recipe override: EMA decay (0 = no EMA)
+    grad_accum: int | None = None                  # recipe override: micro-batches per optimiser step
+    seed: int | None = None                        # recipe override: data order, t, noise, label dropout
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.backbone}-{self.autoencoder}"
+
+
+@dataclass(frozen=True)
+class GenerateConfig(EvalConfig):
+    """Eval ``generate``: sample a trained diffusion model, decode, and score gFID / KID / IS against a reference."""
+
+    EVAL: ClassVar[str] = "generate"
+    LIMIT_FIELD: ClassVar[str | None] = "n_samples"
+    model: TrainDiffusionConfig | None = None      # the training run whose checkpoint is sampled
+    released: str | None = None                    # or a released diffusion checkpoint name (generation.md §4)
+    n_samples: int = 50_000                        # generated images scored (the paper: 50,000)
+    cfg_scale: float = 1.0                         # classifier-free guidance s >= 1 (1 = none; UViT 1.5, DiT-XL 1.3)
+    sampler: Literal["dpm-solver++", "iddpm"] | None = None  # None: the formulation's own (uvit / dit)
+    steps: int | None = None                       # NFE (dpm-solver++, 30) or respaced steps (iddpm, 250); None: those
+    grid: Literal["time-uniform", "logsnr"] = "time-uniform"  # DPM-Solver++ grid; the paper ran time-uniform
+    ema: bool = True                               # sample the EMA weights (as the paper); False: the raw weights
+    reference: Dataset = EMBEDDED_TRAIN            # FID reference images (paper: folder("imagenet-train"))
+    n_reference: int | None = None                 # first N reference images (None: all)
+    reference_kind: Literal["images", "reconstructions"] = "images"  # or the same AE's reconstructions of them
+    features: Literal["inception", "tiny"] = "inception"  # FID network ("tiny": tests only)
+    batch_size: int = 64                           # samples per backbone batch (a sample depends on it via IDDPM noise)
+    shard_samples: int | None = None               # samples per resumable shard (None: ~4 shards per rank)
+    n_png: int = 16                                # first N samples kept as PNGs (samples/)
+    seed: int = 0                                  # labels (seeded randint, not balanced) and per-sample noise
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        problems = [
+            ((self.model is None) == (self.released is None), "give exactly one of 'model' and 'released'"),
+            (self.cfg_scale < 1, f"cfg_scale = {self.cfg_scale} < 1; use 1.0 for no guidance"),
+            (self.n_samples < 2, f"n_samples = {self.n_samples}: FID needs at least 2 samples"),
+            (self.steps is not None and self.steps < 1, f"steps = {self.steps}; use >= 1 (or None)"),
+            (self.batch_size < 1, f"batch_size = {self.batch_size}; use >= 1"),
+            (self.sampler == "iddpm" and self.grid != "time-uniform",
+             "grid applies to dpm-solver++ only; leave it 'time-uniform' with sampler 'iddpm'"),
+        ]
+        for bad, message in problems:
+            if bad:
+                raise ConfigError(f"GenerateConfig: {message}")
+
+    @property
+    def run_name(self) -> str:
+        return self.released or (self.model.run_name if self.model is not None else "generate")
+
+
+CONFIGS: dict[str, type] = {c.EVAL: c for c in (TrainAEConfig, ReconConfig, MemoryConfig, EfficiencyConfig,
+                                                 TrainDiffusionConfig, GenerateConfig, ClaimConfig)}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -312,9 +422,19 @@ def limited(cfg: EvalConfig, limit: int | None) -> EvalConfig:
     return with_changes(cfg, {cfg.LIMIT_FIELD: limit if current is None else min(current, limit)})
 
 
+def is_dependency(value: Any) -> bool:
+    """A field value that names other runs: an eval config, or a tuple of them (a claim's arms)."""
+    return isinstance(value, EvalConfig) or (isinstance(value, tuple) and len(value) > 0
+                                             and all(isinstance(v, EvalConfig) for v in value))
+
+
 def dependencies(cfg: EvalConfig) -> list[EvalConfig]:
-    """The runs this config needs first: every field whose value is another eval's config."""
-    return [v for v in (getattr(cfg, n) for n in _names(type(cfg))) if isinstance(v, EvalConfig)]
+    """The runs this config needs first: every field whose value is another eval's config (or a tuple of them)."""
+    out: list[EvalConfig] = []
+    for value in (getattr(cfg, n) for n in _names(type(cfg))):
+        if is_dependency(value):
+            out += [value] if isinstance(value, EvalConfig) else list(value)
+    return out
 
 
 def fields_json(cfg: EvalConfig) -> dict[str, Any]:

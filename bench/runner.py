@@ -24,7 +24,7 @@ from typing import Any, Iterator
 import pandas as pd
 
 from bench import evals, paper
-from bench.configs import EvalConfig, dependencies, fields_json, limited
+from bench.configs import EvalConfig, dependencies, fields_json, is_dependency, limited
 from bench.emit import markdown_table
 from bench.errors import RowFailed, Unavailable, UsageError
 from bench.provenance import (
@@ -126,7 +126,7 @@ class Runner:
         """Id and stored form of a resolved config: its fields, the eval's protocol version and the ids of the runs
         it depends on (``configs.dependencies``, recursively; each dependency is named by its id, not its fields),
         so a changed training recipe also renames every evaluation of its checkpoint."""
-        stored = {k: v for k, v in fields_json(cfg).items() if not isinstance(getattr(cfg, k), EvalConfig)}
+        stored = {k: v for k, v in fields_json(cfg).items() if not is_dependency(getattr(cfg, k))}
         stored["_protocol_version"] = evals.version(cfg.EVAL)
         deps = [self.run_id_of(d, scale)[0] for d in dependencies(cfg)]
         if deps:
@@ -311,13 +311,14 @@ def collect(spec: Spec, panel: str, scale: str, runner: Runner, progress=None) -
             if ours_raw is None and p is None and not (status and row.run is not None):
                 continue  # nothing to show; but a run row that could not run still shows why
             o = _num(ours_raw)
-            cell_status = status or ("measured" if o is not None else
+            word = str(ours_raw) if col.text and isinstance(ours_raw, str) else None  # e.g. a claim's verdict
+            cell_status = status or ("measured" if o is not None or word else
                                      (str(ours_raw) if ours_raw is not None else "not measured"))
-            if o is not None and not status and (how := ours_metrics.get(f"_how_{col.metric}")):
+            if (o is not None or word) and not status and (how := ours_metrics.get(f"_how_{col.metric}")):
                 cell_status = f"measured ({how})"  # how the eval computed this number, e.g. the FID form
             records.append({
                 "artifact": spec.id, "panel": panel, "row": row.label, "metric": col.metric, "label": col.label,
-                "ours": _fmt(o) if o is not None else "", "paper": _fmt(p),
+                "ours": _fmt(o) if o is not None else (word or ""), "paper": _fmt(p),
                 "delta": _fmt(o - p) if o is not None and p is not None else "",
                 "ratio": _fmt(o / p) if o is not None and p not in (None, 0) else "",
                 "lower_is_better": "" if col.lower_is_better is None else str(col.lower_is_better).lower(),

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from bench.configs import ConfigError, EvalConfig, to_json, with_changes
+from bench.configs import ClaimConfig, ConfigError, EvalConfig, to_json, with_changes
 from bench.scales import SCALES
 
 
@@ -81,6 +81,7 @@ class Column:
     label: str
     lower_is_better: bool | None = None
     fmt: str = ".4g"
+    text: bool = False  # the value is a word (a claim's verdict), shown in the ours cell as it is
 
 
 @dataclass(frozen=True)
@@ -135,3 +136,35 @@ class Spec:
             if missing:
                 problems.append(f"{self.id}: no description for scales {missing}")
         return problems
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Claim rows: one rule for every claim (bench/stats.py), built from the spec's own rows
+# --------------------------------------------------------------------------------------------------------------
+
+CLAIM_COLUMNS = (
+    Column("verdict", "verdict", text=True),
+    Column("diff", "a - b", fmt=".3g"),
+    Column("ci_lo", "90% CI low", fmt=".3g"),
+    Column("ci_hi", "90% CI high", fmt=".3g"),
+    Column("n_seeds", "seeds", fmt=".0f"),
+    Column("n_images", "images", fmt=".0f"),
+    Column("mean_a", "a mean", fmt=".4g"),
+    Column("sd_a", "a sd", fmt=".3g"),
+    Column("mean_b", "b mean", fmt=".4g"),
+    Column("sd_b", "b sd", fmt=".3g"),
+)
+
+
+def claim_row(statement: str, metric: str, lower_is_better: bool, arm_a: tuple[Row, ...], arm_b: tuple[Row, ...],
+              note: str = "") -> Row:
+    """A claim row: arm ``a`` (the rows, one per training seed, that the paper says are better on ``metric``) against
+    arm ``b``, at every scale where all of their runs run, decided by the ``claim`` eval."""
+    at: dict[str, dict[str, Any] | None] = {}
+    for scale in SCALES:
+        runs = all(r.run is not None and r.run.runs_at(scale) for r in arm_a + arm_b)
+        at[scale] = ({"arm_a": tuple(r.run.resolve(scale) for r in arm_a),
+                      "arm_b": tuple(r.run.resolve(scale) for r in arm_b)} if runs else None)
+    first = next(s for s in SCALES if at[s] is not None)
+    base = ClaimConfig(statement, metric, lower_is_better, at[first]["arm_a"], at[first]["arm_b"])
+    return Row(f"claim: {statement}", run=RunRef(base, at=at), note=note)

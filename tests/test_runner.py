@@ -241,11 +241,11 @@ def test_parallel_plan_orders_dependencies_and_skips_timed_evals(tmp_path):
     r = Runner(tmp_path)
     planned = parallel.plan(artifacts.load("figure3").SPECS.values(), "smoke", r)
     stage = {p.run_id: p.stage for p in planned}
-    assert {p.ref.eval for p in planned} == {"train-ae", "recon"}
+    assert {p.ref.eval for p in planned} == {"train-ae", "recon", "claim"}
     for p in planned:  # every dependency sits in an earlier stage
         for dep in dependencies(p.ref.resolve("smoke")):
             assert stage[r.run_id_of(dep, "smoke")[0]] < p.stage
-    assert max(stage.values()) == 2  # phase 1 -> phase 2 (from) -> recon of phase 2
+    assert max(stage.values()) == 3  # phase 1 -> phase 2 (from) -> recon of phase 2 -> the claim on those recons
     assert parallel.plan(artifacts.load("table3").SPECS.values(), "smoke", r) == []  # efficiency: timed, serial
 
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import pandas as pd
 
+from bench import paper
 from bench.artifacts.table2 import train_ref
-from bench.configs import EMBEDDED_TEST, ReconConfig, folder
+from bench.configs import EMBEDDED_TEST, SCALE_DEFAULTS, ReconConfig, folder
 from bench.emit import new_figure, plot_frame, save_figure
-from bench.spec import Column, PaperRef, Row, RunRef, Spec
+from bench.spec import CLAIM_COLUMNS, Column, PaperRef, Row, RunRef, Spec, claim_row
 
 FS = ((8, 4), (16, 16), (32, 32), (64, 128))  # (f, c) per point
 # Small scale: the -tiny models of Figure 3a's constant-latent-size series (f8c4, f16c16, f32c64, f64c256), so the
@@ -55,6 +56,15 @@ def _row(family: str, paper_name: str, f: int, c: int) -> Row:
 
 
 ROWS = tuple(_row(fam, name, f, c) for fam, name in FAMILIES for f, c in FS)
+_BY = {r.label: r for r in ROWS}
+CLAIMS = (  # the paper's Fig. 2a: SD-VAE's rFID grows with f, DC-AE's stays low
+    claim_row("SD-VAE f8 has lower rFID than SD-VAE f64", "rfid", True, (_BY[_label("SD-VAE", 8)],),
+              (_BY[_label("SD-VAE", 64)],)),
+    claim_row("DC-AE f64 has lower rFID than SD-VAE f64", "rfid", True, (_BY[_label("DC-AE", 64)],),
+              (_BY[_label("SD-VAE", 64)],)),
+    claim_row("DC-AE f64 has higher PSNR than SD-VAE f64", "psnr", False, (_BY[_label("DC-AE", 64)],),
+              (_BY[_label("SD-VAE", 64)],)),
+)
 
 
 def plot(df, results, out_png) -> None:
@@ -90,24 +100,29 @@ def plot(df, results, out_png) -> None:
     save_figure(fig, out_png, f"Fig. 2a: reconstruction vs spatial compression ({scale} scale)")
 
 
+_PAPER_F8, _PAPER_F64 = (paper.values("figure2a", autoencoder=f"SD-VAE-f{f}")["rfid"] for f in (8, 64))
+_P1 = SCALE_DEFAULTS["small"]["phase1"]
+
+
 FIGURE2A = Spec(
     id="figure2",
     title="Figure 2a: rFID vs spatial compression, SD-VAE vs DC-AE",
     caption="Reconstruction rFID and PSNR for f = 8, 16, 32, 64 (protocol dcae-recon-v2). Paper: ImageNet 256, "
-            "SD-VAE rFID 0.90 (f8) -> 28.3 (f64), DC-AE flat. Small scale: reduced models trained briefly, 64 "
+            f"SD-VAE rFID {_PAPER_F8:g} (f8) -> {_PAPER_F64:g} (f64), DC-AE flat. Small scale: reduced models trained briefly, 64 "
             "embedded held-out crops at 64 px; rFID there is a small-N FID (biased upward, compare only within "
             "the figure).",
     columns=(Column("rfid", "rFID", lower_is_better=True, fmt=".3g"),
              Column("psnr", "PSNR", lower_is_better=False, fmt=".2f"),
-             Column("kid", "KID (ours only)", lower_is_better=True, fmt=".3g")),
-    rows=ROWS,
+             Column("kid", "KID (ours only)", lower_is_better=True, fmt=".3g"), *CLAIM_COLUMNS),
+    rows=ROWS + CLAIMS,
     version=1,
     scales={
         "smoke": "tiny untrained models, 8 embedded held-out crops at max(32, f) px; seconds per point; never a "
                  "result",
         "small": "reduced -tiny models of Figure 3a's constant-latent-size series (f8c4, f16c16, f32c64, f64c256; the "
-                 "DC-AE points are Figure 3a's runs) trained by train-ae (phase 1, 300 steps, 64 px), 64 embedded "
-                 "held-out crops at 64 px",
+                 "DC-AE points are Figure 3a's runs) trained by train-ae (phase 1, "
+                 f"{_P1['steps']} steps, {_P1['resolution']} px), {SMALL_N_IMAGES} embedded held-out crops at "
+                 f"{SMALL_RESOLUTION} px",
         "paper": "ImageNet val at 256 px (--data), official or supplied weights (--weights); the f8/f16 DC-AEs and "
                  "the stacked SD-VAEs are unreleased, so those points are unavailable unless supplied; GPU",
     },

@@ -32,7 +32,7 @@ from bench.configs import (
     TrainAEConfig,
     folder,
 )
-from bench.spec import Column, PaperRef, Row, RunRef, Spec
+from bench.spec import CLAIM_COLUMNS, Column, PaperRef, Row, RunRef, Spec, claim_row
 
 ID = "table2"
 
@@ -112,6 +112,17 @@ def rows() -> tuple[Row, ...]:
     return tuple(out)
 
 
+def claims(measured: tuple[Row, ...]) -> tuple[Row, ...]:
+    """Per setting, the paper's direction on every metric it reports: DC-AE better than the stacked SD-VAE."""
+    by = {r.label: r for r in measured}
+    out = []
+    for s in SETTINGS:
+        dc, sd = (by[f"{s.short} / DC-AE"],), (by[f"{s.short} / SD-VAE"],)
+        out += [claim_row(f"{s.short}: DC-AE has lower rFID than SD-VAE", "rfid", True, dc, sd),
+                claim_row(f"{s.short}: DC-AE has higher PSNR than SD-VAE", "psnr", False, dc, sd)]
+    return tuple(out)
+
+
 COLUMNS = (
     Column("rfid", "rFID", lower_is_better=True, fmt=".3g"),
     Column("psnr", "PSNR", lower_is_better=False, fmt=".2f"),
@@ -128,8 +139,8 @@ SPECS = {"": Spec(
             "outsize SD-VAE-f8, 323 M vs 84 M) trained briefly on a dozen photos and evaluated on 64 held-out crops: "
             "rFID is a small-N FID (64 images vs 2048 Inception dimensions: biased upward, comparable only within "
             "this table); KID is the unbiased set-level number there. LPIPS needs torchvision's AlexNet file.",
-    columns=COLUMNS,
-    rows=rows(),
+    columns=COLUMNS + CLAIM_COLUMNS,
+    rows=rows() + claims(rows()),
     version=1,
     scales={
         "smoke": "tiny untrained models, 8 embedded held-out crops at max(32, f) px, ImageNet rows only; "

@@ -14,11 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.configs import (
+    ClaimConfig,
     EfficiencyConfig,
     EvalConfig,
+    GenerateConfig,
     MemoryConfig,
     ReconConfig,
     TrainAEConfig,
+    TrainDiffusionConfig,
 )
 
 
@@ -42,10 +45,17 @@ EVALS: dict[str, Eval] = {
     # Autoencoder training: Decoupled High-Resolution Adaptation phases (Fig. 3, Fig. 5; issue #5).
     # v2: small-scale phase-1 lr 1e-3 -> 2e-4 (a sweep on f32c32-tiny: 1e-3 was too high for both families).
     "train-ae": Eval(TrainAEConfig, "bench.evals.training:run", "dcae-train-ae", 2, parallel_safe=True),
+    # A claim of the paper decided by the one rule of bench/stats.py (paired bootstrap over images, >= 3 seeds; #11).
+    "claim": Eval(ClaimConfig, "bench.evals.claims:run", "dcae-claim", 1, parallel_safe=True),
     # Section 3.2 memory claim: peak training memory of full training vs phase-2 adaptation (timed: runs alone).
     "ae-memory": Eval(MemoryConfig, "bench.evals.training:run_memory", "dcae-ae-memory", 1, parallel_safe=False),
     # Backbone efficiency profiling: throughput, latency, memory, FLOPs (Tables 3-5, Fig. 2c; timed: runs alone).
     "efficiency": Eval(EfficiencyConfig, "bench.evals.efficiency:run", "dcae-efficiency", 1, parallel_safe=False),
+    # Latent diffusion training on an autoencoder's latents: the official UViT / DiT recipes (Tables 1, 3, 4; #10).
+    "train-diffusion": Eval(TrainDiffusionConfig, "bench.evals.generation:run_train", "dcae-train-diffusion", 1,
+                            parallel_safe=True),
+    # Generation protocol: sample (EMA, CFG), decode / scaling factor in fp32, gFID / KID / IS (Tables 1, 3, 4; #10).
+    "generate": Eval(GenerateConfig, "bench.evals.generation:run_generate", "dcae-generate", 1, parallel_safe=True),
 }
 
 

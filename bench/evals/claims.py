@@ -1,0 +1,96 @@
+"""Eval ``claim``: one claim of the paper decided by the one rule of ``bench/stats.py`` (issue #11).
+
+A claim names two arms (``ClaimConfig.arm_a``: the arm the paper says is better, ``arm_b``), each a tuple of
+reconstruction runs, one per training seed, evaluated on the same images. The eval reads every arm run's per-image
+values (``per_image.json``) or, for rFID / KID, the reconstructions' features (``features.npz``) and the reference
+features of the originals (``runs/_cache``), and returns the verdict, the difference with its paired bootstrap
+interval over images, mean ± sd per arm, n_seeds and n_images. A run whose files are missing (runs made before
+per-image values were kept, or a fresh clone without the gitignored features) is recomputed first, with the same
+config, so the claim is always decided on the numbers of the table beside it.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench import stats
+from bench.configs import ClaimConfig, ReconConfig
+from bench.errors import Unavailable
+from bench.evals import metrics as M
+from bench.evals.reconstruction import FEATURES_FILE, PER_IMAGE_FILE
+from bench.spec import RunRef
+
+PER_IMAGE_METRICS = ("psnr", "ssim", "lpips")
+SET_METRICS = {"rfid": M.frechet_distance_low_rank, "kid": M.kid}
+
+
+def _arm_runs(configs: tuple[ReconConfig, ...], ctx, need: str):
+    """Each seed's completed run, recomputed once when the file the claim needs is not in its folder."""
+    out = []
+    for cfg in configs:
+        res = ctx.ensure(cfg)
+        if not (Path(res.dir) / need).exists():
+            ctx.log(f"{res.run_id} has no {need}: recomputing it (same config, same numbers)")
+            res = ctx.runner.ensure(RunRef(cfg), ctx.scale.name, force=True)
+        out.append(res)
+    return out
+
+
+def _check_paired(a, b) -> None:
+    """The rule pairs images: both arms must have scored the same images (the same data set identity)."""
+    if len({r.metrics.get("_dataset_id") for r in a + b}) != 1:
+        raise Unavailable("not decidable by the paired rule: the two arms were evaluated on different images "
+                          "(at small scale the training- and 4x-resolution sets are different crops; issue #11)")
+
+
+def _per_image(runs, metric: str) -> stats.ArmData:
+    rows, ids = [], None
+    for r in runs:
+        per = json.loads((Path(r.dir) / PER_IMAGE_FILE).read_text())
+        values = per[metric]
+        if any(v is None for v in values):  # PSNR +inf of an exact reconstruction: capped at 100 dB, as stated
+            values = [100.0 if v is None else v for v in values]
+        rows.append(values)
+        ids = ids or tuple(per["image_ids"])
+    return stats.ArmData(np.array(rows), ids)
+
+
+def _features(runs) -> stats.ArmData:
+    feats, ids = [], None
+    for r in runs:
+        with np.load(Path(r.dir) / FEATURES_FILE) as z:
+            feats.append(z["features"].astype(np.float64))
+            ids = ids or tuple(z["image_ids"].tolist())
+    return stats.ArmData(np.stack(feats), ids)
+
+
+def _reference(cfg: ReconConfig, run, ctx) -> tuple[np.ndarray, tuple]:
+    """The originals' features (the FID reference of every arm), from the reconstruction eval's cache (gitignored:
+    recomputed with its run when absent)."""
+    path = Path(ctx.run_dir).parent / "_cache" / f"{run.metrics['_reference_id']}.npz"
+    if not path.exists():
+        ctx.log(f"{path.name} is not cached: recomputing {run.run_id}")
+        run = ctx.runner.ensure(RunRef(cfg), ctx.scale.name, force=True)
+    stats_ref = M.FeatureStats.from_arrays(dict(np.load(path)))
+    return stats_ref.all_features(), tuple(json.loads((Path(run.dir) / PER_IMAGE_FILE).read_text())["image_ids"])
+
+
+def run(cfg: ClaimConfig, ctx) -> dict[str, Any]:
+    """Eval ``claim`` (fields: ``bench.configs.ClaimConfig``)."""
+    claim = stats.Claim(cfg.statement, cfg.metric, cfg.lower_is_better, level=cfg.level, min_seeds=cfg.min_seeds,
+                        n_boot=cfg.n_boot, n_boot_set=cfg.n_boot_set)
+    if cfg.metric in PER_IMAGE_METRICS:
+        a, b = (_arm_runs(arm, ctx, PER_IMAGE_FILE) for arm in (cfg.arm_a, cfg.arm_b))
+        _check_paired(a, b)
+        result = stats.paired_bootstrap_mean(_per_image(a, cfg.metric), _per_image(b, cfg.metric), claim)
+    else:
+        a, b = (_arm_runs(arm, ctx, FEATURES_FILE) for arm in (cfg.arm_a, cfg.arm_b))
+        _check_paired(a, b)
+        ref, ref_ids = _reference(cfg.arm_a[0], a[0], ctx)
+        result = stats.paired_bootstrap_set_metric(_features(a), _features(b), ref, ref_ids,
+                                                   SET_METRICS[cfg.metric], claim)
+    return {**result.as_metrics(), "_how_verdict": result.reason, "_statement": cfg.statement,
+            "_from": [r.run_id for r in a + b]}

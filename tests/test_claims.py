@@ -1,0 +1,57 @@
+"""The claim eval (bench/evals/claims.py): per-image values and features of the arms' reconstruction runs, the one
+rule of bench/stats.py, and the recomputation of runs that lack the files a claim needs."""
+from __future__ import annotations
+
+import pytest
+
+from bench.configs import SYNTHETIC, ClaimConfig, ReconConfig
+from bench.errors import Unavailable
+from bench.evals.reconstruction import FEATURES_FILE, PER_IMAGE_FILE
+from bench.runner import Runner
+from bench.spec import RunRef
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
+
+
+def _recon(model: str) -> ReconConfig:
+    return ReconConfig(model, 32, dataset=SYNTHETIC, n_images=6, features="tiny", batch_size=6)
+
+
+def _claim(metric: str, n_seeds: int, **kw) -> ClaimConfig:
+    a, b = _recon("dc-ae-f8c4-tiny"), _recon("dc-ae-f32c32-tiny")
+    return ClaimConfig(f"f8 beats f32 on {metric}", metric, metric in ("rfid", "lpips"), (a,) * n_seeds,
+                       (b,) * n_seeds, n_boot=200, n_boot_set=20, **kw)
+
+
+@pytest.mark.parametrize("metric", ["psnr", "rfid"])
+def test_claim_is_decided_from_the_arm_runs(tmp_path, metric):
+    runner = Runner(tmp_path)
+    res = runner.ensure(RunRef(_claim(metric, 3)), "smoke")
+    m = res.metrics
+    a = runner.ensure(RunRef(_recon("dc-ae-f8c4-tiny")), "smoke").metrics
+    b = runner.ensure(RunRef(_recon("dc-ae-f32c32-tiny")), "smoke").metrics
+    assert m["verdict"] in ("reproduced", "contradicted", "inconclusive") and m["n_seeds"] == 3 and m["n_images"] == 6
+    assert m["mean_a"] == pytest.approx(a[metric], rel=1e-6) and m["mean_b"] == pytest.approx(b[metric], rel=1e-6)
+    assert m["ci_lo"] <= m["diff"] <= m["ci_hi"] and m["_protocol"] == "dcae-claim-v1"
+    assert len(m["_from"]) == 6 and m["_how_verdict"]
+
+
+def test_fewer_seeds_are_inconclusive_by_rule(tmp_path):
+    m = Runner(tmp_path).ensure(RunRef(_claim("psnr", 1)), "smoke").metrics
+    assert m["verdict"] == "inconclusive" and m["_how_verdict"].startswith("1 seeds < 3")
+
+
+def test_runs_without_per_image_files_are_recomputed(tmp_path):
+    runner = Runner(tmp_path)
+    arm = runner.ensure(RunRef(_recon("dc-ae-f8c4-tiny")), "smoke")
+    (arm.dir / PER_IMAGE_FILE).unlink()  # a run made before per-image values were kept
+    (arm.dir / FEATURES_FILE).unlink()
+    m = runner.ensure(RunRef(_claim("rfid", 1)), "smoke").metrics
+    assert (arm.dir / PER_IMAGE_FILE).exists() and (arm.dir / FEATURES_FILE).exists() and m["n_images"] == 6
+
+
+def test_arms_on_different_images_are_not_decided(tmp_path):
+    cfg = _claim("psnr", 1)
+    other = (ReconConfig("dc-ae-f32c32-tiny", 32, dataset=SYNTHETIC, n_images=6, features="tiny", seed=1),)
+    with pytest.raises(Unavailable, match="different images"):
+        Runner(tmp_path).ensure(RunRef(ClaimConfig(cfg.statement, "psnr", False, cfg.arm_a, other)), "smoke")

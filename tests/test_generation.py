@@ -1,0 +1,249 @@
+"""Evals train-diffusion and generate on tiny backbones, the untrained dc-ae-f8c4-tiny and the tiny feature net:
+training runs and reuse, the generation protocol's metrics, CFG, sharding, resume, and one-line errors."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+import models
+from bench.configs import (
+    ConfigError,
+    GenerateConfig,
+    TrainAEConfig,
+    TrainDiffusionConfig,
+)
+from bench.errors import Unavailable, UsageError
+from bench.evals import generation as G
+from bench.evals.inception import TinyFeatures
+from bench.runner import Runner
+from bench.spec import RunRef
+from models import diffusion
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
+
+AE = "dc-ae-f8c4-tiny"  # f8 c4: a 32 px image is a 4x4x4 latent, 16 tokens at p1
+TRAIN = TrainDiffusionConfig("uvit-s-tiny", AE, 32, n_images=16)
+GEN = GenerateConfig(TRAIN, n_samples=12, cfg_scale=1.5, steps=3, features="tiny", batch_size=4, n_reference=16,
+                     n_png=3)
+
+
+def _ctx(run_dir: Path, scale: str = "smoke", options: dict | None = None, ensure=None) -> SimpleNamespace:
+    logs: list[str] = []
+    return SimpleNamespace(scale=SimpleNamespace(name=scale), device="cpu", run_dir=run_dir, log=logs.append,
+                           options={"data": None, "weights": None, **(options or {})}, ensure=ensure, logs=logs)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One smoke train-diffusion run (2 steps) and its runner, shared by the generate tests."""
+    runner = Runner(tmp_path_factory.mktemp("runs"))
+    return runner, runner.ensure(RunRef(TRAIN), "smoke")
+
+
+def _tiny(family: str) -> tuple[nn.Module, nn.Module]:
+    torch.manual_seed(0)
+    name = {"uvit": "uvit-s-tiny", "dit": "dit-s-tiny"}[family]
+    backbone = models.build_backbone(name, 4, 4, 1, num_classes=8).eval()
+    if family == "dit":  # adaLN-Zero starts as the identity with a zero head: perturb so samples depend on inputs
+        with torch.no_grad():
+            for p in backbone.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+    torch.manual_seed(0)
+    return backbone, models.build(AE).eval()
+
+
+def _sampling(family: str, cfg_scale: float = 1.5, batch_size: int = 4) -> G.Sampling:
+    sampler, steps = ("dpm-solver++", 3) if family == "uvit" else ("iddpm", 4)
+    return G.Sampling(sampler, steps, "time-uniform", cfg_scale, 8, 0, batch_size)
+
+
+def _generate(tmp: Path, family: str, **kw) -> G.GenResult:
+    backbone, ae = _tiny(family)
+    labels = G.draw_labels(10, 8, 0, True)
+    return G.generate(backbone, ae, 1.0, _sampling(family), labels, tmp, feature_net=TinyFeatures(),
+                      n_png=10, log=lambda m: None, **kw)
+
+
+def _pngs(d: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((d / "samples").glob("*.png"))}
+
+
+# ---- train-diffusion --------------------------------------------------------------------------------------------
+
+def test_train_smoke_run_writes_checkpoint_is_reused_and_caches_latents_once(tmp_path, monkeypatch):
+    encodes = []
+    real = G.encode_latents
+    monkeypatch.setattr(G, "encode_latents", lambda *a, **k: encodes.append(1) or real(*a, **k))
+    runner = Runner(tmp_path)
+    first = runner.ensure(RunRef(TRAIN), "smoke")
+    m = first.metrics
+    assert m["steps"] == 2 and np.isfinite(m["loss_final"]) and m["params"] > 0 and m["tokens"] == 16
+    assert m["_num_classes"] == 8 and m["_final_weights"] == "ema" and m["_protocol"] == "dcae-train-diffusion-v1"
+    assert {"steps_per_s", "s_per_step", "_recipe", "_outputs"} <= set(m)
+    assert (first.dir / "ckpt" / "model.safetensors").is_file() and (first.dir / "ckpt" / "train_state.pt").is_file()
+    assert runner.ensure(RunRef(TRAIN), "smoke").reused
+    other = runner.ensure(RunRef(dataclasses.replace(TRAIN, seed=1)), "smoke")  # another run, the same latents
+    assert not other.reused and other.run_id != first.run_id
+    assert len(encodes) == 1 and len(list((tmp_path / "_cache").glob("latents-*.safetensors"))) == 1
+
+
+def test_train_resumes_to_the_same_weights_and_quarantines_a_damaged_state(tmp_path):
+    full = G.run_train(dataclasses.replace(TRAIN, steps=4), _ctx(tmp_path / "full"))
+    G.run_train(dataclasses.replace(TRAIN, steps=2), _ctx(tmp_path / "cut"))  # "killed" after 2 steps
+    resumed = G.run_train(dataclasses.replace(TRAIN, steps=4), _ctx(tmp_path / "cut"))
+    assert full["steps"] == resumed["steps"] == 4
+    a, b = (load_file(tmp_path / d / "ckpt" / "model.safetensors") for d in ("full", "cut"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    (tmp_path / "cut" / "ckpt" / "train_state.pt").write_bytes(b"not a zip")  # a killed copy
+    again = G.run_train(dataclasses.replace(TRAIN, steps=4), _ctx(tmp_path / "cut"))
+    assert again["steps"] == 4 and (tmp_path / "cut" / "ckpt" / "train_state.pt.damaged-1").exists()
+
+
+# ---- generate ---------------------------------------------------------------------------------------------------
+
+def test_generate_smoke_metrics_and_records(trained):
+    runner, train = trained
+    res = runner.ensure(RunRef(GEN), "smoke")
+    m = res.metrics
+    for k in ("gfid", "kid", "images_per_s", "outside_backbone_share"):
+        assert isinstance(m[k], float) and np.isfinite(m[k]), k
+    assert m["inception_score"].startswith("unavailable (")  # the tiny net has no classifier
+    assert (m["_sampler"], m["_steps"], m["_cfg_scale"], m["_n_samples"], m["_ema"]) == ("dpm-solver++", 3, 1.5,
+                                                                                        12, "ema")
+    assert m["_reference_id"].startswith("fid-ref-gen-") and m["_from"] == train.run_id and m["_how_gfid"]
+    assert m["_protocol"] == "dcae-generate-v1" and len(list((res.dir / "samples").glob("*.png"))) == 3
+    assert (runner.runs_dir / "_cache" / f"{m['_reference_id']}.npz").is_file()
+    assert runner.ensure(RunRef(GEN), "smoke").reused
+
+
+def test_a_cached_reference_file_is_a_valid_fid_reference(trained, tmp_path):
+    runner, _ = trained
+    m = runner.ensure(RunRef(GEN), "smoke").metrics
+    ref = runner.runs_dir / "_cache" / f"{m['_reference_id']}.npz"
+    user = Runner(runner.runs_dir, options={"fid_reference": str(ref)}, force=True).ensure(RunRef(GEN), "smoke")
+    assert user.metrics["gfid"] == m["gfid"] and user.metrics["_reference_id"].startswith("user-")
+    runner.ensure(RunRef(GEN), "smoke", force=True)  # leave the shared run as the cached-reference one
+
+
+def test_a_reference_of_another_resolution_or_without_records_is_refused(trained, tmp_path):
+    runner, _ = trained
+    m = runner.ensure(RunRef(GEN), "smoke").metrics
+    d = dict(np.load(runner.runs_dir / "_cache" / f"{m['_reference_id']}.npz"))
+    np.savez(tmp_path / "r64.npz", **{**d, "resolution": np.array(64)})
+    np.savez(tmp_path / "bare.npz", mu=d["mu"], sigma=d["sigma"])  # ADM-style: nothing to check it against
+    for name, match in (("r64.npz", "made at 64 px"), ("bare.npz", "records no")):
+        with pytest.raises(UsageError, match=match) as e:
+            G.user_reference(tmp_path / name, 32, TinyFeatures())
+        assert "\n" not in str(e.value) and "fid-ref-gen" in str(e.value)
+
+
+@pytest.mark.parametrize("family", ["uvit", "dit"])
+def test_cfg_scale_1_is_the_conditional_model_alone(family):
+    backbone, _ = _tiny(family)
+    y, noise = torch.tensor([1, 5, 2]), G.initial_noise(range(3), (4, 4, 4), 0)
+    z1 = G.sample_batch(backbone, _sampling(family, 1.0), y, noise, 0)
+    if family == "uvit":
+        plain = diffusion.UViTDiffusion(nfe=3).sample(backbone, noise, y)
+    else:
+        g = torch.Generator().manual_seed(G.mix_seed(0, "iddpm", 0))
+        plain = diffusion.DiTDiffusion(steps=4).sample(backbone, noise, y, generator=g)
+    assert torch.equal(z1, plain)
+    assert not torch.equal(G.sample_batch(backbone, _sampling(family, 1.5), y, noise, 0), z1)
+
+
+@pytest.mark.parametrize("family", ["uvit", "dit"])
+def test_sharded_generation_equals_one_process(tmp_path, family, monkeypatch):
+    one = _generate(tmp_path / "one", family, n_shards=1)
+    three = _generate(tmp_path / "three", family, n_shards=3)
+    assert three.metrics["_n_shards"] == 3 and one.stats.n == three.stats.n == 10
+    assert np.array_equal(one.stats.all_features(), three.stats.all_features())
+    assert _pngs(tmp_path / "one") == _pngs(tmp_path / "three") and len(_pngs(tmp_path / "one")) == 10
+    # Two torchrun ranks meeting through the shard files: rank 1 computes its block, then rank 0 its own and reduces.
+    monkeypatch.setattr(G.distributed, "world_size", lambda: 2)
+    monkeypatch.setattr(G.distributed, "barrier", lambda: None)
+    monkeypatch.setattr(G.distributed, "rank", lambda: 1)
+    assert _generate(tmp_path / "ranks", family, n_shards=3).metrics == {}
+    monkeypatch.setattr(G.distributed, "rank", lambda: 0)
+    ranks = _generate(tmp_path / "ranks", family, n_shards=3)
+    assert np.array_equal(one.stats.all_features(), ranks.stats.all_features())
+
+
+def test_an_interrupted_generation_resumes_to_the_uninterrupted_result(tmp_path):
+    full = _generate(tmp_path / "full", "uvit", n_shards=3)
+    cut = _generate(tmp_path / "cut", "uvit", n_shards=3, max_shards=1)
+    assert cut.metrics == {"_complete": False, "_shards_done": 1, "_shards": 3}
+    done = _generate(tmp_path / "cut", "uvit", n_shards=3)
+    assert done.metrics["_complete"] and np.array_equal(full.stats.all_features(), done.stats.all_features())
+    assert not list((tmp_path / "cut" / "shards").glob("*.npz"))  # replaced by shards/index.json
+    assert (tmp_path / "cut" / "shards" / "index.json").is_file()
+
+
+def test_labels_are_a_seeded_randint_and_noise_is_per_sample():
+    assert torch.equal(G.draw_labels(6, 8, 3, True), torch.randint(0, 8, (6,), generator=torch.Generator()
+                                                                    .manual_seed(3)))
+    assert torch.equal(G.draw_labels(4, 8, 0, False), torch.full((4,), 8))  # unconditional: the null class
+    assert torch.equal(G.initial_noise(range(2, 4), (4, 2, 2), 0), G.initial_noise(range(5), (4, 2, 2), 0)[2:4])
+
+
+def test_inception_score_equals_torch_fidelity():
+    from torch_fidelity.metric_isc import isc_features_to_metric
+    g = torch.Generator().manual_seed(0)
+    feats, weight = torch.randn(37, 8, generator=g), torch.randn(20, 8, generator=g).double()
+    acc = {"is_sum_p": np.zeros((G.IS_SPLITS, 20)), "is_sum_plogp": np.zeros(G.IS_SPLITS),
+           "is_n": np.zeros(G.IS_SPLITS)}
+    split = G.is_split_of(37)
+    for lo, hi in ((0, 11), (11, 37)):  # two "shards"
+        G._add_is(acc, feats[lo:hi], weight, split[lo:hi])
+    ours = G.inception_score(acc["is_sum_p"], acc["is_sum_plogp"], acc["is_n"])
+    theirs = isc_features_to_metric(feats.double() @ weight.T)
+    assert ours == pytest.approx((theirs["inception_score_mean"], theirs["inception_score_std"]), rel=1e-9)
+
+
+# ---- one-line errors --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cfg, match", [
+    (dataclasses.replace(TRAIN, patch_size=3), "patch size 3 does not divide the latent side 4"),
+    (dataclasses.replace(TRAIN, autoencoder_checkpoint=TrainAEConfig("dc-ae-f32c32-tiny")), "latent channels"),
+    (dataclasses.replace(TRAIN, resolution=36), "not divisible"),
+    (dataclasses.replace(TRAIN, backbone="pixart-alpha-tiny"), "text-to-image"),
+])
+def test_bad_train_configs_fail_in_one_line(tmp_path, cfg, match):
+    with pytest.raises(UsageError, match=match) as e:
+        G.run_train(cfg, _ctx(tmp_path))
+    assert "\n" not in str(e.value)
+
+
+def test_bad_generate_configs_fail_in_one_line(tmp_path):
+    for changes, match in (({"sampler": "ddim"}, "sampler"), ({"cfg_scale": 0.5}, "cfg_scale = 0.5 < 1"),
+                           ({"released": "x"}, "exactly one"), ({"sampler": "iddpm", "grid": "logsnr"}, "grid")):
+        with pytest.raises(ConfigError, match=match):
+            dataclasses.replace(GEN, **changes)
+    with pytest.raises(UsageError, match="does not fit a uvit model"):
+        G.run_generate(dataclasses.replace(GEN, sampler="iddpm"), _ctx(tmp_path))
+    uncond = dataclasses.replace(GEN, model=dataclasses.replace(TRAIN, conditional=False))
+    with pytest.raises(UsageError, match="class-conditional"):
+        G.run_generate(uncond, _ctx(tmp_path))
+    with pytest.raises(Unavailable, match="released diffusion checkpoints"):
+        G.run_generate(GenerateConfig(released="dc-ae-f32c32-in-1.0-uvit-s-in-512px"), _ctx(tmp_path))
+    with pytest.raises(Unavailable, match="GPU"):
+        G.run_train(TRAIN, _ctx(tmp_path, "paper"))
+    with pytest.raises(UsageError, match="smoke check only"):
+        G.run_train(TRAIN, _ctx(tmp_path, "small"))
+
+
+def test_configs_resolve_per_scale_with_the_training_run_in_the_generate_id(tmp_path):
+    ref = RunRef(GenerateConfig(TrainDiffusionConfig("uvit-s", "dc-ae-f32c32-in-1.0", 512, weights=True),
+                                cfg_scale=1.5),
+                 at={"smoke": {"model": TRAIN, "n_samples": 12, "features": "tiny"}})
+    runner = Runner(tmp_path)
+    rid, stored = runner.run_id_for(ref, "smoke")
+    assert rid.startswith("uvit-s-tiny-dc-ae-f8c4-tiny__generate__smoke__")
+    assert stored["_depends_on"] == [runner.run_id_of(TRAIN, "smoke")[0]]
+    assert runner.run_id_for(ref, "paper")[0].startswith("uvit-s-dc-ae-f32c32-in-1.0__generate__paper__")
