@@ -42,6 +42,44 @@ def summary_line(df: pd.DataFrame) -> dict[str, object]:
             "failed": int(df["status"].astype(str).str.startswith("failed").sum())}
 
 
+def claims(tables_dir: Path, scale: str) -> list[dict[str, str]]:
+    """Every claim row of every ``<artefact>-<scale>.csv``: the paper's statement, its verdict under the one rule of
+    bench/stats.py (or why there is none), a - b with its interval, seeds, images and where the table is."""
+    out = []
+    for artifact, panel, s, path in tables(tables_dir):
+        if s != scale:
+            continue
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        for row, cells in df[df["row"].str.startswith("claim: ")].groupby("row", sort=False):
+            c = {m: (v, st) for m, v, st in zip(cells["metric"], cells["ours"], cells["status"])}
+            verdict, status = c.get("verdict", ("", "no verdict"))
+            interval = (f"{float(c['diff'][0]):.3g} [{float(c['ci_lo'][0]):.3g}, {float(c['ci_hi'][0]):.3g}]"
+                        if c.get("ci_lo", ("",))[0] not in ("", "nan") else
+                        (f"{float(c['diff'][0]):.3g}" if c.get("diff", ("",))[0] else "-"))
+            why = re.sub(r"^measured \((.*)\)$", r"\1", status) if verdict else status
+            out.append({"artefact": f"{artifact}{'-' + panel if panel else ''}", "claim (the paper's)": row[7:],
+                        "verdict": f"**{verdict}**" if verdict else "**not decided**",
+                        "ours: a - b [90% CI]": interval, "seeds": c.get("n_seeds", ("-",))[0] or "-",
+                        "images": c.get("n_images", ("-",))[0] or "-",
+                        "paper": cells["note"].iloc[0] or "-", "why / rule": why[:160],
+                        "table": f"[{path.stem}]({path.stem}.md)"})
+    return out
+
+
+def claims_markdown(tables_dir: Path, scale: str, link_prefix: str = "") -> str:
+    """The claims table with a one-line count of each verdict; every verdict in the same bold, whatever it is."""
+    from tabulate import tabulate
+    rows = claims(tables_dir, scale)
+    for r in rows:
+        r["table"] = r["table"].replace("](", f"]({link_prefix}")
+    counts = pd.Series([r["verdict"].strip("*") for r in rows]).value_counts().to_dict()
+    head = (f"{len(rows)} claims at `{scale}` scale: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+            + ". One rule for all (bench/stats.py): reproduced when the 90 % paired bootstrap interval of a - b over "
+              "images excludes 0 on the paper's side, contradicted when it excludes 0 on the other, inconclusive "
+              "otherwise or with fewer than 3 training seeds per arm.\n\n")
+    return head + tabulate(rows, headers="keys", tablefmt="github") + "\n"
+
+
 def write_report(tables_dir: Path, figures_dir: Path) -> tuple[Path, list[dict[str, object]]]:
 
     parts = ["# dcae-bench comparison report\n",
@@ -50,6 +88,9 @@ def write_report(tables_dir: Path, figures_dir: Path) -> tuple[Path, list[dict[s
              "(`runs/<run_id>/`); **paper** numbers are from arXiv 2410.10733 and are shown beside ours only for "
              "comparison. `smoke` numbers are pipeline checks, never results; `small` numbers come from "
              "reduced models on a 2-core CPU and reproduce trends, not absolute values.\n"]
+    for scale in ("paper", "small"):
+        if claims(tables_dir, scale):
+            parts.append(f"\n## Every claim at `{scale}` scale\n\n" + claims_markdown(tables_dir, scale))
     summary = []
     for artifact, panel, scale, path in tables(tables_dir):
         df = pd.read_csv(path, dtype=str, keep_default_na=False)

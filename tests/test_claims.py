@@ -55,3 +55,29 @@ def test_arms_on_different_images_are_not_decided(tmp_path):
     other = (ReconConfig("dc-ae-f32c32-tiny", 32, dataset=SYNTHETIC, n_images=6, features="tiny", seed=1),)
     with pytest.raises(Unavailable, match="different images"):
         Runner(tmp_path).ensure(RunRef(ClaimConfig(cfg.statement, "psnr", False, cfg.arm_a, other)), "smoke")
+
+
+def test_report_lists_every_claim_with_its_verdict(tmp_path):
+    """The claims table of REPORT.md and the README: every claim row, whatever its verdict, and undecided ones too."""
+    import csv
+
+    from bench import report
+    from bench.runner import CSV_COLUMNS
+    rows = []
+    for claim, verdict in (("A beats B", "contradicted"), ("C beats D", "reproduced")):
+        for metric, ours in (("verdict", verdict), ("diff", "-1.5"), ("ci_lo", "-2"), ("ci_hi", "-1"),
+                             ("n_seeds", "3"), ("n_images", "64")):
+            rows.append({"artifact": "figure3", "panel": "residual", "row": f"claim: {claim}", "metric": metric,
+                         "ours": ours, "status": "measured", "scale": "small", "note": ""})
+    rows.append({"artifact": "figure3", "panel": "residual", "row": "claim: E beats F", "metric": "verdict",
+                 "ours": "", "status": "unavailable (not decidable by the paired rule)", "scale": "small", "note": ""})
+    with open(tmp_path / "figure3-residual-small.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, restval="")
+        w.writeheader()
+        w.writerows(rows)
+    found = {r["claim (the paper's)"]: r for r in report.claims(tmp_path, "small")}
+    assert found["A beats B"]["verdict"] == "**contradicted**" and found["C beats D"]["verdict"] == "**reproduced**"
+    assert found["A beats B"]["ours: a - b [90% CI]"] == "-1.5 [-2, -1]" and found["A beats B"]["seeds"] == "3"
+    assert found["E beats F"]["verdict"] == "**not decided**" and "paired rule" in found["E beats F"]["why / rule"]
+    text = report.claims_markdown(tmp_path, "small")
+    assert text.startswith("3 claims at `small` scale: 1 contradicted, 1 not decided, 1 reproduced")
