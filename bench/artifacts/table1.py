@@ -23,7 +23,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.configs import EMBEDDED_TEST, EMBEDDED_TRAIN, GenerateConfig, TrainDiffusionConfig, folder
+from bench.configs import (
+    EMBEDDED_TEST,
+    EMBEDDED_TRAIN,
+    GenerateConfig,
+    TrainDiffusionConfig,
+    folder,
+)
 from bench.spec import Column, PaperRef, Row, RunRef, Spec
 
 ID = "table1"
