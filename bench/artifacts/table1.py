@@ -91,7 +91,8 @@ def _generate(e: Entry, guided: bool) -> Row:
 def _row(e: Entry) -> Row:
     """The paper's row: our two gFIDs (derived from the two sampling runs) beside the paper's."""
     plain, guided = f"{e.label} · sample no CFG", f"{e.label} · sample CFG {CFG_SCALE[e.family]}"
-    return Row(e.label, paper=PaperRef(backbone=e.paper_backbone, autoencoder=e.paper_ae, patch=str(e.patch)),
+    return Row(e.label, paper=PaperRef(artifact=ID, backbone=e.paper_backbone, autoencoder=e.paper_ae,
+                                       patch=str(e.patch)),
                derive=lambda m: {"fid_no_cfg": m[plain]["gfid"], "fid_cfg": m[guided]["gfid"],
                                  "_from": [plain, guided]})
 
