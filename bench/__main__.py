@@ -120,6 +120,11 @@ def run_artifact(name: str, args: argparse.Namespace, runner) -> int:
             print(f"{tag}: {spec.not_implemented}", file=sys.stderr)
             code = max(code, 1)
             continue
+        if not any(r.run is not None and r.run.runs_at(args.scale) for r in spec.rows):
+            print(f"{tag}: not run at {args.scale} scale ({spec.scales.get(args.scale, 'no description')})",
+                  file=sys.stderr)
+            code = max(code, 1)
+            continue
         print(f"== {tag} at {args.scale} scale: {spec.title}", flush=True)
         built = collect(spec, panel, args.scale, runner, progress=lambda m: print(m, flush=True))
         if runner.render_only and not built.results and any(r.run and r.run.runs_at(args.scale) for r in spec.rows):

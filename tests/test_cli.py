@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -43,10 +44,18 @@ def test_bad_input_is_one_line_and_nonzero(args, needle):
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in out.stderr
 
 
-def test_not_implemented_says_so_in_one_line():
-    out = bench("table1")
-    assert out.returncode == 1
-    assert out.stderr.strip().count("\n") == 0 and "not implemented" in out.stderr
+def test_not_implemented_or_not_run_says_so_in_one_line(monkeypatch, capsys):
+    from bench import artifacts
+    from bench.__main__ import main
+    from bench.spec import Spec
+    stub = Spec(id="table1", title="t", caption="", columns=(), rows=(), not_implemented="table1 is not implemented")
+    monkeypatch.setattr(artifacts, "load", lambda n: types.SimpleNamespace(SPECS={"": stub}))
+    assert main(["table1", "--scale", "smoke"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not implemented" in err
+    monkeypatch.undo()
+    out = bench("table1", "--scale", "small")  # its rows are not run at small scale yet: one line, exit 1
+    assert out.returncode == 1 and out.stderr.strip().count("\n") == 0 and "not run at small scale" in out.stderr
 
 
 def test_unwritable_runs_dir(tmp_path):
