@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -151,7 +152,25 @@ class Runner:
             if (why := damage(out)) is not None:  # a truncated checkpoint: never handed to a dependent run
                 quarantine(out, why)
                 return None
+        if (stale := self._stale_dependency(metrics)) is not None:
+            print(f"note: {rid} used {stale} before it was recomputed; recomputing it", flush=True)
+            return None
         return RunResult(rid, metrics_path.parent, metrics, cfg, reused=True)
+
+    def _stamp(self, run_id: str) -> str | None:
+        """A fingerprint of a run's current result (its metrics.json bytes): changes whenever it is recomputed."""
+        path = self.runs_dir / run_id / "metrics.json"
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.exists() else None
+
+    def _stale_dependency(self, metrics: dict) -> str | None:
+        """The dependency that was recomputed after this run used it (e.g. a training run retrained in a fresh
+        clone, whose evaluations must not keep numbers of the old weights), or None. A dependency that is absent
+        is not a reason: the run's own result still stands."""
+        for dep, stamp in (metrics.get("_dependency_stamps") or {}).items():
+            now = self._stamp(dep)
+            if now is not None and now != stamp:
+                return dep
+        return None
 
     @contextlib.contextmanager
     def _lock(self, run_dir: Path) -> Iterator[None]:
@@ -209,6 +228,9 @@ class Runner:
                                 f"{type(e).__name__}, see {run_dir}/log.txt") from e
             seconds = time.perf_counter() - t0
             metrics = {**metrics, "_protocol": evals.protocol_id(ref.eval)}  # from the registration, never typed twice
+            stamps = {d: self._stamp(d) for d in cfg.get("_depends_on", [])}  # what this run was computed from
+            if stamps:
+                metrics["_dependency_stamps"] = stamps
             metrics.setdefault("_seconds", round(seconds, 3))
             if is_main_process():
                 env = json.loads((run_dir / "env.json").read_text())

@@ -342,3 +342,16 @@ def test_bad_limit_is_one_line(tmp_path, capsys):
     finally:
         sys.argv = argv
     assert e.value.code == 2 and "--limit 'zero': give a whole number" in capsys.readouterr().err
+
+
+def test_a_run_whose_dependency_was_recomputed_is_recomputed(tmp_path, capsys):
+    """#11: retraining a checkpoint (e.g. in a fresh clone) must not leave evaluations of the old weights in place."""
+    r = Runner(tmp_path)
+    parent = D(x=1, outputs=True)
+    child = RunRef(D(x=2, parent=parent))
+    first = r.ensure(child, "smoke")
+    assert r.load(child, "smoke") is not None and first.metrics["_dependency_stamps"]
+    Runner(tmp_path, force=True).ensure(RunRef(parent), "smoke")  # the parent is recomputed: a new result
+    assert r.load(child, "smoke") is None and "used dummy" in capsys.readouterr().out
+    again = r.ensure(child, "smoke")
+    assert not again.reused and r.load(child, "smoke") is not None
