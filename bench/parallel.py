@@ -10,6 +10,7 @@ per-run file lock makes the second wait and reuse.
 """
 from __future__ import annotations
 
+import collections
 import concurrent.futures as cf
 import contextlib
 import multiprocessing
@@ -85,6 +86,12 @@ def _work(args: tuple) -> tuple[str, float, str]:
     return rid, time.perf_counter() - t0, problem
 
 
+def _eta(elapsed: float, done: int, total: int) -> str:
+    """Elapsed time and a naive estimate of what is left (the mean time per finished run so far)."""
+    left = elapsed / done * (total - done) if done else float("nan")
+    return f"{elapsed / 60:.1f} min elapsed, ~{left / 60:.0f} min left"
+
+
 def run_plan(planned: list[PlannedRun], scale: str, runner, jobs: int,
              say: Callable[[str], None] = lambda m: print(m, flush=True)) -> dict[str, str]:
     """Compute ``planned`` stage by stage with ``jobs`` processes.
@@ -97,6 +104,10 @@ def run_plan(planned: list[PlannedRun], scale: str, runner, jobs: int,
     threads = max(1, (os.cpu_count() or 1) // jobs)
     say(f"--jobs {jobs}: {len(planned)} run(s) to compute in {1 + planned[-1].stage} stage(s), "
         f"{jobs} processes x {threads} thread(s); progress of each run in {runner.runs_dir}/_parallel/")
+    counts = collections.Counter((p.stage, p.ref.eval) for p in planned)
+    stages = sorted({st for st, _ in counts})
+    say("plan: " + "; ".join(f"stage {s}: " + ", ".join(f"{n} {e}" for (st, e), n in sorted(counts.items())
+                                                        if st == s) for s in stages))
     finished = 0
     ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds OpenMP threads
     with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
@@ -108,12 +119,14 @@ def run_plan(planned: list[PlannedRun], scale: str, runner, jobs: int,
             nonlocal finished
             finished += 1
             bar.update(1)
-            line = f"  [{finished}/{len(planned)}] {rid}: {what}"
+            eta = _eta(time.perf_counter() - t_start, finished, len(planned))
+            line = f"  [{finished}/{len(planned)}] {rid}: {what} · {eta}"
             if bar.disable:
                 say(line)
             else:
                 bar.write(line)
 
+        t_start = time.perf_counter()
         for stage in range(1 + planned[-1].stage):
             futures = []
             for p in (p for p in planned if p.stage == stage):
