@@ -53,6 +53,8 @@ def claims(tables_dir: Path, scale: str) -> list[dict[str, str]]:
         for row, cells in df[df["row"].str.startswith("claim: ")].groupby("row", sort=False):
             c = {m: (v, st) for m, v, st in zip(cells["metric"], cells["ours"], cells["status"])}
             verdict, status = c.get("verdict", ("", "no verdict"))
+            if status.startswith("not run"):
+                continue  # not a claim at this scale (its arms do not run here)
             interval = (f"{float(c['diff'][0]):.3g} [{float(c['ci_lo'][0]):.3g}, {float(c['ci_hi'][0]):.3g}]"
                         if c.get("ci_lo", ("",))[0] not in ("", "nan") else
                         (f"{float(c['diff'][0]):.3g}" if c.get("diff", ("",))[0] else "-"))
