@@ -188,6 +188,32 @@ def _params_of(model: nn.Module, modules: Sequence[str], what: str, extent: int 
 # Phase configuration (Decoupled High-Resolution Adaptation = three instances)
 # ---------------------------------------------------------------------------------------------------------------------
 
+def resume_fingerprint(recipe) -> dict:
+    """The fields of a training recipe (a frozen dataclass) that a resumed run must share with its checkpoint:
+    every field but ``steps`` (may grow) and ``ckpt_every`` (may change); tuples as lists, as they come back."""
+    d = dataclasses.asdict(recipe)
+    for k in ("steps", "ckpt_every"):
+        d.pop(k)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def check_resumable(saved: dict, wanted: dict, path: Path, what: str) -> None:
+    """One-line ValueError when a checkpoint was written by another recipe (the differing fields named)."""
+    if saved != wanted:
+        diff = sorted(k for k in wanted if saved.get(k) != wanted[k])
+        raise ValueError(f"{path} was written by a different {what} (fields {diff} differ); use another checkpoint "
+                         f"folder or resume=False")
+
+
+def gathered_rng_states(ddp: bool, world: int) -> list[dict]:
+    """Every rank's RNG state (all-gathered under DDP), so that a resumed run continues every rank's streams."""
+    if not ddp:
+        return [rng_state()]
+    rngs: list = [None] * world
+    dist.all_gather_object(rngs, rng_state())
+    return rngs
+
+
 @dataclass(frozen=True)
 class PhaseConfig:
     name: str                        # "phase1" | "phase2" | "phase3" (or an ablation's name)
@@ -214,12 +240,7 @@ class PhaseConfig:
     seed: int = 0                    # data order and initialisation of the discriminator
 
     def fingerprint(self) -> dict:
-        """The fields a resumed run must share with its checkpoint (``steps`` may grow, ``ckpt_every`` may change)."""
-        d = dataclasses.asdict(self)
-        for k in ("steps", "ckpt_every"):
-            d.pop(k)
-        d["betas"] = list(d["betas"])
-        return d
+        return resume_fingerprint(self)
 
 
 phase1_low_res_full_training = PhaseConfig(
@@ -489,11 +510,7 @@ def _restore(s: _TrainState, run: _Run) -> int:
     if path is None or not path.exists():
         return 0
     state = torch.load(path, map_location="cpu", weights_only=False)  # RNG states must stay CPU tensors
-    fingerprint = run.phase.fingerprint()
-    if state["phase"] != fingerprint:
-        diff = sorted(k for k in fingerprint if state["phase"].get(k) != fingerprint[k])
-        raise ValueError(f"{path} was written by a different phase config (fields {diff} differ); "
-                         f"use another checkpoint folder or resume=False")
+    check_resumable(state["phase"], run.phase.fingerprint(), path, "phase config")
     s.model.load_state_dict(state["model"])
     s.opt.load_state_dict(state["opt"])
     s.sched.load_state_dict(state["sched"])
@@ -519,11 +536,7 @@ def _save_state(s: _TrainState, run: _Run, step: int) -> None:
     """Write ``train_state.pt`` (rank 0, atomically), with every rank's RNG state; the keys old checkpoints have."""
     if run.state_path is None:
         return
-    rngs = [None] * run.world
-    if run.ddp:
-        dist.all_gather_object(rngs, rng_state())
-    else:
-        rngs = [rng_state()]
+    rngs = gathered_rng_states(run.ddp, run.world)
     if run.rank == 0:
         atomic_torch_save({
             "phase": run.phase.fingerprint(), "step": step, "world": run.world,

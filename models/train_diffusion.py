@@ -32,7 +32,6 @@ backbone's null class (the official DiT's unconditional mode has no label embedd
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -63,8 +62,10 @@ from models.train_autoencoder import (
     FINAL_MODEL,
     TRAIN_STATE,
     TrainingDiverged,
+    check_resumable,
+    gathered_rng_states,
     mix_seed,
-    rng_state,
+    resume_fingerprint,
     sample_plan,
     set_rng_state,
 )
@@ -133,12 +134,7 @@ class DiffusionRecipe:
                 raise ValueError(f"DiffusionRecipe: {message}")
 
     def fingerprint(self) -> dict:
-        """The fields a resumed run must share with its checkpoint (``steps`` may grow, ``ckpt_every`` may change)."""
-        d = dataclasses.asdict(self)
-        for k in ("steps", "ckpt_every"):
-            d.pop(k)
-        d["betas"] = list(d["betas"])
-        return d
+        return resume_fingerprint(self)
 
 
 # efficientvit applications/dc_ae/README.md and assets/train_diffusion_with_sd_vae_f8.md (= U-ViT's ImageNet-512
@@ -354,11 +350,7 @@ def _restore(s: _TrainState, run: _Run) -> int:
     # map_location="cpu": torch.set_rng_state needs the saved CPU ByteTensors where they were; load_state_dict
     # moves model and optimiser tensors to the parameters' device itself.
     state = torch.load(path, map_location="cpu", weights_only=False)
-    fingerprint = run.recipe.fingerprint()
-    if state["recipe"] != fingerprint:
-        diff = sorted(k for k in fingerprint if state["recipe"].get(k) != fingerprint[k])
-        raise ValueError(f"{path} was written by a different recipe (fields {diff} differ); use another checkpoint "
-                         f"folder or resume=False")
+    check_resumable(state["recipe"], run.recipe.fingerprint(), path, "recipe")
     if state["data"] != run.data_fingerprint():
         raise ValueError(f"{path} was trained on other latents ({state['data']}, now {run.data_fingerprint()}); "
                          f"use another checkpoint folder or resume=False")
@@ -382,11 +374,7 @@ def _save_state(s: _TrainState, run: _Run, step: int) -> None:
     """Write ``train_state.pt`` (rank 0, atomically), with every rank's RNG state."""
     if run.state_path is None:
         return
-    rngs = [None] * run.world
-    if run.ddp:
-        dist.all_gather_object(rngs, rng_state())
-    else:
-        rngs = [rng_state()]
+    rngs = gathered_rng_states(run.ddp, run.world)
     if run.rank == 0:
         atomic_torch_save({
             "recipe": run.recipe.fingerprint(), "data": run.data_fingerprint(), "step": step, "world": run.world,
