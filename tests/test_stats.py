@@ -218,8 +218,11 @@ def test_set_metric_equals_a_plain_loop():
         fb = sum(_mean_sq_distance(b.values[s][idx], ref[idx]) for s in range(3)) / 3
         reps.append(fa - fb)
     r = S.paired_bootstrap_set_metric(a, b, ref, ref_ids, _mean_sq_distance, claim)
-    assert r.lo == pytest.approx(_linear_quantile(reps, 0.05), abs=1e-12)
-    assert r.hi == pytest.approx(_linear_quantile(reps, 0.95), abs=1e-12)
+    diff = (sum(_mean_sq_distance(a.values[s], ref) for s in range(3)) - sum(
+        _mean_sq_distance(b.values[s], ref) for s in range(3))) / 3
+    assert r.diff == pytest.approx(diff, abs=1e-12)  # the basic interval: the replicates reflected about diff
+    assert r.lo == pytest.approx(2 * diff - _linear_quantile(reps, 0.95), abs=1e-12)
+    assert r.hi == pytest.approx(2 * diff - _linear_quantile(reps, 0.05), abs=1e-12)
 
 
 def test_set_metric_is_paired_by_image_id():
