@@ -428,6 +428,17 @@ def is_dependency(value: Any) -> bool:
                                              and all(isinstance(v, EvalConfig) for v in value))
 
 
+def training_steps(cfg: EvalConfig | None, scale: str) -> int:
+    """Autoencoder optimiser steps behind a run at ``scale``: its train-ae chain (phases and ``init_from``s), 0 for
+    official or untrained weights. Claims compare arms trained for the same number of steps (spec validation)."""
+    if isinstance(cfg, ReconConfig):
+        return training_steps(cfg.checkpoint, scale)
+    if isinstance(cfg, TrainAEConfig):
+        own = sum(r.steps if r.steps is not None else SCALE_DEFAULTS[scale][r.phase]["steps"] for r in cfg.phases)
+        return own + training_steps(cfg.init_from, scale)
+    return 0
+
+
 def dependencies(cfg: EvalConfig) -> list[EvalConfig]:
     """The runs this config needs first: every field whose value is another eval's config (or a tuple of them)."""
     out: list[EvalConfig] = []

@@ -11,7 +11,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from bench.configs import ClaimConfig, ConfigError, EvalConfig, to_json, with_changes
+from bench.configs import (
+    ClaimConfig,
+    ConfigError,
+    EvalConfig,
+    to_json,
+    training_steps,
+    with_changes,
+)
 from bench.scales import SCALES
 
 
@@ -135,6 +142,21 @@ class Spec:
             missing = [s for s in SCALES if s not in self.scales]
             if missing:
                 problems.append(f"{self.id}: no description for scales {missing}")
+        return problems + self._unequal_claims()
+
+    def _unequal_claims(self) -> list[str]:
+        """A claim whose arms were trained for different numbers of steps confounds its effect with training time."""
+        problems = []
+        for row in self.rows:
+            if row.run is None or not isinstance(row.run.config, ClaimConfig):
+                continue
+            for scale in SCALES:
+                if row.run.runs_at(scale):
+                    cfg = row.run.resolve(scale)
+                    steps = {training_steps(arm, scale) for arm in cfg.arm_a + cfg.arm_b}
+                    if len(steps) > 1:
+                        problems.append(f"{self.id} row {row.label!r}: its arms train for different numbers of "
+                                        f"steps at {scale} scale ({sorted(steps)}); give both the same schedule")
         return problems
 
 

@@ -57,3 +57,22 @@ def test_every_paper_scale_model_is_registered():
                     if isinstance(model, str) and model not in zoo.REGISTRY:
                         missing.add(model)
     assert not missing
+
+
+def test_a_claim_whose_arms_train_unequally_is_rejected():
+    """Issue #11: 'GAN lowers rFID' cannot be told from 'more steps lower rFID' when the baseline trains less."""
+    from bench.configs import PhaseRequest, ReconConfig, TrainAEConfig
+    from bench.spec import Column, Row, RunRef, Spec, claim_row
+    p1 = TrainAEConfig("dc-ae-f8c4-tiny")
+    longer = TrainAEConfig("dc-ae-f8c4-tiny", phases=(PhaseRequest("phase3"),), init_from=p1)
+    same = TrainAEConfig("dc-ae-f8c4-tiny", phases=(PhaseRequest("phase3", gan=False),), init_from=p1)
+
+    def spec(b_train):
+        a = Row("a", run=RunRef(ReconConfig("dc-ae-f8c4-tiny", 32, checkpoint=longer)))
+        b = Row("b", run=RunRef(ReconConfig("dc-ae-f8c4-tiny", 32, checkpoint=b_train)))
+        return Spec(id="t", title="t", caption="", columns=(Column("rfid", "rFID"),),
+                    scales={s: "" for s in ("smoke", "small", "paper")},
+                    rows=(a, b, claim_row("a beats b", "rfid", True, (a,), (b,))))
+    problems = spec(p1).validate()
+    assert len(problems) == 3 and all("different numbers of steps" in p for p in problems)  # every scale
+    assert spec(same).validate() == []

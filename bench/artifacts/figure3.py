@@ -24,6 +24,7 @@ Expected (small): the paper's directions, not its numbers (reduced -tiny models,
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 from bench import paper
 from bench.configs import (
@@ -61,24 +62,33 @@ def phase2_cfg(base: TrainAEConfig) -> TrainAEConfig:
     return dataclasses.replace(base, phases=(PhaseRequest("phase2"),), init_from=base)
 
 
+def phase1_continued_cfg(base: TrainAEConfig, scale: str) -> TrainAEConfig:
+    """The no-adaptation arm: ``base`` trained on at its own resolution for as many steps as phase 2 takes at
+    ``scale``, so that both arms of a phase-2 claim have trained equally long."""
+    steps = SCALE_DEFAULTS[scale]["phase2"]["steps"]
+    return dataclasses.replace(base, phases=(PhaseRequest("phase1", steps=steps),), init_from=base)
+
+
 def _full_size(train: TrainAEConfig) -> TrainAEConfig:
     """The same recipe on the full-size architecture (every train-ae config in the chain)."""
     parent = _full_size(train.init_from) if train.init_from is not None else None
     return dataclasses.replace(train, model=train.model.replace(f"-{SMALL_SIZE}", ""), init_from=parent)
 
 
-def recon(train: TrainAEConfig, f: int, high: bool) -> RunRef:
-    """recon of a train-ae run's checkpoint at the training resolution or at 4x (smoke: 2x, at least f)."""
-    small = {"model": train.model, "resolution": SMALL_HIGH_RES if high else SMALL_RES, "dataset": EMBEDDED_TEST,
-             "n_images": SMALL_N_IMAGES, "weights": False, "checkpoint": train}
-    smoke_res = max(32, f) * (2 if high else 1)
+def recon(train: TrainAEConfig | Callable[[str], TrainAEConfig], f: int, high: bool) -> RunRef:
+    """recon of a train-ae run's checkpoint at the training resolution or at 4x (smoke: 2x, at least f); ``train``
+    may be a function of the scale (a schedule that follows that scale's step counts)."""
+    train_at = train if callable(train) else (lambda scale: train)
+    small = {"model": train_at("small").model, "resolution": SMALL_HIGH_RES if high else SMALL_RES,
+             "dataset": EMBEDDED_TEST, "n_images": SMALL_N_IMAGES, "weights": False, "checkpoint": train_at("small")}
+    smoke = {**small, "resolution": max(32, f) * (2 if high else 1), "n_images": 4, "batch_size": 4,
+             "checkpoint": train_at("smoke")}
     # paper scale: the same recipe on full-size architectures; those f/c/shortcut combinations are unreleased
     # configurations, so the recon eval reports them unavailable unless registered and trained with --data.
-    paper_train = _full_size(train)
+    paper_train = _full_size(train_at("paper"))
     return RunRef(ReconConfig(paper_train.model, PAPER_HIGH_RES if high else PAPER_RES,
                               dataset=folder("imagenet-val"), batch_size=16, checkpoint=paper_train),
-                  at={"small": small,
-                      "smoke": {**small, "resolution": smoke_res, "n_images": 4, "batch_size": 4}})
+                  at={"small": small, "smoke": smoke})
 
 
 def _plot_lines(df, series, xs_of, title, xlabel, out_png, paper_series=None):
@@ -188,7 +198,7 @@ def _label_b(f, c, adapted, high):
 
 def _row_b(f, c, adapted, high):
     base = train_cfg(f, c)
-    train = phase2_cfg(base) if adapted else base
+    train = phase2_cfg(base) if adapted else (lambda scale: phase1_continued_cfg(base, scale))
     paper = None
     if not adapted and f in (8, 64):
         paper = PaperRef(artifact="figure3b", autoencoder=f"f{f} autoencoder evaluated at {1024 if high else 256}")

@@ -46,8 +46,9 @@ PAPER_SECONDARY = paper.secondary("figure5", "rfid")  # row -> rFID (bench/data/
 
 def _train(model: str, variant: str) -> TrainAEConfig:
     p1 = TrainAEConfig(model)
-    if variant == "no GAN":
-        return p1
+    if variant == "no GAN":  # the same phase-3 schedule with the GAN loss off: equal steps in every arm
+        return TrainAEConfig(model, phases=(PhaseRequest("phase3", trainable="all_parameters", gan=False),),
+                             init_from=p1)
     if variant == "full-model GAN":
         return TrainAEConfig(model, phases=(PhaseRequest("phase3", trainable="all_parameters"),), init_from=p1)
     return TrainAEConfig(model, phases=(PhaseRequest("phase3"),), init_from=p1)
