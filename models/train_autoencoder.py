@@ -205,6 +205,19 @@ def check_resumable(saved: dict, wanted: dict, path: Path, what: str) -> None:
                          f"folder or resume=False")
 
 
+def restore_training_state(s, state: dict, device, world: int, rank: int) -> None:
+    """Load what every training loop's ``train_state.pt`` holds into ``s`` (model, optimiser, scheduler, EMA) and,
+    when the world size is the same, this rank's RNG streams (another world size: the data order still matches, the
+    RNG streams cannot)."""
+    s.model.load_state_dict(state["model"])
+    s.opt.load_state_dict(state["opt"])
+    s.sched.load_state_dict(state["sched"])
+    if s.ema is not None:
+        s.ema = {k: v.to(device) for k, v in state["ema"].items()}
+    if state["world"] == world:
+        set_rng_state(state["rng"][rank])
+
+
 def gathered_rng_states(ddp: bool, world: int) -> list[dict]:
     """Every rank's RNG state (all-gathered under DDP), so that a resumed run continues every rank's streams."""
     if not ddp:
@@ -511,17 +524,11 @@ def _restore(s: _TrainState, run: _Run) -> int:
         return 0
     state = torch.load(path, map_location="cpu", weights_only=False)  # RNG states must stay CPU tensors
     check_resumable(state["phase"], run.phase.fingerprint(), path, "phase config")
-    s.model.load_state_dict(state["model"])
-    s.opt.load_state_dict(state["opt"])
-    s.sched.load_state_dict(state["sched"])
     if s.disc is not None:
         s.disc.load_state_dict(state["disc"])
         s.disc_opt.load_state_dict(state["disc_opt"])
         s.disc_sched.load_state_dict(state["disc_sched"])
-    if s.ema is not None:
-        s.ema = {k: v.to(run.device) for k, v in state["ema"].items()}
-    if state["world"] == run.world:  # another world size: the data order still matches, the RNG streams cannot
-        set_rng_state(state["rng"][run.rank])
+    restore_training_state(s, state, run.device, run.world, run.rank)
     run.log(f"{run.phase.name}: resumed from {path} at step {state['step']}")
     return state["step"]
 

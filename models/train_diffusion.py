@@ -65,9 +65,9 @@ from models.train_autoencoder import (
     check_resumable,
     gathered_rng_states,
     mix_seed,
+    restore_training_state,
     resume_fingerprint,
     sample_plan,
-    set_rng_state,
 )
 
 LATENT_CACHE_FORMAT = "dcae-bench-latents-v1"  # metadata tag of cached latent files
@@ -354,13 +354,7 @@ def _restore(s: _TrainState, run: _Run) -> int:
     if state["data"] != run.data_fingerprint():
         raise ValueError(f"{path} was trained on other latents ({state['data']}, now {run.data_fingerprint()}); "
                          f"use another checkpoint folder or resume=False")
-    s.model.load_state_dict(state["model"])
-    s.opt.load_state_dict(state["opt"])
-    s.sched.load_state_dict(state["sched"])
-    if s.ema is not None:
-        s.ema = {k: v.to(run.device) for k, v in state["ema"].items()}
-    if state["world"] == run.world:  # another world size: the data order still matches, the RNG streams cannot
-        set_rng_state(state["rng"][run.rank])
+    restore_training_state(s, state, run.device, run.world, run.rank)
     run.log(f"{run.recipe.formulation}: resumed from {path} at step {state['step']}")
     return state["step"]
 
