@@ -249,19 +249,30 @@ class MemoryConfig(EvalConfig):
 
 @dataclass(frozen=True)
 class ClaimConfig(EvalConfig):
-    """Eval ``claim``: one claim of the paper decided by the one rule of bench/stats.py on two arms of reconstruction
-    runs (one run per training seed, the same images): verdict, a paired bootstrap interval over images, mean ± sd."""
+    """Eval ``claim``: one claim of the paper decided by the one rule of bench/stats.py on two arms of runs, one run
+    per training seed: reconstruction runs on the same images (a paired bootstrap over images) or generate runs
+    (samples paired by index, the reference resampled on its own). Verdict, interval, mean ± sd per arm."""
 
     EVAL: ClassVar[str] = "claim"
     statement: str                                 # the paper's claim, in its words
-    metric: Literal["rfid", "kid", "psnr", "ssim", "lpips"]  # what is compared
+    metric: Literal["rfid", "kid", "psnr", "ssim", "lpips", "gfid", "kid_vs_recon", "gfid_vs_recon"]  # compared
     lower_is_better: bool                          # the paper's direction: arm_a better means lower (rFID) or higher
-    arm_a: tuple[ReconConfig, ...]                 # the arm the paper says is better, one run per training seed
-    arm_b: tuple[ReconConfig, ...]                 # the arm it is compared with
+    arm_a: tuple[ReconConfig | GenerateConfig, ...]  # the arm the paper says is better, one run per training seed
+    arm_b: tuple[ReconConfig | GenerateConfig, ...]  # the arm it is compared with (the same eval as arm_a)
     level: float = 0.90                            # the interval's level (90 %: the issue's rule)
     min_seeds: int = 3                             # fewer seeds in either arm: inconclusive by rule
     n_boot: int = 2000                             # bootstrap replicates for per-image metrics
     n_boot_set: int = 200                          # replicates for rFID / KID (each one computes 2 x n_seeds FIDs)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        kinds = {type(c) for c in self.arm_a + self.arm_b}
+        if len(kinds) > 1:
+            raise ConfigError("ClaimConfig: both arms must be runs of one eval (all ReconConfig or all "
+                              "GenerateConfig)")
+        per_eval = {ReconConfig: ("rfid", "kid", "psnr", "ssim", "lpips"), GenerateConfig: ("gfid", "kid", "gfid_vs_recon", "kid_vs_recon")}
+        if kinds and self.metric not in per_eval[kinds.pop()]:
+            raise ConfigError(f"ClaimConfig: metric {self.metric!r} is not measured by the arms' eval")
 
     @property
     def run_name(self) -> str:
@@ -367,6 +378,9 @@ class GenerateConfig(EvalConfig):
     reference: Dataset = EMBEDDED_TRAIN            # FID reference images (paper: folder("imagenet-train"))
     n_reference: int | None = None                 # first N reference images (None: all)
     reference_kind: Literal["images", "reconstructions"] = "images"  # or the same AE's reconstructions of them
+    also_vs_reconstructions: bool = False          # also score against the AE's reconstructions of the reference
+                                                   # (gfid_vs_recon, kid_vs_recon: the model's error without the
+                                                   # decoder's floor; small scale)
     features: Literal["inception", "tiny"] = "inception"  # FID network ("tiny": tests only)
     batch_size: int = 64                           # samples per backbone batch (a sample depends on it via IDDPM noise)
     shard_samples: int | None = None               # samples per resumable shard (None: ~4 shards per rank)
@@ -381,6 +395,8 @@ class GenerateConfig(EvalConfig):
             (self.n_samples < 2, f"n_samples = {self.n_samples}: FID needs at least 2 samples"),
             (self.steps is not None and self.steps < 1, f"steps = {self.steps}; use >= 1 (or None)"),
             (self.batch_size < 1, f"batch_size = {self.batch_size}; use >= 1"),
+            (self.also_vs_reconstructions and self.reference_kind == "reconstructions",
+             "also_vs_reconstructions needs reference_kind 'images' (it adds the reconstructions)"),
             (self.sampler == "iddpm" and self.grid != "time-uniform",
              "grid applies to dpm-solver++ only; leave it 'time-uniform' with sampler 'iddpm'"),
         ]
@@ -429,13 +445,18 @@ def is_dependency(value: Any) -> bool:
 
 
 def training_steps(cfg: EvalConfig | None, scale: str) -> int:
-    """Autoencoder optimiser steps behind a run at ``scale``: its train-ae chain (phases and ``init_from``s), 0 for
-    official or untrained weights. Claims compare arms trained for the same number of steps (spec validation)."""
+    """Optimiser steps behind a run at ``scale``: its train-ae chain (phases and ``init_from``s; 0 for official or
+    untrained weights), plus the diffusion model's steps for a generate run. Claims compare arms trained for the same number of steps (spec validation)."""
     if isinstance(cfg, ReconConfig):
         return training_steps(cfg.checkpoint, scale)
     if isinstance(cfg, TrainAEConfig):
         own = sum(r.steps if r.steps is not None else SCALE_DEFAULTS[scale][r.phase]["steps"] for r in cfg.phases)
         return own + training_steps(cfg.init_from, scale)
+    if isinstance(cfg, GenerateConfig):
+        return training_steps(cfg.model, scale)
+    if isinstance(cfg, TrainDiffusionConfig):  # 0 for the official recipe's count (equal within one backbone)
+        own = cfg.steps if cfg.steps is not None else DIFFUSION_SCALE_DEFAULTS[scale].get("steps", 0)
+        return own + training_steps(cfg.autoencoder_checkpoint, scale)
     return 0
 
 

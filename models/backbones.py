@@ -40,6 +40,9 @@ BACKBONES: dict[str, BackboneInfo] = {
         BackboneInfo("dit-s", "DiT-S", "dit", DIT_CONFIGS["DiT-S"]),
         BackboneInfo("dit-xl", "DiT-XL", "dit", DIT_CONFIGS["DiT-XL"]),
         BackboneInfo("pixart-alpha", "PixArt-α", "pixart", PIXART_CONFIGS["PixArt-α"]),
+        # Small variants (hidden 128, depth 6, 4 heads): the `small` scale's reduced backbones (generation.md §6).
+        BackboneInfo("uvit-s-small", "UViT-S (small)", "uvit", UVIT_CONFIGS["UViT-small"]),
+        BackboneInfo("dit-xl-small", "DiT-XL (small)", "dit", DIT_CONFIGS["DiT-small"]),
         # Tiny variants: same code path, hidden size 32, for tests and `--scale smoke`.
         BackboneInfo("uvit-s-tiny", "UViT-S (tiny)", "uvit", UVIT_CONFIGS["UViT-tiny"]),
         BackboneInfo("uvit-h-tiny", "UViT-H (tiny)", "uvit", UVIT_CONFIGS["UViT-tiny"]),
@@ -128,3 +131,60 @@ def backbone_table() -> list[dict]:
                      "tokens": (s // p) ** 2, "params_m": round(trainable_params(model) / 1e6, 2),
                      "official_params_m": official})
     return rows
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Released DC-AE latent-diffusion checkpoints (HF `mit-han-lab/<name>`), loaded by models.checkpoints
+# ----------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ReleasedDiffusion:
+    """One officially released class-conditional ImageNet model: which backbone on which autoencoder, and how the
+    efficientvit README evaluates it. Names and autoencoders from efficientvit `diffusion_model_zoo.py` @ de7d773
+    (reference/generation.md §4); gFIDs from `applications/dc_ae/README.md` (50k samples, ImageNet-train reference)."""
+
+    name: str              # released name, e.g. "dc-ae-f32c32-in-1.0-uvit-s-in-512px" (= the HF repository name)
+    backbone: str          # BACKBONES key, e.g. "uvit-s"
+    autoencoder: str       # models.zoo name of the DC-AE whose (scaled) latents it was trained on
+    latent_channels: int   # c of that autoencoder
+    latent_size: int       # latent side at `resolution`: 512 / f
+    cfg_scale: float       # classifier-free guidance scale of the README's "with cfg" FID (1.3 only for DiT-XL bs256)
+    paper: str             # where the paper (or, for later releases, only the README) reports it
+    patch_size: int = 1    # DC-AE latents are never patchified further (§4.3)
+    num_classes: int = 1000  # ImageNet; the embedding table has one more row, the CFG null label 1000
+    resolution: int = 512  # image side the model generates
+
+
+_F32 = {"autoencoder": "dc-ae-f32c32-in-1.0", "latent_channels": 32, "latent_size": 16}   # 512 px / 32
+_F64 = {"autoencoder": "dc-ae-f64c128-in-1.0", "latent_channels": 128, "latent_size": 8}  # 512 px / 64
+
+RELEASED_DIFFUSION: dict[str, ReleasedDiffusion] = {
+    r.name: r for r in (
+        ReleasedDiffusion("dc-ae-f32c32-in-1.0-uvit-s-in-512px", "uvit-s", **_F32, cfg_scale=1.5,
+                          paper="Table 3, UViT-S DC-AE-f32 p1: gFID 46.12 w/o CFG, 18.08 w/ CFG"),
+        ReleasedDiffusion("dc-ae-f32c32-in-1.0-dit-xl-in-512px", "dit-xl", **_F32, cfg_scale=1.3,
+                          paper="Table 3, DiT-XL DC-AE-f32 p1: gFID 9.56 w/o CFG, 2.84 w/ CFG (scale 1.3)"),
+        ReleasedDiffusion("dc-ae-f32c32-in-1.0-dit-xl-in-512px-trainbs1024", "dit-xl", **_F32, cfg_scale=1.5,
+                          paper="not in the paper (README: batch 1024, lr 2e-4; gFID 6.88 w/o CFG, 2.41 w/ CFG)"),
+        ReleasedDiffusion("dc-ae-f32c32-in-1.0-uvit-h-in-512px", "uvit-h", **_F32, cfg_scale=1.5,
+                          paper="Table 3, UViT-H DC-AE-f32 p1: gFID 9.83 w/o CFG, 2.53 w/ CFG"),
+        ReleasedDiffusion("dc-ae-f64c128-in-1.0-uvit-h-in-512px", "uvit-h", **_F64, cfg_scale=1.5,
+                          paper="Table 3, UViT-H DC-AE-f64 p1: gFID 13.96 w/o CFG, 3.01 w/ CFG"),
+        ReleasedDiffusion("dc-ae-f64c128-in-1.0-uvit-h-in-512px-train2000k", "uvit-h", **_F64, cfg_scale=1.5,
+                          paper="Table 3, UViT-H DC-AE-f64 p1 † (2,000k steps): gFID 12.26 w/o CFG, 2.66 w/ CFG"),
+        # UViT-2B: later releases, README only (not a paper table row).
+        ReleasedDiffusion("dc-ae-f32c32-in-1.0-uvit-2b-in-512px", "uvit-2b", **_F32, cfg_scale=1.5,
+                          paper="not in the paper (README: gFID 8.13 w/o CFG, 2.30 w/ CFG)"),
+        ReleasedDiffusion("dc-ae-f64c128-in-1.0-uvit-2b-in-512px", "uvit-2b", **_F64, cfg_scale=1.5,
+                          paper="not in the paper (README: gFID 7.78 w/o CFG, 2.47 w/ CFG)"),
+        ReleasedDiffusion("dc-ae-f64c128-in-1.0-uvit-2b-in-512px-train2000k", "uvit-2b", **_F64, cfg_scale=1.5,
+                          paper="not in the paper (README, 2,000k steps: gFID 6.50 w/o CFG, 2.25 w/ CFG)"),
+    )
+}
+
+# Released but not loadable here: flow-matching U-ViTs (velocity prediction, ODE sampler), which this project does
+# not implement. Named so that asking for one gives that reason instead of a list of close names.
+UNSUPPORTED_RELEASED_DIFFUSION: dict[str, str] = {
+    "dc-ae-f32c32-in-1.0-usit-h-in-512px": "USiT-H is a flow-matching (SiT) model; this project has no SiT sampler",
+    "dc-ae-f32c32-in-1.0-usit-2b-in-512px": "USiT-2B is a flow-matching (SiT) model; this project has no SiT sampler",
+}

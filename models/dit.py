@@ -210,5 +210,6 @@ class DiT(nn.Module):
 DIT_CONFIGS = {
     "DiT-S": DiTConfig(hidden_size=384, depth=12, num_heads=6),     # Table 4; 32.9 M at 1024 px
     "DiT-XL": DiTConfig(hidden_size=1152, depth=28, num_heads=16),  # Tables 1, 3; 674.89 M with DC-AE-f32 p1
+    "DiT-small": DiTConfig(hidden_size=128, depth=6, num_heads=4),  # small scale: ~1.9 M (generation.md §6)
     "DiT-tiny": DiTConfig(hidden_size=32, depth=2, num_heads=2),    # tests and smoke runs only
 }

@@ -37,21 +37,25 @@ the paper added attention at the low-resolution levels is unknown (reference §8
 without attention; the reference's counts for this reading (f32c32, f64c128 above) are reproduced exactly. LDM
 attention "at 16 / 8 px" means at the levels whose feature map is 16 / 8 px for a 256 px input (levels 4 and 5).
 
-Reduced variants `sd-vae-f{f}c{c}-{small,tiny}` for the `small` and `smoke` scales: same code path, the full widths
-divided by 8 (small), or narrower still with one ResnetBlock fewer per level (tiny), stacked the same way;
-variational, posterior mean at eval (training code may add a small `kl_divergence` term). The DC-AE `small`
-variants (`models/dc_ae.py`) start from about 1/8 of the released widths too, so the paper's size relation roughly
-carries over (f32c32: DC-AE 2.9 M vs SD-VAE 2.3 M here; full size 323 M vs 141 M).
+Reduced variants `sd-vae-f{f}c{c}-{small,tiny}` for the `small` and `smoke` scales: same code path, the f8 part's
+widths divided by 8 (small), or narrower still with one ResnetBlock fewer per level (tiny), levels stacked onto it
+the same way; variational, posterior mean at eval (training code may add a small `kl_divergence` term). The appended
+levels start at the f8 part's last width and double per level towards the latent, reaching at least c next to it
+(`carrying_widths`): no layer next to the latent is narrower than the latent (issue #11; the full-size baselines'
+512-wide levels already carry every c <= 512). Before #11 the appended levels kept the f8 part's width (16 around a
+128-channel latent in f64c128-tiny), a bottleneck the DC-AE partner does not have. For c >= 64 these fair baselines
+are *larger* than their reduced DC-AE partners (the mid block and its attention run at width c), where the paper's
+are smaller: a conservative comparison for claims in DC-AE's favour; `python -m bench models` prints both counts.
 
-| family | widths per level (f8 part + appended) | ResnetBlocks enc/dec | GN groups | attention |
-|--------|---------------------------------------|----------------------|-----------|-----------|
-| small  | 16,32,64,64 + 64 per extra level      | 2 / 3                | 8         | mid       |
-| tiny   | 8,16,16,16 + 16 per extra level       | 1 / 2                | 4         | mid       |
+| family | f8 part widths | appended levels           | ResnetBlocks enc/dec | GN groups | attention |
+|--------|----------------|---------------------------|----------------------|-----------|-----------|
+| small  | 16,32,64,64    | 64 doubling to >= c        | 2 / 3                | 8         | mid       |
+| tiny   | 8,16,16,16     | 16 doubling to >= c        | 1 / 2                | 4         | mid       |
 
-| (f, c)   | (8,4)     | (16,16)   | (32,32)   | (32,64)   | (64,128)  | (64,256)  | (128,512) |
-|----------|-----------|-----------|-----------|-----------|-----------|-----------|-----------|
-| small    | 1,321,207 | 1,787,619 | 2,263,603 | 2,334,419 | 2,951,187 | 3,418,771 | 5,289,875 |
-| tiny     | 81,215    | 106,411   | 135,995   | 165,339   | 273,499   | 575,195   | 1,688,859 |
+| (f, c)   | (8,4)     | (16,16)   | (32,32)   | (32,64)   | (64,128)  | (64,256)   | (128,512)  |
+|----------|-----------|-----------|-----------|-----------|-----------|------------|------------|
+| small    | 1,321,207 | 1,787,619 | 2,263,603 | 2,334,419 | 5,356,115 | 16,984,403 | 65,247,059 |
+| tiny     | 81,215    | 106,411   | 259,339   | 849,547   | 3,279,883 | 12,903,499 | 51,722,827 |
 
 At c = 512 the latent interface alone (conv_out to 1024 moments, the 1x1 quant_conv on them, conv_in,
 post_quant_conv) holds 2.2 M of the small model's parameters. Measured on the 2-core CPU of this project (batch 8,
@@ -361,18 +365,31 @@ _REDUCED = {  # family -> (f8 widths, layers_per_block, norm groups); appended l
 }
 
 
-def stacked(f: int, c: int, base_widths: tuple[int, ...] = _F8_WIDTHS, **kw) -> SDVAEConfig:
-    """SD-VAE-f8 with log2(f/8) extra levels of its last width appended (paper §3.1; inferred, reference §8)."""
+def stacked(f: int, c: int, base_widths: tuple[int, ...] = _F8_WIDTHS, appended: tuple[int, ...] | None = None,
+            **kw) -> SDVAEConfig:
+    """SD-VAE-f8 with log2(f/8) extra levels appended (paper §3.1; inferred, reference §8): by default of the f8
+    part's last width, as the full-size baselines (512 carries every c <= 512)."""
     if f < 8 or f & (f - 1):
         raise ValueError(f"f={f} is not 8 * 2^n")
     extra = f.bit_length() - 4  # log2(f / 8)
-    return SDVAEConfig(block_out_channels=tuple(base_widths) + (base_widths[-1],) * extra, latent_channels=c, **kw)
+    appended = (base_widths[-1],) * extra if appended is None else appended
+    if len(appended) != extra:
+        raise ValueError(f"f={f} stacks {extra} levels onto f8, got {len(appended)} appended widths")
+    return SDVAEConfig(block_out_channels=tuple(base_widths) + tuple(appended), latent_channels=c, **kw)
+
+
+def carrying_widths(base_last: int, extra: int, c: int) -> tuple[int, ...]:
+    """Appended level widths that can carry a c-channel latent: the f8 part's last width, doubling per level
+    towards the latent and at least c at the level next to it (#11's bottleneck rule: no layer next to the latent
+    is narrower than the latent). The full-size baselines' 512 already satisfies it."""
+    return tuple(max(base_last, c >> (extra - 1 - i)) for i in range(extra))
 
 
 def _reduced(f: int, c: int, size: Literal["small", "tiny"]) -> SDVAEConfig:
     """A reduced stacked SD-VAE for the small / smoke scales (module docstring); untrained, so scaling factor 1.0."""
     widths, layers_per_block, groups = _REDUCED[size]
-    return stacked(f, c, widths, layers_per_block=layers_per_block, norm_groups=groups, scaling_factor=1.0)
+    appended = carrying_widths(widths[-1], f.bit_length() - 4, c)
+    return stacked(f, c, widths, appended, layers_per_block=layers_per_block, norm_groups=groups, scaling_factor=1.0)
 
 
 # One line per registered name, so that `grep -rn sd-vae-f32c32-small` lands here.

@@ -134,5 +134,6 @@ UVIT_CONFIGS = {
     "UViT-S": UViTConfig(hidden_size=512, depth=12, num_heads=8),     # 13 blocks; 44.79 M with DC-AE-f32 p1
     "UViT-H": UViTConfig(hidden_size=1152, depth=28, num_heads=16),   # 29 blocks; 500.87 M with DC-AE-f32/f64 p1
     "UViT-2B": UViTConfig(hidden_size=2048, depth=28, num_heads=32),  # 29 blocks; 1580.40 M (extra, not a paper row)
+    "UViT-small": UViTConfig(hidden_size=128, depth=6, num_heads=4),  # small scale: ~1.5 M (generation.md §6)
     "UViT-tiny": UViTConfig(hidden_size=32, depth=2, num_heads=2),    # tests and smoke runs only
 }

@@ -14,13 +14,16 @@ from torch import nn
 
 import models
 from bench.configs import (
+    ClaimConfig,
     ConfigError,
     GenerateConfig,
+    ReconConfig,
     TrainAEConfig,
     TrainDiffusionConfig,
 )
 from bench.errors import Unavailable, UsageError
 from bench.evals import generation as G
+from bench.evals import metrics as M
 from bench.evals.inception import TinyFeatures
 from bench.runner import Runner
 from bench.spec import RunRef
@@ -118,7 +121,7 @@ def test_generate_smoke_metrics_and_records(trained):
     assert (m["_sampler"], m["_steps"], m["_cfg_scale"], m["_n_samples"], m["_ema"]) == ("dpm-solver++", 3, 1.5,
                                                                                         12, "ema")
     assert m["_reference_id"].startswith("fid-ref-gen-") and m["_from"] == train.run_id and m["_how_gfid"]
-    assert m["_protocol"] == "dcae-generate-v1" and len(list((res.dir / "samples").glob("*.png"))) == 3
+    assert m["_protocol"] == "dcae-generate-v2" and len(list((res.dir / "samples").glob("*.png"))) == 3
     assert (runner.runs_dir / "_cache" / f"{m['_reference_id']}.npz").is_file()
     assert runner.ensure(RunRef(GEN), "smoke").reused
 
@@ -247,3 +250,38 @@ def test_configs_resolve_per_scale_with_the_training_run_in_the_generate_id(tmp_
     assert rid.startswith("uvit-s-tiny-dc-ae-f8c4-tiny__generate__smoke__")
     assert stored["_depends_on"] == [runner.run_id_of(TRAIN, "smoke")[0]]
     assert runner.run_id_for(ref, "paper")[0].startswith("uvit-s-dc-ae-f32c32-in-1.0__generate__paper__")
+
+
+def test_claim_on_generate_arms_resamples_the_kept_features(trained):
+    """Generate runs keep their samples' features (features.npz) and, with also_vs_reconstructions, a second score
+    against the autoencoder's reconstructions; a claim on two generate arms is decided from those files."""
+    runner, _ = trained
+    guided = dataclasses.replace(GEN, also_vs_reconstructions=True)
+    plain = dataclasses.replace(guided, cfg_scale=1.0)
+    runs = {g: runner.ensure(RunRef(g), "smoke") for g in (guided, plain)}
+    for res in runs.values():
+        m = res.metrics
+        assert isinstance(m["kid_vs_recon"], float) and m["_reference_recon_id"] != m["_reference_id"]
+        with np.load(res.dir / "features.npz") as z:
+            assert z["features"].shape[0] == 12 and list(z["image_ids"]) == list(range(12))
+            assert z["labels"].tolist() == G.draw_labels(12, 8, 0, True).tolist()  # 8 source photos: 8 classes
+    claim = ClaimConfig("guided samples are closer to the reconstructions", "kid_vs_recon", True, (guided,),
+                        (plain,), n_boot_set=20, min_seeds=1)
+    m = runner.ensure(RunRef(claim), "smoke").metrics
+    assert m["verdict"] in ("reproduced", "contradicted", "inconclusive") and m["n_images"] == 12
+    with np.load(runs[guided].dir / "features.npz") as z:
+        feats = z["features"].astype(np.float64)
+    ref = M.FeatureStats.from_arrays(dict(np.load(runner.runs_dir / "_cache" /
+                                                  f"{runs[guided].metrics['_reference_recon_id']}.npz")))
+    assert m["mean_a"] == pytest.approx(M.FullSetKID()(feats, ref.all_features()), rel=1e-9)
+    assert m["ci_lo"] <= m["ci_hi"] and len(m["_from"]) == 2
+
+
+def test_claim_config_refuses_mixed_arms_and_foreign_metrics():
+    recon = ReconConfig("dc-ae-f8c4-tiny", 32)
+    with pytest.raises(ConfigError, match="one eval"):
+        ClaimConfig("x", "kid", True, (GEN,), (recon,))
+    with pytest.raises(ConfigError, match="not measured"):
+        ClaimConfig("x", "psnr", False, (GEN,), (GEN,))
+    with pytest.raises(ConfigError, match="also_vs_reconstructions"):
+        dataclasses.replace(GEN, also_vs_reconstructions=True, reference_kind="reconstructions")

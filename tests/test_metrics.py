@@ -251,3 +251,19 @@ def test_fid_form_follows_the_number_of_images():
     assert M.fid_form(kept(10), kept(10)) == "exact low-rank form (N = 10 < 24 feature dims)"
     assert M.fid_form(kept(40), kept(40)).startswith("scipy.linalg.sqrtm")  # N >= D: the official form
     assert M.fid_form(_stats(_features(n=10)), _stats(_features(n=10))).startswith("scipy")  # moments only
+
+
+def test_full_set_kid_matches_subset_kid_and_a_direct_computation():
+    """FullSetKID: the unbiased MMD² of the whole sets; equals ``kid`` when one subset covers both sets, and its
+    gathered bootstrap value equals a direct computation on the resampled rows."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 6)), rng.normal(size=(40, 6)) + 0.3
+    full = M.FullSetKID()
+    assert full(x, y) == pytest.approx(M.kid(x, y, subset_size=40, subsets=1), rel=1e-12)
+    idx, ridx = rng.integers(0, 40, 40), rng.integers(0, 40, 30)
+    xs, ys = x[idx], y[ridx]
+    d = x.shape[1]
+    kxx, kyy, kxy = ((xs @ xs.T / d + 1) ** 3, (ys @ ys.T / d + 1) ** 3, (xs @ ys.T / d + 1) ** 3)
+    direct = ((kxx.sum() - np.trace(kxx)) / (40 * 39) + (kyy.sum() - np.trace(kyy)) / (30 * 29) - 2 * kxy.mean())
+    assert full.prepare(x, y)(idx, ridx) == pytest.approx(direct, rel=1e-12)
+    assert full(x, x + 0.0) < full(x, y)

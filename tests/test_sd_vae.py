@@ -9,6 +9,7 @@ import dataclasses
 import pytest
 import torch
 
+from models import zoo
 from models.checkpoints import (
     convert_diffusers_kl_to_ours,
     convert_ldm_kl_to_ours,
@@ -70,11 +71,11 @@ EXPECTED_PARAMS = {
     "sd-vae-f128c512": 205_301_379,
     # Reduced variants, pinned (module docstring table): a change here changes every small / smoke result.
     "sd-vae-f8c4-small": 1_321_207, "sd-vae-f16c16-small": 1_787_619, "sd-vae-f32c32-small": 2_263_603,
-    "sd-vae-f32c64-small": 2_334_419, "sd-vae-f64c128-small": 2_951_187, "sd-vae-f64c256-small": 3_418_771,
-    "sd-vae-f128c512-small": 5_289_875,
-    "sd-vae-f8c4-tiny": 81_215, "sd-vae-f16c16-tiny": 106_411, "sd-vae-f32c32-tiny": 135_995,
-    "sd-vae-f32c64-tiny": 165_339, "sd-vae-f64c128-tiny": 273_499, "sd-vae-f64c256-tiny": 575_195,
-    "sd-vae-f128c512-tiny": 1_688_859,
+    "sd-vae-f32c64-small": 2_334_419, "sd-vae-f64c128-small": 5_356_115, "sd-vae-f64c256-small": 16_984_403,
+    "sd-vae-f128c512-small": 65_247_059,
+    "sd-vae-f8c4-tiny": 81_215, "sd-vae-f16c16-tiny": 106_411, "sd-vae-f32c32-tiny": 259_339,
+    "sd-vae-f32c64-tiny": 849_547, "sd-vae-f64c128-tiny": 3_279_883, "sd-vae-f64c256-tiny": 12_903_499,
+    "sd-vae-f128c512-tiny": 51_722_827,
 }
 
 
@@ -345,3 +346,42 @@ def test_non_variational_and_errors():
     with pytest.raises(ValueError, match="norm_groups"):
         SDVAEConfig(block_out_channels=(24, 48), norm_groups=32)
     assert SDVAEConfig(block_out_channels=[32, 64], norm_groups=8).block_out_channels == (32, 64)  # JSON round trip
+
+
+def _latent_neighbours(model, x: torch.Tensor) -> tuple[int, int]:
+    """Channels entering the last encoder layer (the one that makes the latent or its moments) and leaving the first
+    decoder layer (the one that reads the latent), found by running the model: forward order, not definition order."""
+    order: list[tuple[str, torch.nn.Module]] = []
+    hooks = [m.register_forward_hook(lambda mod, i, o, n=n: order.append((n, mod)))
+             for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    with torch.no_grad():
+        model.decode(model.encode(x))
+    for h in hooks:
+        h.remove()
+    enc = [m for n, m in order if n.startswith("encoder.")]
+    dec = [m for n, m in order if n.startswith("decoder.")]
+    width = lambda m, side: getattr(m, f"{side}_channels", None) or getattr(m, f"{side}_features")  # noqa: E731
+    return width(enc[-1], "in"), width(dec[0], "out")
+
+
+@pytest.mark.parametrize("name", sorted(n for n in zoo.REGISTRY
+                                        if n.endswith(("-small", "-tiny"))))
+def test_no_reduced_model_is_narrower_than_its_latent_next_to_it(name):
+    """#11's bottleneck rule over the whole registry (both families): the layer that writes the latent reads at
+    least c channels, and the layer that reads it writes at least c. The old sd-vae-f64c128-tiny (16-wide levels
+    around a 128-channel latent) fails this."""
+    with torch.device("meta"):
+        model = zoo.build(name)
+    f, c = model.spatial_compression, model.latent_channels
+    side = max(64, f)
+    into_latent, out_of_latent = _latent_neighbours(model, torch.zeros(1, 3, side, side, device="meta"))
+    assert into_latent >= c and out_of_latent >= c, (name, into_latent, out_of_latent, c)
+
+
+def test_old_narrow_stacking_breaks_the_bottleneck_rule():
+    """The check above can fail: the pre-#11 stacking (appended levels of the f8 part's 16 channels) is caught."""
+    narrow = stacked(64, 128, (8, 16, 16, 16), layers_per_block=1, norm_groups=4, scaling_factor=1.0)
+    with torch.device("meta"):
+        model = SDVAE(narrow)
+    into_latent, out_of_latent = _latent_neighbours(model, torch.zeros(1, 3, 64, 64, device="meta"))
+    assert into_latent == 16 < 128 and out_of_latent == 16

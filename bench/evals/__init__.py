@@ -56,7 +56,8 @@ EVALS: dict[str, Eval] = {
     "train-diffusion": Eval(TrainDiffusionConfig, "bench.evals.generation:run_train", "dcae-train-diffusion", 1,
                             parallel_safe=True),
     # Generation protocol: sample (EMA, CFG), decode / scaling factor in fp32, gFID / KID / IS (Tables 1, 3, 4; #10).
-    "generate": Eval(GenerateConfig, "bench.evals.generation:run_generate", "dcae-generate", 1, parallel_safe=True),
+    # v2: the samples' features are kept (features.npz: claims resample them); optional scores vs reconstructions.
+    "generate": Eval(GenerateConfig, "bench.evals.generation:run_generate", "dcae-generate", 2, parallel_safe=True),
 }
 
 

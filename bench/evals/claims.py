@@ -7,6 +7,9 @@ features of the originals (``runs/_cache``), and returns the verdict, the differ
 interval over images, mean ± sd per arm, n_seeds and n_images. A run whose files are missing (runs made before
 per-image values were kept, or a fresh clone without the gitignored features) is recomputed first, with the same
 config, so the claim is always decided on the numbers of the table beside it.
+
+Arms of generate runs (Table 1 at small scale) are decided by ``stats.bootstrap_generated_set_metric`` on the
+samples' features (``features.npz`` of each generate run, by sample index) against each arm's reference features.
 """
 from __future__ import annotations
 
@@ -17,14 +20,19 @@ from typing import Any
 import numpy as np
 
 from bench import stats
-from bench.configs import ClaimConfig, ReconConfig
+from bench.configs import ClaimConfig, GenerateConfig, ReconConfig
 from bench.errors import Unavailable
 from bench.evals import metrics as M
+from bench.evals import reconstruction as R
 from bench.evals.reconstruction import FEATURES_FILE, PER_IMAGE_FILE
 from bench.spec import RunRef
 
 PER_IMAGE_METRICS = ("psnr", "ssim", "lpips")
 SET_METRICS = {"rfid": M.frechet_distance_low_rank, "kid": M.kid}
+# Generated samples (hundreds, not tens): KID on the full sets, kernels computed once per seed (a bootstrap
+# replicate gathers); the run's own "kid" averages subsets (the same expectation). gFID: the exact low-rank form.
+GENERATED_METRICS = {"kid": M.FullSetKID(), "kid_vs_recon": M.FullSetKID(), "gfid": M.frechet_distance_low_rank,
+                     "gfid_vs_recon": M.frechet_distance_low_rank}
 
 
 def _arm_runs(configs: tuple[ReconConfig, ...], ctx, need: str):
@@ -78,10 +86,42 @@ def _reference(cfg: ReconConfig, run, ctx) -> tuple[np.ndarray, tuple]:
     return stats_ref.all_features(), tuple(json.loads((Path(run.dir) / PER_IMAGE_FILE).read_text())["image_ids"])
 
 
+def _generated(configs: tuple[GenerateConfig, ...], runs, ctx, metric: str) -> tuple[stats.ArmData, np.ndarray]:
+    """An arm of generate runs: the samples' features (n_seeds, n, d) by sample index, and the features of the
+    reference its first run was scored against (every seed of an arm shares one autoencoder, so one reference;
+    gitignored, rebuilt by recomputing that run when absent)."""
+    key = "_reference_recon_id" if metric.endswith("_vs_recon") else "_reference_id"
+    if len({r.metrics.get(key) for r in runs}) != 1:
+        raise Unavailable("the seeds of one arm were scored against different references; give them one")
+    path = Path(ctx.run_dir).parent / "_cache" / f"{runs[0].metrics[key]}.npz"
+    if not path.exists():
+        ctx.log(f"{path.name} is not cached: recomputing {runs[0].run_id}")
+        ctx.runner.ensure(RunRef(configs[0]), ctx.scale.name, force=True)
+    ref = R._load_npz(path)
+    if ref is None or "features" not in ref:
+        raise Unavailable(f"the reference {path.name} of {runs[0].run_id} keeps no features (more than "
+                          f"10,000 images?): a claim on generated samples resamples them")
+    return _features(runs), M.FeatureStats.from_arrays(ref).all_features()
+
+
+def _generated_claim(cfg: ClaimConfig, claim: stats.Claim, ctx) -> tuple[stats.ClaimResult, list]:
+    """Generate arms: samples paired by index (the same labels), each arm against its own reference features of the
+    same reference images (the images themselves, or the arm's own autoencoder's reconstructions of them)."""
+    a, b = (_arm_runs(arm, ctx, FEATURES_FILE) for arm in (cfg.arm_a, cfg.arm_b))
+    if len({(c.reference, c.n_reference, c.reference_kind) for c in cfg.arm_a + cfg.arm_b}) != 1:
+        raise Unavailable("the arms are scored against different reference sets; give both one reference")
+    (fa, ra), (fb, rb) = (_generated(cfg.arm_a, a, ctx, cfg.metric), _generated(cfg.arm_b, b, ctx, cfg.metric))
+    return stats.bootstrap_generated_set_metric(fa, fb, ra, rb, GENERATED_METRICS[cfg.metric], claim), a + b
+
+
 def run(cfg: ClaimConfig, ctx) -> dict[str, Any]:
     """Eval ``claim`` (fields: ``bench.configs.ClaimConfig``)."""
     claim = stats.Claim(cfg.statement, cfg.metric, cfg.lower_is_better, level=cfg.level, min_seeds=cfg.min_seeds,
                         n_boot=cfg.n_boot, n_boot_set=cfg.n_boot_set)
+    if isinstance(cfg.arm_a[0], GenerateConfig):
+        result, runs = _generated_claim(cfg, claim, ctx)
+        return {**result.as_metrics(), "_how_verdict": result.reason, "_statement": cfg.statement,
+                "_from": [r.run_id for r in runs]}
     if cfg.metric in PER_IMAGE_METRICS:
         a, b = (_arm_runs(arm, ctx, PER_IMAGE_FILE) for arm in (cfg.arm_a, cfg.arm_b))
         _check_paired(a, b)

@@ -656,16 +656,34 @@ def load_backbone(train: TrainDiffusionConfig, dep, ema: bool) -> tuple[nn.Modul
     return backbone.eval(), used
 
 
-def _reference(cfg: GenerateConfig, ctx, feature_net, autoencoder, ae_id: str, device: str):
+def _reference(cfg: GenerateConfig, ctx, feature_net, autoencoder, ae_id: str, device: str, kind: str | None = None):
     """The FID reference of this run: the user's ``fid_reference`` .npz, or the cached statistics of the reference
-    images (or reconstructions) at the model's resolution."""
-    train = cfg.model
-    if ctx.options.get("fid_reference"):
+    images (or reconstructions, ``kind``) at the model's resolution."""
+    train, kind = cfg.model, kind or cfg.reference_kind
+    if ctx.options.get("fid_reference") and kind == cfg.reference_kind:
         return user_reference(ctx.options["fid_reference"], train.resolution, feature_net)
     images = _images(cfg.reference, train.resolution, cfg.n_reference, train.autoencoder, ctx)
-    return reference_stats(images, feature_net, kind=cfg.reference_kind, autoencoder=autoencoder, ae_id=ae_id,
+    return reference_stats(images, feature_net, kind=kind, autoencoder=autoencoder, ae_id=ae_id,
                            resolution=train.resolution, cache_dir=Path(ctx.run_dir).parent / "_cache",
                            batch_size=cfg.batch_size, device=device, log=ctx.log)
+
+
+def _scores_vs_reconstructions(cfg: GenerateConfig, ctx, res: GenResult, feature_net, autoencoder, ae_id: str,
+                               device: str) -> dict[str, Any]:
+    """gFID / KID against the autoencoder's reconstructions of the reference images (``also_vs_reconstructions``)."""
+    ref, ref_id = _reference(cfg, ctx, feature_net, autoencoder, ae_id, device, kind="reconstructions")
+    both = scores(res.stats, ref, None, None)
+    return {"gfid_vs_recon": both["gfid"], "kid_vs_recon": both["kid"], "_reference_recon_id": ref_id}
+
+
+def save_sample_features(run_dir: Path, res: GenResult) -> None:
+    """The samples' FID features by sample index, with their labels (``features.npz``, gitignored): what a claim on
+    gFID / KID resamples. Not written past ``KEEP_FEATURES_UP_TO`` samples (the shards keep only moments then)."""
+    if res.stats is None or res.stats.features is None:
+        return
+    labels = res.labels.numpy() if res.labels is not None else np.full(res.stats.n, -1)
+    R._save_npz(run_dir / R.FEATURES_FILE, {"image_ids": np.arange(res.stats.n), "labels": labels,
+                                            "features": res.stats.all_features().astype(np.float32)})
 
 
 def run_generate(cfg: GenerateConfig, ctx) -> dict:
@@ -692,6 +710,7 @@ def run_generate(cfg: GenerateConfig, ctx) -> dict:
                    log=ctx.log)
     out = res.metrics
     if rank == 0 and out.get("_complete"):
+        save_sample_features(Path(ctx.run_dir), res)
         ref, ref_id = _reference(cfg, ctx, feature_net, autoencoder, ae_id, device)
         out.update(scores(res.stats, ref, res.is_stats, classifier_of(feature_net)[1]), _reference_id=ref_id,
                    _reference=f"{cfg.reference} {cfg.reference_kind}", _ema=used, _from=dep.run_id,
@@ -699,6 +718,8 @@ def run_generate(cfg: GenerateConfig, ctx) -> dict:
                    _labels=f"seeded randint over {n_classes} classes" if train.conditional else "unconditional",
                    _fid_features=getattr(feature_net, "name", "?"), _inception_sha256=feature_net.sha256,
                    _protocol_settings=json.dumps(DCAE_GENERATE.as_dict(), sort_keys=True))
+        if cfg.also_vs_reconstructions:
+            out.update(_scores_vs_reconstructions(cfg, ctx, res, feature_net, autoencoder, ae_id, device))
     if world > 1:  # every rank returns rank 0's metrics
         box = [out]
         dist.broadcast_object_list(box, src=0)

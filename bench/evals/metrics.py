@@ -286,6 +286,32 @@ def frechet_distance_low_rank(f1: np.ndarray, f2: np.ndarray) -> float:
     return float(diff.dot(diff) + (a1 * a1).sum() + (a2 * a2).sum() - 2 * tr_covmean)
 
 
+def _poly_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """KID's cubic polynomial kernel (x·y / d + 1)³."""
+    return (x @ y.T / x.shape[1] + 1) ** 3
+
+
+class FullSetKID:
+    """Unbiased MMD² with KID's kernel on the whole two sets (no subsets): the same expectation as ``kid``, lower
+    variance, and cheap to bootstrap: ``prepare(x, y)`` computes the three kernel matrices once and returns
+    ``value(idx, ridx)``, the estimate on rows ``idx`` of x and ``ridx`` of y (a bootstrap replicate gathers, it
+    does not multiply again). Duplicated rows count as distinct samples, as in ``kid``."""
+
+    def __call__(self, x: np.ndarray, y: np.ndarray) -> float:
+        return self.prepare(x, y)(np.arange(len(x)), np.arange(len(y)))
+
+    @staticmethod
+    def prepare(x: np.ndarray, y: np.ndarray):
+        kxx, kyy, kxy = _poly_kernel(x, x), _poly_kernel(y, y), _poly_kernel(x, y)
+
+        def value(idx: np.ndarray, ridx: np.ndarray) -> float:
+            m, n = len(idx), len(ridx)
+            sxx = kxx[np.ix_(idx, idx)].sum() - kxx[idx, idx].sum()
+            syy = kyy[np.ix_(ridx, ridx)].sum() - kyy[ridx, ridx].sum()
+            return float(sxx / (m * (m - 1)) + syy / (n * (n - 1)) - 2 * kxy[np.ix_(idx, ridx)].mean())
+        return value
+
+
 def kid(f1: np.ndarray, f2: np.ndarray, subset_size: int | None = None, subsets: int = 100, seed: int = 0) -> float:
     """Kernel Inception Distance (unbiased MMD², cubic polynomial kernel), mean over random subsets.
 
