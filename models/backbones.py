@@ -141,7 +141,7 @@ def backbone_table() -> list[dict]:
 class ReleasedDiffusion:
     """One officially released class-conditional ImageNet model: which backbone on which autoencoder, and how the
     efficientvit README evaluates it. Names and autoencoders from efficientvit `diffusion_model_zoo.py` @ de7d773
-    (reference/generation.md §4); gFIDs from `applications/dc_ae/README.md` (50k samples, ImageNet-train reference)."""
+    (reference/generation.md §4)."""
 
     name: str              # released name, e.g. "dc-ae-f32c32-in-1.0-uvit-s-in-512px" (= the HF repository name)
     backbone: str          # BACKBONES key, e.g. "uvit-s"
@@ -149,7 +149,8 @@ class ReleasedDiffusion:
     latent_channels: int   # c of that autoencoder
     latent_size: int       # latent side at `resolution`: 512 / f
     cfg_scale: float       # classifier-free guidance scale of the README's "with cfg" FID (1.3 only for DiT-XL bs256)
-    paper: str             # where the paper (or, for later releases, only the README) reports it
+    paper: str             # where the paper (or, for later releases, only the README) reports it; the numbers
+                           # themselves live in paper_numbers.csv / the reference, never here
     patch_size: int = 1    # DC-AE latents are never patchified further (§4.3)
     num_classes: int = 1000  # ImageNet; the embedding table has one more row, the CFG null label 1000
     resolution: int = 512  # image side the model generates
@@ -161,24 +162,24 @@ _F64 = {"autoencoder": "dc-ae-f64c128-in-1.0", "latent_channels": 128, "latent_s
 RELEASED_DIFFUSION: dict[str, ReleasedDiffusion] = {
     r.name: r for r in (
         ReleasedDiffusion("dc-ae-f32c32-in-1.0-uvit-s-in-512px", "uvit-s", **_F32, cfg_scale=1.5,
-                          paper="Table 3, UViT-S DC-AE-f32 p1: gFID 46.12 w/o CFG, 18.08 w/ CFG"),
+                          paper="Table 3, UViT-S DC-AE-f32 p1"),
         ReleasedDiffusion("dc-ae-f32c32-in-1.0-dit-xl-in-512px", "dit-xl", **_F32, cfg_scale=1.3,
-                          paper="Table 3, DiT-XL DC-AE-f32 p1: gFID 9.56 w/o CFG, 2.84 w/ CFG (scale 1.3)"),
+                          paper="Table 3, DiT-XL DC-AE-f32 p1"),
         ReleasedDiffusion("dc-ae-f32c32-in-1.0-dit-xl-in-512px-trainbs1024", "dit-xl", **_F32, cfg_scale=1.5,
-                          paper="not in the paper (README: batch 1024, lr 2e-4; gFID 6.88 w/o CFG, 2.41 w/ CFG)"),
+                          paper="not in the paper (README: batch 1024, lr 2e-4)"),
         ReleasedDiffusion("dc-ae-f32c32-in-1.0-uvit-h-in-512px", "uvit-h", **_F32, cfg_scale=1.5,
-                          paper="Table 3, UViT-H DC-AE-f32 p1: gFID 9.83 w/o CFG, 2.53 w/ CFG"),
+                          paper="Table 3, UViT-H DC-AE-f32 p1"),
         ReleasedDiffusion("dc-ae-f64c128-in-1.0-uvit-h-in-512px", "uvit-h", **_F64, cfg_scale=1.5,
-                          paper="Table 3, UViT-H DC-AE-f64 p1: gFID 13.96 w/o CFG, 3.01 w/ CFG"),
+                          paper="Table 3, UViT-H DC-AE-f64 p1"),
         ReleasedDiffusion("dc-ae-f64c128-in-1.0-uvit-h-in-512px-train2000k", "uvit-h", **_F64, cfg_scale=1.5,
-                          paper="Table 3, UViT-H DC-AE-f64 p1 † (2,000k steps): gFID 12.26 w/o CFG, 2.66 w/ CFG"),
+                          paper="Table 3, UViT-H DC-AE-f64 p1 † (2,000k steps)"),
         # UViT-2B: later releases, README only (not a paper table row).
         ReleasedDiffusion("dc-ae-f32c32-in-1.0-uvit-2b-in-512px", "uvit-2b", **_F32, cfg_scale=1.5,
-                          paper="not in the paper (README: gFID 8.13 w/o CFG, 2.30 w/ CFG)"),
+                          paper="not in the paper (efficientvit README only)"),
         ReleasedDiffusion("dc-ae-f64c128-in-1.0-uvit-2b-in-512px", "uvit-2b", **_F64, cfg_scale=1.5,
-                          paper="not in the paper (README: gFID 7.78 w/o CFG, 2.47 w/ CFG)"),
+                          paper="not in the paper (efficientvit README only)"),
         ReleasedDiffusion("dc-ae-f64c128-in-1.0-uvit-2b-in-512px-train2000k", "uvit-2b", **_F64, cfg_scale=1.5,
-                          paper="not in the paper (README, 2,000k steps: gFID 6.50 w/o CFG, 2.25 w/ CFG)"),
+                          paper="not in the paper (efficientvit README only, 2,000k steps)"),
     )
 }
 

@@ -6,6 +6,9 @@
   the efficientvit names, so that layout loads as is; diffusers keys are converted (reference §6.3).
 - `save(model, path)` / `load(path)`: one safetensors file; the family, registry name and config (JSON) travel in the
   safetensors metadata, so `load` rebuilds the module without being told what it is.
+- `load_released_diffusion(name, folder)`: the released DC-AE latent-diffusion models (U-ViT, DiT; names in
+  `models.backbones.RELEASED_DIFFUSION`), from the hub file (`diffusion_model.*` + `autoencoder.*`) or an efficientvit
+  trainer checkpoint (EMA weights), into `models/uvit.py` / `models/dit.py` (reference/generation.md §4).
 - Key conversion between layouts lives here, and only here (the model files hold architecture only): DC-AE
   efficientvit (= ours) <-> diffusers `AutoencoderDC`; SD-VAE ours <-> diffusers `AutoencoderKL` <-> CompVis/LDM;
   plus the diffusers constructor arguments of the same architectures (`diffusers_dc_kwargs`, `diffusers_kl_kwargs`),
@@ -18,7 +21,9 @@ file and the first offending keys. Pickles are read with `torch.load(weights_onl
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
+import math
 import os
 import re
 import typing
@@ -31,7 +36,15 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from models import zoo
+from models.backbones import (
+    BACKBONES,
+    RELEASED_DIFFUSION,
+    UNSUPPORTED_RELEASED_DIFFUSION,
+    ReleasedDiffusion,
+    build_backbone,
+)
 from models.dc_ae import DCAEConfig
+from models.dit import DiT, DiTConfig, sincos_2d
 from models.io import atomic_write_bytes
 from models.sd_vae import SDVAEConfig
 
@@ -565,3 +578,282 @@ def convert_diffusers_pixart_to_ours(state_dict: dict[str, torch.Tensor]) -> dic
     if sd:
         raise KeyError(f"unconverted diffusers PixArt keys: {sorted(sd)[:8]}")
     return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Released DC-AE latent-diffusion models: official U-ViT / DiT names <-> ours (reference/generation.md §4)
+# ----------------------------------------------------------------------------------------------------------------
+
+# (official, ours) key prefixes. Every other key is the same in both (norm1/2, attn.qkv/proj, skip_linear, norm,
+# decoder_pred, t_embedder.mlp.{0,2}, adaLN_modulation.1, final_layer.linear, U-ViT's learned pos_embed), except the
+# transformer blocks' MLP: the official timm `Mlp` names its linears fc1 / fc2, ours is an nn.Sequential (mlp.0 /
+# mlp.2). Only block MLPs are renamed: DiT's t_embedder.mlp.0 / .2 is an nn.Sequential in both.
+_UVIT_RENAMES = (("patch_embed.proj.", "patch_embed."), ("label_emb.embedding_table.", "label_emb."))
+_DIT_RENAMES = (("x_embedder.proj.", "x_embedder."), ("y_embedder.embedding_table.", "y_embedder.table."))
+_UVIT_BLOCKS = r"(in_blocks\.\d+|mid_block|out_blocks\.\d+)"  # regex of a block's key prefix
+_DIT_BLOCKS = r"(blocks\.\d+)"
+_MLP_RENAMES = (("fc1", "0"), ("fc2", "2"))  # (official, ours) leaf of a block's MLP linears
+RELEASED_EMA_DECAY = 0.9999  # the trainer keeps EMA weights under ckpt["ema"][decay]; the released runs used 0.9999
+
+
+def _rename(state_dict: dict[str, torch.Tensor], renames, blocks: str, to_ours: bool) -> dict[str, torch.Tensor]:
+    """Apply (official, ours) prefix renames and the block-MLP renames in one direction; keys no rule matches are
+    kept (strict loading names them)."""
+    out = {}
+    for key, t in state_dict.items():
+        for official, ours in renames:
+            old, new = (official, ours) if to_ours else (ours, official)
+            if key.startswith(old):
+                key = new + key[len(old):]
+        for official, ours in _MLP_RENAMES:
+            old, new = (official, ours) if to_ours else (ours, official)
+            key = re.sub(rf"^{blocks}\.mlp\.{old}\.", rf"\1.mlp.{new}.", key)
+        out[key] = t
+    return out
+
+
+def convert_official_uvit_to_ours(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """efficientvit `diffusioncore/models/uvit.py` state dict (prefix `uvit.` / `diffusion_model.` removed) -> `UViT`.
+
+    The official model with `mlp_time_embed=False` (every release) has no time-embedding weights, as ours."""
+    return _rename(state_dict, _UVIT_RENAMES, _UVIT_BLOCKS, to_ours=True)
+
+
+def convert_ours_to_official_uvit(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`UViT` state dict -> the efficientvit names (inverse of `convert_official_uvit_to_ours`)."""
+    return _rename(state_dict, _UVIT_RENAMES, _UVIT_BLOCKS, to_ours=False)
+
+
+def convert_official_dit_to_ours(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """efficientvit `diffusioncore/models/dit.py` state dict (prefix removed) -> `DiT`.
+
+    The official file carries the fixed sin-cos `pos_embed` (a frozen Parameter, 1 x T x D); ours recomputes it as a
+    non-persistent buffer. It is checked against ours (same T and D) and then dropped, so a checkpoint with another
+    position embedding raises instead of loading silently."""
+    if "pos_embed" not in state_dict:
+        raise ValueError("official DiT state dict has no pos_embed (every efficientvit DiT file carries its fixed "
+                         "sin-cos table): not an efficientvit DiT checkpoint?")
+    pos = state_dict["pos_embed"]
+    grid = math.isqrt(pos.shape[1]) if pos.ndim == 3 else 0
+    if pos.ndim != 3 or pos.shape[0] != 1 or grid * grid != pos.shape[1]:
+        raise ValueError(f"official DiT pos_embed has shape {tuple(pos.shape)}; expected (1, T, D) with T a square")
+    ours = sincos_2d(pos.shape[2], grid)[None]
+    tol = max(1e-6, torch.finfo(pos.dtype).eps)  # fp32 files: rounding only; half-precision files: one ulp
+    diff = (pos.float() - ours).abs().max().item()
+    if diff > tol:
+        raise ValueError(f"official DiT pos_embed differs from the fixed sin-cos table by up to {diff:.3g} "
+                         f"(tolerance {tol:.1g}): a DiT with another position embedding, which ours cannot hold")
+    rest = {k: v for k, v in state_dict.items() if k != "pos_embed"}
+    return _rename(rest, _DIT_RENAMES, _DIT_BLOCKS, to_ours=True)
+
+
+def convert_ours_to_official_dit(state_dict: dict[str, torch.Tensor], config: DiTConfig) -> dict[str, torch.Tensor]:
+    """`DiT` state dict -> the efficientvit names, with the fixed sin-cos `pos_embed` of `config` added back."""
+    out = _rename(state_dict, _DIT_RENAMES, _DIT_BLOCKS, to_ours=False)
+    out["pos_embed"] = sincos_2d(config.hidden_size, config.input_size // config.patch_size)[None]
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class ReleasedStateDicts:
+    """What a released diffusion file holds, in the official names (prefixes `diffusion_model.` / `uvit.` removed)."""
+
+    backbone: dict[str, torch.Tensor]          # U-ViT or DiT, official names
+    autoencoder: dict[str, torch.Tensor] | None  # DC-AE, efficientvit (= our) names; None in a trainer checkpoint
+    layout: str                                # "hub" (HF DCAE_Diffusion_HF file) | "trainer" (EMA of a run)
+    family: str | None                         # "uvit" | "dit" as the keys say; None if they say neither
+    scaling_factor: float | None = None        # a scalar `scaling_factor` tensor, where the file has one
+
+
+def _official_family(state_dict: dict[str, torch.Tensor]) -> str | None:
+    if "patch_embed.proj.weight" in state_dict:
+        return "uvit"
+    if "x_embedder.proj.weight" in state_dict:
+        return "dit"
+    return None
+
+
+def _torch_load_weights_only(path: Path):
+    """A pickle read with `weights_only=True` (never unpickles arbitrary objects), as in `read_state_dict`."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 (unpickling, zip and weights-only errors have no common type)
+        raise ValueError(f"{path}: cannot read as a weights-only torch pickle: {e}") from None
+
+
+def _split_hub(state: dict[str, torch.Tensor], path: Path) -> ReleasedStateDicts:
+    """The hub layout: `DCAE_Diffusion_HF` has the submodules `diffusion_model` and `autoencoder`."""
+    parts: dict[str, dict[str, torch.Tensor]] = {"diffusion_model": {}, "autoencoder": {}}
+    others = sorted({k.split(".", 1)[0] for k in state if k.split(".", 1)[0] not in parts} - {"scaling_factor"})
+    if others or not any(k.startswith("diffusion_model.") for k in state):
+        raise ValueError(f"{path}: not a released diffusion file: expected keys diffusion_model.* and autoencoder.* "
+                         f"(hub layout) or a trainer checkpoint with ckpt['ema'][{RELEASED_EMA_DECAY}]; "
+                         f"found {'prefixes ' + ', '.join(others[:6]) if others else 'no diffusion_model.* keys'}")
+    for key, t in state.items():
+        if "." in key:
+            prefix, rest = key.split(".", 1)
+            parts[prefix][rest] = t
+    scale = state.get("scaling_factor")
+    return ReleasedStateDicts(parts["diffusion_model"], parts["autoencoder"] or None, "hub",
+                              _official_family(parts["diffusion_model"]),
+                              float(scale.reshape(-1)[0]) if scale is not None else None)
+
+
+def _split_trainer(ckpt: dict, path: Path) -> ReleasedStateDicts:
+    """The efficientvit trainer checkpoint: ckpt["ema"] = {decay: ModuleDict({"uvit" | "dit": net}).state_dict()}."""
+    ema = ckpt["ema"]
+    if not isinstance(ema, dict) or RELEASED_EMA_DECAY not in ema:
+        found = list(ema) if isinstance(ema, dict) else type(ema).__name__
+        raise ValueError(f"{path}: trainer checkpoint without EMA {RELEASED_EMA_DECAY} weights (ckpt['ema'] has "
+                         f"{found}); the released models are the EMA {RELEASED_EMA_DECAY} weights")
+    state = ema[RELEASED_EMA_DECAY]
+    prefixes = sorted({k.split(".", 1)[0] for k in state})
+    if prefixes not in (["uvit"], ["dit"]):
+        raise ValueError(f"{path}: EMA keys should all start with 'uvit.' or 'dit.' (the trainer's ModuleDict), "
+                         f"found prefixes {prefixes[:6]}")
+    family = prefixes[0]
+    backbone = {k[len(family) + 1:]: t for k, t in state.items()}
+    return ReleasedStateDicts(backbone, None, "trainer", family)
+
+
+def read_released_diffusion(path: str | os.PathLike) -> ReleasedStateDicts:
+    """Tensors of a released diffusion file, split into backbone and autoencoder, with the layout it was found in.
+
+    - hub: a safetensors file or flat pickle with keys `diffusion_model.*` (U-ViT / DiT, official names),
+      `autoencoder.*` (the DC-AE, efficientvit names) and perhaps a scalar `scaling_factor`;
+    - trainer: an efficientvit trainer `.pt`: `ckpt["ema"][0.9999]` holds the EMA weights, prefixed `uvit.` or `dit.`
+      (its `state_dict` entry, the raw training weights, is never used: the paper evaluates EMA weights).
+    """
+    path = Path(path)
+    if path.suffix not in PICKLE_SUFFIXES:
+        return _split_hub(read_state_dict(path), path)  # read_state_dict names a missing or foreign file
+    if not path.is_file():
+        raise ValueError(f"{path}: no such checkpoint file")
+    obj = _torch_load_weights_only(path)
+    if isinstance(obj, dict) and "ema" in obj:
+        return _split_trainer(obj, path)
+    if isinstance(obj, dict) and "state_dict" in obj:
+        raise ValueError(f"{path}: trainer checkpoint without EMA weights (no 'ema' entry; top-level keys "
+                         f"{list(obj)[:8]}); the released models are the EMA {RELEASED_EMA_DECAY} weights")
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{path}: expected a trainer checkpoint (a dict with 'ema') or a flat dict of tensors")
+    return _split_hub(obj, path)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReleasedDiffusionModel:
+    """A released diffusion model loaded strictly: `load_released_diffusion`'s answer."""
+
+    backbone: nn.Module              # UViT or DiT in eval mode, `.name` = the released name
+    info: ReleasedDiffusion          # registry entry: autoencoder name, latent shape, CFG scale, paper row
+    autoencoder: nn.Module | None    # the hub file's DC-AE; None for a trainer checkpoint (load info.autoencoder)
+    layout: str                      # "hub" | "trainer"
+    path: Path                       # the file read
+    scaling_factor: float            # latents the backbone sees are z · scaling_factor (the autoencoder's, §1)
+
+
+def released_diffusion_info(name: str) -> ReleasedDiffusion:
+    """The `RELEASED_DIFFUSION` entry of `name`, or a ValueError naming the reason or the close names."""
+    if name in UNSUPPORTED_RELEASED_DIFFUSION:
+        raise ValueError(f"{name}: released, but not loadable here: {UNSUPPORTED_RELEASED_DIFFUSION[name]}")
+    if name not in RELEASED_DIFFUSION:
+        close = difflib.get_close_matches(name, list(RELEASED_DIFFUSION), n=4, cutoff=0.6)
+        hint = f"close names: {', '.join(close)}" if close else f"known: {', '.join(RELEASED_DIFFUSION)}"
+        raise ValueError(f"unknown released diffusion model {name!r}; {hint}")
+    return RELEASED_DIFFUSION[name]
+
+
+def released_diffusion_candidates(name: str, folder: str | os.PathLike) -> list[Path]:
+    """Where `load_released_diffusion` looks, in this order (the first that exists wins):
+    `FOLDER/NAME/model.safetensors` (a hub download: `huggingface-cli download mit-han-lab/NAME --local-dir
+    FOLDER/NAME`), `FOLDER/NAME.safetensors`, `FOLDER/NAME.pt`, and the single `.pt` in `FOLDER/NAME/` (e.g. the
+    trainer's `checkpoint.pt`)."""
+    folder = Path(folder)
+    fixed = [folder / name / "model.safetensors", folder / f"{name}.safetensors", folder / f"{name}.pt"]
+    sub = folder / name
+    pts = sorted(sub.glob("*.pt")) if sub.is_dir() else []
+    if len(pts) > 1 and not any(p.is_file() for p in fixed):
+        raise ValueError(f"{name}: {len(pts)} .pt files in {sub} ({', '.join(p.name for p in pts[:4])}); "
+                         f"keep exactly one there, or put the one to load at {folder / (name + '.pt')}")
+    return fixed + pts
+
+
+def _find_released_file(name: str, folder: str | os.PathLike) -> Path:
+    candidates = released_diffusion_candidates(name, folder)
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
+        raise ValueError(f"no released checkpoint for {name} under {folder}; expected "
+                         f"{folder}/{name}/model.safetensors (hub download), {folder}/{name}.safetensors, "
+                         f"{folder}/{name}.pt or one {folder}/{name}/*.pt")
+    cfg_file = path.parent / "config.json"  # PyTorchModelHubMixin writes {"model_name": NAME} beside the weights
+    if path.parent.name == name and cfg_file.is_file():
+        model_name = json.loads(cfg_file.read_text()).get("model_name")
+        if isinstance(model_name, str) and model_name != name:
+            raise ValueError(f"{name}: {cfg_file} says model_name={model_name!r}; load it under that name")
+    return path
+
+
+def _restore_fixed_buffers(model: nn.Module) -> None:
+    """Non-persistent buffers are in no state dict, so a model built on the meta device lacks them: DiT's fixed
+    sin-cos table is recomputed here (as `DiT.__init__` does); any other tensor left on meta is a bug."""
+    if isinstance(model, DiT):
+        model.pos_embed = sincos_2d(model.config.hidden_size, model.grid)[None]
+    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:
+        raise RuntimeError(f"{getattr(model, 'name', type(model).__name__)}: tensors not loaded: {left[:5]}")
+
+
+def _released_backbone(info: ReleasedDiffusion, state: ReleasedStateDicts, source: str, **overrides) -> nn.Module:
+    """Build `info.backbone` for the released latent shape (meta device), convert the official names, load strictly."""
+    family = BACKBONES[info.backbone].family
+    if state.family is not None and state.family != family:
+        raise ValueError(f"{info.name} is a {family} ({info.backbone}) but {source} holds a {state.family} "
+                         f"(keys {'patch_embed.proj' if state.family == 'uvit' else 'x_embedder.proj'}.*): "
+                         "a checkpoint of another model")
+    with torch.device("meta"):
+        model = build_backbone(info.backbone, info.latent_channels, info.latent_size, info.patch_size,
+                               **{"num_classes": info.num_classes, **overrides})
+    model.name = info.name
+    if family == "dit":
+        pos = state.backbone.get("pos_embed")
+        if pos is not None and pos.shape != model.pos_embed.shape:
+            raise ValueError(f"{info.name}: pos_embed in {source} is {tuple(pos.shape)}, expected "
+                             f"{tuple(model.pos_embed.shape)}: a DiT for another latent size or width")
+        ours = convert_official_dit_to_ours(state.backbone)
+    else:
+        ours = convert_official_uvit_to_ours(state.backbone)
+    load_state_dict_strict(model, ours, source=source)
+    _restore_fixed_buffers(model)
+    return model.eval()
+
+
+def _released_autoencoder(name: str, state: dict[str, torch.Tensor], source: str) -> nn.Module:
+    """The hub file's DC-AE, efficientvit names (= ours); a diffusers-named one is converted as in `load_pretrained`."""
+    model = _empty(name)
+    if any(k.startswith(("encoder.down_blocks.", "decoder.up_blocks.", "encoder.conv_in")) for k in state):
+        state = convert_diffusers_dc_to_ours(state, model.config)
+    return load_state_dict_strict(model, state, source=f"{source} (autoencoder.*)").eval()
+
+
+def load_released_diffusion(name: str, folder: str | os.PathLike, **overrides) -> ReleasedDiffusionModel:
+    """Released DC-AE latent-diffusion model `name` (a `models.backbones.RELEASED_DIFFUSION` key, e.g.
+    "dc-ae-f64c128-in-1.0-uvit-h-in-512px") from `folder`, loaded strictly into our UViT / DiT.
+
+    The file is looked up by `released_diffusion_candidates` (the error names them when none exists); both the hub
+    layout and an efficientvit trainer checkpoint are read (`read_released_diffusion`). `overrides` go to
+    `build_backbone` (e.g. `activation_checkpointing=True`). A hub file also gives the autoencoder; a trainer
+    checkpoint does not (`autoencoder` is None): load it by its released name,
+    `models.load_pretrained(result.info.autoencoder, path_of_that_autoencoder)`.
+    """
+    info = released_diffusion_info(name)
+    path = _find_released_file(name, folder)
+    state = read_released_diffusion(path)
+    expected_scale = zoo.get_config(info.autoencoder).scaling_factor
+    # Scaling factors are published to 4 digits; a float32 scalar in the file is off from them by ~1e-8.
+    if state.scaling_factor is not None and abs(state.scaling_factor - expected_scale) > 1e-5:
+        raise ValueError(f"{name}: {path} has scaling_factor {state.scaling_factor:.6g}, but {info.autoencoder} has "
+                         f"{expected_scale}: a model trained on other latents")
+    backbone = _released_backbone(info, state, str(path), **overrides)
+    autoencoder = None if state.autoencoder is None else _released_autoencoder(info.autoencoder, state.autoencoder,
+                                                                                str(path))
+    return ReleasedDiffusionModel(backbone, info, autoencoder, state.layout, path, expected_scale)

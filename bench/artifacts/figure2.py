@@ -42,7 +42,8 @@ FIGURE2B = Spec(
             "paper's Figure 2b prints its numbers only in the image; the paper values shown are Table 1's.",
     columns=table1.SPECS[""].columns,
     rows=tuple(r for r in table1.ROWS if r.label in _LABELS)
-    + tuple(r for r in table1.RUNS if r.label.split(" · ")[0] in _LABELS),
+    + tuple(r for r in table1.RUNS if r.label.split(" · ")[0] in _LABELS)
+    + tuple(r for r in table1.CLAIMS if r.label.startswith("claim: UViT-S")),
     scales=table1.SPECS[""].scales, plot=plot_b, deviations=table1.SPECS[""].deviations,
 )
 

@@ -11,12 +11,20 @@ Scales:
 - ``paper``: ImageNet-train at 512 px (--data D with D/imagenet-train), the official recipes, 50,000 samples
   scored against ImageNet-train's Inception statistics, GPUs. The SD-VAE-f16 / f32 of the paper are unreleased
   (the stacked baselines sd-vae-f16c16 / sd-vae-f32c64 stand in; their channels are assumed).
-- ``small``: not run yet: a reduced (~1.5 M-parameter) UViT / DiT per row needs ~1000 steps (3-4 min each on one
-  core) plus sampling; the small-scale budget is being re-planned (issue #11) before these rows join it.
+- ``small``: 128 px embedded training crops (class = source photo), 16 tokens per block (the paper's 256 / 64 do not
+  fit a 2-core CPU): DiT-XL rows keep the paper's patches (f8 p4, f16 p2, f32 p1), UViT-S rows halve them (f8 p4,
+  f16 p2, f32 p1) and DC-AE-f64 p1 becomes DC-AE-f32c32 p1 (f64 at 128 px is a 2x2 latent). Each row trains its
+  reduced autoencoder (phase 1 at 128 px, 300 steps, seed 0; fair SD-VAE widths, models/sd_vae.py) and a reduced
+  ~1.5 M-parameter backbone (``uvit-s-small`` / ``dit-xl-small``, 1000 steps at batch 64, latents scaled to unit
+  RMS), then samples 512 images without and with CFG (DiT: 50 respaced IDDPM steps, not 250: 5x the time for a
+  reduced model). Scores: gFID and KID against the 348 training crops, and against the same autoencoder's
+  reconstructions of them (the diffusion model's own error, without the decoder's floor). The claim rows' arms
+  (f8 with the largest patch vs the deepest autoencoder with p1, per block) train 3 diffusion seeds each.
 - ``smoke``: tiny backbones on tiny untrained autoencoders, 64 px, 2 training steps, 4 samples: a pipeline check.
 
 Commands:
     python -m bench table1 --scale smoke      # ~1-2 min
+    python -m bench table1 --scale small --jobs 2   # ~45 min on 2 cores
     python -m bench table1 --scale paper --device cuda --weights W --data D   # weeks of GPU time (bench needs)
 """
 from __future__ import annotations
@@ -24,13 +32,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.configs import (
-    EMBEDDED_TEST,
     EMBEDDED_TRAIN,
     GenerateConfig,
+    PhaseRequest,
+    TrainAEConfig,
     TrainDiffusionConfig,
     folder,
+    with_changes,
 )
-from bench.spec import Column, PaperRef, Row, RunRef, Spec
+from bench.spec import CLAIM_COLUMNS, Column, PaperRef, Row, RunRef, Spec, claim_row
 
 ID = "table1"
 CFG_SCALE = {"uvit": 1.5, "dit": 1.3}  # the released models' guidance scales (generation.md §2-3)
@@ -38,7 +48,7 @@ CFG_SCALE = {"uvit": 1.5, "dit": 1.3}  # the released models' guidance scales (g
 
 @dataclass(frozen=True)
 class Entry:
-    """One Table 1 row: backbone, the paper's autoencoder label, our registry name at paper and smoke scale, patch."""
+    """One Table 1 row: backbone, the paper's autoencoder label, our registry names per scale, patch per scale."""
 
     backbone: str          # models.backbones name
     paper_backbone: str    # = paper_numbers.csv "backbone"
@@ -46,7 +56,10 @@ class Entry:
     autoencoder: str       # registry name at paper scale
     weights: bool          # the autoencoder has released weights (else it must be trained or supplied)
     smoke_ae: str          # reduced stand-in at smoke scale
-    patch: int
+    patch: int             # the paper's patch size
+    small_ae: str          # reduced stand-in at small scale (trained here, phase 1 at 128 px)
+    small_patch: int       # patch at small scale: 16 tokens at 128 px
+    small_seeds: int = 1   # diffusion training seeds at small scale (3 for the claim rows' arms)
 
     @property
     def label(self) -> str:
@@ -58,47 +71,86 @@ class Entry:
 
 
 ENTRIES = (
-    Entry("dit-xl", "DiT-XL", "SD-VAE-f8", "sd-vae-f8", True, "sd-vae-f8c4-tiny", 4),
-    Entry("dit-xl", "DiT-XL", "SD-VAE-f16", "sd-vae-f16c16", False, "sd-vae-f16c16-tiny", 2),
-    Entry("dit-xl", "DiT-XL", "SD-VAE-f32", "sd-vae-f32c64", False, "sd-vae-f32c64-tiny", 1),
-    Entry("uvit-s", "UViT-S", "SD-VAE-f8", "sd-vae-f8", True, "sd-vae-f8c4-tiny", 8),
-    Entry("uvit-s", "UViT-S", "SD-VAE-f16", "sd-vae-f16c16", False, "sd-vae-f16c16-tiny", 4),
-    Entry("uvit-s", "UViT-S", "SD-VAE-f32", "sd-vae-f32c64", False, "sd-vae-f32c64-tiny", 2),
-    Entry("uvit-s", "UViT-S", "DC-AE-f64", "dc-ae-f64c128-in-1.0", True, "dc-ae-f64c128-tiny", 1),
+    Entry("dit-xl", "DiT-XL", "SD-VAE-f8", "sd-vae-f8", True, "sd-vae-f8c4-tiny", 4, "sd-vae-f8c4-tiny", 4, 3),
+    Entry("dit-xl", "DiT-XL", "SD-VAE-f16", "sd-vae-f16c16", False, "sd-vae-f16c16-tiny", 2, "sd-vae-f16c16-tiny", 2),
+    Entry("dit-xl", "DiT-XL", "SD-VAE-f32", "sd-vae-f32c64", False, "sd-vae-f32c64-tiny", 1, "sd-vae-f32c64-tiny", 1,
+          3),
+    Entry("uvit-s", "UViT-S", "SD-VAE-f8", "sd-vae-f8", True, "sd-vae-f8c4-tiny", 8, "sd-vae-f8c4-tiny", 4, 3),
+    Entry("uvit-s", "UViT-S", "SD-VAE-f16", "sd-vae-f16c16", False, "sd-vae-f16c16-tiny", 4, "sd-vae-f16c16-tiny", 2),
+    Entry("uvit-s", "UViT-S", "SD-VAE-f32", "sd-vae-f32c64", False, "sd-vae-f32c64-tiny", 2, "sd-vae-f32c64-tiny", 1),
+    Entry("uvit-s", "UViT-S", "DC-AE-f64", "dc-ae-f64c128-in-1.0", True, "dc-ae-f64c128-tiny", 1, "dc-ae-f32c32-tiny",
+          1, 3),
 )
 SMOKE_PATCH = {8: 4, 4: 2, 2: 1, 1: 1}  # at 64 px the f8 latent is 8x8: patches shrink so every row has >= 1 token
+SMALL = {"resolution": 128, "n_samples": 512, "dit_steps": 50}  # small-scale protocol (module docstring)
+
+
+def small_autoencoder(e: Entry) -> TrainAEConfig:
+    """The row's reduced autoencoder at small scale: phase 1 at 128 px (300 steps, the small default), seed 0."""
+    return TrainAEConfig(e.small_ae, phases=(PhaseRequest("phase1", resolution=SMALL["resolution"]),))
 
 
 def _train(e: Entry) -> RunRef:
     return RunRef(TrainDiffusionConfig(e.backbone, e.autoencoder, 512, patch_size=e.patch, weights=e.weights,
                                        dataset=folder("imagenet-train")),
-                  at={"small": None,
+                  at={"small": {"backbone": f"{e.backbone}-small", "autoencoder": e.small_ae,
+                                "resolution": SMALL["resolution"], "patch_size": e.small_patch,
+                                "autoencoder_checkpoint": small_autoencoder(e), "weights": False,
+                                "dataset": EMBEDDED_TRAIN, "latent_scale": "unit-rms"},
                       "smoke": {"backbone": f"{e.backbone}-tiny", "autoencoder": e.smoke_ae, "resolution": 64,
                                 "patch_size": SMOKE_PATCH[e.patch], "weights": False, "dataset": EMBEDDED_TRAIN,
                                 "n_images": 16}})
 
 
-def _generate(e: Entry, guided: bool) -> Row:
+def _sample_label(e: Entry, guided: bool, seed: int = 0) -> str:
+    tag = f"CFG {CFG_SCALE[e.family]}" if guided else "no CFG"
+    return f"{e.label} · sample {tag}" + (f" · seed {seed}" if seed else "")
+
+
+def _generate(e: Entry, guided: bool, seed: int = 0) -> Row:
+    """One sampling run of one training seed; seeds > 0 run at small scale only (the claim rows' arms)."""
     train = _train(e)
-    at = {s: (None if train.at.get(s, {}) is None else {"model": train.resolve(s)}) for s in ("small", "smoke")}
-    at["smoke"] = {**at["smoke"], "n_samples": 4, "reference": EMBEDDED_TEST, "n_reference": 8, "batch_size": 4}
     cfg = GenerateConfig(model=train.resolve("paper"), cfg_scale=CFG_SCALE[e.family] if guided else 1.0,
                          reference=folder("imagenet-train"))
-    tag = f"CFG {CFG_SCALE[e.family]}" if guided else "no CFG"
-    return Row(f"{e.label} · sample {tag}", run=RunRef(cfg, at=at))
+    small = {"model": with_changes(train.resolve("small"), {"seed": seed} if seed else None),
+             "n_samples": SMALL["n_samples"], "reference": EMBEDDED_TRAIN, "also_vs_reconstructions": True,
+             **({"steps": SMALL["dit_steps"]} if e.family == "dit" else {})}
+    smoke = {"model": train.resolve("smoke"), "n_samples": 4, "reference": EMBEDDED_TRAIN, "n_reference": 8,
+             "batch_size": 4} if seed == 0 else None
+    at = {"small": small, "smoke": smoke, **({"paper": None} if seed else {})}
+    return Row(_sample_label(e, guided, seed), run=RunRef(cfg, at=at))
 
 
 def _row(e: Entry) -> Row:
     """The paper's row: our two gFIDs (derived from the two sampling runs) beside the paper's."""
-    plain, guided = f"{e.label} · sample no CFG", f"{e.label} · sample CFG {CFG_SCALE[e.family]}"
+    plain, guided = _sample_label(e, False), _sample_label(e, True)
     return Row(e.label, paper=PaperRef(artifact=ID, backbone=e.paper_backbone, autoencoder=e.paper_ae,
                                        patch=str(e.patch)),
                derive=lambda m: {"fid_no_cfg": m[plain]["gfid"], "fid_cfg": m[guided]["gfid"],
                                  "_from": [plain, guided]})
 
 
-RUNS = tuple(_generate(e, g) for e in ENTRIES for g in (False, True))
+RUNS = tuple(_generate(e, g, s) for e in ENTRIES for s in range(e.small_seeds) for g in (False, True))
 ROWS = tuple(_row(e) for e in ENTRIES)
+_BY_LABEL = {r.label: r for r in RUNS}
+
+
+def _claims() -> tuple[Row, ...]:
+    """Per block, the paper's direction: the deepest autoencoder with patch 1 has the lower gFID than SD-VAE-f8 with
+    the largest patch, at equal tokens. Decided at small scale on KID (the unbiased set distance at 512 samples)
+    against the training crops and against each autoencoder's reconstructions of them, on unguided samples."""
+    out = []
+    for backbone, best, base in (("DiT-XL", "SD-VAE-f32", "SD-VAE-f8"), ("UViT-S", "DC-AE-f64", "SD-VAE-f8")):
+        a, b = (next(e for e in ENTRIES if e.paper_backbone == backbone and e.paper_ae == ae) for ae in (best, base))
+        arm = lambda e: tuple(_BY_LABEL[_sample_label(e, False, s)] for s in range(e.small_seeds))  # noqa: E731
+        for metric, against in (("kid", "the training crops"), ("kid_vs_recon", "its autoencoder's reconstructions")):
+            out.append(claim_row(f"{backbone}: {a.label.split(' ', 1)[1]} beats {b.label.split(' ', 1)[1]} at equal "
+                                 f"tokens (KID vs {against})", metric, True, arm(a), arm(b),
+                                 note="small scale: 16 tokens at 128 px; paper: gFID at 256 / 64 tokens, 512 px"))
+    return tuple(out)
+
+
+CLAIMS = _claims()
 
 SPECS = {"": Spec(
     id=ID,
@@ -108,14 +160,28 @@ SPECS = {"": Spec(
                 f"{k} {v}" for k, v in CFG_SCALE.items()) + " (the released models'; not stated for Table 1).",
     columns=(Column("fid_no_cfg", "gFID w/o CFG", True, ".3g"), Column("fid_cfg", "gFID w/ CFG", True, ".3g"),
              Column("gfid", "gFID of this sampling run", True, ".3g"), Column("kid", "KID", True, ".3g"),
-             Column("images_per_s", "samples/s", False, ".3g")),
-    rows=ROWS + RUNS,
+             Column("gfid_vs_recon", "gFID vs AE reconstructions", True, ".3g"),
+             Column("kid_vs_recon", "KID vs AE reconstructions", True, ".3g"),
+             Column("images_per_s", "samples/s", False, ".3g")) + CLAIM_COLUMNS,
+    rows=ROWS + RUNS + CLAIMS,
     scales={"smoke": "tiny backbones on tiny untrained autoencoders at 64 px, 2 training steps, 4 samples scored "
                      "against 8 embedded crops; a pipeline check, never a result",
-            "small": "not run yet (the small-scale budget is being re-planned, issue #11)",
+            "small": "128 px embedded crops, 16 tokens per block (UViT patches halved; DC-AE-f64 p1 -> DC-AE-f32 "
+                     "p1), reduced autoencoders (phase 1, 300 steps) and ~1.5 M-parameter backbones (1000 steps), "
+                     "512 samples (DiT: 50 IDDPM steps) scored by gFID / KID vs the 348 training crops and vs the "
+                     "autoencoder's reconstructions; 3 diffusion seeds per claim arm; small-N gFID is biased "
+                     "(N < 2048): read KID",
             "paper": "ImageNet-train 512 px (--data), official recipes, 50k samples vs ImageNet-train statistics, "
                      "GPUs; SD-VAE-f16/f32 are unreleased (stacked stand-ins, channels assumed)"},
     deviations=("CFG scales of Table 1 are not stated; the released models' (U-ViT 1.5, DiT-XL 1.3) are used.",
                 "SD-VAE-f16 / SD-VAE-f32 are the stacked stand-ins sd-vae-f16c16 / sd-vae-f32c64 (unreleased; "
-                "channels assumed, as in Table 3)."),
+                "channels assumed, as in Table 3).",
+                "Small scale: 16 tokens per block at 128 px instead of 256 (DiT-XL) / 64 (UViT-S) at 512 px; the "
+                "UViT-S rows' patches are halved and DC-AE-f64 p1 is DC-AE-f32c32 p1 (an f64 latent of a 128 px "
+                "image is 2x2).",
+                "Small scale: DiT samples with 50 respaced IDDPM steps (the official 250 cost 5x on a CPU); U-ViT "
+                "with the official DPM-Solver++ 30 NFE.",
+                "Small scale: claims are decided on KID (unbiased at 512 samples), not gFID, over 3 diffusion "
+                "training seeds per arm with one autoencoder (seed 0) per row; the latents are scaled to unit "
+                "RMS (the reduced autoencoders have no fitted scaling factor)."),
 )}
