@@ -13,6 +13,7 @@ from pathlib import Path
 from bench import artifacts, cli_tools, parallel
 from bench.configs import DataOption
 from bench.errors import UsageError
+from bench.provenance import file_digest
 from bench.runner import Runner, collect, write_outputs
 from bench.scales import SCALES
 
@@ -55,6 +56,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--limit", default=None, metavar="N",
                    help="the full protocol on the first N images of each set (e.g. --scale paper --device cpu "
                         "--limit 8); every cell says 'subset of N' and the files are named -subsetN")
+    p.add_argument("--fid-reference", default=None, metavar="NPZ",
+                   help="score generated samples against this .npz of FID statistics (mu, sigma, resolution, "
+                        "feature_sha256; e.g. runs/_cache/fid-ref-gen-*.npz) instead of building them from --data")
     p.add_argument("--jobs", default="1", help="compute up to N training/reconstruction runs at once, in N processes "
                                                 "(timed efficiency runs always run alone; default 1)")
     p.add_argument("--markdown", action="store_true", help=argparse.SUPPRESS)  # `ls --markdown` for the README
@@ -98,6 +102,17 @@ def _limit(value: str | None) -> int | None:
     if not value.isdigit() or int(value) < 1:
         raise UsageError(f"--limit {value!r}: give a whole number of images >= 1 (e.g. --limit 8)")
     return int(value)
+
+
+def _fid_reference(value: str | None) -> dict[str, str]:
+    """--fid-reference NPZ: the file and its content digest (the digest goes into the generate runs' ids)."""
+    if value is None:
+        return {}
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise UsageError(f"--fid-reference {value}: not a readable file; pass a .npz of FID statistics (mu, sigma, "
+                         f"resolution, feature_sha256), e.g. one of runs/_cache/fid-ref-gen-*.npz")
+    return {"fid_reference": str(path), "fid_reference_digest": file_digest(path)}
 
 
 def prefetch(names: list[str], args: argparse.Namespace, runner, jobs: int) -> None:
@@ -179,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                              + ("images (e.g. ImageNet val)" if flag == "data" else "official checkpoints"))
     runner = Runner(Path(args.runs_dir), device=_device(args.device), force=args.force,
                     render_only=args.render_only, options={"data": data, "limit": _limit(args.limit),
-                             "weights": args.weights and str(Path(args.weights).expanduser())})
+                             "weights": args.weights and str(Path(args.weights).expanduser()),
+                             **_fid_reference(args.fid_reference)})
     if not args.render_only:
         runner.check_writable()
     if args.target == "all":

@@ -226,6 +226,7 @@ class ReconConfig(EvalConfig):
     weights: bool = False                          # evaluate the official checkpoint (--weights); else untrained
     n_images: int | None = None                    # first N images of the set (None: all)
     batch_size: int = 16                           # images per forward (halved on CUDA out-of-memory)
+    user_reference: str | None = None              # sha256[:16] of a user's reference .npz (--fid-reference)
     features: Literal["inception", "tiny"] = "inception"  # FID network ("tiny": tests only)
     shard_images: int | None = None                # images per resumable shard (None: ~4 shards per rank)
     n_samples: int = 8                             # reconstructions kept as PNGs
@@ -381,6 +382,7 @@ class GenerateConfig(EvalConfig):
     also_vs_reconstructions: bool = False          # also score against the AE's reconstructions of the reference
                                                    # (gfid_vs_recon, kid_vs_recon: the model's error without the
                                                    # decoder's floor; small scale)
+    user_reference: str | None = None              # sha256[:16] of a user's reference .npz (--fid-reference)
     features: Literal["inception", "tiny"] = "inception"  # FID network ("tiny": tests only)
     batch_size: int = 64                           # samples per backbone batch (a sample depends on it via IDDPM noise)
     shard_samples: int | None = None               # samples per resumable shard (None: ~4 shards per rank)
@@ -436,6 +438,14 @@ def limited(cfg: EvalConfig, limit: int | None) -> EvalConfig:
         return cfg
     current = getattr(cfg, cfg.LIMIT_FIELD)
     return with_changes(cfg, {cfg.LIMIT_FIELD: limit if current is None else min(current, limit)})
+
+
+def with_user_reference(cfg: EvalConfig, digest: str | None) -> EvalConfig:
+    """A generate config scored against the user's reference .npz of this content digest (``--fid-reference``): the
+    digest is part of the run id, so a run scored against another reference is never reused."""
+    if digest is None or not isinstance(cfg, GenerateConfig):
+        return cfg
+    return with_changes(cfg, {"user_reference": digest})
 
 
 def is_dependency(value: Any) -> bool:

@@ -25,7 +25,14 @@ from typing import Any, Iterator
 import pandas as pd
 
 from bench import evals, paper
-from bench.configs import EvalConfig, dependencies, fields_json, is_dependency, limited
+from bench.configs import (
+    EvalConfig,
+    dependencies,
+    fields_json,
+    is_dependency,
+    limited,
+    with_user_reference,
+)
 from bench.emit import markdown_table
 from bench.errors import RowFailed, Unavailable, UsageError
 from bench.provenance import (
@@ -116,8 +123,8 @@ class Runner:
         return self.options.get("limit")
 
     def resolve(self, ref: RunRef, scale: str) -> EvalConfig:
-        """The config ``ref`` runs with at ``scale`` here (``--limit`` applied)."""
-        return limited(ref.resolve(scale), self.limit)
+        """The config ``ref`` runs with at ``scale`` here (``--limit`` and ``--fid-reference`` applied)."""
+        return with_user_reference(limited(ref.resolve(scale), self.limit), self.options.get("fid_reference_digest"))
 
     def run_id_for(self, ref: RunRef, scale: str) -> tuple[str, dict]:
         """The content-derived id of ``ref`` at ``scale`` and the config stored with it (``config.json``)."""

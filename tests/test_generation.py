@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 import models
+from bench.__main__ import _fid_reference
 from bench.configs import (
     ClaimConfig,
     ConfigError,
@@ -22,12 +23,15 @@ from bench.configs import (
     TrainDiffusionConfig,
 )
 from bench.errors import Unavailable, UsageError
+from bench.evals import diffusion_training as D
 from bench.evals import generation as G
 from bench.evals import metrics as M
 from bench.evals.inception import TinyFeatures
+from bench.provenance import file_digest
 from bench.runner import Runner
 from bench.spec import RunRef
 from models import diffusion
+from tests.test_released_diffusion import RELEASED_DIFFUSION, UVIT_NAME, write_hub
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
@@ -82,8 +86,8 @@ def _pngs(d: Path) -> dict[str, bytes]:
 
 def test_train_smoke_run_writes_checkpoint_is_reused_and_caches_latents_once(tmp_path, monkeypatch):
     encodes = []
-    real = G.encode_latents
-    monkeypatch.setattr(G, "encode_latents", lambda *a, **k: encodes.append(1) or real(*a, **k))
+    real = D.encode_latents
+    monkeypatch.setattr(D, "encode_latents", lambda *a, **k: encodes.append(1) or real(*a, **k))
     runner = Runner(tmp_path)
     first = runner.ensure(RunRef(TRAIN), "smoke")
     m = first.metrics
@@ -98,14 +102,14 @@ def test_train_smoke_run_writes_checkpoint_is_reused_and_caches_latents_once(tmp
 
 
 def test_train_resumes_to_the_same_weights_and_quarantines_a_damaged_state(tmp_path):
-    full = G.run_train(dataclasses.replace(TRAIN, steps=4), _ctx(tmp_path / "full"))
-    G.run_train(dataclasses.replace(TRAIN, steps=2), _ctx(tmp_path / "cut"))  # "killed" after 2 steps
-    resumed = G.run_train(dataclasses.replace(TRAIN, steps=4), _ctx(tmp_path / "cut"))
+    full = D.run_train(dataclasses.replace(TRAIN, steps=4), _ctx(tmp_path / "full"))
+    D.run_train(dataclasses.replace(TRAIN, steps=2), _ctx(tmp_path / "cut"))  # "killed" after 2 steps
+    resumed = D.run_train(dataclasses.replace(TRAIN, steps=4), _ctx(tmp_path / "cut"))
     assert full["steps"] == resumed["steps"] == 4
     a, b = (load_file(tmp_path / d / "ckpt" / "model.safetensors") for d in ("full", "cut"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     (tmp_path / "cut" / "ckpt" / "train_state.pt").write_bytes(b"not a zip")  # a killed copy
-    again = G.run_train(dataclasses.replace(TRAIN, steps=4), _ctx(tmp_path / "cut"))
+    again = D.run_train(dataclasses.replace(TRAIN, steps=4), _ctx(tmp_path / "cut"))
     assert again["steps"] == 4 and (tmp_path / "cut" / "ckpt" / "train_state.pt.damaged-1").exists()
 
 
@@ -130,9 +134,21 @@ def test_a_cached_reference_file_is_a_valid_fid_reference(trained, tmp_path):
     runner, _ = trained
     m = runner.ensure(RunRef(GEN), "smoke").metrics
     ref = runner.runs_dir / "_cache" / f"{m['_reference_id']}.npz"
-    user = Runner(runner.runs_dir, options={"fid_reference": str(ref)}, force=True).ensure(RunRef(GEN), "smoke")
-    assert user.metrics["gfid"] == m["gfid"] and user.metrics["_reference_id"].startswith("user-")
-    runner.ensure(RunRef(GEN), "smoke", force=True)  # leave the shared run as the cached-reference one
+    options = {"fid_reference": str(ref), "fid_reference_digest": file_digest(ref)}  # what --fid-reference sets
+    user = Runner(runner.runs_dir, options=options).ensure(RunRef(GEN), "smoke")
+    assert user.metrics["gfid"] == m["gfid"] and user.metrics["_reference_id"] == f"user-{file_digest(ref)}"
+    assert user.run_id != runner.ensure(RunRef(GEN), "smoke").run_id  # the reference is part of the run id
+    other = Runner(runner.runs_dir, options={**options, "fid_reference_digest": "0" * 16})
+    with pytest.raises(UsageError, match="pass that file with --fid-reference"):  # a run of another reference
+        other.ensure(RunRef(GEN), "smoke")
+
+
+def test_fid_reference_flag_checks_the_file(tmp_path):
+    with pytest.raises(UsageError, match="not a readable file") as e:
+        _fid_reference(str(tmp_path / "missing.npz"))
+    assert "\n" not in str(e.value)
+    (tmp_path / "r.npz").write_bytes(b"x")
+    assert _fid_reference(str(tmp_path / "r.npz"))["fid_reference_digest"] == file_digest(tmp_path / "r.npz")
 
 
 def test_a_reference_of_another_resolution_or_without_records_is_refused(trained, tmp_path):
@@ -155,7 +171,7 @@ def test_cfg_scale_1_is_the_conditional_model_alone(family):
     if family == "uvit":
         plain = diffusion.UViTDiffusion(nfe=3).sample(backbone, noise, y)
     else:
-        g = torch.Generator().manual_seed(G.mix_seed(0, "iddpm", 0))
+        g = torch.Generator().manual_seed(D.mix_seed(0, "iddpm", 0))
         plain = diffusion.DiTDiffusion(steps=4).sample(backbone, noise, y, generator=g)
     assert torch.equal(z1, plain)
     assert not torch.equal(G.sample_batch(backbone, _sampling(family, 1.5), y, noise, 0), z1)
@@ -219,7 +235,7 @@ def test_inception_score_equals_torch_fidelity():
 ])
 def test_bad_train_configs_fail_in_one_line(tmp_path, cfg, match):
     with pytest.raises(UsageError, match=match) as e:
-        G.run_train(cfg, _ctx(tmp_path))
+        D.run_train(cfg, _ctx(tmp_path))
     assert "\n" not in str(e.value)
 
 
@@ -233,12 +249,17 @@ def test_bad_generate_configs_fail_in_one_line(tmp_path):
     uncond = dataclasses.replace(GEN, model=dataclasses.replace(TRAIN, conditional=False))
     with pytest.raises(UsageError, match="class-conditional"):
         G.run_generate(uncond, _ctx(tmp_path))
-    with pytest.raises(Unavailable, match="released diffusion checkpoints"):
-        G.run_generate(GenerateConfig(released="dc-ae-f32c32-in-1.0-uvit-s-in-512px"), _ctx(tmp_path))
+    released = GenerateConfig(released="dc-ae-f32c32-in-1.0-uvit-s-in-512px")
+    with pytest.raises(UsageError, match="--weights FOLDER"):
+        G.run_generate(released, _ctx(tmp_path, "smoke"))
+    with pytest.raises(Unavailable, match="no released checkpoint for dc-ae-f32c32-in-1.0-uvit-s-in-512px under"):
+        G.run_generate(released, _ctx(tmp_path, "smoke", {"weights": str(tmp_path)}))
+    with pytest.raises(UsageError, match="close names"):
+        G.run_generate(GenerateConfig(released="dc-ae-f32c32-in-1.0-uvit-s-in-512"), _ctx(tmp_path, "smoke"))
     with pytest.raises(Unavailable, match="GPU"):
-        G.run_train(TRAIN, _ctx(tmp_path, "paper"))
+        D.run_train(TRAIN, _ctx(tmp_path, "paper"))
     with pytest.raises(UsageError, match="smoke check only"):
-        G.run_train(TRAIN, _ctx(tmp_path, "small"))
+        D.run_train(TRAIN, _ctx(tmp_path, "small"))
 
 
 def test_configs_resolve_per_scale_with_the_training_run_in_the_generate_id(tmp_path):
@@ -285,3 +306,21 @@ def test_claim_config_refuses_mixed_arms_and_foreign_metrics():
         ClaimConfig("x", "psnr", False, (GEN,), (GEN,))
     with pytest.raises(ConfigError, match="also_vs_reconstructions"):
         dataclasses.replace(GEN, also_vs_reconstructions=True, reference_kind="reconstructions")
+
+
+def test_a_released_hub_file_is_sampled_by_its_name(tmp_path, monkeypatch):
+    """A released model in the hub layout (diffusion_model. + autoencoder. keys), found under --weights by its
+    name, sampled and scored through run_generate; its numbers record the released name and the file layout."""
+    entry = dataclasses.replace(RELEASED_DIFFUSION[UVIT_NAME], name="tiny-released-uvit", backbone="uvit-s-tiny",
+                                autoencoder="dc-ae-f32c32-tiny", latent_size=2, resolution=64)
+    monkeypatch.setitem(RELEASED_DIFFUSION, entry.name, entry)
+    torch.manual_seed(0)
+    backbone = models.backbones.build_backbone("uvit-s-tiny", 32, 2, 1)
+    write_hub(tmp_path / "w" / entry.name / "model.safetensors", backbone.eval(),
+              autoencoder=models.build("dc-ae-f32c32-tiny").eval(), scaling_factor=1.0)
+    cfg = GenerateConfig(released=entry.name, n_samples=4, cfg_scale=1.5, steps=2, features="tiny", batch_size=4,
+                         n_reference=8, n_png=0)
+    m = G.run_generate(cfg, _ctx(tmp_path / "run", "smoke", {"weights": str(tmp_path / "w")}))
+    assert np.isfinite(m["gfid"]) and m["_n_samples"] == 4 and m["_cfg_scale"] == 1.5
+    assert m["_from"] == "tiny-released-uvit (model.safetensors)" and m["_ema"] == "ema (hub file)"
+    assert m["_autoencoder_weights"].startswith("released:tiny-released-uvit")

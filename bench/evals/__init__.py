@@ -53,7 +53,7 @@ EVALS: dict[str, Eval] = {
     # Backbone efficiency profiling: throughput, latency, memory, FLOPs (Tables 3-5, Fig. 2c; timed: runs alone).
     "efficiency": Eval(EfficiencyConfig, "bench.evals.efficiency:run", "dcae-efficiency", 1, parallel_safe=False),
     # Latent diffusion training on an autoencoder's latents: the official UViT / DiT recipes (Tables 1, 3, 4; #10).
-    "train-diffusion": Eval(TrainDiffusionConfig, "bench.evals.generation:run_train", "dcae-train-diffusion", 1,
+    "train-diffusion": Eval(TrainDiffusionConfig, "bench.evals.diffusion_training:run_train", "dcae-train-diffusion", 1,
                             parallel_safe=True),
     # Generation protocol: sample (EMA, CFG), decode / scaling factor in fp32, gFID / KID / IS (Tables 1, 3, 4; #10).
     # v2: the samples' features are kept (features.npz: claims resample them); optional scores vs reconstructions.

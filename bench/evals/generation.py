@@ -1,14 +1,5 @@
-"""Latent diffusion on an autoencoder's latents (paper §4.1; Tables 1, 3, 4): eval ``train-diffusion`` trains a
-U-ViT or DiT with the official recipe, eval ``generate`` (protocol ``dcae-generate-v1``) samples it and scores gFID.
-
-``train-diffusion`` (``run_train``, ``bench.configs.TrainDiffusionConfig``): the autoencoder (a train-ae run via
-``ctx.ensure``, the official weights, or untrained at smoke scale) encodes the data set once; the latents (× the
-scaling factor, as the official ``dc_ae_generate_latent.py``) are cached in ``runs/_cache/latents-<key>.safetensors``
-keyed by the autoencoder's weights, the images, the resolution and the factor. Labels are the class of each image:
-at small scale the embedded crop's source photo (8 classes), for a folder its top-level sub-folder (ImageNet's
-synsets). ``models.train_diffusion.train_diffusion`` runs the recipe (the official ``UVIT_RECIPE`` / ``DIT_RECIPE``,
-then ``DIFFUSION_SCALE_DEFAULTS``, then the config's fields); ``ckpt/train_state.pt`` makes it resumable and
-``ckpt/model.safetensors`` holds the EMA weights.
+"""Eval ``generate`` (paper §4.1; Tables 1, 3, 4): sample a latent diffusion model trained by eval
+``train-diffusion`` (``bench/evals/diffusion_training.py``) or a released one, decode, and score gFID / KID / IS.
 
 ``generate`` (``run_generate``, ``bench.configs.GenerateConfig``), as the official evaluator
 (``shared/reference/generation.md`` §1):
@@ -35,7 +26,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,31 +37,28 @@ import torch.distributed as dist
 from safetensors import SafetensorError, safe_open
 from torch import nn
 
-from bench.configs import (
-    DIFFUSION_SCALE_DEFAULTS,
-    GenerateConfig,
-    ReconConfig,
-    TrainDiffusionConfig,
-)
+from bench.configs import GenerateConfig, ReconConfig, TrainDiffusionConfig
 from bench.errors import RowFailed, Unavailable, UsageError
 from bench.evals import metrics as M
 from bench.evals import protocol_id
 from bench.evals import (
     reconstruction as R,  # shard ranges, npz / PNG files, data sets, autoencoder loading
 )
+from bench.evals.diffusion_training import (
+    build_backbone,
+    formulation_of,
+    images_of,
+    load_autoencoder,
+    uint8_batches,
+)
 from bench.evals.inception import feature_network
-from bench.provenance import atomic_write_json, damage, quarantine
-from models import backbones, data, distributed
+from bench.provenance import atomic_write_json, file_digest
+from models import checkpoints, distributed
 from models.diffusion import DiTDiffusion, UViTDiffusion, guided
 from models.train_autoencoder import mix_seed
 from models.train_diffusion import (
     FINAL_MODEL,
-    RECIPES,
     TRAIN_STATE,
-    DiffusionRecipe,
-    cached_latents,
-    encode_latents,
-    train_diffusion,
 )
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -381,17 +369,6 @@ HOW_TO_BUILD_REFERENCE = ("build one by running a generate row with the same res
                           "reference images are (--data NAME=PATH): it writes runs/_cache/fid-ref-gen-<id>.npz")
 
 
-def _uint8_batches(images, batch_size: int) -> Iterator[torch.Tensor]:
-    """The data set's images as uint8 (B, 3, r, r) batches; an unreadable image is a usage error (never skipped
-    silently, which would shift the labels)."""
-    for start in range(0, len(images), batch_size):
-        batch = [images.get_uint8(i) for i in range(start, min(start + batch_size, len(images)))]
-        if any(u is None for u in batch):
-            raise UsageError(f"{images.description}: an image in {start}..{start + len(batch) - 1} cannot be read; "
-                             f"remove it from the folder")
-        yield torch.stack(batch)
-
-
 @torch.no_grad()
 def reference_stats(images, feature_net: nn.Module, *, kind: str, autoencoder: nn.Module | None, ae_id: str,
                     resolution: int, cache_dir: Path | None, batch_size: int = 64, device: str = "cpu",
@@ -408,7 +385,7 @@ def reference_stats(images, feature_net: nn.Module, *, kind: str, autoencoder: n
         return M.FeatureStats.from_arrays(cached), ref_id
     log(f"reference statistics {ref_id}: {len(images)} {kind} of {images.description}")
     stats = M.FeatureStats(int(feature_net.dim), keep)
-    for u in _uint8_batches(images, batch_size):
+    for u in uint8_batches(images, batch_size):
         if kind == "reconstructions":
             u = M.to_uint8(autoencoder(u.to(device).float() / 127.5 - 1)).cpu()  # (B, 3, r, r), fp32 model
         stats.add(feature_net(u.to(device)).double())
@@ -434,7 +411,7 @@ def user_reference(path: str | Path, resolution: int, feature_net: nn.Module) ->
         raise UsageError(f"fid_reference {path} was made at {int(d['resolution'])} px with feature network "
                          f"{str(d['feature_sha256'])[:12]}, this run scores {resolution} px with "
                          f"{getattr(feature_net, 'sha256', '')[:12]}; {HOW_TO_BUILD_REFERENCE}")
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    digest = file_digest(path)
     if "sum" in d:  # one of our own cache files: the exact float64 statistics (and features, if kept)
         return M.FeatureStats.from_arrays(d), f"user-{digest}"
     n, mu, sigma = int(d.get("n", 2)), np.asarray(d["mu"], np.float64), np.asarray(d["sigma"], np.float64)
@@ -460,162 +437,6 @@ def scores(gen: M.FeatureStats, ref: M.FeatureStats, is_stats: tuple | None, is_
     if gen.n < gen.dim:
         out["_fid_note"] = R.SMALL_N_FID_NOTE.format(n=gen.n, d=gen.dim)
     return out
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Shared by both evals: the autoencoder, the data, the backbone
-# ----------------------------------------------------------------------------------------------------------------
-
-def _images(ds, resolution: int, n_images: int | None, autoencoder: str, ctx) -> Any:
-    """A data set as the reconstruction eval builds it (embedded crops, a --data folder, or synthetic images)."""
-    return R._build_dataset(ReconConfig(autoencoder, resolution, dataset=ds, n_images=n_images), ctx)
-
-
-def load_autoencoder(cfg: TrainDiffusionConfig, ctx) -> tuple[nn.Module, str]:
-    """The autoencoder whose latents ``cfg`` models, and an id of its weights: the ``autoencoder_checkpoint`` run,
-    the official weights (``weights``, --weights) or, at smoke scale only, a seeded random init."""
-    if cfg.autoencoder_checkpoint is None and not cfg.weights and ctx.scale.name != "smoke":
-        raise UsageError(f"train-diffusion on an untrained {cfg.autoencoder} is a smoke check only; set "
-                         f"autoencoder_checkpoint (a train-ae run) or weights (--weights)")
-    recon = ReconConfig(cfg.autoencoder, cfg.resolution, checkpoint=cfg.autoencoder_checkpoint, weights=cfg.weights)
-    model, weights_id = R._load_model(recon, ctx)  # one loader for recon and diffusion (checks f and c)
-    return model.eval(), weights_id
-
-
-def formulation_of(backbone: str) -> str:
-    """"uvit" or "dit": the diffusion formulation (recipe, sampler) of a registered backbone."""
-    if backbone not in backbones.BACKBONES:
-        raise UsageError(f"unknown backbone {backbone!r}; use one of {', '.join(backbones.BACKBONES)}")
-    family = backbones.BACKBONES[backbone].family
-    if family not in RECIPES:
-        raise UsageError(f"{backbone} is text-to-image ({family}); train-diffusion trains uvit-* and dit-*")
-    return family
-
-
-def check_train_config(cfg: TrainDiffusionConfig, ctx) -> tuple[str, int, int]:
-    """(formulation, f, c) of a train-diffusion config, or a one-line UsageError / Unavailable before any work."""
-    family = formulation_of(cfg.backbone)
-    try:
-        f, c = R._registry_fc(cfg.autoencoder)
-        ckpt = cfg.autoencoder_checkpoint
-        fc_ckpt = R._registry_fc(ckpt.model) if ckpt is not None else (f, c)
-    except ValueError as e:  # an unknown autoencoder name
-        raise UsageError(f"train-diffusion: {e}") from None
-    if fc_ckpt != (f, c):
-        raise UsageError(f"autoencoder_checkpoint trains {ckpt.model} (f{fc_ckpt[0]}c{fc_ckpt[1]}) but autoencoder "
-                         f"is {cfg.autoencoder} (f{f}c{c}): compression and latent channels must match")
-    if cfg.resolution % f:
-        raise UsageError(f"resolution {cfg.resolution} is not divisible by {cfg.autoencoder}'s f={f}")
-    if (cfg.resolution // f) % cfg.patch_size:
-        raise UsageError(f"patch size {cfg.patch_size} does not divide the latent side {cfg.resolution // f} "
-                         f"({cfg.resolution} px / f{f}); use a patch size that divides it")
-    if ctx.scale.name == "paper" and not str(ctx.device).startswith("cuda"):
-        raise Unavailable("paper-scale diffusion training needs GPUs (500k steps at batch 1024 for UViT); run with "
-                          "--device cuda under torchrun")
-    return family, f, c
-
-
-def recipe_of(cfg: TrainDiffusionConfig, family: str, scale: str) -> DiffusionRecipe:
-    """The official recipe of the formulation, then the scale's defaults, then the config's recipe fields."""
-    asked = {k: getattr(cfg, k) for k in ("steps", "batch", "lr", "warmup_steps", "ema_decay", "grad_accum", "seed")
-             if getattr(cfg, k) is not None}
-    try:
-        return dataclasses.replace(RECIPES[family], **{**DIFFUSION_SCALE_DEFAULTS[scale], **asked})
-    except ValueError as e:
-        raise UsageError(f"train-diffusion: {e}") from None
-
-
-def build_backbone(cfg: TrainDiffusionConfig, latent_channels: int, latent_size: int, num_classes: int) -> nn.Module:
-    """The backbone of ``cfg`` for this latent shape and class count (the null label is ``num_classes``)."""
-    overrides = {k: getattr(cfg, k) for k in ("depth", "hidden_size", "num_heads") if getattr(cfg, k) is not None}
-    try:
-        return backbones.build_backbone(cfg.backbone, latent_channels, latent_size, cfg.patch_size,
-                                        num_classes=num_classes, **overrides)
-    except (TypeError, ValueError) as e:  # e.g. a width the head count does not divide
-        raise UsageError(f"train-diffusion: {cfg.backbone} {overrides}: {e}") from None
-
-
-def class_labels(cfg: TrainDiffusionConfig, images) -> tuple[torch.Tensor | None, int]:
-    """(N,) int64 class of each image and the class count; (None, 0) for an unconditional run.
-
-    Embedded crops: the index of their source photo among the split's photos. A folder: its top-level sub-folder
-    (ImageNet's synset folders), in sorted order."""
-    if not cfg.conditional:
-        return None, 0
-    if isinstance(images, data.EmbeddedPhotos):
-        names = [s.name for s in data.sources(images.split)]
-        return torch.tensor([names.index(c.source) for c in images.plan], dtype=torch.long), len(names)
-    if isinstance(images, data.ImageFolderDataset):
-        parts = [p.relative_to(images.root).parts for p in images.files]
-        if any(len(p) < 2 for p in parts):
-            raise UsageError(f"{images.root}: a class-conditional run needs one sub-folder per class (ImageNet's "
-                             f"layout); set conditional=False for an unconditional model")
-        names = sorted({p[0] for p in parts})
-        return torch.tensor([names.index(p[0]) for p in parts], dtype=torch.long), len(names)
-    raise UsageError(f"{images.description} has no class labels; set conditional=False")
-
-
-def latents_of(cfg: TrainDiffusionConfig, autoencoder: nn.Module, ae_id: str, images, ctx,
-               device: str) -> tuple[torch.Tensor, float]:
-    """The data set's latents × scaling factor (cached by content, rank 0 first) and the factor used."""
-    s_ae = float(autoencoder.scaling_factor)
-    key = {"autoencoder": cfg.autoencoder, "weights": ae_id, "images": images.identity, "n": len(images),
-           "resolution": cfg.resolution, "scaling_factor": s_ae}
-    cache_dir = Path(ctx.run_dir).parent / "_cache"
-
-    def compute() -> torch.Tensor:
-        ctx.log(f"encoding {len(images)} images with {cfg.autoencoder} ({ae_id}) into the latent cache")
-        return encode_latents(autoencoder.to(device), _uint8_batches(images, 64), s_ae, device=device)
-
-    if distributed.rank() == 0:  # one rank computes, the others read the cached file
-        latents = cached_latents(cache_dir, key, compute, log=ctx.log)
-    distributed.barrier()
-    if distributed.rank() != 0:
-        latents = cached_latents(cache_dir, key, compute, log=ctx.log)
-    if cfg.latent_scale == "autoencoder":
-        return latents, s_ae
-    rms = float(latents.pow(2).mean().sqrt())  # unit-rms: the reduced AEs' registry factor is a placeholder 1.0
-    return latents / rms, s_ae / rms
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Eval train-diffusion
-# ----------------------------------------------------------------------------------------------------------------
-
-def run_train(cfg: TrainDiffusionConfig, ctx) -> dict:
-    """Eval ``train-diffusion``: autoencoder -> cached latents (+ labels) -> backbone -> ``train_diffusion``."""
-    family, f, c = check_train_config(cfg, ctx)
-    recipe = recipe_of(cfg, family, ctx.scale.name)
-    _, _, device = distributed.init_distributed(ctx.device)
-    images = _images(cfg.dataset, cfg.resolution, cfg.n_images, cfg.autoencoder, ctx)
-    autoencoder, ae_id = load_autoencoder(cfg, ctx)
-    latents, factor = latents_of(cfg, autoencoder, ae_id, images, ctx, device)
-    labels, n_classes = class_labels(cfg, images)
-    torch.manual_seed(mix_seed(recipe.seed, "backbone-init"))
-    backbone = build_backbone(cfg, c, cfg.resolution // f, n_classes)
-    ckpt = Path(ctx.run_dir) / "ckpt"
-    for p in (ckpt / TRAIN_STATE, ckpt / FINAL_MODEL):  # a killed copy, a full disk: recompute from the last good
-        if p.exists() and (why := damage(p)) is not None:
-            quarantine(p, why)
-    ctx.log(f"train-diffusion {cfg.backbone} on {len(latents)} latents {tuple(latents.shape[1:])} of "
-            f"{images.description}: {recipe.steps} steps, batch {recipe.batch}, lr {recipe.lr}")
-    try:
-        res = train_diffusion(backbone, recipe, latents, labels, ckpt_dir=ckpt, device=device, log=ctx.log)
-    except ValueError as e:  # a train_state.pt of another recipe or other latents in this run folder
-        raise RowFailed(f"train-diffusion: {e}") from None
-    return {
-        **res.metrics(),
-        "params": backbones.trainable_params(backbone),
-        "tokens": (cfg.resolution // f // cfg.patch_size) ** 2,
-        "_recipe": json.dumps(dataclasses.asdict(recipe)),
-        "_num_classes": n_classes,
-        "_latent_shape": json.dumps(list(latents.shape[1:])),
-        "_scaling_factor": factor,
-        "_autoencoder_weights": ae_id,
-        "_dataset": images.description, "_dataset_id": images.identity, "_n_images": len(images),
-        "_final_weights": "ema" if recipe.ema_decay > 0 else "raw (the recipe has no EMA)",
-        "_outputs": [f"ckpt/{FINAL_MODEL}", f"ckpt/{TRAIN_STATE}"],  # gitignored: without them, not complete
-    }
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -656,22 +477,79 @@ def load_backbone(train: TrainDiffusionConfig, dep, ema: bool) -> tuple[nn.Modul
     return backbone.eval(), used
 
 
-def _reference(cfg: GenerateConfig, ctx, feature_net, autoencoder, ae_id: str, device: str, kind: str | None = None):
-    """The FID reference of this run: the user's ``fid_reference`` .npz, or the cached statistics of the reference
+@dataclass
+class SampledModel:
+    """What a generate run samples: a trained run's backbone or a released one, with its autoencoder."""
+
+    backbone: nn.Module
+    autoencoder: nn.Module
+    ae_id: str              # id of the autoencoder's weights (shard keys, reference of reconstructions)
+    ae_name: str            # its registry name
+    scaling_factor: float   # the backbone models z × this
+    family: str             # "uvit" | "dit": the formulation and its sampler
+    resolution: int         # image side (px)
+    conditional: bool
+    weights: str            # which backbone weights: "ema", "raw", or the released file's layout
+    source: str             # the train-diffusion run id, or the released name and file
+
+
+def _trained_model(cfg: GenerateConfig, ctx) -> SampledModel:
+    train = cfg.model
+    dep = ctx.ensure(train)
+    backbone, used = load_backbone(train, dep, cfg.ema)
+    autoencoder, ae_id = load_autoencoder(train, ctx)
+    return SampledModel(backbone, autoencoder, ae_id, train.autoencoder, float(dep.metrics["_scaling_factor"]),
+                        formulation_of(train.backbone), train.resolution, train.conditional, used, dep.run_id)
+
+
+def _released_model(cfg: GenerateConfig, ctx) -> SampledModel:
+    """A released diffusion model (generation.md §4) from ``--weights`` by its released name; its autoencoder from
+    the same hub file, or (trainer checkpoints) the autoencoder's own released weights under ``--weights``."""
+    root = ctx.options.get("weights")
+    try:
+        info = checkpoints.released_diffusion_info(cfg.released)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if not root:
+        raise UsageError(f"{cfg.released} is read from --weights FOLDER (holding {cfg.released}/model.safetensors, "
+                         f"{cfg.released}.safetensors or {cfg.released}.pt); it cannot be downloaded here")
+    if not cfg.ema:
+        raise UsageError("a released checkpoint holds the EMA weights only; set ema=True")
+    try:
+        loaded = checkpoints.load_released_diffusion(cfg.released, root)
+    except ValueError as e:
+        if str(e).startswith("no released checkpoint"):
+            raise Unavailable(str(e)) from None
+        raise RowFailed(str(e)) from None
+    autoencoder, ae_id = loaded.autoencoder, f"released:{cfg.released}:{loaded.path.name}"
+    if autoencoder is None:
+        recon = ReconConfig(info.autoencoder, info.resolution, weights=True)
+        autoencoder, ae_id = R._load_model(recon, ctx)
+    return SampledModel(loaded.backbone, autoencoder.eval(), ae_id, info.autoencoder, loaded.scaling_factor,
+                        formulation_of(info.backbone), info.resolution, True, f"ema ({loaded.layout} file)",
+                        f"{cfg.released} ({loaded.path.name})")
+
+
+def _reference(cfg: GenerateConfig, ctx, feature_net, model: SampledModel, device: str, kind: str | None = None):
+    """The FID reference of this run: the user's ``--fid-reference`` .npz, or the cached statistics of the reference
     images (or reconstructions, ``kind``) at the model's resolution."""
-    train, kind = cfg.model, kind or cfg.reference_kind
-    if ctx.options.get("fid_reference") and kind == cfg.reference_kind:
-        return user_reference(ctx.options["fid_reference"], train.resolution, feature_net)
-    images = _images(cfg.reference, train.resolution, cfg.n_reference, train.autoencoder, ctx)
-    return reference_stats(images, feature_net, kind=kind, autoencoder=autoencoder, ae_id=ae_id,
-                           resolution=train.resolution, cache_dir=Path(ctx.run_dir).parent / "_cache",
+    kind = kind or cfg.reference_kind
+    if cfg.user_reference is not None and kind == cfg.reference_kind:
+        path = ctx.options.get("fid_reference")
+        if not path or file_digest(path) != cfg.user_reference:
+            raise UsageError(f"this run is scored against the reference .npz with sha256 {cfg.user_reference}...; "
+                             f"pass that file with --fid-reference PATH")
+        return user_reference(path, model.resolution, feature_net)
+    images = images_of(cfg.reference, model.resolution, cfg.n_reference, model.ae_name, ctx)
+    return reference_stats(images, feature_net, kind=kind, autoencoder=model.autoencoder, ae_id=model.ae_id,
+                           resolution=model.resolution, cache_dir=Path(ctx.run_dir).parent / "_cache",
                            batch_size=cfg.batch_size, device=device, log=ctx.log)
 
 
-def _scores_vs_reconstructions(cfg: GenerateConfig, ctx, res: GenResult, feature_net, autoencoder, ae_id: str,
+def _scores_vs_reconstructions(cfg: GenerateConfig, ctx, res: GenResult, feature_net, model: SampledModel,
                                device: str) -> dict[str, Any]:
     """gFID / KID against the autoencoder's reconstructions of the reference images (``also_vs_reconstructions``)."""
-    ref, ref_id = _reference(cfg, ctx, feature_net, autoencoder, ae_id, device, kind="reconstructions")
+    ref, ref_id = _reference(cfg, ctx, feature_net, model, device, kind="reconstructions")
     both = scores(res.stats, ref, None, None)
     return {"gfid_vs_recon": both["gfid"], "kid_vs_recon": both["kid"], "_reference_recon_id": ref_id}
 
@@ -686,40 +564,48 @@ def save_sample_features(run_dir: Path, res: GenResult) -> None:
                                             "features": res.stats.all_features().astype(np.float32)})
 
 
-def run_generate(cfg: GenerateConfig, ctx) -> dict:
-    """Eval ``generate``: checks -> the trained backbone (EMA) -> labels -> ``generate`` -> reference -> scores."""
-    if cfg.released is not None:
-        raise Unavailable("loading released diffusion checkpoints is not implemented yet")
-    train = cfg.model
-    sampler, steps = sampler_of(cfg, formulation_of(train.backbone))
-    if cfg.cfg_scale > 1 and not train.conditional:
+def _check_generate(cfg: GenerateConfig, ctx) -> None:
+    """One-line errors before any work: CFG on an unconditional model, paper scale without a GPU."""
+    if cfg.model is not None and cfg.cfg_scale > 1 and not cfg.model.conditional:
         raise UsageError(f"cfg_scale {cfg.cfg_scale} needs a class-conditional model; use 1.0 for an unconditional one")
     if ctx.scale.name == "paper" and not str(ctx.device).startswith("cuda") and not ctx.options.get("limit"):
         raise Unavailable("paper-scale generation (50k samples) needs a GPU; use --device cuda, or --limit N for "
                           "the same protocol on N samples (labelled as a subset)")
+
+
+def _records(cfg: GenerateConfig, model: SampledModel, n_classes: int, feature_net, ref_id: str) -> dict[str, Any]:
+    """What every generate number records besides the sampler settings: reference, weights, labels, features."""
+    return {"_reference_id": ref_id, "_reference": f"{cfg.reference} {cfg.reference_kind}", "_ema": model.weights,
+            "_from": model.source, "_scaling_factor": model.scaling_factor, "_autoencoder_weights": model.ae_id,
+            "_labels": f"seeded randint over {n_classes} classes" if model.conditional else "unconditional",
+            "_fid_features": getattr(feature_net, "name", "?"), "_inception_sha256": feature_net.sha256,
+            "_protocol_settings": json.dumps(DCAE_GENERATE.as_dict(), sort_keys=True)}
+
+
+def run_generate(cfg: GenerateConfig, ctx) -> dict:
+    """Eval ``generate``: checks -> the backbone (a trained run's EMA, or a released one) -> labels -> ``generate``
+    -> reference -> scores."""
+    if cfg.model is not None:
+        sampler_of(cfg, formulation_of(cfg.model.backbone))  # a wrong sampler fails before the training run
+    _check_generate(cfg, ctx)
     rank, world, device = distributed.init_distributed(ctx.device)
-    dep = ctx.ensure(train)
-    backbone, used = load_backbone(train, dep, cfg.ema)
-    autoencoder, ae_id = load_autoencoder(train, ctx)
+    model = _trained_model(cfg, ctx) if cfg.model is not None else _released_model(cfg, ctx)
+    sampler, steps = sampler_of(cfg, model.family)
     feature_net = feature_network(cfg.features, ctx.options.get("inception_weights"), device)
-    n_classes = backbone.config.num_classes
+    n_classes = model.backbone.config.num_classes
     s = Sampling(sampler, steps, cfg.grid, float(cfg.cfg_scale), n_classes, cfg.seed, cfg.batch_size)
-    labels = draw_labels(cfg.n_samples, n_classes, cfg.seed, train.conditional)
-    res = generate(backbone, autoencoder, float(dep.metrics["_scaling_factor"]), s, labels, Path(ctx.run_dir),
+    labels = draw_labels(cfg.n_samples, n_classes, cfg.seed, model.conditional)
+    res = generate(model.backbone, model.autoencoder, model.scaling_factor, s, labels, Path(ctx.run_dir),
                    feature_net=feature_net, device=device, shard_samples=cfg.shard_samples, n_png=cfg.n_png,
                    log=ctx.log)
     out = res.metrics
     if rank == 0 and out.get("_complete"):
         save_sample_features(Path(ctx.run_dir), res)
-        ref, ref_id = _reference(cfg, ctx, feature_net, autoencoder, ae_id, device)
-        out.update(scores(res.stats, ref, res.is_stats, classifier_of(feature_net)[1]), _reference_id=ref_id,
-                   _reference=f"{cfg.reference} {cfg.reference_kind}", _ema=used, _from=dep.run_id,
-                   _scaling_factor=float(dep.metrics["_scaling_factor"]), _autoencoder_weights=ae_id,
-                   _labels=f"seeded randint over {n_classes} classes" if train.conditional else "unconditional",
-                   _fid_features=getattr(feature_net, "name", "?"), _inception_sha256=feature_net.sha256,
-                   _protocol_settings=json.dumps(DCAE_GENERATE.as_dict(), sort_keys=True))
+        ref, ref_id = _reference(cfg, ctx, feature_net, model, device)
+        out.update(scores(res.stats, ref, res.is_stats, classifier_of(feature_net)[1]),
+                   **_records(cfg, model, n_classes, feature_net, ref_id))
         if cfg.also_vs_reconstructions:
-            out.update(_scores_vs_reconstructions(cfg, ctx, res, feature_net, autoencoder, ae_id, device))
+            out.update(_scores_vs_reconstructions(cfg, ctx, res, feature_net, model, device))
     if world > 1:  # every rank returns rank 0's metrics
         box = [out]
         dist.broadcast_object_list(box, src=0)

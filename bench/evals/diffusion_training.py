@@ -1,0 +1,208 @@
+"""Eval ``train-diffusion`` (paper §4.1; Tables 1, 3, 4): a U-ViT or DiT trained with the official recipe on one
+autoencoder's latents, and the pieces the ``generate`` eval (``bench/evals/generation.py``) shares with it.
+
+``run_train`` (``bench.configs.TrainDiffusionConfig``): the autoencoder (a train-ae run via ``ctx.ensure``, the
+official weights, or untrained at smoke scale) encodes the data set once; the latents (× the scaling factor, as the
+official ``dc_ae_generate_latent.py``) are cached in ``runs/_cache/latents-<key>.safetensors`` keyed by the
+autoencoder's weights, the images, the resolution and the factor. Labels are the class of each image: at small scale
+the embedded crop's source photo (8 classes), for a folder its top-level sub-folder (ImageNet's synsets).
+``models.train_diffusion.train_diffusion`` runs the recipe (the official ``UVIT_RECIPE`` / ``DIT_RECIPE``, then
+``DIFFUSION_SCALE_DEFAULTS``, then the config's fields); ``ckpt/train_state.pt`` makes it resumable and
+``ckpt/model.safetensors`` holds the EMA weights.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bench.configs import DIFFUSION_SCALE_DEFAULTS, ReconConfig, TrainDiffusionConfig
+from bench.errors import RowFailed, Unavailable, UsageError
+from bench.evals import (
+    reconstruction as R,  # data sets, autoencoder loading
+)
+from bench.provenance import damage, quarantine
+from models import backbones, data, distributed
+from models.train_autoencoder import mix_seed
+from models.train_diffusion import (
+    FINAL_MODEL,
+    RECIPES,
+    TRAIN_STATE,
+    DiffusionRecipe,
+    cached_latents,
+    encode_latents,
+    train_diffusion,
+)
+
+
+def uint8_batches(images, batch_size: int) -> Iterator[torch.Tensor]:
+    """The data set's images as uint8 (B, 3, r, r) batches; an unreadable image is a usage error (never skipped
+    silently, which would shift the labels)."""
+    for start in range(0, len(images), batch_size):
+        batch = [images.get_uint8(i) for i in range(start, min(start + batch_size, len(images)))]
+        if any(u is None for u in batch):
+            raise UsageError(f"{images.description}: an image in {start}..{start + len(batch) - 1} cannot be read; "
+                             f"remove it from the folder")
+        yield torch.stack(batch)
+
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Shared with the generate eval: the autoencoder, the data, the backbone
+# ----------------------------------------------------------------------------------------------------------------
+
+def images_of(ds, resolution: int, n_images: int | None, autoencoder: str, ctx) -> Any:
+    """A data set as the reconstruction eval builds it (embedded crops, a --data folder, or synthetic images)."""
+    return R._build_dataset(ReconConfig(autoencoder, resolution, dataset=ds, n_images=n_images), ctx)
+
+
+def load_autoencoder(cfg: TrainDiffusionConfig, ctx) -> tuple[nn.Module, str]:
+    """The autoencoder whose latents ``cfg`` models, and an id of its weights: the ``autoencoder_checkpoint`` run,
+    the official weights (``weights``, --weights) or, at smoke scale only, a seeded random init."""
+    if cfg.autoencoder_checkpoint is None and not cfg.weights and ctx.scale.name != "smoke":
+        raise UsageError(f"train-diffusion on an untrained {cfg.autoencoder} is a smoke check only; set "
+                         f"autoencoder_checkpoint (a train-ae run) or weights (--weights)")
+    recon = ReconConfig(cfg.autoencoder, cfg.resolution, checkpoint=cfg.autoencoder_checkpoint, weights=cfg.weights)
+    model, weights_id = R._load_model(recon, ctx)  # one loader for recon and diffusion (checks f and c)
+    return model.eval(), weights_id
+
+
+def formulation_of(backbone: str) -> str:
+    """"uvit" or "dit": the diffusion formulation (recipe, sampler) of a registered backbone."""
+    if backbone not in backbones.BACKBONES:
+        raise UsageError(f"unknown backbone {backbone!r}; use one of {', '.join(backbones.BACKBONES)}")
+    family = backbones.BACKBONES[backbone].family
+    if family not in RECIPES:
+        raise UsageError(f"{backbone} is text-to-image ({family}); train-diffusion trains uvit-* and dit-*")
+    return family
+
+
+def check_train_config(cfg: TrainDiffusionConfig, ctx) -> tuple[str, int, int]:
+    """(formulation, f, c) of a train-diffusion config, or a one-line UsageError / Unavailable before any work."""
+    family = formulation_of(cfg.backbone)
+    try:
+        f, c = R._registry_fc(cfg.autoencoder)
+        ckpt = cfg.autoencoder_checkpoint
+        fc_ckpt = R._registry_fc(ckpt.model) if ckpt is not None else (f, c)
+    except ValueError as e:  # an unknown autoencoder name
+        raise UsageError(f"train-diffusion: {e}") from None
+    if fc_ckpt != (f, c):
+        raise UsageError(f"autoencoder_checkpoint trains {ckpt.model} (f{fc_ckpt[0]}c{fc_ckpt[1]}) but autoencoder "
+                         f"is {cfg.autoencoder} (f{f}c{c}): compression and latent channels must match")
+    if cfg.resolution % f:
+        raise UsageError(f"resolution {cfg.resolution} is not divisible by {cfg.autoencoder}'s f={f}")
+    if (cfg.resolution // f) % cfg.patch_size:
+        raise UsageError(f"patch size {cfg.patch_size} does not divide the latent side {cfg.resolution // f} "
+                         f"({cfg.resolution} px / f{f}); use a patch size that divides it")
+    if ctx.scale.name == "paper" and not str(ctx.device).startswith("cuda"):
+        raise Unavailable("paper-scale diffusion training needs GPUs (500k steps at batch 1024 for UViT); run with "
+                          "--device cuda under torchrun")
+    return family, f, c
+
+
+def recipe_of(cfg: TrainDiffusionConfig, family: str, scale: str) -> DiffusionRecipe:
+    """The official recipe of the formulation, then the scale's defaults, then the config's recipe fields."""
+    asked = {k: getattr(cfg, k) for k in ("steps", "batch", "lr", "warmup_steps", "ema_decay", "grad_accum", "seed")
+             if getattr(cfg, k) is not None}
+    try:
+        return dataclasses.replace(RECIPES[family], **{**DIFFUSION_SCALE_DEFAULTS[scale], **asked})
+    except ValueError as e:
+        raise UsageError(f"train-diffusion: {e}") from None
+
+
+def build_backbone(cfg: TrainDiffusionConfig, latent_channels: int, latent_size: int, num_classes: int) -> nn.Module:
+    """The backbone of ``cfg`` for this latent shape and class count (the null label is ``num_classes``)."""
+    overrides = {k: getattr(cfg, k) for k in ("depth", "hidden_size", "num_heads") if getattr(cfg, k) is not None}
+    try:
+        return backbones.build_backbone(cfg.backbone, latent_channels, latent_size, cfg.patch_size,
+                                        num_classes=num_classes, **overrides)
+    except (TypeError, ValueError) as e:  # e.g. a width the head count does not divide
+        raise UsageError(f"train-diffusion: {cfg.backbone} {overrides}: {e}") from None
+
+
+def class_labels(cfg: TrainDiffusionConfig, images) -> tuple[torch.Tensor | None, int]:
+    """(N,) int64 class of each image and the class count; (None, 0) for an unconditional run.
+
+    Embedded crops: the index of their source photo among the split's photos. A folder: its top-level sub-folder
+    (ImageNet's synset folders), in sorted order."""
+    if not cfg.conditional:
+        return None, 0
+    if isinstance(images, data.EmbeddedPhotos):
+        names = [s.name for s in data.sources(images.split)]
+        return torch.tensor([names.index(c.source) for c in images.plan], dtype=torch.long), len(names)
+    if isinstance(images, data.ImageFolderDataset):
+        parts = [p.relative_to(images.root).parts for p in images.files]
+        if any(len(p) < 2 for p in parts):
+            raise UsageError(f"{images.root}: a class-conditional run needs one sub-folder per class (ImageNet's "
+                             f"layout); set conditional=False for an unconditional model")
+        names = sorted({p[0] for p in parts})
+        return torch.tensor([names.index(p[0]) for p in parts], dtype=torch.long), len(names)
+    raise UsageError(f"{images.description} has no class labels; set conditional=False")
+
+
+def latents_of(cfg: TrainDiffusionConfig, autoencoder: nn.Module, ae_id: str, images, ctx,
+               device: str) -> tuple[torch.Tensor, float]:
+    """The data set's latents × scaling factor (cached by content, rank 0 first) and the factor used."""
+    s_ae = float(autoencoder.scaling_factor)
+    key = {"autoencoder": cfg.autoencoder, "weights": ae_id, "images": images.identity, "n": len(images),
+           "resolution": cfg.resolution, "scaling_factor": s_ae}
+    cache_dir = Path(ctx.run_dir).parent / "_cache"
+
+    def compute() -> torch.Tensor:
+        ctx.log(f"encoding {len(images)} images with {cfg.autoencoder} ({ae_id}) into the latent cache")
+        return encode_latents(autoencoder.to(device), uint8_batches(images, 64), s_ae, device=device)
+
+    if distributed.rank() == 0:  # one rank computes, the others read the cached file
+        latents = cached_latents(cache_dir, key, compute, log=ctx.log)
+    distributed.barrier()
+    if distributed.rank() != 0:
+        latents = cached_latents(cache_dir, key, compute, log=ctx.log)
+    if cfg.latent_scale == "autoencoder":
+        return latents, s_ae
+    rms = float(latents.pow(2).mean().sqrt())  # unit-rms: the reduced AEs' registry factor is a placeholder 1.0
+    return latents / rms, s_ae / rms
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Eval train-diffusion
+# ----------------------------------------------------------------------------------------------------------------
+
+def run_train(cfg: TrainDiffusionConfig, ctx) -> dict:
+    """Eval ``train-diffusion``: autoencoder -> cached latents (+ labels) -> backbone -> ``train_diffusion``."""
+    family, f, c = check_train_config(cfg, ctx)
+    recipe = recipe_of(cfg, family, ctx.scale.name)
+    _, _, device = distributed.init_distributed(ctx.device)
+    images = images_of(cfg.dataset, cfg.resolution, cfg.n_images, cfg.autoencoder, ctx)
+    autoencoder, ae_id = load_autoencoder(cfg, ctx)
+    latents, factor = latents_of(cfg, autoencoder, ae_id, images, ctx, device)
+    labels, n_classes = class_labels(cfg, images)
+    torch.manual_seed(mix_seed(recipe.seed, "backbone-init"))
+    backbone = build_backbone(cfg, c, cfg.resolution // f, n_classes)
+    ckpt = Path(ctx.run_dir) / "ckpt"
+    for p in (ckpt / TRAIN_STATE, ckpt / FINAL_MODEL):  # a killed copy, a full disk: recompute from the last good
+        if p.exists() and (why := damage(p)) is not None:
+            quarantine(p, why)
+    ctx.log(f"train-diffusion {cfg.backbone} on {len(latents)} latents {tuple(latents.shape[1:])} of "
+            f"{images.description}: {recipe.steps} steps, batch {recipe.batch}, lr {recipe.lr}")
+    try:
+        res = train_diffusion(backbone, recipe, latents, labels, ckpt_dir=ckpt, device=device, log=ctx.log)
+    except ValueError as e:  # a train_state.pt of another recipe or other latents in this run folder
+        raise RowFailed(f"train-diffusion: {e}") from None
+    return {
+        **res.metrics(),
+        "params": backbones.trainable_params(backbone),
+        "tokens": (cfg.resolution // f // cfg.patch_size) ** 2,
+        "_recipe": json.dumps(dataclasses.asdict(recipe)),
+        "_num_classes": n_classes,
+        "_latent_shape": json.dumps(list(latents.shape[1:])),
+        "_scaling_factor": factor,
+        "_autoencoder_weights": ae_id,
+        "_dataset": images.description, "_dataset_id": images.identity, "_n_images": len(images),
+        "_final_weights": "ema" if recipe.ema_decay > 0 else "raw (the recipe has no EMA)",
+        "_outputs": [f"ckpt/{FINAL_MODEL}", f"ckpt/{TRAIN_STATE}"],  # gitignored: without them, not complete
+    }
