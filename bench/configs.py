@@ -148,6 +148,9 @@ class EvalConfig:
 
     EVAL: ClassVar[str]
     LIMIT_FIELD: ClassVar[str | None] = None
+    # Fields added after runs were committed: left out of the run id while at their default, so adding one renames
+    # no existing run (``fields_json``). A field whose default changes the numbers bumps the eval version instead.
+    ID_OMITS_DEFAULT: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -368,6 +371,7 @@ class GenerateConfig(EvalConfig):
 
     EVAL: ClassVar[str] = "generate"
     LIMIT_FIELD: ClassVar[str | None] = "n_samples"
+    ID_OMITS_DEFAULT: ClassVar[tuple[str, ...]] = ("user_reference",)
     model: TrainDiffusionConfig | None = None      # the training run whose checkpoint is sampled
     released: str | None = None                    # or a released diffusion checkpoint name (generation.md §4)
     n_samples: int = 50_000                        # generated images scored (the paper: 50,000)
@@ -480,8 +484,11 @@ def dependencies(cfg: EvalConfig) -> list[EvalConfig]:
 
 
 def fields_json(cfg: EvalConfig) -> dict[str, Any]:
-    """A config's fields as plain JSON data (what ``config.json`` stores and the run id hashes)."""
-    return to_json(cfg)["config"]
+    """A config's fields as plain JSON data (what ``config.json`` stores and the run id hashes); the fields of
+    ``ID_OMITS_DEFAULT`` only when they differ from their default."""
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
+    return {k: v for k, v in to_json(cfg)["config"].items()
+            if not (k in cfg.ID_OMITS_DEFAULT and getattr(cfg, k) == defaults[k])}
 
 
 def to_json(value: Any) -> Any:

@@ -21,6 +21,7 @@ from bench.configs import (
     ReconConfig,
     TrainAEConfig,
     TrainDiffusionConfig,
+    fields_json,
 )
 from bench.errors import Unavailable, UsageError
 from bench.evals import diffusion_training as D
@@ -149,6 +150,9 @@ def test_fid_reference_flag_checks_the_file(tmp_path):
     assert "\n" not in str(e.value)
     (tmp_path / "r.npz").write_bytes(b"x")
     assert _fid_reference(str(tmp_path / "r.npz"))["fid_reference_digest"] == file_digest(tmp_path / "r.npz")
+    # a field added after runs were committed renames none of them while at its default (ID_OMITS_DEFAULT)
+    assert "user_reference" not in fields_json(GEN)
+    assert fields_json(dataclasses.replace(GEN, user_reference="ab" * 8))["user_reference"] == "ab" * 8
 
 
 def test_a_reference_of_another_resolution_or_without_records_is_refused(trained, tmp_path):
