@@ -43,6 +43,7 @@ BACKBONES: dict[str, BackboneInfo] = {
         # Small variants (hidden 128, depth 6, 4 heads): the `small` scale's reduced backbones (generation.md §6).
         BackboneInfo("uvit-s-small", "UViT-S (small)", "uvit", UVIT_CONFIGS["UViT-small"]),
         BackboneInfo("dit-xl-small", "DiT-XL (small)", "dit", DIT_CONFIGS["DiT-small"]),
+        BackboneInfo("dit-s-small", "DiT-S (small)", "dit", DIT_CONFIGS["DiT-small"]),
         # Tiny variants: same code path, hidden size 32, for tests and `--scale smoke`.
         BackboneInfo("uvit-s-tiny", "UViT-S (tiny)", "uvit", UVIT_CONFIGS["UViT-tiny"]),
         BackboneInfo("uvit-h-tiny", "UViT-H (tiny)", "uvit", UVIT_CONFIGS["UViT-tiny"]),

@@ -57,9 +57,12 @@ class Entry:
     weights: bool          # the autoencoder has released weights (else it must be trained or supplied)
     smoke_ae: str          # reduced stand-in at smoke scale
     patch: int             # the paper's patch size
-    small_ae: str          # reduced stand-in at small scale (trained here, phase 1 at 128 px)
+    small_ae: str | None   # reduced stand-in at small scale (trained here, phase 1 at 128 px); None: not run
     small_patch: int       # patch at small scale: 16 tokens at 128 px
     small_seeds: int = 1   # diffusion training seeds at small scale (3 for the claim rows' arms)
+    conditional: bool = True         # class-conditional (False: Table 4's unconditional FFHQ / MapillaryVistas)
+    paper_data: str = "imagenet-train"  # the paper-scale training set and FID reference (a FOLDER_SETS name)
+    resolution: int = 512            # the paper-scale image side
 
     @property
     def label(self) -> str:
@@ -91,9 +94,9 @@ def small_autoencoder(e: Entry) -> TrainAEConfig:
 
 
 def _train(e: Entry) -> RunRef:
-    return RunRef(TrainDiffusionConfig(e.backbone, e.autoencoder, 512, patch_size=e.patch, weights=e.weights,
-                                       dataset=folder("imagenet-train")),
-                  at={"small": {"backbone": f"{e.backbone}-small", "autoencoder": e.small_ae,
+    return RunRef(TrainDiffusionConfig(e.backbone, e.autoencoder, e.resolution, patch_size=e.patch,
+                                       weights=e.weights, dataset=folder(e.paper_data), conditional=e.conditional),
+                  at={"small": None if e.small_ae is None else {"backbone": f"{e.backbone}-small", "autoencoder": e.small_ae,
                                 "resolution": SMALL["resolution"], "patch_size": e.small_patch,
                                 "autoencoder_checkpoint": small_autoencoder(e), "weights": False,
                                 "dataset": EMBEDDED_TRAIN, "latent_scale": "unit-rms"},
@@ -107,18 +110,26 @@ def _sample_label(e: Entry, guided: bool, seed: int = 0) -> str:
     return f"{e.label} · sample {tag}" + (f" · seed {seed}" if seed else "")
 
 
-def _generate(e: Entry, guided: bool, seed: int = 0) -> Row:
-    """One sampling run of one training seed; seeds > 0 run at small scale only (the claim rows' arms)."""
+def sample_run(e: Entry, guided: bool, seed: int = 0, released: str | None = None) -> RunRef:
+    """The sampling run of ``e`` (guided: the family's CFG scale). Paper scale: the row's own paper-scale training
+    run, or the ``released`` checkpoint of that name (--weights); small and smoke: the reduced runs (module
+    docstring). Seeds > 0 run at small scale only (the claim rows' arms). Table 3 builds its gFID rows with it."""
     train = _train(e)
-    cfg = GenerateConfig(model=train.resolve("paper"), cfg_scale=CFG_SCALE[e.family] if guided else 1.0,
-                         reference=folder("imagenet-train"))
-    small = {"model": with_changes(train.resolve("small"), {"seed": seed} if seed else None),
+    scale = CFG_SCALE[e.family] if guided else 1.0
+    ref = folder(e.paper_data)
+    cfg = (GenerateConfig(released=released, cfg_scale=scale, reference=ref) if released
+           else GenerateConfig(model=train.resolve("paper"), cfg_scale=scale, reference=ref))
+    not_released = {"released": None} if released else {}
+    small = {"model": with_changes(train.resolve("small"), {"seed": seed} if seed else None), **not_released,
              "n_samples": SMALL["n_samples"], "reference": EMBEDDED_TRAIN, "also_vs_reconstructions": True,
-             **({"steps": SMALL["dit_steps"]} if e.family == "dit" else {})}
-    smoke = {"model": train.resolve("smoke"), "n_samples": 4, "reference": EMBEDDED_TRAIN, "n_reference": 8,
-             "batch_size": 4} if seed == 0 else None
-    at = {"small": small, "smoke": smoke, **({"paper": None} if seed else {})}
-    return Row(_sample_label(e, guided, seed), run=RunRef(cfg, at=at))
+             **({"steps": SMALL["dit_steps"]} if e.family == "dit" else {})} if e.small_ae else None
+    smoke = {"model": train.resolve("smoke"), **not_released, "n_samples": 4, "reference": EMBEDDED_TRAIN,
+             "n_reference": 8, "batch_size": 4} if seed == 0 else None
+    return RunRef(cfg, at={"small": small, "smoke": smoke, **({"paper": None} if seed else {})})
+
+
+def _generate(e: Entry, guided: bool, seed: int = 0) -> Row:
+    return Row(_sample_label(e, guided, seed), run=sample_run(e, guided, seed))
 
 
 def _row(e: Entry) -> Row:

@@ -7,7 +7,11 @@ and 17.9x training throughput.
 
 Ours: the efficiency columns are measured by the ``efficiency`` eval (backbone only, random latents of each
 autoencoder's shape); speed-up rows divide two measured rows and show the FLOP ratio beside them; the paper's own
-ratios are in each speed-up row's note (the headline row has them in the paper column). gFID is the paper's only.
+ratios are in each speed-up row's note (the headline row has them in the paper column). gFID: each row's
+"· gFID" row, from two sampling runs (``bench/artifacts/_gfid.py``): at paper scale the released checkpoints
+(``--weights W --data D`` with D/imagenet-train for the reference statistics) or, for unreleased rows, a
+paper-scale training run; at small scale Table 1's reduced runs where one matches the row (plus DiT-XL on
+DC-AE-f32), at smoke scale tiny pipeline checks.
 
 Commands and expected runtime:
     python -m bench table3 --scale smoke    # seconds (tiny backbones)
@@ -16,6 +20,7 @@ Commands and expected runtime:
                                                          # compare the ratios with 19.1x / 17.9x
 """
 from bench import paper
+from bench.artifacts import table1
 from bench.artifacts._efficiency import (
     COST_COLUMNS,
     DAGGER,
@@ -26,7 +31,8 @@ from bench.artifacts._efficiency import (
     Entry,
     speedup_row,
 )
-from bench.spec import Column, PaperRef, Spec
+from bench.artifacts._gfid import GFID_COLUMNS, GfidRow, gfid_rows
+from bench.spec import PaperRef, Spec
 
 ID = "table3"
 
@@ -51,6 +57,47 @@ UVIT_H = (_entry("uvit-h", "UViT-H", "SD-VAE-f8", 4, 8, 2), _entry("uvit-h", "UV
           _entry("uvit-h", "UViT-H", "DC-AE-f64", 128, 64, 1, dagger=True))
 ENTRIES = UVIT_S + DIT_XL + UVIT_H
 
+# ---- gFID: a sampling-run pair per row (bench/artifacts/_gfid.py) ------------------------------------------------
+
+# paper row -> (registry name at paper scale, released weights, tiny stand-in at smoke scale)
+_AUTOENCODERS = {"SD-VAE-f8": ("sd-vae-f8", True, "sd-vae-f8c4-tiny"),
+                 "SD-VAE-f16": ("sd-vae-f16c16", False, "sd-vae-f16c16-tiny"),
+                 "SD-VAE-f32": ("sd-vae-f32c64", False, "sd-vae-f32c64-tiny"),
+                 "DC-AE-f32": ("dc-ae-f32c32-in-1.0", True, "dc-ae-f32c32-tiny"),
+                 "DC-AE-f64": ("dc-ae-f64c128-in-1.0", True, "dc-ae-f64c128-tiny")}
+# (backbone, autoencoder) -> (reduced autoencoder, patch) at small scale: Table 1's small runs (16 tokens at 128 px)
+_SMALL = {("UViT-S", "SD-VAE-f8"): ("sd-vae-f8c4-tiny", 4), ("UViT-S", "SD-VAE-f16"): ("sd-vae-f16c16-tiny", 2),
+          ("UViT-S", "SD-VAE-f32"): ("sd-vae-f32c64-tiny", 1), ("UViT-S", "DC-AE-f32"): ("dc-ae-f32c32-tiny", 1),
+          ("DiT-XL", "SD-VAE-f8"): ("sd-vae-f8c4-tiny", 4), ("DiT-XL", "DC-AE-f32"): ("dc-ae-f32c32-tiny", 1)}
+# (backbone, autoencoder, † row) -> released diffusion checkpoint (models.backbones.RELEASED_DIFFUSION)
+_RELEASED = {("UViT-S", "DC-AE-f32", False): "dc-ae-f32c32-in-1.0-uvit-s-in-512px",
+             ("DiT-XL", "DC-AE-f32", False): "dc-ae-f32c32-in-1.0-dit-xl-in-512px",
+             ("UViT-H", "DC-AE-f32", False): "dc-ae-f32c32-in-1.0-uvit-h-in-512px",
+             ("UViT-H", "DC-AE-f64", False): "dc-ae-f64c128-in-1.0-uvit-h-in-512px",
+             ("UViT-H", "DC-AE-f64", True): "dc-ae-f64c128-in-1.0-uvit-h-in-512px-train2000k"}
+
+
+def _gfid(e: Entry) -> GfidRow:
+    bb, ae = e.paper.backbone, e.paper.autoencoder
+    dagger = "†" in e.label
+    if ae not in _AUTOENCODERS:
+        return GfidRow(e.label, e.paper, None, note=f"{ae} is not in this harness's registry: the paper's gFID only")
+    name, weights, smoke_ae = _AUTOENCODERS[ae]
+    small_ae, small_patch = _SMALL.get((bb, ae), (None, e.patch_size))
+    released = _RELEASED.get((bb, ae, dagger))
+    if dagger and released is None:
+        return GfidRow(e.label, e.paper, None, note="the 4x-iteration run is released for UViT-H only")
+    entry = table1.Entry(e.backbone, bb, ae, name, weights, smoke_ae, e.patch_size, small_ae, small_patch)
+    why = [] if small_ae else ["small: not run (" + ("the reduced UViT-H is the reduced UViT-S" if bb == "UViT-H"
+                                                     else "an f64 latent of a 128-px image is 2x2") + ")"]
+    if small_ae and small_patch != e.patch_size:
+        why.append(f"small: p{small_patch} (16 tokens at 128 px; Table 1's run)")
+    why.append(f"paper: released {released}" if released else "paper: no released checkpoint, trained here (GPUs)")
+    return GfidRow(e.label, e.paper, entry, released, "; ".join(why))
+
+
+GFID = tuple(_gfid(e) for e in ENTRIES)
+
 # The key claim first, then every other row of a backbone against its SD-VAE-f8 p2 baseline († rows share runs).
 HEADLINE = speedup_row(ID, UVIT_H[0], UVIT_H[2], label="UViT-H speed-up DC-AE-f64p1 / SD-VAE-f8p2 (abstract)",
                        paper_ref=PaperRef(artifact="abstract", backbone="UViT-H"))
@@ -65,9 +112,8 @@ SPECS = {"": Spec(
             "rows: measured throughput ratio vs the backbone's SD-VAE-f8 p2 row, beside the FLOP ratio; the paper's "
             "ratios are in the notes, and in the paper column of the abstract row ({inference_speedup}x inference, "
             "{training_speedup}x training).".format(**paper.values("abstract", backbone="UViT-H")),
-    columns=COST_COLUMNS + SPEED_COLUMNS + (Column("fid_no_cfg", "gFID w/o CFG", True),
-                                            Column("fid_cfg", "gFID w/ CFG", True)) + SPEEDUP_COLUMNS,
-    rows=tuple(e.row() for e in ENTRIES) + (HEADLINE,) + PAIRS,
+    columns=COST_COLUMNS + SPEED_COLUMNS + GFID_COLUMNS + SPEEDUP_COLUMNS,
+    rows=tuple(e.row() for e in ENTRIES) + (HEADLINE,) + PAIRS + gfid_rows(GFID),
     version=1,
     scales=SCALES_TEXT,
     deviations=("Inference is PyTorch eager, not TensorRT; latency is measured on the run's device, not an RTX 3090.",

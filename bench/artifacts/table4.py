@@ -6,13 +6,17 @@ Table 3 (H100 throughput, RTX 3090 latency at batch 2, memory at batch 256, one 
 
 Ours: backbone-only efficiency measured by the ``efficiency`` eval on each latent shape (class-conditional DiT-S; the
 label embedding is a lookup, so the unconditional FFHQ model costs the same). Speed-up rows divide two measured rows;
-the paper's ratios are in their notes. FIDs are the paper's only.
+the paper's ratios are in their notes. FID: the "· gFID" rows of unconditional DiT-S models (``_gfid``): at
+paper scale trained here on FFHQ 1024 / MapillaryVistas 2048 (--data D with D/ffhq, D/mapillary-vistas; no model
+was released), at small scale on the embedded 128-px crops for the paper's equal-token pair SD-VAE-f8 p4 vs
+DC-AE-f32 p1 (3 seeds each, claim rows on KID); MJHQ columns are the paper's only.
 
 Commands and expected runtime:
     python -m bench table4 --scale smoke    # seconds
     python -m bench table4 --scale small    # a few minutes on 2 CPU cores
     python -m bench table4 --scale paper --device cuda   # one H100
 """
+from bench.artifacts import table1
 from bench.artifacts._efficiency import (
     COST_COLUMNS,
     SCALES_TEXT,
@@ -21,7 +25,8 @@ from bench.artifacts._efficiency import (
     Entry,
     speedup_row,
 )
-from bench.spec import Column, PaperRef, Spec
+from bench.artifacts._gfid import GFID_COLUMNS, GfidRow, gfid_rows, sample_label
+from bench.spec import CLAIM_COLUMNS, Column, PaperRef, Row, Spec, claim_row
 
 ID = "table4"
 HIGH_RES = "FFHQ 1024x1024 unconditional and MJHQ 1024x1024 class-conditional"
@@ -40,6 +45,53 @@ AT_2048 = (_entry(MAPILLARY, 2048, "SD-VAE-f8", 4, 8, 4), _entry(MAPILLARY, 2048
 # Baselines: SD-VAE-f8 p2 at 1024 px (4096 tokens), SD-VAE-f8 p4 at 2048 px (4096 tokens).
 PAIRS = tuple(speedup_row(ID, AT_1024[0], e) for e in AT_1024[1:]) + (speedup_row(ID, AT_2048[0], AT_2048[1]),)
 
+# ---- FID: sampling runs of unconditional DiT-S models (bench/artifacts/_gfid.py) --------------------------------
+# paper: DiT-S trained here on FFHQ 1024 / MapillaryVistas 2048 (no released model); small: unconditional DiT-S on
+# the embedded 128-px crops at 16 tokens, the paper's equal-token pair SD-VAE-f8 p4 vs DC-AE-f32 p1, 3 seeds each.
+_AE = {"SD-VAE-f8": ("sd-vae-f8", True, "sd-vae-f8c4-tiny"), "DC-AE-f32": ("dc-ae-f32c32-in-1.0", True,
+                                                                          "dc-ae-f32c32-tiny"),
+       "DC-AE-f64": ("dc-ae-f64c128-in-1.0", True, "dc-ae-f64c128-tiny")}
+_SMALL = {(1024, "SD-VAE-f8", 4): "sd-vae-f8c4-tiny", (1024, "DC-AE-f32", 1): "dc-ae-f32c32-tiny"}
+SMALL_SEEDS = 3
+
+
+def _gfid(e: Entry, res: int) -> GfidRow:
+    ae = e.paper.autoencoder
+    name, weights, smoke_ae = _AE[ae]
+    small_ae = _SMALL.get((res, ae, e.patch_size))
+    data, metric = ("ffhq", "ffhq_fid") if res == 1024 else ("mapillary-vistas", "fid")
+    entry = table1.Entry("dit-s", "DiT-S", ae, name, weights, smoke_ae, e.patch_size, small_ae, e.patch_size,
+                         SMALL_SEEDS if small_ae else 1, conditional=False, paper_data=data, resolution=res)
+    note = ("small: unconditional on the embedded 128-px crops, 16 tokens" if small_ae else
+            "small: not run (only the 16-token pair SD-VAE-f8 p4 / DC-AE-f32 p1 fits the CPU budget)")
+    return GfidRow(e.label, e.paper, entry, note=note + "; paper: trained here (no released model; GPUs); MJHQ "
+                   "columns are the paper's only (MJHQ is not a data set of this harness)", metrics=(metric, ""))
+
+
+GFID = tuple(_gfid(e, 1024) for e in AT_1024) + tuple(_gfid(e, 2048) for e in AT_2048)
+
+
+def _seed_runs(g: GfidRow) -> tuple[Row, ...]:
+    """Seeds 1.. of a claim arm (small scale only; seed 0 is the row's own sampling run)."""
+    return tuple(Row(sample_label(g, False, s), run=table1.sample_run(g.entry, False, s))
+                 for s in range(1, g.entry.small_seeds))
+
+
+_A, _B = GFID[2], GFID[1]  # DC-AE-f32 p1 vs SD-VAE-f8 p4: 1024 tokens each in the paper, 16 here
+SEED_RUNS = _seed_runs(_A) + _seed_runs(_B)
+_BY_LABEL = {r.label: r for r in gfid_rows(GFID) + SEED_RUNS}
+
+
+def _arm(g: GfidRow) -> tuple[Row, ...]:
+    return tuple(_BY_LABEL[sample_label(g, False, s)] for s in range(g.entry.small_seeds))
+
+
+CLAIMS = tuple(claim_row(f"FFHQ (unconditional): DiT-S DC-AE-f32 p1 beats SD-VAE-f8 p4 at equal tokens (KID vs "
+                         f"{against})", metric, True, _arm(_A), _arm(_B),
+                         note="small scale: embedded 128-px crops, 16 tokens; paper: FFHQ 1024 px, 1024 tokens")
+               for metric, against in (("kid", "the training crops"),
+                                       ("kid_vs_recon", "its autoencoder's reconstructions")))
+
 SPECS = {"": Spec(
     id=ID,
     title="Table 4: DiT-S at 1024x1024 (FFHQ, MJHQ) and 2048x2048 (MapillaryVistas): efficiency (and the paper's FID)",
@@ -50,8 +102,9 @@ SPECS = {"": Spec(
     columns=COST_COLUMNS + SPEED_COLUMNS + (Column("ffhq_fid", "FFHQ FID", True),
                                             Column("mjhq_fid_no_cfg", "MJHQ FID w/o CFG", True),
                                             Column("mjhq_fid_cfg", "MJHQ FID w/ CFG", True),
-                                            Column("fid", "MapillaryVistas FID", True)) + SPEEDUP_COLUMNS,
-    rows=tuple(e.row() for e in AT_1024 + AT_2048) + PAIRS,
+                                            Column("fid", "MapillaryVistas FID", True))
+    + GFID_COLUMNS[2:] + SPEEDUP_COLUMNS + CLAIM_COLUMNS,
+    rows=tuple(e.row() for e in AT_1024 + AT_2048) + PAIRS + gfid_rows(GFID) + SEED_RUNS + CLAIMS,
     version=1,
     scales=SCALES_TEXT,
     deviations=("Inference is PyTorch eager, not TensorRT; latency is measured on the run's device, not an RTX 3090.",
