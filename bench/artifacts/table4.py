@@ -106,7 +106,7 @@ SPECS = {"": Spec(
     + GFID_COLUMNS[2:] + SPEEDUP_COLUMNS + CLAIM_COLUMNS,
     rows=tuple(e.row() for e in AT_1024 + AT_2048) + PAIRS + gfid_rows(GFID) + SEED_RUNS + CLAIMS,
     version=1,
-    scales=SCALES_TEXT,
+    scales={**SCALES_TEXT, "small": SCALES_TEXT["small"] + ' FID rows: unconditional reduced DiT-S on the embedded 128-px crops for SD-VAE-f8 p4 vs DC-AE-f32 p1 (16 tokens, 3 seeds each; KID claim rows); the other rows say why not.'},
     deviations=("Inference is PyTorch eager, not TensorRT; latency is measured on the run's device, not an RTX 3090.",
                 "The paper's Table 4 row layout was reconstructed from a garbled text extraction (paper_numbers.csv).",
                 "small scale: DiT-S keeps fewer blocks at full width and token count."),

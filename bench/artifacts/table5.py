@@ -43,6 +43,9 @@ SPECS = {"": Spec(
     version=1,
     scales=SCALES_TEXT,
     deviations=("Inference is PyTorch eager, not TensorRT; latency is measured on the run's device, not an RTX 3090.",
+                "FID / CLIP score are not measured at any scale: PixArt-α is text-to-image and needs T5-XXL caption "
+                "features, which cannot be computed here (no network, no T5 weights); no substitute conditioning is "
+                "run at small scale, and reading precomputed caption features at paper scale is not implemented.",
                 "PixArt-α batches: DiT-XL's (DC-Gen defines none for PixArt).",
                 "small scale: PixArt-α keeps fewer blocks at full width and token count."),
 )}
