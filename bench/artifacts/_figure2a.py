@@ -7,7 +7,7 @@ read from the plot and not reproduced here. Latent channels per f are the regist
 
 Commands (``SPECS["a"]`` of ``bench/artifacts/figure2.py``):
     python -m bench figure2 --ablation a --scale smoke   # tiny untrained models, seconds per point
-    python -m bench figure2 --ablation a --scale small   # -tiny models (Fig. 3a series) trained by train-ae; 64 px
+    python -m bench figure2 --ablation a --scale small   # -tiny models trained by train-ae; 128 px, Table 2's runs
     python -m bench figure2 --ablation a --scale paper --weights W --data IMAGENET_VAL   # GPU
 Expected (small): DC-AE's rFID grows less with f than SD-VAE's, as in the paper; absolute values differ.
 """
@@ -16,18 +16,20 @@ from __future__ import annotations
 import pandas as pd
 
 from bench import paper
+from bench.artifacts import table2 as T2
 from bench.artifacts.table2 import train_ref
 from bench.configs import EMBEDDED_TEST, SCALE_DEFAULTS, ReconConfig, folder
 from bench.emit import new_figure, plot_frame, save_figure
 from bench.spec import CLAIM_COLUMNS, Column, PaperRef, Row, RunRef, Spec, claim_row
 
 FS = ((8, 4), (16, 16), (32, 32), (64, 128))  # (f, c) per point
-# Small scale: the -tiny models of Figure 3a's constant-latent-size series (f8c4, f16c16, f32c64, f64c256), so the
-# DC-AE points are the Figure 3a runs (with Residual Autoencoding, seed 0) and only SD-VAE needs training here.
-SMALL_C = {8: 4, 16: 16, 32: 64, 64: 256}
+# Small scale: the -tiny models of the same shapes (Table 2's f32c32 / f64c128 runs, seeds shared) at Table 2's 128 px
+# (latents 16x16, 8x8, 4x4, 2x2: no point on a 1x1 latent, #11); 3 training seeds for the claim arms.
+SMALL_C = {f: c for f, c in FS}
 FAMILIES = (("sd-vae", "SD-VAE"), ("dc-ae", "DC-AE"))
-SMALL_RESOLUTION = 64
-SMALL_N_IMAGES = 64
+SMALL_RESOLUTION = T2.SMALL_RESOLUTION
+SMALL_N_IMAGES = T2.SMALL_N_IMAGES
+CLAIM_ARMS = {("sd-vae", 8), ("sd-vae", 64), ("dc-ae", 64)}  # (family, f) of the claims' arms: 3 seeds each
 
 
 def _paper_model(family: str, f: int, c: int) -> str:
@@ -37,33 +39,42 @@ def _paper_model(family: str, f: int, c: int) -> str:
     return {32: "dc-ae-f32c32-in-1.0", 64: "dc-ae-f64c128-in-1.0"}.get(f, f"dc-ae-f{f}c{c}")
 
 
-def _label(paper_name: str, f: int) -> str:
-    return f"{paper_name} f{f}"
+def _label(paper_name: str, f: int, seed: int = 0) -> str:
+    return f"{paper_name} f{f}" + (f" · seed {seed}" if seed else "")
 
 
-def _row(family: str, paper_name: str, f: int, c: int) -> Row:
+def _row(family: str, paper_name: str, f: int, c: int, seed: int = 0) -> Row:
     small = f"{family}-f{f}c{SMALL_C[f]}-tiny"
+    at = {"small": {"model": small, "resolution": SMALL_RESOLUTION, "dataset": EMBEDDED_TEST,
+                    "n_images": SMALL_N_IMAGES, "weights": False, "checkpoint": train_ref(small, f, seed)},
+          "smoke": {"model": f"{family}-f{f}c{c}-tiny", "resolution": max(32, f), "n_images": 8,
+                    "dataset": EMBEDDED_TEST, "weights": False, "batch_size": 8}}
+    if seed:
+        at = {"small": at["small"], "smoke": None, "paper": None}
     run = RunRef(ReconConfig(_paper_model(family, f, c), 256, dataset=folder("imagenet-val"), weights=True,
-                             batch_size=16),
-                 at={"small": {"model": small, "resolution": SMALL_RESOLUTION, "dataset": EMBEDDED_TEST,
-                               "n_images": SMALL_N_IMAGES, "weights": False,
-                               "checkpoint": train_ref(small, f)},
-                     "smoke": {"model": f"{family}-f{f}c{c}-tiny", "resolution": max(32, f), "n_images": 8,
-                               "dataset": EMBEDDED_TEST, "weights": False, "batch_size": 8}})
+                             batch_size=16), at=at)
     paper = PaperRef(artifact="figure2a", autoencoder=f"{paper_name}-f{f}") if family == "sd-vae" and f in (8, 64) \
-        else None
-    return Row(_label(paper_name, f), run=run, paper=paper)
+        and not seed else None
+    return Row(_label(paper_name, f, seed), run=run, paper=paper)
 
 
 ROWS = tuple(_row(fam, name, f, c) for fam, name in FAMILIES for f, c in FS)
-_BY = {r.label: r for r in ROWS}
+SEED_ROWS = tuple(_row(fam, name, f, c, k) for fam, name in FAMILIES for f, c in FS if (fam, f) in CLAIM_ARMS
+                  for k in range(1, T2.SMALL_SEEDS))
+_BY = {r.label: r for r in ROWS + SEED_ROWS}
+
+
+def _arm(name: str, f: int) -> tuple[Row, ...]:
+    return tuple(_BY[_label(name, f, k)] for k in range(T2.SMALL_SEEDS))
+
+
 CLAIMS = (  # the paper's Fig. 2a: SD-VAE's rFID grows with f, DC-AE's stays low
-    claim_row("SD-VAE f8 has lower rFID than SD-VAE f64", "rfid", True, (_BY[_label("SD-VAE", 8)],),
-              (_BY[_label("SD-VAE", 64)],)),
-    claim_row("DC-AE f64 has lower rFID than SD-VAE f64", "rfid", True, (_BY[_label("DC-AE", 64)],),
-              (_BY[_label("SD-VAE", 64)],)),
-    claim_row("DC-AE f64 has higher PSNR than SD-VAE f64", "psnr", False, (_BY[_label("DC-AE", 64)],),
-              (_BY[_label("SD-VAE", 64)],)),
+    claim_row("SD-VAE f8 has lower rFID than SD-VAE f64", "rfid", True, _arm("SD-VAE", 8), _arm("SD-VAE", 64),
+              note="small scale: latents 16x16 (f8) and 2x2 (f64) at 128 px; paper: 32x32 and 4x4"),
+    claim_row("DC-AE f64 has lower rFID than SD-VAE f64", "rfid", True, _arm("DC-AE", 64), _arm("SD-VAE", 64),
+              note=T2.grid_note(64, "4x4")),
+    claim_row("DC-AE f64 has higher PSNR than SD-VAE f64", "psnr", False, _arm("DC-AE", 64), _arm("SD-VAE", 64),
+              note=T2.grid_note(64, "4x4")),
 )
 
 
@@ -108,25 +119,26 @@ FIGURE2A = Spec(
     id="figure2",
     title="Figure 2a: rFID vs spatial compression, SD-VAE vs DC-AE",
     caption="Reconstruction rFID and PSNR for f = 8, 16, 32, 64 (protocol dcae-recon-v2). Paper: ImageNet 256, "
-            f"SD-VAE rFID {_PAPER_F8:g} (f8) -> {_PAPER_F64:g} (f64), DC-AE flat. Small scale: reduced models trained briefly, 64 "
-            "embedded held-out crops at 64 px; rFID there is a small-N FID (biased upward, compare only within "
+            f"SD-VAE rFID {_PAPER_F8:g} (f8) -> {_PAPER_F64:g} (f64), DC-AE flat. Small scale: reduced models trained briefly, "
+            "all embedded held-out crops at 128 px; rFID there is a small-N FID (biased upward, compare only within "
             "the figure).",
     columns=(Column("rfid", "rFID", lower_is_better=True, fmt=".3g"),
              Column("psnr", "PSNR", lower_is_better=False, fmt=".2f"),
              Column("kid", "KID (ours only)", lower_is_better=True, fmt=".3g"), *CLAIM_COLUMNS),
-    rows=ROWS + CLAIMS,
+    rows=ROWS + SEED_ROWS + CLAIMS,
     version=1,
     scales={
         "smoke": "tiny untrained models, 8 embedded held-out crops at max(32, f) px; seconds per point; never a "
                  "result",
-        "small": "reduced -tiny models of Figure 3a's constant-latent-size series (f8c4, f16c16, f32c64, f64c256; the "
-                 "DC-AE points are Figure 3a's runs) trained by train-ae (phase 1, "
-                 f"{_P1['steps']} steps, {_P1['resolution']} px), {SMALL_N_IMAGES} embedded held-out crops at "
-                 f"{SMALL_RESOLUTION} px",
+        "small": "reduced -tiny models of Table 2's shapes (f8c4, f16c16, f32c32, f64c128; fair SD-VAE widths) "
+                 f"trained by train-ae (phase 1, {_P1['steps']} steps, {SMALL_RESOLUTION} px; 3 seeds for the "
+                 "claim arms, Table 2's runs shared), all embedded held-out crops at "
+                 f"{SMALL_RESOLUTION} px (latents 16x16 to 2x2)",
         "paper": "ImageNet val at 256 px (--data), official or supplied weights (--weights); the f8/f16 DC-AEs and "
                  "the stacked SD-VAEs are unreleased, so those points are unavailable unless supplied; GPU",
     },
     plot=plot,
     deviations=("Latent channels per f are assumed (f8c4, f16c16, f32c32, f64c128).",
-                "small scale: 64 px instead of 256 px, embedded photos instead of ImageNet val."),
+                "small scale: 128 px instead of 256 px (latents half the paper's side), embedded photos instead of "
+                "ImageNet val."),
 )

@@ -17,12 +17,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from bench.artifacts import table2 as T2
 from bench.artifacts.table2 import train_ref
 from bench.configs import EMBEDDED_TEST, ReconConfig, folder
 from bench.emit import new_figure, save_figure
 from bench.spec import Column, PaperRef, Row, RunRef, Spec
 
-RESOLUTION_SMALL = 128  # f128 needs >= 128 px; all rows at one size so that the grid compares like with like
+RESOLUTION_SMALL = T2.SMALL_RESOLUTION  # 128: all rows at one size (f32 latents 4x4, f64 2x2; #11: f32 >= 4x4)
 FCS = ((32, 32), (64, 128), (128, 512))
 FAMILIES = (("sd-vae", "SD-VAE"), ("dc-ae", "DC-AE"))
 OFFICIAL = {32: "dc-ae-f32c32-in-1.0", 64: "dc-ae-f64c128-in-1.0", 128: "dc-ae-f128c512-in-1.0"}
@@ -37,7 +38,7 @@ def _run(family: str, f: int, c: int) -> RunRef:
     paper_model = OFFICIAL[f] if family == "dc-ae" else f"sd-vae-f{f}c{c}"
     return RunRef(ReconConfig(paper_model, 512, dataset=folder("imagenet-val"), weights=True, batch_size=16),
                   at={"small": {"model": small, "resolution": RESOLUTION_SMALL, "dataset": EMBEDDED_TEST,
-                                "n_images": 64, "weights": False,
+                                "n_images": T2.SMALL_N_IMAGES, "weights": False,
                                 "checkpoint": train_ref(small, f)} if f in SMALL_FS else None,
                       # smoke: Table 2's smoke runs (same resolved config), a layout check only
                       "smoke": {"model": f"{family}-f{f}c{c}-tiny", "resolution": max(32, f),
@@ -101,7 +102,7 @@ SPECS = {"": Spec(
     title="Figure 7: reconstruction samples, SD-VAE vs DC-AE",
     caption="Reconstructions of held-out faces and small text by SD-VAE and DC-AE at f32, f64 and f128 (one size "
             "for all rows). Paper: DC-AE keeps faces and small text legible at f64/f128, SD-VAE does not. The table "
-            "gives each row's PSNR/SSIM/rFID on 64 held-out crops (small-N rFID at small scale); the paper column "
+            "gives each row's PSNR/SSIM/rFID on the held-out crops (small-N rFID at small scale); the paper column "
             "shows Table 2's ImageNet 512 numbers for the f64/f128 rows.",
     columns=(Column("psnr", "PSNR", lower_is_better=False, fmt=".2f"),
              Column("ssim", "SSIM", lower_is_better=False, fmt=".3f"),
@@ -111,8 +112,8 @@ SPECS = {"": Spec(
     scales={
         "smoke": "tiny untrained models at max(32, f) px, 8 images (Table 2's smoke runs): a layout check, the "
                  "reconstructions are noise; seconds after table2",
-        "small": "reduced models trained by train-ae (phase 1), 128 px, 64 held-out crops (shared with Table 2); "
-                 "f128 rows not run (their 128-px training is over the CPU budget)",
+        "small": "reduced models trained by train-ae (phase 1 at 128 px, seed 0), all 134 held-out crops at "
+                 "128 px (Table 2's runs: latents 4x4 at f32, 2x2 at f64); f128 rows not run (over the CPU budget)",
         "paper": "official DC-AE checkpoints (--weights) at 512 px on the embedded held-out photos; the stacked "
                  "SD-VAEs are unreleased (unavailable); GPU",
     },

@@ -50,14 +50,16 @@ class Setting:
     small_resolution: int | None  # None: not run at small scale
 
 
+SMALL_RESOLUTION = 128  # small scale: f32 -> 4x4 latents, f64 -> 2x2 (at 64 px they were 2x2 and 1x1; #11)
 SETTINGS = (
     Setting("ImageNet 256x256 f32c32 latent 8x8x32", "ImageNet 256 f32c32", "imagenet-val", 256, 32, 32,
-            "dc-ae-f32c32-in-1.0", 64),
+            "dc-ae-f32c32-in-1.0", SMALL_RESOLUTION),
     Setting("ImageNet 256x256 f64c128 latent 4x4x128", "ImageNet 256 f64c128", "imagenet-val", 256, 64, 128,
-            "dc-ae-f64c128-in-1.0", 64),
+            "dc-ae-f64c128-in-1.0", SMALL_RESOLUTION),
+    # Not at small scale: at 128 px it would be the row above's runs again (one small resolution for all rows).
     Setting("ImageNet 512x512 f64c128 latent 8x8x128", "ImageNet 512 f64c128", "imagenet-val", 512, 64, 128,
-            "dc-ae-f64c128-in-1.0", 128),
-    # Not at small scale: the f128c512 models need 128-px training crops, over the small scale's CPU budget.
+            "dc-ae-f64c128-in-1.0", None),
+    # Not at small scale: the f128c512 pair (51.7 M-parameter fair SD-VAE) is over the small scale's CPU budget.
     Setting("ImageNet 512x512 f128c512 latent 4x4x512", "ImageNet 512 f128c512", "imagenet-val", 512, 128, 512,
             "dc-ae-f128c512-in-1.0", None),
     Setting("FFHQ 1024x1024 f64c128 latent 16x16x128", "FFHQ 1024 f64c128", "ffhq", 1024, 64, 128,
@@ -70,56 +72,87 @@ SETTINGS = (
             "mapillary-vistas", 2048, 128, 512, "dc-ae-f128c512-mix-1.0", None),
 )
 
-SMALL_N_IMAGES = 64  # embedded held-out crops per small-scale row
+SMALL_N_IMAGES = None  # small scale: every embedded held-out crop (134 at 128 px)
+SMALL_SEEDS = 3  # training seeds per small-scale arm of a claim (#11: the verdict rule needs >= 3)
 SMOKE_N_IMAGES = 8
 
 
-def train_ref(model: str, f: int) -> TrainAEConfig:
-    """The training run whose checkpoint a small-scale row evaluates.
-
-    Phase 1 with the training eval's small-scale defaults (64 px); an f128 model cannot take 64-px crops, so it
-    trains at 128 px. Figure 2a, Figure 7 and this table name the same runs, so each model trains once.
-    """
-    if f > 64:
-        return TrainAEConfig(model, phases=(PhaseRequest("phase1", resolution=f),))
-    return TrainAEConfig(model)
+def train_ref(model: str, f: int, seed: int = 0) -> TrainAEConfig:
+    """The training run whose checkpoint a small-scale row evaluates: phase 1 at 128 px with the training eval's
+    small-scale defaults (300 steps, batch 8). Table 1, Figure 2a, Figure 7 and this table name the same runs, so
+    each (model, seed) trains once."""
+    return TrainAEConfig(model, phases=(PhaseRequest("phase1", resolution=SMALL_RESOLUTION),), seed=seed)
 
 
-def recon_ref(family: str, s: Setting, *, smoke: bool = True) -> RunRef:
-    """The ``recon`` run of one family ('sd-vae' | 'dc-ae') for setting ``s`` at every scale."""
+def recon_ref(family: str, s: Setting, *, smoke: bool = True, seed: int = 0) -> RunRef:
+    """The ``recon`` run of one family ('sd-vae' | 'dc-ae') for setting ``s`` at every scale; ``seed`` > 0: the
+    small scale's extra training seeds (not run at the other scales)."""
     fc = f"f{s.f}c{s.c}"
     paper_model = s.dc_ae if family == "dc-ae" else f"sd-vae-{fc}"
     small = None
     if s.small_resolution is not None:
         small = {"model": f"{family}-{fc}-tiny", "resolution": s.small_resolution, "dataset": EMBEDDED_TEST,
-                 "n_images": SMALL_N_IMAGES, "weights": False, "checkpoint": train_ref(f"{family}-{fc}-tiny", s.f)}
+                 "n_images": SMALL_N_IMAGES, "weights": False,
+                 "checkpoint": train_ref(f"{family}-{fc}-tiny", s.f, seed)}
     tiny = {"model": f"{family}-{fc}-tiny", "resolution": max(32, s.f), "dataset": EMBEDDED_TEST,
             "n_images": SMOKE_N_IMAGES, "weights": False, "batch_size": 8}
+    at = {"small": small, "smoke": tiny if (smoke and s.dataset == "imagenet-val") else None}
+    if seed:
+        at = {"small": small, "smoke": None, "paper": None}
     return RunRef(ReconConfig(paper_model, s.resolution, dataset=folder(s.dataset), weights=True, batch_size=16),
                   # smoke checks every ImageNet row (also those not run at small scale): tiny models are cheap
-                  at={"small": small, "smoke": tiny if (smoke and s.dataset == "imagenet-val") else None})
+                  at=at)
+
+
+def grid_note(f: int, paper_grid: str) -> str:
+    """The latent grid of a small-scale row beside the paper's (#11: every claim row states both)."""
+    g = SMALL_RESOLUTION // f
+    return f"small scale: latent {g}x{g} at {SMALL_RESOLUTION} px; paper: {paper_grid}"
+
+
+def _seed_label(s: Setting, paper_name: str, seed: int) -> str:
+    return f"{s.short} / {paper_name}" + (f" · seed {seed}" if seed else "")
 
 
 def rows() -> tuple[Row, ...]:
     out = []
     for s in SETTINGS:
+        seeds = range(SMALL_SEEDS if s.small_resolution is not None else 1)
         for family, paper_name in (("sd-vae", "SD-VAE"), ("dc-ae", "DC-AE")):
             note = ""
             if family == "sd-vae":
                 note = "paper scale: the authors' stacked SD-VAE weights are unreleased (unavailable unless supplied)"
-            out.append(Row(f"{s.short} / {paper_name}", run=recon_ref(family, s),
+            out.append(Row(_seed_label(s, paper_name, 0), run=recon_ref(family, s),
                            paper=PaperRef(setting=s.label, autoencoder=paper_name), note=note))
+            out += [Row(_seed_label(s, paper_name, k), run=recon_ref(family, s, seed=k)) for k in seeds[1:]]
+        if s.small_resolution is not None:
+            out.append(Row(f"{s.short}: parameters SD-VAE / DC-AE", derive=_param_ratio(s),
+                           note="the reduced models' own counts (fair SD-VAE widths, models/sd_vae.py); the "
+                                "paper's full-size SD-VAEs are smaller than their DC-AEs (`python -m bench models` lists both)"))
     return tuple(out)
 
 
+def _param_ratio(s: Setting):
+    sd, dc = f"{s.short} / SD-VAE", f"{s.short} / DC-AE"
+
+    def derive(m):
+        if "params" not in m[sd] or "params" not in m[dc]:
+            return {}
+        return {"params": m[sd]["params"] / m[dc]["params"], "_from": [sd, dc]}
+    return derive
+
+
 def claims(measured: tuple[Row, ...]) -> tuple[Row, ...]:
-    """Per setting, the paper's direction on every metric it reports: DC-AE better than the stacked SD-VAE."""
+    """Per setting, the paper's direction on every metric it reports: DC-AE better than the stacked SD-VAE; arms of
+    ``SMALL_SEEDS`` training seeds at small scale."""
     by = {r.label: r for r in measured}
     out = []
     for s in SETTINGS:
-        dc, sd = (by[f"{s.short} / DC-AE"],), (by[f"{s.short} / SD-VAE"],)
-        out += [claim_row(f"{s.short}: DC-AE has lower rFID than SD-VAE", "rfid", True, dc, sd),
-                claim_row(f"{s.short}: DC-AE has higher PSNR than SD-VAE", "psnr", False, dc, sd)]
+        n = SMALL_SEEDS if s.small_resolution is not None else 1
+        dc, sd = (tuple(by[_seed_label(s, name, k)] for k in range(n)) for name in ("DC-AE", "SD-VAE"))
+        note = grid_note(s.f, s.label.split("latent ")[1])
+        out += [claim_row(f"{s.short}: DC-AE has lower rFID than SD-VAE", "rfid", True, dc, sd, note=note),
+                claim_row(f"{s.short}: DC-AE has higher PSNR than SD-VAE", "psnr", False, dc, sd, note=note)]
     return tuple(out)
 
 
@@ -129,30 +162,33 @@ COLUMNS = (
     Column("ssim", "SSIM", lower_is_better=False, fmt=".3f"),
     Column("lpips", "LPIPS", lower_is_better=True, fmt=".3f"),
     Column("kid", "KID (ours only)", lower_is_better=True, fmt=".3g"),
+    Column("params", "parameters (ratio rows: SD-VAE / DC-AE)", lower_is_better=None, fmt=".3g"),
 )
 
 SPECS = {"": Spec(
     id=ID,
     title="Table 2: image reconstruction, SD-VAE vs DC-AE",
     caption="rFID / PSNR / SSIM / LPIPS of reconstructions (protocol dcae-recon-v2). At small scale the models are "
-            "0.1-1.3 M-parameter -tiny reductions (each SD-VAE ~5x smaller than its DC-AE; the paper's DC-AEs also "
-            "outsize SD-VAE-f8, 323 M vs 84 M) trained briefly on a dozen photos and evaluated on 64 held-out crops: "
-            "rFID is a small-N FID (64 images vs 2048 Inception dimensions: biased upward, comparable only within "
-            "this table); KID is the unbiased set-level number there. LPIPS needs torchvision's AlexNet file.",
+            "-tiny reductions with fair SD-VAE widths (no layer next to the latent narrower than it; the "
+            "'parameters' rows give each pair's ratio) trained on a dozen photos, 3 training seeds per arm, and "
+            "evaluated on all 134 held-out crops at 128 px: rFID is a small-N FID (biased upward, comparable only "
+            "within this table); KID is the unbiased set-level number there. LPIPS needs torchvision's AlexNet file.",
     columns=COLUMNS + CLAIM_COLUMNS,
     rows=rows() + claims(rows()),
     version=1,
     scales={
         "smoke": "tiny untrained models, 8 embedded held-out crops at max(32, f) px, ImageNet rows only; "
                  "1-4 min on 2 CPU cores; a pipeline check, never a result",
-        "small": "reduced -tiny models trained by train-ae (phase 1), 64 embedded held-out crops at 64 px "
-                 "(256-px rows) and 128 px (512-px f64 row); f128 and FFHQ/MapillaryVistas rows not run; ~10-20 s "
-                 "per row (the FID Inception dominates) after ~1 min of training per model (300 steps, 1 CPU thread)",
+        "small": "reduced -tiny models trained by train-ae (phase 1 at 128 px, 300 steps, seeds 0-2), the 134 "
+                 "embedded held-out crops at 128 px (latents 4x4 at f32, 2x2 at f64; the paper's are 8x8 / 4x4); "
+                 "the 512-px f64, f128 and FFHQ/MapillaryVistas rows are not run; ~2-3 min of training per model "
+                 "and seed (1 CPU thread), ~20-30 s per evaluation",
         "paper": "official checkpoints (--weights) on ImageNet val / FFHQ / MapillaryVistas (--data), GPU, "
                  "torchrun for 8 GPUs; the stacked SD-VAE rows need the authors' unreleased weights",
     },
     deviations=(
-        "small scale: reduced models, resolutions /4 (64 and 128 px), embedded photos instead of ImageNet val.",
+        "small scale: reduced models at 128 px (the 256-px rows' latents are 4x4 / 2x2, not 8x8 / 4x4), embedded "
+        "photos instead of ImageNet val; for c >= 64 the fair reduced SD-VAE is larger than its DC-AE partner.",
         ("FFHQ / MapillaryVistas evaluation splits and crops are not stated by the paper; we use the ADM centre "
          "crop of every image in the --data folder."),
         "Which DC-AE checkpoint produced the 256-px and mix rows is inferred (reference/evaluation.md §2).",

@@ -587,7 +587,8 @@ def run(cfg: ReconConfig, ctx: Any) -> dict:
     out = res.metrics
     if rank == 0:
         out.update(_dataset=dataset.description, _dataset_id=dataset.identity, _weights=weights_id,
-                   _dataset_path=str(getattr(dataset, "root", "embedded")))
+                   _dataset_path=str(getattr(dataset, "root", "embedded")),
+                   params=sum(p.numel() for p in model.parameters()))  # the table's parameter ratios (#11)
         if cfg.dataset == EMBEDDED_TEST:
             save_showcase(model, cfg.resolution, Path(ctx.run_dir) / "showcase", device)
         if getattr(dataset, "skipped", None):
