@@ -52,6 +52,17 @@ def git_state() -> dict[str, Any]:
     return {"git_sha": sha or "unknown (not a git checkout)", "git_dirty": dirty}
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo, else platform.processor()): which machine produced a number."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def environment(device: str, dtype: str, scale: str) -> dict[str, Any]:
     """What produced a number: code version, library versions, hardware, precision, scale."""
     import torch  # here: provenance is imported by the light commands, which must not import torch
@@ -67,6 +78,9 @@ def environment(device: str, dtype: str, scale: str) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "kernel_build": platform.version(),  # e.g. "#1 SMP PREEMPT_DYNAMIC ...": the same release, another build
         "hostname_hash": hashlib.sha256(platform.node().encode()).hexdigest()[:8],
     }
     if device == "cuda" and torch.cuda.is_available():
