@@ -31,7 +31,7 @@ examples:
   torchrun --nproc_per_node 8 -m bench table2 --scale paper --weights W --data D   sharded evaluation
 """
 
-COMMANDS = ("ls", "check", "report", "all", "models", "needs")
+COMMANDS = ("ls", "check", "report", "all", "models", "needs", "prune")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,6 +61,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         "feature_sha256; e.g. runs/_cache/fid-ref-gen-*.npz) instead of building them from --data")
     p.add_argument("--jobs", default="1", help="compute up to N training/reconstruction runs at once, in N processes "
                                                 "(timed efficiency runs always run alone; default 1)")
+    p.add_argument("--delete", action="store_true", help="prune: remove the run folders no artefact names")
     p.add_argument("--markdown", action="store_true", help=argparse.SUPPRESS)  # `ls --markdown` for the README
     return p.parse_args(argv)
 
@@ -196,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
                     render_only=args.render_only, options={"data": data, "limit": _limit(args.limit),
                              "weights": args.weights and str(Path(args.weights).expanduser()),
                              **_fid_reference(args.fid_reference)})
+    if args.target == "prune":
+        return cli_tools.prune(runner, args.delete)
     if not args.render_only:
         runner.check_writable()
     if args.target == "all":

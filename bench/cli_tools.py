@@ -140,3 +140,36 @@ def needs_table() -> str:
     """``python -m bench needs``: per paper-scale row, the weights, data, training and an estimate of GPU hours."""
     from bench import needs  # here: it counts FLOPs with torch
     return needs.HEADER + "\n\n" + tabulate(needs.rows(), headers="keys", tablefmt="github")
+
+
+def referenced_runs(runner) -> set[str]:
+    """Every run id some artefact's row needs at some scale, its dependencies included (claims' arms, training)."""
+    seen: set[str] = set()
+    for name in artifacts.names():
+        for spec in artifacts.load(name).SPECS.values():
+            for row in spec.rows:
+                for scale in SCALES:
+                    if row.run is None or not row.run.runs_at(scale):
+                        continue
+                    stack = [runner.resolve(row.run, scale)]
+                    while stack:
+                        cfg = stack.pop()
+                        seen.add(runner.run_id_of(cfg, scale)[0])
+                        stack += dependencies(cfg)
+    return seen
+
+
+def prune(runner, delete: bool) -> int:
+    """``prune``: run folders under runs/ that no artefact names any more (superseded designs, old versions); listed,
+    and removed with ``--delete`` (committed folders stay in git history)."""
+    import shutil  # here: only this command deletes
+    keep = referenced_runs(runner)
+    stale = sorted(p for p in runner.runs_dir.iterdir() if p.is_dir() and not p.name.startswith("_")
+                   and "__" in p.name and p.name not in keep)
+    for p in stale:
+        print(f"{'removed' if delete else 'unreferenced'}: {p.name}")
+        if delete:
+            shutil.rmtree(p)
+    print(f"prune: {len(stale)} run folder(s) no artefact names" + ("" if delete or not stale
+                                                                  else "; pass --delete to remove them"))
+    return 0

@@ -229,7 +229,6 @@ class ReconConfig(EvalConfig):
     weights: bool = False                          # evaluate the official checkpoint (--weights); else untrained
     n_images: int | None = None                    # first N images of the set (None: all)
     batch_size: int = 16                           # images per forward (halved on CUDA out-of-memory)
-    user_reference: str | None = None              # sha256[:16] of a user's reference .npz (--fid-reference)
     features: Literal["inception", "tiny"] = "inception"  # FID network ("tiny": tests only)
     shard_images: int | None = None                # images per resumable shard (None: ~4 shards per rank)
     n_samples: int = 8                             # reconstructions kept as PNGs
