@@ -15,7 +15,7 @@ from bench.configs import DataOption
 from bench.errors import UsageError
 from bench.provenance import file_digest
 from bench.runner import Runner, collect, write_outputs
-from bench.scales import SCALES
+from bench.scales import SCALES, SEEDS_ENV
 
 EPILOG = """\
 examples:
@@ -61,6 +61,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         "feature_sha256; e.g. runs/_cache/fid-ref-gen-*.npz) instead of building them from --data")
     p.add_argument("--jobs", default="1", help="compute up to N training/reconstruction runs at once, in N processes "
                                                 "(timed efficiency runs always run alone; default 1)")
+    p.add_argument("--seeds", default=None, metavar="N",
+                   help="small scale: training seeds per claim arm (default 3; more: narrower intervals, more time)")
     p.add_argument("--delete", action="store_true", help="prune: remove the run folders no artefact names")
     p.add_argument("--markdown", action="store_true", help=argparse.SUPPRESS)  # `ls --markdown` for the README
     return p.parse_args(argv)
@@ -168,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.scale not in SCALES:
         raise UsageError(f"unknown --scale {args.scale!r}; use smoke, small or paper")
     jobs = _jobs(args.jobs)
+    if args.seeds is not None:  # before any spec module is built (they read it once); --jobs workers inherit it
+        if not args.seeds.isdigit() or int(args.seeds) < 1:
+            raise UsageError(f"--seeds {args.seeds!r}: give a whole number of seeds >= 1 (e.g. --seeds 5)")
+        os.environ[SEEDS_ENV] = args.seeds
     if jobs > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UsageError("--jobs N > 1 cannot be combined with torchrun; under torchrun the ranks share each run")
     if args.target == "ls":

@@ -1,6 +1,7 @@
 """The three scales every artefact runs at (STYLE rule 10). A number is never shown without its scale."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 
@@ -18,3 +19,16 @@ PAPER = Scale("paper", "Full protocol: official checkpoints, the paper's dataset
                        "(torchrun for many).", needs_gpu=True)
 
 SCALES = {s.name: s for s in (SMOKE, SMALL, PAPER)}
+
+
+SEEDS_ENV = "DCAE_BENCH_SEEDS"  # set by `--seeds N` before any spec module is imported; --jobs workers inherit it
+DEFAULT_CLAIM_SEEDS = 3  # the least the verdict rule decides on (bench/stats.py, issue #11)
+
+
+def claim_seeds() -> int:
+    """Training seeds per small-scale claim arm: 3, or N from ``--seeds N`` (more seeds: narrower intervals, more
+    time; fewer than 3: every verdict is inconclusive by rule). Read once, when the spec modules are built."""
+    value = os.environ.get(SEEDS_ENV, str(DEFAULT_CLAIM_SEEDS))
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{SEEDS_ENV}={value!r}: give a whole number of seeds >= 1 (e.g. --seeds 5)")
+    return int(value)

@@ -3,6 +3,7 @@
 Runs write to the repository's runs/ and tables/ (smoke outputs are gitignored), exactly as `bench all --scale
 smoke` in scripts/test.sh does next, which then reuses these completed runs instead of computing them twice.
 """
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -91,3 +92,18 @@ def test_every_committed_small_run_is_named_by_an_artifact():
     committed = {Path(p).parts[1] for p in tracked.stdout.split() if "__small__" in p}
     orphans = sorted(committed - referenced_runs(Runner(runs)))
     assert not orphans, f"{len(orphans)} committed run folder(s) no artefact names, e.g. {orphans[:3]}"
+
+
+def test_seeds_option_sets_the_claim_arms():
+    """--seeds N (DCAE_BENCH_SEEDS for the spec modules, read when they are built): every small-scale claim arm of
+    Table 2 then has N seeds; a bad value is a one-line error."""
+    code = ("from bench.artifacts import table2; from bench.configs import ClaimConfig; "
+            "print(sorted({len(r.run.resolve('small').arm_a) for r in table2.SPECS[''].rows "
+            "if r.run is not None and r.run.eval == 'claim' and r.run.runs_at('small')}))")
+    for n in ("2", "5"):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env={**os.environ, "DCAE_BENCH_SEEDS": n}, cwd=Path(__file__).resolve().parents[1])
+        assert out.stdout.strip() == f"[{n}]", out.stderr[-500:]
+    bad = subprocess.run([sys.executable, "-m", "bench", "table2", "--seeds", "0"], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert bad.returncode == 2 and "--seeds '0'" in bad.stderr and bad.stderr.count("\n") <= 1

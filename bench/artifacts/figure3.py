@@ -36,6 +36,7 @@ from bench.configs import (
     folder,
 )
 from bench.emit import new_figure, plot_frame, save_figure
+from bench.scales import claim_seeds
 from bench.spec import CLAIM_COLUMNS, Column, PaperRef, Row, RunRef, Spec, claim_row
 
 # ---- shared settings -----------------------------------------------------------------------------------------------
@@ -48,7 +49,7 @@ SMALL_HIGH_RES = 256     # 4x: the paper's 1024
 PAPER_RES, PAPER_HIGH_RES = 256, 1024
 SMALL_N_IMAGES = 38      # the embedded held-out split has 38 crops at 256 px; the same N at both resolutions
 FS_A = ((8, 4), (16, 16), (32, 64), (64, 256))   # Fig. 3a: constant latent size 8x8x4 at 64 px... f64c256 at 1x1
-SEEDS = {f: (0, 1, 2) for f, _ in FS_A}  # 3 training seeds per arm: the least the claim rule decides on
+SEEDS = {f: tuple(range(claim_seeds())) for f, _ in FS_A}  # training seeds per arm (3: the least the rule decides on)
 FS_B = ((8, 4), (64, 256))                       # Fig. 3b: f8 vs f64 (the panel-a models with shortcuts)
 
 

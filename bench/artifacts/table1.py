@@ -40,6 +40,7 @@ from bench.configs import (
     folder,
     with_changes,
 )
+from bench.scales import claim_seeds
 from bench.spec import CLAIM_COLUMNS, Column, PaperRef, Row, RunRef, Spec, claim_row
 
 ID = "table1"
@@ -73,16 +74,17 @@ class Entry:
         return "uvit" if self.backbone.startswith("uvit") else "dit"
 
 
+CLAIM_SEEDS = claim_seeds()  # diffusion training seeds per claim arm (3; --seeds N)
 ENTRIES = (
-    Entry("dit-xl", "DiT-XL", "SD-VAE-f8", "sd-vae-f8", True, "sd-vae-f8c4-tiny", 4, "sd-vae-f8c4-tiny", 4, 3),
+    Entry("dit-xl", "DiT-XL", "SD-VAE-f8", "sd-vae-f8", True, "sd-vae-f8c4-tiny", 4, "sd-vae-f8c4-tiny", 4, CLAIM_SEEDS),
     Entry("dit-xl", "DiT-XL", "SD-VAE-f16", "sd-vae-f16c16", False, "sd-vae-f16c16-tiny", 2, "sd-vae-f16c16-tiny", 2),
     Entry("dit-xl", "DiT-XL", "SD-VAE-f32", "sd-vae-f32c64", False, "sd-vae-f32c64-tiny", 1, "sd-vae-f32c64-tiny", 1,
-          3),
-    Entry("uvit-s", "UViT-S", "SD-VAE-f8", "sd-vae-f8", True, "sd-vae-f8c4-tiny", 8, "sd-vae-f8c4-tiny", 4, 3),
+          CLAIM_SEEDS),
+    Entry("uvit-s", "UViT-S", "SD-VAE-f8", "sd-vae-f8", True, "sd-vae-f8c4-tiny", 8, "sd-vae-f8c4-tiny", 4, CLAIM_SEEDS),
     Entry("uvit-s", "UViT-S", "SD-VAE-f16", "sd-vae-f16c16", False, "sd-vae-f16c16-tiny", 4, "sd-vae-f16c16-tiny", 2),
     Entry("uvit-s", "UViT-S", "SD-VAE-f32", "sd-vae-f32c64", False, "sd-vae-f32c64-tiny", 2, "sd-vae-f32c64-tiny", 1),
     Entry("uvit-s", "UViT-S", "DC-AE-f64", "dc-ae-f64c128-in-1.0", True, "dc-ae-f64c128-tiny", 1, "dc-ae-f32c32-tiny",
-          1, 3),
+          1, CLAIM_SEEDS),
 )
 SMOKE_PATCH = {8: 4, 4: 2, 2: 1, 1: 1}  # at 64 px the f8 latent is 8x8: patches shrink so every row has >= 1 token
 SMALL = {"resolution": 128, "n_samples": 512, "dit_steps": 50}  # small-scale protocol (module docstring)

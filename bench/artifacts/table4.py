@@ -26,6 +26,7 @@ from bench.artifacts._efficiency import (
     speedup_row,
 )
 from bench.artifacts._gfid import GFID_COLUMNS, GfidRow, gfid_rows, sample_label
+from bench.scales import claim_seeds
 from bench.spec import CLAIM_COLUMNS, Column, PaperRef, Row, Spec, claim_row
 
 ID = "table4"
@@ -52,7 +53,7 @@ _AE = {"SD-VAE-f8": ("sd-vae-f8", True, "sd-vae-f8c4-tiny"), "DC-AE-f32": ("dc-a
                                                                           "dc-ae-f32c32-tiny"),
        "DC-AE-f64": ("dc-ae-f64c128-in-1.0", True, "dc-ae-f64c128-tiny")}
 _SMALL = {(1024, "SD-VAE-f8", 4): "sd-vae-f8c4-tiny", (1024, "DC-AE-f32", 1): "dc-ae-f32c32-tiny"}
-SMALL_SEEDS = 3
+SMALL_SEEDS = claim_seeds()  # per claim arm (3; --seeds N)
 
 
 def _gfid(e: Entry, res: int) -> GfidRow:
