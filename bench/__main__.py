@@ -63,7 +63,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
                                                 "(timed efficiency runs always run alone; default 1)")
     p.add_argument("--seeds", default=None, metavar="N",
                    help="small scale: training seeds per claim arm (default 3; more: narrower intervals, more time)")
-    p.add_argument("--delete", action="store_true", help="prune: remove the run folders no artefact names")
+    p.add_argument("--delete", action="store_true", help="prune: move the run folders no artefact names to runs/_pruned/")
     p.add_argument("--markdown", action="store_true", help=argparse.SUPPRESS)  # `ls --markdown` for the README
     return p.parse_args(argv)
 
@@ -204,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
                              "weights": args.weights and str(Path(args.weights).expanduser()),
                              **_fid_reference(args.fid_reference)})
     if args.target == "prune":
+        if args.limit or args.fid_reference or args.seeds:  # they rename runs: the folders made without would go
+            raise UsageError("prune takes no --limit, --fid-reference or --seeds (they change which runs an "
+                             "artefact names); run it without them")
         return cli_tools.prune(runner, args.delete)
     if not args.render_only:
         runner.check_writable()

@@ -160,16 +160,18 @@ def referenced_runs(runner) -> set[str]:
 
 
 def prune(runner, delete: bool) -> int:
-    """``prune``: run folders under runs/ that no artefact names any more (superseded designs, old versions); listed,
-    and removed with ``--delete`` (committed folders stay in git history)."""
-    import shutil  # here: only this command deletes
+    """``prune``: run folders under runs/ that no artefact names any more (superseded designs, old versions): listed,
+    and with ``--delete`` moved to ``runs/_pruned/`` (gitignored; nothing is lost, gitignored checkpoints included:
+    remove that folder by hand once sure)."""
     keep = referenced_runs(runner)
     stale = sorted(p for p in runner.runs_dir.iterdir() if p.is_dir() and not p.name.startswith("_")
                    and "__" in p.name and p.name not in keep)
+    bin_ = runner.runs_dir / "_pruned"
     for p in stale:
-        print(f"{'removed' if delete else 'unreferenced'}: {p.name}")
+        print(f"{'moved to ' + str(bin_) if delete else 'unreferenced'}: {p.name}")
         if delete:
-            shutil.rmtree(p)
+            bin_.mkdir(exist_ok=True)
+            p.rename(bin_ / p.name if not (bin_ / p.name).exists() else bin_ / f"{p.name}.{len(list(bin_.iterdir()))}")
     print(f"prune: {len(stale)} run folder(s) no artefact names" + ("" if delete or not stale
-                                                                  else "; pass --delete to remove them"))
+                                                                  else "; pass --delete to move them to runs/_pruned"))
     return 0

@@ -269,7 +269,13 @@ class ClaimConfig(EvalConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not self.arm_a or not self.arm_b:
+            raise ConfigError("ClaimConfig: each arm needs at least one run (one per training seed)")
         kinds = {type(c) for c in self.arm_a + self.arm_b}
+        if self.metric.endswith("_vs_recon") and not all(
+                getattr(c, "also_vs_reconstructions", False) for c in self.arm_a + self.arm_b):
+            raise ConfigError(f"ClaimConfig: metric {self.metric!r} needs every arm run with "
+                              f"also_vs_reconstructions=True")
         if len(kinds) > 1:
             raise ConfigError("ClaimConfig: both arms must be runs of one eval (all ReconConfig or all "
                               "GenerateConfig)")
@@ -449,6 +455,21 @@ def with_user_reference(cfg: EvalConfig, digest: str | None) -> EvalConfig:
     if digest is None or not isinstance(cfg, GenerateConfig):
         return cfg
     return with_changes(cfg, {"user_reference": digest})
+
+
+def map_configs(cfg: EvalConfig, fn: typing.Callable[[EvalConfig], EvalConfig]) -> EvalConfig:
+    """``fn`` applied to ``cfg`` and to every run it depends on (fields holding a config or a tuple of them),
+    innermost first: a per-invocation change (``--limit``, ``--fid-reference``) reaches a claim's arms and a
+    generate run's training run, so the ids that name them change with it."""
+    changes: dict[str, Any] = {}
+    for name in _names(type(cfg)):
+        value = getattr(cfg, name)
+        if isinstance(value, EvalConfig):
+            changes[name] = map_configs(value, fn)
+        elif is_dependency(value):
+            changes[name] = tuple(map_configs(v, fn) for v in value)
+    changed = {k: v for k, v in changes.items() if v != getattr(cfg, k)}
+    return fn(dataclasses.replace(cfg, **changed) if changed else cfg)
 
 
 def is_dependency(value: Any) -> bool:

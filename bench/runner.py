@@ -31,6 +31,7 @@ from bench.configs import (
     fields_json,
     is_dependency,
     limited,
+    map_configs,
     with_user_reference,
 )
 from bench.emit import markdown_table
@@ -124,7 +125,8 @@ class Runner:
 
     def resolve(self, ref: RunRef, scale: str) -> EvalConfig:
         """The config ``ref`` runs with at ``scale`` here (``--limit`` and ``--fid-reference`` applied)."""
-        return with_user_reference(limited(ref.resolve(scale), self.limit), self.options.get("fid_reference_digest"))
+        digest = self.options.get("fid_reference_digest")
+        return map_configs(ref.resolve(scale), lambda c: with_user_reference(limited(c, self.limit), digest))
 
     def run_id_for(self, ref: RunRef, scale: str) -> tuple[str, dict]:
         """The content-derived id of ``ref`` at ``scale`` and the config stored with it (``config.json``)."""

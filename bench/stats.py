@@ -261,8 +261,8 @@ def paired_bootstrap_set_metric(a: ArmData, b: ArmData, ref_features: np.ndarray
     3 + 3 seeds. ``frechet_distance_low_rank`` (N < d) takes milliseconds at N = 38, d = 2048; a full-rank sqrtm FID
     (~seconds to a minute each on 2 cores) makes this hours, so lower n_boot_set or use low-rank/sufficient-statistic
     forms there. Caveats: duplicated rows bias a resampled FID upward (fewer distinct images), unequally for the two
-    arms; the basic interval corrects the resulting shift to first order. KID's unbiased estimator treats duplicates
-    as distinct samples.
+    arms; the basic interval corrects the resulting shift to first order. KID (``metrics.FullSetKID``) leaves out the
+    pairs of copies of one row, so its replicates are unbiased and need no such correction.
     """
     ref = np.asarray(ref_features, dtype=np.float64)
     ref_ids = tuple(ref_image_ids)
@@ -276,14 +276,18 @@ def paired_bootstrap_set_metric(a: ArmData, b: ArmData, ref_features: np.ndarray
     pa, pb, pr = _canonical_order([("arm A", a.image_ids), ("arm B", b.image_ids), ("the reference", ref_ids)])
     fa, fb, fr = a.values[:, pa], b.values[:, pb], ref[pr]  # (Sa, N, D), (Sb, N, D), (N, D) in sorted-id order
 
-    def per_seed(feats: np.ndarray, idx: np.ndarray) -> np.ndarray:  # (S,) the set metric of each seed on rows idx
-        return np.array([metric_fn(f[idx], fr[idx]) for f in feats], dtype=np.float64)
+    # A metric with ``prepare(x, y) -> value(idx, ridx)`` (metrics.FullSetKID) sees the resampled rows as a multiset.
+    prep = getattr(metric_fn, "prepare", None) or (lambda x, y: lambda i, j: metric_fn(x[i], y[j]))
+    values = {"a": [prep(f, fr) for f in fa], "b": [prep(f, fr) for f in fb]}
+
+    def per_seed(arm: str, idx: np.ndarray) -> np.ndarray:  # (S,) the set metric of each seed on rows idx
+        return np.array([value(idx, idx) for value in values[arm]], dtype=np.float64)
 
     everything = np.arange(fr.shape[0])
-    reps = np.array([per_seed(fa, idx).mean() - per_seed(fb, idx).mean()
+    reps = np.array([per_seed("a", idx).mean() - per_seed("b", idx).mean()
                      for idx in _bootstrap_indices(fr.shape[0], claim.n_boot_set, claim.seed)])
     q_lo, q_hi = _percentile_interval(reps, claim.level)
-    sa, sb = per_seed(fa, everything), per_seed(fb, everything)
+    sa, sb = per_seed("a", everything), per_seed("b", everything)
     diff = float(sa.mean() - sb.mean())
     return _decide(claim, sa, sb, 2 * diff - q_hi, 2 * diff - q_lo, fr.shape[0])
 

@@ -32,7 +32,7 @@ def test_claim_is_decided_from_the_arm_runs(tmp_path, metric):
     b = runner.ensure(RunRef(_recon("dc-ae-f32c32-tiny")), "smoke").metrics
     assert m["verdict"] in ("reproduced", "contradicted", "inconclusive") and m["n_seeds"] == 3 and m["n_images"] == 6
     assert m["mean_a"] == pytest.approx(a[metric], rel=1e-6) and m["mean_b"] == pytest.approx(b[metric], rel=1e-6)
-    assert m["ci_lo"] <= m["diff"] <= m["ci_hi"] and m["_protocol"] == "dcae-claim-v2"
+    assert m["ci_lo"] <= m["diff"] <= m["ci_hi"] and m["_protocol"] == "dcae-claim-v3"
     assert len(m["_from"]) == 6 and m["_how_verdict"]
 
 

@@ -109,3 +109,21 @@ def test_needs_names_weights_data_training_and_an_estimate():
     trained = walk(ReconConfig("dc-ae-f8c4", 256, dataset=folder("imagenet-val"), checkpoint=TrainAEConfig("dc-ae-f8c4")))
     assert trained.training[0].startswith("train-ae dc-ae-f8c4 phase1: 100,000 steps")
     assert trained.gpu_hours > 10 * released.gpu_hours > 0  # training dominates an evaluation
+
+
+def test_prune_moves_unnamed_run_folders_aside(tmp_path):
+    """`prune` lists run folders no artefact names; `--delete` moves them to runs/_pruned (never deletes), and it
+    refuses the options that rename runs."""
+    runs = tmp_path / "runs"
+    (runs / "old-model__recon__small__0123456789").mkdir(parents=True)
+    (runs / "_cache").mkdir()
+    listed = subprocess.run([sys.executable, "-m", "bench", "prune", "--runs-dir", str(runs)], capture_output=True,
+                            text=True, cwd=ROOT)
+    assert listed.returncode == 0 and "unreferenced: old-model__recon__small__0123456789" in listed.stdout
+    assert (runs / "old-model__recon__small__0123456789").is_dir()
+    subprocess.run([sys.executable, "-m", "bench", "prune", "--delete", "--runs-dir", str(runs)], check=True,
+                   capture_output=True, cwd=ROOT)
+    assert (runs / "_pruned" / "old-model__recon__small__0123456789").is_dir() and (runs / "_cache").is_dir()
+    bad = subprocess.run([sys.executable, "-m", "bench", "prune", "--limit", "8", "--runs-dir", str(runs)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "prune takes no --limit" in bad.stderr

@@ -126,7 +126,7 @@ def test_generate_smoke_metrics_and_records(trained):
     assert (m["_sampler"], m["_steps"], m["_cfg_scale"], m["_n_samples"], m["_ema"]) == ("dpm-solver++", 3, 1.5,
                                                                                         12, "ema")
     assert m["_reference_id"].startswith("fid-ref-gen-") and m["_from"] == train.run_id and m["_how_gfid"]
-    assert m["_protocol"] == "dcae-generate-v2" and len(list((res.dir / "samples").glob("*.png"))) == 3
+    assert m["_protocol"] == "dcae-generate-v3" and len(list((res.dir / "samples").glob("*.png"))) == 3
     assert (runner.runs_dir / "_cache" / f"{m['_reference_id']}.npz").is_file()
     assert runner.ensure(RunRef(GEN), "smoke").reused
 

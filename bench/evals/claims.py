@@ -22,13 +22,14 @@ import numpy as np
 from bench import stats
 from bench.configs import ClaimConfig, GenerateConfig, ReconConfig
 from bench.errors import Unavailable
+from bench.evals import generation as G
 from bench.evals import metrics as M
 from bench.evals import reconstruction as R
 from bench.evals.reconstruction import FEATURES_FILE, PER_IMAGE_FILE
 from bench.spec import RunRef
 
 PER_IMAGE_METRICS = ("psnr", "ssim", "lpips")
-SET_METRICS = {"rfid": M.frechet_distance_low_rank, "kid": M.kid}
+SET_METRICS = {"rfid": M.frechet_distance_low_rank, "kid": M.FullSetKID()}  # KID: resampled rows as a multiset
 # Generated samples (hundreds, not tens): KID on the full sets, kernels computed once per seed (a bootstrap
 # replicate gathers); the run's own "kid" averages subsets (the same expectation). gFID: the exact low-rank form.
 GENERATED_METRICS = {"kid": M.FullSetKID(), "kid_vs_recon": M.FullSetKID(), "gfid": M.frechet_distance_low_rank,
@@ -93,6 +94,9 @@ def _generated(configs: tuple[GenerateConfig, ...], runs, ctx, metric: str) -> t
     key = "_reference_recon_id" if metric.endswith("_vs_recon") else "_reference_id"
     if len({r.metrics.get(key) for r in runs}) != 1:
         raise Unavailable("the seeds of one arm were scored against different references; give them one")
+    if str(runs[0].metrics[key]).startswith("user-"):
+        raise Unavailable("a claim on generated samples resamples the reference's features; a --fid-reference "
+                          ".npz holds only its statistics (run without --fid-reference for the claim rows)")
     path = Path(ctx.run_dir).parent / "_cache" / f"{runs[0].metrics[key]}.npz"
     if not path.exists():
         ctx.log(f"{path.name} is not cached: recomputing {runs[0].run_id}")
@@ -104,12 +108,31 @@ def _generated(configs: tuple[GenerateConfig, ...], runs, ctx, metric: str) -> t
     return _features(runs), M.FeatureStats.from_arrays(ref).all_features()
 
 
+def _check_same_samples(runs, metric: str) -> None:
+    """Pairing by sample index needs the same label at each index in every run; a reference of images must be one
+    and the same set for both arms (a reference of reconstructions differs per autoencoder by design)."""
+    labels = []
+    for r in runs:
+        with np.load(Path(r.dir) / FEATURES_FILE) as z:
+            labels.append(z["labels"] if "labels" in z.files else None)
+    if any(lab is None or not np.array_equal(lab, labels[0]) for lab in labels):
+        raise Unavailable("the generate runs of this claim drew different labels per sample index; give them one "
+                          "seed and sample count")
+    if not metric.endswith("_vs_recon") and len({r.metrics.get("_reference_id") for r in runs}) != 1:
+        raise Unavailable("the arms were scored against different reference statistics; give them one reference")
+
+
 def _generated_claim(cfg: ClaimConfig, claim: stats.Claim, ctx) -> tuple[stats.ClaimResult, list]:
     """Generate arms: samples paired by index (the same labels), each arm against its own reference features of the
     same reference images (the images themselves, or the arm's own autoencoder's reconstructions of them)."""
-    a, b = (_arm_runs(arm, ctx, FEATURES_FILE) for arm in (cfg.arm_a, cfg.arm_b))
+    limit = M.FULL_SET_KID_UP_TO if cfg.metric.startswith("kid") else G.KEEP_FEATURES_UP_TO
+    if any(c.n_samples > limit for c in cfg.arm_a + cfg.arm_b):  # before any (expensive) recomputation
+        raise Unavailable(f"a claim on generated samples resamples their features: at most {limit:,} samples "
+                          f"per run for {cfg.metric} (these arms draw {max(c.n_samples for c in cfg.arm_a)})")
     if len({(c.reference, c.n_reference, c.reference_kind) for c in cfg.arm_a + cfg.arm_b}) != 1:
         raise Unavailable("the arms are scored against different reference sets; give both one reference")
+    a, b = (_arm_runs(arm, ctx, FEATURES_FILE) for arm in (cfg.arm_a, cfg.arm_b))
+    _check_same_samples(a + b, cfg.metric)
     (fa, ra), (fb, rb) = (_generated(cfg.arm_a, a, ctx, cfg.metric), _generated(cfg.arm_b, b, ctx, cfg.metric))
     return stats.bootstrap_generated_set_metric(fa, fb, ra, rb, GENERATED_METRICS[cfg.metric], claim), a + b
 

@@ -427,7 +427,7 @@ def scores(gen: M.FeatureStats, ref: M.FeatureStats, is_stats: tuple | None, is_
     except M.ImaginaryComponentError as e:
         out = {"gfid": f"failed ({e})", "_how_gfid": M.fid_form(gen, ref)}
     if gen.features is not None and ref.features is not None:
-        out["kid"] = M.kid(gen.all_features(), ref.all_features(), subset_size=min(1000, gen.n, ref.n))
+        out["kid"], out["_how_kid"] = M.kid_of_sets(gen.all_features(), ref.all_features())
     else:
         out["kid"] = "unavailable (KID needs the raw features of both sets; kept up to 10,000 images)"
     if is_stats is None or gen.n < IS_SPLITS:
