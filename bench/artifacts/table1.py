@@ -15,11 +15,11 @@ Scales:
   fit a 2-core CPU): DiT-XL rows keep the paper's patches (f8 p4, f16 p2, f32 p1), UViT-S rows halve them (f8 p4,
   f16 p2, f32 p1) and DC-AE-f64 p1 becomes DC-AE-f32c32 p1 (f64 at 128 px is a 2x2 latent). Each row trains its
   reduced autoencoder (phase 1 at 128 px, 300 steps, seed 0; fair SD-VAE widths, models/sd_vae.py) and a reduced
-  ~1.5 M-parameter backbone (``uvit-s-small`` / ``dit-xl-small``, 1000 steps at batch 64, latents scaled to unit
+  backbone of hidden size 128 and depth 6 (``uvit-s-small`` / ``dit-xl-small``, 1000 steps at batch 64, latents scaled to unit
   RMS), then samples 512 images without and with CFG (DiT: 50 respaced IDDPM steps, not 250: 5x the time for a
-  reduced model). Scores: gFID and KID against the 348 training crops, and against the same autoencoder's
+  reduced model). Scores: gFID and KID against the embedded training crops, and against the same autoencoder's
   reconstructions of them (the diffusion model's own error, without the decoder's floor). The claim rows' arms
-  (f8 with the largest patch vs the deepest autoencoder with p1, per block) train 3 diffusion seeds each.
+  (f8 with the largest patch vs the deepest autoencoder with p1, per block) train 3 diffusion seeds each (``--seeds N``).
 - ``smoke``: tiny backbones on tiny untrained autoencoders, 64 px, 2 training steps, 4 samples: a pipeline check.
 
 Commands:
@@ -180,9 +180,9 @@ SPECS = {"": Spec(
     scales={"smoke": "tiny backbones on tiny untrained autoencoders at 64 px, 2 training steps, 4 samples scored "
                      "against 8 embedded crops; a pipeline check, never a result",
             "small": "128 px embedded crops, 16 tokens per block (UViT patches halved; DC-AE-f64 p1 -> DC-AE-f32 "
-                     "p1), reduced autoencoders (phase 1, 300 steps) and ~1.5 M-parameter backbones (1000 steps), "
-                     "512 samples (DiT: 50 IDDPM steps) scored by gFID / KID vs the 348 training crops and vs the "
-                     "autoencoder's reconstructions; 3 diffusion seeds per claim arm; small-N gFID is biased "
+                     "p1), reduced autoencoders (phase 1, 300 steps) and hidden-128 depth-6 backbones (1000 steps), "
+                     "512 samples (DiT: 50 IDDPM steps) scored by gFID / KID vs the embedded training crops and vs the "
+                     f"autoencoder's reconstructions; {CLAIM_SEEDS} diffusion seeds per claim arm; small-N gFID is biased "
                      "(N < 2048): read KID",
             "paper": "ImageNet-train 512 px (--data), official recipes, 50k samples vs ImageNet-train statistics, "
                      "GPUs; SD-VAE-f16/f32 are unreleased (stacked stand-ins, channels assumed)"},

@@ -60,7 +60,7 @@ SETTINGS = (
     # Not at small scale: at 128 px it would be the row above's runs again (one small resolution for all rows).
     Setting("ImageNet 512x512 f64c128 latent 8x8x128", "ImageNet 512 f64c128", "imagenet-val", 512, 64, 128,
             "dc-ae-f64c128-in-1.0", None),
-    # Not at small scale: the f128c512 pair (51.7 M-parameter fair SD-VAE) is over the small scale's CPU budget.
+    # Not at small scale: the f128c512 pair (a fair SD-VAE at c = 512 is the largest reduced model) is over the small scale's CPU budget.
     Setting("ImageNet 512x512 f128c512 latent 4x4x512", "ImageNet 512 f128c512", "imagenet-val", 512, 128, 512,
             "dc-ae-f128c512-in-1.0", None),
     Setting("FFHQ 1024x1024 f64c128 latent 16x16x128", "FFHQ 1024 f64c128", "ffhq", 1024, 64, 128,
@@ -73,7 +73,7 @@ SETTINGS = (
             "mapillary-vistas", 2048, 128, 512, "dc-ae-f128c512-mix-1.0", None),
 )
 
-SMALL_N_IMAGES = None  # small scale: every embedded held-out crop (134 at 128 px)
+SMALL_N_IMAGES = None  # small scale: every embedded held-out crop at 128 px
 SMALL_SEEDS = claim_seeds()  # training seeds per small-scale claim arm (3; --seeds N)
 SMOKE_N_IMAGES = 8
 
@@ -172,7 +172,7 @@ SPECS = {"": Spec(
     caption="rFID / PSNR / SSIM / LPIPS of reconstructions (protocol dcae-recon-v2). At small scale the models are "
             "-tiny reductions with fair SD-VAE widths (no layer next to the latent narrower than it; the "
             "'parameters' rows give each pair's ratio) trained on a dozen photos, 3 training seeds per arm, and "
-            "evaluated on all 134 held-out crops at 128 px: rFID is a small-N FID (biased upward, comparable only "
+            "evaluated on all embedded held-out crops at 128 px: rFID is a small-N FID (biased upward, comparable only "
             "within this table); KID is the unbiased set-level number there. LPIPS needs torchvision's AlexNet file.",
     columns=COLUMNS + CLAIM_COLUMNS,
     rows=rows() + claims(rows()),
@@ -180,7 +180,7 @@ SPECS = {"": Spec(
     scales={
         "smoke": "tiny untrained models, 8 embedded held-out crops at max(32, f) px, ImageNet rows only; "
                  "1-4 min on 2 CPU cores; a pipeline check, never a result",
-        "small": "reduced -tiny models trained by train-ae (phase 1 at 128 px, 300 steps, seeds 0-2), the 134 "
+        "small": f"reduced -tiny models trained by train-ae (phase 1 at 128 px, 300 steps, {SMALL_SEEDS} seeds), all "
                  "embedded held-out crops at 128 px (latents 4x4 at f32, 2x2 at f64; the paper's are 8x8 / 4x4); "
                  "the 512-px f64, f128 and FFHQ/MapillaryVistas rows are not run; ~2-3 min of training per model "
                  "and seed (1 CPU thread), ~20-30 s per evaluation",
