@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from bench.errors import UsageError
+
 
 @dataclass(frozen=True)
 class Scale:
@@ -30,5 +32,5 @@ def claim_seeds() -> int:
     time; fewer than 3: every verdict is inconclusive by rule). Read once, when the spec modules are built."""
     value = os.environ.get(SEEDS_ENV, str(DEFAULT_CLAIM_SEEDS))
     if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{SEEDS_ENV}={value!r}: give a whole number of seeds >= 1 (e.g. --seeds 5)")
+        raise UsageError(f"{SEEDS_ENV}={value!r}: give a whole number of seeds >= 1 (e.g. --seeds 5)")
     return int(value)
