@@ -113,8 +113,12 @@ def test_specs_validate_and_select_unique_paper_rows(name):
         if row.paper is not None:
             vals = paper.values(row.paper.artifact or spec.id, **row.paper.filters())  # raises if ambiguous
             assert vals, row.label
-        if row.run is not None:
-            assert row.run.eval == "efficiency"
+        if row.run is not None and row.run.eval == "claim":  # Table 4's claim on its FID rows
+            assert row.label.startswith("claim: ")
+        elif row.run is not None and row.run.eval != "efficiency":  # the gFID rows' sampling runs (_gfid.py)
+            assert row.run.eval == "generate" and "· sample" in row.label, row.label
+            assert not row.run.runs_at("smoke") or row.run.resolve("smoke").model.backbone.endswith("-tiny")
+        elif row.run is not None:
             assert row.run.resolve("smoke").backbone.endswith("-tiny")
             assert row.run.resolve("paper").depth is None
 
