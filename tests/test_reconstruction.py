@@ -315,23 +315,31 @@ def test_protocol_preset_is_frozen_and_recorded():
 
 
 def test_reconstruction_specs_validate_and_share_runs():
-    from bench.artifacts import _figure2a, figure7, table2
+    from bench.artifacts import _figure2a, figure7, table1, table2
     registered = {m.name for m in models.list_models()}
     for spec in (table2.SPECS[""], figure7.SPECS[""], _figure2a.FIGURE2A):
         assert spec.validate() == []
         for row in spec.rows:
             for scale in ("smoke", "small", "paper"):
-                if row.run.runs_at(scale):
+                if row.run is not None and row.run.runs_at(scale):
                     cfg = row.run.resolve(scale)
                     if isinstance(cfg, ReconConfig) and cfg.model in registered:  # claim rows: their arms
                         assert cfg.resolution % models.zoo.info(cfg.model).spatial_compression == 0, (row.label, scale)
-    assert len(table2.rows()) == 16 and len(table2.SPECS[""].rows) == 16 + 2 * len(table2.SETTINGS)
-    t2 = {r.label: r.run.resolve("small") for r in table2.SPECS[""].rows if r.run.runs_at("small")}
-    f7 = {r.label: r.run.resolve("small") for r in figure7.SPECS[""].rows}
-    assert f7["DC-AE f64c128"] == t2["ImageNet 512 f64c128 / DC-AE"]  # one run serves both artefacts
-    assert t2["ImageNet 256 f32c32 / DC-AE"].checkpoint == TrainAEConfig("dc-ae-f32c32-tiny")
+    small_settings = [s for s in table2.SETTINGS if s.small_resolution is not None]
+    n_rows = 2 * len(table2.SETTINGS) + 2 * (table2.SMALL_SEEDS - 1) * len(small_settings) + len(small_settings)
+    assert len(table2.rows()) == n_rows and len(table2.SPECS[""].rows) == n_rows + 2 * len(table2.SETTINGS)
+    t2 = {r.label: r.run.resolve("small") for r in table2.SPECS[""].rows if r.run and r.run.runs_at("small")}
+    f7 = {r.label: r.run.resolve("small") for r in figure7.SPECS[""].rows if r.run.runs_at("small")}
+    assert f7["DC-AE f64c128"] == t2["ImageNet 256 f64c128 / DC-AE"]  # one run serves both artefacts
+    assert f7["DC-AE f32c32"] == t2["ImageNet 256 f32c32 / DC-AE"]
+    # one 128-px training protocol: Table 2's seeds, Figure 2a's points and Table 1's autoencoders share runs
+    assert t2["ImageNet 256 f32c32 / DC-AE"].checkpoint == table1.small_autoencoder(table1.ENTRIES[-1])
+    assert t2["ImageNet 256 f32c32 / DC-AE · seed 2"].checkpoint.seed == 2
+    f2 = {r.label: r.run.resolve("small") for r in _figure2a.FIGURE2A.rows if r.run and r.run.eval == "recon"}
+    assert f2["DC-AE f64 · seed 1"] == t2["ImageNet 256 f64c128 / DC-AE · seed 1"]
+    assert all(c.resolution // models.zoo.info(c.model).spatial_compression >= 2 for c in f2.values())  # no 1x1
     assert all(r.run.resolve("smoke").checkpoint is None for r in figure7.SPECS[""].rows)  # smoke: untrained
-    t2s = {r.run.resolve("smoke") for r in table2.SPECS[""].rows if r.run.runs_at("smoke")}
+    t2s = {r.run.resolve("smoke") for r in table2.SPECS[""].rows if r.run and r.run.runs_at("smoke")}
     assert all(r.run.resolve("smoke") in t2s for r in figure7.SPECS[""].rows)
 
 
