@@ -165,15 +165,21 @@ def run_artifact(name: str, args: argparse.Namespace, runner) -> int:
     return code
 
 
+def _set_seeds(value: str | None) -> None:
+    """--seeds N: before any spec module is built (they read it once); --jobs workers inherit the variable."""
+    if value is None:
+        return
+    if not value.isdigit() or int(value) < 1:
+        raise UsageError(f"--seeds {value!r}: give a whole number of seeds >= 1 (e.g. --seeds 5)")
+    os.environ[SEEDS_ENV] = value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     if args.scale not in SCALES:
         raise UsageError(f"unknown --scale {args.scale!r}; use smoke, small or paper")
     jobs = _jobs(args.jobs)
-    if args.seeds is not None:  # before any spec module is built (they read it once); --jobs workers inherit it
-        if not args.seeds.isdigit() or int(args.seeds) < 1:
-            raise UsageError(f"--seeds {args.seeds!r}: give a whole number of seeds >= 1 (e.g. --seeds 5)")
-        os.environ[SEEDS_ENV] = args.seeds
+    _set_seeds(args.seeds)
     if jobs > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UsageError("--jobs N > 1 cannot be combined with torchrun; under torchrun the ranks share each run")
     if args.target == "ls":

@@ -243,6 +243,13 @@ def paired_bootstrap_mean(a: ArmData, b: ArmData, claim: Claim) -> ClaimResult:
 MetricFn = Callable[[np.ndarray, np.ndarray], float]  # (rec_features (n, d), ref_features (n, d)) -> set value
 
 
+def _prepared(metric_fn: MetricFn, x: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray, np.ndarray], float]:
+    """``value(idx, ridx)``: the metric on rows idx of x and ridx of y. A metric with ``prepare(x, y)``
+    (metrics.FullSetKID) precomputes once and sees resampled rows as a multiset; any other is called on the rows."""
+    prepare = getattr(metric_fn, "prepare", None)
+    return prepare(x, y) if prepare is not None else (lambda i, j: metric_fn(x[i], y[j]))
+
+
 def paired_bootstrap_set_metric(a: ArmData, b: ArmData, ref_features: np.ndarray, ref_image_ids: Sequence[Hashable],
                                 metric_fn: MetricFn, claim: Claim) -> ClaimResult:
     """A claim on a set-level metric (rFID, KID): features (n_seeds, n_images, d) of each arm's reconstructions and
@@ -276,9 +283,7 @@ def paired_bootstrap_set_metric(a: ArmData, b: ArmData, ref_features: np.ndarray
     pa, pb, pr = _canonical_order([("arm A", a.image_ids), ("arm B", b.image_ids), ("the reference", ref_ids)])
     fa, fb, fr = a.values[:, pa], b.values[:, pb], ref[pr]  # (Sa, N, D), (Sb, N, D), (N, D) in sorted-id order
 
-    # A metric with ``prepare(x, y) -> value(idx, ridx)`` (metrics.FullSetKID) sees the resampled rows as a multiset.
-    prep = getattr(metric_fn, "prepare", None) or (lambda x, y: lambda i, j: metric_fn(x[i], y[j]))
-    values = {"a": [prep(f, fr) for f in fa], "b": [prep(f, fr) for f in fb]}
+    values = {"a": [_prepared(metric_fn, f, fr) for f in fa], "b": [_prepared(metric_fn, f, fr) for f in fb]}
 
     def per_seed(arm: str, idx: np.ndarray) -> np.ndarray:  # (S,) the set metric of each seed on rows idx
         return np.array([value(idx, idx) for value in values[arm]], dtype=np.float64)
@@ -314,9 +319,7 @@ def bootstrap_generated_set_metric(a: ArmData, b: ArmData, ref_a: np.ndarray, re
     pa, pb = _canonical_order([("arm A", a.image_ids), ("arm B", b.image_ids)])
     fa, fb = a.values[:, pa], b.values[:, pb]
 
-    # A metric with ``prepare(x, y) -> value(idx, ridx)`` (e.g. metrics.FullSetKID) precomputes per seed and arm.
-    prep = getattr(metric_fn, "prepare", None) or (lambda x, y: lambda i, j: metric_fn(x[i], y[j]))
-    arms = [[prep(f, ra) for f in fa], [prep(f, rb) for f in fb]]
+    arms = [[_prepared(metric_fn, f, ra) for f in fa], [_prepared(metric_fn, f, rb) for f in fb]]
 
     def per_seed(arm: int, idx: np.ndarray, ridx: np.ndarray) -> np.ndarray:
         return np.array([value(idx, ridx) for value in arms[arm]], dtype=np.float64)
