@@ -205,15 +205,41 @@ class PhaseRequest:
 
 
 @dataclass(frozen=True)
+class Plateau:
+    """Train a one-phase run to a plateau (issue #11): train the phase's steps, then keep doubling them while the
+    doubling raised the held-out PSNR by at least ``min_gain_db``, up to ``max_steps``. The probe is the first
+    ``probe_images`` embedded held-out crops at the phase's resolution (small / smoke scale); the run records the
+    curve (steps, probe PSNR) and whether the plateau was reached before ``max_steps``."""
+
+    min_gain_db: float = 0.3                       # a doubling that gains less than this is the plateau
+    max_steps: int = 1200                          # the budget: no doubling beyond this many steps
+    probe_images: int = 64                         # held-out crops of the probe
+
+    def __post_init__(self) -> None:
+        check_types(self)
+        if self.min_gain_db <= 0 or self.max_steps < 1 or self.probe_images < 2:
+            raise ConfigError(f"Plateau({self.min_gain_db}, {self.max_steps}, {self.probe_images}): use "
+                              f"min_gain_db > 0, max_steps >= 1, probe_images >= 2")
+
+
+@dataclass(frozen=True)
 class TrainAEConfig(EvalConfig):
     """Eval ``train-ae``: train an autoencoder through one or more phases; output ``ckpt/model.safetensors``."""
 
     EVAL: ClassVar[str] = "train-ae"
+    ID_OMITS_DEFAULT: ClassVar[tuple[str, ...]] = ("plateau",)
     model: str                                     # models.build name, e.g. "dc-ae-f32c32-tiny"
     phases: tuple[PhaseRequest, ...] = (PhaseRequest("phase1"),)  # run in order
     seed: int = 0                                  # model init, data order, discriminator init
     residual_autoencoding: bool | None = None      # None: the model's own setting; False: the Fig. 3a ablation
     init_from: TrainAEConfig | None = None         # start from that run's final weights (same architecture)
+    plateau: Plateau | None = None                 # train the (single) phase to a plateau; None: its fixed steps
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.plateau is not None and len(self.phases) != 1:
+            raise ConfigError(f"TrainAEConfig({self.model}): plateau applies to a one-phase run, not "
+                              f"{len(self.phases)} phases; split the phases into runs chained by init_from")
 
 
 @dataclass(frozen=True)

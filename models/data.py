@@ -4,8 +4,10 @@ Three sources, one interface (``len(ds)``, ``ds[i]`` → float (3, r, r) in [-1,
 (3, r, r) or None when the file is unreadable, ``ds.manifest``, ``ds.identity``):
 
 - ``EmbeddedPhotos(split, resolution)``: the default data set of the small/smoke scales, built at run time from
-  the real photographs shipped inside installed packages (scikit-image's sample data, matplotlib's
-  ``grace_hopper.jpg``; ``shared/reference/evaluation.md`` §10). No image is committed and nothing is downloaded.
+  real photographs: those shipped inside installed packages (scikit-image's sample data, matplotlib's
+  ``grace_hopper.jpg``; ``shared/reference/evaluation.md`` §10) and four GPL-2+ nature photographs committed in
+  ``models/photos/`` (from Debian's ``mate-backgrounds``; licences and sources in ``models/photos/README.md``), which
+  bring the held-out split to more than 256 crops at 128 px (issue #11). Nothing is downloaded.
   Train and test are split **by source photo** (a photo is on one side only); the test side holds two portraits
   and a text image so that Fig. 7 can show faces and text. Each photo yields deterministic crops: the whole photo
   (short-side square crops along the long side) plus a grid of at most 4×4 squares of side r, 2r and 4r (native
@@ -43,6 +45,16 @@ def _skimage(name: str) -> Callable[[], np.ndarray]:
     return load
 
 
+PHOTOS = Path(__file__).with_name("photos")  # committed photographs (models/photos/README.md)
+
+
+def _committed(file: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        with Image.open(PHOTOS / file) as im:
+            return np.asarray(im.convert("RGB"))
+    return load
+
+
 def _grace_hopper() -> np.ndarray:
     import matplotlib.cbook  # here, not at the top: ~0.5 s of matplotlib start-up that only this photo needs
     with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
@@ -65,6 +77,12 @@ SOURCES: tuple[SourcePhoto, ...] = (
     SourcePhoto("grace_hopper", "test", _grace_hopper, "portrait (face)", "not stated (presumably US Navy PD)"),
     SourcePhoto("text", "test", _skimage("text"), "printed text (grey)", "scikit-image sample, CC0"),
     SourcePhoto("coffee", "test", _skimage("coffee"), "cup of coffee", "CC0"),
+    # held-out nature photographs (committed, models/photos/README.md): more held-out crops (issue #11, item 6)
+    SourcePhoto("dune", "test", _committed("dune.jpg"), "dune grass and sea", "GPL-2+ (mate-backgrounds)"),
+    SourcePhoto("ladybird", "test", _committed("ladybird.jpg"), "ladybird on flowers", "GPL-2+ (mate-backgrounds)"),
+    SourcePhoto("raindrops", "test", _committed("raindrops.jpg"), "leaves with raindrops",
+                "GPL-2+ (mate-backgrounds)"),
+    SourcePhoto("garden", "test", _committed("garden.jpg"), "red flower", "GPL-2+ (mate-backgrounds)"),
     # training photos
     SourcePhoto("chelsea", "train", _skimage("chelsea"), "cat", "CC0"),
     SourcePhoto("rocket", "train", _skimage("rocket"), "rocket launch", "public domain (SpaceX)"),

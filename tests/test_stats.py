@@ -207,9 +207,50 @@ def test_set_metric_clear_win_and_determinism():
     assert r1.sd_a == pytest.approx(np.std(per_seed_a, ddof=1), abs=1e-12)
 
 
-def test_set_metric_equals_a_plain_loop():
+class _Prepared:
+    """A set metric with ``prepare`` (as metrics.FullSetKID): the rule treats it as unbiased and bootstraps it."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, x, y):
+        return self.fn(x, y)
+
+    def prepare(self, x, y):
+        return lambda i, j: self.fn(x[i], y[j])
+
+
+Z90 = 1.6448536269514722  # standard normal quantile of 0.95
+
+
+def test_set_metric_without_prepare_gets_the_delete_one_jackknife():
+    """FID-like metrics (no unbiased resampled form): estimate ± z·se of the paired leave-one-out differences."""
     a, b, ref, ref_ids = _feature_arms(n=30)
     claim = S.Claim("ref", "rfid", lower_is_better=True, n_boot_set=50, seed=3)
+    thetas = []
+    for i in range(30):
+        idx = np.delete(np.arange(30), i)  # the same image left out of both arms and of the reference
+        fa = sum(_mean_sq_distance(a.values[s][idx], ref[idx]) for s in range(3)) / 3
+        fb = sum(_mean_sq_distance(b.values[s][idx], ref[idx]) for s in range(3)) / 3
+        thetas.append(fa - fb)
+    se = np.sqrt(29 / 30 * np.sum((np.array(thetas) - np.mean(thetas)) ** 2))
+    r = S.paired_bootstrap_set_metric(a, b, ref, ref_ids, _mean_sq_distance, claim)
+    diff = (sum(_mean_sq_distance(a.values[s], ref) for s in range(3)) - sum(
+        _mean_sq_distance(b.values[s], ref) for s in range(3))) / 3
+    assert r.diff == pytest.approx(diff, abs=1e-12)
+    assert (r.lo, r.hi) == pytest.approx((diff - Z90 * se, diff + Z90 * se), abs=1e-12)
+    assert r.lo < r.diff < r.hi  # centred on its own estimate (the basic bootstrap interval was not, claim v3)
+
+
+def test_the_jackknife_se_of_a_mean_is_the_textbook_one():
+    x = np.random.default_rng(1).normal(size=50)
+    lo, hi = S._jackknife_interval(lambda idx: float(x[idx].mean()), 50, float(x.mean()), 0.90)
+    assert (hi - lo) / 2 == pytest.approx(Z90 * x.std(ddof=1) / np.sqrt(50), rel=1e-10)
+
+
+def test_set_metric_with_prepare_equals_a_plain_bootstrap_loop():
+    a, b, ref, ref_ids = _feature_arms(n=30)
+    claim = S.Claim("ref", "kid", lower_is_better=True, n_boot_set=50, seed=3)
     rng = np.random.default_rng(claim.seed)
     reps = []
     for _ in range(claim.n_boot_set):
@@ -217,12 +258,9 @@ def test_set_metric_equals_a_plain_loop():
         fa = sum(_mean_sq_distance(a.values[s][idx], ref[idx]) for s in range(3)) / 3
         fb = sum(_mean_sq_distance(b.values[s][idx], ref[idx]) for s in range(3)) / 3
         reps.append(fa - fb)
-    r = S.paired_bootstrap_set_metric(a, b, ref, ref_ids, _mean_sq_distance, claim)
-    diff = (sum(_mean_sq_distance(a.values[s], ref) for s in range(3)) - sum(
-        _mean_sq_distance(b.values[s], ref) for s in range(3))) / 3
-    assert r.diff == pytest.approx(diff, abs=1e-12)  # the basic interval: the replicates reflected about diff
-    assert r.lo == pytest.approx(2 * diff - _linear_quantile(reps, 0.95), abs=1e-12)
-    assert r.hi == pytest.approx(2 * diff - _linear_quantile(reps, 0.05), abs=1e-12)
+    r = S.paired_bootstrap_set_metric(a, b, ref, ref_ids, _Prepared(_mean_sq_distance), claim)
+    assert r.lo == pytest.approx(_linear_quantile(reps, 0.05), abs=1e-12)  # percentile interval
+    assert r.hi == pytest.approx(_linear_quantile(reps, 0.95), abs=1e-12)
 
 
 def test_set_metric_is_paired_by_image_id():
@@ -265,7 +303,7 @@ def test_generated_set_metric_known_differences(shift_b, expected):
 
 
 def test_generated_set_metric_equals_a_plain_loop():
-    """Sample indices shared by both arms, the reference drawn from its own stream (seed + 1), basic interval."""
+    """Sample indices shared by both arms, the reference drawn from its own stream (seed + 1), percentile interval."""
     a, b, ref = _generated_arms(0.3, n=25, n_ref=20)
     ref_b = ref + 0.1  # e.g. arm B's autoencoder's reconstructions of the same reference images
     claim = S.Claim("ref", "kid", lower_is_better=True, n_boot_set=40, seed=5)
@@ -277,10 +315,28 @@ def test_generated_set_metric_equals_a_plain_loop():
         fb = np.mean([_mean_sq_distance(b.values[s][idx], ref_b[ridx]) for s in range(3)])
         reps.append(fa - fb)
     diff = np.mean([_mean_sq_distance(a.values[s], ref) - _mean_sq_distance(b.values[s], ref_b) for s in range(3)])
-    r = S.bootstrap_generated_set_metric(a, b, ref, ref_b, _mean_sq_distance, claim)
+    r = S.bootstrap_generated_set_metric(a, b, ref, ref_b, _Prepared(_mean_sq_distance), claim)
     assert r.diff == pytest.approx(diff, abs=1e-12) and r.n_images == 25
-    assert r.lo == pytest.approx(2 * diff - _linear_quantile(reps, 0.95), abs=1e-12)
-    assert r.hi == pytest.approx(2 * diff - _linear_quantile(reps, 0.05), abs=1e-12)
+    assert r.lo == pytest.approx(_linear_quantile(reps, 0.05), abs=1e-12)
+    assert r.hi == pytest.approx(_linear_quantile(reps, 0.95), abs=1e-12)
+
+
+def test_generated_gfid_adds_the_jackknife_variances_of_samples_and_reference():
+    a, b, ref = _generated_arms(0.3, n=25, n_ref=20)
+    claim = S.Claim("ref", "gfid", lower_is_better=True)
+
+    def d(idx, ridx):
+        return np.mean([_mean_sq_distance(a.values[s][idx], ref[ridx]) - _mean_sq_distance(b.values[s][idx],
+                                                                                          ref[ridx])
+                        for s in range(3)])
+    full = d(np.arange(25), np.arange(20))
+    var = 0.0
+    for n, leave in ((25, lambda i: d(np.delete(np.arange(25), i), np.arange(20))),
+                     (20, lambda i: d(np.arange(25), np.delete(np.arange(20), i)))):
+        th = np.array([leave(i) for i in range(n)])
+        var += (n - 1) / n * np.sum((th - th.mean()) ** 2)
+    r = S.bootstrap_generated_set_metric(a, b, ref, ref, _mean_sq_distance, claim)
+    assert (r.lo, r.hi) == pytest.approx((full - Z90 * np.sqrt(var), full + Z90 * np.sqrt(var)), abs=1e-12)
 
 
 def test_generated_set_metric_refuses_references_of_different_sets():

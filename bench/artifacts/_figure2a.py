@@ -131,7 +131,7 @@ FIGURE2A = Spec(
         "smoke": "tiny untrained models, 8 embedded held-out crops at max(32, f) px; seconds per point; never a "
                  "result",
         "small": "reduced -tiny models of Table 2's shapes (f8c4, f16c16, f32c32, f64c128; fair SD-VAE widths) "
-                 f"trained by train-ae (phase 1, {_P1['steps']} steps, {SMALL_RESOLUTION} px; {T2.SMALL_SEEDS} seeds for the "
+                 f"trained by train-ae (phase 1, {SMALL_RESOLUTION} px, {T2.PLATEAU_TEXT}; {T2.SMALL_SEEDS} seeds for the "
                  "claim arms, Table 2's runs shared), all embedded held-out crops at "
                  f"{SMALL_RESOLUTION} px (latents 16x16 to 2x2)",
         "paper": "ImageNet val at 256 px (--data), official or supplied weights (--weights); the f8/f16 DC-AEs and "

@@ -112,12 +112,13 @@ SPECS = {"": Spec(
     scales={
         "smoke": "tiny untrained models at max(32, f) px, 8 images (Table 2's smoke runs): a layout check, the "
                  "reconstructions are noise; seconds after table2",
-        "small": "reduced models trained by train-ae (phase 1 at 128 px, seed 0), all embedded held-out crops at "
-                 "128 px (Table 2's runs: latents 4x4 at f32, 2x2 at f64); f128 rows not run (over the CPU budget)",
+        "small": f"reduced models trained by train-ae (phase 1 at 128 px, seed 0, {T2.PLATEAU_TEXT}), all embedded "
+                 "held-out crops at 128 px (Table 2's runs: latents 4x4 at f32, 2x2 at f64); f128 rows not run (over "
+                 "the CPU budget)",
         "paper": "official DC-AE checkpoints (--weights) at 512 px on the embedded held-out photos; the stacked "
                  "SD-VAEs are unreleased (unavailable); GPU",
     },
     plot=plot,
-    deviations=(("The paper's sample images are not released; ours are crops of public-domain/CC0 photos shipped "
-                 "in scikit-image and matplotlib."),),
+    deviations=(("The paper's sample images are not released; ours are crops of the embedded held-out photos "
+                 "(public-domain/CC0 photos shipped in scikit-image and matplotlib, GPL-2+ photos in models/photos)."),),
 )}

@@ -574,6 +574,16 @@ def _metric_networks(cfg: ReconConfig, ctx: Any, device: str) -> dict[str, Any]:
             "lpips": M.LPIPSAlex(device) if lpips_why is None else None}
 
 
+def _training_summary(cfg: ReconConfig, ctx: Any) -> dict[str, Any]:
+    """How the evaluated checkpoint was trained (tables show it beside the numbers, #11): its steps and, for a run
+    trained to a plateau, the last doubling's held-out PSNR gain and whether the plateau was reached."""
+    if cfg.checkpoint is None:
+        return {}
+    m = ctx.ensure(cfg.checkpoint).metrics
+    keep = ("plateau_gain_db", "plateau_reached")
+    return {"train_steps": m["steps"], **{k: m[k] for k in keep if k in m}}
+
+
 def run(cfg: ReconConfig, ctx: Any) -> dict:
     """Eval ``recon`` (fields: ``bench.configs.ReconConfig``): build the data set, the autoencoder and the metric
     networks from the config, then ``evaluate``; rank 0's metrics are returned on every rank."""
@@ -589,6 +599,7 @@ def run(cfg: ReconConfig, ctx: Any) -> dict:
         out.update(_dataset=dataset.description, _dataset_id=dataset.identity, _weights=weights_id,
                    _dataset_path=str(getattr(dataset, "root", "embedded")),
                    params=sum(p.numel() for p in model.parameters()))  # the table's parameter ratios (#11)
+        out.update(_training_summary(cfg, ctx))
         if cfg.dataset == EMBEDDED_TEST:
             save_showcase(model, cfg.resolution, Path(ctx.run_dir) / "showcase", device)
         if getattr(dataset, "skipped", None):

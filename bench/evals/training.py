@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import torch
 
 import models
 import models.zoo
-from bench.configs import SCALE_DEFAULTS, MemoryConfig, TrainAEConfig
+from bench.configs import SCALE_DEFAULTS, MemoryConfig, Plateau, TrainAEConfig
 from bench.errors import Unavailable, UsageError
 from bench.provenance import atomic_write_json, damage, quarantine
 from models import data, losses
@@ -103,9 +104,11 @@ def _build(cfg: TrainAEConfig, ctx) -> tuple[torch.nn.Module, list[PhaseConfig],
     return model, phases, done.run_id
 
 
-def _run_phase(model, phase: PhaseConfig, phase_dir: Path, ctx, perceptual) -> dict[str, Any]:
-    """Train one phase, or reuse it when an interrupted run finished it before; its metrics, prefixed."""
-    done_file = phase_dir / "result.json"
+def _run_phase(model, phase: PhaseConfig, phase_dir: Path, ctx, perceptual, done_name: str = "result.json",
+               after: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Train one phase, or reuse it when an interrupted run finished it before; its metrics, prefixed (plus what
+    ``after()`` measures on the trained model, kept in the same result file)."""
+    done_file = phase_dir / done_name
     for f in (done_file, phase_dir / FINAL_MODEL, phase_dir / TRAIN_STATE):  # a killed copy, a full disk
         if f.exists() and (why := damage(f)) is not None:
             quarantine(f, why)
@@ -119,8 +122,46 @@ def _run_phase(model, phase: PhaseConfig, phase_dir: Path, ctx, perceptual) -> d
                             device=ctx.device, perceptual=perceptual, log=ctx.log)
     out = res.metrics(prefix=f"{phase.name}_")
     out[f"_{phase.name}_seconds"] = round(res.s_per_step * (res.steps - res.resumed_from), 2)
+    out.update(after() if after is not None else {})
     atomic_write_json(done_file, out)
     return out
+
+
+def probe_psnr(model: torch.nn.Module, resolution: int, n_images: int, device: str) -> float:
+    """Mean PSNR (dB, images in [0, 1], no uint8 rounding) of the model's reconstructions of the first ``n_images``
+    embedded held-out crops at ``resolution``: the plateau rule's probe (not a reported metric; ``recon`` is)."""
+    ds = data.EmbeddedPhotos("test", resolution, n_images=n_images)
+    x = torch.stack([ds[i] for i in range(len(ds))]).to(device)
+    model.eval()
+    with torch.no_grad():
+        y = torch.cat([model.decode(model.encode(x[i:i + 16])) for i in range(0, len(x), 16)]).clamp(-1, 1)
+    mse = ((y - x) / 2).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+    return float((10 * torch.log10(1 / mse)).mean())
+
+
+def _run_to_plateau(model, phase: PhaseConfig, phase_dir: Path, ctx, perceptual, rule: Plateau) -> dict[str, Any]:
+    """``phase`` to a plateau: its steps, then doubled while a doubling gains >= ``rule.min_gain_db`` of probe PSNR
+    and stays within ``rule.max_steps``. The learning rate is constant after warm-up, so continuing a run to 2N
+    steps (a resumed checkpoint) is the run of 2N steps. Each stage's result (probe PSNR included) is kept, so a
+    killed run resumes at its stage. The model ends with the last stage's weights."""
+    curve: list[list[float]] = []
+    target, out = phase.steps, {}
+    while True:
+        stage = dataclasses.replace(phase, steps=target)
+        out = _run_phase(model, stage, phase_dir, ctx, perceptual, done_name=f"result-{target}.json",
+                         after=lambda: {"_probe_psnr": probe_psnr(model, phase.resolution, rule.probe_images,
+                                                                  ctx.device)})
+        curve.append([target, out["_probe_psnr"]])
+        gain = curve[-1][1] - curve[-2][1] if len(curve) > 1 else math.inf
+        ctx.log(f"plateau: {target} steps, probe PSNR {curve[-1][1]:.2f} dB"
+                + (f" ({gain:+.2f} dB from {curve[-2][0]})" if len(curve) > 1 else ""))
+        if gain < rule.min_gain_db or 2 * target > rule.max_steps:
+            break
+        target *= 2
+    model.load_state_dict(load_trained(phase_dir, FINAL_MODEL).state_dict())  # the last stage's (maybe reused)
+    reached = len(curve) > 1 and gain < rule.min_gain_db
+    return {**out, f"{phase.name}_steps": target, "_plateau_curve": curve, "plateau_reached": int(reached),
+            "plateau_gain_db": gain if len(curve) > 1 else float("nan")}
 
 
 def run(cfg: TrainAEConfig, ctx) -> dict:
@@ -131,7 +172,11 @@ def run(cfg: TrainAEConfig, ctx) -> dict:
         ctx.log(f"perceptual: none ({losses.perceptual_unavailable_reason()})")
     metrics: dict[str, Any] = {}
     for i, phase in enumerate(phases):
-        metrics.update(_run_phase(model, phase, ctx.run_dir / "ckpt" / f"{i}-{phase.name}", ctx, perceptual))
+        phase_dir = ctx.run_dir / "ckpt" / f"{i}-{phase.name}"
+        if cfg.plateau is not None:
+            metrics.update(_run_to_plateau(model, phase, phase_dir, ctx, perceptual, cfg.plateau))
+        else:
+            metrics.update(_run_phase(model, phase, phase_dir, ctx, perceptual))
     models.save(model, ctx.run_dir / "ckpt" / FINAL_MODEL)
     last = phases[-1].name
     metrics.update({
