@@ -78,10 +78,11 @@ class Dataset:
     """Which images a run reads: the embedded offline photos, a named folder data set, or synthetic images."""
 
     kind: Literal["embedded", "folder", "synthetic"]
-    name: str = ""  # embedded: "train" | "test" (split by source photo); folder: a key of FOLDER_SETS
+    name: str = ""  # embedded: "train" | "test" (split by source photo) | "test-regions" (held-out boxes of one
+                    # size, the same at every resolution: Fig. 3b); folder: a key of FOLDER_SETS
 
     def __post_init__(self) -> None:
-        allowed = {"embedded": ("train", "test"), "folder": tuple(FOLDER_SETS), "synthetic": ("",)}
+        allowed = {"embedded": ("train", "test", "test-regions"), "folder": tuple(FOLDER_SETS), "synthetic": ("",)}
         if self.kind not in allowed:
             raise ConfigError(f"Dataset kind {self.kind!r} is unknown; use embedded, folder or synthetic")
         if self.name not in allowed[self.kind]:
@@ -93,6 +94,7 @@ class Dataset:
 
 EMBEDDED_TRAIN = Dataset("embedded", "train")
 EMBEDDED_TEST = Dataset("embedded", "test")
+EMBEDDED_TEST_REGIONS = Dataset("embedded", "test-regions")
 SYNTHETIC = Dataset("synthetic")
 
 

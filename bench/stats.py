@@ -274,9 +274,11 @@ def _prepared(metric_fn: MetricFn, x: np.ndarray, y: np.ndarray) -> Callable[[np
 
 
 def paired_bootstrap_set_metric(a: ArmData, b: ArmData, ref_features: np.ndarray, ref_image_ids: Sequence[Hashable],
-                                metric_fn: MetricFn, claim: Claim) -> ClaimResult:
+                                metric_fn: MetricFn, claim: Claim, ref_b: np.ndarray | None = None) -> ClaimResult:
     """A claim on a set-level metric (rFID, KID): features (n_seeds, n_images, d) of each arm's reconstructions and
-    ``ref_features`` (n_images, d) of the originals of the same images, all paired by image id.
+    ``ref_features`` (n_images, d) of the originals of the same images, all paired by image id. ``ref_b``: arm B's
+    own originals, row for row the same images as ``ref_features`` (the same regions at another resolution,
+    Figure 3b); None: both arms share ``ref_features``.
 
     Per-seed value: ``metric_fn(a[s], ref)`` on all images; mean ± sd across seeds; ``diff`` = mean_a − mean_b.
     Interval, by the metric (``_resamples_unbiased``):
@@ -303,10 +305,13 @@ def paired_bootstrap_set_metric(a: ArmData, b: ArmData, ref_features: np.ndarray
         raise ValueError(f"reference has {len(ref)} rows but {len(set(ref_ids))} distinct ids of {len(ref_ids)}")
     if not a.values.shape[2] == b.values.shape[2] == ref.shape[1]:
         raise ValueError(f"feature dims differ: A {a.values.shape[2]}, B {b.values.shape[2]}, reference {ref.shape[1]}")
+    rb = ref if ref_b is None else np.asarray(ref_b, dtype=np.float64)
+    if rb.shape != ref.shape:
+        raise ValueError(f"arm B's reference is {rb.shape}, arm A's {ref.shape}: they must hold the same images")
     pa, pb, pr = _canonical_order([("arm A", a.image_ids), ("arm B", b.image_ids), ("the reference", ref_ids)])
     fa, fb, fr = a.values[:, pa], b.values[:, pb], ref[pr]  # (Sa, N, D), (Sb, N, D), (N, D) in sorted-id order
 
-    values = {"a": [_prepared(metric_fn, f, fr) for f in fa], "b": [_prepared(metric_fn, f, fr) for f in fb]}
+    values = {"a": [_prepared(metric_fn, f, fr) for f in fa], "b": [_prepared(metric_fn, f, rb[pr]) for f in fb]}
 
     def per_seed(arm: str, idx: np.ndarray) -> np.ndarray:  # (S,) the set metric of each seed on rows idx
         return np.array([value(idx, idx) for value in values[arm]], dtype=np.float64)

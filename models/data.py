@@ -197,9 +197,36 @@ def crop_plan(split: str, resolution: int, seed: int = 0) -> list[Crop]:
     return [crops[i] for i in order]
 
 
+# The held-out *regions* set (Figure 3b, issue #11): one list of boxes, rendered at any resolution up to the box
+# side, so that the training-resolution and the 4x-resolution evaluations see the same source regions, never an
+# upscaled one. Boxes of REGION_SIDE source pixels on a grid of at most GRID_MAX x GRID_MAX per held-out photo whose
+# short side holds one (the 172-px `text` photo does not), each unflipped and flipped.
+REGIONS = "test-regions"
+REGION_SIDE = 256
+
+
+def region_plan(seed: int = 0) -> list[Crop]:
+    """The boxes of the held-out regions set, in a fixed seeded order; the same at every resolution."""
+    crops: list[Crop] = []
+    for src in sources("test"):
+        h, w = load_source(src.name).shape[:2]
+        if min(h, w) < REGION_SIDE:
+            continue
+        ny, nx = (min(GRID_MAX, max(1, round(n / REGION_SIDE))) for n in (h, w))
+        for top in _positions(h, REGION_SIDE, ny):
+            for left in _positions(w, REGION_SIDE, nx):
+                for flip in (False, True):
+                    crops.append(Crop(src.name, (left, top, left + REGION_SIDE, top + REGION_SIDE), flip))
+    order = np.random.default_rng(seed).permutation(len(crops))
+    return [crops[i] for i in order]
+
+
 @lru_cache(maxsize=32)
 def _render(split: str, resolution: int, seed: int) -> tuple[torch.Tensor, tuple[Crop, ...]]:
-    plan = crop_plan(split, resolution, seed)
+    if split == REGIONS and resolution > REGION_SIDE:
+        raise ValueError(f"the {REGIONS} set has {REGION_SIDE}-px boxes: {resolution} px would upscale them; "
+                         f"use <= {REGION_SIDE} px")
+    plan = region_plan(seed) if split == REGIONS else crop_plan(split, resolution, seed)
     images = np.empty((len(plan), 3, resolution, resolution), dtype=np.uint8)
     pil_cache: dict[str, Image.Image] = {}
     for i, c in enumerate(plan):
@@ -213,7 +240,9 @@ def _render(split: str, resolution: int, seed: int) -> tuple[torch.Tensor, tuple
 class EmbeddedPhotos(torch.utils.data.Dataset):
     """Deterministic crops of the embedded photos of one split at ``resolution`` (see the module docstring).
 
-    ``n_images`` keeps the first n of the seeded order (raises if the split has fewer).
+    ``n_images`` keeps the first n of the seeded order (raises if the split has fewer). ``split`` may also be
+    ``REGIONS`` (``"test-regions"``): the held-out boxes of ``region_plan``, the same boxes at every resolution up to
+    ``REGION_SIDE``.
     """
 
     def __init__(self, split: str = "train", resolution: int = 64, n_images: int | None = None, seed: int = 0):
@@ -250,8 +279,15 @@ class EmbeddedPhotos(torch.utils.data.Dataset):
         return h.hexdigest()[:16]
 
     @property
+    def regions_id(self) -> str:
+        """Hash of the manifest alone (sources, boxes, flips; no pixels): equal for two resolutions of the regions
+        set, so a claim may pair their images (Figure 3b)."""
+        return hashlib.sha256(json.dumps(self.manifest).encode()).hexdigest()[:16]
+
+    @property
     def description(self) -> str:
-        return f"embedded-{self.split} ({len(self)} crops of {len(sources(self.split))} photos, {self.resolution} px)"
+        photos = len({c.source for c in self.plan})
+        return f"embedded-{self.split} ({len(self)} crops of {photos} photos, {self.resolution} px)"
 
 
 # ----------------------------------------------------------------------------------------------------------------

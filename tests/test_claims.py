@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.configs import SYNTHETIC, ClaimConfig, ReconConfig
+from bench.configs import EMBEDDED_TEST, EMBEDDED_TEST_REGIONS, SYNTHETIC, ClaimConfig, ReconConfig
 from bench.errors import Unavailable
 from bench.evals.reconstruction import FEATURES_FILE, PER_IMAGE_FILE
 from bench.runner import Runner
@@ -32,7 +32,7 @@ def test_claim_is_decided_from_the_arm_runs(tmp_path, metric):
     b = runner.ensure(RunRef(_recon("dc-ae-f32c32-tiny")), "smoke").metrics
     assert m["verdict"] in ("reproduced", "contradicted", "inconclusive") and m["n_seeds"] == 3 and m["n_images"] == 6
     assert m["mean_a"] == pytest.approx(a[metric], rel=1e-6) and m["mean_b"] == pytest.approx(b[metric], rel=1e-6)
-    assert m["ci_lo"] <= m["diff"] <= m["ci_hi"] and m["_protocol"] == "dcae-claim-v3"
+    assert m["ci_lo"] <= m["diff"] <= m["ci_hi"] and m["_protocol"] == "dcae-claim-v4"
     assert len(m["_from"]) == 6 and m["_how_verdict"]
 
 
@@ -81,3 +81,21 @@ def test_report_lists_every_claim_with_its_verdict(tmp_path):
     assert found["E beats F"]["verdict"] == "**not decided**" and "paired rule" in found["E beats F"]["why / rule"]
     text = report.claims_markdown(tmp_path, "small")
     assert text.startswith("3 claims at `small` scale: 1 contradicted, 1 not decided, 1 reproduced")
+
+
+def test_the_same_regions_at_two_resolutions_are_paired_each_against_its_own_originals(tmp_path):
+    """Figure 3b: "worse at 4x" pairs every region with itself; rFID of each arm against its resolution's originals."""
+    def at(res: int) -> ReconConfig:
+        return ReconConfig("dc-ae-f8c4-tiny", res, dataset=EMBEDDED_TEST_REGIONS, n_images=6, features="tiny",
+                           batch_size=6)
+    runner = Runner(tmp_path)
+    claim = ClaimConfig("lower rFID at 32 px than at 64 px", "rfid", True, (at(32),) * 3, (at(64),) * 3,
+                        n_boot_set=20)
+    m = runner.ensure(RunRef(claim), "smoke").metrics
+    a, b = (runner.ensure(RunRef(at(r)), "smoke").metrics for r in (32, 64))
+    assert m["mean_a"] == pytest.approx(a["rfid"], rel=1e-6) and m["mean_b"] == pytest.approx(b["rfid"], rel=1e-6)
+    assert m["n_images"] == 6 and m["ci_lo"] <= m["diff"] <= m["ci_hi"]
+    crops = tuple(ReconConfig("dc-ae-f8c4-tiny", r, dataset=EMBEDDED_TEST, n_images=6, features="tiny",
+                              batch_size=6) for r in (32, 64))
+    with pytest.raises(Unavailable, match="different images"):  # the crop split differs per resolution
+        runner.ensure(RunRef(ClaimConfig("x", "psnr", False, (crops[0],) * 3, (crops[1],) * 3)), "smoke")

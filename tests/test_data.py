@@ -124,3 +124,20 @@ def test_showcase_crops():
     names, u = D.showcase_images(64)
     assert u.shape == (len(D.SHOWCASE), 3, 64, 64) and u.dtype == torch.uint8
     assert any("face" in n for n in names) and any("text" in n or "tag" in n for n in names)
+
+
+def test_the_regions_set_is_the_same_boxes_at_every_resolution_and_never_upscaled():
+    """Figure 3b's two evaluation sets (issue #11): the same source regions at the training and the 4x resolution."""
+    low, high = D.EmbeddedPhotos(D.REGIONS, 64), D.EmbeddedPhotos(D.REGIONS, 256)
+    assert low.plan == high.plan and len(low) >= 64
+    assert low.regions_id == high.regions_id and low.identity != high.identity
+    test = {s.name for s in D.sources("test")}
+    for c in low.plan:
+        left, top, right, bottom = c.box
+        assert c.source in test and right - left == bottom - top == D.REGION_SIDE  # >= 256: not upscaled
+    assert D.EmbeddedPhotos("test", 64).regions_id != D.EmbeddedPhotos("test", 256).regions_id
+    with pytest.raises(ValueError, match="would upscale"):
+        D.EmbeddedPhotos(D.REGIONS, 2 * D.REGION_SIDE)
+    # the 4x images are the same content: downsampled to 64 px they are close to the 64-px images
+    down = torch.nn.functional.interpolate(high.images[:8].float(), size=64, mode="area")
+    assert (down - low.images[:8].float()).abs().mean() < 6  # of 255

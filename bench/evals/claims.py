@@ -48,11 +48,16 @@ def _arm_runs(configs: tuple[ReconConfig, ...], ctx, need: str):
     return out
 
 
-def _check_paired(a, b) -> None:
-    """The rule pairs images: both arms must have scored the same images (the same data set identity)."""
-    if len({r.metrics.get("_dataset_id") for r in a + b}) != 1:
-        raise Unavailable("not decidable by the paired rule: the two arms were evaluated on different images "
-                          "(at small scale the training- and 4x-resolution sets are different crops; issue #11)")
+def _check_paired(a, b) -> bool:
+    """The rule pairs images: both arms must have scored the same images (one data set identity) or the same
+    source regions at two resolutions (one ``_regions_id``; True: then each arm has its own reference)."""
+    if len({r.metrics.get("_dataset_id") for r in a + b}) == 1:
+        return False
+    if len({r.metrics.get("_regions_id") for r in a + b}) == 1 and None not in {r.metrics.get("_regions_id")
+                                                                               for r in a + b}:
+        return True
+    raise Unavailable("not decidable by the paired rule: the two arms were evaluated on different images (give "
+                      "both the same data set, or the embedded 'test-regions' set at two resolutions)")
 
 
 def _per_image(runs, metric: str) -> stats.ArmData:
@@ -151,9 +156,14 @@ def run(cfg: ClaimConfig, ctx) -> dict[str, Any]:
         result = stats.paired_bootstrap_mean(_per_image(a, cfg.metric), _per_image(b, cfg.metric), claim)
     else:
         a, b = (_arm_runs(arm, ctx, FEATURES_FILE) for arm in (cfg.arm_a, cfg.arm_b))
-        _check_paired(a, b)
+        two_refs = _check_paired(a, b)
         ref, ref_ids = _reference(cfg.arm_a[0], a[0], ctx)
+        ref_b = None
+        if two_refs:  # the same regions at another resolution: B's originals, put in A's image order
+            rb, rb_ids = _reference(cfg.arm_b[0], b[0], ctx)
+            pos = {k: i for i, k in enumerate(rb_ids)}
+            ref_b = rb[[pos[k] for k in ref_ids]]
         result = stats.paired_bootstrap_set_metric(_features(a), _features(b), ref, ref_ids,
-                                                   SET_METRICS[cfg.metric], claim)
+                                                   SET_METRICS[cfg.metric], claim, ref_b=ref_b)
     return {**result.as_metrics(), "_how_verdict": result.reason, "_statement": cfg.statement,
             "_from": [r.run_id for r in a + b]}

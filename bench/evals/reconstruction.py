@@ -581,7 +581,10 @@ def _training_summary(cfg: ReconConfig, ctx: Any) -> dict[str, Any]:
         return {}
     m = ctx.ensure(cfg.checkpoint).metrics
     keep = ("plateau_gain_db", "plateau_reached")
-    return {"train_steps": m["steps"], **{k: m[k] for k in keep if k in m}}
+    last = json.loads(m["_phases"])[-1]["name"]  # the share of the parameters the last phase trained (Fig. 3b)
+    trained, frozen = m.get(f"{last}_trainable_params"), m.get(f"{last}_frozen_params")
+    share = {"trained_share": trained / (trained + frozen)} if trained is not None and frozen is not None else {}
+    return {"train_steps": m["steps"], **share, **{k: m[k] for k in keep if k in m}}
 
 
 def run(cfg: ReconConfig, ctx: Any) -> dict:
@@ -597,6 +600,7 @@ def run(cfg: ReconConfig, ctx: Any) -> dict:
     out = res.metrics
     if rank == 0:
         out.update(_dataset=dataset.description, _dataset_id=dataset.identity, _weights=weights_id,
+                   _regions_id=getattr(dataset, "regions_id", dataset.identity),  # claims pair images by it
                    _dataset_path=str(getattr(dataset, "root", "embedded")),
                    params=sum(p.numel() for p in model.parameters()))  # the table's parameter ratios (#11)
         out.update(_training_summary(cfg, ctx))
