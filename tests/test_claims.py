@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from bench.configs import EMBEDDED_TEST, EMBEDDED_TEST_REGIONS, SYNTHETIC, ClaimConfig, ReconConfig
+from bench.configs import (
+    EMBEDDED_TEST,
+    EMBEDDED_TEST_REGIONS,
+    SYNTHETIC,
+    ClaimConfig,
+    ReconConfig,
+)
 from bench.errors import Unavailable
 from bench.evals.reconstruction import FEATURES_FILE, PER_IMAGE_FILE
 from bench.runner import Runner
