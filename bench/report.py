@@ -76,9 +76,10 @@ def claims_markdown(tables_dir: Path, scale: str, link_prefix: str = "") -> str:
         r["table"] = r["table"].replace("](", f"]({link_prefix}")
     counts = pd.Series([r["verdict"].strip("*") for r in rows]).value_counts().to_dict()
     head = (f"{len(rows)} claims at `{scale}` scale: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
-            + ". One rule for all (bench/stats.py): reproduced when the 90 % paired bootstrap interval of a - b over "
-              "images excludes 0 on the paper's side, contradicted when it excludes 0 on the other, inconclusive "
-              "otherwise or with fewer than 3 training seeds per arm.\n\n")
+            + ". One rule for all (bench/stats.py): reproduced when the 90 % paired interval of a - b over images "
+              "(bootstrap for per-image metrics and KID, delete-one jackknife for FID) excludes 0 on the paper's "
+              "side, contradicted when it excludes 0 on the other, inconclusive otherwise or with fewer than 3 "
+              "training seeds per arm.\n\n")
     return head + tabulate(rows, headers="keys", tablefmt="github") + "\n"
 
 
