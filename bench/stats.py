@@ -5,7 +5,8 @@ trained with several seeds and evaluated on the same images. The harness reports
 
 - per arm, the mean ± sd **across training seeds** of the per-seed set-level value (the mean PSNR of one trained
   model, or the rFID of one trained model's reconstructions);
-- the difference ``a − b`` of the seed-averaged statistic and a **paired bootstrap interval over images** for it
+- the difference ``a − b`` of the seed-averaged statistic and a **paired interval over images** for it (a bootstrap
+  for per-image metrics and KID, the delete-one jackknife for FID: ``paired_bootstrap_set_metric`` says why)
   (``level`` = 90 % by default): the same resampled image indices for both arms (and, for FID/KID, for the reference
   originals of those images), the trained seeds kept as they are;
 - one verdict (``verdict``): ``reproduced`` when the interval excludes 0 in the paper's direction, ``contradicted``
@@ -106,7 +107,7 @@ class Claim:
 @dataclass(frozen=True)
 class ClaimResult:
     """The statistics of one claim. Means/sds are across seeds of the per-seed set-level value (sd: ddof=1, NaN for
-    one seed); ``diff = mean_a − mean_b``; ``[lo, hi]`` is the paired bootstrap interval of ``diff`` at ``level``."""
+    one seed); ``diff = mean_a − mean_b``; ``[lo, hi]`` is the paired interval of ``diff`` at ``level``."""
 
     mean_a: float
     sd_a: float
