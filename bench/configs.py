@@ -508,7 +508,9 @@ def is_dependency(value: Any) -> bool:
 
 def training_steps(cfg: EvalConfig | None, scale: str) -> int:
     """Optimiser steps behind a run at ``scale``: its train-ae chain (phases and ``init_from``s; 0 for official or
-    untrained weights), plus the diffusion model's steps for a generate run. Claims compare arms trained for the same number of steps (spec validation)."""
+    untrained weights), plus the diffusion model's steps for a generate run. Claims compare arms trained for the same number of steps (spec validation).
+    A run trained to a plateau (``TrainAEConfig.plateau``) counts its first stage: its arms share one rule and each
+    stops at its own plateau or the rule's cap (the tables show where), so equal counts here mean equal rules."""
     if isinstance(cfg, ReconConfig):
         return training_steps(cfg.checkpoint, scale)
     if isinstance(cfg, TrainAEConfig):
