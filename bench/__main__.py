@@ -51,7 +51,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--runs-dir", default="runs", help="where run folders live (default: runs)")
     p.add_argument("--data", action="append", default=None, metavar="FOLDER | NAME=PATH",
                    help="paper-scale images: a folder holding imagenet-val/, ffhq/, mapillary-vistas/, imagenet-train/, "
-                        "and/or NAME=PATH for one set (repeatable)")
+                        "mjhq-30k/ (and mjhq-30k-t5/, its T5 caption features), and/or NAME=PATH for one set "
+                        "(repeatable)")
     p.add_argument("--weights", default=None, help="folder of official checkpoints for paper scale")
     p.add_argument("--limit", default=None, metavar="N",
                    help="the full protocol on the first N images of each set (e.g. --scale paper --device cpu "

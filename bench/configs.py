@@ -70,6 +70,8 @@ FOLDER_SETS = {  # a named folder data set -> what it is (each resolves to <--da
     "imagenet-train": "ImageNet-1k train (generation reference statistics)",
     "ffhq": "FFHQ (images1024x1024)",
     "mapillary-vistas": "MapillaryVistas (validation/images)",
+    "mjhq-30k": "MJHQ-30K (30,000 images, Table 5's FID reference and, here, its training images)",
+    "mjhq-30k-t5": "T5-XXL caption features of MJHQ-30K (one .npz per image stem, bench/evals/captions.py)",
 }
 
 
@@ -372,7 +374,8 @@ class TrainDiffusionConfig(EvalConfig):
     output ``ckpt/model.safetensors`` (EMA weights) and ``ckpt/train_state.pt`` (raw weights, resumable)."""
 
     EVAL: ClassVar[str] = "train-diffusion"
-    backbone: str                                  # models.backbones name: "uvit-*" or "dit-*"
+    ID_OMITS_DEFAULT: ClassVar[tuple[str, ...]] = ("captions",)
+    backbone: str                                  # models.backbones name: "uvit-*", "dit-*" or "pixart-*"
     autoencoder: str                               # registry name of the latents, e.g. "dc-ae-f32c32-in-1.0"
     resolution: int                                # image side (px); latent side = resolution / f
     patch_size: int = 1                            # the backbone's patch size p (DC-AE rows: 1)
@@ -392,6 +395,8 @@ class TrainDiffusionConfig(EvalConfig):
     ema_decay: float | None = None                 # recipe override: EMA decay (0 = no EMA)
     grad_accum: int | None = None                  # recipe override: micro-batches per optimiser step
     seed: int | None = None                        # recipe override: data order, t, noise, label dropout
+    captions: Dataset | None = None                # pixart-*: T5 caption features paired with `dataset` by file stem
+                                                   # (paper: folder("mjhq-30k-t5"); SYNTHETIC: generated, smoke only)
 
     @property
     def run_name(self) -> str:
@@ -404,7 +409,7 @@ class GenerateConfig(EvalConfig):
 
     EVAL: ClassVar[str] = "generate"
     LIMIT_FIELD: ClassVar[str | None] = "n_samples"
-    ID_OMITS_DEFAULT: ClassVar[tuple[str, ...]] = ("user_reference",)
+    ID_OMITS_DEFAULT: ClassVar[tuple[str, ...]] = ("user_reference", "prompts")
     model: TrainDiffusionConfig | None = None      # the training run whose checkpoint is sampled
     released: str | None = None                    # or a released diffusion checkpoint name (generation.md §4)
     n_samples: int = 50_000                        # generated images scored (the paper: 50,000)
@@ -425,6 +430,8 @@ class GenerateConfig(EvalConfig):
     shard_samples: int | None = None               # samples per resumable shard (None: ~4 shards per rank)
     n_png: int = 16                                # first N samples kept as PNGs (samples/)
     seed: int = 0                                  # labels (seeded randint, not balanced) and per-sample noise
+    prompts: Dataset | None = None                 # text-to-image: caption features of the prompts, sample i = the
+                                                   # i-th by stem (paper: folder("mjhq-30k-t5"); SYNTHETIC: smoke)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -438,6 +445,8 @@ class GenerateConfig(EvalConfig):
              "also_vs_reconstructions needs reference_kind 'images' (it adds the reconstructions)"),
             (self.sampler == "iddpm" and self.grid != "time-uniform",
              "grid applies to dpm-solver++ only; leave it 'time-uniform' with sampler 'iddpm'"),
+            (self.prompts is not None and self.released is not None,
+             "prompts apply to a trained text-to-image model ('model'); the released models are class-conditional"),
         ]
         for bad, message in problems:
             if bad:

@@ -305,8 +305,9 @@ def _ensure_rows(spec: Spec, panel: str, scale: str, runner: Runner, progress):
     return results, row_status, problems
 
 
-def _row_values(spec: Spec, row, results: dict[str, RunResult], status: str):
-    """One row's metrics, run id(s), protocol and status: measured, derived from other rows, or paper only."""
+def _row_values(spec: Spec, row, results: dict[str, RunResult], status: str, row_status: dict[str, str]):
+    """One row's metrics, run id(s), protocol and status: measured, derived from other rows, or paper only. A
+    derived row whose source row has no result says why that row has none (e.g. "not run at small scale")."""
     if row.label in results:
         res = results[row.label]
         return res.metrics, res.run_id, str(res.metrics.get("_protocol", evals.protocol_id(row.run.eval))), status
@@ -317,7 +318,9 @@ def _row_values(spec: Spec, row, results: dict[str, RunResult], status: str):
     try:
         ours = dict(row.derive({label: r.metrics for label, r in results.items()}))
     except (KeyError, TypeError, ZeroDivisionError, ValueError) as e:
-        status = f"not derivable ({type(e).__name__}: {e})"
+        source = e.args[0] if isinstance(e, KeyError) and e.args and isinstance(e.args[0], str) else None
+        status = (f"{row_status[source]} (its source row {source!r})" if source in row_status
+                  else f"not derivable ({type(e).__name__}: {e})")
     srcs = ours.pop("_from", None)
     rid = ";".join(results[s].run_id for s in srcs if s in results) if srcs else "derived"
     return ours, rid, "derived", status
@@ -334,7 +337,8 @@ def collect(spec: Spec, panel: str, scale: str, runner: Runner, progress=None) -
     results, row_status, problems = _ensure_rows(spec, panel, scale, runner, progress)
     records = []
     for row in spec.rows:
-        ours_metrics, rid, protocol, status = _row_values(spec, row, results, row_status.get(row.label, ""))
+        ours_metrics, rid, protocol, status = _row_values(spec, row, results, row_status.get(row.label, ""),
+                                                          row_status)
         paper_vals = _paper_values(spec, row)
         for col in spec.columns:
             ours_raw = ours_metrics.get(col.metric)

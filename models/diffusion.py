@@ -14,9 +14,11 @@ Facts from `reference/generation.md` §2-3. The maths follows, written from read
   diffusion_utils}.py, which are facebookresearch/DiT:diffusion/*.py, themselves openai/improved-diffusion (IDDPM).
 
 Model-function convention: ``model_fn(x, t, y) -> output`` with x (N, C, H, W), t (N,) the time the *network* is fed
-(U-ViT: t_continuous·1000; DiT: the original integer timestep), y (N,) long labels or None. ``models/uvit.py`` and
-``models/dit.py`` backbones are such functions; call ``model.eval()`` before sampling, since they drop labels to the
-null class (index ``num_classes``) in train mode.
+(U-ViT: t_continuous·1000; DiT: the original integer timestep), y (N,) long labels or None, or for a text-to-image
+model (PixArt-α, which trains and samples with the IDDPM formulation) a ``models.pixart.Caption`` (T5 features and
+mask). ``models/uvit.py``, ``models/dit.py`` and ``models/pixart.py`` backbones are such functions; call
+``model.eval()`` before sampling, since they drop labels to the null class (index ``num_classes``), or captions to
+the null caption, in train mode.
 
 Shapes: N = batch, C = latent channels, T = num_timesteps (1000). Schedules are computed in float64 and cast to the
 sample's dtype where they meet it (the official code casts to float32 at the same places).
@@ -30,7 +32,9 @@ from dataclasses import dataclass
 
 import torch
 
-ModelFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]  # model_fn(x, t, y)
+from models.pixart import Caption
+
+ModelFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | Caption | None], torch.Tensor]  # model_fn(x, t, y)
 GRIDS = ("time-uniform", "logsnr")  # DPM-Solver++ time grids: the official one, and uniform-in-λ (ours, labelled)
 
 
@@ -88,24 +92,39 @@ def _mean_flat(x: torch.Tensor) -> torch.Tensor:
 # Classifier-free guidance
 # ----------------------------------------------------------------------------------------------------------------
 
-def guided(model_fn: ModelFn, cfg_scale: float, null_label: int, eps_channels: int | None = None) -> ModelFn:
+def with_null(y: torch.Tensor | Caption, null: int | torch.Tensor) -> torch.Tensor | Caption:
+    """The batch ``y`` followed by its unconditional twin: labels then ``null`` labels (2N,), or captions then the
+    null caption ``null`` (S, E) under the same masks (as training's caption dropout, which replaces the features
+    only)."""
+    if isinstance(y, Caption):
+        if not isinstance(null, torch.Tensor) or null.shape != y.features.shape[1:]:
+            raise ValueError(f"a caption batch {tuple(y.features.shape)} needs the null caption (S, E) = "
+                             f"{tuple(y.features.shape[1:])} as its null; got {getattr(null, 'shape', null)}")
+        blank = null.to(y.features).expand_as(y.features)                            # (N, S, E)
+        return Caption(torch.cat([y.features, blank]), torch.cat([y.mask, y.mask]))  # (2N, S, E), (2N, S)
+    return torch.cat([y, torch.full_like(y, int(null))])                             # (2N,)
+
+
+def guided(model_fn: ModelFn, cfg_scale: float, null_label: int | torch.Tensor,
+           eps_channels: int | None = None) -> ModelFn:
     """Classifier-free guidance ε = ε_u + s(ε_c − ε_u), both halves in ONE batched forward (DiT ``forward_with_cfg``).
 
     U-ViT writes the same ε as ε_c + (s − 1)(ε_c − ε_u) with two forwards (efficientvit uvit.py ``generate``). With
     ``eps_channels=C`` (DiT's 2C-channel learned-sigma output) the first C channels, i.e. ALL latent channels, are
     guided (efficientvit dit.py; the original DiT guides only 3) and the conditional half's variance channels are kept.
-    ``cfg_scale == 1`` returns ``model_fn`` itself: one forward, no null-label pass.
+    ``null_label``: the null class, or for a text model (y a ``Caption``) its null caption features (S, E)
+    (``models.pixart.CaptionEmbedder.null_caption``). ``cfg_scale == 1`` returns ``model_fn`` itself: one forward,
+    no null pass.
     """
     if cfg_scale < 1:
         raise ValueError(f"cfg_scale must be >= 1 (1 = no guidance), got {cfg_scale}")
     if cfg_scale == 1:
         return model_fn
 
-    def guided_fn(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    def guided_fn(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | Caption | None) -> torch.Tensor:
         if y is None:
             raise ValueError("classifier-free guidance needs labels y; use cfg_scale=1 for an unconditional model")
-        null = torch.full_like(y, null_label)
-        out = model_fn(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]))  # (2N, C_out, H, W)
+        out = model_fn(torch.cat([x, x]), torch.cat([t, t]), with_null(y, null_label))  # (2N, C_out, H, W)
         cond, uncond = out.chunk(2)                                                  # 2×(N, C_out, H, W)
         c = out.shape[1] if eps_channels is None else eps_channels
         eps = uncond[:, :c] + cfg_scale * (cond[:, :c] - uncond[:, :c])              # (N, C, H, W)

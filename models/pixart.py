@@ -8,10 +8,17 @@ diffusers' ``PixArtTransformer2DModel`` is tested on converted weights (``models
 PixArt-α is DiT-XL with three changes: adaLN-single (one t -> 6D regression per forward, plus a learned per-block
 table), a cross-attention layer to 120 T5-XXL caption tokens (4096-d features) in every block, and a T2I final layer.
 Shapes: N = batch, T = image tokens, S = text tokens (120), D = hidden size, E = caption feature width (4096).
+
+Caption mask: T5 pads every caption to S tokens; the optional ``mask`` (N, S) (1 = caption token, 0 = padding, as
+the ``attention_mask`` stored beside the features, bench/evals/captions.py) keeps the padded tokens out of the
+cross-attention, with the meaning of diffusers' ``encoder_attention_mask`` (tests/test_backbones.py checks ours
+against it). An all-ones mask, or none, is the mask-free forward exactly. Caption dropout replaces the features
+only: a dropped caption keeps its mask.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +27,21 @@ from torch.utils.checkpoint import checkpoint
 
 from models.dit import TimestepEmbedder, sincos_2d, unpatchify
 from models.vit_blocks import Attention, mlp, xavier_init
+
+# ----------------------------------------------------------------------------------------------------------------
+# The text condition
+# ----------------------------------------------------------------------------------------------------------------
+
+class Caption(NamedTuple):
+    """A batch of T5 caption features and their mask: the condition ``y`` a PixArt-α backbone takes in the
+    diffusion loops (``models/diffusion.py``, ``models/train_diffusion.py``), where U-ViT / DiT take class labels."""
+
+    features: torch.Tensor  # (N, S, E) float
+    mask: torch.Tensor      # (N, S) bool, True = a caption token, False = padding
+
+    def to(self, device: torch.device | str) -> Caption:
+        return Caption(self.features.to(device), self.mask.to(device))
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Embedders
@@ -60,12 +82,14 @@ class CrossAttention(nn.Module):
         self.kv = nn.Linear(dim, 2 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``mask`` (N, S) bool: True = attend to that caption token; None = attend to all."""
         n, t, d = x.shape
         h, dh = self.num_heads, d // self.num_heads
         q = self.q(x).reshape(n, t, h, dh).transpose(1, 2)                                   # (N, H, T, Dh)
         k, v = self.kv(cond).reshape(n, cond.shape[1], 2, h, dh).permute(2, 0, 3, 1, 4)     # 2×(N, H, S, Dh)
-        out = F.scaled_dot_product_attention(q, k, v)                                        # (N, H, T, Dh)
+        attn_mask = None if mask is None else mask[:, None, None, :]                         # (N, 1, 1, S)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)                   # (N, H, T, Dh)
         return self.proj(out.transpose(1, 2).reshape(n, t, d))                               # (N, T, D)
 
 
@@ -81,12 +105,13 @@ class PixArtBlock(nn.Module):
         self.mlp = mlp(dim, mlp_ratio)
         self.scale_shift_table = nn.Parameter(torch.randn(6, dim) / dim ** 0.5)  # per-block offsets, (6, D)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor, t6: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, t6: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
         n, d = t6.shape[0], x.shape[-1]
         mods = self.scale_shift_table[None] + t6.reshape(n, 6, d)                         # (N, 6, D)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mods.chunk(6, dim=1)  # 6×(N, 1, D)
         x = x + gate_msa * self.attn(self.norm1(x) * (1 + scale_msa) + shift_msa)         # (N, T, D)
-        x = x + self.cross_attn(x, cond)                                                  # (N, T, D)
+        x = x + self.cross_attn(x, cond, mask)                                            # (N, T, D)
         x = x + gate_mlp * self.mlp(self.norm2(x) * (1 + scale_mlp) + shift_mlp)          # (N, T, D)
         return x
 
@@ -127,7 +152,8 @@ class PixArtConfig:
 
 
 class PixArtAlpha(nn.Module):
-    """Text-conditional PixArt-α: ``forward(x, t, caption)``, x (N, C, H, W), t (N,), caption (N, S, E) T5 features."""
+    """Text-conditional PixArt-α: ``forward(x, t, caption, mask=None)``, x (N, C, H, W), t (N,), caption (N, S, E)
+    T5 features (or a ``Caption`` holding features and mask), mask (N, S) 1 = caption token, 0 = padding."""
 
     def __init__(self, config: PixArtConfig):
         super().__init__()
@@ -159,16 +185,22 @@ class PixArtAlpha(nn.Module):
         nn.init.zeros_(self.final_layer.linear.weight)
         nn.init.zeros_(self.final_layer.linear.bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, caption: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, caption: torch.Tensor | Caption,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        if isinstance(caption, Caption):  # the diffusion loops' condition y
+            caption, mask = caption.features, caption.mask
+        if mask is not None:
+            mask = mask.bool()
+            mask = None if bool(mask.all()) else mask  # no padding: the mask-free path, bit for bit
         x = self.x_embedder(x).flatten(2).transpose(1, 2) + self.pos_embed  # (N, T, D)
         t_emb = self.t_embedder(t)                                          # (N, D)
         t6 = self.t_block(t_emb)                                            # (N, 6D)
         cond = self.y_embedder(caption)                                     # (N, S, D)
         for block in self.blocks:
             if self.config.activation_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, cond, t6, use_reentrant=False)     # (N, T, D), recomputed in backward
+                x = checkpoint(block, x, cond, t6, mask, use_reentrant=False)  # (N, T, D), recomputed in backward
             else:
-                x = block(x, cond, t6)                                      # (N, T, D)
+                x = block(x, cond, t6, mask)                                # (N, T, D)
         x = self.final_layer(x, t_emb)                                      # (N, T, p²·2C)
         return unpatchify(x, self.out_channels, self.config.patch_size)     # (N, 2C, H, W)
 

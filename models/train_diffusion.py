@@ -2,13 +2,19 @@
 
     "We follow the same training settings as the original papers." (§4.1)
 
-    recipe       formulation            optimiser                                 warm-up  EMA
-    UVIT_RECIPE  U-ViT ε-MSE            AdamW 2e-4, wd 0.03, betas (0.99, 0.99)   5k       0.9999
-    DIT_RECIPE   IDDPM MSE + vb (DiT)   AdamW 1e-4, wd 0,    betas (0.9, 0.999)   none     0.9999
+    recipe         formulation            optimiser                                 warm-up  EMA
+    UVIT_RECIPE    U-ViT ε-MSE            AdamW 2e-4, wd 0.03, betas (0.99, 0.99)   5k       0.9999
+    DIT_RECIPE     IDDPM MSE + vb (DiT)   AdamW 1e-4, wd 0,    betas (0.9, 0.999)   none     0.9999
+    PIXART_RECIPE  IDDPM MSE + vb (DiT)   AdamW 2e-5, wd 0.03, betas (0.9, 0.999)   none     0.9999   (ours, below)
 
 Both EMAs warm up as efficientvit's ``apps/utils/ema.py``: effective decay = decay × (1 − exp(−step/2000))
 (``ema_decay_at``). Facts from ``reference/generation.md`` §1-3 and ``reference/backbones.md`` §4.2; the losses are
 ``models/diffusion.py``'s. A reduced run is ``dataclasses.replace(UVIT_RECIPE, steps=200, batch=64)``.
+
+Conditions: class labels (U-ViT, DiT; dropped to the null class by the backbone), or for PixArt-α (Table 5) caption
+features (``captions``: a ``CaptionSource`` that reads the batch's T5 features and masks by sample index, e.g.
+bench/evals/captions.py's folder of .npz files, or ``CaptionTensors`` in memory); the backbone drops a caption to
+its null caption with probability ``caption_dropout`` (0.1), drawing from the same global RNG as label dropout.
 
 Latents: ``encode_latents`` stores them already multiplied by the autoencoder's scaling factor, as the official
 ``dc_ae_generate_latent.py`` does, and ``cached_latents`` keeps them in a content-addressed safetensors file keyed by
@@ -40,6 +46,7 @@ from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, Sequence
 
 import torch
 import torch.distributed as dist
@@ -56,6 +63,7 @@ from models.diffusion import (
     uvit_loss,
 )
 from models.io import atomic_torch_save, atomic_write_bytes
+from models.pixart import Caption
 
 # Shared with the autoencoder loop (one home each: models/train_autoencoder.py).
 from models.train_autoencoder import (
@@ -148,7 +156,53 @@ DIT_RECIPE = DiffusionRecipe(
     formulation="dit", steps=3_000_000, batch=256, lr=1e-4, weight_decay=0.0, betas=(0.9, 0.999),
     warmup_steps=0, ema_decay=0.9999, ema_warmup_steps=2000)
 
-RECIPES: dict[str, DiffusionRecipe] = {"uvit": UVIT_RECIPE, "dit": DIT_RECIPE}
+# PixArt-α for DC-AE's Table 5 ("100K iterations from scratch"). The DC-AE text-to-image recipe is not public
+# (reference/generation.md §3: "not found anywhere"), so this is OUR choice, a stated deviation: PixArt-α's own
+# 512-px settings (reference/backbones.md §2.4: IDDPM with learned σ on the linear β schedule, AdamW lr 2e-5, weight
+# decay 0.03, EMA 0.9999) for the paper's 100K steps. Not carried over: PixArt-α's AdamW eps 1e-10 (ours: torch's
+# 1e-8), its gradient clipping at 0.01 (ours: none, as the other recipes), fp16 (ours: bf16 autocast on GPU). Its
+# batch (38 per GPU) times a GPU count the reference does not give is replaced by DiT's global 256; no warm-up.
+PIXART_RECIPE = DiffusionRecipe(
+    formulation="dit", steps=100_000, batch=256, lr=2e-5, weight_decay=0.03, betas=(0.9, 0.999),
+    warmup_steps=0, ema_decay=0.9999, ema_warmup_steps=2000)
+
+RECIPES: dict[str, DiffusionRecipe] = {"uvit": UVIT_RECIPE, "dit": DIT_RECIPE, "pixart": PIXART_RECIPE}  # by family
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Caption features by sample index (text-to-image)
+# ---------------------------------------------------------------------------------------------------------------------
+
+class CaptionSource(Protocol):
+    """Caption features of a data set, one per latent, read a batch at a time (a 30k-image set of 120x4096 T5
+    features is ~30 GB in fp16: a folder source reads only the batch)."""
+
+    def __len__(self) -> int: ...
+
+    def batch(self, indices: Sequence[int]) -> Caption: ...  # CPU (b, S, E) float32 features, (b, S) bool mask
+
+    @property
+    def identity(self) -> str: ...  # a digest of what the features are (keys generation shards)
+
+
+@dataclass(frozen=True)
+class CaptionTensors:
+    """A ``CaptionSource`` held in memory: features (N, S, E) and mask (N, S) (tests, small sets)."""
+
+    features: torch.Tensor
+    mask: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def batch(self, indices: Sequence[int]) -> Caption:
+        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        return Caption(self.features[idx].float(), self.mask[idx].bool())
+
+    @property
+    def identity(self) -> str:
+        data = self.features.float().contiguous().numpy().tobytes() + self.mask.bool().contiguous().numpy().tobytes()
+        return hashlib.sha256(data).hexdigest()[:16]
 
 
 def ema_decay_at(step: int, decay: float, warmup: int) -> float:
@@ -253,8 +307,9 @@ class _Run:
     recipe: DiffusionRecipe
     formulation: Formulation
     latents: torch.Tensor                       # (N, C, h, w) float, already × scaling factor; stays on the CPU
-    labels: torch.Tensor | None                 # (N,) int64, or None = unconditional
+    labels: torch.Tensor | None                 # (N,) int64, or None = unconditional (or captions)
     null_class: int                             # the backbone's null label (= num_classes), fed when unconditional
+    captions: CaptionSource | None              # text-to-image: caption features of latent i (labels is None)
     device: torch.device
     rank: int                                   # this process (0 without torchrun)
     world: int                                  # processes (1 without torchrun)
@@ -272,8 +327,9 @@ class _Run:
 
     def data_fingerprint(self) -> dict:
         """What a resumed run must train on: as many latents of the same shape, with or without labels."""
-        return {"n": len(self.latents), "latent_shape": list(self.latents.shape[1:]),
-                "conditional": self.labels is not None}
+        out = {"n": len(self.latents), "latent_shape": list(self.latents.shape[1:]),
+               "conditional": self.labels is not None}
+        return {**out, "captions": len(self.captions)} if self.captions is not None else out
 
     def autocast(self):
         """bf16 autocast on GPU; plain fp32 on CPU."""
@@ -291,35 +347,60 @@ class _TrainState:
     net: nn.Module | None = None                # what the forward runs through: model, or its DDP wrapper
 
 
+def _check_labels(cfg, labels: torch.Tensor | None, n: int) -> torch.Tensor | None:
+    """Class labels of a class-conditional backbone: int64 (N,) in [0, num_classes), or None (unconditional)."""
+    if not hasattr(cfg, "num_classes"):
+        raise ValueError(f"{type(cfg).__name__} has no num_classes; train_diffusion needs a class-conditional "
+                         f"backbone (models.build_backbone 'uvit-*' or 'dit-*') or captions for a 'pixart-*' one")
+    if labels is None:
+        return None
+    if labels.dtype.is_floating_point or labels.dim() != 1 or len(labels) != n:
+        raise ValueError(f"labels must be int64 (N,) = ({n},), got {labels.dtype} {tuple(labels.shape)}; pass "
+                         f"labels=None for an unconditional run")
+    if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < cfg.num_classes:
+        raise ValueError(f"labels must lie in [0, {cfg.num_classes}); the null class {cfg.num_classes} is fed by "
+                         f"labels=None")
+    return labels.long()
+
+
+def _check_captions(cfg, labels: torch.Tensor | None, captions: CaptionSource, n: int) -> None:
+    """Caption features of a text-to-image backbone: one per latent, (S, E) = its text_tokens x caption_channels."""
+    if not hasattr(cfg, "caption_channels"):
+        raise ValueError(f"{type(cfg).__name__} takes class labels, not captions; pass captions=None")
+    if labels is not None:
+        raise ValueError("give labels or captions, not both (a text-to-image backbone takes captions only)")
+    if len(captions) != n:
+        raise ValueError(f"{len(captions)} captions for {n} latents; give one caption per latent")
+    first = captions.batch([0]).features
+    if tuple(first.shape[1:]) != (cfg.text_tokens, cfg.caption_channels):
+        raise ValueError(f"caption features {tuple(first.shape[1:])} do not fit the backbone's (text_tokens, "
+                         f"caption_channels) = {(cfg.text_tokens, cfg.caption_channels)}")
+
+
 def _setup(backbone: nn.Module, recipe: DiffusionRecipe, latents: torch.Tensor, labels: torch.Tensor | None,
-           ckpt_dir, device, log) -> _Run:
-    """Ranks (process group under torchrun), the batch split, and checks of the latents and labels."""
+           captions: CaptionSource | None, ckpt_dir, device, log) -> _Run:
+    """Ranks (process group under torchrun), the batch split, and checks of the latents and conditions."""
     rank, world, device = distributed.init_distributed(str(device))
     micro = recipe.batch // (world * recipe.grad_accum)
     if micro * world * recipe.grad_accum != recipe.batch:
         raise ValueError(f"batch {recipe.batch} is not divisible by world size {world} x grad_accum "
                          f"{recipe.grad_accum}; change the batch or the process count")
     cfg = getattr(backbone, "config", None)
-    if cfg is None or not hasattr(cfg, "num_classes"):
-        raise ValueError(f"{type(backbone).__name__} has no config.num_classes; train_diffusion needs a "
-                         f"class-conditional backbone (models.build_backbone 'uvit-*' or 'dit-*')")
+    if cfg is None or not hasattr(cfg, "in_channels"):
+        raise ValueError(f"{type(backbone).__name__} has no backbone config; build it with models.build_backbone")
     if latents.dim() != 4 or not latents.is_floating_point():
         raise ValueError(f"latents must be a float tensor (N, C, h, w), got {latents.dtype} {tuple(latents.shape)}")
     expected = (cfg.in_channels, cfg.input_size, cfg.input_size)
     if tuple(latents.shape[1:]) != expected:
         raise ValueError(f"latents {tuple(latents.shape[1:])} do not fit the backbone's {expected}; build it with "
                          f"latent_channels={latents.shape[1]}, latent_size={latents.shape[2]}")
-    if labels is not None:
-        if labels.dtype.is_floating_point or labels.dim() != 1 or len(labels) != len(latents):
-            raise ValueError(f"labels must be int64 (N,) = ({len(latents)},), got {labels.dtype} "
-                             f"{tuple(labels.shape)}; pass labels=None for an unconditional run")
-        if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < cfg.num_classes:
-            raise ValueError(f"labels must lie in [0, {cfg.num_classes}); the null class {cfg.num_classes} is "
-                             f"fed by labels=None")
-        labels = labels.long()
+    if captions is None:
+        labels = _check_labels(cfg, labels, len(latents))
+    else:
+        _check_captions(cfg, labels, captions, len(latents))
     return _Run(recipe=recipe, formulation=FORMULATIONS[recipe.formulation], latents=latents, labels=labels,
-                null_class=cfg.num_classes, device=torch.device(device), rank=rank, world=world, micro=micro,
-                ckpt_dir=Path(ckpt_dir) if ckpt_dir is not None else None,
+                null_class=getattr(cfg, "num_classes", -1), captions=captions, device=torch.device(device),
+                rank=rank, world=world, micro=micro, ckpt_dir=Path(ckpt_dir) if ckpt_dir is not None else None,
                 log=log if rank == 0 else (lambda msg: None))
 
 
@@ -378,11 +459,15 @@ def _save_state(s: _TrainState, run: _Run, step: int) -> None:
 
 def _micro_batch(run: _Run, plan: list[tuple[int, int]]) -> tuple[torch.Tensor, ...]:
     """(x0, y, t, ε) of one micro-batch; t and ε of each sample come from a generator seeded by the sample's own seed
-    (its position in the run's sample stream), so they do not depend on the world size or the accumulation split."""
+    (its position in the run's sample stream), so they do not depend on the world size or the accumulation split.
+    y: the class labels (b,), or the ``Caption`` of the batch ((b, S, E) features, (b, S) mask)."""
     idx = torch.tensor([i for i, _ in plan], dtype=torch.long)
     x0 = run.latents[idx].to(run.device, torch.float32)                             # (b, C, h, w)
-    y = (run.labels[idx] if run.labels is not None
-         else torch.full((len(plan),), run.null_class, dtype=torch.long)).to(run.device)  # (b,)
+    if run.captions is not None:
+        y = run.captions.batch(idx.tolist()).to(run.device)                          # (b, S, E), (b, S)
+    else:
+        y = (run.labels[idx] if run.labels is not None
+             else torch.full((len(plan),), run.null_class, dtype=torch.long)).to(run.device)  # (b,)
     f, ts, noises = run.formulation, [], []
     for _, sample_seed in plan:  # CPU generators: the same numbers on every device type
         g = torch.Generator().manual_seed(sample_seed)
@@ -396,7 +481,7 @@ def _micro_step(s: _TrainState, run: _Run, plan: list[tuple[int, int]], sync: bo
     ``sync``: DDP all-reduces the gradients of this micro-batch (the last one of the step)."""
     x0, y, t, noise = _micro_batch(run, plan)
 
-    def model_fn(x: torch.Tensor, t_in: torch.Tensor, y_in: torch.Tensor | None) -> torch.Tensor:
+    def model_fn(x: torch.Tensor, t_in: torch.Tensor, y_in: torch.Tensor | Caption | None) -> torch.Tensor:
         with run.autocast():
             return s.net(x, t_in, y_in).float()                                      # (b, C or 2C, h, w)
 
@@ -479,10 +564,12 @@ def _finish(s: _TrainState, run: _Run, start: int, stop: int, curve: list[tuple[
 
 def train_diffusion(backbone: nn.Module, recipe: DiffusionRecipe, latents: torch.Tensor, labels: torch.Tensor | None,
                     *, ckpt_dir: str | Path | None, device: str | torch.device = "cpu", resume: bool = True,
-                    until_step: int | None = None, log: Callable[[str], None] = print) -> DiffusionTrainResult:
+                    until_step: int | None = None, log: Callable[[str], None] = print,
+                    captions: CaptionSource | None = None) -> DiffusionTrainResult:
     """Train ``backbone`` (in place) on ``latents`` (N, C, h, w), already × the autoencoder's scaling factor.
 
     labels: (N,) int64 class labels, or None = unconditional (every sample gets the backbone's null class).
+    captions: a text-to-image backbone's caption features, one per latent (``CaptionSource``); labels must be None.
     ckpt_dir: where ``train_state.pt`` is written every ``recipe.ckpt_every`` steps and at the end, and where
         ``model.safetensors`` (the final weights: the EMA when on) is saved; None = no files.
     resume: continue from ``ckpt_dir/train_state.pt`` if it exists (same recipe, same latent shape).
@@ -492,7 +579,7 @@ def train_diffusion(backbone: nn.Module, recipe: DiffusionRecipe, latents: torch
     At the end the backbone holds the final weights, in eval mode. Raises TrainingDiverged on a NaN/inf loss, before
     the optimiser step, leaving the last good checkpoint as it was.
     """
-    run = _setup(backbone, recipe, latents, labels, ckpt_dir, device, log)
+    run = _setup(backbone, recipe, latents, labels, captions, ckpt_dir, device, log)
     s = _build(backbone, run)
     start = _restore(s, run) if resume else 0
     _wrap_ddp(s, run)

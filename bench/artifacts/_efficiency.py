@@ -13,8 +13,9 @@ from bench import paper
 from bench.configs import EfficiencyConfig, PerMeasure
 from bench.spec import Column, PaperRef, Row, RunRef
 
-# Generation-FID columns of an efficiency row: the paper's; ours are in the table's "· gFID" rows (Tables 3, 4).
-FID_NOTE = "our gFID / FID of this row: its '· gFID' row (Tables 3, 4); Table 5's FID / CLIP: the paper's only"
+# Generation-FID columns of an efficiency row: the paper's; ours are in the table's "· gFID" rows (Tables 3, 4)
+# or "· FID" rows (Table 5).
+FID_NOTE = "our gFID / FID of this row: its '· gFID' row (Tables 3, 4) or its '· FID' row (Table 5)"
 
 
 DAGGER = "4x training iterations (500K->2000K)"

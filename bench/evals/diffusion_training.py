@@ -1,14 +1,22 @@
-"""Eval ``train-diffusion`` (paper §4.1; Tables 1, 3, 4): a U-ViT or DiT trained with the official recipe on one
-autoencoder's latents, and the pieces the ``generate`` eval (``bench/evals/generation.py``) shares with it.
+"""Eval ``train-diffusion`` (paper §4.1; Tables 1, 3, 4, 5): a U-ViT or DiT trained with the official recipe on one
+autoencoder's latents, or a PixArt-α on latents and T5 caption features (Table 5), and the pieces the ``generate``
+eval (``bench/evals/generation.py``) shares with it.
 
 ``run_train`` (``bench.configs.TrainDiffusionConfig``): the autoencoder (a train-ae run via ``ctx.ensure``, the
 official weights, or untrained at smoke scale) encodes the data set once; the latents (× the scaling factor, as the
 official ``dc_ae_generate_latent.py``) are cached in ``runs/_cache/latents-<key>.safetensors`` keyed by the
 autoencoder's weights, the images, the resolution and the factor. Labels are the class of each image: at small scale
 the embedded crop's source photo (8 classes), for a folder its top-level sub-folder (ImageNet's synsets).
-``models.train_diffusion.train_diffusion`` runs the recipe (the official ``UVIT_RECIPE`` / ``DIT_RECIPE``, then
+``models.train_diffusion.train_diffusion`` runs the recipe (the official ``UVIT_RECIPE`` / ``DIT_RECIPE``, or our
+``PIXART_RECIPE`` (IDDPM, PixArt-α's AdamW settings: a stated deviation, the DC-AE one is not public), then
 ``DIFFUSION_SCALE_DEFAULTS``, then the config's fields); ``ckpt/train_state.pt`` makes it resumable and
 ``ckpt/model.safetensors`` holds the EMA weights.
+
+Text-to-image (``pixart-*``, ``captions`` set): each image is conditioned on the precomputed T5-XXL features of
+the same file stem in the ``captions`` folder (``bench/evals/captions.py``: format, validation, pairing); the
+backbone drops a caption to its null caption with probability 0.1 (``models.pixart.CaptionEmbedder``), the null
+that the generate eval guides against. At paper scale a missing image or caption folder makes the row unavailable,
+naming the folder and how to give it.
 """
 from __future__ import annotations
 
@@ -25,6 +33,12 @@ from bench.configs import DIFFUSION_SCALE_DEFAULTS, ReconConfig, TrainDiffusionC
 from bench.errors import RowFailed, Unavailable, UsageError
 from bench.evals import (
     reconstruction as R,  # data sets, autoencoder loading
+)
+from bench.evals.captions import (
+    CaptionFolder,
+    caption_folder,
+    image_stems,
+    named_folder,
 )
 from bench.provenance import damage, quarantine
 from models import backbones, data, distributed
@@ -73,18 +87,38 @@ def load_autoencoder(cfg: TrainDiffusionConfig, ctx) -> tuple[nn.Module, str]:
 
 
 def formulation_of(backbone: str) -> str:
-    """"uvit" or "dit": the diffusion formulation (recipe, sampler) of a registered backbone."""
+    """"uvit", "dit" or "pixart": the family of a registered backbone, which picks its recipe and sampler."""
     if backbone not in backbones.BACKBONES:
         raise UsageError(f"unknown backbone {backbone!r}; use one of {', '.join(backbones.BACKBONES)}")
     family = backbones.BACKBONES[backbone].family
     if family not in RECIPES:
-        raise UsageError(f"{backbone} is text-to-image ({family}); train-diffusion trains uvit-* and dit-*")
+        raise UsageError(f"{backbone} ({family}) has no training recipe; train-diffusion trains uvit-*, dit-* and "
+                         f"pixart-*")
     return family
+
+
+def check_conditioning(cfg: TrainDiffusionConfig, family: str, ctx) -> None:
+    """Class labels for uvit / dit, caption features for pixart (text-to-image); at paper scale, the image and
+    caption folders must be given (else the row is unavailable, naming where they go)."""
+    if family != "pixart":
+        if cfg.captions is not None:
+            raise UsageError(f"captions apply to text-to-image backbones (pixart-*), not {cfg.backbone}; remove them")
+        return
+    if cfg.captions is None:
+        raise UsageError(f"{cfg.backbone} is text-to-image: set captions (T5 caption features, e.g. "
+                         f"folder('mjhq-30k-t5'); bench/evals/captions.py gives the format)")
+    if not cfg.conditional:
+        raise UsageError(f"{cfg.backbone} is text-conditional; leave conditional=True (captions are its condition)")
+    if ctx.scale.name == "paper":
+        for ds in (cfg.dataset, cfg.captions):
+            if ds.kind == "folder":
+                named_folder(ds, ctx)  # Unavailable: no such folder under --data
 
 
 def check_train_config(cfg: TrainDiffusionConfig, ctx) -> tuple[str, int, int]:
     """(formulation, f, c) of a train-diffusion config, or a one-line UsageError / Unavailable before any work."""
     family = formulation_of(cfg.backbone)
+    check_conditioning(cfg, family, ctx)
     try:
         f, c = R._registry_fc(cfg.autoencoder)
         ckpt = cfg.autoencoder_checkpoint
@@ -116,13 +150,27 @@ def recipe_of(cfg: TrainDiffusionConfig, family: str, scale: str) -> DiffusionRe
 
 
 def build_backbone(cfg: TrainDiffusionConfig, latent_channels: int, latent_size: int, num_classes: int) -> nn.Module:
-    """The backbone of ``cfg`` for this latent shape and class count (the null label is ``num_classes``)."""
+    """The backbone of ``cfg`` for this latent shape and class count (the null label is ``num_classes``; a
+    text-to-image backbone has no classes and ignores it)."""
     overrides = {k: getattr(cfg, k) for k in ("depth", "hidden_size", "num_heads") if getattr(cfg, k) is not None}
+    if backbones.BACKBONES[cfg.backbone].family != "pixart":
+        overrides["num_classes"] = num_classes
     try:
-        return backbones.build_backbone(cfg.backbone, latent_channels, latent_size, cfg.patch_size,
-                                        num_classes=num_classes, **overrides)
+        return backbones.build_backbone(cfg.backbone, latent_channels, latent_size, cfg.patch_size, **overrides)
     except (TypeError, ValueError) as e:  # e.g. a width the head count does not divide
         raise UsageError(f"train-diffusion: {cfg.backbone} {overrides}: {e}") from None
+
+
+def text_shape(backbone: str) -> tuple[int, int]:
+    """(text tokens L, caption channels E) a text-to-image backbone takes (PixArt-α: 120 T5-XXL tokens x 4096)."""
+    cfg = backbones.BACKBONES[backbone].config
+    return cfg.text_tokens, cfg.caption_channels
+
+
+def captions_of(cfg: TrainDiffusionConfig, images, ctx) -> CaptionFolder:
+    """The caption features of each training image (paired by file stem), validated before any encoding."""
+    tokens, channels = text_shape(cfg.backbone)
+    return caption_folder(cfg.captions, ctx, tokens, channels, stems=image_stems(images))
 
 
 def class_labels(cfg: TrainDiffusionConfig, images) -> tuple[torch.Tensor | None, int]:
@@ -178,9 +226,10 @@ def run_train(cfg: TrainDiffusionConfig, ctx) -> dict:
     recipe = recipe_of(cfg, family, ctx.scale.name)
     _, _, device = distributed.init_distributed(ctx.device)
     images = images_of(cfg.dataset, cfg.resolution, cfg.n_images, cfg.autoencoder, ctx)
+    captions = captions_of(cfg, images, ctx) if family == "pixart" else None
     autoencoder, ae_id = load_autoencoder(cfg, ctx)
     latents, factor = latents_of(cfg, autoencoder, ae_id, images, ctx, device)
-    labels, n_classes = class_labels(cfg, images)
+    labels, n_classes = class_labels(cfg, images) if captions is None else (None, 0)
     torch.manual_seed(mix_seed(recipe.seed, "backbone-init"))
     backbone = build_backbone(cfg, c, cfg.resolution // f, n_classes)
     ckpt = Path(ctx.run_dir) / "ckpt"
@@ -190,7 +239,8 @@ def run_train(cfg: TrainDiffusionConfig, ctx) -> dict:
     ctx.log(f"train-diffusion {cfg.backbone} on {len(latents)} latents {tuple(latents.shape[1:])} of "
             f"{images.description}: {recipe.steps} steps, batch {recipe.batch}, lr {recipe.lr}")
     try:
-        res = train_diffusion(backbone, recipe, latents, labels, ckpt_dir=ckpt, device=device, log=ctx.log)
+        res = train_diffusion(backbone, recipe, latents, labels, ckpt_dir=ckpt, device=device, log=ctx.log,
+                              captions=captions)
     except ValueError as e:  # a train_state.pt of another recipe or other latents in this run folder
         raise RowFailed(f"train-diffusion: {e}") from None
     return {
@@ -205,4 +255,14 @@ def run_train(cfg: TrainDiffusionConfig, ctx) -> dict:
         "_dataset": images.description, "_dataset_id": images.identity, "_n_images": len(images),
         "_final_weights": "ema" if recipe.ema_decay > 0 else "raw (the recipe has no EMA)",
         "_outputs": [f"ckpt/{FINAL_MODEL}", f"ckpt/{TRAIN_STATE}"],  # gitignored: without them, not complete
+        **(_caption_records(captions, backbone) if captions is not None else {}),
     }
+
+
+def _caption_records(captions: CaptionFolder, backbone: nn.Module) -> dict:
+    """What a text-to-image run records of its conditioning, and that its recipe is our choice."""
+    return {"_conditioning": f"{captions.description} paired by image stem; caption dropout "
+                             f"{backbone.config.caption_dropout} to the null caption",
+            "_captions_id": captions.identity,
+            "_recipe_note": "ours, a stated deviation (models.train_diffusion.PIXART_RECIPE: IDDPM with PixArt-alpha's "
+                            "published AdamW settings); the DC-AE text-to-image recipe is not public"}

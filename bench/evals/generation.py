@@ -1,4 +1,4 @@
-"""Eval ``generate`` (paper §4.1; Tables 1, 3, 4): sample a latent diffusion model trained by eval
+"""Eval ``generate`` (paper §4.1; Tables 1, 3, 4, 5): sample a latent diffusion model trained by eval
 ``train-diffusion`` (``bench/evals/diffusion_training.py``) or a released one, decode, and score gFID / KID / IS.
 
 ``generate`` (``run_generate``, ``bench.configs.GenerateConfig``), as the official evaluator
@@ -11,6 +11,12 @@
   score    FID Inception pool3 statistics against the reference images' (or the same autoencoder's reconstructions
            of them, ``reference_kind``), cached by content in ``runs/_cache/fid-ref-gen-<key>.npz``; KID on small
            sets; Inception Score when the Inception weights carry their classifier.
+
+Text-to-image (a PixArt-α run, Table 5): sample i is conditioned on the i-th caption features (by stem) of the
+``prompts`` folder (``bench/evals/captions.py``; paper: MJHQ-30K's T5-XXL features, one sample per prompt), guided
+against the backbone's null caption under the same mask (``models.diffusion.with_null``), IDDPM by default (the
+formulation it trained with). ``clip_score`` is reported ``unavailable``: it needs the prompt texts and a CLIP
+model, neither of which is here (the features folder holds no text, and no download is added).
 
 Sharding and resume, as ``reconstruction.py``: the N samples are cut into shards of whole batches; each torchrun rank
 computes one contiguous block of shards and writes ``shards/<k>-of-<n>.npz`` atomically, keyed by everything that
@@ -44,6 +50,7 @@ from bench.evals import protocol_id
 from bench.evals import (
     reconstruction as R,  # shard ranges, npz / PNG files, data sets, autoencoder loading
 )
+from bench.evals.captions import CaptionFolder, caption_folder, named_folder
 from bench.evals.diffusion_training import (
     build_backbone,
     formulation_of,
@@ -55,10 +62,12 @@ from bench.evals.inception import feature_network
 from bench.provenance import atomic_write_json, file_digest
 from models import checkpoints, distributed
 from models.diffusion import DiTDiffusion, UViTDiffusion, guided
+from models.pixart import Caption
 from models.train_autoencoder import mix_seed
 from models.train_diffusion import (
     FINAL_MODEL,
     TRAIN_STATE,
+    CaptionSource,
 )
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -94,7 +103,10 @@ class GenerationProtocol:
 DCAE_GENERATE = GenerationProtocol(protocol_id("generate"))
 IS_SPLITS = 10                 # torch-fidelity's default number of Inception Score splits
 KEEP_FEATURES_UP_TO = 10_000   # raw features kept (exact low-rank FID, KID) for sets up to this size
-DEFAULT_SAMPLER = {"uvit": ("dpm-solver++", 30), "dit": ("iddpm", 250)}  # formulation -> (sampler, steps)
+DEFAULT_SAMPLER = {"uvit": ("dpm-solver++", 30), "dit": ("iddpm", 250),  # family -> (sampler, steps)
+                   "pixart": ("iddpm", 250)}  # PixArt-α's sampler for Table 5 is not in the reference: its IDDPM
+CLIP_UNAVAILABLE = ("unavailable (CLIP score needs the prompt texts and CLIP weights: a caption features folder holds "
+                    "no text, the paper's CLIP model is not stated, and nothing is downloaded here)")
 
 # ----------------------------------------------------------------------------------------------------------------
 # Sampling on objects: labels, noise, one batch
@@ -109,7 +121,7 @@ class Sampling:
     steps: int          # NFE (dpm-solver++) or respaced steps (iddpm)
     grid: str           # DPM-Solver++ time grid ("time-uniform" as the paper, or "logsnr")
     cfg_scale: float    # guidance scale s (1 = none)
-    null_class: int     # the backbone's null label (= num_classes)
+    null_class: int     # the backbone's null label (= num_classes); -1: a text model (its null caption)
     seed: int           # per-sample noise seed
     batch_size: int     # samples per batch (IDDPM's step noise is drawn per batch)
 
@@ -133,12 +145,13 @@ def _sync(device: str) -> None:
 
 
 @torch.no_grad()
-def sample_batch(backbone: nn.Module, s: Sampling, y: torch.Tensor, noise: torch.Tensor, batch_index: int,
+def sample_batch(backbone: nn.Module, s: Sampling, y: torch.Tensor | Caption, noise: torch.Tensor, batch_index: int,
                  clock: dict[str, float] | None = None) -> torch.Tensor:
-    """Latents of one batch (N, C, h, w) from x_T = ``noise``; the backbone's time goes to ``clock["backbone"]``."""
+    """Latents of one batch (N, C, h, w) from x_T = ``noise`` and the condition ``y`` (labels, or a text model's
+    ``Caption``); the backbone's time goes to ``clock["backbone"]``."""
     device = str(noise.device)
 
-    def net(x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    def net(x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | Caption | None) -> torch.Tensor:
         _sync(device)
         t0 = time.perf_counter()
         out = backbone(x, t, labels).float()                                      # (n, C or 2C, h, w)
@@ -148,7 +161,8 @@ def sample_batch(backbone: nn.Module, s: Sampling, y: torch.Tensor, noise: torch
         return out
 
     c = noise.shape[1]
-    fn = guided(net, s.cfg_scale, s.null_class, eps_channels=c if s.sampler == "iddpm" else None)
+    null = backbone.y_embedder.null_caption if isinstance(y, Caption) else s.null_class  # (S, E) or the null label
+    fn = guided(net, s.cfg_scale, null, eps_channels=c if s.sampler == "iddpm" else None)
     if s.sampler == "dpm-solver++":
         return UViTDiffusion(nfe=s.steps, grid=s.grid).sample(fn, noise, y)
     g = torch.Generator(device=noise.device).manual_seed(mix_seed(s.seed, "iddpm", batch_index))
@@ -226,7 +240,7 @@ class GenResult:
     metrics: dict[str, Any]                    # timings and sampling settings ({"_complete": False, ...} if not done)
     stats: M.FeatureStats | None = None        # the samples' feature statistics (rank 0, complete runs)
     is_stats: tuple | None = None              # (Σp, Σ p log p, n) per Inception Score split, or None
-    labels: torch.Tensor | None = None         # (N,) the labels sampled
+    labels: torch.Tensor | None = None         # (N,) the labels sampled (a text model: the prompt indices)
     files: list[Path] = field(default_factory=list)
 
 
@@ -243,10 +257,20 @@ def _plan(n: int, s: Sampling, work_dir: Path, key_parts: list, feature_net, *, 
     return _GenPlan(ranges, Path(work_dir) / "shards", key, keep, int(feature_net.dim))
 
 
+def _condition(labels: torch.Tensor, captions: CaptionSource | None, device: str) -> torch.Tensor | Caption:
+    """The backbone's condition for these samples: their labels, or the caption features of their prompt indices."""
+    return labels.to(device) if captions is None else captions.batch(labels.tolist()).to(device)
+
+
+def _png_name(i: int, labels: torch.Tensor, captions: CaptionSource | None) -> str:
+    """Sample i's PNG: its index and class label, or the index of its prompt (the prompts folder's order by stem)."""
+    return f"{i:05d}-{'class' if captions is None else 'prompt'}{int(labels[i])}.png"
+
+
 @torch.no_grad()
 def _generate_shard(idx: range, backbone, autoencoder, scaling: float, s: Sampling, labels: torch.Tensor,
                     feature_net, classifier, split: np.ndarray, plan: _GenPlan, device: str, sample_dir: Path,
-                    n_png: int) -> dict[str, np.ndarray]:
+                    n_png: int, captions: CaptionSource | None = None) -> dict[str, np.ndarray]:
     cfg, t0, clock = backbone.config, time.perf_counter(), {"backbone": 0.0, "decode": 0.0, "features": 0.0}
     stats = M.FeatureStats(plan.fdim, plan.keep)
     acc = {"is_sum_p": np.zeros((IS_SPLITS, int(classifier.shape[0]) if classifier is not None else 0)),
@@ -254,7 +278,8 @@ def _generate_shard(idx: range, backbone, autoencoder, scaling: float, s: Sampli
     for start in range(idx.start, idx.stop, s.batch_size):
         batch = range(start, min(start + s.batch_size, idx.stop))
         noise = initial_noise(batch, (cfg.in_channels, cfg.input_size, cfg.input_size), s.seed).to(device)
-        z = sample_batch(backbone, s, labels[batch.start:batch.stop].to(device), noise, start // s.batch_size, clock)
+        y = _condition(labels[batch.start:batch.stop], captions, device)             # labels or a Caption
+        z = sample_batch(backbone, s, y, noise, start // s.batch_size, clock)
         t1 = time.perf_counter()
         u = decode_uint8(autoencoder, z, scaling)                                  # (n, 3, r, r) uint8
         t2 = time.perf_counter()
@@ -267,7 +292,7 @@ def _generate_shard(idx: range, backbone, autoencoder, scaling: float, s: Sampli
         clock["features"] += time.perf_counter() - t2
         for j, i in enumerate(batch):
             if i < n_png:
-                R._save_png(sample_dir / f"{i:05d}-class{int(labels[i])}.png", u[j])
+                R._save_png(sample_dir / _png_name(i, labels, captions), u[j])
     return {"key": np.array(plan.key), "indices": np.arange(idx.start, idx.stop), **R._stats_arrays("gen", stats),
             **(acc if classifier is not None else {}), "wall_s": np.array(time.perf_counter() - t0),
             **{f"{k}_s": np.array(v) for k, v in clock.items()}}
@@ -329,21 +354,24 @@ def _replace_shards_by_index(plan: _GenPlan, shards: list[dict]) -> None:
 def generate(backbone: nn.Module, autoencoder: nn.Module, scaling_factor: float, s: Sampling, labels: torch.Tensor,
              work_dir: Path, *, feature_net: nn.Module, device: str = "cpu", n_shards: int | None = None,
              shard_samples: int | None = None, max_shards: int | None = None, n_png: int = 16,
-             keep_shards: bool = False, log: Callable[[str], None] = print) -> GenResult:
+             keep_shards: bool = False, log: Callable[[str], None] = print,
+             captions: CaptionSource | None = None) -> GenResult:
     """Sample ``len(labels)`` images, decode them and collect their feature statistics: shards -> reduce.
 
     The protocol on objects (tests pass tiny models); ``max_shards`` stops after that many new shards in this
-    process (a simulated kill: the result is ``{"_complete": False}``). Rank 0 returns the merged statistics."""
+    process (a simulated kill: the result is ``{"_complete": False}``). Rank 0 returns the merged statistics.
+    ``captions``: a text model's prompt features; ``labels`` are then the prompt index of each sample."""
     n, world = len(labels), distributed.world_size()
     backbone, autoencoder = backbone.to(device).eval(), autoencoder.to(device).eval()
     classifier, _ = classifier_of(feature_net)
     key_parts = [R.state_digest(backbone), R.state_digest(autoencoder), scaling_factor, dataclasses.asdict(s),
                  hashlib.sha256(labels.numpy().tobytes()).hexdigest(), getattr(feature_net, "sha256", ""),
-                 classifier is not None, DCAE_GENERATE.digest()]
+                 classifier is not None, DCAE_GENERATE.digest(),
+                 *([captions.identity] if captions is not None else [])]
     plan = _plan(n, s, work_dir, key_parts, feature_net, world=world, n_shards=n_shards, shard_samples=shard_samples)
     _compute_shards(plan, max_shards, log, backbone=backbone, autoencoder=autoencoder, scaling=scaling_factor, s=s,
                     labels=labels, feature_net=feature_net, classifier=classifier, split=is_split_of(n),
-                    device=device, sample_dir=Path(work_dir) / "samples", n_png=n_png)
+                    device=device, sample_dir=Path(work_dir) / "samples", n_png=n_png, captions=captions)
     distributed.barrier()
     if distributed.rank() != 0:
         return GenResult({}, files=plan.files)
@@ -565,21 +593,59 @@ def save_sample_features(run_dir: Path, res: GenResult) -> None:
 
 
 def _check_generate(cfg: GenerateConfig, ctx) -> None:
-    """One-line errors before any work: CFG on an unconditional model, paper scale without a GPU."""
+    """One-line errors before any work: CFG on an unconditional model, prompts for (only) a text model, paper scale
+    without a GPU."""
     if cfg.model is not None and cfg.cfg_scale > 1 and not cfg.model.conditional:
         raise UsageError(f"cfg_scale {cfg.cfg_scale} needs a class-conditional model; use 1.0 for an unconditional one")
+    text = cfg.model is not None and formulation_of(cfg.model.backbone) == "pixart"
+    if text and cfg.prompts is None:
+        raise UsageError(f"{cfg.model.backbone} is text-to-image: set prompts (the prompts' caption features, e.g. "
+                         f"folder('mjhq-30k-t5'))")
+    if not text and cfg.prompts is not None:
+        raise UsageError("prompts apply to a text-to-image model (pixart-*); remove them for a class-conditional one")
+    if text and ctx.scale.name == "paper":  # a folder not given: the row says where it goes (before the GPU check)
+        for ds in (cfg.reference, cfg.prompts):
+            if ds.kind == "folder":
+                named_folder(ds, ctx)
     if ctx.scale.name == "paper" and not str(ctx.device).startswith("cuda") and not ctx.options.get("limit"):
         raise Unavailable("paper-scale generation (50k samples) needs a GPU; use --device cuda, or --limit N for "
                           "the same protocol on N samples (labelled as a subset)")
 
 
-def _records(cfg: GenerateConfig, model: SampledModel, n_classes: int, feature_net, ref_id: str) -> dict[str, Any]:
-    """What every generate number records besides the sampler settings: reference, weights, labels, features."""
-    return {"_reference_id": ref_id, "_reference": f"{cfg.reference} {cfg.reference_kind}", "_ema": model.weights,
-            "_from": model.source, "_scaling_factor": model.scaling_factor, "_autoencoder_weights": model.ae_id,
-            "_labels": f"seeded randint over {n_classes} classes" if model.conditional else "unconditional",
-            "_fid_features": getattr(feature_net, "name", "?"), "_inception_sha256": feature_net.sha256,
-            "_protocol_settings": json.dumps(DCAE_GENERATE.as_dict(), sort_keys=True)}
+@dataclass(frozen=True)
+class Conditions:
+    """What each sample is conditioned on: a class label (or the null class), or a text model's prompt features."""
+
+    labels: torch.Tensor               # (N,) class labels, or the prompt index of each sample (text)
+    null_class: int                    # the null label (= num_classes); -1 for a text model (its null caption)
+    captions: CaptionFolder | None     # text-to-image: the prompts' caption features, sample i = prompt i
+    description: str                   # what the run records as ``_labels``
+
+
+def _conditions(cfg: GenerateConfig, model: SampledModel, ctx) -> Conditions:
+    """Seeded class labels (or the null class), or prompt i for sample i of a text model's ``prompts`` folder."""
+    if model.family != "pixart":
+        k = model.backbone.config.num_classes
+        return Conditions(draw_labels(cfg.n_samples, k, cfg.seed, model.conditional), k, None,
+                          f"seeded randint over {k} classes" if model.conditional else "unconditional")
+    tokens, channels = model.backbone.config.text_tokens, model.backbone.config.caption_channels
+    prompts = caption_folder(cfg.prompts, ctx, tokens, channels, first=cfg.n_samples)
+    return Conditions(torch.arange(cfg.n_samples), -1, prompts,
+                      f"sample i = prompt i of {cfg.prompts} ({prompts.description}, by stem); CFG against the null "
+                      f"caption")
+
+
+def _records(cfg: GenerateConfig, model: SampledModel, cond: Conditions, feature_net, ref_id: str) -> dict[str, Any]:
+    """What every generate number records besides the sampler settings: reference, weights, labels, features (and
+    a text model's prompts and its CLIP score cell)."""
+    out = {"_reference_id": ref_id, "_reference": f"{cfg.reference} {cfg.reference_kind}", "_ema": model.weights,
+           "_from": model.source, "_scaling_factor": model.scaling_factor, "_autoencoder_weights": model.ae_id,
+           "_labels": cond.description, "_fid_features": getattr(feature_net, "name", "?"),
+           "_inception_sha256": feature_net.sha256,
+           "_protocol_settings": json.dumps(DCAE_GENERATE.as_dict(), sort_keys=True)}
+    if cond.captions is not None:
+        out.update(clip_score=CLIP_UNAVAILABLE, _prompts_id=cond.captions.identity)
+    return out
 
 
 def run_generate(cfg: GenerateConfig, ctx) -> dict:
@@ -591,19 +657,18 @@ def run_generate(cfg: GenerateConfig, ctx) -> dict:
     rank, world, device = distributed.init_distributed(ctx.device)
     model = _trained_model(cfg, ctx) if cfg.model is not None else _released_model(cfg, ctx)
     sampler, steps = sampler_of(cfg, model.family)
+    cond = _conditions(cfg, model, ctx)
     feature_net = feature_network(cfg.features, ctx.options.get("inception_weights"), device)
-    n_classes = model.backbone.config.num_classes
-    s = Sampling(sampler, steps, cfg.grid, float(cfg.cfg_scale), n_classes, cfg.seed, cfg.batch_size)
-    labels = draw_labels(cfg.n_samples, n_classes, cfg.seed, model.conditional)
-    res = generate(model.backbone, model.autoencoder, model.scaling_factor, s, labels, Path(ctx.run_dir),
+    s = Sampling(sampler, steps, cfg.grid, float(cfg.cfg_scale), cond.null_class, cfg.seed, cfg.batch_size)
+    res = generate(model.backbone, model.autoencoder, model.scaling_factor, s, cond.labels, Path(ctx.run_dir),
                    feature_net=feature_net, device=device, shard_samples=cfg.shard_samples, n_png=cfg.n_png,
-                   log=ctx.log)
+                   log=ctx.log, captions=cond.captions)
     out = res.metrics
     if rank == 0 and out.get("_complete"):
         save_sample_features(Path(ctx.run_dir), res)
         ref, ref_id = _reference(cfg, ctx, feature_net, model, device)
         out.update(scores(res.stats, ref, res.is_stats, classifier_of(feature_net)[1]),
-                   **_records(cfg, model, n_classes, feature_net, ref_id))
+                   **_records(cfg, model, cond, feature_net, ref_id))
         if cfg.also_vs_reconstructions:
             out.update(_scores_vs_reconstructions(cfg, ctx, res, feature_net, model, device))
     if world > 1:  # every rank returns rank 0's metrics
