@@ -60,7 +60,7 @@ def _eval(tmp, ds, model=None, **kw):
 def test_metrics_of_a_lossy_and_a_lossless_autoencoder(tmp_path):
     ds = SyntheticDataset(12, 32)
     m = _eval(tmp_path / "a", ds)
-    assert m["_complete"] and m["_n_images"] == 12 and m["_protocol"] == "dcae-recon-v2"
+    assert m["_complete"] and m["_n_images"] == 12 and m["_protocol"] == "dcae-recon-v3"
     assert 10 < m["psnr"] < 40 and 0 < m["ssim"] < 1 and m["rfid"] > 0 and m["kid"] > -1
     assert m["lpips"].startswith("unavailable") and 0 <= m["outside_model_share"] <= 1 and m["images_per_s"] > 0
     assert m["_fid_note"].startswith("small-N FID")
@@ -304,7 +304,7 @@ def test_out_of_memory_halves_the_batch_and_records_it(tmp_path):
 
 def test_protocol_preset_is_frozen_and_recorded():
     p = R.DCAE_RECON
-    assert p.id == "dcae-recon-v2"  # from the registration (bench.evals.EVALS), never typed here
+    assert p.id == "dcae-recon-v3"  # from the registration (bench.evals.EVALS), never typed here
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.id = "other"  # type: ignore[misc]
     assert p.ssim.window == 11 and p.ssim.sigma == 1.5 and p.ssim.data_range == 255
