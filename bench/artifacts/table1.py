@@ -197,7 +197,7 @@ SPECS = {"": Spec(
                 "with the official DPM-Solver++ 30 NFE.",
                 "Small scale: the reduced autoencoders train a fixed 300 phase-1 steps, not to Table 2's plateau "
                 "rule (retraining them renames all 22 diffusion runs and 38 sampling runs of this table: over the "
-                "session's CPU budget); at 300 steps the -tiny SD-VAEs are far from their plateau (Table 2's runs "
+                "small scale's CPU budget); at 300 steps the -tiny SD-VAEs are far from their plateau (Table 2's runs "
                 "show how far), which favours the DC-AE rows.",
                 "Small scale: claims are decided on KID (unbiased at 512 samples), not gFID, over 3 diffusion "
                 "training seeds per arm with one autoencoder (seed 0) per row; the latents are scaled to unit "
