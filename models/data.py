@@ -297,6 +297,16 @@ class EmbeddedPhotos(torch.utils.data.Dataset):
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
 
+def files_identity(root: Path, files: list[Path], salt: str) -> str:
+    """sha256[:16] of ``salt`` and each file's path relative to ``root``, size and mtime: the identity of a large
+    folder (image folders, caption-feature folders) without reading its contents."""
+    h = hashlib.sha256(salt.encode())
+    for p in files:
+        st = p.stat()
+        h.update(f"{p.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
 class DataFolderError(ValueError):
     """A ``--data`` folder that cannot serve images (missing, empty, nothing readable); the message names the fix.
 
@@ -370,11 +380,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
     @property
     def identity(self) -> str:
         """Hash of relative names, sizes and mtimes (not contents: hashing 50k files would take minutes)."""
-        h = hashlib.sha256(str(self.resolution).encode())
-        for p in self.files:
-            st = p.stat()
-            h.update(f"{p.relative_to(self.root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        return h.hexdigest()[:16]
+        return files_identity(self.root, self.files, str(self.resolution))
 
     @property
     def description(self) -> str:

@@ -25,7 +25,6 @@ batches are ``models.pixart.Caption`` s.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import zipfile
 from collections.abc import Sequence
@@ -86,11 +85,7 @@ class CaptionFolder:
     @property
     def identity(self) -> str:
         """Hash of relative names, sizes and mtimes (as ``ImageFolderDataset``: hashing 30 GB would take minutes)."""
-        h = hashlib.sha256(f"{self.tokens}x{self.channels}".encode())
-        for p in self.files:
-            st = p.stat()
-            h.update(f"{p.relative_to(self.root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        return h.hexdigest()[:16]
+        return data.files_identity(self.root, self.files, f"{self.tokens}x{self.channels}")
 
     @property
     def description(self) -> str:
