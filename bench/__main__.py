@@ -175,17 +175,8 @@ def _set_seeds(value: str | None) -> None:
     os.environ[SEEDS_ENV] = value
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse(sys.argv[1:] if argv is None else argv)
-    if args.scale not in SCALES:
-        raise UsageError(f"unknown --scale {args.scale!r}; use smoke, small or paper")
-    jobs = _jobs(args.jobs)
-    _set_seeds(args.seeds)
-    if jobs > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise UsageError("--jobs N > 1 cannot be combined with torchrun; under torchrun the ranks share each run")
-    if args.target == "ls":
-        print(cli_tools.ls(markdown=args.markdown))
-        return 0
+def _info(args) -> int:
+    """The commands that compute nothing: ls, check, report, models, needs."""
     if args.target == "check":
         problems = cli_tools.check()
         for p in problems:
@@ -194,13 +185,21 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if problems else 0
     if args.target == "report":
         return cli_tools.report()
-    if args.target == "models":
-        print(cli_tools.models_table())
-        return 0
-    if args.target == "needs":
-        print(cli_tools.needs_table())
-        return 0
+    print({"ls": lambda: cli_tools.ls(markdown=args.markdown), "models": cli_tools.models_table,
+           "needs": cli_tools.needs_table}[args.target]())
+    return 0
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    if args.scale not in SCALES:
+        raise UsageError(f"unknown --scale {args.scale!r}; use smoke, small or paper")
+    jobs = _jobs(args.jobs)
+    _set_seeds(args.seeds)
+    if jobs > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UsageError("--jobs N > 1 cannot be combined with torchrun; under torchrun the ranks share each run")
+    if args.target in ("ls", "check", "report", "models", "needs"):
+        return _info(args)
     data = DataOption.parse(args.data)
     for flag, value in [("weights", args.weights), ("data", data.root), *(("data", p) for _, p in data.sets)]:
         if value is not None and not Path(value).expanduser().is_dir():
