@@ -189,10 +189,17 @@ def crop_plan(split: str, resolution: int, seed: int = 0) -> list[Crop]:
             else:
                 ny = min(GRID_MAX, max(1, round(h / side)))
                 nx = min(GRID_MAX, max(1, round(w / side)))
-            for top in _positions(h, side, ny):
-                for left in _positions(w, side, nx):
-                    for flip in (False, True):
-                        crops.append(Crop(src.name, (left, top, left + side, top + side), flip))
+            crops += _grid(src.name, h, w, side, ny, nx)
+    return _shuffled(crops, seed)
+
+
+def _grid(source: str, h: int, w: int, side: int, ny: int, nx: int) -> list[Crop]:
+    """ny × nx squares of ``side`` spread over an h × w photo, each unflipped and flipped."""
+    return [Crop(source, (left, top, left + side, top + side), flip)
+            for top in _positions(h, side, ny) for left in _positions(w, side, nx) for flip in (False, True)]
+
+
+def _shuffled(crops: list[Crop], seed: int) -> list[Crop]:
     order = np.random.default_rng(seed).permutation(len(crops))
     return [crops[i] for i in order]
 
@@ -213,12 +220,8 @@ def region_plan(seed: int = 0) -> list[Crop]:
         if min(h, w) < REGION_SIDE:
             continue
         ny, nx = (min(GRID_MAX, max(1, round(n / REGION_SIDE))) for n in (h, w))
-        for top in _positions(h, REGION_SIDE, ny):
-            for left in _positions(w, REGION_SIDE, nx):
-                for flip in (False, True):
-                    crops.append(Crop(src.name, (left, top, left + REGION_SIDE, top + REGION_SIDE), flip))
-    order = np.random.default_rng(seed).permutation(len(crops))
-    return [crops[i] for i in order]
+        crops += _grid(src.name, h, w, REGION_SIDE, ny, nx)
+    return _shuffled(crops, seed)
 
 
 @lru_cache(maxsize=32)

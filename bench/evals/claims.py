@@ -53,8 +53,8 @@ def _check_paired(a, b) -> bool:
     source regions at two resolutions (one ``_regions_id``; True: then each arm has its own reference)."""
     if len({r.metrics.get("_dataset_id") for r in a + b}) == 1:
         return False
-    if len({r.metrics.get("_regions_id") for r in a + b}) == 1 and None not in {r.metrics.get("_regions_id")
-                                                                               for r in a + b}:
+    regions = {r.metrics.get("_regions_id") for r in a + b}
+    if len(regions) == 1 and None not in regions:
         return True
     raise Unavailable("not decidable by the paired rule: the two arms were evaluated on different images (give "
                       "both the same data set, or the embedded 'test-regions' set at two resolutions)")
