@@ -217,12 +217,12 @@ def _percentile_interval(replicates: np.ndarray, level: float) -> tuple[float, f
 
 
 def _resamples_unbiased(metric_fn) -> bool:
-    """A set metric whose value on a resampled multiset is unbiased (``metrics.FullSetKID``: it has ``prepare`` and
-    leaves out the pairs of copies of one row): bootstrapped. Any other (FID) is not: a with-replacement replicate
-    holds ~63 % distinct images, and a small-N FID depends strongly on N, so its replicates sit shifted from the
-    estimate (claim v2-v3 corrected that with the basic interval, which still gave intervals that did not contain
-    their own estimate, e.g. -33.5 [-41.1, -33.8]); those get the jackknife."""
-    return getattr(metric_fn, "prepare", None) is not None
+    """A set metric whose value on a resampled multiset is unbiased (``metrics.FullSetKID``: its
+    ``resamples_unbiased`` is True; it leaves out the pairs of copies of one row): bootstrapped. Any other (FID) is
+    not: a with-replacement replicate holds ~63 % distinct images, and a small-N FID depends strongly on N, so its
+    replicates sit shifted from the estimate (claim v2-v3 corrected that with the basic interval, which still gave
+    intervals that did not contain their own estimate, e.g. -33.5 [-41.1, -33.8]); those get the jackknife."""
+    return bool(getattr(metric_fn, "resamples_unbiased", False))
 
 
 def _jackknife_interval(stat: Callable[[np.ndarray], float], n: int, estimate: float,
@@ -269,7 +269,8 @@ MetricFn = Callable[[np.ndarray, np.ndarray], float]  # (rec_features (n, d), re
 
 def _prepared(metric_fn: MetricFn, x: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray, np.ndarray], float]:
     """``value(idx, ridx)``: the metric on rows idx of x and ridx of y. A metric with ``prepare(x, y)``
-    (metrics.FullSetKID) precomputes once and sees resampled rows as a multiset; any other is called on the rows."""
+    (metrics.FullSetKID, metrics.GramFID) precomputes once (KID sees resampled rows as a multiset); any other is
+    called on the rows."""
     prepare = getattr(metric_fn, "prepare", None)
     return prepare(x, y) if prepare is not None else (lambda i, j: metric_fn(x[i], y[j]))
 
@@ -294,8 +295,8 @@ def paired_bootstrap_set_metric(a: ArmData, b: ArmData, ref_features: np.ndarray
       their own estimate. The jackknife keeps n − 1 distinct images per replicate and is centred on the estimate.
 
     Cost: KID 200 × (n_seeds_a + n_seeds_b) gathers of precomputed kernels; FID n_images × (n_seeds_a + n_seeds_b)
-    calls of ``metric_fn`` on n_images − 1 rows (326 × 6 ≈ 2 000 low-rank FIDs, milliseconds each at N < d = 2048;
-    a full-rank sqrtm FID would make this hours).
+    calls of ``metric_fn`` on n_images − 1 rows (326 × 6 ≈ 2 000 low-rank FIDs; ``metrics.GramFID`` makes each an
+    SVD of an n × n matrix, tens of milliseconds; a full-rank sqrtm FID would make this hours).
     """
     ref = np.asarray(ref_features, dtype=np.float64)
     ref_ids = tuple(ref_image_ids)

@@ -137,6 +137,23 @@ def test_low_rank_fid_equals_sqrtm_when_samples_are_fewer_than_dims():
     assert M.frechet_distance_low_rank(f1, f2) == pytest.approx(dense, rel=1e-6)
 
 
+def test_gram_fid_on_subsets_equals_the_direct_low_rank_fid():
+    """GramFID.prepare: the FID of any subsets of distinct rows, from Gram matrices, equals the direct low-rank form
+    on those rows (features with a large common mean, as Inception pool3's, so the row-space centring is tested);
+    a multiset is refused; ``__call__`` is the direct form."""
+    rng = np.random.default_rng(3)
+    x = 2.0 + rng.normal(size=(40, 64))
+    y = 2.3 + 1.2 * rng.normal(size=(35, 64))
+    value = M.GramFID.prepare(x, y)
+    for idx, ridx in [(np.arange(40), np.arange(35)), (np.delete(np.arange(40), 7), np.arange(35)),
+                      (rng.permutation(40)[:23], rng.permutation(35)[:30])]:
+        assert value(idx, ridx) == pytest.approx(M.frechet_distance_low_rank(x[idx], y[ridx]), rel=1e-10)
+    assert M.GramFID()(x, y) == M.frechet_distance_low_rank(x, y)
+    with pytest.raises(ValueError, match="distinct rows"):
+        value(np.array([0, 0, 1, 2]), np.arange(35))
+    assert not M.GramFID.resamples_unbiased and M.FullSetKID.resamples_unbiased
+
+
 def test_feature_stats_round_trip_and_merge():
     f = _features(n=50)
     a, b = _stats(f[:20], 1), _stats(f[20:], 2)

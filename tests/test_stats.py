@@ -208,7 +208,10 @@ def test_set_metric_clear_win_and_determinism():
 
 
 class _Prepared:
-    """A set metric with ``prepare`` (as metrics.FullSetKID): the rule treats it as unbiased and bootstraps it."""
+    """A set metric that says it is unbiased on resampled rows (as metrics.FullSetKID): bootstrapped, not
+    jackknifed."""
+
+    resamples_unbiased = True
 
     def __init__(self, fn):
         self.fn = fn

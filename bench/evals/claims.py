@@ -29,11 +29,11 @@ from bench.evals.reconstruction import FEATURES_FILE, PER_IMAGE_FILE
 from bench.spec import RunRef
 
 PER_IMAGE_METRICS = ("psnr", "ssim", "lpips")
-SET_METRICS = {"rfid": M.frechet_distance_low_rank, "kid": M.FullSetKID()}  # KID: resampled rows as a multiset
+SET_METRICS = {"rfid": M.GramFID(), "kid": M.FullSetKID()}  # KID: resampled rows as a multiset
 # Generated samples (hundreds, not tens): KID on the full sets, kernels computed once per seed (a bootstrap
 # replicate gathers); the run's own "kid" averages subsets (the same expectation). gFID: the exact low-rank form.
-GENERATED_METRICS = {"kid": M.FullSetKID(), "kid_vs_recon": M.FullSetKID(), "gfid": M.frechet_distance_low_rank,
-                     "gfid_vs_recon": M.frechet_distance_low_rank}
+GENERATED_METRICS = {"kid": M.FullSetKID(), "kid_vs_recon": M.FullSetKID(), "gfid": M.GramFID(),
+                     "gfid_vs_recon": M.GramFID()}
 
 
 def _arm_runs(configs: tuple[ReconConfig, ...], ctx, need: str):

@@ -16,6 +16,7 @@ Everything here is a pure function or a small accumulator; the protocol that wir
 """
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -286,6 +287,40 @@ def frechet_distance_low_rank(f1: np.ndarray, f2: np.ndarray) -> float:
     return float(diff.dot(diff) + (a1 * a1).sum() + (a2 * a2).sum() - 2 * tr_covmean)
 
 
+class GramFID:
+    """``frechet_distance_low_rank`` on row subsets, from Gram matrices computed once: the claims' jackknife calls
+    the FID of every leave-one-out set (~2 000 per rFID claim), and forming (N, 2048) products each time cost ~0.3 s
+    a call. ``prepare(x, y)`` returns ``value(idx, ridx)``: the exact low-rank FID of rows ``idx`` of x against rows
+    ``ridx`` of y (distinct rows; a multiset would bias it, so duplicates are refused), with the centring done in
+    row space: A1A2ᵀ = H1 G12 H2 / sqrt((m1 − 1)(m2 − 1)) for centring matrices H. Equal to the direct form up to
+    float64 rounding. Not unbiased on resampled rows: claims jackknife it rather than bootstrap it."""
+
+    resamples_unbiased = False
+
+    def __call__(self, x: np.ndarray, y: np.ndarray) -> float:
+        return frechet_distance_low_rank(x, y)
+
+    @staticmethod
+    def prepare(x: np.ndarray, y: np.ndarray):
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        gxx, gyy, gxy = x @ x.T, y @ y.T, x @ y.T
+
+        def centred_trace(g: np.ndarray) -> float:  # Σ‖row − mean‖² from the Gram matrix of the rows
+            return float(np.trace(g) - g.sum() / len(g))
+
+        def value(idx: np.ndarray, ridx: np.ndarray) -> float:
+            if len(np.unique(idx)) != len(idx) or len(np.unique(ridx)) != len(ridx):
+                raise ValueError("GramFID takes distinct rows: the FID of a multiset is biased (use the jackknife)")
+            g11, g22, g12 = gxx[np.ix_(idx, idx)], gyy[np.ix_(ridx, ridx)], gxy[np.ix_(idx, ridx)]
+            m1, m2 = len(idx), len(ridx)
+            c12 = g12 - g12.mean(1, keepdims=True) - g12.mean(0, keepdims=True) + g12.mean()
+            tr_covmean = np.linalg.svd(c12, compute_uv=False).sum() / math.sqrt((m1 - 1) * (m2 - 1))
+            mean_gap = g11.sum() / m1 ** 2 + g22.sum() / m2 ** 2 - 2 * g12.sum() / (m1 * m2)
+            traces = centred_trace(g11) / (m1 - 1) + centred_trace(g22) / (m2 - 1)
+            return float(mean_gap + traces - 2 * tr_covmean)
+        return value
+
+
 def _poly_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """KID's cubic polynomial kernel (x·y / d + 1)³."""
     return (x @ y.T / x.shape[1] + 1) ** 3
@@ -299,6 +334,8 @@ class FullSetKID:
     one row, not only the diagonal: k(x, x) of a duplicated row would otherwise inflate each replicate by about
     (k_self - k_cross) / n, far more than the estimate's own spread. Without duplicates it is the plain unbiased
     estimator."""
+
+    resamples_unbiased = True
 
     def __call__(self, x: np.ndarray, y: np.ndarray) -> float:
         return self.prepare(x, y)(np.arange(len(x)), np.arange(len(y)))
