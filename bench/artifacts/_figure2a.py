@@ -20,6 +20,7 @@ from bench.artifacts import table2 as T2
 from bench.artifacts.table2 import train_ref
 from bench.configs import EMBEDDED_TEST, SCALE_DEFAULTS, ReconConfig, folder
 from bench.emit import new_figure, plot_frame, save_figure
+from bench.evals import protocol_id
 from bench.spec import CLAIM_COLUMNS, Column, PaperRef, Row, RunRef, Spec, claim_row
 
 FS = ((8, 4), (16, 16), (32, 32), (64, 128))  # (f, c) per point
@@ -118,7 +119,7 @@ _P1 = SCALE_DEFAULTS["small"]["phase1"]
 FIGURE2A = Spec(
     id="figure2",
     title="Figure 2a: rFID vs spatial compression, SD-VAE vs DC-AE",
-    caption="Reconstruction rFID and PSNR for f = 8, 16, 32, 64 (protocol dcae-recon-v2). Paper: ImageNet 256, "
+    caption=f"Reconstruction rFID and PSNR for f = 8, 16, 32, 64 (protocol {protocol_id('recon')}). Paper: ImageNet 256, "
             f"SD-VAE rFID {_PAPER_F8:g} (f8) -> {_PAPER_F64:g} (f64), DC-AE flat. Small scale: reduced models trained briefly, "
             "all embedded held-out crops at 128 px; rFID there is a small-N FID (biased upward, compare only within "
             "the figure).",

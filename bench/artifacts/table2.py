@@ -1,7 +1,7 @@
 """Table 2: image reconstruction, SD-VAE vs DC-AE at high spatial compression (rFID, PSNR, SSIM, LPIPS).
 
 Caption (paper): "Image Reconstruction Results." Every setting (data set, resolution, f, c) is evaluated for the
-authors' stacked high-compression SD-VAE and for DC-AE; protocol ``dcae-recon-v2`` (bench/evals/reconstruction.py:
+authors' stacked high-compression SD-VAE and for DC-AE; protocol ``dcae-recon`` (bench/evals/reconstruction.py:
 ADM centre crop, uint8 rounding, rFID against the same images, PSNR/SSIM/LPIPS per image).
 
 Scales:
@@ -34,6 +34,7 @@ from bench.configs import (
     TrainAEConfig,
     folder,
 )
+from bench.evals import protocol_id
 from bench.scales import claim_seeds
 from bench.spec import CLAIM_COLUMNS, Column, PaperRef, Row, RunRef, Spec, claim_row
 
@@ -188,7 +189,7 @@ COLUMNS = (
 SPECS = {"": Spec(
     id=ID,
     title="Table 2: image reconstruction, SD-VAE vs DC-AE",
-    caption="rFID / PSNR / SSIM / LPIPS of reconstructions (protocol dcae-recon-v2). At small scale the models are "
+    caption=f"rFID / PSNR / SSIM / LPIPS of reconstructions (protocol {protocol_id('recon')}). At small scale the models are "
             "-tiny reductions with fair SD-VAE widths (no layer next to the latent narrower than it; the "
             "'parameters' rows give each pair's ratio) trained on a dozen photos, 3 training seeds per arm, and "
             "evaluated on all embedded held-out crops at 128 px: rFID is a small-N FID (biased upward, comparable only "

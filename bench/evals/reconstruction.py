@@ -1,4 +1,4 @@
-"""Reconstruction protocol ``dcae-recon-v2``: rFID / PSNR / SSIM / LPIPS of an autoencoder (paper Table 2).
+"""Reconstruction protocol ``dcae-recon`` (version in ``bench.evals``): rFID / PSNR / SSIM / LPIPS of an autoencoder (paper Table 2).
 
 The official evaluator (efficientvit ``aecore/evaluator.py``, ``shared/reference/evaluation.md`` §1) as a named,
 frozen preset that is stored with every number (``_protocol``). In short: ADM centre crop, [-1, 1] input, fp32
