@@ -220,14 +220,16 @@ class FIDInception(nn.Module):
         except Exception as e:  # corrupt file: EOFError, UnpicklingError, size mismatch (RuntimeError)
             raise Unavailable(f"FID Inception weights {weights.path} cannot be loaded ({type(e).__name__}: {e})"
                               ) from e
-        self.net.float().eval().requires_grad_(False)
+        # channels_last: oneDNN's NHWC convolutions take half the time of NCHW on CPU (246 -> 127 ms an image on one
+        # thread here); features agree with NCHW to ~2e-6 relative, as with any change of kernel
+        self.net.float().eval().requires_grad_(False).to(memory_format=torch.channels_last)
         self.weights = weights
         self.sha256 = sha256_file(weights.path)
         self.name = f"inception-2015-12-05 ({weights.source})"
 
     def features_normalized(self, x: torch.Tensor) -> torch.Tensor:
         n = self.net
-        x = n.Conv2d_1a_3x3(x)  # (N, 32, 149, 149)
+        x = n.Conv2d_1a_3x3(x.contiguous(memory_format=torch.channels_last))  # (N, 32, 149, 149)
         x = n.Conv2d_2a_3x3(x)  # (N, 32, 147, 147)
         x = n.Conv2d_2b_3x3(x)  # (N, 64, 147, 147)
         x = n.MaxPool_1(x)  # (N, 64, 73, 73)
