@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from tqdm import tqdm
 
@@ -59,6 +59,26 @@ def plan(specs: Iterable[Spec], scale: str, runner) -> list[PlannedRun]:
     out = [PlannedRun(rid, refs[rid], stage_of[rid]) for rid in refs
            if evals.get(refs[rid].eval).parallel_safe and runner.load(refs[rid], scale) is None]
     return sorted(out, key=lambda p: (p.stage, p.run_id))
+
+
+BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def _blas_threads(threads: int) -> Iterator[None]:
+    """The BLAS thread count of the workers spawned inside: numpy's OpenBLAS reads it once, when a spawned worker
+    imports numpy, and otherwise starts one thread per core in every worker (2 workers x 2 BLAS threads on 2 cores:
+    the claims' SVDs ran oversubscribed). torch's own pool is set by ``_init_worker``."""
+    saved = {k: os.environ.get(k) for k in BLAS_THREAD_VARS}
+    os.environ.update({k: str(threads) for k in BLAS_THREAD_VARS})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _init_worker(threads: int) -> None:
@@ -110,8 +130,8 @@ def run_plan(planned: list[PlannedRun], scale: str, runner, jobs: int,
                                                         if st == s) for s in stages))
     finished = 0
     ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds OpenMP threads
-    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
-                                initargs=(threads,)) as pool, \
+    with _blas_threads(threads), cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
+                                                         initargs=(threads,)) as pool, \
             tqdm(total=len(planned), desc="runs", unit="run", dynamic_ncols=True,
                  disable=not sys.stderr.isatty()) as bar:  # in a log: one line per finished run, no bar
 

@@ -179,14 +179,17 @@ CLAIM_COLUMNS = (
 
 
 def claim_row(statement: str, metric: str, lower_is_better: bool, arm_a: tuple[Row, ...], arm_b: tuple[Row, ...],
-              note: str = "") -> Row:
+              note: str = "", not_run: Mapping[str, str] | None = None) -> Row:
     """A claim row: arm ``a`` (the rows, one per training seed, that the paper says are better on ``metric``) against
-    arm ``b``, at every scale where all of their runs run, decided by the ``claim`` eval."""
+    arm ``b``, at every scale where all of their runs run, decided by the ``claim`` eval. ``not_run``: scale ->
+    why the claim is not decided there although its arms run (e.g. a 1x1 latent); the reason joins the note."""
+    not_run = dict(not_run or {})
     at: dict[str, dict[str, Any] | None] = {}
     for scale in SCALES:
-        runs = all(r.run is not None and r.run.runs_at(scale) for r in arm_a + arm_b)
+        runs = scale not in not_run and all(r.run is not None and r.run.runs_at(scale) for r in arm_a + arm_b)
         at[scale] = ({"arm_a": tuple(r.run.resolve(scale) for r in arm_a),
                       "arm_b": tuple(r.run.resolve(scale) for r in arm_b)} if runs else None)
     first = next(s for s in SCALES if at[s] is not None)
     base = ClaimConfig(statement, metric, lower_is_better, at[first]["arm_a"], at[first]["arm_b"])
-    return Row(f"claim: {statement}", run=RunRef(base, at=at), note=note)
+    why = "; ".join(f"{scale}: not run: {reason}" for scale, reason in not_run.items())
+    return Row(f"claim: {statement}", run=RunRef(base, at=at), note="; ".join(t for t in (note, why) if t))

@@ -1,5 +1,6 @@
 """The CLI: ls, check, one-line errors with non-zero exit codes, help examples."""
 import json
+import os
 import subprocess
 import sys
 import types
@@ -132,3 +133,14 @@ def test_prune_moves_unnamed_run_folders_aside(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "bench", "prune", "--limit", "8", "--runs-dir", str(runs)],
                          capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "prune takes no --limit" in bad.stderr
+
+
+def test_workers_get_one_blas_thread_each_and_the_parent_keeps_its_own(monkeypatch):
+    """--jobs N: numpy's OpenBLAS in each spawned worker reads OPENBLAS_NUM_THREADS at import; without it every worker
+    starts a thread per core (2 workers x 2 threads on 2 cores). The parent's settings come back afterwards."""
+    from bench import parallel
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    with parallel._blas_threads(1):
+        assert all(os.environ[k] == "1" for k in parallel.BLAS_THREAD_VARS)
+    assert os.environ["OMP_NUM_THREADS"] == "7" and "OPENBLAS_NUM_THREADS" not in os.environ

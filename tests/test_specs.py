@@ -81,6 +81,22 @@ def test_a_claim_whose_arms_train_unequally_is_rejected():
     assert spec(same).validate() == []
 
 
+def test_a_claim_can_be_left_undecided_at_one_scale_with_its_reason():
+    """#11: no claim about f64 on a 1x1 latent. ``claim_row(not_run=...)`` leaves the claim out at that scale (its
+    arms still run) and says why in the note; Figure 3a's f64 claims are not run at the small scale."""
+    from bench.artifacts import figure3
+    from bench.configs import ReconConfig
+    from bench.spec import Row, RunRef, claim_row
+    a = Row("a", run=RunRef(ReconConfig("dc-ae-f8c4-tiny", 32)))
+    b = Row("b", run=RunRef(ReconConfig("dc-ae-f8c4-tiny", 64)))
+    row = claim_row("a beats b", "rfid", True, (a,), (b,), note="n", not_run={"small": "too small a latent"})
+    assert not row.run.runs_at("small") and row.run.runs_at("smoke") and row.run.runs_at("paper")
+    assert row.note == "n; small: not run: too small a latent"
+    f64 = [r for r in figure3.CLAIMS_A if "f64" in r.label]
+    assert len(f64) == 4 and all(not r.run.runs_at("small") and r.run.runs_at("smoke") for r in f64)
+    assert all(r.run.runs_at("small") for r in figure3.CLAIMS_A if "f64" not in r.label)
+
+
 def test_every_committed_small_run_is_named_by_an_artifact():
     """The committed small-scale run folders are exactly runs some artefact still names (at this scale or through a
     dependency): a config change that silently renamed runs (e.g. a new field in a config's id) leaves orphans here.

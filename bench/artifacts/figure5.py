@@ -6,17 +6,18 @@ local refinement training which achieves the same goal and has lower training co
 GAN, 0.82 full GAN, 0.69 local refinement) are quoted from the appendix by secondary sources only and are not in
 ``paper_numbers.csv``: they are shown in the caption, not as paper cells.
 
-Rows (all from the same phase-1 model, the one Table 2 / Fig. 2a / Fig. 7 evaluate at the small scale):
-- no GAN: the phase-1 model itself;
+Rows, per training seed (3 at the small scale, ``--seeds``), all on top of the same phase-1 run of that seed (at the
+small scale the one Table 2 / Fig. 2a / Fig. 7 evaluate: 128 px, trained to its plateau), each for phase 3's steps:
+- no GAN: phase 3's schedule with all parameters trainable and the GAN loss off (equal steps in every arm, #11);
 - full-model GAN: phase 3's losses and optimiser with *all* parameters trainable (the conventional single-phase
   GAN training the paper replaces);
 - local refinement: phase 3 as in the paper, only the decoder head (``decoder.project_out``) trainable.
 
 Commands:
-    python -m bench figure5 --scale small    # 2 train-ae runs of 120 steps on top of the shared phase-1 run + 3 recon
+    python -m bench figure5 --scale small    # 9 train-ae runs of 120 steps on the shared phase-1 runs + 9 recon
     python -m bench figure5 --scale smoke    # tiny model, 2 steps
-Expected (small): the paper's ordering is not expected to be reproduced reliably: 120 GAN steps at 64 px without
-LPIPS on 570 training crops; the claim rows report whatever is measured.
+Expected (small): the paper's ordering is not expected to be reproduced reliably: 120 GAN steps at 128 px without
+LPIPS on the embedded training crops; the claim rows report whatever is measured.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from pathlib import Path
 from PIL import Image
 
 from bench import paper
+from bench.artifacts import table2 as T2
 from bench.configs import (
     EMBEDDED_TEST,
     SCALE_DEFAULTS,
@@ -34,48 +36,69 @@ from bench.configs import (
     folder,
 )
 from bench.emit import new_figure, plot_frame, save_figure
+from bench.scales import claim_seeds
 from bench.spec import CLAIM_COLUMNS, Column, Row, RunRef, Spec, claim_row
 
 BASE_SMALL = "dc-ae-f32c32-tiny"    # shared with Table 2 / Fig. 7 (their phase-1 run)
 BASE_SMOKE = "dc-ae-f32c32-tiny"
 BASE_PAPER = "dc-ae-f32c32"         # unreleased pre-GAN checkpoints: not runnable without training on --data
-SMALL_RES, SMALL_N_IMAGES = 64, 64
+SMALL_RES = T2.SMALL_RESOLUTION      # 128 px: the f32 latent is 4x4 (at 64 px it was 2x2)
+SMALL_N_IMAGES = T2.SMALL_N_IMAGES  # every embedded held-out crop
 _P3 = SCALE_DEFAULTS["small"]["phase3"]  # the recipe the scale text describes
 PAPER_SECONDARY = paper.secondary("figure5", "rfid")  # row -> rFID (bench/data/secondary_numbers.csv)
 
 
-def _train(model: str, variant: str) -> TrainAEConfig:
-    p1 = TrainAEConfig(model)
+def _train(model: str, variant: str, seed: int = 0, base: TrainAEConfig | None = None,
+           resolution: int | None = None) -> TrainAEConfig:
+    """The variant's train-ae run on top of the phase-1 run ``base`` (default: the scale's phase 1 of ``model``)."""
+    p1 = base if base is not None else TrainAEConfig(model, seed=seed)
+    p3 = dict(phase="phase3", resolution=resolution)
     if variant == "no GAN":  # the same phase-3 schedule with the GAN loss off: equal steps in every arm
-        return TrainAEConfig(model, phases=(PhaseRequest("phase3", trainable="all_parameters", gan=False),),
-                             init_from=p1)
+        return TrainAEConfig(model, phases=(PhaseRequest(**p3, trainable="all_parameters", gan=False),),
+                             init_from=p1, seed=seed)
     if variant == "full-model GAN":
-        return TrainAEConfig(model, phases=(PhaseRequest("phase3", trainable="all_parameters"),), init_from=p1)
-    return TrainAEConfig(model, phases=(PhaseRequest("phase3"),), init_from=p1)
+        return TrainAEConfig(model, phases=(PhaseRequest(**p3, trainable="all_parameters"),), init_from=p1,
+                             seed=seed)
+    return TrainAEConfig(model, phases=(PhaseRequest(**p3),), init_from=p1, seed=seed)
 
 
-def _recon(variant: str) -> RunRef:
-    def cfg(model, res, n):
-        return {"model": model, "resolution": res, "dataset": EMBEDDED_TEST, "n_images": n, "weights": False,
-                "checkpoint": _train(model, variant)}
-    return RunRef(ReconConfig(BASE_PAPER, 256, dataset=folder("imagenet-val"), checkpoint=_train(BASE_PAPER, variant),
-                              batch_size=16),
-                  at={"small": cfg(BASE_SMALL, SMALL_RES, SMALL_N_IMAGES),
-                      "smoke": {**cfg(BASE_SMOKE, 32, 4), "batch_size": 4}})
+def _label(variant: str, seed: int) -> str:
+    return variant + (f" · seed {seed}" if seed else "")
+
+
+def _recon(variant: str, seed: int) -> RunRef:
+    """Small scale: on top of Table 2's phase-1 run of the same seed (128 px, trained to its plateau), phase 3 at
+    the same 128 px, evaluated on every held-out crop at 128 px (a 4x4 latent, #11)."""
+    small_train = _train(BASE_SMALL, variant, seed, base=T2.train_ref(BASE_SMALL, 32, seed), resolution=SMALL_RES)
+    small = {"model": BASE_SMALL, "resolution": SMALL_RES, "dataset": EMBEDDED_TEST, "n_images": SMALL_N_IMAGES,
+             "weights": False, "checkpoint": small_train}
+    smoke = {"model": BASE_SMOKE, "resolution": 32, "dataset": EMBEDDED_TEST, "n_images": 4, "weights": False,
+             "checkpoint": _train(BASE_SMOKE, variant, seed), "batch_size": 4}
+    return RunRef(ReconConfig(BASE_PAPER, 256, dataset=folder("imagenet-val"),
+                              checkpoint=_train(BASE_PAPER, variant, seed), batch_size=16),
+                  at={"small": small, "smoke": smoke, **({"paper": None} if seed else {})})
 
 
 VARIANTS = tuple(PAPER_SECONDARY)
-ROWS = tuple(Row(v, run=_recon(v), note=f"paper rFID {PAPER_SECONDARY[v]} (secondary source)") for v in VARIANTS)
+SEEDS = tuple(range(claim_seeds()))  # training seeds per arm (3: the least the rule decides on)
+ROWS = tuple(Row(_label(v, s), run=_recon(v, s), note=f"paper rFID {PAPER_SECONDARY[v]} (secondary source)")
+             for v in VARIANTS for s in SEEDS)
 
 
 _BY_LABEL = {r.label: r for r in ROWS}
-CLAIMS = (  # arm a = the side the paper says is better; one training seed per arm so far: inconclusive by rule
+
+
+def _arm(variant: str) -> tuple[Row, ...]:
+    return tuple(_BY_LABEL[_label(variant, s)] for s in SEEDS)
+
+
+CLAIMS = (  # arm a = the side the paper says is better
     claim_row("local refinement (phase 3) has lower rFID than no GAN", "rfid", True,
-              (_BY_LABEL["local refinement (phase 3)"],), (_BY_LABEL["no GAN"],)),
+              _arm("local refinement (phase 3)"), _arm("no GAN")),
     claim_row("full-model GAN has lower rFID than no GAN", "rfid", True,
-              (_BY_LABEL["full-model GAN"],), (_BY_LABEL["no GAN"],)),
+              _arm("full-model GAN"), _arm("no GAN")),
     claim_row("local refinement (phase 3) has lower rFID than full-model GAN", "rfid", True,
-              (_BY_LABEL["local refinement (phase 3)"],), (_BY_LABEL["full-model GAN"],)),
+              _arm("local refinement (phase 3)"), _arm("full-model GAN")),
 )
 
 
@@ -124,10 +147,11 @@ SPECS = {"": Spec(
     rows=ROWS + CLAIMS,
     version=1,
     scales={"smoke": "dc-ae-f32c32-tiny, 2 steps per phase at 32 px, 4 crops: seconds, never a result",
-            "small": f"dc-ae-f32c32-tiny phase-1 run shared with Table 2; phase 3 (and the full-model GAN) "
-                     f"{_P3['steps']} steps at {_P3['resolution']} px, batch {_P3['batch']}, lr {_P3['lr']:g}, phase 3's "
-                     f"AdamW betas (models.train_autoencoder.PHASES), GAN weight {_P3['gan_weight']:g}, L1 only (no LPIPS weights "
-                     f"offline); {SMALL_N_IMAGES} held-out crops at {SMALL_RES} px",
+            "small": f"dc-ae-f32c32-tiny phase-1 runs shared with Table 2 (128 px, trained to the plateau rule), "
+                     f"seeds {SEEDS}; on each, 'no GAN', 'full-model GAN' and phase 3 each train {_P3['steps']} steps at "
+                     f"{SMALL_RES} px (a 4x4 latent), batch {_P3['batch']}, lr {_P3['lr']:g}, phase 3's AdamW betas "
+                     f"(models.train_autoencoder.PHASES), GAN weight {_P3['gan_weight']:g}, L1 only (no LPIPS weights "
+                     f"offline); every embedded held-out crop at {SMALL_RES} px",
             "paper": "needs the pre-GAN DC-AE checkpoint and ImageNet (--data, GPUs): unavailable otherwise"},
     plot=plot,
     deviations=("No LPIPS in the reconstruction loss at the small scale (weights not shipped).",

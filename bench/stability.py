@@ -1,0 +1,104 @@
+"""How far a rerun moved the committed small-scale results (#11 item 7): per metric the largest relative change of a
+measured cell, and per claim how its verdict moved. Used by ``scripts/fresh_clone.py`` to compare a fresh clone's
+regenerated ``tables/*-small.csv`` with the committed ones (read from git), and rendered into the README.
+
+A verdict moving between ``reproduced`` and ``contradicted`` is a *flip* (the issue's criterion: there must be none);
+a move to or from ``inconclusive`` is counted separately. Timed efficiency cells (latency, throughput) are machine
+measurements, not results of training: they are reported in their own lines, not in the largest change of a metric.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+TIMED_METRICS = frozenset({"latency_ms", "infer_throughput_img_s", "train_throughput_img_s", "images_per_s",
+                           "steps_per_s", "train_mfu", "latency_speedup", "inference_speedup", "training_speedup",
+                           "train_memory_gb"})
+DECIDED = ("reproduced", "contradicted")
+
+
+@dataclass(frozen=True)
+class Change:
+    metric: str
+    artefact: str
+    row: str
+    old: float
+    new: float
+
+    @property
+    def relative(self) -> float:
+        return abs(self.new - self.old) / abs(self.old) if self.old else math.inf * (self.new != self.old)
+
+
+def _cells(text: str) -> dict[tuple[str, str, str, str], tuple[str, str]]:
+    """(artifact, panel, row, metric) -> (ours, run_id), for the measured rows of one CSV."""
+    out = {}
+    for r in csv.DictReader(io.StringIO(text)):
+        if r.get("status", "").startswith("measured") or r["metric"] == "verdict":
+            out[(r["artifact"], r["panel"], r["row"], r["metric"])] = (r["ours"], r.get("run_id", ""))
+    return out
+
+
+def _number(v: str) -> float | None:
+    try:
+        x = float(v)
+    except ValueError:
+        return None
+    return x if math.isfinite(x) else None
+
+
+def compare(old: Mapping[str, str], new: Mapping[str, str]) -> dict:
+    """``old`` / ``new``: CSV name -> text. Returns the largest change per metric, the verdict moves, the cells
+    present on one side only, and the cells whose run differs (another config: a design change, not a rerun; not
+    compared)."""
+    largest: dict[str, Change] = {}
+    moves = {"flips": [], "to_inconclusive": [], "from_inconclusive": [], "unchanged": 0}
+    one_sided = other_run = 0
+    for name in sorted(set(old) | set(new)):
+        a, b = _cells(old.get(name, "")), _cells(new.get(name, ""))
+        one_sided += len(set(a) ^ set(b))
+        for key in sorted(set(a) & set(b)):
+            art = f"{key[0]}{' ' + key[1] if key[1] else ''}"
+            (va, run_a), (vb, run_b) = a[key], b[key]
+            if run_a != run_b:
+                other_run += 1
+                continue
+            if key[3] == "verdict":
+                kind = ("unchanged" if va == vb else "flips" if va in DECIDED and vb in DECIDED
+                        else "to_inconclusive" if vb == "inconclusive" else "from_inconclusive")
+                if kind == "unchanged":
+                    moves["unchanged"] += 1
+                else:
+                    moves[kind].append(f"{art}: {key[2]} ({va} -> {vb})")
+                continue
+            x, y = _number(va), _number(vb)
+            if x is None or y is None:
+                continue
+            c = Change(key[3], art, key[2], x, y)
+            if key[3] not in largest or c.relative > largest[key[3]].relative:
+                largest[key[3]] = c
+    return {"largest": largest, "moves": moves, "one_sided": one_sided, "other_run": other_run}
+
+
+def markdown(result: dict, header: str) -> str:
+    """The comparison as Markdown: a header line (what was compared), the verdict moves, the largest change per
+    metric (results first, timed efficiency cells after)."""
+    m = result["moves"]
+    lines = [header, "",
+             f"Claim verdicts: {m['unchanged']} unchanged, **{len(m['flips'])} flipped between reproduced and "
+             f"contradicted**, {len(m['to_inconclusive'])} moved to inconclusive, {len(m['from_inconclusive'])} "
+             f"moved from inconclusive; {result['one_sided']} measured cells present on one side only, "
+             f"{result['other_run']} computed by a run of another config (a design change since those cells were "
+             f"committed: not compared)."]
+    for kind in ("flips", "to_inconclusive", "from_inconclusive"):
+        lines += [f"- {kind.replace('_', ' ')}: {x}" for x in m[kind]]
+    lines += ["", "| metric | largest relative change | committed | rerun | where |", "|---|---|---|---|---|"]
+    ordered = sorted(result["largest"].values(), key=lambda c: (c.metric in TIMED_METRICS, c.metric))
+    for c in ordered:
+        timed = " (timed on the machine, not a result)" if c.metric in TIMED_METRICS else ""
+        lines.append(f"| {c.metric}{timed} | {100 * c.relative:.3g} % | {c.old:.6g} | {c.new:.6g} | "
+                     f"{c.artefact}: {c.row} |")
+    return "\n".join(lines) + "\n"

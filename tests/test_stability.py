@@ -1,0 +1,45 @@
+"""bench.stability: the fresh-clone comparison counts verdict flips apart from moves to/from inconclusive, and finds
+the largest relative change per metric, with timed cells kept apart (#11 item 7)."""
+from bench import stability
+
+HEAD = "artifact,panel,row,metric,label,ours,paper,delta,ratio,lower_is_better,scale,status,run_id,protocol,note\n"
+
+
+def _csv(rows):
+    return HEAD + "".join(f"t,,{row},{metric},,{ours},,,,,small,{status},{run},,\n"
+                   for row, metric, ours, status, run in (r if len(r) == 5 else (*r, "run-1") for r in rows))
+
+
+def test_flips_moves_and_largest_change():
+    old = {"t-small.csv": _csv([("a", "rfid", "100", "measured"), ("b", "rfid", "50", "measured"),
+                                ("a", "latency_ms", "10", "measured"), ("c", "rfid", "7", "unavailable (x)"),
+                                ("claim: x", "verdict", "reproduced", ""), ("claim: y", "verdict", "reproduced", ""),
+                                ("claim: z", "verdict", "inconclusive", ""), ("claim: w", "verdict", "contradicted", "")])}
+    new = {"t-small.csv": _csv([("a", "rfid", "101", "measured"), ("b", "rfid", "55", "measured"),
+                                ("a", "latency_ms", "30", "measured"), ("c", "rfid", "9", "unavailable (x)"),
+                                ("claim: x", "verdict", "contradicted", ""), ("claim: y", "verdict", "inconclusive", ""),
+                                ("claim: z", "verdict", "reproduced", ""), ("claim: w", "verdict", "contradicted", "")])}
+    r = stability.compare(old, new)
+    assert r["moves"]["flips"] == ["t: claim: x (reproduced -> contradicted)"]
+    assert len(r["moves"]["to_inconclusive"]) == 1 and len(r["moves"]["from_inconclusive"]) == 1
+    assert r["moves"]["unchanged"] == 1
+    worst = r["largest"]["rfid"]
+    assert (worst.row, round(worst.relative, 6)) == ("b", 0.1)  # 50 -> 55 beats 100 -> 101; unavailable ignored
+    md = stability.markdown(r, "# h")
+    assert "**1 flipped between reproduced and contradicted**" in md
+    assert md.index("| rfid |") < md.index("| latency_ms (timed")  # results before timed cells
+
+
+def test_no_change_is_no_flip():
+    same = {"t-small.csv": _csv([("a", "psnr", "20", "measured"), ("claim: x", "verdict", "reproduced", "")])}
+    r = stability.compare(same, same)
+    assert r["moves"]["flips"] == [] and r["moves"]["unchanged"] == 1 and r["largest"]["psnr"].relative == 0
+    assert r["one_sided"] == 0
+
+
+def test_a_cell_of_another_run_is_not_compared():
+    """A cell computed by a run of another config (a design change, not a rerun) is counted apart, not compared."""
+    old = {"t-small.csv": _csv([("a", "rfid", "100", "measured", "run-1"), ("b", "psnr", "20", "measured")])}
+    new = {"t-small.csv": _csv([("a", "rfid", "300", "measured", "run-2"), ("b", "psnr", "20", "measured")])}
+    r = stability.compare(old, new)
+    assert r["other_run"] == 1 and "rfid" not in r["largest"] and r["largest"]["psnr"].relative == 0
