@@ -287,6 +287,7 @@ class ClaimConfig(EvalConfig):
     (samples paired by index, the reference resampled on its own). Verdict, interval, mean ± sd per arm."""
 
     EVAL: ClassVar[str] = "claim"
+    ID_OMITS_DEFAULT: ClassVar[tuple[str, ...]] = ("base_a", "base_b")
     statement: str                                 # the paper's claim, in its words
     metric: Literal["rfid", "kid", "psnr", "ssim", "lpips", "gfid", "kid_vs_recon", "gfid_vs_recon"]  # compared
     lower_is_better: bool                          # the paper's direction: arm_a better means lower (rFID) or higher
@@ -296,11 +297,17 @@ class ClaimConfig(EvalConfig):
     min_seeds: int = 3                             # fewer seeds in either arm: inconclusive by rule
     n_boot: int = 2000                             # bootstrap replicates for per-image metrics
     n_boot_set: int = 200                          # replicates for rFID / KID (each one computes 2 x n_seeds FIDs)
+    base_a: tuple[ReconConfig, ...] = ()           # a contrast: arm_a minus these, seed by seed (() : none)
+    base_b: tuple[ReconConfig, ...] = ()           # ... and arm_b minus these: (a - base_a) - (b - base_b)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.arm_a or not self.arm_b:
             raise ConfigError("ClaimConfig: each arm needs at least one run (one per training seed)")
+        for arm, base, name in ((self.arm_a, self.base_a, "a"), (self.arm_b, self.base_b, "b")):
+            if base and (len(base) != len(arm) or not isinstance(arm[0], ReconConfig)):
+                raise ConfigError(f"ClaimConfig: base_{name} pairs seed s with seed s of arm_{name}: give it one "
+                                  f"reconstruction run per run of arm_{name} ({len(arm)}), not {len(base)}")
         kinds = {type(c) for c in self.arm_a + self.arm_b}
         if self.metric.endswith("_vs_recon") and not all(
                 getattr(c, "also_vs_reconstructions", False) for c in self.arm_a + self.arm_b):

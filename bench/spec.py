@@ -153,7 +153,7 @@ class Spec:
             for scale in SCALES:
                 if row.run.runs_at(scale):
                     cfg = row.run.resolve(scale)
-                    steps = {training_steps(arm, scale) for arm in cfg.arm_a + cfg.arm_b}
+                    steps = {training_steps(arm, scale) for arm in cfg.arm_a + cfg.arm_b + cfg.base_a + cfg.base_b}
                     if len(steps) > 1:
                         problems.append(f"{self.id} row {row.label!r}: its arms train for different numbers of "
                                         f"steps at {scale} scale ({sorted(steps)}); give both the same schedule")
@@ -179,17 +179,20 @@ CLAIM_COLUMNS = (
 
 
 def claim_row(statement: str, metric: str, lower_is_better: bool, arm_a: tuple[Row, ...], arm_b: tuple[Row, ...],
-              note: str = "", not_run: Mapping[str, str] | None = None) -> Row:
+              note: str = "", not_run: Mapping[str, str] | None = None, base_a: tuple[Row, ...] = (),
+              base_b: tuple[Row, ...] = ()) -> Row:
     """A claim row: arm ``a`` (the rows, one per training seed, that the paper says are better on ``metric``) against
     arm ``b``, at every scale where all of their runs run, decided by the ``claim`` eval. ``not_run``: scale ->
-    why the claim is not decided there although its arms run (e.g. a 1x1 latent); the reason joins the note."""
+    why the claim is not decided there although its arms run (e.g. a 1x1 latent); the reason joins the note.
+    ``base_a`` / ``base_b``: a contrast, (a − base_a) − (b − base_b), seed by seed (``ClaimConfig``)."""
     not_run = dict(not_run or {})
+    arms = {"arm_a": arm_a, "arm_b": arm_b, **({"base_a": base_a, "base_b": base_b} if base_a or base_b else {})}
     at: dict[str, dict[str, Any] | None] = {}
     for scale in SCALES:
-        runs = scale not in not_run and all(r.run is not None and r.run.runs_at(scale) for r in arm_a + arm_b)
-        at[scale] = ({"arm_a": tuple(r.run.resolve(scale) for r in arm_a),
-                      "arm_b": tuple(r.run.resolve(scale) for r in arm_b)} if runs else None)
+        rows = [r for group in arms.values() for r in group]
+        runs = scale not in not_run and all(r.run is not None and r.run.runs_at(scale) for r in rows)
+        at[scale] = {k: tuple(r.run.resolve(scale) for r in v) for k, v in arms.items()} if runs else None
     first = next(s for s in SCALES if at[s] is not None)
-    base = ClaimConfig(statement, metric, lower_is_better, at[first]["arm_a"], at[first]["arm_b"])
+    base = ClaimConfig(statement, metric, lower_is_better, **at[first])
     why = "; ".join(f"{scale}: not run: {reason}" for scale, reason in not_run.items())
     return Row(f"claim: {statement}", run=RunRef(base, at=at), note="; ".join(t for t in (note, why) if t))

@@ -241,7 +241,14 @@ def _jackknife_interval(stat: Callable[[np.ndarray], float], n: int, estimate: f
 # ---- the two bootstraps --------------------------------------------------------------------------------------------
 
 
-def paired_bootstrap_mean(a: ArmData, b: ArmData, claim: Claim) -> ClaimResult:
+def _seed_matched(arm: ArmData, base: ArmData | None, name: str) -> None:
+    if base is not None and base.n_seeds != arm.n_seeds:
+        raise ValueError(f"{name} has {arm.n_seeds} seeds but its base {base.n_seeds}: a contrast pairs seed s with "
+                         f"seed s")
+
+
+def paired_bootstrap_mean(a: ArmData, b: ArmData, claim: Claim, base_a: ArmData | None = None,
+                          base_b: ArmData | None = None) -> ClaimResult:
     """A claim on a per-image metric (PSNR, SSIM, LPIPS), values (n_seeds, n_images) per arm.
 
     Statistic: ``mean_i (mean_s a[s, i] − mean_s b[s, i])`` = mean_a − mean_b, where mean_a is the mean over seeds
@@ -252,12 +259,24 @@ def paired_bootstrap_mean(a: ArmData, b: ArmData, claim: Claim) -> ClaimResult:
     differences over them; seeds are kept as they are, not resampled — the issue asks for an interval over images,
     and with 3 seeds a seed bootstrap would have only 10 distinct resamples; the seed spread is reported as the sd
     across seeds instead. Percentile interval at ``claim.level`` (see ``_percentile_interval``).
+
+    ``base_a`` / ``base_b`` (a contrast, e.g. "the f32 − f8 gap is smaller with shortcuts than without"): each arm is
+    replaced by its difference to its base, seed s minus seed s, on the same images; the statistic is then
+    (a − base_a) − (b − base_b), resampled the same way.
     """
-    if a.values.ndim != 2 or b.values.ndim != 2:
+    arms = [x for x in (a, b, base_a, base_b) if x is not None]
+    if any(x.values.ndim != 2 for x in arms):
         raise ValueError("paired_bootstrap_mean takes (n_seeds, n_images) values; features go to "
                          "paired_bootstrap_set_metric")
-    pa, pb = _canonical_order([("arm A", a.image_ids), ("arm B", b.image_ids)])
-    va, vb = a.values[:, pa], b.values[:, pb]  # (Sa, N), (Sb, N), images in sorted-id order
+    _seed_matched(a, base_a, "arm A")
+    _seed_matched(b, base_b, "arm B")
+    perms = _canonical_order([(f"arm {i}", x.image_ids) for i, x in enumerate(arms)])
+    v = [x.values[:, p] for x, p in zip(arms, perms)]  # (S, N) each, images in sorted-id order
+    va, vb = v[0], v[1]
+    if base_a is not None:
+        va = va - v[2]
+    if base_b is not None:
+        vb = vb - v[-1]
     d = va.mean(0) - vb.mean(0)  # (N,) per-image difference of the seed means
     reps = np.array([d[idx].mean() for idx in _bootstrap_indices(len(d), claim.n_boot, claim.seed)])
     lo, hi = _percentile_interval(reps, claim.level)
@@ -276,7 +295,8 @@ def _prepared(metric_fn: MetricFn, x: np.ndarray, y: np.ndarray) -> Callable[[np
 
 
 def paired_bootstrap_set_metric(a: ArmData, b: ArmData, ref_features: np.ndarray, ref_image_ids: Sequence[Hashable],
-                                metric_fn: MetricFn, claim: Claim, ref_b: np.ndarray | None = None) -> ClaimResult:
+                                metric_fn: MetricFn, claim: Claim, ref_b: np.ndarray | None = None,
+                                base_a: ArmData | None = None, base_b: ArmData | None = None) -> ClaimResult:
     """A claim on a set-level metric (rFID, KID): features (n_seeds, n_images, d) of each arm's reconstructions and
     ``ref_features`` (n_images, d) of the originals of the same images, all paired by image id. ``ref_b``: arm B's
     own originals, row for row the same images as ``ref_features`` (the same regions at another resolution,
@@ -297,10 +317,16 @@ def paired_bootstrap_set_metric(a: ArmData, b: ArmData, ref_features: np.ndarray
     Cost: KID 200 × (n_seeds_a + n_seeds_b) gathers of precomputed kernels; FID n_images × (n_seeds_a + n_seeds_b)
     calls of ``metric_fn`` on n_images − 1 rows (326 × 6 ≈ 2 000 low-rank FIDs; ``metrics.GramFID`` makes each an
     SVD of an n × n matrix, tens of milliseconds; a full-rank sqrtm FID would make this hours).
+
+    ``base_a`` / ``base_b``: a contrast, as in ``paired_bootstrap_mean``: each seed's set metric minus its base's
+    (seed s minus seed s, each against its own arm's reference), so the statistic is (a − base_a) − (b − base_b).
     """
     ref = np.asarray(ref_features, dtype=np.float64)
     ref_ids = tuple(ref_image_ids)
-    if a.values.ndim != 3 or b.values.ndim != 3 or ref.ndim != 2:
+    _seed_matched(a, base_a, "arm A")
+    _seed_matched(b, base_b, "arm B")
+    bases = {k: x for k, x in (("a0", base_a), ("b0", base_b)) if x is not None}
+    if a.values.ndim != 3 or b.values.ndim != 3 or ref.ndim != 2 or any(x.values.ndim != 3 for x in bases.values()):
         raise ValueError("paired_bootstrap_set_metric takes (n_seeds, n_images, d) arm features and (n_images, d) "
                          "reference features")
     if len(ref_ids) != len(ref) or len(set(ref_ids)) != len(ref_ids):
@@ -310,13 +336,19 @@ def paired_bootstrap_set_metric(a: ArmData, b: ArmData, ref_features: np.ndarray
     rb = ref if ref_b is None else np.asarray(ref_b, dtype=np.float64)
     if rb.shape != ref.shape:
         raise ValueError(f"arm B's reference is {rb.shape}, arm A's {ref.shape}: they must hold the same images")
-    pa, pb, pr = _canonical_order([("arm A", a.image_ids), ("arm B", b.image_ids), ("the reference", ref_ids)])
+    pa, pb, pr, *pz = _canonical_order([("arm A", a.image_ids), ("arm B", b.image_ids), ("the reference", ref_ids)]
+                                       + [(k, x.image_ids) for k, x in bases.items()])
     fa, fb, fr = a.values[:, pa], b.values[:, pb], ref[pr]  # (Sa, N, D), (Sb, N, D), (N, D) in sorted-id order
-
+    own_ref = {"a0": fr, "b0": rb[pr]}  # a base is scored against its own arm's reference
     values = {"a": [_prepared(metric_fn, f, fr) for f in fa], "b": [_prepared(metric_fn, f, rb[pr]) for f in fb]}
+    for (k, x), p in zip(bases.items(), pz):
+        values[k] = [_prepared(metric_fn, f, own_ref[k]) for f in x.values[:, p]]
 
     def per_seed(arm: str, idx: np.ndarray) -> np.ndarray:  # (S,) the set metric of each seed on rows idx
-        return np.array([value(idx, idx) for value in values[arm]], dtype=np.float64)
+        own = np.array([value(idx, idx) for value in values[arm]], dtype=np.float64)
+        if arm + "0" in values:  # a contrast: minus the base's seed s
+            own = own - np.array([value(idx, idx) for value in values[arm + "0"]], dtype=np.float64)
+        return own
 
     everything = np.arange(fr.shape[0])
     sa, sb = per_seed("a", everything), per_seed("b", everything)

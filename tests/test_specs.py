@@ -123,3 +123,20 @@ def test_seeds_option_sets_the_claim_arms():
     bad = subprocess.run([sys.executable, "-m", "bench", "table2", "--seeds", "0"], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert bad.returncode == 2 and "--seeds '0'" in bad.stderr and bad.stderr.count("\n") <= 1
+
+
+def test_figure3a_contrast_claims_pair_each_arm_with_its_f8_base():
+    """'With shortcuts rFID stays near f8' (#11 item 5): a contrast claim whose bases are the f8 runs of the same
+    shortcut setting, seed by seed; a base of the wrong length is a one-line ConfigError."""
+    import dataclasses
+
+    from bench.artifacts import figure3
+    from bench.configs import ConfigError
+    near = [r for r in figure3.CLAIMS_A if "stays nearer f8" in r.label]
+    assert len(near) == 6 and sum(r.run.runs_at("small") for r in near) == 4  # f16, f32 x rFID, PSNR; f64 not
+    cfg = near[0].run.resolve("small")
+    assert len(cfg.base_a) == len(cfg.arm_a) == 3 and all("f8c4" in c.model for c in cfg.base_a + cfg.base_b)
+    assert cfg.base_a[0].checkpoint.residual_autoencoding is None  # with shortcuts
+    assert cfg.base_b[0].checkpoint.residual_autoencoding is False
+    with pytest.raises(ConfigError, match="base_a pairs seed s"):
+        dataclasses.replace(cfg, base_a=cfg.base_a[:2])

@@ -359,3 +359,45 @@ def test_set_metric_scores_arm_b_against_its_own_reference_when_given():
     assert r.mean_a == pytest.approx(np.mean([_mean_sq_distance(f, ref) for f in a.values]), abs=1e-12)
     with pytest.raises(ValueError, match="same images"):
         S.paired_bootstrap_set_metric(a, b, ref, ref_ids, _mean_sq_distance, claim, ref_b=ref_b[:-1])
+
+
+# ---------------------------------------------------------------- contrasts: (a − base_a) − (b − base_b)
+
+
+def test_a_per_image_contrast_is_the_difference_of_the_two_gaps():
+    """'With shortcuts the f32 − f8 gap is smaller': a contrast of four arms, seed s minus seed s on each side. A
+    gap of 1 against a gap of 3 is a clear win for lower-is-better; equal gaps are a tie; an uncontrasted claim on
+    the same arms would see only a − b."""
+    rng = np.random.default_rng(5)
+    difficulty = rng.normal(0, 3, 200)
+    arm = lambda shift: S.ArmData(difficulty + shift + rng.normal(0, 0.5, (3, 200)), _ids(200))  # noqa: E731
+    a0, b0 = arm(0.0), arm(10.0)  # the bases differ a lot: a plain a − b would be dominated by it
+    a, b = S.ArmData(a0.values + 1.0, _ids(200)), S.ArmData(b0.values + 3.0, _ids(200))
+    r = S.paired_bootstrap_mean(a, b, LOWER, base_a=a0, base_b=b0)
+    assert r.diff == pytest.approx(-2.0, abs=1e-9) and r.verdict == "reproduced"
+    assert r.mean_a == pytest.approx(1.0, abs=1e-9) and r.mean_b == pytest.approx(3.0, abs=1e-9)  # the gaps
+    tie = S.paired_bootstrap_mean(S.ArmData(a0.values + 2, _ids(200)), S.ArmData(b0.values + 2, _ids(200)), LOWER,
+                                  base_a=a0, base_b=b0)
+    assert tie.diff == pytest.approx(0.0, abs=1e-9) and tie.verdict == "inconclusive"
+    with pytest.raises(ValueError, match="seed s"):
+        S.paired_bootstrap_mean(a, b, LOWER, base_a=S.ArmData(a0.values[:2], _ids(200)))
+
+
+def test_a_set_metric_contrast_equals_the_per_seed_differences_and_its_jackknife():
+    """rFID contrast: each seed's FID minus its base seed's, averaged; the jackknife leaves each image out of all
+    four arms and the reference (checked against a plain loop)."""
+    a, b, ref, ref_ids = _feature_arms(n=24)
+    rng = np.random.default_rng(9)
+    a0, b0 = (S.ArmData(ref + rng.normal(0.0, sd, (3, 24, 5)), ref_ids) for sd in (0.1, 0.2))
+    claim = S.Claim("contrast", "rfid", lower_is_better=True)
+    r = S.paired_bootstrap_set_metric(a, b, ref, ref_ids, _mean_sq_distance, claim, base_a=a0, base_b=b0)
+
+    def contrast(idx):
+        side = lambda x, x0: np.mean([_mean_sq_distance(x.values[s][idx], ref[idx])  # noqa: E731
+                                      - _mean_sq_distance(x0.values[s][idx], ref[idx]) for s in range(3)])
+        return side(a, a0) - side(b, b0)
+    every = np.arange(24)
+    thetas = np.array([contrast(np.delete(every, i)) for i in range(24)])
+    se = np.sqrt(23 / 24 * np.sum((thetas - thetas.mean()) ** 2))
+    assert r.diff == pytest.approx(contrast(every), abs=1e-12)
+    assert (r.lo, r.hi) == pytest.approx((r.diff - Z90 * se, r.diff + Z90 * se), abs=1e-12)

@@ -165,7 +165,14 @@ CLAIMS_A = (  # arm a = the side the paper says is better (bench/stats.py: one r
 ) + tuple(  # PSNR is the steadier metric at small N (a 38-image rFID is dominated by its bias)
     claim_row(f"Residual Autoencoding raises f{f} PSNR", "psnr", False, _A[(f, True)], _A[(f, False)],
               not_run=F64_SMALL if f == 64 else None)
-    for f, _ in FS_A)
+    for f, _ in FS_A) + tuple(
+    # the paper's point (Fig. 3a): with shortcuts, rFID stays near the f8 level as f grows; without, it degrades. A
+    # contrast, (fX - f8 with shortcuts) - (fX - f8 without), seed by seed on the same crops: < 0 for rFID, > 0 for PSNR
+    claim_row(f"with Residual Autoencoding, f{f} {name} stays nearer f8's than without", metric, metric == "rfid",
+              _A[(f, True)], _A[(f, False)], base_a=_A[(8, True)], base_b=_A[(8, False)],
+              not_run=F64_SMALL if f == 64 else None,
+              note="a - b is (fX - f8 with shortcuts) - (fX - f8 without); the arm means are those gaps")
+    for f in (16, 32, 64) for metric, name in (("rfid", "rFID"), ("psnr", "PSNR")))
 
 
 def plot_a(df, results, out_png):

@@ -151,12 +151,13 @@ def run(cfg: ClaimConfig, ctx) -> dict[str, Any]:
         return {**result.as_metrics(), "_how_verdict": result.reason, "_statement": cfg.statement,
                 "_from": [r.run_id for r in runs]}
     if cfg.metric in PER_IMAGE_METRICS:
-        a, b = (_arm_runs(arm, ctx, PER_IMAGE_FILE) for arm in (cfg.arm_a, cfg.arm_b))
-        _check_paired(a, b)
-        result = stats.paired_bootstrap_mean(_per_image(a, cfg.metric), _per_image(b, cfg.metric), claim)
+        a, b, a0, b0 = (_arm_runs(arm, ctx, PER_IMAGE_FILE) for arm in (cfg.arm_a, cfg.arm_b, cfg.base_a, cfg.base_b))
+        _check_paired(a + a0, b + b0)
+        result = stats.paired_bootstrap_mean(_per_image(a, cfg.metric), _per_image(b, cfg.metric), claim,
+                                             *(_per_image(x, cfg.metric) if x else None for x in (a0, b0)))
     else:
-        a, b = (_arm_runs(arm, ctx, FEATURES_FILE) for arm in (cfg.arm_a, cfg.arm_b))
-        two_refs = _check_paired(a, b)
+        a, b, a0, b0 = (_arm_runs(arm, ctx, FEATURES_FILE) for arm in (cfg.arm_a, cfg.arm_b, cfg.base_a, cfg.base_b))
+        two_refs = _check_paired(a + a0, b + b0)
         ref, ref_ids = _reference(cfg.arm_a[0], a[0], ctx)
         ref_b = None
         if two_refs:  # the same regions at another resolution: B's originals, put in A's image order
@@ -164,6 +165,8 @@ def run(cfg: ClaimConfig, ctx) -> dict[str, Any]:
             pos = {k: i for i, k in enumerate(rb_ids)}
             ref_b = rb[[pos[k] for k in ref_ids]]
         result = stats.paired_bootstrap_set_metric(_features(a), _features(b), ref, ref_ids,
-                                                   SET_METRICS[cfg.metric], claim, ref_b=ref_b)
+                                                   SET_METRICS[cfg.metric], claim, ref_b=ref_b,
+                                                   base_a=_features(a0) if a0 else None,
+                                                   base_b=_features(b0) if b0 else None)
     return {**result.as_metrics(), "_how_verdict": result.reason, "_statement": cfg.statement,
-            "_from": [r.run_id for r in a + b]}
+            "_from": [r.run_id for r in a + b + a0 + b0]}
