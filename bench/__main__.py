@@ -184,7 +184,7 @@ def _info(args) -> int:
         print(f"check: {'OK' if not problems else f'{len(problems)} problem(s)'}")
         return 1 if problems else 0
     if args.target == "report":
-        return cli_tools.report()
+        return cli_tools.report(Path(args.runs_dir))
     print({"ls": lambda: cli_tools.ls(markdown=args.markdown), "models": cli_tools.models_table,
            "needs": cli_tools.needs_table}[args.target]())
     return 0
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             except UsageError as e:  # e.g. one artefact cannot run at this scale here: say so, go on
                 print(f"error: {e}", file=sys.stderr)
                 codes[name] = 2
-        cli_tools.report()  # tables/REPORT.md: every artefact beside the paper (small and paper scales)
+        cli_tools.report(runner.runs_dir)  # tables/REPORT.md: every artefact beside the paper (small and paper scales)
         failed = [n for n, c in codes.items() if c in (2, 3)]
         skipped = [n for n, c in codes.items() if c == 1]
         print(f"all --scale {args.scale}: {len(codes) - len(failed) - len(skipped)} built"

@@ -118,9 +118,9 @@ def check() -> list[str]:
     return problems
 
 
-def report() -> int:
-
-    path, summary = write_report(TABLES, FIGURES)
+def report(runs_dir: Path | None = None) -> int:
+    """tables/REPORT.md from the tables; ``runs_dir``: where the runs they name live (their machines)."""
+    path, summary = write_report(TABLES, FIGURES, runs_dir)
     print(tabulate(summary, headers="keys", tablefmt="simple") if summary else "no tables yet")
     print(f"wrote {path}")
     return 0

@@ -2,6 +2,8 @@
 rule of bench/stats.py, and the recomputation of runs that lack the files a claim needs."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from bench.configs import (
@@ -105,3 +107,23 @@ def test_the_same_regions_at_two_resolutions_are_paired_each_against_its_own_ori
                               batch_size=6) for r in (32, 64))
     with pytest.raises(Unavailable, match="different images"):  # the crop split differs per resolution
         runner.ensure(RunRef(ClaimConfig("x", "psnr", False, (crops[0],) * 3, (crops[1],) * 3)), "smoke")
+
+
+def test_the_report_says_which_machines_produced_the_runs(tmp_path):
+    """#11 item 7: the report groups the runs its tables name by CPU model / kernel build / cores / torch (from each
+    run's env.json), counts those from a dirty tree, splits a derived row's ';'-joined sources, and names the runs
+    it cannot find."""
+    from bench import report
+    tables, runs = tmp_path / "tables", tmp_path / "runs"
+    tables.mkdir()
+    head = "artifact,panel,row,metric,label,ours,paper,delta,ratio,lower_is_better,scale,status,run_id,protocol,note\n"
+    (tables / "table2-small.csv").write_text(head + "table2,,r,psnr,,1,,,,,small,measured,r1,,\n"
+                                                    "table2,,d,psnr,,1,,,,,small,measured,r2;r3,,\n"
+                                                    "table2,,x,psnr,,1,,,,,small,measured,gone,,\n")
+    for rid, cpu, dirty in (("r1", "CPU A", False), ("r2", "CPU A", True), ("r3", "CPU B", False)):
+        (runs / rid).mkdir(parents=True)
+        (runs / rid / "env.json").write_text(json.dumps({"cpu_model": cpu, "kernel_build": "#1", "cpu_count": 2,
+                                                         "torch": "2.14.1", "git_dirty": dirty}))
+    text = report.machines(tables, "small", runs)
+    assert "- 2 runs on CPU A (2 cores, kernel build `#1`, torch 2.14.1); 1 of them" in text
+    assert "- 1 runs on CPU B" in text and "1 runs named by the tables are not in" in text
