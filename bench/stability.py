@@ -18,6 +18,13 @@ TIMED_METRICS = frozenset({"latency_ms", "infer_throughput_img_s", "train_throug
                            "steps_per_s", "train_mfu", "latency_speedup", "inference_speedup", "training_speedup",
                            "train_memory_gb"})
 DECIDED = ("reproduced", "contradicted")
+TIMED_PARTS = ("per_s", "s_per_step", "seconds", "latency", "throughput", "mfu", "speedup", "memory_gb")
+
+
+def is_timed(metric: str) -> bool:
+    """A machine measurement (time, throughput, memory), not a result of training: '<eval>.<key>' or a CSV metric."""
+    key = metric.rsplit(".", 1)[-1]
+    return key in TIMED_METRICS or any(part in key for part in TIMED_PARTS)
 
 
 @dataclass(frozen=True)
@@ -30,7 +37,13 @@ class Change:
 
     @property
     def relative(self) -> float:
-        return abs(self.new - self.old) / abs(self.old) if self.old else math.inf * (self.new != self.old)
+        if self.old == 0:
+            return 0.0 if self.new == 0 else math.inf
+        return abs(self.new - self.old) / abs(self.old)
+
+    @property
+    def timed(self) -> bool:
+        return is_timed(self.metric)
 
 
 def _cells(text: str) -> dict[tuple[str, str, str, str], tuple[str, str]]:
@@ -90,15 +103,58 @@ def markdown(result: dict, header: str) -> str:
     lines = [header, "",
              f"Claim verdicts: {m['unchanged']} unchanged, **{len(m['flips'])} flipped between reproduced and "
              f"contradicted**, {len(m['to_inconclusive'])} moved to inconclusive, {len(m['from_inconclusive'])} "
-             f"moved from inconclusive; {result['one_sided']} measured cells present on one side only, "
-             f"{result['other_run']} computed by a run of another config (a design change since those cells were "
-             f"committed: not compared)."]
+             f"moved from inconclusive" + ("." if "compared_runs" in result else
+                                           f"; {result['one_sided']} measured cells present on one side only, "
+                                           f"{result['other_run']} computed by a run of another config (a design "
+                                           f"change since those cells were committed: not compared).")]
     for kind in ("flips", "to_inconclusive", "from_inconclusive"):
         lines += [f"- {kind.replace('_', ' ')}: {x}" for x in m[kind]]
     lines += ["", "| metric | largest relative change | committed | rerun | where |", "|---|---|---|---|---|"]
-    ordered = sorted(result["largest"].values(), key=lambda c: (c.metric in TIMED_METRICS, c.metric))
+    ordered = sorted(result["largest"].values(), key=lambda c: (c.timed, c.metric))
     for c in ordered:
-        timed = " (timed on the machine, not a result)" if c.metric in TIMED_METRICS else ""
+        timed = " (timed on the machine, not a result)" if c.timed else ""
         lines.append(f"| {c.metric}{timed} | {100 * c.relative:.3g} % | {c.old:.6g} | {c.new:.6g} | "
                      f"{c.artefact}: {c.row} |")
     return "\n".join(lines) + "\n"
+
+
+def _run_metrics(path) -> dict | None:
+    import json
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def compare_runs(committed, rerun) -> dict:
+    """Run by run: every run folder of ``rerun`` (a Path) that has finished (metrics.json) and has a namesake in
+    ``committed`` (the same run id: the same config, so any difference is the machine or the kernels, not the
+    design). Same result shape as ``compare``: the largest change per '<eval>.<metric>' and the claim verdict moves.
+    Usable while the rerun is still going."""
+    largest: dict[str, Change] = {}
+    moves = {"flips": [], "to_inconclusive": [], "from_inconclusive": [], "unchanged": 0}
+    compared = 0
+    for run in sorted(p for p in rerun.iterdir() if (p / "metrics.json").exists()):
+        new, old = _run_metrics(run / "metrics.json"), _run_metrics(committed / run.name / "metrics.json")
+        if new is None or old is None:
+            continue
+        compared += 1
+        evaluation = run.name.split("__")[1] if "__" in run.name else "?"
+        if "verdict" in new and "verdict" in old:
+            va, vb = old["verdict"], new["verdict"]
+            kind = ("unchanged" if va == vb else "flips" if va in DECIDED and vb in DECIDED
+                    else "to_inconclusive" if vb == "inconclusive" else "from_inconclusive")
+            if kind == "unchanged":
+                moves["unchanged"] += 1
+            else:
+                moves[kind].append(f"{new.get('_statement', run.name)} ({va} -> {vb})")
+        for k, v in new.items():
+            if k.startswith("_") or not isinstance(v, (int, float)) or isinstance(v, bool):
+                continue
+            x = old.get(k)
+            if not isinstance(x, (int, float)) or isinstance(x, bool) or not math.isfinite(x) or not math.isfinite(v):
+                continue
+            c = Change(f"{evaluation}.{k}", evaluation, run.name, float(x), float(v))
+            if c.metric not in largest or c.relative > largest[c.metric].relative:
+                largest[c.metric] = c
+    return {"largest": largest, "moves": moves, "one_sided": 0, "other_run": 0, "compared_runs": compared}

@@ -43,3 +43,20 @@ def test_a_cell_of_another_run_is_not_compared():
     new = {"t-small.csv": _csv([("a", "rfid", "300", "measured", "run-2"), ("b", "psnr", "20", "measured")])}
     r = stability.compare(old, new)
     assert r["other_run"] == 1 and "rfid" not in r["largest"] and r["largest"]["psnr"].relative == 0
+
+
+def test_runs_are_compared_by_id_while_the_rerun_is_going(tmp_path):
+    """compare_runs: finished runs with a committed namesake are compared metric by metric (underscore keys are
+    provenance, not results); a run still going (no metrics.json) or without a namesake is skipped."""
+    import json
+    old, new = tmp_path / "old", tmp_path / "new"
+    for root, rfid, verdict in ((old, 100.0, "reproduced"), (new, 110.0, "inconclusive")):
+        (root / "m__recon__small__1").mkdir(parents=True)
+        (root / "m__recon__small__1" / "metrics.json").write_text(json.dumps({"rfid": rfid, "_seconds": 5.0}))
+        (root / "c__claim__small__2").mkdir()
+        (root / "c__claim__small__2" / "metrics.json").write_text(json.dumps({"verdict": verdict, "diff": -1.0}))
+    (new / "still-going__train-ae__small__3").mkdir()
+    r = stability.compare_runs(old, new)
+    assert r["compared_runs"] == 2 and "recon._seconds" not in r["largest"]
+    assert round(r["largest"]["recon.rfid"].relative, 9) == 0.1
+    assert r["moves"]["to_inconclusive"] and not r["moves"]["flips"]
