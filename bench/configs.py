@@ -284,7 +284,9 @@ class MemoryConfig(EvalConfig):
 class ClaimConfig(EvalConfig):
     """Eval ``claim``: one claim of the paper decided by the one rule of bench/stats.py on two arms of runs, one run
     per training seed: reconstruction runs on the same images (a paired bootstrap over images) or generate runs
-    (samples paired by index, the reference resampled on its own). Verdict, interval, mean ± sd per arm."""
+    (samples paired by index, the reference resampled on its own). Verdict, interval, mean ± sd per arm. With
+    ``base_a`` / ``base_b`` (reconstruction arms only) the claim is a contrast, (a − base_a) − (b − base_b), seed by
+    seed on the same images (e.g. "with shortcuts the f32 − f8 gap is smaller")."""
 
     EVAL: ClassVar[str] = "claim"
     ID_OMITS_DEFAULT: ClassVar[tuple[str, ...]] = ("base_a", "base_b")
@@ -296,7 +298,7 @@ class ClaimConfig(EvalConfig):
     level: float = 0.90                            # the interval's level (90 %: the issue's rule)
     min_seeds: int = 3                             # fewer seeds in either arm: inconclusive by rule
     n_boot: int = 2000                             # bootstrap replicates for per-image metrics
-    n_boot_set: int = 200                          # replicates for rFID / KID (each one computes 2 x n_seeds FIDs)
+    n_boot_set: int = 200                          # replicates for KID (each one: a KID per run of every arm and base)
     base_a: tuple[ReconConfig, ...] = ()           # a contrast: arm_a minus these, seed by seed (() : none)
     base_b: tuple[ReconConfig, ...] = ()           # ... and arm_b minus these: (a - base_a) - (b - base_b)
 
@@ -305,7 +307,9 @@ class ClaimConfig(EvalConfig):
         if not self.arm_a or not self.arm_b:
             raise ConfigError("ClaimConfig: each arm needs at least one run (one per training seed)")
         for arm, base, name in ((self.arm_a, self.base_a, "a"), (self.arm_b, self.base_b, "b")):
-            if base and (len(base) != len(arm) or not isinstance(arm[0], ReconConfig)):
+            if base and not isinstance(arm[0], ReconConfig):
+                raise ConfigError(f"ClaimConfig: base_{name}: contrasts take reconstruction arms only")
+            if base and len(base) != len(arm):
                 raise ConfigError(f"ClaimConfig: base_{name} pairs seed s with seed s of arm_{name}: give it one "
                                   f"reconstruction run per run of arm_{name} ({len(arm)}), not {len(base)}")
         kinds = {type(c) for c in self.arm_a + self.arm_b}

@@ -4,7 +4,6 @@ Summarising is kept apart from running: this reads ``tables/*.csv`` only and com
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pandas as pd
 
 from bench import artifacts
 from bench.emit import markdown_table
-from bench.provenance import atomic_write_text
+from bench.provenance import atomic_write_text, read_json
 
 STEM = re.compile(r"^(?P<artifact>[a-z]+\d*)(?:-(?P<panel>[a-z0-9]+))?-(?P<scale>smoke|small|paper)$")
 SCALE_ORDER = {"paper": 0, "small": 1, "smoke": 2}
@@ -82,11 +81,10 @@ def machines(tables_dir: Path, scale: str, runs_dir: Path) -> str:
     seen: dict[tuple, list[int]] = {}
     missing = 0
     for rid in sorted(ids):
-        env_path = runs_dir / rid / "env.json"
-        if not env_path.exists():
+        env = read_json(runs_dir / rid / "env.json")  # None: missing or damaged
+        if not isinstance(env, dict):
             missing += 1
             continue
-        env = json.loads(env_path.read_text())
         key = tuple(env.get(k, "not recorded") for k in ("cpu_model", "kernel_build", "cpu_count", "torch"))
         count = seen.setdefault(key, [0, 0])
         count[0] += 1
@@ -95,7 +93,8 @@ def machines(tables_dir: Path, scale: str, runs_dir: Path) -> str:
              f"tree with uncommitted changes (their `env.json` says so)" for (cpu, kernel, cores, torch), (n, dirty)
              in sorted(seen.items(), key=lambda kv: -kv[1][0])]
     if missing:
-        lines.append(f"- {missing} runs named by the tables are not in {runs_dir}/ (computed elsewhere)")
+        lines.append(f"- {missing} runs named by the tables have no readable env.json in {runs_dir}/ (computed "
+                     f"elsewhere, or damaged)")
     return f"Produced on (the `env.json` of every run the `{scale}` tables name):\n\n" + "\n".join(lines) + "\n"
 
 

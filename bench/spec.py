@@ -186,13 +186,19 @@ def claim_row(statement: str, metric: str, lower_is_better: bool, arm_a: tuple[R
     why the claim is not decided there although its arms run (e.g. a 1x1 latent); the reason joins the note.
     ``base_a`` / ``base_b``: a contrast, (a − base_a) − (b − base_b), seed by seed (``ClaimConfig``)."""
     not_run = dict(not_run or {})
+    if set(not_run) - set(SCALES):
+        raise ConfigError(f"claim {statement!r}: not_run names {sorted(set(not_run) - set(SCALES))}; scales are "
+                          f"{', '.join(SCALES)}")
     arms = {"arm_a": arm_a, "arm_b": arm_b, **({"base_a": base_a, "base_b": base_b} if base_a or base_b else {})}
     at: dict[str, dict[str, Any] | None] = {}
     for scale in SCALES:
         rows = [r for group in arms.values() for r in group]
         runs = scale not in not_run and all(r.run is not None and r.run.runs_at(scale) for r in rows)
         at[scale] = {k: tuple(r.run.resolve(scale) for r in v) for k, v in arms.items()} if runs else None
-    first = next(s for s in SCALES if at[s] is not None)
+    first = next((s for s in SCALES if at[s] is not None), None)
+    if first is None:
+        raise ConfigError(f"claim {statement!r} runs at no scale (its arms' rows run nowhere, or not_run covers "
+                          f"every scale where they do)")
     base = ClaimConfig(statement, metric, lower_is_better, **at[first])
     why = "; ".join(f"{scale}: not run: {reason}" for scale, reason in not_run.items())
     return Row(f"claim: {statement}", run=RunRef(base, at=at), note="; ".join(t for t in (note, why) if t))

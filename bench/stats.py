@@ -25,7 +25,10 @@ stream on every platform). The only machine dependence left is numpy's own float
 the last bits.
 
 Only numpy and the standard library: the FID/KID functions come in as ``metric_fn`` (e.g.
-``bench.evals.metrics.frechet_distance_low_rank`` or ``kid``), so this module imports no torch.
+``bench.evals.metrics.GramFID`` or ``FullSetKID``), so this module imports no torch.
+
+A claim may be a contrast: ``base_a`` / ``base_b`` turn each arm into its difference to a base arm, seed s minus
+seed s on the same images, and the statistic into (a − base_a) − (b − base_b), resampled the same way.
 """
 from __future__ import annotations
 
@@ -270,7 +273,9 @@ def paired_bootstrap_mean(a: ArmData, b: ArmData, claim: Claim, base_a: ArmData 
                          "paired_bootstrap_set_metric")
     _seed_matched(a, base_a, "arm A")
     _seed_matched(b, base_b, "arm B")
-    perms = _canonical_order([(f"arm {i}", x.image_ids) for i, x in enumerate(arms)])
+    names = ["arm A", "arm B"] + [n for n, x in (("the base of arm A", base_a), ("the base of arm B", base_b))
+                                  if x is not None]
+    perms = _canonical_order([(n, x.image_ids) for n, x in zip(names, arms)])
     v = [x.values[:, p] for x, p in zip(arms, perms)]  # (S, N) each, images in sorted-id order
     va, vb = v[0], v[1]
     if base_a is not None:
@@ -331,13 +336,16 @@ def paired_bootstrap_set_metric(a: ArmData, b: ArmData, ref_features: np.ndarray
                          "reference features")
     if len(ref_ids) != len(ref) or len(set(ref_ids)) != len(ref_ids):
         raise ValueError(f"reference has {len(ref)} rows but {len(set(ref_ids))} distinct ids of {len(ref_ids)}")
-    if not a.values.shape[2] == b.values.shape[2] == ref.shape[1]:
-        raise ValueError(f"feature dims differ: A {a.values.shape[2]}, B {b.values.shape[2]}, reference {ref.shape[1]}")
+    if not a.values.shape[2] == b.values.shape[2] == ref.shape[1] or any(
+            x.values.shape[2] != ref.shape[1] for x in bases.values()):
+        raise ValueError(f"feature dims differ: A {a.values.shape[2]}, B {b.values.shape[2]}, reference {ref.shape[1]}"
+                         + "".join(f", {k} {x.values.shape[2]}" for k, x in bases.items()))
     rb = ref if ref_b is None else np.asarray(ref_b, dtype=np.float64)
     if rb.shape != ref.shape:
         raise ValueError(f"arm B's reference is {rb.shape}, arm A's {ref.shape}: they must hold the same images")
     pa, pb, pr, *pz = _canonical_order([("arm A", a.image_ids), ("arm B", b.image_ids), ("the reference", ref_ids)]
-                                       + [(k, x.image_ids) for k, x in bases.items()])
+                                       + [(f"the base of arm {k[0].upper()}", x.image_ids)
+                                          for k, x in bases.items()])
     fa, fb, fr = a.values[:, pa], b.values[:, pb], ref[pr]  # (Sa, N, D), (Sb, N, D), (N, D) in sorted-id order
     own_ref = {"a0": fr, "b0": rb[pr]}  # a base is scored against its own arm's reference
     values = {"a": [_prepared(metric_fn, f, fr) for f in fa], "b": [_prepared(metric_fn, f, rb[pr]) for f in fb]}

@@ -129,7 +129,7 @@ def main() -> None:
                     "max_load_1min": f"{load.max:.2f}", "cpu_count": str(os.cpu_count()),
                     "cpu_model": provenance.cpu_model(), "kernel_build": platform.version(),
                     "tests": tests.removeprefix("tests: ")})
-    if args.command == "1":
+    if args.command == "1" and (args.dir / ".cache" / "runs").is_dir():
         _stability(args.dir, f"finished with exit code {rc} in {wall / 60:.1f} min")
     print(f"command {args.command}: rc {rc}, {wall / 60:.1f} min, highest 1-min load {load.max:.2f}; recorded in "
           f"{TIMINGS.relative_to(ROOT)}", flush=True)

@@ -126,4 +126,6 @@ def test_the_report_says_which_machines_produced_the_runs(tmp_path):
                                                          "torch": "2.14.1", "git_dirty": dirty}))
     text = report.machines(tables, "small", runs)
     assert "- 2 runs on CPU A (2 cores, kernel build `#1`, torch 2.14.1); 1 of them" in text
-    assert "- 1 runs on CPU B" in text and "1 runs named by the tables are not in" in text
+    assert "- 1 runs on CPU B" in text and "1 runs named by the tables have no readable env.json" in text
+    (runs / "r3" / "env.json").write_text("{truncated")  # damaged: counted, not a traceback
+    assert "2 runs named by the tables have no readable env.json" in report.machines(tables, "small", runs)

@@ -8,6 +8,9 @@ interval over images, mean ± sd per arm, n_seeds and n_images. A run whose file
 per-image values were kept, or a fresh clone without the gitignored features) is recomputed first, with the same
 config, so the claim is always decided on the numbers of the table beside it.
 
+A contrast (``base_a`` / ``base_b``, reconstruction arms only) adds a base to each arm, evaluated on the same images
+as that arm (checked), and decides (a − base_a) − (b − base_b) seed by seed.
+
 Arms of generate runs (Table 1 at small scale) are decided by ``stats.bootstrap_generated_set_metric`` on the
 samples' features (``features.npz`` of each generate run, by sample index) against each arm's reference features.
 """
@@ -58,6 +61,14 @@ def _check_paired(a, b) -> bool:
         return True
     raise Unavailable("not decidable by the paired rule: the two arms were evaluated on different images (give "
                       "both the same data set, or the embedded 'test-regions' set at two resolutions)")
+
+
+def _check_bases(arm, base, name: str) -> None:
+    """A base is scored on its arm's own images (the same data set identity, or the same regions and resolution)."""
+    if base and {(r.metrics.get("_dataset_id"), r.metrics.get("_regions_id")) for r in arm + base} != {
+            (arm[0].metrics.get("_dataset_id"), arm[0].metrics.get("_regions_id"))}:
+        raise Unavailable(f"not decidable as a contrast: the base of arm {name} was evaluated on other images than "
+                          f"arm {name} (give the base its arm's data set and resolution)")
 
 
 def _per_image(runs, metric: str) -> stats.ArmData:
@@ -153,11 +164,15 @@ def run(cfg: ClaimConfig, ctx) -> dict[str, Any]:
     if cfg.metric in PER_IMAGE_METRICS:
         a, b, a0, b0 = (_arm_runs(arm, ctx, PER_IMAGE_FILE) for arm in (cfg.arm_a, cfg.arm_b, cfg.base_a, cfg.base_b))
         _check_paired(a + a0, b + b0)
+        _check_bases(a, a0, "A")
+        _check_bases(b, b0, "B")
         result = stats.paired_bootstrap_mean(_per_image(a, cfg.metric), _per_image(b, cfg.metric), claim,
                                              *(_per_image(x, cfg.metric) if x else None for x in (a0, b0)))
     else:
         a, b, a0, b0 = (_arm_runs(arm, ctx, FEATURES_FILE) for arm in (cfg.arm_a, cfg.arm_b, cfg.base_a, cfg.base_b))
         two_refs = _check_paired(a + a0, b + b0)
+        _check_bases(a, a0, "A")
+        _check_bases(b, b0, "B")
         ref, ref_ids = _reference(cfg.arm_a[0], a[0], ctx)
         ref_b = None
         if two_refs:  # the same regions at another resolution: B's originals, put in A's image order
