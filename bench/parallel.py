@@ -3,8 +3,9 @@
 The runner stays a thin serial loop; this module only front-loads work. It gathers every row's run at a scale and,
 recursively, the runs those depend on (``bench.configs.dependencies``), keeps the evals whose numbers do not depend
 on wall-clock time (``Eval.parallel_safe`` in ``bench.evals``: training and reconstruction, not the timed efficiency profiler),
-orders them in stages (a run comes after everything it depends on) and computes each stage with a process pool, one
-CPU thread per worker. The serial pass that follows then finds those runs complete and reuses them; anything that
+orders them in stages (a run comes after everything it depends on; the plan printed) and computes them with a process
+pool, one CPU thread per worker, each run submitted as soon as the runs it depends on are complete (no barrier
+between stages). The serial pass that follows then finds those runs complete and reuses them; anything that
 failed here is simply computed (and reported) again there. Two processes never compute one run twice: the runner's
 per-run file lock makes the second wait and reuse.
 """
@@ -112,9 +113,39 @@ def _eta(elapsed: float, done: int, total: int) -> str:
     return f"{elapsed / 60:.1f} min elapsed, ~{left / 60:.0f} min left"
 
 
+def schedule(planned: list[PlannedRun], deps_of: dict[str, list[str]], submit: Callable[[PlannedRun], cf.Future],
+             report: Callable[[str, str], None], problems: dict[str, str]) -> None:
+    """Dependency order, not stage barriers: a run is submitted as soon as every planned run it depends on has
+    finished, so a worker never idles at the end of a stage while the other finishes a long run (the plateau runs
+    of stage 0 take minutes each). ``submit(p)`` returns a future of ``_work``'s (run_id, seconds, problem); a pool
+    runs submissions first in, first out, so the plan's (stage, id) order is kept among the ready runs. A run whose
+    dependency did not complete is skipped (and so, in turn, are its dependents); ``problems`` collects both."""
+    waiting, running, done = list(planned), {}, set()
+    while waiting or running:
+        for p in list(waiting):
+            if any(d in problems for d in deps_of[p.run_id]):
+                waiting.remove(p)
+                problems[p.run_id] = "skipped: a run it depends on did not complete"
+                report(p.run_id, problems[p.run_id])
+            elif all(d in done for d in deps_of[p.run_id]):
+                waiting.remove(p)
+                running[submit(p)] = p.run_id
+        if not running:
+            continue  # what was left got skipped above; the loop ends once nothing waits
+        finished_now, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+        for fut in finished_now:
+            del running[fut]
+            rid, seconds, problem = fut.result()
+            if problem:
+                problems[rid] = problem
+            else:
+                done.add(rid)
+            report(rid, problem or f"{seconds:.0f} s")
+
+
 def run_plan(planned: list[PlannedRun], scale: str, runner, jobs: int,
              say: Callable[[str], None] = lambda m: print(m, flush=True)) -> dict[str, str]:
-    """Compute ``planned`` stage by stage with ``jobs`` processes.
+    """Compute ``planned`` with ``jobs`` processes, each run as soon as the runs it depends on are complete.
 
     Returns {run_id: problem} for the runs that did not complete (unavailable, failed, or skipped because a run they
     depend on did not complete)."""
@@ -147,19 +178,11 @@ def run_plan(planned: list[PlannedRun], scale: str, runner, jobs: int,
                 bar.write(line)
 
         t_start = time.perf_counter()
-        for stage in range(1 + planned[-1].stage):
-            futures = []
-            for p in (p for p in planned if p.stage == stage):
-                deps = [runner.run_id_of(dep, scale)[0] for dep in dependencies(runner.resolve(p.ref, scale))]
-                if any(d in problems for d in deps):
-                    problems[p.run_id] = "skipped: a run it depends on did not complete"
-                    report(p.run_id, problems[p.run_id])
-                    continue
-                futures.append(pool.submit(_work, (str(runner.runs_dir), runner.device, dict(runner.options), p.ref,
-                                                   scale, p.run_id)))
-            for fut in cf.as_completed(futures):
-                rid, seconds, problem = fut.result()
-                if problem:
-                    problems[rid] = problem
-                report(rid, problem or f"{seconds:.0f} s")
+        planned_ids = {p.run_id for p in planned}
+        deps_of = {p.run_id: [d for d in (runner.run_id_of(dep, scale)[0]
+                                          for dep in dependencies(runner.resolve(p.ref, scale))) if d in planned_ids]
+                   for p in planned}
+        schedule(planned, deps_of, lambda p: pool.submit(_work, (str(runner.runs_dir), runner.device,
+                                                                  dict(runner.options), p.ref, scale, p.run_id)),
+                 report, problems)
     return problems

@@ -144,3 +144,34 @@ def test_workers_get_one_blas_thread_each_and_the_parent_keeps_its_own(monkeypat
     with parallel._blas_threads(1):
         assert all(os.environ[k] == "1" for k in parallel.BLAS_THREAD_VARS)
     assert os.environ["OMP_NUM_THREADS"] == "7" and "OPENBLAS_NUM_THREADS" not in os.environ
+
+
+def test_schedule_starts_a_run_when_its_dependencies_finish_not_at_a_stage_barrier():
+    """bench.parallel.schedule: with 2 workers, a long stage-0 run ('slow') does not hold back 'b1', whose only
+    dependency 'a' finished early; a failed run's dependents (and theirs) are skipped, never started."""
+    import concurrent.futures as cf
+    import threading
+    import time
+
+    from bench import parallel
+    plan = [parallel.PlannedRun(rid, None, st) for rid, st in
+            (("a", 0), ("bad", 0), ("slow", 0), ("b1", 1), ("c1", 1), ("d1", 2))]
+    deps = {"a": [], "bad": [], "slow": [], "b1": ["a"], "c1": ["bad"], "d1": ["c1"]}
+    started, lock = [], threading.Lock()
+    slow_done = threading.Event()
+
+    def work(rid):
+        with lock:
+            started.append((rid, slow_done.is_set()))
+        if rid == "slow":
+            time.sleep(0.5)
+            slow_done.set()
+        return rid, 0.0, "RuntimeError: boom" if rid == "bad" else ""
+    problems, reported = {}, []
+    with cf.ThreadPoolExecutor(max_workers=2) as pool:
+        parallel.schedule(plan, deps, lambda p: pool.submit(work, p.run_id),
+                          lambda rid, what: reported.append(rid), problems)
+    assert ("b1", False) in started  # started while 'slow' was still running
+    assert {r for r, _ in started} == {"a", "bad", "slow", "b1"}
+    assert problems["c1"].startswith("skipped") and problems["d1"].startswith("skipped")
+    assert sorted(reported) == sorted(deps)
