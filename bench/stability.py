@@ -18,7 +18,8 @@ TIMED_METRICS = frozenset({"latency_ms", "infer_throughput_img_s", "train_throug
                            "steps_per_s", "train_mfu", "latency_speedup", "inference_speedup", "training_speedup",
                            "train_memory_gb"})
 DECIDED = ("reproduced", "contradicted")
-TIMED_PARTS = ("per_s", "s_per_step", "seconds", "latency", "throughput", "mfu", "speedup", "memory_gb")
+TIMED_PARTS = ("per_s", "s_per_step", "seconds", "latency", "throughput", "mfu", "speedup", "memory_gb",
+               "outside_")  # outside_model_share: the share of wall time outside the model (not trained_share)
 
 
 def is_timed(metric: str) -> bool:

@@ -97,6 +97,17 @@ def _stability(clone: Path, note: str) -> Path:
     return out
 
 
+def _progress(clone: Path) -> str:
+    """Where a command 1 still running in ``clone`` is: its last '[k/N] ... X min elapsed' line of ``--jobs``."""
+    log = clone.parent / f"{clone.name}-command1.log"
+    lines = re.findall(r"\[(\d+)/(\d+)\] .*? ([\d.]+) min elapsed", log.read_text()) if log.exists() else []
+    if not lines:
+        return "compared while it was running; no progress line yet"
+    k, n, minutes = lines[-1]
+    return (f"compared while it was still running: {k} of the {n} runs of its parallel pass finished after "
+            f"{float(minutes):.0f} min of `bench all`, the install not counted")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("command", choices=("1", "2", "compare"),
@@ -107,7 +118,7 @@ def main() -> None:
     if args.command == "compare":
         if not (args.dir / ".cache" / "runs").is_dir():
             raise SystemExit(f"{args.dir}/.cache/runs does not exist: run command 1 there first")
-        print(f"wrote {_stability(args.dir, 'compared while it may still be running').relative_to(ROOT)}")
+        print(f"wrote {_stability(args.dir, _progress(args.dir)).relative_to(ROOT)}")
         return
     if args.dir.exists():
         raise SystemExit(f"{args.dir} exists; pass another --dir (a fresh clone needs an empty place)")
