@@ -64,6 +64,16 @@ def _number(v: str) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def _record_move(moves: dict, old: str, new: str, what: str) -> None:
+    """Count one claim's verdict: unchanged, a flip (reproduced <-> contradicted), or a move to/from inconclusive."""
+    if old == new:
+        moves["unchanged"] += 1
+        return
+    kind = ("flips" if old in DECIDED and new in DECIDED
+            else "to_inconclusive" if new == "inconclusive" else "from_inconclusive")
+    moves[kind].append(f"{what} ({old} -> {new})")
+
+
 def compare(old: Mapping[str, str], new: Mapping[str, str]) -> dict:
     """``old`` / ``new``: CSV name -> text. Returns the largest change per metric, the verdict moves, the cells
     present on one side only, and the cells whose run differs (another config: a design change, not a rerun; not
@@ -81,12 +91,7 @@ def compare(old: Mapping[str, str], new: Mapping[str, str]) -> dict:
                 other_run += 1
                 continue
             if key[3] == "verdict":
-                kind = ("unchanged" if va == vb else "flips" if va in DECIDED and vb in DECIDED
-                        else "to_inconclusive" if vb == "inconclusive" else "from_inconclusive")
-                if kind == "unchanged":
-                    moves["unchanged"] += 1
-                else:
-                    moves[kind].append(f"{art}: {key[2]} ({va} -> {vb})")
+                _record_move(moves, va, vb, f"{art}: {key[2]}")
                 continue
             x, y = _number(va), _number(vb)
             if x is None or y is None:
@@ -142,13 +147,7 @@ def compare_runs(committed, rerun) -> dict:
         compared += 1
         evaluation = run.name.split("__")[1] if "__" in run.name else "?"
         if "verdict" in new and "verdict" in old:
-            va, vb = old["verdict"], new["verdict"]
-            kind = ("unchanged" if va == vb else "flips" if va in DECIDED and vb in DECIDED
-                    else "to_inconclusive" if vb == "inconclusive" else "from_inconclusive")
-            if kind == "unchanged":
-                moves["unchanged"] += 1
-            else:
-                moves[kind].append(f"{new.get('_statement', run.name)} ({va} -> {vb})")
+            _record_move(moves, old["verdict"], new["verdict"], new.get("_statement", run.name))
         for k, v in new.items():
             if k.startswith("_") or not isinstance(v, (int, float)) or isinstance(v, bool):
                 continue

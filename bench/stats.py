@@ -299,6 +299,30 @@ def _prepared(metric_fn: MetricFn, x: np.ndarray, y: np.ndarray) -> Callable[[np
     return prepare(x, y) if prepare is not None else (lambda i, j: metric_fn(x[i], y[j]))
 
 
+def _set_inputs(a: ArmData, b: ArmData, ref_features, ref_image_ids, ref_b, base_a: ArmData | None,
+                base_b: ArmData | None) -> tuple[np.ndarray, np.ndarray, tuple, dict[str, ArmData]]:
+    """Validated inputs of ``paired_bootstrap_set_metric``: (reference, arm B's reference, reference ids, bases by
+    'a0' / 'b0'); a ValueError names the first mismatch (ranks, ids, feature dims, seeds, the two references)."""
+    ref = np.asarray(ref_features, dtype=np.float64)
+    ref_ids = tuple(ref_image_ids)
+    _seed_matched(a, base_a, "arm A")
+    _seed_matched(b, base_b, "arm B")
+    bases = {k: x for k, x in (("a0", base_a), ("b0", base_b)) if x is not None}
+    if a.values.ndim != 3 or b.values.ndim != 3 or ref.ndim != 2 or any(x.values.ndim != 3 for x in bases.values()):
+        raise ValueError("paired_bootstrap_set_metric takes (n_seeds, n_images, d) arm features and (n_images, d) "
+                         "reference features")
+    if len(ref_ids) != len(ref) or len(set(ref_ids)) != len(ref_ids):
+        raise ValueError(f"reference has {len(ref)} rows but {len(set(ref_ids))} distinct ids of {len(ref_ids)}")
+    if not a.values.shape[2] == b.values.shape[2] == ref.shape[1] or any(
+            x.values.shape[2] != ref.shape[1] for x in bases.values()):
+        raise ValueError(f"feature dims differ: A {a.values.shape[2]}, B {b.values.shape[2]}, reference {ref.shape[1]}"
+                         + "".join(f", {k} {x.values.shape[2]}" for k, x in bases.items()))
+    rb = ref if ref_b is None else np.asarray(ref_b, dtype=np.float64)
+    if rb.shape != ref.shape:
+        raise ValueError(f"arm B's reference is {rb.shape}, arm A's {ref.shape}: they must hold the same images")
+    return ref, rb, ref_ids, bases
+
+
 def paired_bootstrap_set_metric(a: ArmData, b: ArmData, ref_features: np.ndarray, ref_image_ids: Sequence[Hashable],
                                 metric_fn: MetricFn, claim: Claim, ref_b: np.ndarray | None = None,
                                 base_a: ArmData | None = None, base_b: ArmData | None = None) -> ClaimResult:
@@ -326,23 +350,7 @@ def paired_bootstrap_set_metric(a: ArmData, b: ArmData, ref_features: np.ndarray
     ``base_a`` / ``base_b``: a contrast, as in ``paired_bootstrap_mean``: each seed's set metric minus its base's
     (seed s minus seed s, each against its own arm's reference), so the statistic is (a − base_a) − (b − base_b).
     """
-    ref = np.asarray(ref_features, dtype=np.float64)
-    ref_ids = tuple(ref_image_ids)
-    _seed_matched(a, base_a, "arm A")
-    _seed_matched(b, base_b, "arm B")
-    bases = {k: x for k, x in (("a0", base_a), ("b0", base_b)) if x is not None}
-    if a.values.ndim != 3 or b.values.ndim != 3 or ref.ndim != 2 or any(x.values.ndim != 3 for x in bases.values()):
-        raise ValueError("paired_bootstrap_set_metric takes (n_seeds, n_images, d) arm features and (n_images, d) "
-                         "reference features")
-    if len(ref_ids) != len(ref) or len(set(ref_ids)) != len(ref_ids):
-        raise ValueError(f"reference has {len(ref)} rows but {len(set(ref_ids))} distinct ids of {len(ref_ids)}")
-    if not a.values.shape[2] == b.values.shape[2] == ref.shape[1] or any(
-            x.values.shape[2] != ref.shape[1] for x in bases.values()):
-        raise ValueError(f"feature dims differ: A {a.values.shape[2]}, B {b.values.shape[2]}, reference {ref.shape[1]}"
-                         + "".join(f", {k} {x.values.shape[2]}" for k, x in bases.items()))
-    rb = ref if ref_b is None else np.asarray(ref_b, dtype=np.float64)
-    if rb.shape != ref.shape:
-        raise ValueError(f"arm B's reference is {rb.shape}, arm A's {ref.shape}: they must hold the same images")
+    ref, rb, ref_ids, bases = _set_inputs(a, b, ref_features, ref_image_ids, ref_b, base_a, base_b)
     pa, pb, pr, *pz = _canonical_order([("arm A", a.image_ids), ("arm B", b.image_ids), ("the reference", ref_ids)]
                                        + [(f"the base of arm {k[0].upper()}", x.image_ids)
                                           for k, x in bases.items()])

@@ -1,7 +1,7 @@
 """Time one of the README's two commands in a fresh clone of HEAD, as a newcomer would run it, and record it.
 
-    .venv/bin/python scripts/fresh_clone.py 1 [--dir /tmp/dcae-fresh]   # install + the small reproduction
-    .venv/bin/python scripts/fresh_clone.py 2 [--dir /tmp/dcae-fresh]   # install + the test command
+    .venv/bin/python scripts/fresh_clone.py 1 [--dir DIR]   # install + the small reproduction
+    .venv/bin/python scripts/fresh_clone.py 2 [--dir DIR]   # install + the test command
 
 The command is read from the README's "Two commands" block (never retyped here). The result is appended to
 ``tables/command_timings.csv`` (wall time, exit code, git sha, CPU model, kernel build, and the highest 1-minute load
@@ -24,6 +24,7 @@ import platform
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -113,7 +114,8 @@ def main() -> None:
     ap.add_argument("command", choices=("1", "2", "compare"),
                     help="1 / 2: time the README's command in a new clone; compare: compare the runs an earlier "
                          "(possibly unfinished) command 1 in --dir has finished with the committed ones")
-    ap.add_argument("--dir", type=Path, default=Path("/tmp/dcae-fresh"))
+    ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "dcae-fresh",
+                    help="where to clone (default: dcae-fresh in the temporary directory); must not exist")
     args = ap.parse_args()
     if args.command == "compare":
         if not (args.dir / ".cache" / "runs").is_dir():
