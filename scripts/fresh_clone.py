@@ -73,12 +73,11 @@ class LoadWatch:
 
 def _append_timing(row: dict[str, str]) -> None:
     rows = list(csv.DictReader(TIMINGS.open())) if TIMINGS.exists() else []
-    out = [",".join(FIELDS)]
-    for r in rows + [row]:
-        buf = io.StringIO()
-        csv.DictWriter(buf, FIELDS, lineterminator="").writerow({k: r.get(k, "") for k in FIELDS})
-        out.append(buf.getvalue())
-    atomic_write_text(TIMINGS, "\n".join(out) + "\n")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, FIELDS, restval="", extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows + [row])
+    atomic_write_text(TIMINGS, buf.getvalue())
 
 
 def _stability(clone: Path, note: str) -> Path:
