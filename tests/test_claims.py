@@ -2,6 +2,7 @@
 rule of bench/stats.py, and the recomputation of runs that lack the files a claim needs."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -129,3 +130,22 @@ def test_the_report_says_which_machines_produced_the_runs(tmp_path):
     assert "- 1 runs on CPU B" in text and "1 runs named by the tables have no readable env.json" in text
     (runs / "r3" / "env.json").write_text("{truncated")  # damaged: counted, not a traceback
     assert "2 runs named by the tables have no readable env.json" in report.machines(tables, "small", runs)
+
+
+def test_a_contrast_pairs_bases_by_their_images_not_by_when_the_run_was_made(tmp_path):
+    """A base run made before ``_regions_id`` was recorded scored the same images as its arm: it is used; a base on
+    other images is refused in one line."""
+    runner = Runner(tmp_path)
+    cfg = _claim("psnr", 3)
+    base = (_recon("sd-vae-f8c4-tiny"),) * 3
+    old = runner.ensure(RunRef(base[0]), "smoke")
+    metrics_file = old.dir / "metrics.json"
+    metrics = json.loads(metrics_file.read_text())
+    del metrics["_regions_id"]
+    metrics_file.write_text(json.dumps(metrics))
+    contrast = ClaimConfig(cfg.statement, "psnr", False, cfg.arm_a, cfg.arm_b, base_a=base, base_b=base, n_boot=200)
+    m = runner.ensure(RunRef(contrast), "smoke").metrics
+    assert m["verdict"] in ("reproduced", "contradicted", "inconclusive") and m["n_images"] == 6
+    elsewhere = (ReconConfig("sd-vae-f8c4-tiny", 32, dataset=SYNTHETIC, n_images=6, features="tiny", seed=1),) * 3
+    with pytest.raises(Unavailable, match="evaluated on (other|different) images"):
+        runner.ensure(RunRef(dataclasses.replace(contrast, base_a=elsewhere)), "smoke")
