@@ -7,15 +7,20 @@ orders them in stages (a run comes after everything it depends on; the plan prin
 pool, one CPU thread per worker, each run submitted as soon as the runs it depends on are complete (no barrier
 between stages). The serial pass that follows then finds those runs complete and reuses them; anything that
 failed here is simply computed (and reported) again there. Two processes never compute one run twice: the runner's
-per-run file lock makes the second wait and reuse.
+per-run file lock makes the second wait and reuse. The plan comes with the time it is expected to take, from the
+earlier times of the same runs (``Estimate``: in a fresh clone, the committed ``runs/``), and each finished run prints
+the time left, those times rescaled by how fast this machine ran the runs finished so far.
 """
 from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
 import contextlib
+import dataclasses
+import json
 import multiprocessing
 import os
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -27,6 +32,7 @@ from tqdm import tqdm
 from bench import evals
 from bench.configs import dependencies
 from bench.errors import Unavailable
+from bench.provenance import REPO_ROOT
 from bench.runner import Runner
 from bench.spec import RunRef, Spec
 
@@ -107,26 +113,80 @@ def _work(args: tuple) -> tuple[str, float, str]:
     return rid, time.perf_counter() - t0, problem
 
 
-def _eta(elapsed: float, done: int, total: int) -> str:
-    """Elapsed time and a naive estimate of what is left (the mean time per finished run so far)."""
-    left = elapsed / done * (total - done) if done else float("nan")
-    return f"{elapsed / 60:.1f} min elapsed, ~{left / 60:.0f} min left"
+def expected_times(planned: list[PlannedRun], dirs: Iterable[Path]) -> dict[str, float | None]:
+    """Seconds each planned run took before: ``_seconds`` of the same run id in ``dirs`` (in a fresh clone, the
+    committed runs/ while --runs-dir points elsewhere), else the median over completed runs there of the same model,
+    eval and scale (another seed); None where neither exists."""
+    seconds: dict[str, float] = {}
+    for d in dirs:
+        for m in sorted(Path(d).glob("*/metrics.json")):
+            try:
+                s = json.loads(m.read_text()).get("_seconds")
+            except (OSError, ValueError, AttributeError):  # a damaged file: no estimate from it
+                continue
+            if isinstance(s, (int, float)):
+                seconds.setdefault(m.parent.name, float(s))
+    by_kind: dict[str, list[float]] = collections.defaultdict(list)
+    for rid, s in seconds.items():
+        by_kind[rid.rsplit("__", 1)[0]].append(s)
+    kind = {k: statistics.median(v) for k, v in by_kind.items()}
+    return {p.run_id: seconds.get(p.run_id, kind.get(p.run_id.rsplit("__", 1)[0])) for p in planned}
+
+
+@dataclass
+class Estimate:
+    """Time left of a pass: each unfinished run's earlier time, scaled by how fast this machine ran the finished
+    ones against their earlier times, divided among the processes; the naive mean per finished run where no run
+    has an earlier time."""
+
+    expected: dict[str, float | None]
+    jobs: int
+    actual: dict[str, float] = dataclasses.field(default_factory=dict)  # completed runs: seconds taken here
+    gone: set[str] = dataclasses.field(default_factory=set)  # every finished run (completed, failed or skipped)
+
+    def _mean_known(self) -> float | None:
+        known = [e for e in self.expected.values() if e is not None]
+        return statistics.mean(known) if known else None
+
+    def total(self) -> float | None:
+        """Seconds of the whole pass by the earlier times (a run without one counts at the mean of the others)."""
+        mean = self._mean_known()
+        return None if mean is None else sum(e or mean for e in self.expected.values()) / self.jobs
+
+    def finished(self, rid: str, seconds: float, ok: bool) -> None:
+        self.gone.add(rid)
+        if ok:
+            self.actual[rid] = seconds
+
+    def left(self, elapsed: float) -> float:
+        """Seconds still to go, ``elapsed`` seconds into the pass."""
+        todo = [r for r in self.expected if r not in self.gone]
+        pairs = [(a, self.expected[r]) for r, a in self.actual.items() if self.expected.get(r)]
+        mean = self._mean_known()
+        if mean is None or not pairs:
+            return elapsed / len(self.gone) * len(todo) if self.gone else float("nan")
+        ratio = sum(a for a, _ in pairs) / sum(e for _, e in pairs)
+        return sum((self.expected[r] or mean) * ratio for r in todo) / self.jobs
+
+    def line(self, elapsed: float) -> str:
+        return f"{elapsed / 60:.1f} min elapsed, ~{self.left(elapsed) / 60:.0f} min left"
 
 
 def schedule(planned: list[PlannedRun], deps_of: dict[str, list[str]], submit: Callable[[PlannedRun], cf.Future],
-             report: Callable[[str, str], None], problems: dict[str, str]) -> None:
+             report: Callable[[str, float, str], None], problems: dict[str, str]) -> None:
     """Dependency order, not stage barriers: a run is submitted as soon as every planned run it depends on has
     finished, so a worker never idles at the end of a stage while the other finishes a long run (the plateau runs
     of stage 0 take minutes each). ``submit(p)`` returns a future of ``_work``'s (run_id, seconds, problem); a pool
     runs submissions first in, first out, so the plan's (stage, id) order is kept among the ready runs. A run whose
-    dependency did not complete is skipped (and so, in turn, are its dependents); ``problems`` collects both."""
+    dependency did not complete is skipped (and so, in turn, are its dependents); ``problems`` collects both.
+    ``report(run_id, seconds, problem)`` is called once per planned run ("" when it completed)."""
     waiting, running, done = list(planned), {}, set()
     while waiting or running:
         for p in list(waiting):
             if any(d in problems for d in deps_of[p.run_id]):
                 waiting.remove(p)
                 problems[p.run_id] = "skipped: a run it depends on did not complete"
-                report(p.run_id, problems[p.run_id])
+                report(p.run_id, 0.0, problems[p.run_id])
             elif all(d in done for d in deps_of[p.run_id]):
                 waiting.remove(p)
                 running[submit(p)] = p.run_id
@@ -140,7 +200,7 @@ def schedule(planned: list[PlannedRun], deps_of: dict[str, list[str]], submit: C
                 problems[rid] = problem
             else:
                 done.add(rid)
-            report(rid, problem or f"{seconds:.0f} s")
+            report(rid, seconds, problem)
 
 
 def run_plan(planned: list[PlannedRun], scale: str, runner, jobs: int,
@@ -159,6 +219,11 @@ def run_plan(planned: list[PlannedRun], scale: str, runner, jobs: int,
     stages = sorted({st for st, _ in counts})
     say("plan: " + "; ".join(f"stage {s}: " + ", ".join(f"{n} {e}" for (st, e), n in sorted(counts.items())
                                                         if st == s) for s in stages))
+    est = Estimate(expected_times(planned, dict.fromkeys([Path(runner.runs_dir), REPO_ROOT / "runs"])), jobs)
+    if est.total() is not None:
+        n_known = sum(e is not None for e in est.expected.values())
+        say(f"expected: ~{est.total() / 60:.0f} min with {jobs} processes, from the earlier times of {n_known} of "
+            f"these {len(planned)} runs (theirs or another seed's); the estimate below rescales them as runs finish")
     finished = 0
     ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds OpenMP threads
     with _blas_threads(threads), cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
@@ -166,12 +231,13 @@ def run_plan(planned: list[PlannedRun], scale: str, runner, jobs: int,
             tqdm(total=len(planned), desc="runs", unit="run", dynamic_ncols=True,
                  disable=not sys.stderr.isatty()) as bar:  # in a log: one line per finished run, no bar
 
-        def report(rid: str, what: str) -> None:
+        def report(rid: str, seconds: float, problem: str) -> None:
             nonlocal finished
             finished += 1
             bar.update(1)
-            eta = _eta(time.perf_counter() - t_start, finished, len(planned))
-            line = f"  [{finished}/{len(planned)}] {rid}: {what} · {eta}"
+            est.finished(rid, seconds, ok=not problem)
+            eta = est.line(time.perf_counter() - t_start)
+            line = f"  [{finished}/{len(planned)}] {rid}: {problem or f'{seconds:.0f} s'} · {eta}"
             if bar.disable:
                 say(line)
             else:

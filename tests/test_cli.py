@@ -170,8 +170,38 @@ def test_schedule_starts_a_run_when_its_dependencies_finish_not_at_a_stage_barri
     problems, reported = {}, []
     with cf.ThreadPoolExecutor(max_workers=2) as pool:
         parallel.schedule(plan, deps, lambda p: pool.submit(work, p.run_id),
-                          lambda rid, what: reported.append(rid), problems)
+                          lambda rid, seconds, problem: reported.append(rid), problems)
     assert ("b1", False) in started  # started while 'slow' was still running
     assert {r for r, _ in started} == {"a", "bad", "slow", "b1"}
     assert problems["c1"].startswith("skipped") and problems["d1"].startswith("skipped")
     assert sorted(reported) == sorted(deps)
+
+
+def test_the_time_left_comes_from_earlier_times_rescaled_by_this_machines_speed(tmp_path):
+    """bench.parallel: a planned run's earlier time is its own committed ``_seconds``, else another seed's (median of
+    the same model, eval and scale); the estimate scales what is left by how much slower the finished runs were."""
+    import json
+
+    from bench import parallel
+
+    def done(rid, seconds):
+        (tmp_path / rid).mkdir()
+        (tmp_path / rid / "metrics.json").write_text(json.dumps({"_seconds": seconds}))
+    done("m__train-ae__small__a", 10.0)
+    done("m__train-ae__small__b", 30.0)
+    done("m__train-ae__small__c", 40.0)
+    (tmp_path / "m__recon__small__x").mkdir()
+    (tmp_path / "m__recon__small__x" / "metrics.json").write_text('{"_sec')  # damaged: no estimate from it
+    plan = [parallel.PlannedRun(rid, None, 0) for rid in
+            ("m__train-ae__small__a", "m__train-ae__small__new", "m__recon__small__x", "n__recon__small__y")]
+    exp = parallel.expected_times(plan, [tmp_path])
+    assert exp == {"m__train-ae__small__a": 10.0, "m__train-ae__small__new": 30.0, "m__recon__small__x": None,
+                   "n__recon__small__y": None}
+    est = parallel.Estimate(exp, jobs=2)
+    assert est.total() == pytest.approx((10 + 30 + 20 + 20) / 2)  # unknown runs at the mean of the known ones
+    est.finished("m__train-ae__small__a", 20.0, ok=True)  # twice as slow as before
+    est.finished("n__recon__small__y", 0.0, ok=False)  # failed: nothing left to do, no speed from it
+    assert est.left(elapsed=20.0) == pytest.approx((30 + 20) * 2 / 2)
+    naive = parallel.Estimate({"a": None, "b": None, "c": None}, jobs=2)
+    naive.finished("a", 6.0, ok=True)
+    assert naive.left(elapsed=6.0) == pytest.approx(12.0) and "min left" in naive.line(6.0)
