@@ -370,11 +370,11 @@ class EfficiencyConfig(EvalConfig):
 
 # Per-scale defaults of a train-diffusion recipe (merged over the official recipe of the backbone's formulation,
 # models.train_diffusion.RECIPES; the config's non-None recipe fields go on top). The paper's recipes are 500k (U-ViT)
-# or up to 3M (DiT) steps at batch 1024 / 256; the small scale keeps reference/generation.md §6's CPU budget
-# (a ~1.5 M-parameter backbone, 16 tokens, batch 64: ~0.2 s/step on one core), so ~1000 steps are a few minutes.
+# or up to 3M (DiT) steps at batch 1024 / 256; the small scale keeps reference/generation.md §6's CPU budget (a ~1.5
+# M-parameter backbone, 16 tokens): 1000 steps at batch 32 (64 did not fit the whole small scale's 2-hour budget, #11).
 DIFFUSION_SCALE_DEFAULTS: dict[str, dict[str, Any]] = {  # scale -> DiffusionRecipe fields
     "smoke": {"steps": 2, "batch": 4, "warmup_steps": 0, "ckpt_every": 1},
-    "small": {"steps": 1000, "batch": 64, "warmup_steps": 50, "ckpt_every": 100},
+    "small": {"steps": 1000, "batch": 32, "warmup_steps": 50, "ckpt_every": 100},
     "paper": {"ckpt_every": 1000},  # the official recipe as it is
 }
 

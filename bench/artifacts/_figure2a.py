@@ -47,7 +47,7 @@ def _label(paper_name: str, f: int, seed: int = 0) -> str:
 def _row(family: str, paper_name: str, f: int, c: int, seed: int = 0) -> Row:
     small = f"{family}-f{f}c{SMALL_C[f]}-tiny"
     at = {"small": {"model": small, "resolution": SMALL_RESOLUTION, "dataset": EMBEDDED_TEST,
-                    "n_images": SMALL_N_IMAGES, "weights": False, "checkpoint": train_ref(small, f, seed)},
+                    "n_images": SMALL_N_IMAGES, "weights": False, "checkpoint": train_ref(small, seed)},
           "smoke": {"model": f"{family}-f{f}c{c}-tiny", "resolution": max(32, f), "n_images": 8,
                     "dataset": EMBEDDED_TEST, "weights": False, "batch_size": 8}}
     if seed:

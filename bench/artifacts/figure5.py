@@ -69,7 +69,7 @@ def _label(variant: str, seed: int) -> str:
 def _recon(variant: str, seed: int) -> RunRef:
     """Small scale: on top of Table 2's phase-1 run of the same seed (128 px, trained to its plateau), phase 3 at
     the same 128 px, evaluated on every held-out crop at 128 px (a 4x4 latent, #11)."""
-    small_train = _train(BASE_SMALL, variant, seed, base=T2.train_ref(BASE_SMALL, 32, seed), resolution=SMALL_RES)
+    small_train = _train(BASE_SMALL, variant, seed, base=T2.train_ref(BASE_SMALL, seed), resolution=SMALL_RES)
     small = {"model": BASE_SMALL, "resolution": SMALL_RES, "dataset": EMBEDDED_TEST, "n_images": SMALL_N_IMAGES,
              "weights": False, "checkpoint": small_train}
     smoke = {"model": BASE_SMOKE, "resolution": 32, "dataset": EMBEDDED_TEST, "n_images": 4, "weights": False,

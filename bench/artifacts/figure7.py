@@ -41,7 +41,7 @@ def _run(family: str, f: int, c: int) -> RunRef:
     return RunRef(ReconConfig(paper_model, 512, dataset=folder("imagenet-val"), weights=True, batch_size=16),
                   at={"small": {"model": small, "resolution": RESOLUTION_SMALL, "dataset": EMBEDDED_TEST,
                                 "n_images": T2.SMALL_N_IMAGES, "weights": False,
-                                "checkpoint": train_ref(small, f)} if f in SMALL_FS else None,
+                                "checkpoint": train_ref(small)} if f in SMALL_FS else None,
                       # smoke: Table 2's smoke runs (same resolved config), a layout check only
                       "smoke": {"model": f"{family}-f{f}c{c}-tiny", "resolution": max(32, f),
                                 "dataset": EMBEDDED_TEST, "n_images": 8, "weights": False, "batch_size": 8},

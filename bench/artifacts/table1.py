@@ -13,28 +13,31 @@ Scales:
   (the stacked baselines sd-vae-f16c16 / sd-vae-f32c64 stand in; their channels are assumed).
 - ``small``: 128 px embedded training crops (class = source photo), 16 tokens per block (the paper's 256 / 64 do not
   fit a 2-core CPU): DiT-XL rows keep the paper's patches (f8 p4, f16 p2, f32 p1), UViT-S rows halve them (f8 p4,
-  f16 p2, f32 p1) and DC-AE-f64 p1 becomes DC-AE-f32c32 p1 (f64 at 128 px is a 2x2 latent). Each row trains its
-  reduced autoencoder (phase 1 at 128 px, 300 steps, seed 0; fair SD-VAE widths, models/sd_vae.py) and a reduced
-  backbone of hidden size 128 and depth 6 (``uvit-s-small`` / ``dit-xl-small``, 1000 steps at batch 64, latents scaled to unit
-  RMS), then samples 512 images without and with CFG (DiT: 50 respaced IDDPM steps, not 250: 5x the time for a
-  reduced model). Scores: gFID and KID against the embedded training crops, and against the same autoencoder's
-  reconstructions of them (the diffusion model's own error, without the decoder's floor). The claim rows' arms
-  (f8 with the largest patch vs the deepest autoencoder with p1, per block) train 3 diffusion seeds each (``--seeds N``).
+  f16 p2, f32 p1) and DC-AE-f64 p1 becomes DC-AE-f32c32 p1 (f64 at 128 px is a 2x2 latent). Each row's reduced
+  autoencoder is Table 2's run of that model (phase 1 at 128 px, trained to Table 2's plateau rule, seed 0; fair
+  SD-VAE widths, models/sd_vae.py); on its latents it trains a reduced backbone of hidden size 128 and depth 6
+  (``uvit-s-small`` / ``dit-xl-small``, bench.configs.DIFFUSION_SCALE_DEFAULTS: 1000 steps at batch 32, latents
+  scaled to unit RMS), then samples 256 images without and with CFG (DiT: 50 respaced IDDPM steps, not 250: 5x the
+  time for a reduced model). Batch 32 and 256 samples (not 64 and 512) are the budget's (#11). Scores: gFID and
+  KID against the embedded training crops, and against the same autoencoder's reconstructions of them (the
+  diffusion model's own error, without the decoder's floor). The claim rows' arms (f8 with the largest patch vs
+  the deepest autoencoder with p1, per block) train 3 diffusion seeds each (``--seeds N``).
 - ``smoke``: tiny backbones on tiny untrained autoencoders, 64 px, 2 training steps, 4 samples: a pipeline check.
 
 Commands:
     python -m bench table1 --scale smoke      # ~1-2 min
-    python -m bench table1 --scale small --jobs 2   # ~45 min on 2 cores
+    python -m bench table1 --scale small --jobs 2   # the plan prints its expected time
     python -m bench table1 --scale paper --device cuda --weights W --data D   # weeks of GPU time (bench needs)
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bench.artifacts import table2 as T2
 from bench.configs import (
+    DIFFUSION_SCALE_DEFAULTS,
     EMBEDDED_TRAIN,
     GenerateConfig,
-    PhaseRequest,
     TrainAEConfig,
     TrainDiffusionConfig,
     folder,
@@ -87,13 +90,14 @@ ENTRIES = (
           1, CLAIM_SEEDS),
 )
 SMOKE_PATCH = {8: 4, 4: 2, 2: 1, 1: 1}  # at 64 px the f8 latent is 8x8: patches shrink so every row has >= 1 token
-SMALL = {"resolution": 128, "n_samples": 512, "dit_steps": 50}  # small-scale protocol (module docstring)
+SMALL = {"resolution": 128, "n_samples": 256, "dit_steps": 50}  # small-scale protocol (module docstring)
+_DIFF = DIFFUSION_SCALE_DEFAULTS["small"]  # the small scale's diffusion recipe (steps, batch), for the captions
 
 
 def small_autoencoder(e: Entry) -> TrainAEConfig:
-    """The row's reduced autoencoder at small scale: phase 1 at 128 px (300 steps, the small default), seed 0; not
-    Table 2's plateau-trained runs (a stated deviation)."""
-    return TrainAEConfig(e.small_ae, phases=(PhaseRequest("phase1", resolution=SMALL["resolution"]),))
+    """The row's reduced autoencoder at small scale: Table 2's run of that model, seed 0 (phase 1 at 128 px, trained
+    to Table 2's plateau rule), so no row's autoencoder is compared short of its plateau while another's is not."""
+    return T2.train_ref(e.small_ae)
 
 
 def _train(e: Entry) -> RunRef:
@@ -154,7 +158,7 @@ _BY_LABEL = {r.label: r for r in RUNS}
 
 def _claims() -> tuple[Row, ...]:
     """Per block, the paper's direction: the deepest autoencoder with patch 1 has the lower gFID than SD-VAE-f8 with
-    the largest patch, at equal tokens. Decided at small scale on KID (the unbiased set distance at 512 samples)
+    the largest patch, at equal tokens. Decided at small scale on KID (the unbiased set distance; small-N gFID is not)
     against the training crops and against each autoencoder's reconstructions of them, on unguided samples."""
     out = []
     for backbone, best, base in (("DiT-XL", "SD-VAE-f32", "SD-VAE-f8"), ("UViT-S", "DC-AE-f64", "SD-VAE-f8")):
@@ -184,8 +188,9 @@ SPECS = {"": Spec(
     scales={"smoke": "tiny backbones on tiny untrained autoencoders at 64 px, 2 training steps, 4 samples scored "
                      "against 8 embedded crops; a pipeline check, never a result",
             "small": "128 px embedded crops, 16 tokens per block (UViT patches halved; DC-AE-f64 p1 -> DC-AE-f32 "
-                     "p1), reduced autoencoders (phase 1, 300 steps) and hidden-128 depth-6 backbones (1000 steps), "
-                     "512 samples (DiT: 50 IDDPM steps) scored by gFID / KID vs the embedded training crops and vs the "
+                     "p1), Table 2's plateau-trained reduced autoencoders (seed 0) and hidden-128 depth-6 backbones "
+                     f"({_DIFF['steps']} steps at batch {_DIFF['batch']}), {SMALL['n_samples']} samples (DiT: 50 IDDPM steps) scored by gFID / "
+                     "KID vs the embedded training crops and vs the "
                      f"autoencoder's reconstructions; {CLAIM_SEEDS} diffusion seeds per claim arm; small-N gFID is biased "
                      "(N < 2048): read KID",
             "paper": "ImageNet-train 512 px (--data), official recipes, 50k samples vs ImageNet-train statistics, "
@@ -198,11 +203,9 @@ SPECS = {"": Spec(
                 "image is 2x2).",
                 "Small scale: DiT samples with 50 respaced IDDPM steps (the official 250 cost 5x on a CPU); U-ViT "
                 "with the official DPM-Solver++ 30 NFE.",
-                "Small scale: the reduced autoencoders train a fixed 300 phase-1 steps, not to Table 2's plateau "
-                "rule (retraining them renames all 22 diffusion runs and 38 sampling runs of this table: over the "
-                "small scale's CPU budget); at 300 steps the -tiny SD-VAEs are far from their plateau (Table 2's runs "
-                "show how far), which favours the DC-AE rows.",
-                "Small scale: claims are decided on KID (unbiased at 512 samples), not gFID, over 3 diffusion "
+                f"Small scale: the diffusion backbones train {_DIFF['steps']} steps at batch {_DIFF['batch']} and are scored on "
+                f"{SMALL['n_samples']} samples: the CPU budget of the whole small scale (#11).",
+                "Small scale: claims are decided on KID (unbiased at any N), not gFID, over 3 diffusion "
                 "training seeds per arm with one autoencoder (seed 0) per row; the latents are scaled to unit "
                 "RMS (the reduced autoencoders have no fitted scaling factor)."),
 )}

@@ -115,7 +115,7 @@ SPECS = {"": Spec(
     columns=COST_COLUMNS + SPEED_COLUMNS + GFID_COLUMNS + SPEEDUP_COLUMNS,
     rows=tuple(e.row() for e in ENTRIES) + (HEADLINE,) + PAIRS + gfid_rows(GFID),
     version=1,
-    scales={**SCALES_TEXT, "small": SCALES_TEXT["small"] + " gFID rows: Table 1's reduced diffusion runs (16 tokens at 128 px, hidden-128 depth-6 backbones, 512 samples vs the embedded training crops) where one matches the row; the rest say why not."},
+    scales={**SCALES_TEXT, "small": SCALES_TEXT["small"] + " gFID rows: Table 1's reduced diffusion runs (16 tokens at 128 px, hidden-128 depth-6 backbones, " f"{table1.SMALL['n_samples']} samples vs the embedded training crops) where one matches the row; the rest say why not."},
     deviations=("Inference is PyTorch eager, not TensorRT; latency is measured on the run's device, not an RTX 3090.",
                 f"small scale: every backbone keeps {SMALL_DEPTH} blocks (U-ViT depth {SMALL_DEPTH}: in, mid and out "
                 f"block) at full width and token count.",
