@@ -113,45 +113,78 @@ def _work(args: tuple) -> tuple[str, float, str]:
     return rid, time.perf_counter() - t0, problem
 
 
-def expected_times(planned: list[PlannedRun], dirs: Iterable[Path]) -> dict[str, float | None]:
-    """Seconds each planned run took before: ``_seconds`` of the same run id in ``dirs`` (in a fresh clone, the
-    committed runs/ while --runs-dir points elsewhere), else the median over completed runs there of the same model,
-    eval and scale (another seed); None where neither exists."""
-    seconds: dict[str, float] = {}
+def _shape(eval_name: str, scale: str, stored: dict) -> str:
+    """A run's config without its seeds and the ids of its dependencies: equal for the seeds of one design."""
+    def strip(v):
+        if isinstance(v, dict):
+            return {k: strip(x) for k, x in v.items() if k not in ("seed", "_depends_on")}
+        return [strip(x) for x in v] if isinstance(v, list) else v
+    return json.dumps([eval_name, scale, strip(stored)], sort_keys=True)
+
+
+def _earlier_runs(dirs: Iterable[Path]) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """({run id: seconds}, {shape: [seconds]}) of the completed runs in ``dirs`` (a damaged file gives nothing)."""
+    by_id: dict[str, float] = {}
+    by_shape: dict[str, list[float]] = collections.defaultdict(list)
     for d in dirs:
         for m in sorted(Path(d).glob("*/metrics.json")):
             try:
-                s = json.loads(m.read_text()).get("_seconds")
-            except (OSError, ValueError, AttributeError):  # a damaged file: no estimate from it
+                seconds = json.loads(m.read_text()).get("_seconds")
+                c = json.loads((m.parent / "config.json").read_text())
+                shape = _shape(c["eval"], c["scale"], c["config"])
+            except (OSError, ValueError, AttributeError, KeyError, TypeError):
                 continue
-            if isinstance(s, (int, float)):
-                seconds.setdefault(m.parent.name, float(s))
-    by_kind: dict[str, list[float]] = collections.defaultdict(list)
-    for rid, s in seconds.items():
-        by_kind[rid.rsplit("__", 1)[0]].append(s)
-    kind = {k: statistics.median(v) for k, v in by_kind.items()}
-    return {p.run_id: seconds.get(p.run_id, kind.get(p.run_id.rsplit("__", 1)[0])) for p in planned}
+            if isinstance(seconds, (int, float)) and m.parent.name not in by_id:
+                by_id[m.parent.name] = float(seconds)
+                by_shape[shape].append(float(seconds))
+    return by_id, by_shape
+
+
+def expected_times(planned: list[PlannedRun], dirs: Iterable[Path], runner, scale: str) -> dict[str, float | None]:
+    """Seconds each planned run took before: ``_seconds`` of the same run id in ``dirs`` (in a fresh clone, the
+    committed runs/ while --runs-dir points elsewhere), else the median over completed runs there of the same config
+    but for seeds (another seed of the design); None where neither exists."""
+    by_id, by_shape = _earlier_runs(dirs)
+    out: dict[str, float | None] = {}
+    for p in planned:
+        same = by_shape.get(_shape(p.ref.eval, scale, runner.run_id_for(p.ref, scale)[1]))
+        out[p.run_id] = by_id.get(p.run_id, statistics.median(same) if same else None)
+    return out
 
 
 @dataclass
 class Estimate:
-    """Time left of a pass: each unfinished run's earlier time, scaled by how fast this machine ran the finished
-    ones against their earlier times, divided among the processes; the naive mean per finished run where no run
-    has an earlier time."""
+    """Time left of a pass: each unfinished run's earlier time times how much slower this machine ran the finished
+    runs of its eval than their earlier times (the median ratio; of all evals while none of its own has finished),
+    divided among the processes. A run without an earlier time counts at the mean earlier time of its eval (else of
+    all); with no earlier times at all, the naive mean per finished run."""
 
     expected: dict[str, float | None]
+    kinds: dict[str, str]  # run id -> eval
     jobs: int
     actual: dict[str, float] = dataclasses.field(default_factory=dict)  # completed runs: seconds taken here
     gone: set[str] = dataclasses.field(default_factory=set)  # every finished run (completed, failed or skipped)
 
-    def _mean_known(self) -> float | None:
-        known = [e for e in self.expected.values() if e is not None]
-        return statistics.mean(known) if known else None
+    def _fill(self, rid: str) -> float | None:
+        """The earlier time of ``rid``, or the mean of its eval's (else of all) known earlier times."""
+        if self.expected.get(rid) is not None:
+            return self.expected[rid]
+        for pick in (lambda r: self.kinds[r] == self.kinds[rid], lambda r: True):
+            known = [e for r, e in self.expected.items() if e is not None and pick(r)]
+            if known:
+                return statistics.mean(known)
+        return None
+
+    def _ratio(self, kind: str) -> float:
+        ratios = {r: a / self.expected[r] for r, a in self.actual.items() if self.expected.get(r)}
+        own = [x for r, x in ratios.items() if self.kinds[r] == kind]
+        return statistics.median(own or list(ratios.values()) or [1.0])
 
     def total(self) -> float | None:
-        """Seconds of the whole pass by the earlier times (a run without one counts at the mean of the others)."""
-        mean = self._mean_known()
-        return None if mean is None else sum(e or mean for e in self.expected.values()) / self.jobs
+        """Seconds of the whole pass by the earlier times; None when no run has one."""
+        if all(e is None for e in self.expected.values()):
+            return None
+        return sum(self._fill(r) for r in self.expected) / self.jobs
 
     def finished(self, rid: str, seconds: float, ok: bool) -> None:
         self.gone.add(rid)
@@ -161,12 +194,9 @@ class Estimate:
     def left(self, elapsed: float) -> float:
         """Seconds still to go, ``elapsed`` seconds into the pass."""
         todo = [r for r in self.expected if r not in self.gone]
-        pairs = [(a, self.expected[r]) for r, a in self.actual.items() if self.expected.get(r)]
-        mean = self._mean_known()
-        if mean is None or not pairs:
+        if self.total() is None:
             return elapsed / len(self.gone) * len(todo) if self.gone else float("nan")
-        ratio = sum(a for a, _ in pairs) / sum(e for _, e in pairs)
-        return sum((self.expected[r] or mean) * ratio for r in todo) / self.jobs
+        return sum(self._fill(r) * self._ratio(self.kinds[r]) for r in todo) / self.jobs
 
     def line(self, elapsed: float) -> str:
         return f"{elapsed / 60:.1f} min elapsed, ~{self.left(elapsed) / 60:.0f} min left"
@@ -219,7 +249,8 @@ def run_plan(planned: list[PlannedRun], scale: str, runner, jobs: int,
     stages = sorted({st for st, _ in counts})
     say("plan: " + "; ".join(f"stage {s}: " + ", ".join(f"{n} {e}" for (st, e), n in sorted(counts.items())
                                                         if st == s) for s in stages))
-    est = Estimate(expected_times(planned, dict.fromkeys([Path(runner.runs_dir), REPO_ROOT / "runs"])), jobs)
+    est = Estimate(expected_times(planned, dict.fromkeys([Path(runner.runs_dir), REPO_ROOT / "runs"]), runner, scale),
+                   {p.run_id: p.ref.eval for p in planned}, jobs)
     if est.total() is not None:
         n_known = sum(e is not None for e in est.expected.values())
         say(f"expected: ~{est.total() / 60:.0f} min with {jobs} processes, from the earlier times of {n_known} of "

@@ -178,30 +178,41 @@ def test_schedule_starts_a_run_when_its_dependencies_finish_not_at_a_stage_barri
 
 
 def test_the_time_left_comes_from_earlier_times_rescaled_by_this_machines_speed(tmp_path):
-    """bench.parallel: a planned run's earlier time is its own committed ``_seconds``, else another seed's (median of
-    the same model, eval and scale); the estimate scales what is left by how much slower the finished runs were."""
+    """bench.parallel: a planned run's earlier time is its own committed ``_seconds``, else the median of the other
+    seeds of the same config; the estimate scales what is left by how much slower this machine ran the finished
+    runs of the same eval (of any eval while none of its own has finished)."""
     import json
 
     from bench import parallel
+    from bench.configs import ReconConfig, TrainAEConfig
+    from bench.runner import Runner
+    from bench.spec import RunRef
 
-    def done(rid, seconds):
+    runner = Runner(tmp_path)
+    recon = [RunRef(ReconConfig("dc-ae-f8c4-tiny", 32, n_images=2, seed=k)) for k in range(3)]
+    other = RunRef(ReconConfig("dc-ae-f8c4-tiny", 32, n_images=3))  # another design: no earlier time
+    train = RunRef(TrainAEConfig("dc-ae-f8c4-tiny"))
+
+    def done(ref, seconds, metrics=None):
+        rid, stored = runner.run_id_for(ref, "smoke")
         (tmp_path / rid).mkdir()
-        (tmp_path / rid / "metrics.json").write_text(json.dumps({"_seconds": seconds}))
-    done("m__train-ae__small__a", 10.0)
-    done("m__train-ae__small__b", 30.0)
-    done("m__train-ae__small__c", 40.0)
-    (tmp_path / "m__recon__small__x").mkdir()
-    (tmp_path / "m__recon__small__x" / "metrics.json").write_text('{"_sec')  # damaged: no estimate from it
-    plan = [parallel.PlannedRun(rid, None, 0) for rid in
-            ("m__train-ae__small__a", "m__train-ae__small__new", "m__recon__small__x", "n__recon__small__y")]
-    exp = parallel.expected_times(plan, [tmp_path])
-    assert exp == {"m__train-ae__small__a": 10.0, "m__train-ae__small__new": 30.0, "m__recon__small__x": None,
-                   "n__recon__small__y": None}
-    est = parallel.Estimate(exp, jobs=2)
-    assert est.total() == pytest.approx((10 + 30 + 20 + 20) / 2)  # unknown runs at the mean of the known ones
-    est.finished("m__train-ae__small__a", 20.0, ok=True)  # twice as slow as before
-    est.finished("n__recon__small__y", 0.0, ok=False)  # failed: nothing left to do, no speed from it
-    assert est.left(elapsed=20.0) == pytest.approx((30 + 20) * 2 / 2)
-    naive = parallel.Estimate({"a": None, "b": None, "c": None}, jobs=2)
+        (tmp_path / rid / "config.json").write_text(json.dumps({"eval": ref.eval, "scale": "smoke", "config": stored}))
+        (tmp_path / rid / "metrics.json").write_text(metrics or json.dumps({"_seconds": seconds}))
+        return rid
+    ids = [done(recon[0], 10.0), done(recon[1], 30.0), runner.run_id_for(recon[2], "smoke")[0]]
+    done(other, 0.0, metrics='{"_sec')  # damaged: no estimate from it
+    plan = [parallel.PlannedRun(runner.run_id_for(r, "smoke")[0], r, 0) for r in recon + [other, train]]
+    exp = parallel.expected_times(plan, [tmp_path], runner, "smoke")
+    other_id, train_id = plan[3].run_id, plan[4].run_id
+    assert exp == {ids[0]: 10.0, ids[1]: 30.0, ids[2]: 20.0, other_id: None, train_id: None}
+    kinds = {p.run_id: p.ref.eval for p in plan}
+    est = parallel.Estimate(exp, kinds, jobs=2)
+    assert est.total() == pytest.approx((10 + 30 + 20 + 20 + 20) / 2)  # unknown runs at the mean of the known ones
+    est.finished(ids[0], 20.0, ok=True)  # twice as slow as before
+    est.finished(other_id, 0.0, ok=False)  # failed: nothing left to do, no speed from it
+    assert est.left(elapsed=20.0) == pytest.approx((30 + 20 + 20) * 2 / 2)
+    est.finished(train_id, 60.0, ok=True)  # train-ae has no earlier time: it sets no ratio
+    assert est.left(elapsed=80.0) == pytest.approx((30 + 20) * 2 / 2)
+    naive = parallel.Estimate({"a": None, "b": None, "c": None}, {"a": "x", "b": "x", "c": "x"}, jobs=2)
     naive.finished("a", 6.0, ok=True)
     assert naive.left(elapsed=6.0) == pytest.approx(12.0) and "min left" in naive.line(6.0)
