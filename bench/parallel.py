@@ -4,8 +4,8 @@ The runner stays a thin serial loop; this module only front-loads work. It gathe
 recursively, the runs those depend on (``bench.configs.dependencies``), keeps the evals whose numbers do not depend
 on wall-clock time (``Eval.parallel_safe`` in ``bench.evals``: training and reconstruction, not the timed efficiency profiler),
 orders them in stages (a run comes after everything it depends on; the plan printed) and computes them with a process
-pool, one CPU thread per worker, each run submitted as soon as the runs it depends on are complete (no barrier
-between stages). The serial pass that follows then finds those runs complete and reuses them; anything that
+pool, one CPU thread per worker, each run started as soon as the runs it depends on are complete (no barrier
+between stages), the ready run that holds up the longest chain of expected work first. The serial pass that follows then finds those runs complete and reuses them; anything that
 failed here is simply computed (and reported) again there. Two processes never compute one run twice: the runner's
 per-run file lock makes the second wait and reuse. The plan comes with the time it is expected to take, from the
 earlier times of the same runs (``Estimate``: in a fresh clone, the committed ``runs/``), and each finished run prints
@@ -165,7 +165,7 @@ class Estimate:
     actual: dict[str, float] = dataclasses.field(default_factory=dict)  # completed runs: seconds taken here
     gone: set[str] = dataclasses.field(default_factory=set)  # every finished run (completed, failed or skipped)
 
-    def _fill(self, rid: str) -> float | None:
+    def fill(self, rid: str) -> float | None:
         """The earlier time of ``rid``, or the mean of its eval's (else of all) known earlier times."""
         if self.expected.get(rid) is not None:
             return self.expected[rid]
@@ -184,7 +184,7 @@ class Estimate:
         """Seconds of the whole pass by the earlier times; None when no run has one."""
         if all(e is None for e in self.expected.values()):
             return None
-        return sum(self._fill(r) for r in self.expected) / self.jobs
+        return sum(self.fill(r) for r in self.expected) / self.jobs
 
     def finished(self, rid: str, seconds: float, ok: bool) -> None:
         self.gone.add(rid)
@@ -196,30 +196,53 @@ class Estimate:
         todo = [r for r in self.expected if r not in self.gone]
         if self.total() is None:
             return elapsed / len(self.gone) * len(todo) if self.gone else float("nan")
-        return sum(self._fill(r) * self._ratio(self.kinds[r]) for r in todo) / self.jobs
+        return sum(self.fill(r) * self._ratio(self.kinds[r]) for r in todo) / self.jobs
 
     def line(self, elapsed: float) -> str:
         return f"{elapsed / 60:.1f} min elapsed, ~{self.left(elapsed) / 60:.0f} min left"
 
 
+def critical_path(expected: dict[str, float], deps_of: dict[str, list[str]]) -> dict[str, float]:
+    """Each run's expected seconds plus those of the longest chain of planned runs that wait on it: the runs that
+    hold up the most work start first, so the pass does not end on one long run while the other process idles."""
+    dependents: dict[str, list[str]] = collections.defaultdict(list)
+    for rid, deps in deps_of.items():
+        for d in deps:
+            dependents[d].append(rid)
+    memo: dict[str, float] = {}
+
+    def chain(rid: str) -> float:
+        if rid not in memo:
+            memo[rid] = expected.get(rid, 0.0) + max((chain(c) for c in dependents[rid]), default=0.0)
+        return memo[rid]
+    return {rid: chain(rid) for rid in deps_of}
+
+
 def schedule(planned: list[PlannedRun], deps_of: dict[str, list[str]], submit: Callable[[PlannedRun], cf.Future],
-             report: Callable[[str, float, str], None], problems: dict[str, str]) -> None:
+             report: Callable[[str, float, str], None], problems: dict[str, str], slots: int | None = None,
+             priority: dict[str, float] | None = None) -> None:
     """Dependency order, not stage barriers: a run is submitted as soon as every planned run it depends on has
     finished, so a worker never idles at the end of a stage while the other finishes a long run (the plateau runs
-    of stage 0 take minutes each). ``submit(p)`` returns a future of ``_work``'s (run_id, seconds, problem); a pool
-    runs submissions first in, first out, so the plan's (stage, id) order is kept among the ready runs. A run whose
-    dependency did not complete is skipped (and so, in turn, are its dependents); ``problems`` collects both.
-    ``report(run_id, seconds, problem)`` is called once per planned run ("" when it completed)."""
+    of stage 0 take minutes each). ``submit(p)`` returns a future of ``_work``'s (run_id, seconds, problem). With
+    ``slots`` (the pool's processes), at most that many runs are submitted at once and a free slot takes the ready
+    run of highest ``priority`` (``critical_path``); ties, and no priority, keep the plan's (stage, id) order. A
+    run whose dependency did not complete is skipped (and so, in turn, are its dependents); ``problems`` collects
+    both. ``report(run_id, seconds, problem)`` is called once per planned run ("" when it completed)."""
     waiting, running, done = list(planned), {}, set()
+    order = {p.run_id: i for i, p in enumerate(planned)}
     while waiting or running:
+        ready = []
         for p in list(waiting):
             if any(d in problems for d in deps_of[p.run_id]):
                 waiting.remove(p)
                 problems[p.run_id] = "skipped: a run it depends on did not complete"
                 report(p.run_id, 0.0, problems[p.run_id])
             elif all(d in done for d in deps_of[p.run_id]):
-                waiting.remove(p)
-                running[submit(p)] = p.run_id
+                ready.append(p)
+        ready.sort(key=lambda p: (-(priority or {}).get(p.run_id, 0.0), order[p.run_id]))
+        for p in ready[:len(ready) if slots is None else max(0, slots - len(running))]:
+            waiting.remove(p)
+            running[submit(p)] = p.run_id
         if not running:
             continue  # what was left got skipped above; the loop ends once nothing waits
         finished_now, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
@@ -279,7 +302,8 @@ def run_plan(planned: list[PlannedRun], scale: str, runner, jobs: int,
         deps_of = {p.run_id: [d for d in (runner.run_id_of(dep, scale)[0]
                                           for dep in dependencies(runner.resolve(p.ref, scale))) if d in planned_ids]
                    for p in planned}
+        first = critical_path({r: est.fill(r) or 0.0 for r in deps_of}, deps_of)
         schedule(planned, deps_of, lambda p: pool.submit(_work, (str(runner.runs_dir), runner.device,
                                                                   dict(runner.options), p.ref, scale, p.run_id)),
-                 report, problems)
+                 report, problems, slots=jobs, priority=first)
     return problems

@@ -216,3 +216,22 @@ def test_the_time_left_comes_from_earlier_times_rescaled_by_this_machines_speed(
     naive = parallel.Estimate({"a": None, "b": None, "c": None}, {"a": "x", "b": "x", "c": "x"}, jobs=2)
     naive.finished("a", 6.0, ok=True)
     assert naive.left(elapsed=6.0) == pytest.approx(12.0) and "min left" in naive.line(6.0)
+
+
+def test_a_free_slot_takes_the_ready_run_that_holds_up_the_most_work():
+    """bench.parallel.schedule with one slot: the ready runs start by critical path (own expected time plus the
+    longest chain waiting on them), ties in plan order; 'short' unlocks a long run, so it goes before 'mid'."""
+    import concurrent.futures as cf
+
+    from bench import parallel
+    plan = [parallel.PlannedRun(rid, None, st) for rid, st in
+            (("mid", 0), ("short", 0), ("tie_a", 0), ("tie_b", 0), ("long_after_short", 1))]
+    deps = {"mid": [], "short": [], "tie_a": [], "tie_b": [], "long_after_short": ["short"]}
+    expected = {"mid": 5.0, "short": 1.0, "tie_a": 2.0, "tie_b": 2.0, "long_after_short": 10.0}
+    first = parallel.critical_path(expected, deps)
+    assert first == {"mid": 5.0, "short": 11.0, "tie_a": 2.0, "tie_b": 2.0, "long_after_short": 10.0}
+    started = []
+    with cf.ThreadPoolExecutor(max_workers=1) as pool:
+        parallel.schedule(plan, deps, lambda p: (started.append(p.run_id), pool.submit(lambda: (p.run_id, 0.0, "")))[1],
+                          lambda rid, seconds, problem: None, {}, slots=1, priority=first)
+    assert started == ["short", "long_after_short", "mid", "tie_a", "tie_b"]
