@@ -189,8 +189,8 @@ SPECS = {"": Spec(
                      "against 8 embedded crops; a pipeline check, never a result",
             "small": "128 px embedded crops, 16 tokens per block (UViT patches halved; DC-AE-f64 p1 -> DC-AE-f32 "
                      "p1), Table 2's plateau-trained reduced autoencoders (seed 0) and hidden-128 depth-6 backbones "
-                     f"({_DIFF['steps']} steps at batch {_DIFF['batch']}), {SMALL['n_samples']} samples (DiT: 50 IDDPM steps) scored by gFID / "
-                     "KID vs the embedded training crops and vs the "
+                     f"({_DIFF['steps']} steps at batch {_DIFF['batch']}), {SMALL['n_samples']} samples (DiT: 50 "
+                     "IDDPM steps) scored by gFID / KID vs the embedded training crops and vs the "
                      f"autoencoder's reconstructions; {CLAIM_SEEDS} diffusion seeds per claim arm; small-N gFID is biased "
                      "(N < 2048): read KID",
             "paper": "ImageNet-train 512 px (--data), official recipes, 50k samples vs ImageNet-train statistics, "
@@ -203,8 +203,8 @@ SPECS = {"": Spec(
                 "image is 2x2).",
                 "Small scale: DiT samples with 50 respaced IDDPM steps (the official 250 cost 5x on a CPU); U-ViT "
                 "with the official DPM-Solver++ 30 NFE.",
-                f"Small scale: the diffusion backbones train {_DIFF['steps']} steps at batch {_DIFF['batch']} and are scored on "
-                f"{SMALL['n_samples']} samples: the CPU budget of the whole small scale (#11).",
+                f"Small scale: the diffusion backbones train {_DIFF['steps']} steps at batch {_DIFF['batch']} and "
+                f"are scored on {SMALL['n_samples']} samples: the CPU budget of the whole small scale (#11).",
                 "Small scale: claims are decided on KID (unbiased at any N), not gFID, over 3 diffusion "
                 "training seeds per arm with one autoencoder (seed 0) per row; the latents are scaled to unit "
                 "RMS (the reduced autoencoders have no fitted scaling factor)."),
