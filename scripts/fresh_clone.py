@@ -4,8 +4,9 @@
     .venv/bin/python scripts/fresh_clone.py 2 [--dir DIR]   # install + the test command
 
 The command is read from the README's "Two commands" block (never retyped here). The result is appended to
-``tables/command_timings.csv`` (wall time, exit code, git sha, CPU model, kernel build, and the highest 1-minute load
-seen while it ran, so a timing taken on a shared machine says so); the README's timing lines are generated from it
+``tables/command_timings.csv`` (wall time, exit code, git sha, CPU model, kernel build, the highest 1-minute load
+seen while it ran, so a timing taken on a shared machine says so), each row naming its run folder in
+``runs/_timings/`` (the command, the clone's commit, env.json and the command's log); the README's timing lines are generated from it
 by ``scripts/update_readme.py``. After command 1 the clone's finished runs are compared, run by run, with the
 committed runs of the same id (``bench.stability.compare_runs``) into ``tables/stability-small.md``;
 
@@ -33,10 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import provenance, stability  # noqa: E402
-from models.io import atomic_write_text  # noqa: E402
+from models.io import atomic_write_json, atomic_write_text  # noqa: E402
 
 TIMINGS = ROOT / "tables" / "command_timings.csv"
-FIELDS = ("command_no", "command", "git_sha", "started_utc", "wall_s", "rc", "max_load_1min", "cpu_count",
+TIMING_RUNS = ROOT / "runs" / "_timings"  # one folder per timing: config.json, env.json, metrics.json, log.txt
+FIELDS = ("run_id", "command_no", "command", "git_sha", "started_utc", "wall_s", "rc", "max_load_1min", "cpu_count",
           "cpu_model", "kernel_build", "tests")
 
 
@@ -69,6 +71,21 @@ class LoadWatch:
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
+
+
+def _timing_run(row: dict[str, str], sha: str, log: Path) -> str:
+    """The run folder of one timing (``runs/_timings/<run_id>``): the command and the clone's commit, the machine,
+    the measured numbers and the command's log, so the CSV row points at what produced it. Returns the run id."""
+    rid = f"command{row['command_no']}__timing__{row['started_utc'].replace('-', '').replace(':', '')}"
+    run_dir = TIMING_RUNS / rid
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / "config.json", {"command_no": row["command_no"], "command": row["command"],
+                                                 "git_sha": sha})
+    env = provenance.environment("cpu", "float32", "small" if row["command_no"] == "1" else "smoke")
+    atomic_write_json(run_dir / "env.json", {**env, "git_sha": sha, "git_dirty": False})  # the clone's, not ours
+    atomic_write_json(run_dir / "metrics.json", {k: row[k] for k in ("wall_s", "rc", "max_load_1min", "tests")})
+    atomic_write_text(run_dir / "log.txt", log.read_text())
+    return rid
 
 
 def _append_timing(row: dict[str, str]) -> None:
@@ -143,11 +160,12 @@ def main() -> None:
     wall = time.perf_counter() - t0
     tail = log.read_text().strip().splitlines()
     tests = next((x for x in reversed(tail) if x.startswith("tests: ")), "") if args.command == "2" else ""
-    _append_timing({"command_no": args.command, "command": command, "git_sha": sha[:12],
-                    "started_utc": f"{started:%Y-%m-%dT%H:%M:%SZ}", "wall_s": f"{wall:.0f}", "rc": str(rc),
-                    "max_load_1min": f"{load.max:.2f}", "cpu_count": str(os.cpu_count()),
-                    "cpu_model": provenance.cpu_model(), "kernel_build": platform.version(),
-                    "tests": tests.removeprefix("tests: ")})
+    row = {"command_no": args.command, "command": command, "git_sha": sha[:12],
+           "started_utc": f"{started:%Y-%m-%dT%H:%M:%SZ}", "wall_s": f"{wall:.0f}", "rc": str(rc),
+           "max_load_1min": f"{load.max:.2f}", "cpu_count": str(os.cpu_count()),
+           "cpu_model": provenance.cpu_model(), "kernel_build": platform.version(),
+           "tests": tests.removeprefix("tests: ")}
+    _append_timing({**row, "run_id": _timing_run(row, sha, log)})
     if args.command == "1" and (args.dir / ".cache" / "runs").is_dir():
         _stability(args.dir, f"finished with exit code {rc} in {wall / 60:.1f} min")
     print(f"command {args.command}: rc {rc}, {wall / 60:.1f} min, highest 1-min load {load.max:.2f}; recorded in "
