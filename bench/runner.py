@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import hashlib
 import json
 import math
@@ -49,6 +48,7 @@ from bench.provenance import (
 from bench.scales import SCALES
 from bench.spec import RunRef, Spec
 from models.distributed import is_main_process
+from models.io import file_lock
 
 
 class RunFailed(Exception):
@@ -186,12 +186,8 @@ class Runner:
         if not is_main_process():
             yield
             return
-        with open(run_dir / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released by the OS if this process dies
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with file_lock(run_dir / ".lock"):
+            yield
 
     def ensure(self, ref: RunRef, scale: str, force: bool | None = None) -> RunResult:
         """Reuse the completed run for ``ref`` or compute it. Raises Unavailable, UsageError or RunFailed."""

@@ -18,7 +18,10 @@ TIMED_METRICS = frozenset({"latency_ms", "infer_throughput_img_s", "train_throug
                            "steps_per_s", "train_mfu", "latency_speedup", "inference_speedup", "training_speedup",
                            "train_memory_gb"})
 DECIDED = ("reproduced", "contradicted")
-TIMED_PARTS = ("per_s", "s_per_step", "seconds", "latency", "throughput", "mfu", "speedup", "memory_gb",
+# the results a reader compares across machines (the README's line); every metric is in tables/stability-small.md
+HEADLINE = ("recon.psnr", "recon.ssim", "recon.rfid", "recon.kid", "train-ae.final_l1", "train-diffusion.loss_final",
+            "generate.gfid", "generate.kid", "generate.gfid_vs_recon", "generate.kid_vs_recon")
+TIMED_PARTS = ("per_s", "tflop_s", "s_per_step", "seconds", "latency", "throughput", "mfu", "speedup", "memory_gb",
                "outside_")  # outside_model_share: the share of wall time outside the model (not trained_share)
 
 
@@ -106,7 +109,7 @@ def markdown(result: dict, header: str) -> str:
     """The comparison as Markdown: a header line (what was compared), the verdict moves, the largest change per
     metric (results first, timed efficiency cells after)."""
     m = result["moves"]
-    lines = [header, "",
+    lines = [header, ""] + ([machines_line(result["machines"]), ""] if "machines" in result else []) + [
              f"Claim verdicts: {m['unchanged']} unchanged, **{len(m['flips'])} flipped between reproduced and "
              f"contradicted**, {len(m['to_inconclusive'])} moved to inconclusive, {len(m['from_inconclusive'])} "
              f"moved from inconclusive" + ("." if "compared_runs" in result else
@@ -139,12 +142,15 @@ def compare_runs(committed, rerun) -> dict:
     Usable while the rerun is still going."""
     largest: dict[str, Change] = {}
     moves = {"flips": [], "to_inconclusive": [], "from_inconclusive": [], "unchanged": 0}
-    compared = 0
+    compared, machines = 0, {"committed": {}, "rerun": {}}
     for run in sorted(p for p in rerun.iterdir() if (p / "metrics.json").exists()):
         new, old = _run_metrics(run / "metrics.json"), _run_metrics(committed / run.name / "metrics.json")
         if new is None or old is None:
             continue
         compared += 1
+        for side, folder in (("committed", committed / run.name), ("rerun", run)):
+            cpu = (_run_metrics(folder / "env.json") or {}).get("cpu_model", "not recorded")
+            machines[side][cpu] = machines[side].get(cpu, 0) + 1
         evaluation = run.name.split("__")[1] if "__" in run.name else "?"
         if "verdict" in new and "verdict" in old:
             _record_move(moves, old["verdict"], new["verdict"], new.get("_statement", run.name))
@@ -157,4 +163,27 @@ def compare_runs(committed, rerun) -> dict:
             c = Change(f"{evaluation}.{k}", evaluation, run.name, float(x), float(v))
             if c.metric not in largest or c.relative > largest[c.metric].relative:
                 largest[c.metric] = c
-    return {"largest": largest, "moves": moves, "one_sided": 0, "other_run": 0, "compared_runs": compared}
+    return {"largest": largest, "moves": moves, "one_sided": 0, "other_run": 0, "compared_runs": compared,
+            "machines": machines}
+
+
+def machines_line(machines: Mapping[str, Mapping[str, int]]) -> str:
+    """'Machines (CPU model from each run's env.json): committed: X (n runs); rerun: Y (m runs).'"""
+    def side(counts: Mapping[str, int]) -> str:
+        return ", ".join(f"{cpu} ({n} runs)" for cpu, n in sorted(counts.items(), key=lambda kv: -kv[1])) or "none"
+    return (f"Machines (CPU model in each compared run's env.json): committed runs: {side(machines['committed'])}; "
+            f"rerun: {side(machines['rerun'])}.")
+
+
+def summary(result: dict, *, clone_sha: str, cpu: str, note: str, committed_small: int) -> dict:
+    """The comparison in a few numbers (``tables/stability-small.json``, which the README's lines are generated
+    from): what was rerun where, the verdict moves, and the largest relative change of each result metric."""
+    m = result["moves"]
+    largest = sorted((c for c in result["largest"].values() if not c.timed), key=lambda c: -c.relative)
+    return {"clone_sha": clone_sha, "cpu": cpu, "note": note, "compared_runs": result.get("compared_runs"),
+            "committed_small": committed_small, "machines": result.get("machines"),
+            "verdicts": {"unchanged": m["unchanged"], "flips": m["flips"], "to_inconclusive": m["to_inconclusive"],
+                         "from_inconclusive": m["from_inconclusive"]},
+            "largest": [{"metric": c.metric, "relative": c.relative if math.isfinite(c.relative) else None,
+                         "committed": c.old, "rerun": c.new,
+                         "run": c.row} for c in largest]}

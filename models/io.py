@@ -1,9 +1,11 @@
-"""Atomic file writes: the one home for the whole project (STYLE: "the same helper written four times ... one home").
+"""Atomic file writes and file locks: the one home for the whole project (STYLE: "the same helper written four times
+... one home").
 
 A reader (another rank, a resumed run, `python -m bench --render-only`) sees the old file or the new one, never half
 of one: the bytes go to a temp file in the same folder (same file system, so the rename is atomic), are fsynced, get
 the permissions a plain `open(path, "w")` would give (mkstemp makes 0600 files), and `os.replace` puts them in place.
-On any exception the temp file is removed and the old file, if any, is untouched.
+On any exception the temp file is removed and the old file, if any, is untouched. ``file_lock`` is the one
+inter-process lock (a run folder, a cache entry that concurrent runs would otherwise both compute).
 
 Torch-free at import (checked by `python -c "import sys, models.io; assert 'torch' not in sys.modules"`): the light
 CLI commands (`python -m bench ls`, `check`, `--render-only`) write through this module without loading torch.
@@ -11,13 +13,15 @@ CLI commands (`python -m bench ls`, `check`, `--render-only`) write through this
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import io
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 
 @functools.cache
@@ -65,3 +69,17 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` (created, with its folder, if absent) for the block: another
+    process (or another open of the same file) waits. The OS releases it if the holder dies."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

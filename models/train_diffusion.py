@@ -62,7 +62,7 @@ from models.diffusion import (
     iddpm_loss,
     uvit_loss,
 )
-from models.io import atomic_torch_save, atomic_write_bytes
+from models.io import atomic_torch_save, atomic_write_bytes, file_lock
 from models.pixart import Caption
 
 # Shared with the autoencoder loop (one home each: models/train_autoencoder.py).
@@ -256,9 +256,15 @@ def cached_latents(cache_dir: str | Path, key_parts: dict, compute: Callable[[],
     """The latents for ``key_parts`` (autoencoder checkpoint id, data set identity, resolution, scaling factor...):
     read from the cache, or ``compute()``d once and written atomically (``models.io``) with key_parts in the file's
     metadata. A damaged (e.g. truncated) file is recomputed and replaced; a file whose stored key_parts differ from
-    the request is refused. Under torchrun call it on one rank first: ranks that all miss would each compute (the
-    atomic write keeps the file whole either way)."""
+    the request is refused. Concurrent callers (runs of ``--jobs N``, torchrun ranks) compute it once: the others
+    wait on the entry's lock file and read what the first wrote."""
     path = latent_cache_path(cache_dir, key_parts)
+    with file_lock(path.with_name(path.name + ".lock")):
+        return _cached_latents_locked(path, key_parts, compute, log)
+
+
+def _cached_latents_locked(path: Path, key_parts: dict, compute: Callable[[], torch.Tensor],
+                           log: Callable[[str], None]) -> torch.Tensor:
     wanted = json.loads(_key_json(key_parts))  # the request as JSON sees it (tuples become lists)
     if path.exists():
         try:

@@ -20,6 +20,7 @@ import argparse
 import csv
 import datetime as dt
 import io
+import json
 import os
 import platform
 import re
@@ -118,12 +119,20 @@ def _stability(clone: Path, note: str) -> Path:
               f"'<eval>.<metric>'; a verdict flip is reproduced <-> contradicted.")
     out = ROOT / "tables" / "stability-small.md"
     atomic_write_text(out, stability.markdown(result, header))
+    atomic_write_json(out.with_suffix(".json"), stability.summary(result, clone_sha=sha[:12], cpu=provenance.cpu_model(),
+                                                                  note=note, committed_small=_committed_small()))
     return out
 
 
 def _progress(clone: Path) -> str:
-    """Where a command 1 still running in ``clone`` is: its last '[k/N] ... X min elapsed' line of ``--jobs``."""
+    """Where a command 1 in ``clone`` is: finished (its log is that of a recorded timing, ``runs/_timings``: exit code
+    and minutes from there) or still running (its last '[k/N] ... X min elapsed' line of ``--jobs``)."""
     log = clone.parent / f"{clone.name}-command1.log"
+    text = log.read_text() if log.exists() else None
+    for run in sorted(TIMING_RUNS.glob("command1__timing__*")) if text else ():
+        if (run / "log.txt").exists() and (run / "log.txt").read_text() == text:
+            m = json.loads((run / "metrics.json").read_text())
+            return f"finished with exit code {m['rc']} in {int(m['wall_s']) / 60:.1f} min"
     lines = re.findall(r"\[(\d+)/(\d+)\] .*? ([\d.]+) min elapsed", log.read_text()) if log.exists() else []
     if not lines:
         return "compared while it was running; no progress line yet"

@@ -328,3 +328,40 @@ def test_a_released_hub_file_is_sampled_by_its_name(tmp_path, monkeypatch):
     assert np.isfinite(m["gfid"]) and m["_n_samples"] == 4 and m["_cfg_scale"] == 1.5
     assert m["_from"] == "tiny-released-uvit (model.safetensors)" and m["_ema"] == "ema (hub file)"
     assert m["_autoencoder_weights"].startswith("released:tiny-released-uvit")
+
+
+class _SlowImages:
+    """A fake reference set whose every image read takes a while and is counted (across threads)."""
+
+    identity, description = "slow-test-images", "4 slow test images"
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def __len__(self) -> int:
+        return 4
+
+    def get_uint8(self, i: int) -> torch.Tensor:
+        import time
+        self.reads += 1
+        time.sleep(0.05)
+        return torch.full((3, 16, 16), 10 * i, dtype=torch.uint8)
+
+
+def test_concurrent_builds_of_one_reference_compute_it_once(tmp_path):
+    """Two runs that need the same reference at once (--jobs 2): the second waits on the lock, then reads the file."""
+    import threading
+    images, out = _SlowImages(), {}
+
+    def build(name: str) -> None:
+        out[name] = G.reference_stats(images, TinyFeatures(), kind="images", autoencoder=None, ae_id="",
+                                      resolution=16, cache_dir=tmp_path, batch_size=2, log=lambda _: None)
+
+    threads = [threading.Thread(target=build, args=(k,)) for k in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert images.reads == len(images)  # without the lock both threads miss the cache and read every image
+    (sa, ida), (sb, idb) = out["a"], out["b"]
+    assert ida == idb and np.allclose(sa.mean_cov()[0], sb.mean_cov()[0])

@@ -60,3 +60,37 @@ def test_runs_are_compared_by_id_while_the_rerun_is_going(tmp_path):
     assert r["compared_runs"] == 2 and "recon._seconds" not in r["largest"]
     assert round(r["largest"]["recon.rfid"].relative, 9) == 0.1
     assert r["moves"]["to_inconclusive"] and not r["moves"]["flips"]
+
+
+def test_the_comparison_says_which_machines_produced_each_side(tmp_path):
+    """The CPU model of every compared run, from its env.json, per side: a rerun on another machine says so."""
+    import json
+    old, new = tmp_path / "old", tmp_path / "new"
+    for root, cpu in ((old, "Intel(R) Xeon(R) Processor"), (new, "AMD EPYC")):
+        for k in (1, 2):
+            d = root / f"m__recon__small__{k}"
+            d.mkdir(parents=True)
+            (d / "metrics.json").write_text(json.dumps({"rfid": 100.0}))
+            if k == 1:
+                (d / "env.json").write_text(json.dumps({"cpu_model": cpu}))
+    r = stability.compare_runs(old, new)
+    assert r["machines"] == {"committed": {"Intel(R) Xeon(R) Processor": 1, "not recorded": 1},
+                             "rerun": {"AMD EPYC": 1, "not recorded": 1}}
+    text = stability.markdown(r, "header")
+    assert ("committed runs: Intel(R) Xeon(R) Processor (1 runs), not recorded (1 runs); "
+            "rerun: AMD EPYC (1 runs)") in text
+
+
+def test_the_summary_keeps_results_apart_from_timings_and_writes_no_infinity(tmp_path):
+    """stability.summary (tables/stability-small.json, the README's line): timed cells are left out, a change from 0
+    is None (JSON has no infinity), the largest change first."""
+    import json
+    old, new = tmp_path / "old", tmp_path / "new"
+    for root, vals in ((old, {"psnr": 20.0, "rfid": 100.0, "images_per_s": 1.0, "plateau_reached": 0}),
+                       (new, {"psnr": 22.0, "rfid": 150.0, "images_per_s": 9.0, "plateau_reached": 1})):
+        (root / "m__recon__small__1").mkdir(parents=True)
+        (root / "m__recon__small__1" / "metrics.json").write_text(json.dumps(vals))
+    s = stability.summary(stability.compare_runs(old, new), clone_sha="abc", cpu="X", note="n", committed_small=1)
+    assert [c["metric"] for c in s["largest"]] == ["recon.plateau_reached", "recon.rfid", "recon.psnr"]
+    assert s["largest"][0]["relative"] is None and round(s["largest"][1]["relative"], 9) == 0.5
+    json.loads(json.dumps(s, allow_nan=False))

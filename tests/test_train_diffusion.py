@@ -325,3 +325,27 @@ def test_cached_latents_computed_once_refused_when_foreign_recomputed_when_damag
     recomputed = TD.cached_latents(tmp_path, key, compute, log=messages.append)
     assert len(calls) == 3 and torch.equal(recomputed, first) and "damaged" in messages[0]
     assert torch.equal(TD.cached_latents(tmp_path, key, compute, log=quiet), first) and len(calls) == 3
+
+
+def test_concurrent_callers_of_one_latent_cache_entry_compute_it_once(tmp_path):
+    """Two training runs of one autoencoder at once (--jobs 2): the second waits on the entry's lock, then reads."""
+    import threading
+    import time
+    ae, imgs, calls, out = ToyEncoder(), toy_images(), [], {}
+
+    def compute():
+        calls.append(1)
+        time.sleep(0.3)  # long enough that the other thread asks while this one computes
+        return TD.encode_latents(ae, imgs, scaling_factor=0.25)
+
+    key = {"autoencoder": "toy@sha256:abc", "dataset": "toy-5", "resolution": 16, "scaling_factor": 0.25}
+
+    def load(name: str) -> None:
+        out[name] = TD.cached_latents(tmp_path, key, compute, log=quiet)
+
+    threads = [threading.Thread(target=load, args=(k,)) for k in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and torch.equal(out["a"], out["b"])

@@ -27,6 +27,7 @@ code seeds one global RNG per rank (seed + rank), so its samples depend on the G
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -62,6 +63,7 @@ from bench.evals.inception import feature_network
 from bench.provenance import atomic_write_json, file_digest
 from models import checkpoints, distributed
 from models.diffusion import DiTDiffusion, UViTDiffusion, guided
+from models.io import file_lock
 from models.pixart import Caption
 from models.train_autoencoder import mix_seed
 from models.train_diffusion import (
@@ -408,20 +410,22 @@ def reference_stats(images, feature_net: nn.Module, *, kind: str, autoencoder: n
     key = hashlib.sha256(json.dumps([images.identity, len(images), resolution, fsha, DCAE_GENERATE.digest(), kind,
                                      ae_id if kind == "reconstructions" else "", keep]).encode()).hexdigest()[:16]
     ref_id, path = f"fid-ref-gen-{key}", (cache_dir / f"fid-ref-gen-{key}.npz") if cache_dir is not None else None
-    cached = R._load_npz(path) if path is not None and path.exists() else None
-    if cached is not None:
-        return M.FeatureStats.from_arrays(cached), ref_id
-    log(f"reference statistics {ref_id}: {len(images)} {kind} of {images.description}")
-    stats = M.FeatureStats(int(feature_net.dim), keep)
-    for u in uint8_batches(images, batch_size):
-        if kind == "reconstructions":
-            u = M.to_uint8(autoencoder(u.to(device).float() / 127.5 - 1)).cpu()  # (B, 3, r, r), fp32 model
-        stats.add(feature_net(u.to(device)).double())
-    if path is not None:
-        mu, sigma = stats.mean_cov()
-        R._save_npz(path, {**stats.to_arrays(), "mu": mu, "sigma": sigma, "resolution": np.array(resolution),
-                           "feature_sha256": np.array(fsha), "images": np.array(images.identity),
-                           "kind": np.array(kind)})
+    # concurrent runs of one autoencoder (--jobs N) build it once: the others wait on the lock and read the file
+    with file_lock(path.with_name(path.name + ".lock")) if path is not None else contextlib.nullcontext():
+        cached = R._load_npz(path) if path is not None and path.exists() else None
+        if cached is not None:
+            return M.FeatureStats.from_arrays(cached), ref_id
+        log(f"reference statistics {ref_id}: {len(images)} {kind} of {images.description}")
+        stats = M.FeatureStats(int(feature_net.dim), keep)
+        for u in uint8_batches(images, batch_size):
+            if kind == "reconstructions":
+                u = M.to_uint8(autoencoder(u.to(device).float() / 127.5 - 1)).cpu()  # (B, 3, r, r), fp32 model
+            stats.add(feature_net(u.to(device)).double())
+        if path is not None:
+            mu, sigma = stats.mean_cov()
+            R._save_npz(path, {**stats.to_arrays(), "mu": mu, "sigma": sigma, "resolution": np.array(resolution),
+                               "feature_sha256": np.array(fsha), "images": np.array(images.identity),
+                               "kind": np.array(kind)})
     return stats, ref_id
 
 
