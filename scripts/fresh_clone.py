@@ -74,7 +74,7 @@ class LoadWatch:
         self._stop.set()
 
 
-def _timing_run(row: dict[str, str], sha: str, log: Path) -> str:
+def _timing_run(row: dict[str, str], sha: str, log: Path, clone: Path) -> str:
     """The run folder of one timing (``runs/_timings/<run_id>``): the command and the clone's commit, the machine,
     the measured numbers and the command's log, so the CSV row points at what produced it. Returns the run id."""
     rid = f"command{row['command_no']}__timing__{row['started_utc'].replace('-', '').replace(':', '')}"
@@ -85,8 +85,20 @@ def _timing_run(row: dict[str, str], sha: str, log: Path) -> str:
     env = provenance.environment("cpu", "float32", "small" if row["command_no"] == "1" else "smoke")
     atomic_write_json(run_dir / "env.json", {**env, "git_sha": sha, "git_dirty": False})  # the clone's, not ours
     atomic_write_json(run_dir / "metrics.json", {k: row[k] for k in ("wall_s", "rc", "max_load_1min", "tests")})
-    atomic_write_text(run_dir / "log.txt", log.read_text())
+    atomic_write_text(run_dir / "log.txt", stored_log(log.read_text(), clone))
     return rid
+
+
+PIP_LOCATION_WARNING = re.compile(r"^WARNING: Location '[^']*' is ignored: it is neither a file nor a directory\.$")
+
+
+def stored_log(text: str, clone: Path) -> str:
+    """The command's log as committed: without pip's warnings about this machine's package index locations (counted
+    in the first line) and with the clone's path as ``<clone>``, so a tracked file names no machine's folders."""
+    lines = text.splitlines()
+    kept = [x.replace(str(clone), "<clone>") for x in lines if not PIP_LOCATION_WARNING.match(x)]
+    return (f"[{len(lines) - len(kept)} lines of pip's 'WARNING: Location ... is ignored' about this machine's "
+            f"package index left out]\n" + "\n".join(kept) + "\n")
 
 
 def _append_timing(row: dict[str, str]) -> None:
@@ -130,7 +142,7 @@ def _progress(clone: Path) -> str:
     log = clone.parent / f"{clone.name}-command1.log"
     text = log.read_text() if log.exists() else None
     for run in sorted(TIMING_RUNS.glob("command1__timing__*")) if text else ():
-        if (run / "log.txt").exists() and (run / "log.txt").read_text() == text:
+        if (run / "log.txt").exists() and (run / "log.txt").read_text() == stored_log(text, clone):
             m = json.loads((run / "metrics.json").read_text())
             return f"finished with exit code {m['rc']} in {int(m['wall_s']) / 60:.1f} min"
     lines = re.findall(r"\[(\d+)/(\d+)\] .*? ([\d.]+) min elapsed", log.read_text()) if log.exists() else []
@@ -174,7 +186,7 @@ def main() -> None:
            "max_load_1min": f"{load.max:.2f}", "cpu_count": str(os.cpu_count()),
            "cpu_model": provenance.cpu_model(), "kernel_build": platform.version(),
            "tests": tests.removeprefix("tests: ")}
-    _append_timing({**row, "run_id": _timing_run(row, sha, log)})
+    _append_timing({**row, "run_id": _timing_run(row, sha, log, args.dir)})
     if args.command == "1" and (args.dir / ".cache" / "runs").is_dir():
         _stability(args.dir, f"finished with exit code {rc} in {wall / 60:.1f} min")
     print(f"command {args.command}: rc {rc}, {wall / 60:.1f} min, highest 1-min load {load.max:.2f}; recorded in "
