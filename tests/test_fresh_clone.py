@@ -17,7 +17,7 @@ def _script():
 def test_the_stored_log_drops_pip_index_warnings_and_the_clone_path_only():
     f = _script()
     clone = Path("/somewhere/fresh9")
-    text = ("WARNING: Location 'file:///opt/pypi/simple/torch/' is ignored: it is neither a file nor a directory.\n"
+    text = ("WARNING: Location 'file:///index/simple/torch/' is ignored: it is neither a file nor a directory.\n"
             "Collecting torch\n"
             "  /somewhere/fresh9/tests/test_data.py:101: UserWarning: 1 unreadable image(s)\n"
             "WARNING: something else pip says\n")
