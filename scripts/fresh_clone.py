@@ -131,8 +131,9 @@ def _stability(clone: Path, note: str) -> Path:
               f"'<eval>.<metric>'; a verdict flip is reproduced <-> contradicted.")
     out = ROOT / "tables" / "stability-small.md"
     atomic_write_text(out, stability.markdown(result, header))
-    atomic_write_json(out.with_suffix(".json"), stability.summary(result, clone_sha=sha[:12], cpu=provenance.cpu_model(),
-                                                                  note=note, committed_small=_committed_small()))
+    summary = stability.summary(result, clone_sha=sha[:12], cpu=provenance.cpu_model(), note=note,
+                                committed_small=_committed_small())
+    atomic_write_json(out.with_suffix(".json"), summary)
     return out
 
 
