@@ -8,9 +8,9 @@ pool, one CPU thread per worker, each run started as soon as the runs it depends
 between stages), the ready run that holds up the longest chain of expected work first. The serial pass that
 follows then finds those runs complete and reuses them; anything that failed here is simply computed (and reported)
 again there. Two processes never compute one run twice: the runner's per-run file lock makes the second wait and
-reuse. The plan comes with the time it is expected to take, from the
-earlier times of the same runs (``Estimate``: in a fresh clone, the committed ``runs/``), and each finished run prints
-the time left, those times rescaled by how fast this machine ran the runs finished so far.
+reuse. The plan comes with the time it is expected to take, from the earlier times of the same runs (``Estimate``:
+in a fresh clone, the committed ``runs/``), and each finished run prints the time left, those times rescaled by how
+fast this machine ran the runs finished so far.
 """
 from __future__ import annotations
 

@@ -168,7 +168,7 @@ def compare_runs(committed, rerun) -> dict:
 
 
 def machines_line(machines: Mapping[str, Mapping[str, int]]) -> str:
-    """'Machines (CPU model from each run's env.json): committed: X (n runs); rerun: Y (m runs).'"""
+    """'Machines (CPU model in each compared run's env.json): committed runs: X (n runs), ...; rerun: Y (m runs).'"""
     def side(counts: Mapping[str, int]) -> str:
         return ", ".join(f"{cpu} ({n} runs)" for cpu, n in sorted(counts.items(), key=lambda kv: -kv[1])) or "none"
     return (f"Machines (CPU model in each compared run's env.json): committed runs: {side(machines['committed'])}; "

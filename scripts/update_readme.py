@@ -76,6 +76,7 @@ def stability_lines(path: Path) -> list[str]:
     v, machines = s["verdicts"], s.get("machines") or {}
     committed = "; ".join(f"{cpu}: {n} runs" for cpu, n in machines.get("committed", {}).items()) or "not recorded"
     moved = "; ".join(v["to_inconclusive"] + v["from_inconclusive"])
+
     def change(c: dict) -> str:
         return f"{c['metric']} " + ("from 0" if c["relative"] is None else f"{100 * c['relative']:.3g} %")
 
