@@ -283,8 +283,8 @@ class MemoryConfig(EvalConfig):
 @dataclass(frozen=True)
 class ClaimConfig(EvalConfig):
     """Eval ``claim``: one claim of the paper decided by the one rule of bench/stats.py on two arms of runs, one run
-    per training seed: reconstruction runs on the same images (a paired bootstrap over images) or generate runs
-    (samples paired by index, the reference resampled on its own). Verdict, interval, mean ± sd per arm. With
+    per training seed: reconstruction runs on the same images or generate runs on the same labels and reference (a
+    t interval over seeds and source photos). Verdict, interval, mean ± sd per arm, power. With
     ``base_a`` / ``base_b`` (reconstruction arms only) the claim is a contrast, (a − base_a) − (b − base_b), seed by
     seed on the same images (e.g. "with shortcuts the f32 − f8 gap is smaller")."""
 
@@ -295,10 +295,11 @@ class ClaimConfig(EvalConfig):
     lower_is_better: bool                          # the paper's direction: arm_a better means lower (rFID) or higher
     arm_a: tuple[ReconConfig | GenerateConfig, ...]  # the arm the paper says is better, one run per training seed
     arm_b: tuple[ReconConfig | GenerateConfig, ...]  # the arm it is compared with (the same eval as arm_a)
-    level: float = 0.90                            # the interval's level (90 %: the issue's rule)
+    level: float = 0.90                            # the t interval's two-sided level
     min_seeds: int = 3                             # fewer seeds in either arm: inconclusive by rule
-    n_boot: int = 2000                             # bootstrap replicates for per-image metrics
-    n_boot_set: int = 200                          # replicates for KID (each one: a KID per run of every arm and base)
+    design: Literal["independent", "paired"] = "independent"  # seeds of the two arms: separate or matched units
+    pairing: str = ""                              # why seed s of both arms is one unit (a paired design says)
+    kind: Literal["paper", "diagnostic", "extension"] = "paper"  # the paper's claim, our diagnostic, or our extension
     base_a: tuple[ReconConfig, ...] = ()           # a contrast: arm_a minus these, seed by seed (() : none)
     base_b: tuple[ReconConfig, ...] = ()           # ... and arm_b minus these: (a - base_a) - (b - base_b)
 
@@ -323,6 +324,10 @@ class ClaimConfig(EvalConfig):
         per_eval = {ReconConfig: ("rfid", "kid", "psnr", "ssim", "lpips"), GenerateConfig: ("gfid", "kid", "gfid_vs_recon", "kid_vs_recon")}
         if kinds and self.metric not in per_eval[kinds.pop()]:
             raise ConfigError(f"ClaimConfig: metric {self.metric!r} is not measured by the arms' eval")
+        arms = [self.arm_a, self.arm_b] + [x for x in (self.base_a, self.base_b) if x]
+        if self.design == "paired" and (len({len(x) for x in arms}) != 1 or not self.pairing):
+            raise ConfigError("ClaimConfig: a paired design needs one run per seed in every arm and a 'pairing' "
+                              "saying why seed s of the arms is one unit")
 
     @property
     def run_name(self) -> str:

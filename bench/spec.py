@@ -170,7 +170,11 @@ CLAIM_COLUMNS = (
     Column("ci_lo", "90% CI low", fmt=".3g"),
     Column("ci_hi", "90% CI high", fmt=".3g"),
     Column("n_seeds", "seeds", fmt=".0f"),
-    Column("n_images", "images", fmt=".0f"),
+    Column("image_groups", "images resampled by", text=True),
+    Column("pairing", "seeds", text=True),
+    Column("df", "df", fmt=".1f"),
+    Column("p_value", "p", fmt=".2g"),
+    Column("power", "power", text=True),
     Column("mean_a", "a mean", fmt=".4g"),
     Column("sd_a", "a sd", fmt=".3g"),
     Column("mean_b", "b mean", fmt=".4g"),
@@ -180,11 +184,14 @@ CLAIM_COLUMNS = (
 
 def claim_row(statement: str, metric: str, lower_is_better: bool, arm_a: tuple[Row, ...], arm_b: tuple[Row, ...],
               note: str = "", not_run: Mapping[str, str] | None = None, base_a: tuple[Row, ...] = (),
-              base_b: tuple[Row, ...] = ()) -> Row:
+              base_b: tuple[Row, ...] = (), design: str = "independent", pairing: str = "",
+              kind: str = "paper") -> Row:
     """A claim row: arm ``a`` (the rows, one per training seed, that the paper says are better on ``metric``) against
     arm ``b``, at every scale where all of their runs run, decided by the ``claim`` eval. ``not_run``: scale ->
     why the claim is not decided there although its arms run (e.g. a 1x1 latent); the reason joins the note.
-    ``base_a`` / ``base_b``: a contrast, (a − base_a) − (b − base_b), seed by seed (``ClaimConfig``)."""
+    ``base_a`` / ``base_b``: a contrast, (a − base_a) − (b − base_b), seed by seed (``ClaimConfig``). ``design``
+    "paired" with ``pairing`` (why seed s of the arms is one unit) declares matched seeds; ``kind`` says whether
+    the row tests the paper's claim, is a diagnostic of ours, or extends the paper to another metric."""
     not_run = dict(not_run or {})
     if set(not_run) - set(SCALES):
         raise ConfigError(f"claim {statement!r}: not_run names {sorted(set(not_run) - set(SCALES))}; scales are "
@@ -199,6 +206,6 @@ def claim_row(statement: str, metric: str, lower_is_better: bool, arm_a: tuple[R
     if first is None:
         raise ConfigError(f"claim {statement!r} runs at no scale (its arms' rows run nowhere, or not_run covers "
                           f"every scale where they do)")
-    base = ClaimConfig(statement, metric, lower_is_better, **at[first])
+    base = ClaimConfig(statement, metric, lower_is_better, **at[first], design=design, pairing=pairing, kind=kind)
     why = "; ".join(f"{scale}: not run: {reason}" for scale, reason in not_run.items())
     return Row(f"claim: {statement}", run=RunRef(base, at=at), note="; ".join(t for t in (note, why) if t))

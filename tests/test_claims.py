@@ -1,5 +1,5 @@
-"""The claim eval (bench/evals/claims.py): per-image values and features of the arms' reconstruction runs, the one
-rule of bench/stats.py, and the recomputation of runs that lack the files a claim needs."""
+"""The claim eval (bench/evals/claims.py): the arms' values and image jackknives, the one rule of bench/stats.py,
+collapsed arms, and the recomputation of runs that lack the file a claim needs."""
 from __future__ import annotations
 
 import dataclasses
@@ -15,7 +15,7 @@ from bench.configs import (
     ReconConfig,
 )
 from bench.errors import Unavailable
-from bench.evals.reconstruction import FEATURES_FILE, PER_IMAGE_FILE
+from bench.evals.image_groups import JACKKNIFE_FILE
 from bench.runner import Runner
 from bench.spec import RunRef
 
@@ -29,7 +29,7 @@ def _recon(model: str) -> ReconConfig:
 def _claim(metric: str, n_seeds: int, **kw) -> ClaimConfig:
     a, b = _recon("dc-ae-f8c4-tiny"), _recon("dc-ae-f32c32-tiny")
     return ClaimConfig(f"f8 beats f32 on {metric}", metric, metric in ("rfid", "lpips"), (a,) * n_seeds,
-                       (b,) * n_seeds, n_boot=200, n_boot_set=20, **kw)
+                       (b,) * n_seeds, **kw)
 
 
 @pytest.mark.parametrize("metric", ["psnr", "rfid"])
@@ -41,8 +41,19 @@ def test_claim_is_decided_from_the_arm_runs(tmp_path, metric):
     b = runner.ensure(RunRef(_recon("dc-ae-f32c32-tiny")), "smoke").metrics
     assert m["verdict"] in ("reproduced", "contradicted", "inconclusive") and m["n_seeds"] == 3 and m["n_images"] == 6
     assert m["mean_a"] == pytest.approx(a[metric], rel=1e-6) and m["mean_b"] == pytest.approx(b[metric], rel=1e-6)
-    assert m["ci_lo"] <= m["diff"] <= m["ci_hi"] and m["_protocol"] == "dcae-claim-v4"
-    assert len(m["_from"]) == 6 and m["_how_verdict"]
+    assert m["ci_lo"] <= m["diff"] <= m["ci_hi"] and m["_protocol"] == "dcae-claim-v5"
+    assert len(m["_from"]) == 6 and m["_how_verdict"] and m["image_groups"] == "6 index blocks"
+    assert m["pairing"] == "independent" and 0 <= m["p_value"] <= 1
+
+
+def test_a_claim_with_a_collapsed_arm_is_invalid(tmp_path):
+    runner = Runner(tmp_path)
+    arm_b = runner.ensure(RunRef(_recon("dc-ae-f32c32-tiny")), "smoke")
+    metrics = json.loads((arm_b.dir / "metrics.json").read_text())
+    (arm_b.dir / "metrics.json").write_text(json.dumps({**metrics, "collapsed": 1}))
+    m = Runner(tmp_path).ensure(RunRef(_claim("psnr", 3)), "smoke").metrics
+    assert m["verdict"] == "invalid: dc-ae-f32c32-tiny (arm b) collapsed"
+    assert "by the interval alone" in m["_how_verdict"]
 
 
 def test_fewer_seeds_are_inconclusive_by_rule(tmp_path):
@@ -50,13 +61,12 @@ def test_fewer_seeds_are_inconclusive_by_rule(tmp_path):
     assert m["verdict"] == "inconclusive" and m["_how_verdict"].startswith("1 seeds < 3")
 
 
-def test_runs_without_per_image_files_are_recomputed(tmp_path):
+def test_runs_without_a_jackknife_file_are_recomputed(tmp_path):
     runner = Runner(tmp_path)
     arm = runner.ensure(RunRef(_recon("dc-ae-f8c4-tiny")), "smoke")
-    (arm.dir / PER_IMAGE_FILE).unlink()  # a run made before per-image values were kept
-    (arm.dir / FEATURES_FILE).unlink()
+    (arm.dir / JACKKNIFE_FILE).unlink()
     m = runner.ensure(RunRef(_claim("rfid", 1)), "smoke").metrics
-    assert (arm.dir / PER_IMAGE_FILE).exists() and (arm.dir / FEATURES_FILE).exists() and m["n_images"] == 6
+    assert (arm.dir / JACKKNIFE_FILE).exists() and m["n_images"] == 6
 
 
 def test_arms_on_different_images_are_not_decided(tmp_path):
@@ -99,11 +109,11 @@ def test_the_same_regions_at_two_resolutions_are_paired_each_against_its_own_ori
                            batch_size=6)
     runner = Runner(tmp_path)
     claim = ClaimConfig("lower rFID at 32 px than at 64 px", "rfid", True, (at(32),) * 3, (at(64),) * 3,
-                        n_boot_set=20)
+                        design="paired", pairing="the same model at two resolutions")
     m = runner.ensure(RunRef(claim), "smoke").metrics
     a, b = (runner.ensure(RunRef(at(r)), "smoke").metrics for r in (32, 64))
     assert m["mean_a"] == pytest.approx(a["rfid"], rel=1e-6) and m["mean_b"] == pytest.approx(b["rfid"], rel=1e-6)
-    assert m["n_images"] == 6 and m["ci_lo"] <= m["diff"] <= m["ci_hi"]
+    assert m["n_images"] == 6 and m["ci_lo"] <= m["diff"] <= m["ci_hi"] and m["image_groups"].endswith("photos")
     crops = tuple(ReconConfig("dc-ae-f8c4-tiny", r, dataset=EMBEDDED_TEST, n_images=6, features="tiny",
                               batch_size=6) for r in (32, 64))
     with pytest.raises(Unavailable, match="different images"):  # the crop split differs per resolution
@@ -143,7 +153,7 @@ def test_a_contrast_pairs_bases_by_their_images_not_by_when_the_run_was_made(tmp
     metrics = json.loads(metrics_file.read_text())
     del metrics["_regions_id"]
     metrics_file.write_text(json.dumps(metrics))
-    contrast = ClaimConfig(cfg.statement, "psnr", False, cfg.arm_a, cfg.arm_b, base_a=base, base_b=base, n_boot=200)
+    contrast = ClaimConfig(cfg.statement, "psnr", False, cfg.arm_a, cfg.arm_b, base_a=base, base_b=base)
     m = runner.ensure(RunRef(contrast), "smoke").metrics
     assert m["verdict"] in ("reproduced", "contradicted", "inconclusive") and m["n_images"] == 6
     elsewhere = (ReconConfig("sd-vae-f8c4-tiny", 32, dataset=SYNTHETIC, n_images=6, features="tiny", seed=1),) * 3

@@ -1,4 +1,4 @@
-"""Training to a plateau (issue #11, item 3): the doubling rule, the recorded curve, resumption, and config checks."""
+"""Training to a plateau: the doubling rule, the recorded curve, collapse, resumption, and config checks."""
 from __future__ import annotations
 
 import json
@@ -31,6 +31,17 @@ def test_the_rule_stops_at_the_first_small_gain(tmp_path, monkeypatch):
     res = Runner(tmp_path).ensure(RunRef(_cfg(Plateau(min_gain_db=0.3, max_steps=64, probe_images=4))), "smoke")
     assert res.metrics["_plateau_curve"] == [[2, 10.0], [4, 10.1]]
     assert res.metrics["steps"] == 4 and res.metrics["plateau_reached"] == 1
+    assert res.metrics["collapsed"] == 0 and res.metrics["output_spread"] > training.COLLAPSED_BELOW
+
+
+def test_a_collapsed_model_never_reaches_a_plateau(tmp_path, monkeypatch):
+    """A flat PSNR curve of a model that outputs one image whatever its input is no plateau."""
+    psnrs = iter([11.0, 11.1, 50.0])
+    monkeypatch.setattr(training, "probe_psnr", lambda *a, **k: next(psnrs))
+    monkeypatch.setattr(training, "probe_spread", lambda *a, **k: 0.05)
+    res = Runner(tmp_path).ensure(RunRef(_cfg(Plateau(min_gain_db=0.3, max_steps=64, probe_images=4))), "smoke")
+    assert res.metrics["_plateau_curve"] == [[2, 11.0], [4, 11.1]]
+    assert res.metrics["plateau_reached"] == 0 and res.metrics["collapsed"] == 1
 
 
 def test_a_killed_plateau_run_resumes_at_its_stage(tmp_path, monkeypatch):

@@ -60,7 +60,7 @@ def _eval(tmp, ds, model=None, **kw):
 def test_metrics_of_a_lossy_and_a_lossless_autoencoder(tmp_path):
     ds = SyntheticDataset(12, 32)
     m = _eval(tmp_path / "a", ds)
-    assert m["_complete"] and m["_n_images"] == 12 and m["_protocol"] == "dcae-recon-v3"
+    assert m["_complete"] and m["_n_images"] == 12 and m["_protocol"] == "dcae-recon-v4"
     assert 10 < m["psnr"] < 40 and 0 < m["ssim"] < 1 and m["rfid"] > 0 and m["kid"] > -1
     assert m["lpips"].startswith("unavailable") and 0 <= m["outside_model_share"] <= 1 and m["images_per_s"] > 0
     assert m["_fid_note"].startswith("small-N FID")
@@ -70,6 +70,22 @@ def test_metrics_of_a_lossy_and_a_lossless_autoencoder(tmp_path):
     perfect = _eval(tmp_path / "b", ds, Identity())
     assert perfect["psnr"] == float("inf") and perfect["ssim"] == pytest.approx(1.0)
     assert abs(perfect["rfid"]) < 1e-6 and perfect["_psnr_inf_images"] == 12
+    assert perfect["collapsed"] == 0 and perfect["output_spread"] == pytest.approx(1.0)
+
+
+class Constant(StandInAE):
+    def forward(self, x):
+        return torch.zeros_like(x) + 0.3  # one grey image whatever the input
+
+
+def test_a_run_records_collapse_and_its_image_jackknife(tmp_path):
+    ds = SyntheticDataset(12, 32)
+    m = _eval(tmp_path / "c", ds, Constant())
+    assert m["collapsed"] == 1 and m["output_spread"] < 0.01
+    jk = json.loads((tmp_path / "c" / "jackknife.json").read_text())["index blocks"]
+    assert len(jk["groups"]) == 12 and len(jk["psnr"]) == len(jk["rfid"]) == len(jk["kid"]) == 12
+    working = _eval(tmp_path / "d", ds)
+    assert working["collapsed"] == 0
 
 
 def test_reference_statistics_are_cached_and_reused(tmp_path):
@@ -83,6 +99,53 @@ def test_reference_statistics_are_cached_and_reused(tmp_path):
     # another image set gets another key
     third = _eval(tmp_path / "run2", SyntheticDataset(10, 32, seed=5))
     assert third["_reference_id"] != first["_reference_id"]
+
+
+class _SlowCountingFeatures(TinyFeatures):
+    """TinyFeatures that counts the images it sees (across threads) and takes a while per batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images = 0
+
+    def forward(self, u):
+        self.images += len(u)
+        time.sleep(0.2)
+        return super().forward(u)
+
+
+def test_concurrent_runs_build_one_reference_once(tmp_path):
+    """Two runs on the same images at once (--jobs 2): the second waits on the cache entry's lock, then reads it."""
+    import threading
+    ds, net, out = SyntheticDataset(8, 32), _SlowCountingFeatures(), {}
+
+    def run(name: str) -> None:
+        out[name] = R.evaluate(StandInAE(), ds, tmp_path / name, feature_net=net, cache_dir=tmp_path / "_cache",
+                               log=lambda m: None).metrics
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert net.images == 3 * len(ds)  # both runs' reconstructions and the originals once (4x without the lock)
+    assert out["a"]["rfid"] == out["b"]["rfid"] and out["a"]["_reference_id"] == out["b"]["_reference_id"]
+
+
+class _OneUnreadable(SyntheticDataset):
+    def get_uint8(self, i: int):
+        return None if i == 5 else super().get_uint8(i)
+
+
+def test_reference_built_before_the_shards_equals_the_shards_own(tmp_path):
+    """Built up front (one process, cached) or beside the reconstructions (no cache): the same sums, bit for bit."""
+    ds = _OneUnreadable(20, 32)
+    kw = {"model": StandInAE(), "shard_images": 6, "batch_size": 4}
+    built = _eval(tmp_path / "a", ds, **kw)
+    beside = R.evaluate(kw.pop("model"), ds, tmp_path / "b", feature_net=TinyFeatures(), cache_dir=None,
+                        log=lambda m: None, **kw).metrics
+    assert built["_n_images"] == beside["_n_images"] == 19
+    assert built["rfid"] == beside["rfid"] and built["kid"] == beside["kid"]
 
 
 def test_killed_and_resumed_evaluation_equals_an_uninterrupted_one(tmp_path):
@@ -304,7 +367,7 @@ def test_out_of_memory_halves_the_batch_and_records_it(tmp_path):
 
 def test_protocol_preset_is_frozen_and_recorded():
     p = R.DCAE_RECON
-    assert p.id == "dcae-recon-v3"  # from the registration (bench.evals.EVALS), never typed here
+    assert p.id == "dcae-recon-v4"  # from the registration (bench.evals.EVALS), never typed here
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.id = "other"  # type: ignore[misc]
     assert p.ssim.window == 11 and p.ssim.sigma == 1.5 and p.ssim.data_range == 255

@@ -148,29 +148,36 @@ ROWS_A = tuple(Row(_label_a(f, c, ra, s), run=recon(train_cfg(f, c, ra, s), f, h
 _BY_LABEL = {r.label: r for r in ROWS_A}
 _A = {(f, ra): tuple(_BY_LABEL[_label_a(f, c, ra, s)] for s in SEEDS[f]) for f, c in FS_A for ra in (False, True)}
 _A_LABELS = {k: [r.label for r in rows] for k, rows in _A.items()}  # for the plot
-# #11: no claim about f64 on a 1x1 latent. At the small scale's 64 px the f64 models' latent is 1x1 (the paper's is
+# No claim about f64 on a 1x1 latent. At the small scale's 64 px the f64 models' latent is 1x1 (the paper's is
 # 4x4 at 256 px): their rows stay in the plot, but a claim that needs them is not decided there, and the f8-vs-deep
 # claims are made against f32 (a 2x2 latent) instead. Training panel a at 128 px would cost 4x its budget.
-F64_SMALL = {"small": f"the f64 latent is 1x1 at {SMALL_RES} px (the paper's is 4x4 at 256 px), #11"}
+F64_SMALL = {"small": f"the f64 latent is 1x1 at {SMALL_RES} px (the paper's is 4x4 at 256 px)"}
+# Shortcuts have no parameters: with and without them, seed s builds identical initial weights and sees the same
+# batches, so seed s of the two arms is one unit.
+SAME_INIT = "paired by seed: with and without shortcuts, seed s has identical initial weights and batches"
+EXTENSION = "extension"  # Fig. 3 states rFID; its PSNR rows are ours
 CLAIMS_A = (  # arm a = the side the paper says is better (bench/stats.py: one rule, >= 3 seeds, 90 % interval)
     claim_row("without shortcuts, f8 has lower rFID than f64", "rfid", True, _A[(8, False)], _A[(64, False)],
               not_run=F64_SMALL),
     claim_row("without shortcuts, f8 has lower rFID than f32", "rfid", True, _A[(8, False)], _A[(32, False)]),
-    claim_row("Residual Autoencoding lowers f32 rFID", "rfid", True, _A[(32, True)], _A[(32, False)]),
+    claim_row("Residual Autoencoding lowers f32 rFID", "rfid", True, _A[(32, True)], _A[(32, False)],
+              design="paired", pairing=SAME_INIT),
     claim_row("Residual Autoencoding lowers f64 rFID", "rfid", True, _A[(64, True)], _A[(64, False)],
-              not_run=F64_SMALL),
+              not_run=F64_SMALL, design="paired", pairing=SAME_INIT),
     claim_row("without shortcuts, f8 has higher PSNR than f64", "psnr", False, _A[(8, False)], _A[(64, False)],
-              not_run=F64_SMALL),
-    claim_row("without shortcuts, f8 has higher PSNR than f32", "psnr", False, _A[(8, False)], _A[(32, False)]),
+              not_run=F64_SMALL, kind=EXTENSION),
+    claim_row("without shortcuts, f8 has higher PSNR than f32", "psnr", False, _A[(8, False)], _A[(32, False)],
+              kind=EXTENSION),
 ) + tuple(  # PSNR is the steadier metric at small N (a 38-image rFID is dominated by its bias)
     claim_row(f"Residual Autoencoding raises f{f} PSNR", "psnr", False, _A[(f, True)], _A[(f, False)],
-              not_run=F64_SMALL if f == 64 else None)
+              not_run=F64_SMALL if f == 64 else None, design="paired", pairing=SAME_INIT, kind=EXTENSION)
     for f, _ in FS_A) + tuple(
     # the paper's point (Fig. 3a): with shortcuts, rFID stays near the f8 level as f grows; without, it degrades. A
     # contrast, (fX - f8 with shortcuts) - (fX - f8 without), seed by seed on the same crops: < 0 for rFID, > 0 for PSNR
     claim_row(f"with Residual Autoencoding, f{f} {name} stays nearer f8's than without", metric, metric == "rfid",
               _A[(f, True)], _A[(f, False)], base_a=_A[(8, True)], base_b=_A[(8, False)],
-              not_run=F64_SMALL if f == 64 else None,
+              not_run=F64_SMALL if f == 64 else None, design="paired", pairing=SAME_INIT,
+              kind=EXTENSION if metric == "psnr" else "paper",
               note="a - b is (fX - f8 with shortcuts) - (fX - f8 without); the arm means are those gaps")
     for f in (16, 32, 64) for metric, name in (("rfid", "rFID"), ("psnr", "PSNR")))
 
@@ -240,15 +247,19 @@ def _B(f, c, ad, hi) -> tuple[Row, ...]:
 
 # Both resolutions evaluate the held-out regions set (the same boxes rendered at 64 and 256 px, none upscaled), so
 # "worse at 4x resolution" is paired by region; each arm's rFID is against its own resolution's originals.
+SAME_MODELS = "paired by seed: the same trained models at two resolutions"
+SAME_PARENT = "paired by seed: both arms continue seed s's phase-1 checkpoint"
 CLAIMS_B = (
     claim_row("f64 without adaptation has lower rFID at its training resolution than at 4x", "rfid", True,
-              _B(64, 256, False, False), _B(64, 256, False, True), not_run=F64_SMALL),
+              _B(64, 256, False, False), _B(64, 256, False, True), not_run=F64_SMALL, design="paired",
+              pairing=SAME_MODELS),
     claim_row("f8 without adaptation has lower rFID at 4x than at its training resolution", "rfid", True,
-              _B(8, 4, False, True), _B(8, 4, False, False)),
+              _B(8, 4, False, True), _B(8, 4, False, False), design="paired", pairing=SAME_MODELS),
     claim_row("phase-2 adaptation lowers f64 rFID at 4x resolution", "rfid", True,
-              _B(64, 256, True, True), _B(64, 256, False, True)),
+              _B(64, 256, True, True), _B(64, 256, False, True), design="paired", pairing=SAME_PARENT),
     claim_row("phase-2 adaptation raises f64 PSNR at 4x resolution", "psnr", False,
-              _B(64, 256, True, True), _B(64, 256, False, True)),
+              _B(64, 256, True, True), _B(64, 256, False, True), design="paired", pairing=SAME_PARENT,
+              kind=EXTENSION),
 )
 
 

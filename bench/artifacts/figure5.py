@@ -92,13 +92,14 @@ def _arm(variant: str) -> tuple[Row, ...]:
     return tuple(_BY_LABEL[_label(variant, s)] for s in SEEDS)
 
 
+SAME_PARENT = "paired by seed: the three variants of seed s continue seed s's phase-1 checkpoint"
 CLAIMS = (  # arm a = the side the paper says is better
     claim_row("local refinement (phase 3) has lower rFID than no GAN", "rfid", True,
-              _arm("local refinement (phase 3)"), _arm("no GAN")),
+              _arm("local refinement (phase 3)"), _arm("no GAN"), design="paired", pairing=SAME_PARENT),
     claim_row("full-model GAN has lower rFID than no GAN", "rfid", True,
-              _arm("full-model GAN"), _arm("no GAN")),
+              _arm("full-model GAN"), _arm("no GAN"), design="paired", pairing=SAME_PARENT),
     claim_row("local refinement (phase 3) has lower rFID than full-model GAN", "rfid", True,
-              _arm("local refinement (phase 3)"), _arm("full-model GAN")),
+              _arm("local refinement (phase 3)"), _arm("full-model GAN"), design="paired", pairing=SAME_PARENT),
 )
 
 

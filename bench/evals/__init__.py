@@ -39,30 +39,25 @@ class Eval:
 
 
 EVALS: dict[str, Eval] = {
-    # Reconstruction protocol: rFID / PSNR / SSIM / LPIPS of an autoencoder (Table 2, Fig. 2a, 3, 5, 7).
-    # v2: SSIM averages the reflect-padded map as the official evaluator's torchmetrics does (v1 cropped the border).
-    # v3: the embedded held-out split grew by four committed photos (models/photos: 326 crops at 128 px, #11); runs
-    # of a trained checkpoint record its training steps and plateau.
-    "recon": Eval(ReconConfig, "bench.evals.reconstruction:run", "dcae-recon", 3, parallel_safe=True),
-    # Autoencoder training: Decoupled High-Resolution Adaptation phases (Fig. 3, Fig. 5; issue #5).
-    # v2: small-scale phase-1 lr 1e-3 -> 2e-4 (a sweep on f32c32-tiny: 1e-3 was too high for both families).
-    "train-ae": Eval(TrainAEConfig, "bench.evals.training:run", "dcae-train-ae", 2, parallel_safe=True),
-    # A claim of the paper decided by the one rule of bench/stats.py (paired bootstrap over images, >= 3 seeds; #11).
-    # v2: rFID / KID claims use the basic bootstrap interval (a resampled small-N FID is biased; v1: percentile).
-    # v3: claims on generate arms; KID of a resampled set leaves out pairs of copies of one row (unbiased replicates).
-    # v4: FID claims get the paired delete-one jackknife interval (centred on the estimate); KID the percentile one.
-    "claim": Eval(ClaimConfig, "bench.evals.claims:run", "dcae-claim", 4, parallel_safe=True),
+    # Reconstruction protocol: rFID / PSNR / SSIM / LPIPS of an autoencoder (Table 2, Fig. 2a, 3, 5, 7), each metric
+    # with each source photo left out (the claims' image jackknife), and whether the model collapsed.
+    "recon": Eval(ReconConfig, "bench.evals.reconstruction:run", "dcae-recon", 4, parallel_safe=True),
+    # Autoencoder training: Decoupled High-Resolution Adaptation phases (Fig. 3, Fig. 5); a plateau-trained run
+    # records its probe's output spread, and a collapsed model never counts as having reached its plateau.
+    "train-ae": Eval(TrainAEConfig, "bench.evals.training:run", "dcae-train-ae", 3, parallel_safe=True),
+    # A claim of the paper decided by the one rule of bench/stats.py: a t interval over training seeds and source
+    # photos; a claim with a collapsed arm is invalid.
+    "claim": Eval(ClaimConfig, "bench.evals.claims:run", "dcae-claim", 5, parallel_safe=True),
     # Section 3.2 memory claim: peak training memory of full training vs phase-2 adaptation (timed: runs alone).
     "ae-memory": Eval(MemoryConfig, "bench.evals.training:run_memory", "dcae-ae-memory", 1, parallel_safe=False),
     # Backbone efficiency profiling: throughput, latency, memory, FLOPs (Tables 3-5, Fig. 2c; timed: runs alone).
     "efficiency": Eval(EfficiencyConfig, "bench.evals.efficiency:run", "dcae-efficiency", 1, parallel_safe=False),
-    # Latent diffusion training on an autoencoder's latents: the official UViT / DiT recipes (Tables 1, 3, 4; #10).
+    # Latent diffusion training on an autoencoder's latents: the official UViT / DiT recipes (Tables 1, 3, 4).
     "train-diffusion": Eval(TrainDiffusionConfig, "bench.evals.diffusion_training:run_train", "dcae-train-diffusion", 1,
                             parallel_safe=True),
-    # Generation protocol: sample (EMA, CFG), decode / scaling factor in fp32, gFID / KID / IS (Tables 1, 3, 4; #10).
-    # v2: the samples' features are kept (features.npz: claims resample them); optional scores vs reconstructions.
-    # v3: KID on the full sets up to 2,000 samples (metrics.kid_of_sets: the claims' statistic), subsets above.
-    "generate": Eval(GenerateConfig, "bench.evals.generation:run_generate", "dcae-generate", 3, parallel_safe=True),
+    # Generation protocol: sample (EMA, CFG), decode / scaling factor in fp32, gFID / KID / IS (Tables 1, 3, 4), each
+    # score with each block of samples and each reference photo left out (the claims' image jackknife).
+    "generate": Eval(GenerateConfig, "bench.evals.generation:run_generate", "dcae-generate", 4, parallel_safe=True),
 }
 
 

@@ -1,18 +1,16 @@
-"""Eval ``claim``: one claim of the paper decided by the one rule of ``bench/stats.py`` (issue #11).
+"""Eval ``claim``: one claim of the paper decided by the one rule of ``bench/stats.py``.
 
-A claim names two arms (``ClaimConfig.arm_a``: the arm the paper says is better, ``arm_b``), each a tuple of
-reconstruction runs, one per training seed, evaluated on the same images. The eval reads every arm run's per-image
-values (``per_image.json``) or, for rFID / KID, the reconstructions' features (``features.npz``) and the reference
-features of the originals (``runs/_cache``), and returns the verdict, the difference with its paired bootstrap
-interval over images, mean ± sd per arm, n_seeds and n_images. A run whose files are missing (runs made before
-per-image values were kept, or a fresh clone without the gitignored features) is recomputed first, with the same
-config, so the claim is always decided on the numbers of the table beside it.
+A claim names two arms (``ClaimConfig.arm_a``: the arm the paper says is better, ``arm_b``), each a tuple of runs,
+one per training seed: reconstruction runs on the same images, or generate runs with the same labels and reference.
+Each arm run records its set-level value in ``metrics.json`` and, in ``jackknife.json`` (committed), the same
+metric with each source photo (or block of samples) left out; the claim reads those two files only, so it is
+decided from committed runs. A run without ``jackknife.json`` is recomputed first, with the same config.
 
-A contrast (``base_a`` / ``base_b``, reconstruction arms only) adds a base to each arm, evaluated on the same images
-as that arm (checked), and decides (a − base_a) − (b − base_b) seed by seed.
+A contrast (``base_a`` / ``base_b``, reconstruction arms only) decides (a − base_a) − (b − base_b) seed by seed.
+The claim's design (``independent`` or ``paired`` seeds) is declared in its definition and printed in its row.
 
-Arms of generate runs (Table 1 at small scale) are decided by ``stats.bootstrap_generated_set_metric`` on the
-samples' features (``features.npz`` of each generate run, by sample index) against each arm's reference features.
+A claim whose arm (or, for generation, the autoencoder of an arm) collapsed (``image_groups.is_collapsed``) is
+``invalid: <arm> collapsed``: it is neither reproduced nor contradicted by a model that does not work.
 """
 from __future__ import annotations
 
@@ -25,164 +23,108 @@ import numpy as np
 from bench import stats
 from bench.configs import ClaimConfig, GenerateConfig, ReconConfig
 from bench.errors import Unavailable
-from bench.evals import generation as G
-from bench.evals import metrics as M
-from bench.evals import reconstruction as R
-from bench.evals.reconstruction import FEATURES_FILE, PER_IMAGE_FILE
+from bench.evals.image_groups import JACKKNIFE_FILE
+from bench.evals.reconstruction import PER_IMAGE_FILE, PSNR_CAP_DB
 from bench.spec import RunRef
 
 PER_IMAGE_METRICS = ("psnr", "ssim", "lpips")
-SET_METRICS = {"rfid": M.GramFID(), "kid": M.FullSetKID()}  # KID: resampled rows as a multiset
-# Generated samples (hundreds, not tens): KID on the full sets, kernels computed once per seed (a bootstrap
-# replicate gathers); the run's own "kid" averages subsets (the same expectation). gFID: the exact low-rank form.
-GENERATED_METRICS = {"kid": M.FullSetKID(), "kid_vs_recon": M.FullSetKID(), "gfid": M.GramFID(),
-                     "gfid_vs_recon": M.GramFID()}
 
 
-def _arm_runs(configs: tuple[ReconConfig, ...], ctx, need: str):
-    """Each seed's completed run, recomputed once when the file the claim needs is not in its folder."""
+def _arm_runs(configs: tuple, ctx) -> list:
+    """Each seed's completed run, recomputed once when it has no ``jackknife.json`` (made by an older protocol)."""
     out = []
     for cfg in configs:
         res = ctx.ensure(cfg)
-        if not (Path(res.dir) / need).exists():
-            ctx.log(f"{res.run_id} has no {need}: recomputing it (same config, same numbers)")
+        if not (Path(res.dir) / JACKKNIFE_FILE).exists():
+            ctx.log(f"{res.run_id} has no {JACKKNIFE_FILE}: recomputing it (same config)")
             res = ctx.runner.ensure(RunRef(cfg), ctx.scale.name, force=True)
         out.append(res)
     return out
 
 
-def _check_paired(a, b) -> bool:
-    """The rule pairs images: both arms must have scored the same images (one data set identity) or the same
-    source regions at two resolutions (one ``_regions_id``; True: then each arm has its own reference)."""
-    if len({r.metrics.get("_dataset_id") for r in a + b}) == 1:
-        return False
-    regions = {r.metrics.get("_regions_id") for r in a + b}
+def _value(run, metric: str) -> float:
+    """A run's set-level value; a per-image mean with +inf PSNR counted as ``PSNR_CAP_DB`` (as its jackknife)."""
+    if metric in PER_IMAGE_METRICS:
+        per = json.loads((Path(run.dir) / PER_IMAGE_FILE).read_text())[metric]
+        if not per:
+            raise Unavailable(f"{run.run_id} has no per-image {metric} ({run.metrics.get(metric)})")
+        return float(np.mean([PSNR_CAP_DB if v is None else v for v in per]))
+    v = run.metrics.get(metric)
+    if not isinstance(v, (int, float)):
+        raise Unavailable(f"{run.run_id} has no {metric} value ({v})")
+    return float(v)
+
+
+def arm_values(runs, metric: str) -> stats.ArmValues:
+    """One arm: per seed the value and, per image source its jackknife holds this metric for, the values with each
+    group left out."""
+    jks = [json.loads((Path(r.dir) / JACKKNIFE_FILE).read_text()) for r in runs]
+    sources = [s for s in jks[0] if all(metric in jk.get(s, {}) for jk in jks)]
+    groups = []
+    for s in sources:
+        names = {tuple(jk[s]["groups"]) for jk in jks}
+        if len(names) != 1:
+            raise Unavailable(f"the seeds of one arm were evaluated on different {s}; give them one data set")
+        groups.append(stats.GroupJackknife(s, names.pop(), np.array([jk[s][metric] for jk in jks])))
+    return stats.ArmValues(np.array([_value(r, metric) for r in runs]), tuple(groups))
+
+
+def _check_paired(runs) -> None:
+    """The rule pairs images: every arm scored the same images (one data set identity), or the same source regions
+    at two resolutions (one ``_regions_id``)."""
+    if len({r.metrics.get("_dataset_id") for r in runs}) == 1:
+        return
+    regions = {r.metrics.get("_regions_id") for r in runs}
     if len(regions) == 1 and None not in regions:
-        return True
-    raise Unavailable("not decidable by the paired rule: the two arms were evaluated on different images (give "
-                      "both the same data set, or the embedded 'test-regions' set at two resolutions)")
+        return
+    raise Unavailable("not decidable by the paired rule: the arms were evaluated on different images (give "
+                      "them the same data set, or the embedded 'test-regions' set at two resolutions)")
 
 
-def _check_bases(arm, base, name: str) -> None:
-    """A base is scored on its arm's own images: one data set identity (which names the images, their crop plan and
-    resolution). The regions id is not compared: it pairs two resolutions, and runs made before it was recorded lack
-    it while holding the same images."""
-    if base and len({r.metrics.get("_dataset_id") for r in arm + base}) != 1:
-        raise Unavailable(f"not decidable as a contrast: the base of arm {name} was evaluated on other images than "
-                          f"arm {name} (give the base its arm's data set and resolution)")
-
-
-def _per_image(runs, metric: str) -> stats.ArmData:
-    rows, ids = [], None
-    for r in runs:
-        per = json.loads((Path(r.dir) / PER_IMAGE_FILE).read_text())
-        values = per[metric]
-        if any(v is None for v in values):  # PSNR +inf of an exact reconstruction: capped at 100 dB, as stated
-            values = [100.0 if v is None else v for v in values]
-        rows.append(values)
-        ids = ids or tuple(per["image_ids"])
-    return stats.ArmData(np.array(rows), ids)
-
-
-def _features(runs) -> stats.ArmData:
-    feats, ids = [], None
-    for r in runs:
-        with np.load(Path(r.dir) / FEATURES_FILE) as z:
-            feats.append(z["features"].astype(np.float64))
-            ids = ids or tuple(z["image_ids"].tolist())
-    return stats.ArmData(np.stack(feats), ids)
-
-
-def _reference(cfg: ReconConfig, run, ctx) -> tuple[np.ndarray, tuple]:
-    """The originals' features (the FID reference of every arm), from the reconstruction eval's cache (gitignored:
-    recomputed with its run when absent)."""
-    path = Path(ctx.run_dir).parent / "_cache" / f"{run.metrics['_reference_id']}.npz"
-    if not path.exists():
-        ctx.log(f"{path.name} is not cached: recomputing {run.run_id}")
-        run = ctx.runner.ensure(RunRef(cfg), ctx.scale.name, force=True)
-    stats_ref = M.FeatureStats.from_arrays(dict(np.load(path)))
-    return stats_ref.all_features(), tuple(json.loads((Path(run.dir) / PER_IMAGE_FILE).read_text())["image_ids"])
-
-
-def _generated(configs: tuple[GenerateConfig, ...], runs, ctx, metric: str) -> tuple[stats.ArmData, np.ndarray]:
-    """An arm of generate runs: the samples' features (n_seeds, n, d) by sample index, and the features of the
-    reference its first run was scored against (every seed of an arm shares one autoencoder, so one reference;
-    gitignored, rebuilt by recomputing that run when absent)."""
-    key = "_reference_recon_id" if metric.endswith("_vs_recon") else "_reference_id"
-    if len({r.metrics.get(key) for r in runs}) != 1:
-        raise Unavailable("the seeds of one arm were scored against different references; give them one")
-    if str(runs[0].metrics[key]).startswith("user-"):
-        raise Unavailable("a claim on generated samples resamples the reference's features; a --fid-reference "
-                          ".npz holds only its statistics (run without --fid-reference for the claim rows)")
-    path = Path(ctx.run_dir).parent / "_cache" / f"{runs[0].metrics[key]}.npz"
-    if not path.exists():
-        ctx.log(f"{path.name} is not cached: recomputing {runs[0].run_id}")
-        ctx.runner.ensure(RunRef(configs[0]), ctx.scale.name, force=True)
-    ref = R._load_npz(path)
-    if ref is None or "features" not in ref:
-        raise Unavailable(f"the reference {path.name} of {runs[0].run_id} keeps no features (more than "
-                          f"10,000 images?): a claim on generated samples resamples them")
-    return _features(runs), M.FeatureStats.from_arrays(ref).all_features()
-
-
-def _check_same_samples(runs, metric: str) -> None:
-    """Pairing by sample index needs the same label at each index in every run; a reference of images must be one
-    and the same set for both arms (a reference of reconstructions differs per autoencoder by design)."""
-    labels = []
-    for r in runs:
-        with np.load(Path(r.dir) / FEATURES_FILE) as z:
-            labels.append(z["labels"] if "labels" in z.files else None)
-    if any(lab is None or not np.array_equal(lab, labels[0]) for lab in labels):
-        raise Unavailable("the generate runs of this claim drew different labels per sample index; give them one "
-                          "seed and sample count")
-    if not metric.endswith("_vs_recon") and len({r.metrics.get("_reference_id") for r in runs}) != 1:
-        raise Unavailable("the arms were scored against different reference statistics; give them one reference")
-
-
-def _generated_claim(cfg: ClaimConfig, claim: stats.Claim, ctx) -> tuple[stats.ClaimResult, list]:
-    """Generate arms: samples paired by index (the same labels), each arm against its own reference features of the
-    same reference images (the images themselves, or the arm's own autoencoder's reconstructions of them)."""
-    limit = M.FULL_SET_KID_UP_TO if cfg.metric.startswith("kid") else G.KEEP_FEATURES_UP_TO
-    if any(c.n_samples > limit for c in cfg.arm_a + cfg.arm_b):  # before any (expensive) recomputation
-        raise Unavailable(f"a claim on generated samples resamples their features: at most {limit:,} samples "
-                          f"per run for {cfg.metric} (these arms draw {max(c.n_samples for c in cfg.arm_a)})")
-    if len({(c.reference, c.n_reference, c.reference_kind) for c in cfg.arm_a + cfg.arm_b}) != 1:
+def _check_generated(cfg: ClaimConfig) -> None:
+    """Samples pair by index (the same labels: one sampling seed and count) and every arm is scored against one
+    reference set."""
+    arms = cfg.arm_a + cfg.arm_b
+    if len({(c.seed, c.n_samples) for c in arms}) != 1:
+        raise Unavailable("the generate runs of this claim draw different labels per sample index; give them one "
+                          "sampling seed and sample count")
+    if len({(c.reference, c.n_reference, c.reference_kind, c.user_reference) for c in arms}) != 1:
         raise Unavailable("the arms are scored against different reference sets; give both one reference")
-    a, b = (_arm_runs(arm, ctx, FEATURES_FILE) for arm in (cfg.arm_a, cfg.arm_b))
-    _check_same_samples(a + b, cfg.metric)
-    (fa, ra), (fb, rb) = (_generated(cfg.arm_a, a, ctx, cfg.metric), _generated(cfg.arm_b, b, ctx, cfg.metric))
-    return stats.bootstrap_generated_set_metric(fa, fb, ra, rb, GENERATED_METRICS[cfg.metric], claim), a + b
+
+
+def collapsed_arms(cfg: ClaimConfig, ctx) -> list[str]:
+    """The arms with a collapsed model: a reconstruction run's own check, or a generate run's autoencoder (its
+    training run's probe)."""
+    out = []
+    for name, arm in (("a", cfg.arm_a), ("b", cfg.arm_b), ("a's base", cfg.base_a), ("b's base", cfg.base_b)):
+        for c in arm:
+            if isinstance(c, GenerateConfig):
+                ae = c.model.autoencoder_checkpoint if c.model is not None else None
+                bad = ae is not None and ctx.ensure(ae).metrics.get("collapsed") == 1
+                model = c.model.autoencoder if c.model is not None else "?"
+            else:
+                bad, model = ctx.ensure(c).metrics.get("collapsed") == 1, c.model
+            if bad and f"{model} (arm {name})" not in out:
+                out.append(f"{model} (arm {name})")
+    return out
 
 
 def run(cfg: ClaimConfig, ctx) -> dict[str, Any]:
     """Eval ``claim`` (fields: ``bench.configs.ClaimConfig``)."""
-    claim = stats.Claim(cfg.statement, cfg.metric, cfg.lower_is_better, level=cfg.level, min_seeds=cfg.min_seeds,
-                        n_boot=cfg.n_boot, n_boot_set=cfg.n_boot_set)
+    claim = stats.Claim(cfg.statement, cfg.metric, cfg.lower_is_better, design=cfg.design, level=cfg.level,
+                        min_seeds=cfg.min_seeds)
     if isinstance(cfg.arm_a[0], GenerateConfig):
-        result, runs = _generated_claim(cfg, claim, ctx)
-        return {**result.as_metrics(), "_how_verdict": result.reason, "_statement": cfg.statement,
-                "_from": [r.run_id for r in runs]}
-    if cfg.metric in PER_IMAGE_METRICS:
-        a, b, a0, b0 = (_arm_runs(arm, ctx, PER_IMAGE_FILE) for arm in (cfg.arm_a, cfg.arm_b, cfg.base_a, cfg.base_b))
-        _check_paired(a + a0, b + b0)
-        _check_bases(a, a0, "A")
-        _check_bases(b, b0, "B")
-        result = stats.paired_bootstrap_mean(_per_image(a, cfg.metric), _per_image(b, cfg.metric), claim,
-                                             *(_per_image(x, cfg.metric) if x else None for x in (a0, b0)))
-    else:
-        a, b, a0, b0 = (_arm_runs(arm, ctx, FEATURES_FILE) for arm in (cfg.arm_a, cfg.arm_b, cfg.base_a, cfg.base_b))
-        two_refs = _check_paired(a + a0, b + b0)
-        _check_bases(a, a0, "A")
-        _check_bases(b, b0, "B")
-        ref, ref_ids = _reference(cfg.arm_a[0], a[0], ctx)
-        ref_b = None
-        if two_refs:  # the same regions at another resolution: B's originals, put in A's image order
-            rb, rb_ids = _reference(cfg.arm_b[0], b[0], ctx)
-            pos = {k: i for i, k in enumerate(rb_ids)}
-            ref_b = rb[[pos[k] for k in ref_ids]]
-        result = stats.paired_bootstrap_set_metric(_features(a), _features(b), ref, ref_ids,
-                                                   SET_METRICS[cfg.metric], claim, ref_b=ref_b,
-                                                   base_a=_features(a0) if a0 else None,
-                                                   base_b=_features(b0) if b0 else None)
-    return {**result.as_metrics(), "_how_verdict": result.reason, "_statement": cfg.statement,
-            "_from": [r.run_id for r in a + b + a0 + b0]}
+        _check_generated(cfg)
+    a, b, a0, b0 = (_arm_runs(arm, ctx) for arm in (cfg.arm_a, cfg.arm_b, cfg.base_a, cfg.base_b))
+    if isinstance(cfg.arm_a[0], ReconConfig):
+        _check_paired(a + b + a0 + b0)
+    result = stats.decide(claim, *(arm_values(x, cfg.metric) if x else None for x in (a, b, a0, b0)))
+    out = {**result.as_metrics(), "_how_verdict": result.reason, "_statement": cfg.statement,
+           "_from": [r.run_id for r in a + b + a0 + b0], "pairing": cfg.pairing or cfg.design,
+           "n_images": int(a[0].metrics.get("_n_images", a[0].metrics.get("n_samples", 0)) or 0)}
+    bad = collapsed_arms(cfg, ctx)
+    if bad:
+        out["verdict"] = f"invalid: {'; '.join(bad)} collapsed"
+        out["_how_verdict"] = (f"a collapsed model (its outputs vary across inputs far less than the inputs) is no "
+                               f"arm of a verdict; by the interval alone: {result.verdict} ({result.reason})")
+    return out

@@ -59,6 +59,7 @@ from bench.evals.diffusion_training import (
     load_autoencoder,
     uint8_batches,
 )
+from bench.evals.image_groups import JACKKNIFE_FILE, generated_jackknife, image_groups
 from bench.evals.inception import feature_network
 from bench.provenance import atomic_write_json, file_digest
 from models import checkpoints, distributed
@@ -579,11 +580,27 @@ def _reference(cfg: GenerateConfig, ctx, feature_net, model: SampledModel, devic
 
 
 def _scores_vs_reconstructions(cfg: GenerateConfig, ctx, res: GenResult, feature_net, model: SampledModel,
-                               device: str) -> dict[str, Any]:
-    """gFID / KID against the autoencoder's reconstructions of the reference images (``also_vs_reconstructions``)."""
+                               device: str) -> tuple[dict[str, Any], M.FeatureStats]:
+    """gFID / KID against the autoencoder's reconstructions of the reference images (``also_vs_reconstructions``),
+    and that reference's statistics."""
     ref, ref_id = _reference(cfg, ctx, feature_net, model, device, kind="reconstructions")
     both = scores(res.stats, ref, None, None)
-    return {"gfid_vs_recon": both["gfid"], "kid_vs_recon": both["kid"], "_reference_recon_id": ref_id}
+    return {"gfid_vs_recon": both["gfid"], "kid_vs_recon": both["kid"], "_reference_recon_id": ref_id}, ref
+
+
+def write_jackknife(cfg: GenerateConfig, ctx, model: SampledModel, res: GenResult,
+                    refs: dict[str, M.FeatureStats]) -> None:
+    """Each score with each block of samples, and each reference photo, left out (``image_groups.JACKKNIFE_FILE``):
+    the image part of a claim's interval. Nothing is written when the features were not kept."""
+    kept = {k: r.all_features() for k, r in refs.items() if r.features is not None}
+    if res.stats is None or res.stats.features is None or not kept:
+        return
+    ref_groups, kind = None, ""
+    if cfg.user_reference is None:
+        images = images_of(cfg.reference, model.resolution, cfg.n_reference, model.ae_name, ctx)
+        ref_groups, kind = image_groups(images, range(len(images)))
+    jk = generated_jackknife(res.stats.all_features(), kept, ref_groups, kind)
+    atomic_write_json(Path(ctx.run_dir) / JACKKNIFE_FILE, jk)
 
 
 def save_sample_features(run_dir: Path, res: GenResult) -> None:
@@ -673,8 +690,11 @@ def run_generate(cfg: GenerateConfig, ctx) -> dict:
         ref, ref_id = _reference(cfg, ctx, feature_net, model, device)
         out.update(scores(res.stats, ref, res.is_stats, classifier_of(feature_net)[1]),
                    **_records(cfg, model, cond, feature_net, ref_id))
+        refs = {"gfid": ref}
         if cfg.also_vs_reconstructions:
-            out.update(_scores_vs_reconstructions(cfg, ctx, res, feature_net, model, device))
+            vs_recon, refs["gfid_vs_recon"] = _scores_vs_reconstructions(cfg, ctx, res, feature_net, model, device)
+            out.update(vs_recon)
+        write_jackknife(cfg, ctx, model, res, refs)
     if world > 1:  # every rank returns rank 0's metrics
         box = [out]
         dist.broadcast_object_list(box, src=0)

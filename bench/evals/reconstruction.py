@@ -43,9 +43,11 @@ from bench.configs import EMBEDDED_TEST, FOLDER_SETS, DataOption, ReconConfig
 from bench.errors import RowFailed, Unavailable, UsageError
 from bench.evals import metrics as M
 from bench.evals import protocol_id
+from bench.evals.image_groups import JACKKNIFE_FILE, OutputSpread, image_groups, is_collapsed, recon_jackknife
 from bench.evals.inception import feature_network
 from bench.provenance import atomic_write_bytes, atomic_write_json
 from models import data, distributed
+from models.io import file_lock
 
 # ----------------------------------------------------------------------------------------------------------------
 # The protocol preset
@@ -193,6 +195,25 @@ def _plan_shards(model, dataset, work_dir: Path, feature_net, protocol: ReconPro
                       getattr(feature_net, "dim", 0) if feature_net is not None else 0)
 
 
+def _build_reference(plan: _ShardPlan, dataset, feature_net, batch_size: int, device: str,
+                     log: Callable[[str], None]) -> _ShardPlan:
+    """In one process (not torchrun): the originals' statistics built before the shards and cached, under a lock on
+    the cache entry, so that concurrent runs of the same images (``--jobs N``) build them once; the others wait and
+    read the file. Shard by shard in the shards' own batches: the sums the shards would have added up, bit for bit.
+    Under torchrun the shards compute them beside the reconstructions instead (each rank its share)."""
+    if plan.ref_cached or plan.ref_path is None or feature_net is None or distributed.world_size() > 1:
+        return plan
+    with file_lock(plan.ref_path.with_name(plan.ref_path.name + ".lock")):
+        if not plan.ref_path.exists():
+            log(f"reference statistics fid-ref-{plan.ref_key}: {len(dataset)} originals")
+            ref = M.FeatureStats(plan.fdim, plan.keep)
+            for idx in plan.ranges:
+                ref.merge(_reference_stats(dataset, np.arange(idx.start, idx.stop), feature_net, batch_size, device,
+                                           plan.keep, plan.fdim))
+            _save_npz(plan.ref_path, ref.to_arrays())
+    return dataclasses.replace(plan, ref_cached=True)
+
+
 def _compute_shards(plan: _ShardPlan, model, dataset, feature_net, lpips, *, batch_size: int, device: str,
                     sample_dir: Path, n_samples: int, max_shards: int | None, log: Callable[[str], None]) -> int:
     """This rank's shards that are not finished yet, each written atomically as soon as it is done. On CUDA out
@@ -226,12 +247,14 @@ def _compute_shards(plan: _ShardPlan, model, dataset, feature_net, lpips, *, bat
 
 
 def _feature_metrics(plan: _ShardPlan, shards: list[dict], n_ok: int, dataset, feature_net,
-                     feature_unavailable: str | None, batch_size: int, device: str) -> dict[str, Any]:
-    """rFID (and KID on small sets) from the shards' float64 statistics against the originals' statistics."""
+                     feature_unavailable: str | None, batch_size: int, device: str
+                     ) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray] | None]:
+    """rFID (and KID on small sets) from the shards' float64 statistics against the originals' statistics, and
+    the two feature sets in image order when they were kept (None otherwise)."""
     if feature_net is None:
-        return {"rfid": feature_unavailable or "unavailable (no feature network)"}
+        return {"rfid": feature_unavailable or "unavailable (no feature network)"}, None
     if n_ok < 2:
-        return {"rfid": "unavailable (FID needs at least 2 images)"}
+        return {"rfid": "unavailable (FID needs at least 2 images)"}, None
     rec = _stats_from("rec", shards[0])
     for s in shards[1:]:
         rec.merge(_stats_from("rec", s))
@@ -250,11 +273,13 @@ def _feature_metrics(plan: _ShardPlan, shards: list[dict], n_ok: int, dataset, f
         out: dict[str, Any] = {"rfid": M.fid_from_stats(rec, ref), "_how_rfid": M.fid_form(rec, ref)}
     except M.ImaginaryComponentError as e:
         out = {"rfid": f"failed ({e})", "_how_rfid": M.fid_form(rec, ref)}
+    features = None
     if plan.keep and rec.features is not None and ref.features is not None:
-        out["kid"] = M.kid(rec.all_features(), ref.all_features(), subset_size=min(1000, n_ok))
+        features = (rec.all_features(), ref.all_features())
+        out["kid"] = M.kid(*features, subset_size=min(1000, n_ok))
     if n_ok < plan.fdim:
         out["_fid_note"] = SMALL_N_FID_NOTE.format(n=n_ok, d=plan.fdim)
-    return out
+    return out, features
 
 
 def _timing_metrics(shards: list[dict], n_ok: int) -> dict[str, Any]:
@@ -273,6 +298,7 @@ def _timing_metrics(shards: list[dict], n_ok: int) -> dict[str, Any]:
     }
 
 
+PSNR_CAP_DB = 100.0  # an exact reconstruction's PSNR (+inf) counts as this in the claims' jackknife
 PER_IMAGE_FILE = "per_image.json"  # per-image PSNR / SSIM / LPIPS by image index (committed: claims pair arms on it)
 FEATURES_FILE = "features.npz"     # the reconstructions' FID features (gitignored: rFID / KID claims resample them)
 
@@ -324,6 +350,7 @@ def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
     plan = _plan_shards(model, dataset, work_dir, feature_net, protocol, world=world, n_shards=n_shards,
                         shard_images=shard_images, cache_dir=cache_dir, weights_id=weights_id,
                         keep_features=keep_features)
+    plan = _build_reference(plan, dataset, feature_net, batch_size, device, log)
     model = model.to(device).eval()
     _compute_shards(plan, model, dataset, feature_net, lpips, batch_size=batch_size, device=device,
                     sample_dir=Path(work_dir) / "samples", n_samples=n_samples, max_shards=max_shards, log=log)
@@ -342,8 +369,13 @@ def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
         raise RuntimeError("shards do not cover every image exactly once (a bug)")
     n_ok = len(indices)
     none = "unavailable (no readable images)"
+    feature_out, features = _feature_metrics(plan, shards, n_ok, dataset, feature_net, feature_unavailable,
+                                             batch_size, device)
+    spread = OutputSpread({k: sum(s[k] for s in shards) for k in OutputSpread.KEYS})
     out: dict[str, Any] = {
-        **_feature_metrics(plan, shards, n_ok, dataset, feature_net, feature_unavailable, batch_size, device),
+        **feature_out,
+        "output_spread": spread.ratio(),
+        "collapsed": int(is_collapsed(spread.ratio())),
         "psnr": float(psnr.mean()) if n_ok else none,
         "ssim": float(ssim.mean()) if n_ok else none,
         "lpips": float(lp.mean()) if lpips is not None and n_ok else (lpips_unavailable or "unavailable"),
@@ -359,6 +391,10 @@ def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
         "_complete": True,
     }
     _write_per_image(work_dir, plan, shards)
+    groups, kind = image_groups(dataset, indices.tolist())
+    atomic_write_json(Path(work_dir) / JACKKNIFE_FILE, recon_jackknife(
+        groups, kind, {"psnr": np.minimum(psnr, PSNR_CAP_DB), "ssim": ssim, **({"lpips": lp} if len(lp) == n_ok else {})},
+        *(features if features is not None else (None, None))))
     if not keep_shards:
         _replace_shards_by_index(plan, shards)
     return EvalResult(out, plan.files)
@@ -367,11 +403,13 @@ def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
 @torch.no_grad()
 def _reference_stats(dataset, indices: np.ndarray, feature_net, batch_size: int, device: str, keep: bool,
                      fdim: int) -> M.FeatureStats:
-    """Features of the originals at ``indices`` (used when cached reference statistics went missing)."""
+    """Features of the readable originals at ``indices``, ``batch_size`` indices at a time (unreadable ones left out
+    of their batch, as in the shards)."""
     ref = M.FeatureStats(fdim, keep)
     for start in range(0, len(indices), batch_size):
-        u = torch.stack([dataset.get_uint8(int(i)) for i in indices[start:start + batch_size]])
-        ref.add(feature_net(u.to(device)).double())
+        u = [x for x in (dataset.get_uint8(int(i)) for i in indices[start:start + batch_size]) if x is not None]
+        if u:
+            ref.add(feature_net(torch.stack(u).to(device)).double())
     return ref
 
 
@@ -396,6 +434,7 @@ def _evaluate_shard(model, dataset, idx: range, feature_net, lpips, batch_size: 
     rec = M.FeatureStats(fdim, keep) if fdim else None
     ref = M.FeatureStats(fdim, keep) if (fdim and need_ref) else None
     psnr, ssim, lp, done, skipped = [], [], [], [], []
+    spread = OutputSpread()
     for start in range(idx.start, idx.stop, batch_size):
         batch_idx, u = _read_batch(dataset, range(start, min(start + batch_size, idx.stop)), skipped)
         if u is None:
@@ -413,6 +452,7 @@ def _evaluate_shard(model, dataset, idx: range, feature_net, lpips, batch_size: 
         tp = time.perf_counter()
         v = M.to_uint8(x_hat).cpu()  # (B, 3, r, r) uint8 reconstructions
         psnr.append(M.psnr_per_image(u, v).numpy())
+        spread.add(u, v)
         ssim.append(M.ssim_per_image(u, v).numpy())
         if lpips is not None:
             lp.append(lpips.per_image(u, v).numpy())
@@ -439,6 +479,7 @@ def _evaluate_shard(model, dataset, idx: range, feature_net, lpips, batch_size: 
         "model_s": np.array(model_s),
         "fid_s": np.array(fid_s),
         "pixel_s": np.array(pixel_s),
+        **spread.arrays,
     }
     if rec is not None:
         out.update(_stats_arrays("rec", rec))

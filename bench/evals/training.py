@@ -27,6 +27,7 @@ import torch
 import models
 import models.zoo
 from bench.configs import SCALE_DEFAULTS, MemoryConfig, Plateau, TrainAEConfig
+from bench.evals.image_groups import COLLAPSED_BELOW, is_collapsed, spread_of
 from bench.errors import Unavailable, UsageError
 from bench.provenance import atomic_write_json, damage, quarantine
 from models import data, losses
@@ -139,9 +140,21 @@ def probe_psnr(model: torch.nn.Module, resolution: int, n_images: int, device: s
     return float((10 * torch.log10(1 / mse)).mean())
 
 
+def probe_spread(model: torch.nn.Module, resolution: int, n_images: int, device: str) -> float:
+    """How much the model's reconstructions of the probe images vary across them, relative to the images
+    (``image_groups.OutputSpread``: 0 for a model that outputs one image whatever it is given)."""
+    ds = data.EmbeddedPhotos("test", resolution, n_images=n_images)
+    x = torch.stack([ds[i] for i in range(len(ds))]).to(device)
+    model.eval()
+    with torch.no_grad():
+        y = torch.cat([model.decode(model.encode(x[i:i + 16])) for i in range(0, len(x), 16)]).clamp(-1, 1)
+    return spread_of(x, y)
+
+
 def _run_to_plateau(model, phase: PhaseConfig, phase_dir: Path, ctx, perceptual, rule: Plateau) -> dict[str, Any]:
     """``phase`` to a plateau: its steps, then doubled while a doubling gains >= ``rule.min_gain_db`` of probe PSNR
-    and stays within ``rule.max_steps``. The learning rate is constant after warm-up, so continuing a run to 2N
+    and stays within ``rule.max_steps``. A collapsed model (``image_groups.is_collapsed`` on the probe) has not
+    reached a plateau, whatever its PSNR curve. The learning rate is constant after warm-up, so continuing a run to 2N
     steps (a resumed checkpoint) is the run of 2N steps. Each stage's result (probe PSNR included) is kept, so a
     killed run resumes at its stage. The model ends with the last stage's weights."""
     curve: list[list[float]] = []
@@ -150,7 +163,9 @@ def _run_to_plateau(model, phase: PhaseConfig, phase_dir: Path, ctx, perceptual,
         stage = dataclasses.replace(phase, steps=target)
         out = _run_phase(model, stage, phase_dir, ctx, perceptual, done_name=f"result-{target}.json",
                          after=lambda: {"_probe_psnr": probe_psnr(model, phase.resolution, rule.probe_images,
-                                                                  ctx.device)})
+                                                                  ctx.device),
+                                        "_probe_spread": probe_spread(model, phase.resolution, rule.probe_images,
+                                                                      ctx.device)})
         curve.append([target, out["_probe_psnr"]])
         gain = curve[-1][1] - curve[-2][1] if len(curve) > 1 else math.inf
         ctx.log(f"plateau: {target} steps, probe PSNR {curve[-1][1]:.2f} dB"
@@ -159,9 +174,11 @@ def _run_to_plateau(model, phase: PhaseConfig, phase_dir: Path, ctx, perceptual,
             break
         target *= 2
     model.load_state_dict(load_trained(phase_dir, FINAL_MODEL).state_dict())  # the last stage's (maybe reused)
-    reached = len(curve) > 1 and gain < rule.min_gain_db
+    collapsed = is_collapsed(out["_probe_spread"])
+    reached = len(curve) > 1 and gain < rule.min_gain_db and not collapsed
     return {**out, f"{phase.name}_steps": target, "_plateau_curve": curve, "plateau_reached": int(reached),
-            "plateau_gain_db": gain if len(curve) > 1 else float("nan")}
+            "plateau_gain_db": gain if len(curve) > 1 else float("nan"), "output_spread": out["_probe_spread"],
+            "collapsed": int(collapsed)}
 
 
 def run(cfg: TrainAEConfig, ctx) -> dict:
