@@ -42,9 +42,15 @@ def summary_line(df: pd.DataFrame) -> dict[str, object]:
             "failed": int(df["status"].astype(str).str.startswith("failed").sum())}
 
 
+def _cell(c: dict, key: str, default: str = "") -> str:
+    return c.get(key, (default, ""))[0] or default
+
+
 def claims(tables_dir: Path, scale: str) -> list[dict[str, str]]:
-    """Every claim row of every ``<artefact>-<scale>.csv``: the paper's statement, its verdict under the one rule of
-    bench/stats.py (or why there is none), a - b with its interval, seeds, images and where the table is."""
+    """Every claim row of every ``<artefact>-<scale>.csv``: the statement, its verdict under the one rule of
+    bench/stats.py (or why there is none), a - b with its interval, seeds, images, power, the row's kind (the
+    paper's claim, our diagnostic, our extension), its p-value and the test it runs (``test``: one id per set of
+    arm runs and metric, so one test shown by two artefacts is one test)."""
     out = []
     for artifact, panel, s, path in tables(tables_dir):
         if s != scale:
@@ -56,15 +62,77 @@ def claims(tables_dir: Path, scale: str) -> list[dict[str, str]]:
             if status.startswith("not run"):
                 continue  # not a claim at this scale (its arms do not run here)
             interval = (f"{float(c['diff'][0]):.3g} [{float(c['ci_lo'][0]):.3g}, {float(c['ci_hi'][0]):.3g}]"
-                        if c.get("ci_lo", ("",))[0] not in ("", "nan") else
-                        (f"{float(c['diff'][0]):.3g}" if c.get("diff", ("",))[0] else "-"))
+                        if _cell(c, "ci_lo") not in ("", "nan") else
+                        (f"{float(c['diff'][0]):.3g}" if _cell(c, "diff") else "-"))
             why = re.sub(r"^measured \((.*)\)$", r"\1", status) if verdict else status
-            out.append({"artefact": f"{artifact}{'-' + panel if panel else ''}", "claim (the paper's)": row[7:],
+            out.append({"artefact": f"{artifact}{'-' + panel if panel else ''}", "claim": row[7:],
                         "verdict": f"**{verdict}**" if verdict else "**not decided**",
-                        "ours: a - b [90% CI]": interval, "seeds": c.get("n_seeds", ("-",))[0] or "-",
-                        "images": c.get("n_images", ("-",))[0] or "-",
-                        "paper": cells["note"].iloc[0] or "-", "why / rule": why[:160],
-                        "table": f"[{path.stem}]({path.stem}.md)"})
+                        "a - b [90% CI]": interval, "seeds": _cell(c, "n_seeds", "-"),
+                        "images": _cell(c, "image_groups", _cell(c, "n_images", "-")),
+                        "power": _cell(c, "power", "-"), "paper": cells["note"].iloc[0] or "-",
+                        "why / rule": why[:160], "table": f"[{path.stem}]({path.stem}.md)",
+                        "kind": _cell(c, "kind", "paper"), "p": _cell(c, "p_value", "nan"),
+                        "test": _cell(c, "test_id", f"{artifact}-{panel}-{row}")})
+    return out
+
+
+FAMILY_ALPHA = 0.10  # the family-wise level of the tally (Holm) and the false-discovery level (Benjamini-Hochberg)
+
+
+def distinct_tests(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """One row per test (``test``), the first artefact's, naming every artefact that shows it."""
+    seen: dict[str, dict[str, str]] = {}
+    for r in rows:
+        if r["test"] in seen:
+            seen[r["test"]]["artefact"] += f", {r['artefact']}"
+        else:
+            seen[r["test"]] = dict(r)
+    return list(seen.values())
+
+
+def tally(rows: list[dict[str, str]], scale: str) -> str:
+    """The headline: the paper's distinct tests by verdict, how many decided verdicts survive Holm (and BH) at
+    ``FAMILY_ALPHA`` over them, and what is left out of the count."""
+    from bench import stats
+    tests = distinct_tests(rows)
+    paper = [r for r in tests if r["kind"] == "paper"]
+    verdicts = [r["verdict"].strip("*") for r in paper]
+    counts = pd.Series([v.split(":")[0] for v in verdicts]).value_counts().to_dict()
+    decided = [i for i, v in enumerate(verdicts) if v in ("reproduced", "contradicted")]
+    p = [float(r["p"]) if r["p"] not in ("", "nan") else float("nan") for r in paper]
+    holm, bh = stats.holm(p, FAMILY_ALPHA), stats.benjamini_hochberg(p, FAMILY_ALPHA)
+    apart = len(tests) - len(paper)
+    return (f"{len(paper)} distinct tests of the paper's claims at `{scale}` scale: "
+            + ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+            + f". Of the {len(decided)} reproduced or contradicted, {sum(holm[i] for i in decided)} survive Holm's "
+              f"family-wise control at {FAMILY_ALPHA:.0%} over the {len(paper)} tests "
+              f"({sum(bh[i] for i in decided)} survive Benjamini-Hochberg at {FAMILY_ALPHA:.0%}). "
+            + f"{len(rows) - len(tests)} rows repeat a test shown elsewhere (counted once); {apart} rows are our "
+              f"diagnostics or extensions beyond the paper's stated metric (listed apart, not counted).")
+
+
+RULE = ("One rule for all (bench/stats.py): a 90 % Student t interval of a - b over training seeds (Welch, or paired "
+        "where the claim's design pairs seeds) and images resampled by source photo (delete-one-photo jackknife), "
+        "Satterthwaite degrees of freedom; reproduced when it excludes 0 on the paper's side, contradicted on the "
+        "other, inconclusive otherwise or with fewer than 3 seeds per arm; invalid when an arm's model collapsed. "
+        "Power: seeds per arm for 80 % power at the measured spread.")
+
+
+def claims_markdown(tables_dir: Path, scale: str, link_prefix: str = "") -> str:
+    """The tally, then the paper's distinct tests and, apart, our diagnostics and extensions; every verdict in
+    the same bold, whatever it is."""
+    from tabulate import tabulate
+    rows = claims(tables_dir, scale)
+    for r in rows:
+        r["table"] = r["table"].replace("](", f"]({link_prefix}")
+    tests = distinct_tests(rows)
+    show = ("artefact", "claim", "verdict", "a - b [90% CI]", "seeds", "images", "power", "table")
+    paper = [{k: r[k] for k in show} for r in tests if r["kind"] == "paper"]
+    other = [{"kind": r["kind"], **{k: r[k] for k in show}} for r in tests if r["kind"] != "paper"]
+    out = tally(rows, scale) + " " + RULE + "\n\n" + tabulate(paper, headers="keys", tablefmt="github") + "\n"
+    if other:
+        out += "\nNot counted (our diagnostics and extensions):\n\n" + tabulate(other, headers="keys",
+                                                                                 tablefmt="github") + "\n"
     return out
 
 
@@ -96,21 +164,6 @@ def machines(tables_dir: Path, scale: str, runs_dir: Path) -> str:
         lines.append(f"- {missing} runs named by the tables have no readable env.json in {runs_dir}/ (computed "
                      f"elsewhere, or damaged)")
     return f"Produced on (the `env.json` of every run the `{scale}` tables name):\n\n" + "\n".join(lines) + "\n"
-
-
-def claims_markdown(tables_dir: Path, scale: str, link_prefix: str = "") -> str:
-    """The claims table with a one-line count of each verdict; every verdict in the same bold, whatever it is."""
-    from tabulate import tabulate
-    rows = claims(tables_dir, scale)
-    for r in rows:
-        r["table"] = r["table"].replace("](", f"]({link_prefix}")
-    counts = pd.Series([r["verdict"].strip("*") for r in rows]).value_counts().to_dict()
-    head = (f"{len(rows)} claims at `{scale}` scale: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
-            + ". One rule for all (bench/stats.py): reproduced when the 90 % paired interval of a - b over images "
-              "(bootstrap for per-image metrics and KID, delete-one jackknife for FID) excludes 0 on the paper's "
-              "side, contradicted when it excludes 0 on the other, inconclusive otherwise or with fewer than 3 "
-              "training seeds per arm.\n\n")
-    return head + tabulate(rows, headers="keys", tablefmt="github") + "\n"
 
 
 def write_report(tables_dir: Path, figures_dir: Path,

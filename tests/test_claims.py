@@ -76,30 +76,58 @@ def test_arms_on_different_images_are_not_decided(tmp_path):
         Runner(tmp_path).ensure(RunRef(ClaimConfig(cfg.statement, "psnr", False, cfg.arm_a, other)), "smoke")
 
 
-def test_report_lists_every_claim_with_its_verdict(tmp_path):
-    """The claims table of REPORT.md and the README: every claim row, whatever its verdict, and undecided ones too."""
+def _write_claims(path, claims, artifact="figure3", panel="residual"):
     import csv
 
-    from bench import report
     from bench.runner import CSV_COLUMNS
     rows = []
-    for claim, verdict in (("A beats B", "contradicted"), ("C beats D", "reproduced")):
-        for metric, ours in (("verdict", verdict), ("diff", "-1.5"), ("ci_lo", "-2"), ("ci_hi", "-1"),
-                             ("n_seeds", "3"), ("n_images", "64")):
-            rows.append({"artifact": "figure3", "panel": "residual", "row": f"claim: {claim}", "metric": metric,
+    for claim, verdict, extra in claims:
+        cells = {"verdict": verdict, "diff": "-1.5", "ci_lo": "-2", "ci_hi": "-1", "n_seeds": "3",
+                 "image_groups": "8 photos", "p_value": "0.01", **extra}
+        for metric, ours in cells.items():
+            rows.append({"artifact": artifact, "panel": panel, "row": f"claim: {claim}", "metric": metric,
                          "ours": ours, "status": "measured", "scale": "small", "note": ""})
-    rows.append({"artifact": "figure3", "panel": "residual", "row": "claim: E beats F", "metric": "verdict",
+    rows.append({"artifact": artifact, "panel": panel, "row": "claim: E beats F", "metric": "verdict",
                  "ours": "", "status": "unavailable (not decidable by the paired rule)", "scale": "small", "note": ""})
-    with open(tmp_path / "figure3-residual-small.csv", "w", newline="") as f:
+    with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, restval="")
         w.writeheader()
         w.writerows(rows)
-    found = {r["claim (the paper's)"]: r for r in report.claims(tmp_path, "small")}
+
+
+def test_report_lists_every_claim_with_its_verdict(tmp_path):
+    """The claims table of REPORT.md and the README: every claim row, whatever its verdict, and undecided ones too."""
+    from bench import report
+    _write_claims(tmp_path / "figure3-residual-small.csv", [("A beats B", "contradicted", {}),
+                                                             ("C beats D", "reproduced", {})])
+    found = {r["claim"]: r for r in report.claims(tmp_path, "small")}
     assert found["A beats B"]["verdict"] == "**contradicted**" and found["C beats D"]["verdict"] == "**reproduced**"
-    assert found["A beats B"]["ours: a - b [90% CI]"] == "-1.5 [-2, -1]" and found["A beats B"]["seeds"] == "3"
+    assert found["A beats B"]["a - b [90% CI]"] == "-1.5 [-2, -1]" and found["A beats B"]["seeds"] == "3"
     assert found["E beats F"]["verdict"] == "**not decided**" and "paired rule" in found["E beats F"]["why / rule"]
     text = report.claims_markdown(tmp_path, "small")
-    assert text.startswith("3 claims at `small` scale: 1 contradicted, 1 not decided, 1 reproduced")
+    assert text.startswith("3 distinct tests of the paper's claims at `small` scale: 1 contradicted, 1 not decided, "
+                           "1 reproduced. Of the 2 reproduced or contradicted, 2 survive Holm")
+
+
+def test_the_tally_counts_a_test_once_and_leaves_diagnostics_out(tmp_path):
+    from bench import report
+    _write_claims(tmp_path / "table2-small.csv", [("A beats B", "reproduced", {"test_id": "t1"}),
+                                                  ("G beats H", "invalid: x (arm b) collapsed", {"test_id": "t3"})],
+                  artifact="table2", panel="")
+    _write_claims(tmp_path / "figure2-a-small.csv", [("A beats B again", "reproduced", {"test_id": "t1"}),
+                                                     ("C beats D (KID vs recon)", "reproduced",
+                                                      {"test_id": "t2", "kind": "diagnostic", "p_value": "0.5"})],
+                  artifact="figure2", panel="a")
+    rows = report.claims(tmp_path, "small")
+    tests = report.distinct_tests(rows)
+    assert len(rows) == 6 and len(tests) == 5  # t1 twice; two undecided rows without a test id
+    assert [t["artefact"] for t in tests if t["test"] == "t1"] == ["table2, figure2-a"]
+    line = report.tally(rows, "small")
+    assert line.startswith("4 distinct tests of the paper's claims at `small` scale: 1 invalid, 2 not decided, "
+                           "1 reproduced")
+    assert "1 rows repeat a test" in line and "1 rows are our diagnostics" in line
+    text = report.claims_markdown(tmp_path, "small")
+    assert "Not counted (our diagnostics and extensions)" in text and "KID vs recon" in text.split("Not counted")[1]
 
 
 def test_the_same_regions_at_two_resolutions_are_paired_each_against_its_own_originals(tmp_path):

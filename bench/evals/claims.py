@@ -14,6 +14,7 @@ A claim whose arm (or, for generation, the autoencoder of an arm) collapsed (``i
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,12 @@ def collapsed_arms(cfg: ClaimConfig, ctx) -> list[str]:
     return out
 
 
+def test_id(metric: str, *arms) -> str:
+    """One id per test: the metric and the arm runs, so two artefacts showing the same test count it once."""
+    key = json.dumps([metric] + [[r.run_id for r in arm] for arm in arms])
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
 def run(cfg: ClaimConfig, ctx) -> dict[str, Any]:
     """Eval ``claim`` (fields: ``bench.configs.ClaimConfig``)."""
     claim = stats.Claim(cfg.statement, cfg.metric, cfg.lower_is_better, design=cfg.design, level=cfg.level,
@@ -120,7 +127,8 @@ def run(cfg: ClaimConfig, ctx) -> dict[str, Any]:
         _check_paired(a + b + a0 + b0)
     result = stats.decide(claim, *(arm_values(x, cfg.metric) if x else None for x in (a, b, a0, b0)))
     out = {**result.as_metrics(), "_how_verdict": result.reason, "_statement": cfg.statement,
-           "_from": [r.run_id for r in a + b + a0 + b0], "pairing": cfg.pairing or cfg.design,
+           "_from": [r.run_id for r in a + b + a0 + b0], "pairing": cfg.pairing or cfg.design, "kind": cfg.kind,
+           "test_id": test_id(cfg.metric, a, b, a0, b0),
            "n_images": int(a[0].metrics.get("_n_images", a[0].metrics.get("n_samples", 0)) or 0)}
     bad = collapsed_arms(cfg, ctx)
     if bad:
