@@ -17,8 +17,11 @@ bench/evals/captions.py's folder of .npz files, or ``CaptionTensors`` in memory)
 its null caption with probability ``caption_dropout`` (0.1), drawing from the same global RNG as label dropout.
 
 Latents: ``encode_latents`` stores them already multiplied by the autoencoder's scaling factor, as the official
-``dc_ae_generate_latent.py`` does, and ``cached_latents`` keeps them in a content-addressed safetensors file keyed by
-what made them (checkpoint, data set, resolution, factor). Labels stay a separate int64 tensor.
+``dc_ae_generate_latent.py`` does; a variational autoencoder (SD-VAE) gives one posterior sample per image, as that
+script's ``latent_dist.sample()`` (reference/generation.md §1), drawn from a generator seeded by (``posterior_seed``,
+image index), so the latents do not depend on the batch size. ``cached_latents`` keeps them in a content-addressed
+safetensors file keyed by what made them (checkpoint, data set, resolution, factor, posterior seed). Labels stay a
+separate int64 tensor.
 
 Determinism and resume (the conventions of ``models/train_autoencoder.py``): the latents of optimiser step ``s`` are
 ``sample_plan(seed, s, batch, N)``, and the timestep and noise of each sample are drawn from a generator seeded by
@@ -31,10 +34,12 @@ gradient accumulation. ``DiffusionRecipe.batch`` is the global batch of one opti
 the sample, not to the rank, K processes at batch b each train like one process at batch K·b, up to the float order
 of the gradient all-reduce and except for which labels the backbone drops (its own ``torch.rand`` on each rank).
 
+The learning-rate warm-up is the official one: efficientvit's trainer builds ``ConstantLRwithWarmup(optimizer,
+warmup_steps, 0)``, i.e. lr·(s + 1)/warmup_steps at step s, then lr, which is our ``LambdaLR`` (tested).
+
 Deviations, stated: fp32 on CPU and bf16 autocast on GPU for both backbones (official: U-ViT bf16, DiT fp16 with a
-GradScaler); the warm-up starts from lr/warmup_steps (the official ``ConstantLRwithWarmup`` starts from a
-``warmup_lr`` whose value for these runs is not in the reference notes); an unconditional run (Table 4) feeds the
-backbone's null class (the official DiT's unconditional mode has no label embedder; ours learns one constant row).
+GradScaler); an unconditional run (Table 4) feeds the backbone's null class (the official DiT's unconditional mode
+has no label embedder; ours learns one constant row).
 """
 from __future__ import annotations
 
@@ -215,16 +220,32 @@ def ema_decay_at(step: int, decay: float, warmup: int) -> float:
 # Latent cache
 # ---------------------------------------------------------------------------------------------------------------------
 
+def _posterior_sample(autoencoder: nn.Module, x: torch.Tensor, indices: range, seed: int) -> torch.Tensor | None:
+    """One posterior sample per image of a variational autoencoder (``encode_posterior`` -> mean, logvar), the noise
+    of image i from a generator seeded ``mix_seed(seed, "posterior", i)``; None for a deterministic encoder."""
+    if not hasattr(autoencoder, "encode_posterior"):
+        return None
+    mean, logvar = autoencoder.encode_posterior(x)                               # (b, C, h, w) each
+    if logvar is None:
+        return None
+    noise = torch.stack([torch.randn(mean.shape[1:], generator=torch.Generator().manual_seed(
+        mix_seed(seed, "posterior", i))) for i in indices]).to(mean.device, mean.dtype)
+    return mean + torch.exp(0.5 * logvar) * noise                               # (b, C, h, w)
+
+
 @torch.no_grad()
 def encode_latents(autoencoder: nn.Module, images: torch.Tensor | Iterable[torch.Tensor], scaling_factor: float,
-                   batch_size: int = 64, device: str | torch.device = "cpu") -> torch.Tensor:
+                   batch_size: int = 64, device: str | torch.device = "cpu",
+                   posterior_seed: int | None = None) -> torch.Tensor:
     """uint8 images (N, 3, r, r), or an iterable of such batches, -> float32 latents (N, C, r/f, r/f) on the CPU,
     multiplied by ``scaling_factor`` (the official latent files are stored scaled; samples are divided by it before
-    decoding). Pixels map to [-1, 1]; ``autoencoder.encode`` runs in eval mode and fp32, ``batch_size`` at a time."""
+    decoding). Pixels map to [-1, 1]; the autoencoder runs in eval mode and fp32, ``batch_size`` at a time.
+    ``posterior_seed``: a variational autoencoder gives one seeded posterior sample per image (the official latent
+    script); None: ``autoencoder.encode`` (its posterior mean)."""
     batches = torch.split(images, batch_size) if isinstance(images, torch.Tensor) else images
     was_training = autoencoder.training
     autoencoder.eval()
-    out = []
+    out, start = [], 0
     try:
         for batch in batches:
             if batch.dtype != torch.uint8 or batch.dim() != 4 or batch.shape[1] != 3:
@@ -232,8 +253,11 @@ def encode_latents(autoencoder: nn.Module, images: torch.Tensor | Iterable[torch
                                  f"{tuple(batch.shape)}; convert with (x * 255).round().to(torch.uint8)")
             for chunk in torch.split(batch, batch_size):
                 x = chunk.to(device).float() / 127.5 - 1.0                       # (b, 3, r, r) in [-1, 1]
-                z = autoencoder.encode(x).float() * scaling_factor               # (b, C, r/f, r/f), scaled
+                z = None if posterior_seed is None else _posterior_sample(
+                    autoencoder, x, range(start, start + len(chunk)), posterior_seed)
+                z = (autoencoder.encode(x) if z is None else z).float() * scaling_factor  # (b, C, h, w), scaled
                 out.append(z.cpu())
+                start += len(chunk)
     finally:
         autoencoder.train(was_training)
     if not out:

@@ -158,3 +158,40 @@ def test_models_table_lists_backbones_beside_the_official_counts():
     assert len(rows) == len(REFERENCE_PARAMS_M)
     assert all(r["params_m"] == r["official_params_m"] for r in rows)  # exact, as the parameter-count test
     assert {"UViT-S", "UViT-H", "DiT-S", "DiT-XL", "PixArt-α"} <= {r["backbone"] for r in rows}
+
+
+def test_uvit_matches_a_fixture_of_the_official_code():
+    """The official U-ViT (baofff/U-ViT libs/uvit.py, run by tests/data/make_uvit_official_fixture.py) on a tiny
+    seeded model: our UViT with its weights gives its outputs. Guards the [label, time, patches] token order, the
+    [cos, sin] sinusoid, unpatchify and the long skips against the real official module, at integer and fractional t."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from models.uvit import UViT, UViTConfig
+    f = load_file(str(Path(__file__).parent / "data" / "uvit_official_outputs.safetensors"))
+    cfg = UViTConfig(hidden_size=16, depth=2, num_heads=2, num_classes=3, in_channels=4, input_size=4, patch_size=2)
+    model = UViT(cfg).eval()
+    model.load_state_dict({k[len("model."):]: v for k, v in f.items() if k.startswith("model.")}, strict=True)
+    with torch.no_grad():
+        out = model(f["x"], f["t"], f["y"])
+    assert f["out"].abs().mean() > 0.1  # a fixture whose outputs depend on the inputs
+    torch.testing.assert_close(out, f["out"], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name, embedding", [("uvit-s-small", "label_emb"), ("dit-xl-small", "y_embedder.table")])
+def test_label_dropout_is_the_official_10_percent_to_the_null_class(name, embedding):
+    """Training-mode label dropout of the small scale's backbones: 10 % of labels (efficientvit / DiT: 0.1) become
+    the null class ``num_classes``; none in eval mode. 4000 labels: the dropped share is 0.1 ± 0.005 (1 sd)."""
+    torch.manual_seed(0)
+    model = build_backbone(name, 4, 2, 1, num_classes=8)
+    seen = []
+    model.get_submodule(embedding).register_forward_hook(lambda mod, inp, out: seen.append(inp[0].clone()))
+    y = torch.randint(0, 8, (4000,), generator=torch.Generator().manual_seed(1))
+    x, t = torch.randn(4000, 4, 2, 2), torch.randint(0, 1000, (4000,))
+    with torch.no_grad():
+        model.train()(x, t, y)
+        model.eval()(x, t, y)
+    dropped = seen[0] != y
+    assert torch.all(seen[0][dropped] == 8) and torch.equal(seen[1], y)
+    assert 0.08 < dropped.float().mean().item() < 0.12

@@ -106,6 +106,23 @@ def test_loop_ema_follows_the_warmed_up_recurrence(tmp_path):
         assert torch.allclose(s2["ema"][k], d2 * ema1 + (1 - d2) * s2["model"][k], atol=1e-6), k
 
 
+def test_lr_warms_up_from_zero_as_the_official_constant_lr_with_warmup(monkeypatch):
+    """The lr each optimiser step uses. efficientvit's trainer builds ``ConstantLRwithWarmup(opt, warmup_steps, 0)``:
+    lr·(s + 1)/W at steps s = 0..W−1 (warmup_lr = 0), then lr (reference/generation.md §2)."""
+    used = []
+    real = TD._optimiser_step
+
+    def spy(s, run, step):
+        used.append(s.opt.param_groups[0]["lr"])
+        real(s, run, step)
+
+    monkeypatch.setattr(TD, "_optimiser_step", spy)
+    lat, lab = toy_latents()
+    TD.train_diffusion(backbone("uvit"), small("uvit", steps=6, lr=1e-3, warmup_steps=4), lat, lab, ckpt_dir=None,
+                       log=quiet)
+    assert used == pytest.approx([1e-3 * k for k in (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)], rel=1e-12)
+
+
 @pytest.mark.parametrize("ema_decay", [0.9, 0.0])
 def test_final_weights_are_the_ema_and_the_raw_ones_without_it(tmp_path, ema_decay):
     model = backbone("dit")
@@ -297,6 +314,41 @@ def test_encode_latents_scales_and_batches():
     assert torch.allclose(z_iter, ref, atol=1e-6)
     with pytest.raises(ValueError, match="uint8"):
         TD.encode_latents(ae, imgs.float(), scaling_factor=0.25)
+
+
+def test_encode_latents_draws_one_seeded_posterior_sample_per_image():
+    """A variational autoencoder (SD-VAE) with ``posterior_seed``: mean + std·ε, ε of image i seeded by (seed, i), so
+    the latents do not depend on the batch size (the official latent script's ``latent_dist.sample()``); without a
+    seed, the posterior mean; a deterministic encoder (no posterior) ignores the seed."""
+    ae = models.build("sd-vae-f8c4-tiny").eval()
+    imgs = torch.randint(0, 256, (6, 3, 32, 32), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    with torch.no_grad():
+        mean, logvar = ae.encode_posterior(imgs.float() / 127.5 - 1)
+    z = TD.encode_latents(ae, imgs, 0.5, batch_size=4, posterior_seed=3)
+    assert torch.equal(z, TD.encode_latents(ae, imgs, 0.5, batch_size=4, posterior_seed=3))  # seeded
+    same = dict(rtol=1e-5, atol=1e-6)  # the conv kernels' float order may change with the batch size
+    torch.testing.assert_close(z, TD.encode_latents(ae, imgs, 0.5, batch_size=5, posterior_seed=3), **same)
+    torch.testing.assert_close(z[2:4], TD.encode_latents(ae, [imgs[:2], imgs[2:4]], 0.5, posterior_seed=3)[2:4], **same)
+    eps = (z / 0.5 - mean) / torch.exp(0.5 * logvar)  # the standard normal draw of each latent entry
+    assert abs(eps.mean().item()) < 0.1 and abs(eps.std().item() - 1) < 0.1  # 6 x 4 x 4 x 4 = 384 entries
+    assert not torch.allclose(z, TD.encode_latents(ae, imgs, 0.5, posterior_seed=4))  # another seed, another draw
+    torch.testing.assert_close(TD.encode_latents(ae, imgs, 0.5), mean * 0.5, rtol=1e-5, atol=1e-6)
+    toy = ToyEncoder()
+    assert torch.equal(TD.encode_latents(toy, toy_images(), 0.25, posterior_seed=3),
+                       TD.encode_latents(toy, toy_images(), 0.25))
+
+
+def test_only_released_weights_give_posterior_samples():
+    """Released SD-VAE weights (trained with their KL term) are sampled; an autoencoder trained here (no KL term: its
+    variance head never trains) or an untrained one keeps its posterior mean."""
+    from bench.configs import TrainAEConfig, TrainDiffusionConfig
+    from bench.evals.diffusion_training import posterior_seed_of
+    released = TrainDiffusionConfig("dit-xl", "sd-vae-f8", 512, patch_size=2, weights=True)
+    trained = TrainDiffusionConfig("dit-xl-small", "sd-vae-f8c4-tiny", 128, patch_size=4,
+                                   autoencoder_checkpoint=TrainAEConfig("sd-vae-f8c4-tiny"))
+    assert posterior_seed_of(released, 2) == 2
+    assert posterior_seed_of(trained, 2) is None
+    assert posterior_seed_of(TrainDiffusionConfig("dit-xl-tiny", "sd-vae-f8c4-tiny", 64), 2) is None
 
 
 def test_cached_latents_computed_once_refused_when_foreign_recomputed_when_damaged(tmp_path):

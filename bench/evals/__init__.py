@@ -52,11 +52,13 @@ EVALS: dict[str, Eval] = {
     "ae-memory": Eval(MemoryConfig, "bench.evals.training:run_memory", "dcae-ae-memory", 1, parallel_safe=False),
     # Backbone efficiency profiling: throughput, latency, memory, FLOPs (Tables 3-5, Fig. 2c; timed: runs alone).
     "efficiency": Eval(EfficiencyConfig, "bench.evals.efficiency:run", "dcae-efficiency", 1, parallel_safe=False),
-    # Latent diffusion training on an autoencoder's latents: the official UViT / DiT recipes (Tables 1, 3, 4).
+    # Latent diffusion training on an autoencoder's latents: the official UViT / DiT recipes (Tables 1, 3, 4); a
+    # released SD-VAE's latents are one seeded posterior sample per image, as the official latent script.
     "train-diffusion": Eval(TrainDiffusionConfig, "bench.evals.diffusion_training:run_train", "dcae-train-diffusion", 1,
                             parallel_safe=True),
     # Generation protocol: sample (EMA, CFG), decode / scaling factor in fp32, gFID / KID / IS (Tables 1, 3, 4), each
-    # score with each block of samples and each reference photo left out (the claims' image jackknife).
+    # score with each block of samples and each reference photo left out (the claims' image jackknife); the Inception
+    # Score on torch-fidelity's own input path (TF1-compatible resize, (x - 128)/128), as the official one.
     "generate": Eval(GenerateConfig, "bench.evals.generation:run_generate", "dcae-generate", 4, parallel_safe=True),
 }
 

@@ -4,9 +4,11 @@ eval (``bench/evals/generation.py``) shares with it.
 
 ``run_train`` (``bench.configs.TrainDiffusionConfig``): the autoencoder (a train-ae run via ``ctx.ensure``, the
 official weights, or untrained at smoke scale) encodes the data set once; the latents (× the scaling factor, as the
-official ``dc_ae_generate_latent.py``) are cached in ``runs/_cache/latents-<key>.safetensors`` keyed by the
-autoencoder's weights, the images, the resolution and the factor. Labels are the class of each image: at small scale
-the embedded crop's source photo (8 classes), for a folder its top-level sub-folder (ImageNet's synsets).
+official ``dc_ae_generate_latent.py``; one seeded posterior sample per image for a released SD-VAE, as that script,
+the posterior mean for one trained here: ``posterior_seed_of``) are cached in ``runs/_cache/latents-<key>.safetensors``
+keyed by the autoencoder's weights, the images, the resolution, the factor and the posterior seed. Labels are the
+class of each image: at small scale the embedded crop's source photo (8 classes), for a folder its top-level
+sub-folder (ImageNet's synsets).
 ``models.train_diffusion.train_diffusion`` runs the recipe (the official ``UVIT_RECIPE`` / ``DIT_RECIPE``, or our
 ``PIXART_RECIPE`` (IDDPM, PixArt-α's AdamW settings: a stated deviation, the DC-AE one is not public), then
 ``DIFFUSION_SCALE_DEFAULTS``, then the config's fields); ``ckpt/train_state.pt`` makes it resumable and
@@ -193,17 +195,32 @@ def class_labels(cfg: TrainDiffusionConfig, images) -> tuple[torch.Tensor | None
     raise UsageError(f"{images.description} has no class labels; set conditional=False")
 
 
-def latents_of(cfg: TrainDiffusionConfig, autoencoder: nn.Module, ae_id: str, images, ctx,
-               device: str) -> tuple[torch.Tensor, float]:
-    """The data set's latents × scaling factor (cached by content, rank 0 first) and the factor used."""
+def posterior_seed_of(cfg: TrainDiffusionConfig, seed: int) -> int | None:
+    """The seed of the one posterior sample per image that a variational autoencoder's latents are, or None for its
+    posterior mean (a deterministic autoencoder such as DC-AE ignores it).
+
+    Released weights (``weights``: sd-vae-f8 is sd-vae-ft-ema, trained with its KL term) are sampled, as the official
+    ``dc_ae_generate_latent.py`` (``latent_dist.sample()``, reference/generation.md §1). An autoencoder trained here
+    (``autoencoder_checkpoint``: train-ae trains the posterior mean with L1 / LPIPS / GAN and no KL term) or an
+    untrained one (smoke) keeps the mean: its variance head never trains, and a sample would be mostly that untrained
+    noise (measured on sd-vae-f8c4-tiny / sd-vae-f32c64-tiny at init, 128 px: posterior std 0.96 / 0.99 against a
+    mean RMS of 0.23 / 0.18)."""
+    return seed if cfg.weights and cfg.autoencoder_checkpoint is None else None
+
+
+def latents_of(cfg: TrainDiffusionConfig, autoencoder: nn.Module, ae_id: str, images, ctx, device: str,
+               posterior_seed: int | None) -> tuple[torch.Tensor, float]:
+    """The data set's latents × scaling factor (cached by content, rank 0 first) and the factor used;
+    ``posterior_seed``: see ``posterior_seed_of``."""
     s_ae = float(autoencoder.scaling_factor)
     key = {"autoencoder": cfg.autoencoder, "weights": ae_id, "images": images.identity, "n": len(images),
-           "resolution": cfg.resolution, "scaling_factor": s_ae}
+           "resolution": cfg.resolution, "scaling_factor": s_ae, "posterior_seed": posterior_seed}
     cache_dir = Path(ctx.run_dir).parent / "_cache"
 
     def compute() -> torch.Tensor:
         ctx.log(f"encoding {len(images)} images with {cfg.autoencoder} ({ae_id}) into the latent cache")
-        return encode_latents(autoencoder.to(device), uint8_batches(images, 64), s_ae, device=device)
+        return encode_latents(autoencoder.to(device), uint8_batches(images, 64), s_ae, device=device,
+                              posterior_seed=posterior_seed)
 
     if distributed.rank() == 0:  # one rank computes, the others read the cached file
         latents = cached_latents(cache_dir, key, compute, log=ctx.log)
@@ -228,7 +245,8 @@ def run_train(cfg: TrainDiffusionConfig, ctx) -> dict:
     images = images_of(cfg.dataset, cfg.resolution, cfg.n_images, cfg.autoencoder, ctx)
     captions = captions_of(cfg, images, ctx) if family == "pixart" else None
     autoencoder, ae_id = load_autoencoder(cfg, ctx)
-    latents, factor = latents_of(cfg, autoencoder, ae_id, images, ctx, device)
+    posterior_seed = posterior_seed_of(cfg, recipe.seed)
+    latents, factor = latents_of(cfg, autoencoder, ae_id, images, ctx, device, posterior_seed)
     labels, n_classes = class_labels(cfg, images) if captions is None else (None, 0)
     torch.manual_seed(mix_seed(recipe.seed, "backbone-init"))
     backbone = build_backbone(cfg, c, cfg.resolution // f, n_classes)
@@ -252,6 +270,7 @@ def run_train(cfg: TrainDiffusionConfig, ctx) -> dict:
         "_latent_shape": json.dumps(list(latents.shape[1:])),
         "_scaling_factor": factor,
         "_autoencoder_weights": ae_id,
+        "_posterior_seed": posterior_seed,  # None: the posterior mean (or a deterministic autoencoder)
         "_dataset": images.description, "_dataset_id": images.identity, "_n_images": len(images),
         "_final_weights": "ema" if recipe.ema_decay > 0 else "raw (the recipe has no EMA)",
         "_outputs": [f"ckpt/{FINAL_MODEL}", f"ckpt/{TRAIN_STATE}"],  # gitignored: without them, not complete

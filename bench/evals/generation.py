@@ -10,7 +10,8 @@
   decode   latents ÷ scaling factor, ``autoencoder.decode`` in fp32, rounded to uint8 as the reconstruction protocol;
   score    FID Inception pool3 statistics against the reference images' (or the same autoencoder's reconstructions
            of them, ``reference_kind``), cached by content in ``runs/_cache/fid-ref-gen-<key>.npz``; KID on small
-           sets; Inception Score when the Inception weights carry their classifier.
+           sets; Inception Score when the Inception weights carry their classifier, on torch-fidelity's own input
+           path (``is_logits``), as the official ``inception_score.py``.
 
 Text-to-image (a PixArt-α run, Table 5): sample i is conditioned on the i-th caption features (by stem) of the
 ``prompts`` folder (``bench/evals/captions.py``; paper: MJHQ-30K's T5-XXL features, one sample per prompt), guided
@@ -93,8 +94,9 @@ class GenerationProtocol:
     fid_input: str = R.DCAE_RECON.fid_input
     fid_statistics: str = R.DCAE_RECON.fid_statistics
     fid_reference: str = "the reference images (or the same autoencoder's reconstructions), same crop and rounding"
-    inception_score: str = ("torch-fidelity isc: softmax of the unbiased 1008-way logits, RandomState(2020) shuffle, "
-                            "10 splits, mean over splits")
+    inception_score: str = ("torch-fidelity isc on its own input path: TF1-compatible bilinear resize of the uint8 "
+                            "values to 299, (x - 128)/128, pool3 @ fc.weight^T (unbiased 1008-way logits); softmax, "
+                            "RandomState(2020) shuffle, 10 splits, mean over splits")
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -203,9 +205,21 @@ def classifier_of(feature_net: nn.Module) -> tuple[torch.Tensor | None, str | No
     return fc.weight.detach().double(), None
 
 
-def _add_is(acc: dict[str, np.ndarray], feats: torch.Tensor, weight: torch.Tensor, split: np.ndarray) -> None:
-    """Accumulate Σp, Σ(p log p) and counts per split (the unbiased logits: pool3 features @ fc.weightᵀ)."""
-    logits = feats.double() @ weight.T.to(feats.device)                                # (n, 1008)
+@torch.no_grad()
+def is_logits(feature_net: nn.Module, u: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """(n, 1008) float64 unbiased logits of uint8 images (n, 3, H, W), fed as torch-fidelity's ``inception-v3-compat``
+    feeds its Inception Score (the official ``inception_score.py`` extractor): its TF1-compatible bilinear resize of
+    the raw [0, 255] values to 299, then (x − 128)/128. The FID path's input (u/127.5 − 1, PyTorch's bilinear
+    resize) moves pool3 by 5-14 % per image on natural photos at 512 px, nearly all of it from the resize."""
+    from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+    x = interpolate_bilinear_2d_like_tensorflow1x(u.float(), size=(299, 299), align_corners=False)  # (n, 3, 299, 299)
+    feats = feature_net.features_normalized((x - 128) / 128)                            # (n, 2048)
+    return feats.double() @ weight.T.to(feats.device)                                  # (n, 1008)
+
+
+def _add_is(acc: dict[str, np.ndarray], logits: torch.Tensor, split: np.ndarray) -> None:
+    """Accumulate Σp, Σ(p log p) and counts per split of the samples' unbiased logits (``is_logits``)."""
+    logits = logits.double()                                                           # (n, 1008)
     p, logp = logits.softmax(1), logits.log_softmax(1)
     p, plogp = p.cpu().numpy(), (p * logp).sum(1).cpu().numpy()
     np.add.at(acc["is_sum_p"], split, p)
@@ -289,7 +303,7 @@ def _generate_shard(idx: range, backbone, autoencoder, scaling: float, s: Sampli
         feats = feature_net(u.to(device))                                          # (n, D)
         stats.add(feats.double())
         if classifier is not None:
-            _add_is(acc, feats, classifier, split[batch.start:batch.stop])
+            _add_is(acc, is_logits(feature_net, u.to(device), classifier), split[batch.start:batch.stop])
         _sync(device)
         clock["decode"] += t2 - t1
         clock["features"] += time.perf_counter() - t2

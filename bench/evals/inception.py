@@ -1,7 +1,9 @@
 """The FID Inception network (TF ``inception-2015-12-05``, pool3 2048-d features), offline.
 
 The network is torch-fidelity's ``FeatureExtractorInceptionV3`` module (the pytorch-fid / torchvision layer
-naming); we run its layers with our own preprocessing, because the DC-AE protocol differs from torch-fidelity's:
+naming); for FID we run its layers with our own preprocessing, because the DC-AE protocol differs from
+torch-fidelity's (the Inception Score keeps torch-fidelity's own, ``bench.evals.generation.is_logits``, as the
+official IS does):
 
 =====================  =======================================  ======================================
 step                   DC-AE (efficientvit fid.py) = ours       torch-fidelity / NVlabs / TF
