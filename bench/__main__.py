@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from bench import artifacts, cli_tools, parallel
+from bench import artifacts, cli_tools, parallel, process
 from bench.configs import DataOption
 from bench.errors import UsageError
 from bench.provenance import file_digest
@@ -241,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> None:
     try:
+        process.tune_allocator()  # before any large tensor: glibc settings apply to later allocations
         sys.exit(main())
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -30,7 +30,7 @@ from typing import Callable, Iterable, Iterator
 
 from tqdm import tqdm
 
-from bench import evals
+from bench import evals, process
 from bench.configs import dependencies
 from bench.errors import Unavailable
 from bench.provenance import REPO_ROOT
@@ -92,6 +92,7 @@ def _blas_threads(threads: int) -> Iterator[None]:
 def _init_worker(threads: int) -> None:
     import torch  # here: the parent process (and `ls`) need not import torch to plan
     torch.set_num_threads(threads)
+    process.tune_allocator()  # a spawned worker starts with glibc's defaults; the parent's setting is not inherited
 
 
 def _work(args: tuple) -> tuple[str, float, str]:

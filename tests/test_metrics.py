@@ -66,6 +66,44 @@ def test_ssim_equals_the_official_evaluators_torchmetrics():
     assert float(M.ssim_per_image(a, b, M.SSIMSettings(border="crop")).mean()) - float(official.compute()) > 0.01
 
 
+def _ssim_by_conv2d(a: torch.Tensor, b: torch.Tensor, s: M.SSIMSettings) -> torch.Tensor:
+    """SSIM with the separable Gaussian as two grouped float64 ``conv2d`` calls (the direct form of the blur)."""
+    import torch.nn.functional as F
+    c, p = a.shape[1], (s.window - 1) // 2
+    g = M._gaussian_window(s.window, s.sigma)
+    kx, ky = g.view(1, 1, 1, -1).repeat(c, 1, 1, 1), g.view(1, 1, -1, 1).repeat(c, 1, 1, 1)
+
+    def blur(t):
+        return F.conv2d(F.conv2d(t, kx, groups=c), ky, groups=c)
+
+    x, y = a.double(), b.double()
+    if s.border == "reflect":
+        x, y = F.pad(x, (p, p, p, p), mode="reflect"), F.pad(y, (p, p, p, p), mode="reflect")
+    mx, my = blur(x), blur(y)
+    vx, vy = (blur(x * x) - mx * mx).clamp_min(0), (blur(y * y) - my * my).clamp_min(0)
+    cxy = blur(x * y) - mx * my
+    c1, c2 = (s.k1 * s.data_range) ** 2, (s.k2 * s.data_range) ** 2
+    smap = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return smap.flatten(1).mean(1)
+
+
+@pytest.mark.parametrize("border", ["reflect", "crop"])
+def test_ssim_blur_as_matrix_products_equals_the_convolution(border):
+    s = M.SSIMSettings(border=border)
+    a, b = _photo_pair(size=96)
+    wide_a, wide_b = _photo_pair(size=64, seed=1)  # and a non-square crop: rows and columns have their own matrix
+    for x, y in [(a, b), (a[..., :80], b[..., :80]), (wide_a[..., :48, :], wide_b[..., :48, :])]:
+        ours, direct = M.ssim_per_image(x, y, s), _ssim_by_conv2d(x, y, s)
+        assert float((ours - direct).abs().max()) <= 1e-12, border
+
+
+def test_band_matrix_filters_like_a_valid_correlation():
+    g = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    v = torch.arange(6, dtype=torch.float64)
+    expected = torch.tensor([sum(g[j] * v[i + j] for j in range(3)) for i in range(4)])
+    assert torch.equal(M._band_matrix(6, g) @ v, expected)
+
+
 def test_metrics_refuse_float_images():
     a, b = _photo_pair()
     with pytest.raises(TypeError):
@@ -173,6 +211,22 @@ def test_kid_equals_torch_fidelity_mmd_and_grows_with_shift():
     ours = M.kid(f1, f2, subset_size=200, subsets=1)  # the full set: permutation-invariant, so deterministic
     assert ours == pytest.approx(float(ref), rel=1e-9)
     assert M.kid(f1, f2 + 1.0, subset_size=100, subsets=10) > 5 * abs(M.kid(f1, f2, subset_size=100, subsets=10))
+
+
+def test_kid_of_whole_sets_is_computed_once_with_the_subsets_mean(monkeypatch):
+    """Subsets as large as both sets are the sets reordered: one MMD² instead of 100, the same value."""
+    f1, f2 = _features(n=120, seed=1)[:60], _features(n=120, seed=2)[60:] + 0.3
+    rng = np.random.default_rng(0)
+    mean_of_reorderings = np.mean([M._mmd2_unbiased(f1[rng.permutation(60)], f2[rng.permutation(60)])
+                                   for _ in range(100)])
+    kernels = []
+    poly = M._poly_kernel
+    monkeypatch.setattr(M, "_poly_kernel", lambda x, y: kernels.append(len(x)) or poly(x, y))
+    assert M.kid(f1, f2, subset_size=1000) == pytest.approx(mean_of_reorderings, rel=1e-12)
+    assert len(kernels) == 3  # kxx, kyy, kxy once
+    kernels.clear()
+    M.kid(f1, f2[:50], subset_size=1000)  # sets of unequal size: subsets of 50 differ, so 100 of them
+    assert len(kernels) == 300
 
 
 # ---------------------------------------------------------------- FID Inception offline

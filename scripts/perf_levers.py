@@ -1,0 +1,298 @@
+"""Before/after timings of the performance levers that keep outputs identical, on this machine, in one run.
+
+    .venv/bin/python scripts/perf_levers.py [--repeats 3] [--only allocator,ssim,kid,reference]
+
+Writes ``tables/perf-<machine>.csv`` (machine: a slug of the CPU model in /proc/cpuinfo), one row per lever and
+setting: ``before_s`` and ``after_s`` (medians over ``repeats``), ``ratio`` (the median of after/before pair by pair:
+before and after alternate, A B A B ..., so a machine whose speed drifts moves both alike), ``max_abs_diff`` of the
+outputs (0 = identical), and the provenance (git sha, torch, CPU model, date, threads). One torch thread, as each
+``--jobs`` worker. The levers:
+
+- ``allocator``: the FID Inception forward (batch 16, 128-px images) in a fresh process with
+  ``DCAE_BENCH_MALLOC=default`` and with the setting ``python -m bench`` applies (bench/process.py); the
+  processes alternate, each times its own forwards after a warm-up and reports its peak RSS (the memory cost);
+- ``ssim-blur``: ``metrics.ssim_per_image`` against the same SSIM with the blur as grouped float64 ``conv2d``;
+- ``kid-once``: ``metrics.kid`` on two full sets of 326 features (a small-scale reconstruction) against the mean
+  over 100 reorderings of them that it computed before;
+- ``recon-reference-lock``: two reconstruction evaluations of the same images at once (two threads, as two
+  ``--jobs`` workers), with the reference-statistics lock and without it: CPU seconds of the pair (both cores).
+
+Uses the FID Inception weights the harness finds (never downloaded); without them a randomly initialised network of
+the same architecture, and the rows say so. Takes about 3-5 minutes on 2 cores.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import datetime as dt
+import io
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+from unittest import mock
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import process, provenance  # noqa: E402
+from models.io import atomic_write_text  # noqa: E402
+
+LEVERS = ("allocator", "ssim", "kid", "reference")
+COLUMNS = ["lever", "setting", "before_s", "after_s", "ratio", "max_abs_diff", "repeats", "note", "machine",
+           "cpu_model", "threads", "torch", "git_sha", "git_dirty", "date"]
+
+
+def interleaved(before: Callable[[], Any], after: Callable[[], Any], repeats: int,
+                clock: Callable[[], float] = time.perf_counter) -> tuple[dict, dict]:
+    """Time ``before()`` and ``after()`` alternately on ``clock``, after one untimed call of each: ({name: seconds},
+    {name: the last output})."""
+    outs = {"before": before(), "after": after()}
+    times: dict[str, list[float]] = {"before": [], "after": []}
+    for _ in range(repeats):
+        for name, f in (("before", before), ("after", after)):
+            t0 = clock()
+            outs[name] = f()
+            times[name].append(clock() - t0)
+    return times, outs
+
+
+def row(lever: str, setting: str, before: list[float], after: list[float], diff: float, note: str = "") -> dict:
+    """One CSV row: medians, the median pairwise ratio, the output difference."""
+    return {"lever": lever, "setting": setting, "before_s": f"{statistics.median(before):.4g}",
+            "after_s": f"{statistics.median(after):.4g}",
+            "ratio": f"{statistics.median(a / b for a, b in zip(after, before)):.3f}",
+            "max_abs_diff": f"{diff:.3g}", "repeats": len(before), "note": note}
+
+
+# ---------------------------------------------------------------------------------------------------- the FID network
+
+
+def fid_network():
+    """(network, what it is): the FID Inception with the weights the harness finds, else random weights."""
+    from bench.errors import Unavailable
+    from bench.evals import inception as I
+    try:
+        net = I.load_fid_inception()
+        return net, net.name
+    except Unavailable:
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+        import torch
+        empty = Path(tempfile.mkdtemp()) / "empty.pth"
+        torch.save({}, empty)
+        with mock.patch.object(FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None):
+            net = I.FIDInception(I.InceptionWeights(empty, "random init"))
+        return net, "random-init Inception-v3 of the FID architecture (no weights here: timings only)"
+
+
+def inception_child(forwards: int, out: Path) -> None:
+    """In a fresh process: the allocator setting first (as ``python -m bench``), then timed FID forwards."""
+    said = process.tune_allocator()
+    import numpy as np
+    import torch
+    from models.data import synthetic_images
+    torch.set_num_threads(1)
+    net, what = fid_network()
+    u = synthetic_images(16, 128, seed=0)  # (16, 3, 128, 128) uint8
+    net(u)  # warm-up: oneDNN primitives, first-touch of the weights
+    times = []
+    for _ in range(forwards):
+        t0 = time.perf_counter()
+        feats = net(u)  # (16, 2048)
+        times.append(time.perf_counter() - t0)
+    np.save(out / "features.npy", feats.numpy())
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    (out / "result.json").write_text(json.dumps({"allocator": said, "seconds": times, "network": what,
+                                                 "peak_rss_mb": peak_mb}))
+
+
+def lever_allocator(repeats: int) -> list[dict]:
+    """Alternating processes without and with the allocator setting; in-process seconds per forward (median)."""
+    import numpy as np
+    results: dict[str, list[dict]] = {"default": [], "tuned": []}
+    feats = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(repeats):
+            for switch in ("default", "tuned"):
+                out = Path(tmp) / f"{switch}{k}"
+                out.mkdir()
+                env = {**os.environ, process.MALLOC_ENV: switch, "OMP_NUM_THREADS": "1"}
+                subprocess.run([sys.executable, __file__, "--inception-child", str(out)], env=env, check=True)
+                results[switch].append(json.loads((out / "result.json").read_text()))
+                feats[switch] = np.load(out / "features.npy")
+    before = [statistics.median(r["seconds"]) for r in results["default"]]
+    after = [statistics.median(r["seconds"]) for r in results["tuned"]]
+    rss = {s: max(r["peak_rss_mb"] for r in results[s]) for s in results}
+    note = (f"{results['tuned'][0]['network']}; per forward of 16 images at 128 px (resized to 299), one process each; "
+            f"peak RSS {rss['default']:.0f} MB default, {rss['tuned']:.0f} MB tuned "
+            f"({rss['tuned'] / rss['default'] - 1:+.0%}); after: {results['tuned'][0]['allocator']}")
+    diff = float(np.abs(feats["default"] - feats["tuned"]).max())
+    return [row("allocator", "FID Inception forward, batch 16", before, after, diff, note)]
+
+
+# ---------------------------------------------------------------------------------------------------- SSIM and KID
+
+
+def ssim_by_conv2d(a, b):
+    """The official SSIM with the separable Gaussian as two grouped float64 ``conv2d`` calls (the lever's before)."""
+    import torch.nn.functional as F
+    from bench.evals import metrics as M
+    s, c = M.SSIM_OFFICIAL, a.shape[1]
+    g, p = M._gaussian_window(s.window, s.sigma), (s.window - 1) // 2
+    kx, ky = g.view(1, 1, 1, -1).repeat(c, 1, 1, 1), g.view(1, 1, -1, 1).repeat(c, 1, 1, 1)
+
+    def blur(t):
+        return F.conv2d(F.conv2d(t, kx, groups=c), ky, groups=c)
+
+    x, y = (F.pad(t.double(), (p, p, p, p), mode="reflect") for t in (a, b))
+    mx, my = blur(x), blur(y)
+    vx, vy = (blur(x * x) - mx * mx).clamp_min(0), (blur(y * y) - my * my).clamp_min(0)
+    cxy = blur(x * y) - mx * my
+    c1, c2 = (s.k1 * s.data_range) ** 2, (s.k2 * s.data_range) ** 2
+    smap = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return smap.flatten(1).mean(1)
+
+
+def lever_ssim(repeats: int) -> list[dict]:
+    """16 image pairs (a synthetic image and a noisy copy) at 128 and 256 px, as one reconstruction batch."""
+    import torch
+    from bench.evals import metrics as M
+    from models.data import synthetic_images
+    rows = []
+    for r in (128, 256):
+        a = synthetic_images(16, r, seed=1)
+        noise = torch.randn(a.shape, generator=torch.Generator().manual_seed(2)) * 8
+        b = (a.float() + noise).round().clamp(0, 255).to(torch.uint8)
+        times, outs = interleaved(lambda: ssim_by_conv2d(a, b), lambda: M.ssim_per_image(a, b), repeats)
+        diff = float((outs["before"] - outs["after"]).abs().max())
+        rows.append(row("ssim-blur", f"16 images at {r} px, float64", times["before"], times["after"], diff))
+    return rows
+
+
+def kid_by_subsets(f1, f2, subsets: int = 100, seed: int = 0) -> float:
+    """``kid`` on sets no larger than its subsets as it was computed before: the mean over 100 reorderings."""
+    import numpy as np
+    from bench.evals import metrics as M
+    rng = np.random.default_rng(seed)
+    m = len(f1)
+    return float(np.mean([M._mmd2_unbiased(f1[rng.choice(m, m, replace=False)], f2[rng.choice(m, m, replace=False)])
+                          for _ in range(subsets)]))
+
+
+def lever_kid(repeats: int) -> list[dict]:
+    """Two sets of 326 features of 2048 dimensions (the small scale's reconstruction sets), KID subsets of 1000."""
+    import numpy as np
+    from bench.evals import metrics as M
+    rng = np.random.default_rng(0)
+    f1, f2 = rng.normal(size=(326, 2048)), rng.normal(size=(326, 2048)) * 1.1 + 0.05
+    times, outs = interleaved(lambda: kid_by_subsets(f1, f2), lambda: M.kid(f1, f2, subset_size=1000), repeats)
+    diff = abs(outs["before"] - outs["after"])
+    note = f"KID {outs['after']:.6g}; relative difference {diff / abs(outs['before']):.2g}"
+    return [row("kid-once", "326 vs 326 features (2048-d)", times["before"], times["after"], diff, note)]
+
+
+# ---------------------------------------------------------------------------------------------------- reference lock
+
+
+def _avg_pool_autoencoder():
+    """A weightless stand-in autoencoder (avg-pool by 4, nearest upsampling): the lever is in the FID network."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    class AvgPoolAE(nn.Module):
+        def forward(self, x):
+            return F.interpolate(F.avg_pool2d(x, 4), scale_factor=4, mode="nearest")  # (B, 3, r, r)
+    return AvgPoolAE()
+
+
+def two_concurrent_evaluations(net, locked: bool) -> list[float]:
+    """Two reconstruction evaluations of the same 8 images at once in a fresh cache (two threads, as two
+    ``--jobs`` workers), with the reference-statistics lock or with it replaced by nothing; their rFIDs."""
+    from bench.evals import reconstruction as R
+    from models.data import SyntheticDataset
+    ds, model, rfid = SyntheticDataset(8, 64), _avg_pool_autoencoder(), {}
+    with tempfile.TemporaryDirectory() as tmp:
+        def run(name: str) -> None:
+            rfid[name] = R.evaluate(model, ds, Path(tmp) / name, feature_net=net, cache_dir=Path(tmp) / "_cache",
+                                    n_samples=0, log=lambda m: None).metrics["rfid"]
+
+        unlocked = mock.patch.object(R, "file_lock", lambda path: contextlib.nullcontext())
+        with contextlib.nullcontext() if locked else unlocked:
+            threads = [threading.Thread(target=run, args=(k,)) for k in "ab"]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+    return [rfid["a"], rfid["b"]]
+
+
+def lever_reference(repeats: int) -> list[dict]:
+    """CPU seconds of two concurrent evaluations (both threads), without and with the lock."""
+    net, what = fid_network()
+    times, outs = interleaved(lambda: two_concurrent_evaluations(net, locked=False),
+                              lambda: two_concurrent_evaluations(net, locked=True), repeats, clock=time.process_time)
+    diff = max(abs(x - y) for x in outs["before"] + outs["after"] for y in outs["before"])
+    note = (f"{what}; CPU seconds of the pair (two threads on the cores), 8 originals + 8 reconstructions each at "
+            f"64 px: the originals' features built twice without the lock, once with it")
+    return [row("recon-reference-lock", "2 concurrent evaluations, same images", times["before"], times["after"],
+                diff, note)]
+
+
+# ---------------------------------------------------------------------------------------------------- the table
+
+
+def write_csv(rows: list[dict]) -> Path:
+    """``tables/perf-<machine>.csv`` with every row's provenance."""
+    import torch
+    cpu = provenance.cpu_model()
+    git = provenance.git_state()
+    stamp = {"machine": provenance.slug(cpu), "cpu_model": cpu, "threads": torch.get_num_threads(),
+             "torch": torch.__version__, "git_sha": git["git_sha"], "git_dirty": git["git_dirty"],
+             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, COLUMNS, lineterminator="\n")
+    w.writeheader()
+    w.writerows({**r, **stamp} for r in rows)
+    path = ROOT / "tables" / f"perf-{stamp['machine']}.csv"
+    atomic_write_text(path, buf.getvalue())
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3, help="before/after pairs per lever (default 3)")
+    ap.add_argument("--only", default=",".join(LEVERS), help=f"comma-separated subset of {', '.join(LEVERS)}")
+    ap.add_argument("--inception-child", default=None, help=argparse.SUPPRESS)  # one allocator process
+    args = ap.parse_args(argv)
+    if args.inception_child:
+        inception_child(3, Path(args.inception_child))
+        return 0
+    only = args.only.split(",")
+    if set(only) - set(LEVERS) or args.repeats < 1:
+        ap.error(f"--only takes {', '.join(LEVERS)} and --repeats a whole number >= 1")
+    import torch
+    torch.set_num_threads(1)
+    print(f"allocator of this process: {process.tune_allocator()}", flush=True)  # as python -m bench
+    measure = {"allocator": lever_allocator, "ssim": lever_ssim, "kid": lever_kid, "reference": lever_reference}
+    rows = []
+    for lever in only:
+        t0 = time.perf_counter()
+        new = measure[lever](args.repeats)
+        rows += new
+        for r in new:
+            print(f"{r['lever']} ({r['setting']}): {r['before_s']} s -> {r['after_s']} s, ratio {r['ratio']}, "
+                  f"max abs diff {r['max_abs_diff']} [{time.perf_counter() - t0:.0f} s]", flush=True)
+    print(f"wrote {write_csv(rows)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
