@@ -129,7 +129,7 @@ def run(cfg: ClaimConfig, ctx) -> dict[str, Any]:
     out = {**result.as_metrics(), "_how_verdict": result.reason, "_statement": cfg.statement,
            "_from": [r.run_id for r in a + b + a0 + b0], "pairing": cfg.pairing or cfg.design, "kind": cfg.kind,
            "test_id": test_id(cfg.metric, a, b, a0, b0),
-           "n_images": int(a[0].metrics.get("_n_images", a[0].metrics.get("n_samples", 0)) or 0)}
+           "n_images": int(a[0].metrics.get("_n_images", a[0].metrics.get("_n_samples", 0)))}
     bad = collapsed_arms(cfg, ctx)
     if bad:
         out["verdict"] = f"invalid: {'; '.join(bad)} collapsed"
