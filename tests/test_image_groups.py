@@ -31,6 +31,23 @@ def test_a_constant_output_model_is_collapsed_and_a_working_one_is_not():
     assert 0.5 < _spread(x, blurry) < 1.0 and not G.is_collapsed(_spread(x, blurry))  # bad but working
 
 
+def _explained(x_uint8, y_uint8):
+    s = G.OutputSpread()
+    s.add(x_uint8, y_uint8)
+    return s.explained()
+
+
+def test_outputs_unrelated_to_their_inputs_are_collapsed_though_they_vary():
+    """Each input gets another input's image back: as varied as the inputs, but no nearer them than their mean."""
+    x, _ = _photos()
+    shuffled = torch.roll(x, 1, dims=0)
+    assert _spread(x, shuffled) > 0.9 and _explained(x, shuffled) < 0
+    assert G.is_collapsed(_spread(x, shuffled), _explained(x, shuffled))
+    assert _explained(x, x) == pytest.approx(1.0)
+    blurry = F.interpolate(F.avg_pool2d(x.float(), 8), scale_factor=8, mode="bilinear").round().to(torch.uint8)
+    assert _explained(x, blurry) > 0.5
+
+
 def test_a_nearly_constant_output_is_collapsed():
     x, _ = _photos()
     mean = x.float().mean(0, keepdim=True)

@@ -28,17 +28,18 @@ def test_the_rule_doubles_until_the_budget_and_records_the_curve(tmp_path, monke
 def test_the_rule_stops_at_the_first_small_gain(tmp_path, monkeypatch):
     psnrs = iter([10.0, 10.1, 50.0])
     monkeypatch.setattr(training, "probe_psnr", lambda *a, **k: next(psnrs))
+    monkeypatch.setattr(training, "probe_spread", lambda *a, **k: (0.9, 0.7))  # a working model
     res = Runner(tmp_path).ensure(RunRef(_cfg(Plateau(min_gain_db=0.3, max_steps=64, probe_images=4))), "smoke")
     assert res.metrics["_plateau_curve"] == [[2, 10.0], [4, 10.1]]
     assert res.metrics["steps"] == 4 and res.metrics["plateau_reached"] == 1
-    assert res.metrics["collapsed"] == 0 and res.metrics["output_spread"] > training.COLLAPSED_BELOW
+    assert res.metrics["collapsed"] == 0 and res.metrics["output_spread"] == 0.9
 
 
 def test_a_collapsed_model_never_reaches_a_plateau(tmp_path, monkeypatch):
     """A flat PSNR curve of a model that outputs one image whatever its input is no plateau."""
     psnrs = iter([11.0, 11.1, 50.0])
     monkeypatch.setattr(training, "probe_psnr", lambda *a, **k: next(psnrs))
-    monkeypatch.setattr(training, "probe_spread", lambda *a, **k: 0.05)
+    monkeypatch.setattr(training, "probe_spread", lambda *a, **k: (0.05, 0.01))
     res = Runner(tmp_path).ensure(RunRef(_cfg(Plateau(min_gain_db=0.3, max_steps=64, probe_images=4))), "smoke")
     assert res.metrics["_plateau_curve"] == [[2, 11.0], [4, 11.1]]
     assert res.metrics["plateau_reached"] == 0 and res.metrics["collapsed"] == 1

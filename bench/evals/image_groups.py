@@ -7,10 +7,14 @@ image indices (its images are taken as independent). Generated samples are group
 ``BLOCKS`` (sample i has the same label and noise in every arm, so the groups pair across arms).
 
 **Collapse.** A model that outputs one image whatever it is given has reconstructions that vary across inputs far
-less than the inputs do. ``OutputSpread`` accumulates, on a ``SPREAD_SIDE`` x ``SPREAD_SIDE`` average-pooled copy of
-each uint8 image (layout and colour, not texture), the per-pixel variance across images of the originals and of
-the outputs; the ratio of their root-mean-square is 1 for a perfect autoencoder, near 1 for a blurry but working
-one, and 0 for a constant output. A model is ``collapsed`` below ``COLLAPSED_BELOW``.
+less than the inputs do. ``OutputSpread`` works on a ``SPREAD_SIDE`` x ``SPREAD_SIDE`` average-pooled copy of each
+uint8 image (layout and colour, not texture) and gives two numbers: ``ratio``, the root-mean-square over pixels of
+the outputs' spread across images over the originals' (1 for a perfect autoencoder, near 1 for a blurry but working
+one, 0 for a constant output), and ``explained``, the share of the originals' variation across images that the
+outputs reproduce, 1 − Σ(y − x)² / Σ(x − x̄)² (1 perfect, 0 for outputting the data set's mean image, below 0 for
+outputs further from their inputs than that mean is: e.g. a blob whose brightness follows the input). A model is
+``collapsed`` when ``ratio < COLLAPSED_BELOW`` or ``explained < EXPLAINED_BELOW``: either way its output says
+little about its input.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from bench.evals import metrics as M
 BLOCKS = 16             # groups of a data set without source photos, and of generated samples
 SPREAD_SIDE = 32        # the collapse measure looks at images pooled to this side
 COLLAPSED_BELOW = 0.25  # output spread / input spread below this: the model ignores its input
+EXPLAINED_BELOW = 0.0   # reconstructions no nearer their inputs than the data set's mean image is
 JACKKNIFE_FILE = "jackknife.json"  # per run: groups and each metric with each group left out (committed)
 
 
@@ -119,19 +124,21 @@ def generated_jackknife(samples: np.ndarray, refs: dict[str, np.ndarray], ref_gr
 class OutputSpread:
     """Running per-pixel sums of pooled originals and outputs (float64; shards merge by adding ``arrays``)."""
 
-    KEYS = ("spread_n", "spread_x", "spread_xx", "spread_y", "spread_yy")
+    KEYS = ("spread_n", "spread_x", "spread_xx", "spread_y", "spread_yy", "spread_dd")
 
     def __init__(self, arrays: dict[str, np.ndarray] | None = None):
         shape = (3, SPREAD_SIDE, SPREAD_SIDE)
         zero = {"spread_n": np.zeros(()), "spread_x": np.zeros(shape), "spread_xx": np.zeros(shape),
-                "spread_y": np.zeros(shape), "spread_yy": np.zeros(shape)}
+                "spread_y": np.zeros(shape), "spread_yy": np.zeros(shape), "spread_dd": np.zeros(shape)}
         self.arrays = {k: np.array(arrays[k] if arrays is not None else zero[k], np.float64) for k in self.KEYS}
 
     def add(self, x_uint8: torch.Tensor, y_uint8: torch.Tensor) -> None:
+        pooled = {}
         for name, u in (("x", x_uint8), ("y", y_uint8)):
-            p = F.adaptive_avg_pool2d(u.double(), SPREAD_SIDE).numpy()  # (B, 3, s, s)
+            p = pooled[name] = F.adaptive_avg_pool2d(u.double(), SPREAD_SIDE).numpy()  # (B, 3, s, s)
             self.arrays[f"spread_{name}"] += p.sum(0)
             self.arrays[f"spread_{name}{name}"] += (p * p).sum(0)
+        self.arrays["spread_dd"] += ((pooled["y"] - pooled["x"]) ** 2).sum(0)
         self.arrays["spread_n"] += x_uint8.shape[0]
 
     def merge(self, other: OutputSpread) -> None:
@@ -149,13 +156,26 @@ class OutputSpread:
         return math.sqrt(float(np.clip(var["y"], 0, None).mean()) / den) if den > 0 else math.nan
 
 
-def spread_of(x: torch.Tensor, y: torch.Tensor) -> float:
-    """``OutputSpread`` ratio of one batch of originals and outputs in [-1, 1] (the training probe's)."""
+    def explained(self) -> float:
+        """1 − Σ(y − x)² / Σ(x − x̄)² over images and pooled pixels; NaN below 2 images or constant originals."""
+        n = float(self.arrays["spread_n"])
+        if n < 2:
+            return math.nan
+        total = float((self.arrays["spread_xx"] - self.arrays["spread_x"] ** 2 / n).clip(0, None).sum())
+        return 1 - float(self.arrays["spread_dd"].sum()) / total if total > 0 else math.nan
+
+    def collapsed(self) -> bool:
+        return is_collapsed(self.ratio(), self.explained())
+
+
+def spread_of(x: torch.Tensor, y: torch.Tensor) -> OutputSpread:
+    """``OutputSpread`` of one batch of originals and outputs in [-1, 1] (the training probe's)."""
     s = OutputSpread()
     s.add(M.to_uint8(x.detach().cpu()), M.to_uint8(y.detach().cpu()))
-    return s.ratio()
+    return s
 
 
-def is_collapsed(ratio: float) -> bool:
-    """The collapse rule (see the module docstring); an unknown ratio is not a collapse."""
-    return bool(math.isfinite(ratio) and ratio < COLLAPSED_BELOW)
+def is_collapsed(ratio: float, explained: float = math.nan) -> bool:
+    """The collapse rule (see the module docstring); an unknown number is no evidence of a collapse."""
+    return bool((math.isfinite(ratio) and ratio < COLLAPSED_BELOW)
+                or (math.isfinite(explained) and explained < EXPLAINED_BELOW))

@@ -43,7 +43,7 @@ from bench.configs import EMBEDDED_TEST, FOLDER_SETS, DataOption, ReconConfig
 from bench.errors import RowFailed, Unavailable, UsageError
 from bench.evals import metrics as M
 from bench.evals import protocol_id
-from bench.evals.image_groups import JACKKNIFE_FILE, OutputSpread, image_groups, is_collapsed, recon_jackknife
+from bench.evals.image_groups import JACKKNIFE_FILE, OutputSpread, image_groups, recon_jackknife
 from bench.evals.inception import feature_network
 from bench.provenance import atomic_write_bytes, atomic_write_json
 from models import data, distributed
@@ -375,7 +375,8 @@ def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
     out: dict[str, Any] = {
         **feature_out,
         "output_spread": spread.ratio(),
-        "collapsed": int(is_collapsed(spread.ratio())),
+        "explained_variance": spread.explained(),
+        "collapsed": int(spread.collapsed()),
         "psnr": float(psnr.mean()) if n_ok else none,
         "ssim": float(ssim.mean()) if n_ok else none,
         "lpips": float(lp.mean()) if lpips is not None and n_ok else (lpips_unavailable or "unavailable"),

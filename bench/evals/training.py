@@ -27,7 +27,7 @@ import torch
 import models
 import models.zoo
 from bench.configs import SCALE_DEFAULTS, MemoryConfig, Plateau, TrainAEConfig
-from bench.evals.image_groups import COLLAPSED_BELOW, is_collapsed, spread_of
+from bench.evals.image_groups import is_collapsed, spread_of
 from bench.errors import Unavailable, UsageError
 from bench.provenance import atomic_write_json, damage, quarantine
 from models import data, losses
@@ -140,15 +140,16 @@ def probe_psnr(model: torch.nn.Module, resolution: int, n_images: int, device: s
     return float((10 * torch.log10(1 / mse)).mean())
 
 
-def probe_spread(model: torch.nn.Module, resolution: int, n_images: int, device: str) -> float:
-    """How much the model's reconstructions of the probe images vary across them, relative to the images
-    (``image_groups.OutputSpread``: 0 for a model that outputs one image whatever it is given)."""
+def probe_spread(model: torch.nn.Module, resolution: int, n_images: int, device: str) -> tuple[float, float]:
+    """How much the model's reconstructions of the probe images vary across them relative to the images, and how
+    much of the images' variation they reproduce (``image_groups.OutputSpread``: ratio, explained)."""
     ds = data.EmbeddedPhotos("test", resolution, n_images=n_images)
     x = torch.stack([ds[i] for i in range(len(ds))]).to(device)
     model.eval()
     with torch.no_grad():
         y = torch.cat([model.decode(model.encode(x[i:i + 16])) for i in range(0, len(x), 16)]).clamp(-1, 1)
-    return spread_of(x, y)
+    s = spread_of(x, y)
+    return s.ratio(), s.explained()
 
 
 def _run_to_plateau(model, phase: PhaseConfig, phase_dir: Path, ctx, perceptual, rule: Plateau) -> dict[str, Any]:
@@ -174,10 +175,11 @@ def _run_to_plateau(model, phase: PhaseConfig, phase_dir: Path, ctx, perceptual,
             break
         target *= 2
     model.load_state_dict(load_trained(phase_dir, FINAL_MODEL).state_dict())  # the last stage's (maybe reused)
-    collapsed = is_collapsed(out["_probe_spread"])
+    collapsed = is_collapsed(*out["_probe_spread"])
     reached = len(curve) > 1 and gain < rule.min_gain_db and not collapsed
     return {**out, f"{phase.name}_steps": target, "_plateau_curve": curve, "plateau_reached": int(reached),
-            "plateau_gain_db": gain if len(curve) > 1 else float("nan"), "output_spread": out["_probe_spread"],
+            "plateau_gain_db": gain if len(curve) > 1 else float("nan"), "output_spread": out["_probe_spread"][0],
+            "explained_variance": out["_probe_spread"][1],
             "collapsed": int(collapsed)}
 
 
