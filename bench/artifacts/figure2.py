@@ -38,12 +38,13 @@ def plot_b(df, results, out_png) -> None:
 
 FIGURE2B = Spec(
     id="figure2", title="Figure 2b: UViT-S gFID per autoencoder",
-    caption="Table 1's UViT-S rows (the same runs): gFID without / with CFG per autoencoder at 64 tokens. The "
-            "paper's Figure 2b prints its numbers only in the image; the paper values shown are Table 1's.",
+    caption="Table 1's UViT-S rows (the same runs): gFID without / with CFG per autoencoder at 64 tokens (the "
+            "paper's; 16 at small scale, where each row's note names the reduced models that ran). The paper's "
+            "Figure 2b prints its numbers only in the image; the paper values shown are Table 1's.",
     columns=table1.SPECS[""].columns,
     rows=tuple(r for r in table1.ROWS if r.label in _LABELS)
     + tuple(r for r in table1.RUNS if r.label.split(" · ")[0] in _LABELS)
-    + tuple(r for r in table1.CLAIMS if r.label.startswith("claim: UViT-S")),
+    + table1.CLAIMS_OF["UViT-S"],
     scales=table1.SPECS[""].scales, plot=plot_b, deviations=table1.SPECS[""].deviations,
 )
 

@@ -2,10 +2,11 @@
 
 Caption (paper): moving compression from the patch embedding into the autoencoder, at an equal number of tokens,
 improves gFID. Each row trains a latent diffusion model (eval ``train-diffusion``) on one autoencoder's latents and
-samples it twice (eval ``generate``): without guidance and with CFG (U-ViT 1.5, DiT-XL 1.3: the released models'
-scales; the paper's Table 1 scales are not stated). The row's two gFIDs sit beside the paper's; claim rows ask the
-paper's direction within each backbone (the deepest autoencoder compression with patch 1 vs the f8 autoencoder
-with the largest patch).
+samples it twice (eval ``generate``): without guidance and with CFG (``CFG_SCALE``: the paper states no Table 1
+scale; U-ViT 1.5 is the official U-ViT scale, DiT-XL 1.3 is our choice, the released DC-AE-f32 DiT-XL's scale applied
+to every DiT row). The row's two gFIDs sit beside the paper's; claim rows ask the paper's direction within each
+backbone (the deepest autoencoder compression with patch 1 vs the f8 autoencoder with the largest patch), each
+statement naming the reduced models, patches, latent grids and data that ran, then the paper's row it stands for.
 
 Scales:
 - ``paper``: ImageNet-train at 512 px (--data D with D/imagenet-train), the official recipes, 50,000 samples
@@ -14,14 +15,16 @@ Scales:
 - ``small``: 128 px embedded training crops (class = source photo), 16 tokens per block (the paper's 256 / 64 do not
   fit a 2-core CPU): DiT-XL rows keep the paper's patches (f8 p4, f16 p2, f32 p1), UViT-S rows halve them (f8 p4,
   f16 p2, f32 p1) and DC-AE-f64 p1 becomes DC-AE-f32c32 p1 (f64 at 128 px is a 2x2 latent). Each row's reduced
-  autoencoder is Table 2's run of that model (phase 1 at 128 px, trained to Table 2's plateau rule, seed 0; fair
-  SD-VAE widths, models/sd_vae.py); on its latents it trains a reduced backbone of hidden size 128 and depth 6
+  autoencoder is Table 2's run of that model (phase 1 at 128 px, trained to Table 2's plateau rule; fair SD-VAE
+  widths, models/sd_vae.py), diffusion seed s on autoencoder seed s; on its latents it trains a reduced backbone of
+  hidden size 128 and depth 6
   (``uvit-s-small`` / ``dit-xl-small``, bench.configs.DIFFUSION_SCALE_DEFAULTS: 1000 steps at batch 32, latents
   scaled to unit RMS), then samples 256 images without and with CFG (DiT: 50 respaced IDDPM steps, not 250: 5x the
-  time for a reduced model). Batch 32 and 256 samples (not 64 and 512) are the budget's (#11). Scores: gFID and
+  time for a reduced model). Batch 32 and 256 samples (not 64 and 512) are the budget's. Scores: gFID and
   KID against the embedded training crops, and against the same autoencoder's reconstructions of them (the
   diffusion model's own error, without the decoder's floor). The claim rows' arms (f8 with the largest patch vs
-  the deepest autoencoder with p1, per block) train 3 diffusion seeds each (``--seeds N``).
+  the deepest autoencoder with p1, per block) train 3 diffusion seeds each (``--seeds N``), seed s on autoencoder
+  seed s.
 - ``smoke``: tiny backbones on tiny untrained autoencoders, 64 px, 2 training steps, 4 samples: a pipeline check.
 
 Commands:
@@ -47,7 +50,10 @@ from bench.scales import claim_seeds
 from bench.spec import CLAIM_COLUMNS, Column, PaperRef, Row, RunRef, Spec, claim_row
 
 ID = "table1"
-CFG_SCALE = {"uvit": 1.5, "dit": 1.3}  # the released models' guidance scales (generation.md §2-3)
+# Guidance scales. The paper states none for Table 1. U-ViT 1.5: the official U-ViT scale (efficientvit README: "1.5
+# for all other models"). DiT 1.3: ours, the one released DiT-XL's (DC-AE-f32, README), applied to every DiT row.
+CFG_SCALE = {"uvit": 1.5, "dit": 1.3}
+CFG_SOURCE = {"uvit": "the official U-ViT scale", "dit": "ours, the released DC-AE-f32 DiT-XL's scale"}
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,8 @@ class Entry:
     patch: int             # the paper's patch size
     small_ae: str | None   # reduced stand-in at small scale (trained here, phase 1 at 128 px); None: not run
     small_patch: int       # patch at small scale: 16 tokens at 128 px
-    small_seeds: int = 1   # diffusion training seeds at small scale (3 for the claim rows' arms)
+    small_seeds: int = 1   # diffusion training seeds at small scale (3 for the claim rows' arms); seed s trains on
+                           # autoencoder seed s
     conditional: bool = True         # class-conditional (False: Table 4's unconditional FFHQ / MapillaryVistas)
     paper_data: str = "imagenet-train"  # the paper-scale training set and FID reference (a FOLDER_SETS name)
     resolution: int = 512            # the paper-scale image side
@@ -91,21 +98,32 @@ ENTRIES = (
 )
 SMOKE_PATCH = {8: 4, 4: 2, 2: 1, 1: 1}  # at 64 px the f8 latent is 8x8: patches shrink so every row has >= 1 token
 SMALL = {"resolution": 128, "n_samples": 256, "dit_steps": 50}  # small-scale protocol (module docstring)
+SMALL_TOKENS = 16  # every small-scale row: (128 / f / p)^2
+# spatial compression of each reduced autoencoder (the registry's; tests/test_claim_labels.py checks it)
+SMALL_F = {"sd-vae-f8c4-tiny": 8, "sd-vae-f16c16-tiny": 16, "sd-vae-f32c64-tiny": 32, "dc-ae-f32c32-tiny": 32}
 _DIFF = DIFFUSION_SCALE_DEFAULTS["small"]  # the small scale's diffusion recipe (steps, batch), for the captions
 
 
-def small_autoencoder(e: Entry) -> TrainAEConfig:
-    """The row's reduced autoencoder at small scale: Table 2's run of that model, seed 0 (phase 1 at 128 px, trained
-    to Table 2's plateau rule), so no row's autoencoder is compared short of its plateau while another's is not."""
-    return T2.train_ref(e.small_ae)
+def small_autoencoder(e: Entry, seed: int = 0) -> TrainAEConfig:
+    """The row's reduced autoencoder at small scale: Table 2's run of that model and seed (phase 1 at 128 px,
+    trained to Table 2's plateau rule), so no row's autoencoder is compared short of its plateau while another's is
+    not. Diffusion seed s trains on autoencoder seed s: a claim's seeds sample both trainings."""
+    return T2.train_ref(e.small_ae, seed)
 
 
-def _train(e: Entry) -> RunRef:
+def small_design(e: Entry) -> str:
+    """The row's small-scale autoencoder as run: registry name, patch and latent grid (e.g. 'sd-vae-f8c4-tiny p4
+    (16x16 latent)')."""
+    g = SMALL["resolution"] // SMALL_F[e.small_ae]
+    return f"{e.small_ae} p{e.small_patch} ({g}x{g} latent)"
+
+
+def _train(e: Entry, ae_seed: int = 0) -> RunRef:
     return RunRef(TrainDiffusionConfig(e.backbone, e.autoencoder, e.resolution, patch_size=e.patch,
                                        weights=e.weights, dataset=folder(e.paper_data), conditional=e.conditional),
                   at={"small": None if e.small_ae is None else {"backbone": f"{e.backbone}-small", "autoencoder": e.small_ae,
                                 "resolution": SMALL["resolution"], "patch_size": e.small_patch,
-                                "autoencoder_checkpoint": small_autoencoder(e), "weights": False,
+                                "autoencoder_checkpoint": small_autoencoder(e, ae_seed), "weights": False,
                                 "dataset": EMBEDDED_TRAIN, "latent_scale": "unit-rms"},
                       "smoke": {"backbone": f"{e.backbone}-tiny", "autoencoder": e.smoke_ae, "resolution": 64,
                                 "patch_size": SMOKE_PATCH[e.patch], "weights": False, "dataset": EMBEDDED_TRAIN,
@@ -120,8 +138,9 @@ def _sample_label(e: Entry, guided: bool, seed: int = 0) -> str:
 def sample_run(e: Entry, guided: bool, seed: int = 0, released: str | None = None) -> RunRef:
     """The sampling run of ``e`` (guided: the family's CFG scale). Paper scale: the row's own paper-scale training
     run, or the ``released`` checkpoint of that name (--weights); small and smoke: the reduced runs (module
-    docstring). Seeds > 0 run at small scale only (the claim rows' arms). Table 3 builds its gFID rows with it."""
-    train = _train(e)
+    docstring). Seeds > 0 run at small scale only (the claim rows' arms), seed s on autoencoder seed s. Table 3
+    builds its gFID rows with it."""
+    train = _train(e, seed)
     scale = CFG_SCALE[e.family] if guided else 1.0
     ref = folder(e.paper_data)
     cfg = (GenerateConfig(released=released, cfg_scale=scale, reference=ref) if released
@@ -139,13 +158,20 @@ def _generate(e: Entry, guided: bool, seed: int = 0) -> Row:
     return Row(_sample_label(e, guided, seed), run=sample_run(e, guided, seed))
 
 
+def row_note(e: Entry) -> str:
+    """What the row runs at small scale, and where its guidance scale comes from."""
+    small = (f"small: {e.backbone}-small on {small_design(e)}, {SMALL_TOKENS} tokens, {SMALL['resolution']}-px "
+             f"embedded training photos" if e.small_ae else "small: not run")
+    return f"{small}; w/ CFG {CFG_SCALE[e.family]}: {CFG_SOURCE[e.family]} (the paper states none)"
+
+
 def _row(e: Entry) -> Row:
     """The paper's row: our two gFIDs (derived from the two sampling runs) beside the paper's."""
     plain, guided = _sample_label(e, False), _sample_label(e, True)
     return Row(e.label, paper=PaperRef(artifact=ID, backbone=e.paper_backbone, autoencoder=e.paper_ae,
                                        patch=str(e.patch)),
                derive=lambda m: {"fid_no_cfg": m[plain]["gfid"], "fid_cfg": m[guided]["gfid"],
-                                 "_from": [plain, guided]})
+                                 "_from": [plain, guided]}, note=row_note(e))
 
 
 # The extra diffusion seeds feed the claims, which are decided on unguided samples: only seed 0 also samples with CFG
@@ -156,29 +182,46 @@ ROWS = tuple(_row(e) for e in ENTRIES)
 _BY_LABEL = {r.label: r for r in RUNS}
 
 
-def _claims() -> tuple[Row, ...]:
+AGAINST = {"kid": "KID vs the training crops", "kid_vs_recon": "KID vs each autoencoder's reconstructions of them"}
+
+
+def claim_statement(a: Entry, b: Entry, metric: str, paper: str) -> str:
+    """What a small-scale claim compares, in registry names, then the paper's row it stands for (after "for the
+    paper's", the only part that may name the paper's models and data; tests/test_claim_labels.py checks both)."""
+    kind = "" if a.conditional else ", unconditional"
+    return (f"{a.backbone}-small{kind}: {small_design(a)} beats {small_design(b)} at {SMALL_TOKENS} tokens, "
+            f"{SMALL['resolution']}-px embedded training photos, {AGAINST[metric]}; for the paper's {paper}")
+
+
+def _claims() -> dict[str, tuple[Row, ...]]:
     """Per block, the paper's direction: the deepest autoencoder with patch 1 has the lower gFID than SD-VAE-f8 with
     the largest patch, at equal tokens. Decided at small scale on KID (the unbiased set distance; small-N gFID is not)
-    against the training crops and against each autoencoder's reconstructions of them, on unguided samples."""
-    out = []
+    against the training crops, on unguided samples; KID against each autoencoder's reconstructions of them (the
+    diffusion model's error without the decoder's floor) is our diagnostic."""
+    out = {}
     for backbone, best, base in (("DiT-XL", "SD-VAE-f32", "SD-VAE-f8"), ("UViT-S", "DC-AE-f64", "SD-VAE-f8")):
         a, b = (next(e for e in ENTRIES if e.paper_backbone == backbone and e.paper_ae == ae) for ae in (best, base))
         arm = lambda e: tuple(_BY_LABEL[_sample_label(e, False, s)] for s in range(e.small_seeds))  # noqa: E731
-        for metric, against in (("kid", "the training crops"), ("kid_vs_recon", "its autoencoder's reconstructions")):
-            out.append(claim_row(f"{backbone}: {a.label.split(' ', 1)[1]} beats {b.label.split(' ', 1)[1]} at equal "
-                                 f"tokens (KID vs {against})", metric, True, arm(a), arm(b),
-                                 note="small scale: 16 tokens at 128 px; paper: gFID at 256 / 64 tokens, 512 px"))
-    return tuple(out)
+        paper = f"ImageNet 512 {a.label} vs {b.paper_ae} p{b.patch}"
+        out[backbone] = tuple(
+            claim_row(claim_statement(a, b, metric, paper), metric, True, arm(a), arm(b),
+                      kind="paper" if metric == "kid" else "diagnostic",
+                      note=f"small: diffusion seed s on autoencoder seed s; paper: gFID at "
+                           f"{PAPER_TOKENS[backbone]} tokens, 512 px")
+            for metric in ("kid", "kid_vs_recon"))
+    return out
 
 
-CLAIMS = _claims()
+PAPER_TOKENS = {"DiT-XL": 256, "UViT-S": 64}  # Table 1's token count per block at 512 px
+CLAIMS_OF = _claims()  # paper backbone -> its claim rows (Figure 2b shows the UViT-S ones)
+CLAIMS = tuple(r for rows in CLAIMS_OF.values() for r in rows)
 
 SPECS = {"": Spec(
     id=ID,
     title="Table 1: patch size vs autoencoder compression (ImageNet 512x512, gFID)",
     caption="gFID without / with CFG of DiT-XL and UViT-S at equal token count, varying where spatial compression "
-            "happens (patch embedding vs autoencoder). CFG scales: " + ", ".join(
-                f"{k} {v}" for k, v in CFG_SCALE.items()) + " (the released models'; not stated for Table 1).",
+            "happens (patch embedding vs autoencoder). CFG scales (the paper states none for Table 1): " + "; ".join(
+                f"{k} {CFG_SCALE[k]}, {CFG_SOURCE[k]}" for k in CFG_SCALE) + ".",
     columns=(Column("fid_no_cfg", "gFID w/o CFG", True, ".3g"), Column("fid_cfg", "gFID w/ CFG", True, ".3g"),
              Column("gfid", "gFID of this sampling run", True, ".3g"), Column("kid", "KID", True, ".3g"),
              Column("gfid_vs_recon", "gFID vs AE reconstructions", True, ".3g"),
@@ -188,14 +231,17 @@ SPECS = {"": Spec(
     scales={"smoke": "tiny backbones on tiny untrained autoencoders at 64 px, 2 training steps, 4 samples scored "
                      "against 8 embedded crops; a pipeline check, never a result",
             "small": "128 px embedded crops, 16 tokens per block (UViT patches halved; DC-AE-f64 p1 -> DC-AE-f32 "
-                     "p1), Table 2's plateau-trained reduced autoencoders (seed 0) and hidden-128 depth-6 backbones "
+                     "p1), Table 2's plateau-trained reduced autoencoders (diffusion seed s on autoencoder seed s) "
+                     "and hidden-128 depth-6 backbones "
                      f"({_DIFF['steps']} steps at batch {_DIFF['batch']}), {SMALL['n_samples']} samples (DiT: 50 "
                      "IDDPM steps) scored by gFID / KID vs the embedded training crops and vs the "
                      f"autoencoder's reconstructions; {CLAIM_SEEDS} diffusion seeds per claim arm; small-N gFID is biased "
                      "(N < 2048): read KID",
             "paper": "ImageNet-train 512 px (--data), official recipes, 50k samples vs ImageNet-train statistics, "
                      "GPUs; SD-VAE-f16/f32 are unreleased (stacked stand-ins, channels assumed)"},
-    deviations=("CFG scales of Table 1 are not stated; the released models' (U-ViT 1.5, DiT-XL 1.3) are used.",
+    deviations=("CFG scales of Table 1 are not stated. U-ViT rows: 1.5, the official U-ViT scale. DiT-XL rows: 1.3 "
+                "is our choice (the released DC-AE-f32 DiT-XL's scale, applied to every DiT row, all latent "
+                "channels guided).",
                 "SD-VAE-f16 / SD-VAE-f32 are the stacked stand-ins sd-vae-f16c16 / sd-vae-f32c64 (unreleased; "
                 "channels assumed, as in Table 3).",
                 "Small scale: 16 tokens per block at 128 px instead of 256 (DiT-XL) / 64 (UViT-S) at 512 px; the "
@@ -204,8 +250,10 @@ SPECS = {"": Spec(
                 "Small scale: DiT samples with 50 respaced IDDPM steps (the official 250 cost 5x on a CPU); U-ViT "
                 "with the official DPM-Solver++ 30 NFE.",
                 f"Small scale: the diffusion backbones train {_DIFF['steps']} steps at batch {_DIFF['batch']} and "
-                f"are scored on {SMALL['n_samples']} samples: the CPU budget of the whole small scale (#11).",
-                "Small scale: claims are decided on KID (unbiased at any N), not gFID, over 3 diffusion "
-                "training seeds per arm with one autoencoder (seed 0) per row; the latents are scaled to unit "
-                "RMS (the reduced autoencoders have no fitted scaling factor)."),
+                f"are scored on {SMALL['n_samples']} samples: the CPU budget of the whole small scale.",
+                f"Small scale: claims are decided on KID (unbiased at any N), not gFID, over {CLAIM_SEEDS} "
+                "training seeds per arm, diffusion seed s trained on autoencoder seed s; the latents are scaled to "
+                "unit RMS (the reduced autoencoders have no fitted scaling factor) and are the reduced SD-VAEs' "
+                "posterior means (their variance head is never trained; a released SD-VAE's latents are one "
+                "posterior sample, as the official script)."),
 )}

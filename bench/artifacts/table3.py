@@ -93,6 +93,10 @@ def _gfid(e: Entry) -> GfidRow:
     if small_ae and small_patch != e.patch_size:
         why.append(f"small: p{small_patch} (16 tokens at 128 px; Table 1's run)")
     why.append(f"paper: released {released}" if released else "paper: no released checkpoint, trained here (GPUs)")
+    scale = table1.CFG_SCALE[entry.family]
+    why.append(f"w/ CFG {scale}: " + ("the released model's own scale (efficientvit README) at paper scale, ours for "
+                                      "the reduced runs" if released and entry.family == "dit"
+                                      else f"{table1.CFG_SOURCE[entry.family]} (the paper states none)"))
     return GfidRow(e.label, e.paper, entry, released, "; ".join(why))
 
 
@@ -119,5 +123,7 @@ SPECS = {"": Spec(
     deviations=("Inference is PyTorch eager, not TensorRT; latency is measured on the run's device, not an RTX 3090.",
                 f"small scale: every backbone keeps {SMALL_DEPTH} blocks (U-ViT depth {SMALL_DEPTH}: in, mid and out "
                 f"block) at full width and token count.",
-                "SD-VAE-f16 / SD-VAE-f32 latent channels (16 / 64) are assumed."),
+                "SD-VAE-f16 / SD-VAE-f32 latent channels (16 / 64) are assumed.",
+                "gFID w/ CFG: the paper states no scales; U-ViT rows use 1.5 (the official U-ViT scale), DiT-XL rows "
+                "1.3 (the released DC-AE-f32 DiT-XL's scale; ours for the SD-VAE-f8 row and every reduced run)."),
 )}

@@ -3,7 +3,7 @@
 The official code (baofff/U-ViT ``libs/uvit.py`` @ ce55170, the U-ViT that efficientvit's ``diffusioncore`` UViT
 follows) is run here, never copied into the project. The file holds that model's weights renamed to
 ``models/uvit.py``'s names (``model.*``), the inputs (``x``, ``t``, ``y``) and the official output (``out``);
-``tests/test_diffusion.py::test_uvit_matches_a_fixture_of_the_official_code`` loads the weights into our ``UViT``
+``tests/test_backbones.py::test_uvit_matches_a_fixture_of_the_official_code`` loads the weights into our ``UViT``
 and compares. It guards what only the real official module can show (the [label, time, patches] token order, the
 [cos, sin] time sinusoid, the unpatchify channel order, the long-skip order), which round trips of our own weights
 through the official names cannot.
