@@ -13,6 +13,10 @@ Runs go in the order given (most informative first); with ``--budget-s`` a run w
 measured s/step, else a rough default) does not fit the remaining budget is not started and is written as
 ``status=skipped (budget)``. The CSV and the Markdown are rewritten after every run. One CPU thread.
 
+Note: the committed table was produced at git 0424981, when the collapse rule was the spread ratio alone
+(< 0.25) and ``spread_of`` returned that ratio; commit 79493d8 added ``explained < 0`` (outputs no nearer their
+inputs than the mean image) and this script then gained the ``explained`` column, which the committed table lacks.
+
 The committed tables/sdvae-recipe-sweep-small.{csv,md} were produced by (2 shared CPU cores, one process):
 
     .venv/bin/python scripts/sdvae_recipe_sweep.py --budget-s 1560
@@ -53,8 +57,8 @@ DEFAULT_RUNS = (
 # Rough s/step (128 px, batch 8, one thread, AMD EPYC / Xeon shared core), used until a family's first run is measured.
 DEFAULT_S_PER_STEP = {"sd-vae-f64c128-tiny": 1.1, "sd-vae-f32c64-tiny": 0.65, "sd-vae-f32c32-tiny": 0.5}
 COLUMNS = ["family", "lr", "warmup_steps", "steps", "resolution", "batch", "seed", "perceptual", "train_l1_last50",
-           "probe_psnr_db", "probe_images", "output_spread", "collapsed", "seconds", "status", "git_sha", "git_dirty",
-           "torch", "cpu_model", "threads", "date"]
+           "probe_psnr_db", "probe_images", "output_spread", "explained", "collapsed", "seconds", "status", "git_sha",
+           "git_dirty", "torch", "cpu_model", "threads", "date"]
 
 
 def parse_run(text: str) -> tuple[str, float, int]:
@@ -65,9 +69,9 @@ def parse_run(text: str) -> tuple[str, float, int]:
 def render_md(rows: list[dict], args, prov: dict) -> str:
     from tabulate import tabulate
     head = ["family", "lr", "warm-up", "steps", "train L1 (last 50)", "probe PSNR (dB)", "output spread",
-            "collapsed", "s", "status"]
+            "explained", "collapsed", "s", "status"]
     body = [[r["family"], r["lr"], r["warmup_steps"], r["steps"], r["train_l1_last50"], r["probe_psnr_db"],
-             r["output_spread"], r["collapsed"], r["seconds"], r["status"]] for r in rows]
+             r["output_spread"], r.get("explained", ""), r["collapsed"], r["seconds"], r["status"]] for r in rows]
     return (f"# SD-VAE (reduced, stacked) phase-1 recipe sweep, small scale\n\n"
             f"Phase 1 at {args.resolution} px, batch {args.batch}, seed {args.seed}, {args.steps} steps (no plateau "
             f"doubling), AdamW (phase-1 betas/weight decay), linear warm-up then constant lr, loss L1"
@@ -151,10 +155,13 @@ def main() -> None:
                            for i in range(0, len(probe_x), 16)]).clamp(-1, 1)
         mse = ((y - probe_x) / 2).pow(2).flatten(1).mean(1).clamp_min(1e-10)
         psnr = float((10 * torch.log10(1 / mse)).mean())
-        spread = spread_of(probe_x, y)
+        spread = spread_of(probe_x, y)  # an OutputSpread since 79493d8 (a float ratio before)
+        ratio = spread.ratio() if hasattr(spread, "ratio") else float(spread)
+        explained = spread.explained() if hasattr(spread, "explained") else float("nan")
         row.update({"train_l1_last50": f"{sum(tail) / len(tail):.4f}", "probe_psnr_db": f"{psnr:.2f}",
-                    "probe_images": len(probe_x), "output_spread": f"{spread:.3f}",
-                    "collapsed": "yes" if is_collapsed(spread) else "no",
+                    "probe_images": len(probe_x), "output_spread": f"{ratio:.3f}",
+                    "explained": f"{explained:.3f}",
+                    "collapsed": "yes" if is_collapsed(ratio, explained) else "no",
                     "seconds": f"{time.perf_counter() - t0:.0f}", "status": "done"})
         rows.append(row)
         print(f"{spec}: L1 {row['train_l1_last50']}  PSNR {row['probe_psnr_db']}  spread {row['output_spread']}  "
