@@ -8,6 +8,7 @@ rows; nothing in it knows about a particular artefact.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -182,6 +183,24 @@ CLAIM_COLUMNS = (
     Column("mean_b", "b mean", fmt=".4g"),
     Column("sd_b", "b sd", fmt=".3g"),
 )
+
+
+DATA_PHRASE = {"train": "embedded training photos", "test": "embedded held-out photos",
+               "test-regions": "embedded held-out regions"}
+
+
+def what_ran(rows: tuple[Row, ...], scale: str = "small") -> str:
+    """What a set of reconstruction rows ran at ``scale``, for a claim statement: each autoencoder with its image
+    side and latent grid, and the data, e.g. "dc-ae-f8c4-tiny at 64-px (8x8 latent); embedded held-out photos"."""
+    seen: dict[tuple[str, int], None] = {}
+    data_names: dict[str, None] = {}
+    for r in rows:
+        cfg = r.run.resolve(scale)
+        seen[(cfg.model, cfg.resolution)] = None
+        data_names[DATA_PHRASE.get(cfg.dataset.name, cfg.dataset.name)] = None
+    grid = {(m, res): res // int(re.search(r"-f(\d+)c", m).group(1)) for m, res in seen}  # registry names: f<f>c<c>
+    parts = [f"{m} at {res}-px ({grid[m, res]}x{grid[m, res]} latent)" for m, res in seen]
+    return "; ".join(parts) + "; " + ", ".join(data_names)
 
 
 def claim_row(statement: str, metric: str, lower_is_better: bool, arm_a: tuple[Row, ...], arm_b: tuple[Row, ...],

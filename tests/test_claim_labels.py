@@ -23,11 +23,6 @@ AE_ID = re.compile(r"\b(?:dc-ae|sd-vae)-f\d+c\d+-(?:tiny|small)\b")
 PHRASE = {"train": "embedded training photos", "test": "embedded held-out photos",
           "test-regions": "embedded held-out regions"}
 PAPER_DATA = ("imagenet", "ffhq", "mjhq", "mapillary")  # words of data sets the small scale never runs on
-# Statements of specs this check does not yet cover: they name factors only (consistent with their arms), not the
-# reduced models, grids and data that ran.
-NAMES_FACTORS_ONLY = {"figure3", "figure5"}
-
-
 @dataclass(frozen=True)
 class Arm:
     """What one arm run used, read from its config."""
@@ -121,10 +116,7 @@ def test_a_small_claim_names_nothing_its_arms_did_not_use(spec_id, statement, ar
     assert not consistency_problems(statement, arms), statement
 
 
-@pytest.mark.parametrize("spec_id, statement, arms", [
-    p if p.values[0] not in NAMES_FACTORS_ONLY else pytest.param(*p.values, id=p.id, marks=pytest.mark.xfail(
-        strict=True, reason=f"{p.values[0]}'s statements name factors only, not the reduced models, grids and data"))
-    for p in CLAIMS])
+@pytest.mark.parametrize("spec_id, statement, arms", CLAIMS)
 def test_a_small_claim_names_the_models_patches_grids_and_data_that_ran(spec_id, statement, arms):
     assert not completeness_problems(statement, arms), statement
 

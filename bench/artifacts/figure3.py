@@ -40,7 +40,7 @@ from bench.configs import (
 )
 from bench.emit import new_figure, plot_frame, save_figure
 from bench.scales import claim_seeds
-from bench.spec import CLAIM_COLUMNS, Column, PaperRef, Row, RunRef, Spec, claim_row
+from bench.spec import CLAIM_COLUMNS, Column, PaperRef, Row, RunRef, Spec, claim_row, what_ran
 
 # ---- shared settings -----------------------------------------------------------------------------------------------
 # The small scale uses the -tiny variants: a -small model trains at ~2 s/step on the shared 2-core CPU (21 GFLOP per
@@ -156,25 +156,31 @@ F64_SMALL = {"small": f"the f64 latent is 1x1 at {SMALL_RES} px (the paper's is 
 # batches, so seed s of the two arms is one unit.
 SAME_INIT = "paired by seed: with and without shortcuts, seed s has identical initial weights and batches"
 EXTENSION = "extension"  # Fig. 3 states rFID; its PSNR rows are ours
+def _said_a(text: str, *keys: tuple[int, bool]) -> str:
+    """A panel-a statement with what ran at small scale and the paper's figure it stands for."""
+    return f"{text} ({what_ran(tuple(r for k in keys for r in _A[k]))}); for the paper's Figure 3a (ImageNet 256)"
+
+
 CLAIMS_A = (  # arm a = the side the paper says is better (bench/stats.py: one rule, >= 3 seeds, 90 % interval)
-    claim_row("without shortcuts, f8 has lower rFID than f64", "rfid", True, _A[(8, False)], _A[(64, False)],
+    claim_row(_said_a("without shortcuts, f8 has lower rFID than f64", (8, False), (64, False)), "rfid", True, _A[(8, False)], _A[(64, False)],
               not_run=F64_SMALL),
-    claim_row("without shortcuts, f8 has lower rFID than f32", "rfid", True, _A[(8, False)], _A[(32, False)]),
-    claim_row("Residual Autoencoding lowers f32 rFID", "rfid", True, _A[(32, True)], _A[(32, False)],
+    claim_row(_said_a("without shortcuts, f8 has lower rFID than f32", (8, False), (32, False)), "rfid", True, _A[(8, False)], _A[(32, False)]),
+    claim_row(_said_a("Residual Autoencoding lowers f32 rFID", (32, True)), "rfid", True, _A[(32, True)], _A[(32, False)],
               design="paired", pairing=SAME_INIT),
-    claim_row("Residual Autoencoding lowers f64 rFID", "rfid", True, _A[(64, True)], _A[(64, False)],
+    claim_row(_said_a("Residual Autoencoding lowers f64 rFID", (64, True)), "rfid", True, _A[(64, True)], _A[(64, False)],
               not_run=F64_SMALL, design="paired", pairing=SAME_INIT),
-    claim_row("without shortcuts, f8 has higher PSNR than f64", "psnr", False, _A[(8, False)], _A[(64, False)],
+    claim_row(_said_a("without shortcuts, f8 has higher PSNR than f64", (8, False), (64, False)), "psnr", False, _A[(8, False)], _A[(64, False)],
               not_run=F64_SMALL, kind=EXTENSION),
-    claim_row("without shortcuts, f8 has higher PSNR than f32", "psnr", False, _A[(8, False)], _A[(32, False)],
+    claim_row(_said_a("without shortcuts, f8 has higher PSNR than f32", (8, False), (32, False)), "psnr", False, _A[(8, False)], _A[(32, False)],
               kind=EXTENSION),
 ) + tuple(  # PSNR is the steadier metric at small N (a 38-image rFID is dominated by its bias)
-    claim_row(f"Residual Autoencoding raises f{f} PSNR", "psnr", False, _A[(f, True)], _A[(f, False)],
+    claim_row(_said_a(f"Residual Autoencoding raises f{f} PSNR", (f, True)), "psnr", False, _A[(f, True)], _A[(f, False)],
               not_run=F64_SMALL if f == 64 else None, design="paired", pairing=SAME_INIT, kind=EXTENSION)
     for f, _ in FS_A) + tuple(
     # the paper's point (Fig. 3a): with shortcuts, rFID stays near the f8 level as f grows; without, it degrades. A
     # contrast, (fX - f8 with shortcuts) - (fX - f8 without), seed by seed on the same crops: < 0 for rFID, > 0 for PSNR
-    claim_row(f"with Residual Autoencoding, f{f} {name} stays nearer f8's than without", metric, metric == "rfid",
+    claim_row(_said_a(f"with Residual Autoencoding, f{f} {name} stays nearer f8's than without", (f, True), (8, True)),
+              metric, metric == "rfid",
               _A[(f, True)], _A[(f, False)], base_a=_A[(8, True)], base_b=_A[(8, False)],
               not_run=F64_SMALL if f == 64 else None, design="paired", pairing=SAME_INIT,
               kind=EXTENSION if metric == "psnr" else "paper",
@@ -247,17 +253,24 @@ def _B(f, c, ad, hi) -> tuple[Row, ...]:
 
 # Both resolutions evaluate the held-out regions set (the same boxes rendered at 64 and 256 px, none upscaled), so
 # "worse at 4x resolution" is paired by region; each arm's rFID is against its own resolution's originals.
+def _said_b(text: str, *arms: tuple[Row, ...]) -> str:
+    """A panel-b statement with what ran at small scale and the paper's figure it stands for."""
+    return f"{text} ({what_ran(tuple(r for arm in arms for r in arm))}); for the paper's Figure 3b (256 and 1024 px)"
+
+
 SAME_MODELS = "paired by seed: the same trained models at two resolutions"
 SAME_PARENT = "paired by seed: both arms continue seed s's phase-1 checkpoint"
 CLAIMS_B = (
-    claim_row("f64 without adaptation has lower rFID at its training resolution than at 4x", "rfid", True,
+    claim_row(_said_b("f64 without adaptation has lower rFID at its training resolution than at 4x",
+                      _B(64, 256, False, False), _B(64, 256, False, True)), "rfid", True,
               _B(64, 256, False, False), _B(64, 256, False, True), not_run=F64_SMALL, design="paired",
               pairing=SAME_MODELS),
-    claim_row("f8 without adaptation has lower rFID at 4x than at its training resolution", "rfid", True,
+    claim_row(_said_b("f8 without adaptation has lower rFID at 4x than at its training resolution",
+                      _B(8, 4, False, True), _B(8, 4, False, False)), "rfid", True,
               _B(8, 4, False, True), _B(8, 4, False, False), design="paired", pairing=SAME_MODELS),
-    claim_row("phase-2 adaptation lowers f64 rFID at 4x resolution", "rfid", True,
+    claim_row(_said_b("phase-2 adaptation lowers f64 rFID at 4x resolution", _B(64, 256, True, True)), "rfid", True,
               _B(64, 256, True, True), _B(64, 256, False, True), design="paired", pairing=SAME_PARENT),
-    claim_row("phase-2 adaptation raises f64 PSNR at 4x resolution", "psnr", False,
+    claim_row(_said_b("phase-2 adaptation raises f64 PSNR at 4x resolution", _B(64, 256, True, True)), "psnr", False,
               _B(64, 256, True, True), _B(64, 256, False, True), design="paired", pairing=SAME_PARENT,
               kind=EXTENSION),
 )

@@ -37,7 +37,7 @@ from bench.configs import (
 )
 from bench.emit import new_figure, plot_frame, save_figure
 from bench.scales import claim_seeds
-from bench.spec import CLAIM_COLUMNS, Column, Row, RunRef, Spec, claim_row
+from bench.spec import CLAIM_COLUMNS, Column, Row, RunRef, Spec, claim_row, what_ran
 
 BASE_SMALL = "dc-ae-f32c32-tiny"    # shared with Table 2 / Fig. 7 (their phase-1 run)
 BASE_SMOKE = "dc-ae-f32c32-tiny"
@@ -93,12 +93,18 @@ def _arm(variant: str) -> tuple[Row, ...]:
 
 
 SAME_PARENT = "paired by seed: the three variants of seed s continue seed s's phase-1 checkpoint"
+
+
+def _said(text: str) -> str:
+    """A statement with what ran at small scale and the paper's figure it stands for."""
+    rows = tuple(r for v in ("no GAN", "full-model GAN", "local refinement (phase 3)") for r in _arm(v))
+    return f"{text} ({what_ran(rows)}); for the paper's Figure 5 (ImageNet 256)"
 CLAIMS = (  # arm a = the side the paper says is better
-    claim_row("local refinement (phase 3) has lower rFID than no GAN", "rfid", True,
+    claim_row(_said("local refinement (phase 3) has lower rFID than no GAN"), "rfid", True,
               _arm("local refinement (phase 3)"), _arm("no GAN"), design="paired", pairing=SAME_PARENT),
-    claim_row("full-model GAN has lower rFID than no GAN", "rfid", True,
+    claim_row(_said("full-model GAN has lower rFID than no GAN"), "rfid", True,
               _arm("full-model GAN"), _arm("no GAN"), design="paired", pairing=SAME_PARENT),
-    claim_row("local refinement (phase 3) has lower rFID than full-model GAN", "rfid", True,
+    claim_row(_said("local refinement (phase 3) has lower rFID than full-model GAN"), "rfid", True,
               _arm("local refinement (phase 3)"), _arm("full-model GAN"), design="paired", pairing=SAME_PARENT),
 )
 
