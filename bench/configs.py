@@ -210,7 +210,7 @@ class PhaseRequest:
 
 @dataclass(frozen=True)
 class Plateau:
-    """Train a one-phase run to a plateau (issue #11): train the phase's steps, then keep doubling them while the
+    """Train a one-phase run to a plateau: train the phase's steps, then keep doubling them while the
     doubling raised the held-out PSNR by at least ``min_gain_db``, up to ``max_steps``. The probe is the first
     ``probe_images`` embedded held-out crops at the phase's resolution (small / smoke scale); the run records the
     curve (steps, probe PSNR) and whether the plateau was reached before ``max_steps``."""
@@ -376,7 +376,7 @@ class EfficiencyConfig(EvalConfig):
 # Per-scale defaults of a train-diffusion recipe (merged over the official recipe of the backbone's formulation,
 # models.train_diffusion.RECIPES; the config's non-None recipe fields go on top). The paper's recipes are 500k (U-ViT)
 # or up to 3M (DiT) steps at batch 1024 / 256; the small scale keeps reference/generation.md §6's CPU budget (a ~1.5
-# M-parameter backbone, 16 tokens): 1000 steps at batch 32 (64 did not fit the whole small scale's 2-hour budget, #11).
+# M-parameter backbone, 16 tokens): 1000 steps at batch 32 (64 did not fit the whole small scale's 2-hour budget).
 DIFFUSION_SCALE_DEFAULTS: dict[str, dict[str, Any]] = {  # scale -> DiffusionRecipe fields
     "smoke": {"steps": 2, "batch": 4, "warmup_steps": 0, "ckpt_every": 1},
     "small": {"steps": 1000, "batch": 32, "warmup_steps": 50, "ckpt_every": 100},

@@ -137,7 +137,7 @@ def claims_markdown(tables_dir: Path, scale: str, link_prefix: str = "") -> str:
 
 
 def machines(tables_dir: Path, scale: str, runs_dir: Path) -> str:
-    """Which machines produced the runs behind the ``scale`` tables (#11: the committed runs say which machine): one
+    """Which machines produced the runs behind the ``scale`` tables (the committed runs say which machine): one
     line per (CPU model, kernel build, cores, torch) from each run's ``env.json``, with how many runs came from a
     tree with uncommitted changes; the efficiency runs are counted with the rest."""
     ids = set()

@@ -24,7 +24,7 @@ SCALES = {s.name: s for s in (SMOKE, SMALL, PAPER)}
 
 
 SEEDS_ENV = "DCAE_BENCH_SEEDS"  # set by `--seeds N` before any spec module is imported; --jobs workers inherit it
-DEFAULT_CLAIM_SEEDS = 3  # the least the verdict rule decides on (bench/stats.py, issue #11)
+DEFAULT_CLAIM_SEEDS = 3  # the least the verdict rule decides on (bench/stats.py)
 
 
 def claim_seeds() -> int:

@@ -1,4 +1,4 @@
-"""How far a rerun moved the committed small-scale results (#11 item 7): per metric the largest relative change of a
+"""How far a rerun moved the committed small-scale results: per metric the largest relative change of a
 measured cell, and per claim how its verdict moved. Used by ``scripts/fresh_clone.py`` to compare a fresh clone's
 regenerated ``tables/*-small.csv`` with the committed ones (read from git), and rendered into the README.
 

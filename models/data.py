@@ -7,7 +7,7 @@ Three sources, one interface (``len(ds)``, ``ds[i]`` → float (3, r, r) in [-1,
   real photographs: those shipped inside installed packages (scikit-image's sample data, matplotlib's
   ``grace_hopper.jpg``; ``shared/reference/evaluation.md`` §10) and four GPL-2+ nature photographs committed in
   ``models/photos/`` (from Debian's ``mate-backgrounds``; licences and sources in ``models/photos/README.md``), which
-  bring the held-out split to more than 256 crops at 128 px (issue #11). Nothing is downloaded.
+  bring the held-out split to more than 256 crops at 128 px. Nothing is downloaded.
   Train and test are split **by source photo** (a photo is on one side only); the test side holds two portraits
   and a text image so that Fig. 7 can show faces and text. Each photo yields deterministic crops: the whole photo
   (short-side square crops along the long side) plus a grid of at most 4×4 squares of side r, 2r and 4r (native
@@ -77,7 +77,7 @@ SOURCES: tuple[SourcePhoto, ...] = (
     SourcePhoto("grace_hopper", "test", _grace_hopper, "portrait (face)", "not stated (presumably US Navy PD)"),
     SourcePhoto("text", "test", _skimage("text"), "printed text (grey)", "scikit-image sample, CC0"),
     SourcePhoto("coffee", "test", _skimage("coffee"), "cup of coffee", "CC0"),
-    # held-out nature photographs (committed, models/photos/README.md): more held-out crops (issue #11, item 6)
+    # held-out nature photographs (committed, models/photos/README.md): more held-out crops
     SourcePhoto("dune", "test", _committed("dune.jpg"), "dune grass and sea", "GPL-2+ (mate-backgrounds)"),
     SourcePhoto("ladybird", "test", _committed("ladybird.jpg"), "ladybird on flowers", "GPL-2+ (mate-backgrounds)"),
     SourcePhoto("raindrops", "test", _committed("raindrops.jpg"), "leaves with raindrops",
@@ -204,7 +204,7 @@ def _shuffled(crops: list[Crop], seed: int) -> list[Crop]:
     return [crops[i] for i in order]
 
 
-# The held-out *regions* set (Figure 3b, issue #11): one list of boxes, rendered at any resolution up to the box
+# The held-out *regions* set (Figure 3b): one list of boxes, rendered at any resolution up to the box
 # side, so that the training-resolution and the 4x-resolution evaluations see the same source regions, never an
 # upscaled one. Boxes of REGION_SIDE source pixels on a grid of at most GRID_MAX x GRID_MAX per held-out photo whose
 # short side holds one (the 172-px `text` photo does not), each unflipped and flipped.

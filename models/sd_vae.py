@@ -41,9 +41,9 @@ Reduced variants `sd-vae-f{f}c{c}-{small,tiny}` for the `small` and `smoke` scal
 widths divided by 8 (small), or narrower still with one ResnetBlock fewer per level (tiny), levels stacked onto it
 the same way; variational, posterior mean at eval (training code may add a small `kl_divergence` term). The appended
 levels start at the f8 part's last width and double per level towards the latent, reaching at least c next to it
-(`carrying_widths`): no layer next to the latent is narrower than the latent (issue #11; the full-size baselines'
-512-wide levels already carry every c <= 512). Before #11 the appended levels kept the f8 part's width (16 around a
-128-channel latent in f64c128-tiny), a bottleneck the DC-AE partner does not have. For c >= 64 these fair baselines
+(`carrying_widths`): no layer next to the latent is narrower than the latent (the full-size baselines'
+512-wide levels already carry every c <= 512); appended levels that kept the f8 part's width would leave 16 channels
+around a 128-channel latent in f64c128-tiny, a bottleneck the DC-AE partner does not have. For c >= 64 these fair baselines
 are *larger* than their reduced DC-AE partners (the mid block and its attention run at width c), where the paper's
 are smaller: a conservative comparison for claims in DC-AE's favour; `python -m bench models` prints both counts.
 
@@ -380,7 +380,7 @@ def stacked(f: int, c: int, base_widths: tuple[int, ...] = _F8_WIDTHS, appended:
 
 def carrying_widths(base_last: int, extra: int, c: int) -> tuple[int, ...]:
     """Appended level widths that can carry a c-channel latent: the f8 part's last width, doubling per level
-    towards the latent and at least c at the level next to it (#11's bottleneck rule: no layer next to the latent
+    towards the latent and at least c at the level next to it (the bottleneck rule: no layer next to the latent
     is narrower than the latent). The full-size baselines' 512 already satisfies it."""
     return tuple(max(base_last, c >> (extra - 1 - i)) for i in range(extra))
 

@@ -8,7 +8,7 @@ GAN, 0.82 full GAN, 0.69 local refinement) are quoted from the appendix by secon
 
 Rows, per training seed (3 at the small scale, ``--seeds``), all on top of the same phase-1 run of that seed (at the
 small scale the one Table 2 / Fig. 2a / Fig. 7 evaluate: 128 px, trained to its plateau), each for phase 3's steps:
-- no GAN: phase 3's schedule with all parameters trainable and the GAN loss off (equal steps in every arm, #11);
+- no GAN: phase 3's schedule with all parameters trainable and the GAN loss off (equal steps in every arm);
 - full-model GAN: phase 3's losses and optimiser with *all* parameters trainable (the conventional single-phase
   GAN training the paper replaces);
 - local refinement: phase 3 as in the paper, only the decoder head (``decoder.project_out``) trainable.
@@ -68,7 +68,7 @@ def _label(variant: str, seed: int) -> str:
 
 def _recon(variant: str, seed: int) -> RunRef:
     """Small scale: on top of Table 2's phase-1 run of the same seed (128 px, trained to its plateau), phase 3 at
-    the same 128 px, evaluated on every held-out crop at 128 px (a 4x4 latent, #11)."""
+    the same 128 px, evaluated on every held-out crop at 128 px (a 4x4 latent)."""
     small_train = _train(BASE_SMALL, variant, seed, base=T2.train_ref(BASE_SMALL, seed), resolution=SMALL_RES)
     small = {"model": BASE_SMALL, "resolution": SMALL_RES, "dataset": EMBEDDED_TEST, "n_images": SMALL_N_IMAGES,
              "weights": False, "checkpoint": small_train}

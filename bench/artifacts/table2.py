@@ -54,7 +54,7 @@ class Setting:
     small_resolution: int | None  # None: not run at small scale
 
 
-SMALL_RESOLUTION = 128  # small scale: f32 -> 4x4 latents, f64 -> 2x2 (at 64 px they were 2x2 and 1x1; #11)
+SMALL_RESOLUTION = 128  # small scale: f32 -> 4x4 latents, f64 -> 2x2 (at 64 px they were 2x2 and 1x1)
 SETTINGS = (
     Setting("ImageNet 256x256 f32c32 latent 8x8x32", "ImageNet 256 f32c32", "imagenet-val", 256, 32, 32,
             "dc-ae-f32c32-in-1.0", SMALL_RESOLUTION),
@@ -81,8 +81,8 @@ SMALL_SEEDS = claim_seeds()  # training seeds per small-scale claim arm (3; --se
 SMOKE_N_IMAGES = 8
 
 
-# Small-scale training to a plateau (#11): 300 steps, doubled while a doubling gains >= 0.3 dB of held-out PSNR, at
-# most 600 steps. The cap is the budget (#11: `bench all --scale small --jobs 2` in 2 hours): these runs are the
+# Small-scale training to a plateau: 300 steps, doubled while a doubling gains >= 0.3 dB of held-out PSNR, at
+# most 600 steps. The cap is the budget (`bench all --scale small --jobs 2` in 2 hours): these runs are the
 # largest single cost of the small scale (a -tiny SD-VAE step at 128 px is the slowest training step of all), and
 # with a 1200-step cap the whole scale did not fit. The same rule for both families, so that neither is compared at
 # a step count where only it is still far from its plateau; the tables say where each run stopped.
@@ -125,7 +125,7 @@ def recon_ref(family: str, s: Setting, *, smoke: bool = True, seed: int = 0) -> 
 
 
 def grid_note(f: int, paper_grid: str) -> str:
-    """The latent grid of a small-scale row beside the paper's (#11: every claim row states both)."""
+    """The latent grid of a small-scale row beside the paper's (every claim row states both)."""
     g = SMALL_RESOLUTION // f
     return f"small scale: latent {g}x{g} at {SMALL_RESOLUTION} px; paper: {paper_grid}"
 

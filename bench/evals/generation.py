@@ -337,7 +337,7 @@ def _timing(shards: list[dict], n: int) -> dict[str, Any]:
                                                                              "features_s"))
     return {
         "images_per_s": n / wall if wall > 0 else math.nan,
-        # Issue #10 asks for <= 10 % of the time outside the backbone (decode, FID network, noise, PNGs).
+        # The target is <= 10 % of the time outside the backbone (decode, FID network, noise, PNGs).
         "outside_backbone_share": 1 - net / wall if wall > 0 else math.nan,
         "outside_backbone_share_excl_fid": 1 - net / (wall - fid) if wall - fid > 0 else math.nan,
         "_time_breakdown_s": json.dumps({"wall": round(wall, 3), "backbone": round(net, 3), "decode": round(dec, 3),

@@ -617,7 +617,7 @@ def _metric_networks(cfg: ReconConfig, ctx: Any, device: str) -> dict[str, Any]:
 
 
 def _training_summary(cfg: ReconConfig, ctx: Any) -> dict[str, Any]:
-    """How the evaluated checkpoint was trained (tables show it beside the numbers, #11): its steps and, for a run
+    """How the evaluated checkpoint was trained (tables show it beside the numbers): its steps and, for a run
     trained to a plateau, the last doubling's held-out PSNR gain and whether the plateau was reached."""
     if cfg.checkpoint is None:
         return {}
@@ -644,7 +644,7 @@ def run(cfg: ReconConfig, ctx: Any) -> dict:
         out.update(_dataset=dataset.description, _dataset_id=dataset.identity, _weights=weights_id,
                    _regions_id=getattr(dataset, "regions_id", dataset.identity),  # claims pair images by it
                    _dataset_path=str(getattr(dataset, "root", "embedded")),
-                   params=sum(p.numel() for p in model.parameters()))  # the table's parameter ratios (#11)
+                   params=sum(p.numel() for p in model.parameters()))  # the table's parameter ratios
         out.update(_training_summary(cfg, ctx))
         if cfg.dataset == EMBEDDED_TEST:
             save_showcase(model, cfg.resolution, Path(ctx.run_dir) / "showcase", device)
