@@ -5,7 +5,8 @@
 Writes ``tables/perf-<machine>.csv`` (machine: a slug of the CPU model in /proc/cpuinfo), one row per lever and
 setting: ``before_s`` and ``after_s`` (medians over ``repeats``), ``ratio`` (the median of after/before pair by pair:
 before and after alternate, A B A B ..., so a machine whose speed drifts moves both alike), ``max_abs_diff`` of the
-outputs (0 = identical), and the provenance (git sha, torch, CPU model, date, threads). One torch thread, as each
+outputs (0 = identical), and the provenance (git sha, torch, CPU model, date, threads, the highest 1-minute load
+average seen around the lever, so a number taken beside other work says so). One torch thread, as each
 ``--jobs`` worker. The levers:
 
 - ``allocator``: the FID Inception forward (batch 16, 128-px images) in a fresh process with
@@ -48,7 +49,7 @@ from models.io import atomic_write_text  # noqa: E402
 
 LEVERS = ("allocator", "ssim", "kid", "reference")
 COLUMNS = ["lever", "setting", "before_s", "after_s", "ratio", "max_abs_diff", "repeats", "note", "machine",
-           "cpu_model", "threads", "torch", "git_sha", "git_dirty", "date"]
+           "cpu_model", "cpu_count", "threads", "load_1min_max", "torch", "git_sha", "git_dirty", "date"]
 
 
 def interleaved(before: Callable[[], Any], after: Callable[[], Any], repeats: int,
@@ -173,7 +174,8 @@ def lever_ssim(repeats: int) -> list[dict]:
         b = (a.float() + noise).round().clamp(0, 255).to(torch.uint8)
         times, outs = interleaved(lambda: ssim_by_conv2d(a, b), lambda: M.ssim_per_image(a, b), repeats)
         diff = float((outs["before"] - outs["after"]).abs().max())
-        rows.append(row("ssim-blur", f"16 images at {r} px, float64", times["before"], times["after"], diff))
+        rows.append(row("ssim-blur", f"16 images at {r} px, float64", times["before"], times["after"], diff,
+                        "both with the allocator setting of python -m bench"))
     return rows
 
 
@@ -254,7 +256,8 @@ def write_csv(rows: list[dict]) -> Path:
     import torch
     cpu = provenance.cpu_model()
     git = provenance.git_state()
-    stamp = {"machine": provenance.slug(cpu), "cpu_model": cpu, "threads": torch.get_num_threads(),
+    stamp = {"machine": provenance.slug(cpu), "cpu_model": cpu, "cpu_count": os.cpu_count(),
+             "threads": torch.get_num_threads(),
              "torch": torch.__version__, "git_sha": git["git_sha"], "git_dirty": git["git_dirty"],
              "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     buf = io.StringIO()
@@ -284,10 +287,11 @@ def main(argv: list[str] | None = None) -> int:
     measure = {"allocator": lever_allocator, "ssim": lever_ssim, "kid": lever_kid, "reference": lever_reference}
     rows = []
     for lever in only:
-        t0 = time.perf_counter()
+        t0, load = time.perf_counter(), os.getloadavg()[0]
         new = measure[lever](args.repeats)
         rows += new
-        for r in new:
+        for r in new:  # the highest 1-minute load seen: a number taken beside other work says so
+            r["load_1min_max"] = f"{max(load, os.getloadavg()[0]):.2f}"
             print(f"{r['lever']} ({r['setting']}): {r['before_s']} s -> {r['after_s']} s, ratio {r['ratio']}, "
                   f"max abs diff {r['max_abs_diff']} [{time.perf_counter() - t0:.0f} s]", flush=True)
     print(f"wrote {write_csv(rows)}")
