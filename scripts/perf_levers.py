@@ -6,8 +6,8 @@ Writes ``tables/perf-<machine>.csv`` (machine: a slug of the CPU model in /proc/
 setting: ``before_s`` and ``after_s`` (medians over ``repeats``), ``ratio`` (the median of after/before pair by pair:
 before and after alternate, A B A B ..., so a machine whose speed drifts moves both alike), ``max_abs_diff`` of the
 outputs (0 = identical), and the provenance (git sha, torch, CPU model, date, threads, the highest 1-minute load
-average seen around the lever, so a number taken beside other work says so). One torch thread, as each
-``--jobs`` worker. The levers:
+average seen around the lever, so a number taken beside other work says so). One torch thread and one BLAS thread,
+as each ``--jobs`` worker. The levers:
 
 - ``allocator``: the FID Inception forward (batch 16, 128-px images) in a fresh process with
   ``DCAE_BENCH_MALLOC=default`` and with the setting ``python -m bench`` applies (bench/process.py); the
@@ -43,6 +43,8 @@ from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# One BLAS thread for numpy as well (OpenBLAS reads this once, when numpy loads), as bench.parallel gives each worker
+os.environ.update(dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1"))
 
 from bench import process, provenance  # noqa: E402
 from models.io import atomic_write_text  # noqa: E402
@@ -125,7 +127,7 @@ def lever_allocator(repeats: int) -> list[dict]:
             for switch in ("default", "tuned"):
                 out = Path(tmp) / f"{switch}{k}"
                 out.mkdir()
-                env = {**os.environ, process.MALLOC_ENV: switch, "OMP_NUM_THREADS": "1"}
+                env = {**os.environ, process.MALLOC_ENV: switch}
                 subprocess.run([sys.executable, __file__, "--inception-child", str(out)], env=env, check=True)
                 results[switch].append(json.loads((out / "result.json").read_text()))
                 feats[switch] = np.load(out / "features.npy")
