@@ -16,10 +16,18 @@ def _photos(n=24, res=64):
     return torch.stack([ds.get_uint8(i) for i in range(len(ds))]), ds
 
 
-def _spread(x_uint8, y_uint8):
+def _measure(x_uint8, y_uint8) -> G.OutputSpread:
     s = G.OutputSpread()
     s.add(x_uint8, y_uint8)
-    return s.ratio()
+    return s
+
+
+def _spread(x_uint8, y_uint8):
+    return _measure(x_uint8, y_uint8).ratio()
+
+
+def _explained(x_uint8, y_uint8):
+    return _measure(x_uint8, y_uint8).explained()
 
 
 def test_a_constant_output_model_is_collapsed_and_a_working_one_is_not():
@@ -29,12 +37,6 @@ def test_a_constant_output_model_is_collapsed_and_a_working_one_is_not():
     assert _spread(x, x) == pytest.approx(1.0) and not G.is_collapsed(_spread(x, x))
     blurry = F.interpolate(F.avg_pool2d(x.float(), 8), scale_factor=8, mode="bilinear").round().to(torch.uint8)
     assert 0.5 < _spread(x, blurry) < 1.0 and not G.is_collapsed(_spread(x, blurry))  # bad but working
-
-
-def _explained(x_uint8, y_uint8):
-    s = G.OutputSpread()
-    s.add(x_uint8, y_uint8)
-    return s.explained()
 
 
 def test_outputs_unrelated_to_their_inputs_are_collapsed_though_they_vary():
