@@ -317,11 +317,12 @@ def power_at(diff: float, var: Variance, level: float) -> float:
 def seeds_for_power(diff: float, arms: Sequence[ArmValues], signs: Sequence[int], design: Design,
                     v_image: Variance, level: float) -> tuple[int, str]:
     """Seeds per arm for ``POWER`` at the measured difference and spreads (taken as true: an optimistic, "observed"
-    power); (-1, why) when even unlimited seeds would not decide it on these images, or the spread is unknown."""
+    power); (-1, why) when even unlimited seeds would leave the power under ``POWER`` on these images (a claim may
+    still be decided on them, less reliably), or the spread is unknown."""
     if min(a.n_seeds for a in arms) < 2:
         return -1, "unknown (a seed spread needs 2 seeds per arm)"
     if v_image.parts and power_at(diff, v_image, level) < POWER:
-        return -1, "cannot be decided on these images (more source photos, not seeds)"
+        return -1, f"under {POWER:.0%} power at any number of seeds on these images (more source photos would help)"
     for n in range(2, MAX_SEEDS_SEARCHED + 1):
         if power_at(diff, seed_variance_at(arms, signs, design, n) + v_image, level) >= POWER:
             return n, f"{n} seeds per arm for {POWER:.0%} power at this spread"

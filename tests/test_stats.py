@@ -229,7 +229,7 @@ def test_power_asks_for_more_seeds_where_the_seed_spread_hides_an_effect():
 def test_power_says_when_no_number_of_seeds_decides_it():
     a, b = np.array([10.0, 10.1, 9.9]), np.array([10.5, 10.6, 10.4])
     res = S.decide(S.Claim("x", "rfid", True), _arm(a, _loo(a, 2.0)), _arm(b, _loo(b, 2.0, seed=2)))
-    assert res.seeds_for_power == -1 and "cannot be decided on these images" in res.power_note
+    assert res.seeds_for_power == -1 and "at any number of seeds on these images" in res.power_note
 
 
 # ---- the rule and the family-wise view -----------------------------------------------------------------------------
