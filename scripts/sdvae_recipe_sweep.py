@@ -95,6 +95,29 @@ def write(rows: list[dict], out: Path, args, prov: dict) -> None:
     atomic_write_text(out.with_suffix(".md"), render_md(rows, args, prov))
 
 
+def train_and_probe(family: str, lr: float, warmup: int, args, src, perceptual) -> dict:
+    """One sweep cell: phase 1 from the train-ae run's initial weights, then the plateau rule's probe (PSNR, output
+    spread, explained variance, collapse) on the first ``args.probe_images`` held-out crops."""
+    import torch
+
+    import models
+    from bench.evals import training
+    from bench.evals.image_groups import is_collapsed
+    from models.train_autoencoder import PHASES, mix_seed, train_autoencoder
+    torch.manual_seed(mix_seed(args.seed, "init"))  # as bench/evals/training.py builds a train-ae model
+    model = models.build(family)
+    phase = dataclasses.replace(PHASES["phase1"], resolution=args.resolution, steps=args.steps, batch=args.batch,
+                                lr=lr, warmup_steps=warmup, seed=args.seed * 1000, ckpt_every=args.steps)
+    res = train_autoencoder(model, phase, src, ckpt_dir=None, perceptual=perceptual, progress=False,
+                            log=lambda _m: None)
+    tail = [h["l1"] for h in res.history[-50:]]
+    psnr = training.probe_psnr(model, args.resolution, args.probe_images, "cpu")
+    ratio, explained = training.probe_spread(model, args.resolution, args.probe_images, "cpu")
+    return {"train_l1_last50": f"{sum(tail) / len(tail):.4f}", "probe_psnr_db": f"{psnr:.2f}",
+            "probe_images": args.probe_images, "output_spread": f"{ratio:.3f}", "explained": f"{explained:.3f}",
+            "collapsed": "yes" if is_collapsed(ratio, explained) else "no"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", nargs="+", default=list(DEFAULT_RUNS), metavar="FAMILY:LR:WARMUP")
@@ -112,17 +135,14 @@ def main() -> None:
 
     import models
     from bench import provenance
-    from bench.evals.image_groups import is_collapsed, spread_of
     from models import data, losses
-    from models.train_autoencoder import PHASES, DatasetCropSource, mix_seed, train_autoencoder
+    from models.train_autoencoder import DatasetCropSource
 
     prov = {**provenance.git_state(), "torch": torch.__version__, "cpu_model": provenance.cpu_model(),
             "threads": torch.get_num_threads(), "date": f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ}"}
     perceptual = losses.build_perceptual_loss()
     perceptual_name = "none" if perceptual is None else "lpips"
     src = DatasetCropSource(data.EmbeddedPhotos("train", args.resolution), args.resolution)
-    probe_ds = data.EmbeddedPhotos("test", args.resolution, n_images=args.probe_images)
-    probe_x = torch.stack([probe_ds[i] for i in range(len(probe_ds))])
 
     t_start = time.perf_counter()
     s_per_step = dict(DEFAULT_S_PER_STEP)
@@ -140,29 +160,9 @@ def main() -> None:
             write(rows, args.out, args, prov)
             continue
         t0 = time.perf_counter()
-        torch.manual_seed(mix_seed(args.seed, "init"))  # as bench/evals/training.py builds a train-ae model
-        model = models.build(family)
-        phase = dataclasses.replace(PHASES["phase1"], resolution=args.resolution, steps=args.steps, batch=args.batch,
-                                    lr=lr, warmup_steps=warmup, seed=args.seed * 1000, ckpt_every=args.steps)
-        res = train_autoencoder(model, phase, src, ckpt_dir=None, perceptual=perceptual, progress=False,
-                                log=lambda _m: None)
-        train_s = time.perf_counter() - t0
-        s_per_step[family] = train_s / args.steps
-        tail = [h["l1"] for h in res.history[-50:]]
-        model.eval()
-        with torch.no_grad():  # probe_psnr and probe_spread's computation, on one forward pass
-            y = torch.cat([model.decode(model.encode(probe_x[i:i + 16]))
-                           for i in range(0, len(probe_x), 16)]).clamp(-1, 1)
-        mse = ((y - probe_x) / 2).pow(2).flatten(1).mean(1).clamp_min(1e-10)
-        psnr = float((10 * torch.log10(1 / mse)).mean())
-        spread = spread_of(probe_x, y)  # an OutputSpread since 79493d8 (a float ratio before)
-        ratio = spread.ratio() if hasattr(spread, "ratio") else float(spread)
-        explained = spread.explained() if hasattr(spread, "explained") else float("nan")
-        row.update({"train_l1_last50": f"{sum(tail) / len(tail):.4f}", "probe_psnr_db": f"{psnr:.2f}",
-                    "probe_images": len(probe_x), "output_spread": f"{ratio:.3f}",
-                    "explained": f"{explained:.3f}",
-                    "collapsed": "yes" if is_collapsed(ratio, explained) else "no",
-                    "seconds": f"{time.perf_counter() - t0:.0f}", "status": "done"})
+        row.update(train_and_probe(family, lr, warmup, args, src, perceptual))
+        s_per_step[family] = (time.perf_counter() - t0) / args.steps
+        row.update(seconds=f"{time.perf_counter() - t0:.0f}", status="done")
         rows.append(row)
         print(f"{spec}: L1 {row['train_l1_last50']}  PSNR {row['probe_psnr_db']}  spread {row['output_spread']}  "
               f"collapsed {row['collapsed']}  {row['seconds']} s", flush=True)

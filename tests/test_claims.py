@@ -164,7 +164,7 @@ def test_the_same_regions_at_two_resolutions_are_paired_each_against_its_own_ori
 
 
 def test_the_report_says_which_machines_produced_the_runs(tmp_path):
-    """#11 item 7: the report groups the runs its tables name by CPU model / kernel build / cores / torch (from each
+    """The report groups the runs its tables name by CPU model / kernel build / cores / torch (from each
     run's env.json), counts those from a dirty tree, splits a derived row's ';'-joined sources, and names the runs
     it cannot find."""
     from bench import report

@@ -66,8 +66,9 @@ def test_ssim_equals_the_official_evaluators_torchmetrics():
     assert float(M.ssim_per_image(a, b, M.SSIMSettings(border="crop")).mean()) - float(official.compute()) > 0.01
 
 
-def _ssim_by_conv2d(a: torch.Tensor, b: torch.Tensor, s: M.SSIMSettings) -> torch.Tensor:
-    """SSIM with the separable Gaussian as two grouped float64 ``conv2d`` calls (the direct form of the blur)."""
+def ssim_by_conv2d(a: torch.Tensor, b: torch.Tensor, s: M.SSIMSettings) -> torch.Tensor:
+    """SSIM with the separable Gaussian as two grouped float64 ``conv2d`` calls (the direct form of the blur; also
+    the before side of ``scripts/perf_levers.py``'s SSIM lever)."""
     import torch.nn.functional as F
     c, p = a.shape[1], (s.window - 1) // 2
     g = M._gaussian_window(s.window, s.sigma)
@@ -93,7 +94,7 @@ def test_ssim_blur_as_matrix_products_equals_the_convolution(border):
     a, b = _photo_pair(size=96)
     wide_a, wide_b = _photo_pair(size=64, seed=1)  # and a non-square crop: rows and columns have their own matrix
     for x, y in [(a, b), (a[..., :80], b[..., :80]), (wide_a[..., :48, :], wide_b[..., :48, :])]:
-        ours, direct = M.ssim_per_image(x, y, s), _ssim_by_conv2d(x, y, s)
+        ours, direct = M.ssim_per_image(x, y, s), ssim_by_conv2d(x, y, s)
         assert float((ours - direct).abs().max()) <= 1e-12, border
 
 

@@ -618,8 +618,8 @@ def write_jackknife(cfg: GenerateConfig, ctx, model: SampledModel, res: GenResul
 
 
 def save_sample_features(run_dir: Path, res: GenResult) -> None:
-    """The samples' FID features by sample index, with their labels (``features.npz``, gitignored): what a claim on
-    gFID / KID resamples. Not written past ``KEEP_FEATURES_UP_TO`` samples (the shards keep only moments then)."""
+    """The samples' FID features by sample index, with their labels (``features.npz``, gitignored; claims read the
+    run's ``jackknife.json`` instead). Not written past ``KEEP_FEATURES_UP_TO`` samples (the shards keep only moments then)."""
     if res.stats is None or res.stats.features is None:
         return
     labels = res.labels.numpy() if res.labels is not None else np.full(res.stats.n, -1)

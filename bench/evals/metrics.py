@@ -159,7 +159,7 @@ class LPIPSAlex:
         if reason is not None:
             raise RuntimeError(reason)
         import lpips  # here: an optional package; lpips_unavailable_reason says when it is missing
-        with warnings.catch_warnings():  # torchvision's "'pretrained' is deprecated" noise (PerceptualSimilarity#108)
+        with warnings.catch_warnings():  # torchvision's "'pretrained' is deprecated" warning from inside lpips
             warnings.simplefilter("ignore")
             self.net = lpips.LPIPS(net="alex", verbose=False).to(device).eval()
         self.device = device

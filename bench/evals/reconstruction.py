@@ -300,16 +300,30 @@ def _timing_metrics(shards: list[dict], n_ok: int) -> dict[str, Any]:
 
 PSNR_CAP_DB = 100.0  # an exact reconstruction's PSNR (+inf) counts as this in the claims' jackknife
 PER_IMAGE_FILE = "per_image.json"  # per-image PSNR / SSIM / LPIPS by image index (committed: claims pair arms on it)
-FEATURES_FILE = "features.npz"     # the reconstructions' FID features (gitignored: rFID / KID claims resample them)
+FEATURES_FILE = "features.npz"     # the reconstructions' FID features by image index (gitignored)
 
 
-def _write_per_image(work_dir: Path, plan: _ShardPlan, shards: list[dict]) -> None:
-    """What the claim statistics need (bench/stats.py): per-image values and features, by image index."""
+def _collapse_metrics(shards: list[dict]) -> dict[str, Any]:
+    """Whether the model ignores its input (``image_groups.OutputSpread`` summed over the shards)."""
+    spread = OutputSpread({k: sum(s[k] for s in shards) for k in OutputSpread.KEYS})
+    return {"output_spread": spread.ratio(), "explained_variance": spread.explained(),
+            "collapsed": int(spread.collapsed())}
+
+
+def _write_per_image(work_dir: Path, plan: _ShardPlan, shards: list[dict], dataset,
+                     features: tuple[np.ndarray, np.ndarray] | None) -> None:
+    """What the claim statistics need (bench/stats.py), by image index: per-image values, each metric with each
+    image group left out (``JACKKNIFE_FILE``), and the features."""
     ids = np.concatenate([s["indices"] for s in shards])
+    values = {k: np.concatenate([s[k] for s in shards]) for k in ("psnr", "ssim", "lpips")}
+    groups, kind = image_groups(dataset, ids.tolist())
+    per_metric = {"psnr": np.minimum(values["psnr"], PSNR_CAP_DB), "ssim": values["ssim"],
+                  **({"lpips": values["lpips"]} if len(values["lpips"]) == len(ids) else {})}
+    atomic_write_json(Path(work_dir) / JACKKNIFE_FILE, recon_jackknife(
+        groups, kind, per_metric, *(features if features is not None else (None, None))))
     per_image = {"image_ids": ids.tolist()}
-    for k in ("psnr", "ssim", "lpips"):
-        values = np.concatenate([s[k] for s in shards])
-        per_image[k] = [float(v) if np.isfinite(v) else None for v in values] if len(values) else []
+    for k, v in values.items():
+        per_image[k] = [float(x) if np.isfinite(x) else None for x in v] if len(v) else []
     atomic_write_json(Path(work_dir) / PER_IMAGE_FILE, per_image)
     rec = [_stats_from("rec", s) for s in shards]
     if plan.keep and all(r is not None and r.features is not None for r in rec):
@@ -371,12 +385,9 @@ def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
     none = "unavailable (no readable images)"
     feature_out, features = _feature_metrics(plan, shards, n_ok, dataset, feature_net, feature_unavailable,
                                              batch_size, device)
-    spread = OutputSpread({k: sum(s[k] for s in shards) for k in OutputSpread.KEYS})
     out: dict[str, Any] = {
         **feature_out,
-        "output_spread": spread.ratio(),
-        "explained_variance": spread.explained(),
-        "collapsed": int(spread.collapsed()),
+        **_collapse_metrics(shards),
         "psnr": float(psnr.mean()) if n_ok else none,
         "ssim": float(ssim.mean()) if n_ok else none,
         "lpips": float(lp.mean()) if lpips is not None and n_ok else (lpips_unavailable or "unavailable"),
@@ -391,11 +402,7 @@ def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
         "_psnr_inf_images": int(np.isinf(psnr).sum()),
         "_complete": True,
     }
-    _write_per_image(work_dir, plan, shards)
-    groups, kind = image_groups(dataset, indices.tolist())
-    atomic_write_json(Path(work_dir) / JACKKNIFE_FILE, recon_jackknife(
-        groups, kind, {"psnr": np.minimum(psnr, PSNR_CAP_DB), "ssim": ssim, **({"lpips": lp} if len(lp) == n_ok else {})},
-        *(features if features is not None else (None, None))))
+    _write_per_image(work_dir, plan, shards, dataset, features)
     if not keep_shards:
         _replace_shards_by_index(plan, shards)
     return EvalResult(out, plan.files)

@@ -10,9 +10,9 @@ through the official names cannot.
 
 How it was made (CPU, torch 2.x, fp32):
 
-    git clone https://github.com/baofff/U-ViT /tmp/U-ViT && git -C /tmp/U-ViT checkout ce55170
-    python -m pip install --target /tmp/einops einops          # libs/uvit.py imports einops
-    PYTHONPATH=/tmp/U-ViT:/tmp/einops .venv/bin/python tests/data/make_uvit_official_fixture.py
+    git clone https://github.com/baofff/U-ViT .cache/U-ViT && git -C .cache/U-ViT checkout ce55170
+    python -m pip install --target .cache/einops einops          # libs/uvit.py imports einops
+    PYTHONPATH=.cache/U-ViT:.cache/einops .venv/bin/python tests/data/make_uvit_official_fixture.py
 
 The tiny model: width 16, depth 2 (1 in, 1 mid, 1 out block), 2 heads, 4 latent channels on a 4x4 latent, patch 2,
 3 classes (the official ``num_classes`` counts the null class: 4), no time MLP, no final conv (efficientvit's
