@@ -49,7 +49,7 @@ import torch
 import models
 from bench import artifacts, process
 from bench.artifacts import table3, table4
-from bench.artifacts._efficiency import COST_COLUMNS, SPEED_COLUMNS, SPEEDUP_COLUMNS
+from bench.parts.efficiency_rows import COST_COLUMNS, SPEED_COLUMNS, SPEEDUP_COLUMNS
 from bench.configs import PerMeasure
 from bench.emit import markdown_table
 from bench.errors import Unavailable, UsageError

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from bench import artifacts
+from bench import artifacts, catalogue
 from bench.configs import Dataset, GenerateConfig, ReconConfig, dependencies
 from models import zoo
 
@@ -123,15 +123,14 @@ def test_a_small_claim_names_the_models_patches_grids_and_data_that_ran(spec_id,
 
 def test_the_reduced_autoencoders_factors_are_the_registry_s():
     """Table 1's statements take the latent grid from ``SMALL_F``: it must agree with the registry."""
-    from bench.artifacts import table1
-    assert table1.SMALL_F == {name: zoo.info(name).spatial_compression for name in table1.SMALL_F}
+    assert catalogue.SMALL_F == {name: zoo.info(name).spatial_compression for name in catalogue.SMALL_F}
 
 
 def test_the_check_rejects_statements_that_name_the_paper_s_models_or_data():
     """The labels these rows had: paper names for reduced runs (UViT-S's DC-AE-f64 p1 vs SD-VAE-f8 p8 ran
     dc-ae-f32c32-tiny p1 vs sd-vae-f8c4-tiny p4), and 'FFHQ' for runs on the embedded photos."""
-    from bench.artifacts import table1, table4
-    uvit = [arm_of(c) for c in dependencies(table1.CLAIMS_OF["UViT-S"][0].run.resolve("small"))]
+    from bench.artifacts import table4
+    uvit = [arm_of(c) for c in dependencies(catalogue.CLAIMS_OF["UViT-S"][0].run.resolve("small"))]
     old = "UViT-S: DC-AE-f64 p1 beats SD-VAE-f8 p8 at equal tokens (KID vs the training crops)"
     assert {"names factor [64] that no arm used (arms: [8, 32])",
             "names patch [8] that no arm used (arms: [1, 4])"} <= set(consistency_problems(old, uvit))

@@ -98,7 +98,7 @@ def test_peak_table():
 # ---------------------------------------------------------------------------------------------------------------
 
 def _specs():
-    from bench.artifacts._figure2c import FIGURE2C
+    from bench.parts.figure2c import FIGURE2C
     out = {name: importlib.import_module(f"bench.artifacts.{name}").SPECS[""]
            for name in ("table3", "table4", "table5")}
     out["figure2c"] = FIGURE2C
@@ -115,7 +115,7 @@ def test_specs_validate_and_select_unique_paper_rows(name):
             assert vals, row.label
         if row.run is not None and row.run.eval == "claim":  # Table 4's claim on its FID rows
             assert row.label.startswith("claim: ")
-        elif row.run is not None and row.run.eval != "efficiency":  # the gFID rows' sampling runs (_gfid.py)
+        elif row.run is not None and row.run.eval != "efficiency":  # the gFID rows' sampling runs (bench/parts/gfid_rows.py)
             assert row.run.eval == "generate" and "· sample" in row.label, row.label
             assert not row.run.runs_at("smoke") or row.run.resolve("smoke").model.backbone.endswith("-tiny")
         elif row.run is not None:
@@ -147,7 +147,7 @@ def test_dagger_rows_share_the_run_of_their_twin():
 
 def test_artifact_modules_do_not_import_torch():
     code = ("import sys; import bench.artifacts.table3, bench.artifacts.table4, bench.artifacts.table5, "
-            "bench.artifacts._figure2c; print('torch' in sys.modules)")
+            "bench.parts.figure2c; print('torch' in sys.modules)")
     import subprocess
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parent.parent)

@@ -378,9 +378,11 @@ def test_protocol_preset_is_frozen_and_recorded():
 
 
 def test_reconstruction_specs_validate_and_share_runs():
-    from bench.artifacts import _figure2a, figure7, table1, table2
+    from bench import catalogue
+    from bench.artifacts import figure7, table2
+    from bench.parts import figure2a
     registered = {m.name for m in models.list_models()}
-    for spec in (table2.SPECS[""], figure7.SPECS[""], _figure2a.FIGURE2A):
+    for spec in (table2.SPECS[""], figure7.SPECS[""], figure2a.FIGURE2A):
         assert spec.validate() == []
         for row in spec.rows:
             for scale in ("smoke", "small", "paper"):
@@ -401,10 +403,10 @@ def test_reconstruction_specs_validate_and_share_runs():
     # one 128-px training protocol: Table 2's seeds, Figure 2a's points and Table 1's autoencoders (seed 0) share
     # runs trained to a plateau, so no Table 1 row's autoencoder stops short of its plateau while another's does not
     plateau_run = t2["ImageNet 256 f32c32 / DC-AE"].checkpoint
-    assert plateau_run.plateau == table2.SMALL_PLATEAU and plateau_run == table1.small_autoencoder(table1.ENTRIES[-1])
-    assert all(table1.small_autoencoder(e) == table2.train_ref(e.small_ae) for e in table1.ENTRIES if e.small_ae)
+    assert plateau_run.plateau == catalogue.SMALL_PLATEAU and plateau_run == catalogue.small_autoencoder(catalogue.ENTRIES[-1])
+    assert all(catalogue.small_autoencoder(e) == catalogue.train_ref(e.small_ae) for e in catalogue.ENTRIES if e.small_ae)
     assert t2["ImageNet 256 f32c32 / DC-AE · seed 2"].checkpoint.seed == 2
-    f2 = {r.label: r.run.resolve("small") for r in _figure2a.FIGURE2A.rows if r.run and r.run.eval == "recon"}
+    f2 = {r.label: r.run.resolve("small") for r in figure2a.FIGURE2A.rows if r.run and r.run.eval == "recon"}
     assert f2["DC-AE f64 · seed 1"] == t2["ImageNet 256 f64c128 / DC-AE · seed 1"]
     assert all(c.resolution // models.zoo.info(c.model).spatial_compression >= 2 for c in f2.values())  # no 1x1
     assert all(r.run.resolve("smoke").checkpoint is None for r in figure7.SPECS[""].rows)  # smoke: untrained
@@ -417,7 +419,8 @@ def test_figure_plots_render_from_run_folders(tmp_path):
     import pandas as pd
     from PIL import Image
 
-    from bench.artifacts import _figure2a, figure7
+    from bench.artifacts import figure7
+    from bench.parts import figure2a
     from models.data import SHOWCASE
     results, records = {}, []
     for k, row in enumerate(figure7.ROWS):
@@ -432,9 +435,9 @@ def test_figure_plots_render_from_run_folders(tmp_path):
     figure7.plot(pd.DataFrame(records), results, out)
     assert out.stat().st_size > 1000
     records = [{"row": r.label, "metric": m, "ours": str(1 + i), "paper": "0.9" if i == 0 else "", "scale": "smoke"}
-               for i, r in enumerate(_figure2a.ROWS) for m in ("rfid", "psnr")]
+               for i, r in enumerate(figure2a.ROWS) for m in ("rfid", "psnr")]
     out = tmp_path / "f2a.png"
-    _figure2a.plot(pd.DataFrame(records), {}, out)
+    figure2a.plot(pd.DataFrame(records), {}, out)
     assert out.stat().st_size > 1000
 
 

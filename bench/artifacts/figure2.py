@@ -1,21 +1,21 @@
 """Figure 2: (a) rFID vs spatial compression, SD-VAE vs DC-AE; (b) UViT-S gFID per autoencoder; (c) UViT variants,
 throughput vs gFID.
 
-Panels are built from their own modules: ``_figure2a`` (reconstruction protocol) and ``_figure2c`` (efficiency
+Panels are built from their own modules: ``bench.parts.figure2a`` (reconstruction protocol) and ``bench.parts.figure2c`` (efficiency
 profiler with the paper's FIDs). Panel b is Table 1's UViT-S rows (the caption's UViT-S models, the same runs: the
 paper prints Figure 2b's numbers only in the image), plotted as gFID per autoencoder.
 
 Command: ``python -m bench figure2 [--ablation a|b|c] --scale small``.
 """
-from bench.artifacts import table1
-from bench.artifacts._figure2a import FIGURE2A
-from bench.artifacts._figure2c import FIGURE2C
+from bench import catalogue
+from bench.parts.figure2a import FIGURE2A
+from bench.parts.figure2c import FIGURE2C
 from bench.emit import new_figure, plot_frame, save_figure
 from bench.spec import Spec
 
 TITLE = "Figure 2: compression vs rFID; UViT-S gFID per AE; UViT throughput vs gFID"
 
-_UVIT = tuple(e for e in table1.ENTRIES if e.backbone == "uvit-s")
+_UVIT = tuple(e for e in catalogue.ENTRIES if e.backbone == "uvit-s")
 _LABELS = {e.label for e in _UVIT}
 
 
@@ -41,11 +41,11 @@ FIGURE2B = Spec(
     caption="Table 1's UViT-S rows (the same runs): gFID without / with CFG per autoencoder at 64 tokens (the "
             "paper's; 16 at small scale, where each row's note names the reduced models that ran). The paper's "
             "Figure 2b prints its numbers only in the image; the paper values shown are Table 1's.",
-    columns=table1.SPECS[""].columns,
-    rows=tuple(r for r in table1.ROWS if r.label in _LABELS)
-    + tuple(r for r in table1.RUNS if r.label.split(" · ")[0] in _LABELS)
-    + table1.CLAIMS_OF["UViT-S"],
-    scales=table1.SPECS[""].scales, plot=plot_b, deviations=table1.SPECS[""].deviations,
+    columns=catalogue.TABLE1_COLUMNS,
+    rows=tuple(r for r in catalogue.ROWS if r.label in _LABELS)
+    + tuple(r for r in catalogue.RUNS if r.label.split(" · ")[0] in _LABELS)
+    + catalogue.CLAIMS_OF["UViT-S"],
+    scales=catalogue.TABLE1_SCALES, plot=plot_b, deviations=catalogue.TABLE1_DEVIATIONS,
 )
 
 SPECS = {"a": FIGURE2A, "b": FIGURE2B, "c": FIGURE2C}

@@ -25,8 +25,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from bench import paper
-from bench.artifacts import table2 as T2
+from bench import catalogue, paper
 from bench.configs import (
     EMBEDDED_TEST,
     SCALE_DEFAULTS,
@@ -42,8 +41,8 @@ from bench.spec import CLAIM_COLUMNS, Column, Row, RunRef, Spec, claim_row, what
 BASE_SMALL = "dc-ae-f32c32-tiny"    # shared with Table 2 / Fig. 7 (their phase-1 run)
 BASE_SMOKE = "dc-ae-f32c32-tiny"
 BASE_PAPER = "dc-ae-f32c32"         # unreleased pre-GAN checkpoints: not runnable without training on --data
-SMALL_RES = T2.SMALL_RESOLUTION      # 128 px: the f32 latent is 4x4 (at 64 px it was 2x2)
-SMALL_N_IMAGES = T2.SMALL_N_IMAGES  # every embedded held-out crop
+SMALL_RES = catalogue.SMALL_RESOLUTION      # 128 px: the f32 latent is 4x4 (at 64 px it was 2x2)
+SMALL_N_IMAGES = catalogue.SMALL_N_IMAGES  # every embedded held-out crop
 _P3 = SCALE_DEFAULTS["small"]["phase3"]  # the recipe the scale text describes
 PAPER_SECONDARY = paper.secondary("figure5", "rfid")  # row -> rFID (bench/data/secondary_numbers.csv)
 
@@ -69,7 +68,7 @@ def _label(variant: str, seed: int) -> str:
 def _recon(variant: str, seed: int) -> RunRef:
     """Small scale: on top of Table 2's phase-1 run of the same seed (128 px, trained to its plateau), phase 3 at
     the same 128 px, evaluated on every held-out crop at 128 px (a 4x4 latent)."""
-    small_train = _train(BASE_SMALL, variant, seed, base=T2.train_ref(BASE_SMALL, seed), resolution=SMALL_RES)
+    small_train = _train(BASE_SMALL, variant, seed, base=catalogue.train_ref(BASE_SMALL, seed), resolution=SMALL_RES)
     small = {"model": BASE_SMALL, "resolution": SMALL_RES, "dataset": EMBEDDED_TEST, "n_images": SMALL_N_IMAGES,
              "weights": False, "checkpoint": small_train}
     smoke = {"model": BASE_SMOKE, "resolution": 32, "dataset": EMBEDDED_TEST, "n_images": 4, "weights": False,

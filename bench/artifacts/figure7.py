@@ -17,15 +17,15 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from bench.artifacts import table2 as T2
-from bench.artifacts.table2 import train_ref
+from bench import catalogue
+from bench.catalogue import train_ref
 from bench.configs import EMBEDDED_TEST, ReconConfig, folder
 from bench.emit import new_figure, save_figure
 from bench.spec import Column, PaperRef, Row, RunRef, Spec
 
 # 256: all rows at one size, twice the 128 px the models trained at: f32 latents 8x8 (the paper's grid at 256 px), f64
 # 4x4. At 128 px (4x4 / 2x2 latents, Table 2's runs) no held-out face was recognisable; at 256 px one is.
-RESOLUTION_SMALL = 2 * T2.SMALL_RESOLUTION
+RESOLUTION_SMALL = 2 * catalogue.SMALL_RESOLUTION
 FCS = ((32, 32), (64, 128), (128, 512))
 FAMILIES = (("sd-vae", "SD-VAE"), ("dc-ae", "DC-AE"))
 OFFICIAL = {32: "dc-ae-f32c32-in-1.0", 64: "dc-ae-f64c128-in-1.0", 128: "dc-ae-f128c512-in-1.0"}
@@ -40,7 +40,7 @@ def _run(family: str, f: int, c: int) -> RunRef:
     paper_model = OFFICIAL[f] if family == "dc-ae" else f"sd-vae-f{f}c{c}"
     return RunRef(ReconConfig(paper_model, 512, dataset=folder("imagenet-val"), weights=True, batch_size=16),
                   at={"small": {"model": small, "resolution": RESOLUTION_SMALL, "dataset": EMBEDDED_TEST,
-                                "n_images": T2.SMALL_N_IMAGES, "weights": False,
+                                "n_images": catalogue.SMALL_N_IMAGES, "weights": False,
                                 "checkpoint": train_ref(small)} if f in SMALL_FS else None,
                       # smoke: Table 2's smoke runs (same resolved config), a layout check only
                       "smoke": {"model": f"{family}-f{f}c{c}-tiny", "resolution": max(32, f),
@@ -114,7 +114,7 @@ SPECS = {"": Spec(
     scales={
         "smoke": "tiny untrained models at max(32, f) px, 8 images (Table 2's smoke runs): a layout check, the "
                  "reconstructions are noise; seconds after table2",
-        "small": f"Table 2's reduced models (phase 1 at 128 px, seed 0, {T2.PLATEAU_TEXT}), evaluated at "
+        "small": f"Table 2's reduced models (phase 1 at 128 px, seed 0, {catalogue.PLATEAU_TEXT}), evaluated at "
                  f"{RESOLUTION_SMALL} px, twice their training size: latents 8x8 at f32 (the paper's at 256 px), 4x4 at "
                  "f64; the table is on every embedded held-out crop at that size (none upscaled), the grid's showcase "
                  "crops are enlarged from their source boxes (128-224 px) as at the paper scale; f128 rows not run "

@@ -25,17 +25,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.configs import (
-    EMBEDDED_TEST,
-    SCALE_DEFAULTS,
-    PhaseRequest,
-    Plateau,
-    ReconConfig,
-    TrainAEConfig,
-    folder,
-)
+from bench.catalogue import PLATEAU_TEXT, SMALL_N_IMAGES, SMALL_RESOLUTION, SMALL_SEEDS, grid_note, train_ref
+from bench.configs import EMBEDDED_TEST, ReconConfig, folder
 from bench.evals import protocol_id
-from bench.scales import claim_seeds
 from bench.spec import CLAIM_COLUMNS, Column, PaperRef, Row, RunRef, Spec, claim_row
 
 ID = "table2"
@@ -54,7 +46,6 @@ class Setting:
     small_resolution: int | None  # None: not run at small scale
 
 
-SMALL_RESOLUTION = 128  # small scale: f32 -> 4x4 latents, f64 -> 2x2 (at 64 px they were 2x2 and 1x1)
 SETTINGS = (
     Setting("ImageNet 256x256 f32c32 latent 8x8x32", "ImageNet 256 f32c32", "imagenet-val", 256, 32, 32,
             "dc-ae-f32c32-in-1.0", SMALL_RESOLUTION),
@@ -76,32 +67,7 @@ SETTINGS = (
             "mapillary-vistas", 2048, 128, 512, "dc-ae-f128c512-mix-1.0", None),
 )
 
-SMALL_N_IMAGES = None  # small scale: every embedded held-out crop at 128 px
-SMALL_SEEDS = claim_seeds()  # training seeds per small-scale claim arm (3; --seeds N)
 SMOKE_N_IMAGES = 8
-
-
-# Small-scale training to a plateau: 300 steps, doubled while a doubling gains >= 0.3 dB of held-out PSNR, at
-# most 600 steps. The cap is the budget (`bench all --scale small --jobs 2` in 2 hours): these runs are the
-# largest single cost of the small scale (a -tiny SD-VAE step at 128 px is the slowest training step of all), and
-# with a 1200-step cap the whole scale did not fit. The same rule for both families, so that neither is compared at
-# a step count where only it is still far from its plateau; the tables say where each run stopped.
-SMALL_PLATEAU = Plateau(min_gain_db=0.3, max_steps=600, probe_images=64)
-
-
-PLATEAU_TEXT = (f"trained to a plateau: {SCALE_DEFAULTS['small']['phase1']['steps']} steps, doubled while a doubling "
-                f"gains >= {SMALL_PLATEAU.min_gain_db} dB of PSNR on {SMALL_PLATEAU.probe_images} held-out crops, at "
-                f"most {SMALL_PLATEAU.max_steps} steps (the columns 'training steps' and 'PSNR gain of the last "
-                f"doubling' say where each run stopped; a gain >= {SMALL_PLATEAU.min_gain_db} dB at the cap means the "
-                f"budget, not the plateau, stopped it)")
-
-
-def train_ref(model: str, seed: int = 0) -> TrainAEConfig:
-    """The training run whose checkpoint a small-scale row evaluates: phase 1 at 128 px (batch 8, lr 2e-4), trained
-    to a plateau by ``SMALL_PLATEAU``. Figure 2a, Figure 5, Figure 7, Table 1 (its autoencoders) and this table name
-    the same runs, so each (model, seed) trains once."""
-    return TrainAEConfig(model, phases=(PhaseRequest("phase1", resolution=SMALL_RESOLUTION),), seed=seed,
-                         plateau=SMALL_PLATEAU)
 
 
 def recon_ref(family: str, s: Setting, *, smoke: bool = True, seed: int = 0) -> RunRef:
@@ -122,12 +88,6 @@ def recon_ref(family: str, s: Setting, *, smoke: bool = True, seed: int = 0) -> 
     return RunRef(ReconConfig(paper_model, s.resolution, dataset=folder(s.dataset), weights=True, batch_size=16),
                   # smoke checks every ImageNet row (also those not run at small scale): tiny models are cheap
                   at=at)
-
-
-def grid_note(f: int, paper_grid: str) -> str:
-    """The latent grid of a small-scale row beside the paper's (every claim row states both)."""
-    g = SMALL_RESOLUTION // f
-    return f"small scale: latent {g}x{g} at {SMALL_RESOLUTION} px; paper: {paper_grid}"
 
 
 def _seed_label(s: Setting, paper_name: str, seed: int) -> str:

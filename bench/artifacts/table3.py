@@ -8,7 +8,7 @@ and 17.9x training throughput.
 Ours: the efficiency columns are measured by the ``efficiency`` eval (backbone only, random latents of each
 autoencoder's shape); speed-up rows divide two measured rows and show the FLOP ratio beside them; the paper's own
 ratios are in each speed-up row's note (the headline row has them in the paper column). gFID: each row's
-"· gFID" row, from two sampling runs (``bench/artifacts/_gfid.py``): at paper scale the released checkpoints
+"· gFID" row, from two sampling runs (``bench/parts/gfid_rows.py``): at paper scale the released checkpoints
 (``--weights W --data D`` with D/imagenet-train for the reference statistics) or, for unreleased rows, a
 paper-scale training run; at small scale Table 1's reduced runs where one matches the row (plus DiT-XL on
 DC-AE-f32), at smoke scale tiny pipeline checks.
@@ -20,8 +20,8 @@ Commands and expected runtime:
                                                          # compare the ratios with 19.1x / 17.9x
 """
 from bench import paper
-from bench.artifacts import table1
-from bench.artifacts._efficiency import (
+from bench import catalogue
+from bench.parts.efficiency_rows import (
     COST_COLUMNS,
     DAGGER,
     SCALES_TEXT,
@@ -31,7 +31,7 @@ from bench.artifacts._efficiency import (
     Entry,
     speedup_row,
 )
-from bench.artifacts._gfid import GFID_COLUMNS, GfidRow, gfid_rows
+from bench.parts.gfid_rows import GFID_COLUMNS, GfidRow, gfid_rows
 from bench.spec import PaperRef, Spec
 
 ID = "table3"
@@ -57,7 +57,7 @@ UVIT_H = (_entry("uvit-h", "UViT-H", "SD-VAE-f8", 4, 8, 2), _entry("uvit-h", "UV
           _entry("uvit-h", "UViT-H", "DC-AE-f64", 128, 64, 1, dagger=True))
 ENTRIES = UVIT_S + DIT_XL + UVIT_H
 
-# ---- gFID: a sampling-run pair per row (bench/artifacts/_gfid.py) ------------------------------------------------
+# ---- gFID: a sampling-run pair per row (bench/parts/gfid_rows.py) ------------------------------------------------
 
 # paper row -> (registry name at paper scale, released weights, tiny stand-in at smoke scale)
 _AUTOENCODERS = {"SD-VAE-f8": ("sd-vae-f8", True, "sd-vae-f8c4-tiny"),
@@ -87,16 +87,16 @@ def _gfid(e: Entry) -> GfidRow:
     released = _RELEASED.get((bb, ae, dagger))
     if dagger and released is None:
         return GfidRow(e.label, e.paper, None, note="the 4x-iteration run is released for UViT-H only")
-    entry = table1.Entry(e.backbone, bb, ae, name, weights, smoke_ae, e.patch_size, small_ae, small_patch)
+    entry = catalogue.Entry(e.backbone, bb, ae, name, weights, smoke_ae, e.patch_size, small_ae, small_patch)
     why = [] if small_ae else ["small: not run (" + ("the reduced UViT-H is the reduced UViT-S" if bb == "UViT-H"
                                                      else "an f64 latent of a 128-px image is 2x2") + ")"]
     if small_ae and small_patch != e.patch_size:
         why.append(f"small: p{small_patch} (16 tokens at 128 px; Table 1's run)")
     why.append(f"paper: released {released}" if released else "paper: no released checkpoint, trained here (GPUs)")
-    scale = table1.CFG_SCALE[entry.family]
+    scale = catalogue.CFG_SCALE[entry.family]
     why.append(f"w/ CFG {scale}: " + ("the released model's own scale (efficientvit README) at paper scale, ours for "
                                       "the reduced runs" if released and entry.family == "dit"
-                                      else f"{table1.CFG_SOURCE[entry.family]} (the paper states none)"))
+                                      else f"{catalogue.CFG_SOURCE[entry.family]} (the paper states none)"))
     return GfidRow(e.label, e.paper, entry, released, "; ".join(why))
 
 
@@ -119,7 +119,7 @@ SPECS = {"": Spec(
     columns=COST_COLUMNS + SPEED_COLUMNS + GFID_COLUMNS + SPEEDUP_COLUMNS,
     rows=tuple(e.row() for e in ENTRIES) + (HEADLINE,) + PAIRS + gfid_rows(GFID),
     version=1,
-    scales={**SCALES_TEXT, "small": SCALES_TEXT["small"] + " gFID rows: Table 1's reduced diffusion runs (16 tokens at 128 px, hidden-128 depth-6 backbones, " f"{table1.SMALL['n_samples']} samples vs the embedded training crops) where one matches the row; the rest say why not."},
+    scales={**SCALES_TEXT, "small": SCALES_TEXT["small"] + " gFID rows: Table 1's reduced diffusion runs (16 tokens at 128 px, hidden-128 depth-6 backbones, " f"{catalogue.SMALL_DIFFUSION['n_samples']} samples vs the embedded training crops) where one matches the row; the rest say why not."},
     deviations=("Inference is PyTorch eager, not TensorRT; latency is measured on the run's device, not an RTX 3090.",
                 f"small scale: every backbone keeps {SMALL_DEPTH} blocks (U-ViT depth {SMALL_DEPTH}: in, mid and out "
                 f"block) at full width and token count.",

@@ -18,8 +18,8 @@ Commands and expected runtime:
     python -m bench table4 --scale small    # a few minutes on 2 CPU cores
     python -m bench table4 --scale paper --device cuda   # one H100
 """
-from bench.artifacts import table1
-from bench.artifacts._efficiency import (
+from bench import catalogue
+from bench.parts.efficiency_rows import (
     COST_COLUMNS,
     SCALES_TEXT,
     SPEED_COLUMNS,
@@ -27,7 +27,7 @@ from bench.artifacts._efficiency import (
     Entry,
     speedup_row,
 )
-from bench.artifacts._gfid import GFID_COLUMNS, GfidRow, gfid_rows, sample_label
+from bench.parts.gfid_rows import GFID_COLUMNS, GfidRow, gfid_rows, sample_label
 from bench.scales import claim_seeds
 from bench.spec import CLAIM_COLUMNS, Column, PaperRef, Row, Spec, claim_row
 
@@ -48,7 +48,7 @@ AT_2048 = (_entry(MAPILLARY, 2048, "SD-VAE-f8", 4, 8, 4), _entry(MAPILLARY, 2048
 # Baselines: SD-VAE-f8 p2 at 1024 px (4096 tokens), SD-VAE-f8 p4 at 2048 px (4096 tokens).
 PAIRS = tuple(speedup_row(ID, AT_1024[0], e) for e in AT_1024[1:]) + (speedup_row(ID, AT_2048[0], AT_2048[1]),)
 
-# ---- FID: sampling runs of unconditional DiT-S models (bench/artifacts/_gfid.py) --------------------------------
+# ---- FID: sampling runs of unconditional DiT-S models (bench/parts/gfid_rows.py) --------------------------------
 # paper: DiT-S trained here on FFHQ 1024 / MapillaryVistas 2048 (no released model); small: unconditional DiT-S on
 # the embedded 128-px crops at 16 tokens, the paper's equal-token pair SD-VAE-f8 p4 vs DC-AE-f32 p1, SMALL_SEEDS seeds each.
 _AE = {"SD-VAE-f8": ("sd-vae-f8", True, "sd-vae-f8c4-tiny"), "DC-AE-f32": ("dc-ae-f32c32-in-1.0", True,
@@ -63,7 +63,7 @@ def _gfid(e: Entry, res: int) -> GfidRow:
     name, weights, smoke_ae = _AE[ae]
     small_ae = _SMALL.get((res, ae, e.patch_size))
     data, metric = ("ffhq", "ffhq_fid") if res == 1024 else ("mapillary-vistas", "fid")
-    entry = table1.Entry("dit-s", "DiT-S", ae, name, weights, smoke_ae, e.patch_size, small_ae, e.patch_size,
+    entry = catalogue.Entry("dit-s", "DiT-S", ae, name, weights, smoke_ae, e.patch_size, small_ae, e.patch_size,
                          SMALL_SEEDS if small_ae else 1, conditional=False, paper_data=data, resolution=res)
     note = (f"small: unconditional dit-s-small on {small_ae} p{e.patch_size}, 16 tokens, 128-px embedded training "
             f"photos (not {'FFHQ' if res == 1024 else 'MapillaryVistas'})" if small_ae else
@@ -77,7 +77,7 @@ GFID = tuple(_gfid(e, 1024) for e in AT_1024) + tuple(_gfid(e, 2048) for e in AT
 
 def _seed_runs(g: GfidRow) -> tuple[Row, ...]:
     """Seeds 1.. of a claim arm (small scale only; seed 0 is the row's own sampling run)."""
-    return tuple(Row(sample_label(g, False, s), run=table1.sample_run(g.entry, False, s))
+    return tuple(Row(sample_label(g, False, s), run=catalogue.sample_run(g.entry, False, s))
                  for s in range(1, g.entry.small_seeds))
 
 
@@ -90,7 +90,7 @@ def _arm(g: GfidRow) -> tuple[Row, ...]:
     return tuple(_BY_LABEL[sample_label(g, False, s)] for s in range(g.entry.small_seeds))
 
 
-CLAIMS = tuple(claim_row(table1.claim_statement(_A.entry, _B.entry, metric, "FFHQ 1024 DiT-S DC-AE-f32 p1 vs "
+CLAIMS = tuple(claim_row(catalogue.claim_statement(_A.entry, _B.entry, metric, "FFHQ 1024 DiT-S DC-AE-f32 p1 vs "
                                                   "SD-VAE-f8 p4 (unconditional)"), metric, True, _arm(_A), _arm(_B),
                          kind="paper" if metric == "kid" else "diagnostic",
                          note="small: diffusion seed s on autoencoder seed s, the autoencoder runs of Table 1's "

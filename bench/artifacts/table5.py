@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.artifacts._efficiency import (
+from bench.parts.efficiency_rows import (
     COST_COLUMNS,
     SCALES_TEXT,
     SPEED_COLUMNS,

@@ -1,8 +1,8 @@
 """gFID rows of the efficiency tables (Tables 3 and 4): a sampling run pair per paper row, beside the paper's gFID.
 
-Each paper row of an efficiency table keeps its efficiency run (``_efficiency``); its generation numbers come from a
+Each paper row of an efficiency table keeps its efficiency run (``bench.parts.efficiency_rows``); its generation numbers come from a
 second row, ``"<label> · gFID"``, derived from two ``generate`` runs (without and with CFG; unconditional models: one).
-The runs are built by ``table1.sample_run``, so the same model at the same scale is one run across tables:
+The runs are built by ``bench.catalogue.sample_run``, so the same model at the same scale is one run across tables:
 
 - ``paper``: the released checkpoint of the row when there is one (``--weights W --data D``, generation.md §4);
   otherwise the row's own paper-scale training run (``bench needs`` lists it); rows that cannot run say why;
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.artifacts import table1
+from bench import catalogue
 from bench.spec import Column, PaperRef, Row
 
 GFID_COLUMNS = (
@@ -32,7 +32,7 @@ class GfidRow:
 
     label: str                      # the efficiency row's label
     paper: PaperRef                 # the same paper row (its gFID columns)
-    entry: table1.Entry | None      # what trains / samples at each scale; None: not run at any scale
+    entry: catalogue.Entry | None      # what trains / samples at each scale; None: not run at any scale
     released: str | None = None     # released checkpoint of the row (paper scale), generation.md §4
     note: str = ""                  # why a scale does not run, or what stands in
     metrics: tuple[str, str] = ("fid_no_cfg", "fid_cfg")  # the paper's column names (w/o CFG, w/ CFG)
@@ -43,7 +43,7 @@ class GfidRow:
 
 
 def sample_label(g: GfidRow, guided: bool, seed: int = 0) -> str:
-    tag = f"CFG {table1.CFG_SCALE[g.entry.family]}" if guided else "no CFG"
+    tag = f"CFG {catalogue.CFG_SCALE[g.entry.family]}" if guided else "no CFG"
     return f"{g.label} · sample {tag}" + (f" · seed {seed}" if seed else "")
 
 
@@ -67,5 +67,5 @@ def gfid_rows(rows: tuple[GfidRow, ...]) -> tuple[Row, ...]:
             out.append(Row(f"{g.label} · gFID", paper=g.paper, note=g.note))
             continue
         out.append(_derived(g))
-        runs += [Row(sample_label(g, s), run=table1.sample_run(g.entry, s, released=g.released)) for s in g.guided]
+        runs += [Row(sample_label(g, s), run=catalogue.sample_run(g.entry, s, released=g.released)) for s in g.guided]
     return tuple(out + runs)

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench import paper
-from bench.artifacts import table2 as T2
-from bench.artifacts.table2 import train_ref
+from bench import catalogue, paper
+from bench.catalogue import train_ref
 from bench.configs import EMBEDDED_TEST, SCALE_DEFAULTS, ReconConfig, folder
 from bench.emit import new_figure, plot_frame, save_figure
 from bench.evals import protocol_id
@@ -28,8 +27,8 @@ FS = ((8, 4), (16, 16), (32, 32), (64, 128))  # (f, c) per point
 # (latents 16x16, 8x8, 4x4, 2x2: no point on a 1x1 latent); 3 training seeds for the claim arms.
 SMALL_C = {f: c for f, c in FS}
 FAMILIES = (("sd-vae", "SD-VAE"), ("dc-ae", "DC-AE"))
-SMALL_RESOLUTION = T2.SMALL_RESOLUTION
-SMALL_N_IMAGES = T2.SMALL_N_IMAGES
+SMALL_RESOLUTION = catalogue.SMALL_RESOLUTION
+SMALL_N_IMAGES = catalogue.SMALL_N_IMAGES
 CLAIM_ARMS = {("sd-vae", 8), ("sd-vae", 64), ("dc-ae", 8), ("dc-ae", 64)}  # (family, f) of the claims' arms: 3 seeds
 
 
@@ -61,12 +60,12 @@ def _row(family: str, paper_name: str, f: int, c: int, seed: int = 0) -> Row:
 
 ROWS = tuple(_row(fam, name, f, c) for fam, name in FAMILIES for f, c in FS)
 SEED_ROWS = tuple(_row(fam, name, f, c, k) for fam, name in FAMILIES for f, c in FS if (fam, f) in CLAIM_ARMS
-                  for k in range(1, T2.SMALL_SEEDS))
+                  for k in range(1, catalogue.SMALL_SEEDS))
 _BY = {r.label: r for r in ROWS + SEED_ROWS}
 
 
 def _arm(name: str, f: int) -> tuple[Row, ...]:
-    return tuple(_BY[_label(name, f, k)] for k in range(T2.SMALL_SEEDS))
+    return tuple(_BY[_label(name, f, k)] for k in range(catalogue.SMALL_SEEDS))
 
 
 def _small(family: str, f: int) -> str:
@@ -82,10 +81,10 @@ CLAIMS = (  # the paper's Fig. 2a: SD-VAE's rFID grows with f, DC-AE's stays low
               note="small scale: latents 16x16 (f8) and 2x2 (f64) at 128 px; paper: 32x32 and 4x4"),
     claim_row(f"{_small('dc-ae', 64)} has lower rFID than {_small('sd-vae', 64)}, {_DATA}; for the paper's DC-AE "
               f"vs SD-VAE at f64 (ImageNet 256)", "rfid", True, _arm("DC-AE", 64), _arm("SD-VAE", 64),
-              note=T2.grid_note(64, "4x4")),
+              note=catalogue.grid_note(64, "4x4")),
     claim_row(f"{_small('dc-ae', 64)} has higher PSNR than {_small('sd-vae', 64)}, {_DATA}; for the paper's DC-AE "
               f"vs SD-VAE at f64 (ImageNet 256)", "psnr", False, _arm("DC-AE", 64), _arm("SD-VAE", 64),
-              note=T2.grid_note(64, "4x4")),
+              note=catalogue.grid_note(64, "4x4")),
     # the figure's shape: DC-AE's rFID stays near its f8 level as f grows, SD-VAE's rises (a contrary small-scale
     # curve must show up as a claim row). A contrast, (DC-AE f64 - DC-AE f8) - (SD-VAE f64 - SD-VAE f8), seed by seed
     claim_row(f"rFID rises less from {_small('dc-ae', 8)} to {_small('dc-ae', 64)} than from {_small('sd-vae', 8)} "
@@ -149,7 +148,7 @@ FIGURE2A = Spec(
         "smoke": "tiny untrained models, 8 embedded held-out crops at max(32, f) px; seconds per point; never a "
                  "result",
         "small": "reduced -tiny models of Table 2's shapes (f8c4, f16c16, f32c32, f64c128; fair SD-VAE widths) "
-                 f"trained by train-ae (phase 1, {SMALL_RESOLUTION} px, {T2.PLATEAU_TEXT}; {T2.SMALL_SEEDS} seeds for the "
+                 f"trained by train-ae (phase 1, {SMALL_RESOLUTION} px, {catalogue.PLATEAU_TEXT}; {catalogue.SMALL_SEEDS} seeds for the "
                  "claim arms, Table 2's runs shared), all embedded held-out crops at "
                  f"{SMALL_RESOLUTION} px (latents 16x16 to 2x2)",
         "paper": "ImageNet val at 256 px (--data), official or supplied weights (--weights); the f8/f16 DC-AEs and "

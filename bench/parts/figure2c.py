@@ -12,7 +12,7 @@ Command: ``python -m bench figure2 --ablation c --scale small`` (reuses table3's
 """
 from __future__ import annotations
 
-from bench.artifacts._efficiency import SCALES_TEXT, Entry, speedup_row
+from bench.parts.efficiency_rows import SCALES_TEXT, Entry, speedup_row
 from bench.emit import new_figure, save_figure
 from bench.spec import Column, PaperRef, Spec
 
