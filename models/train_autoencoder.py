@@ -28,11 +28,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import math
 import os
-import random
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -41,7 +39,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -52,14 +49,17 @@ from tqdm import tqdm
 from models import checkpoints, distributed, losses, zoo
 from models.data import EmbeddedPhotos, ImageFolderDataset
 from models.io import atomic_torch_save, atomic_write_bytes
-
-TRAIN_STATE = "train_state.pt"  # the resumable checkpoint, in the phase's checkpoint folder
-FINAL_MODEL = "model.safetensors"
-
-
-class TrainingDiverged(RuntimeError):
-    """A NaN/inf loss: the run stopped before the optimiser step; the last good checkpoint is untouched."""
-
+from models.train_state import (
+    FINAL_MODEL,
+    TRAIN_STATE,
+    TrainingDiverged,
+    check_resumable,
+    gathered_rng_states,
+    mix_seed,
+    restore_training_state,
+    resume_fingerprint,
+    sample_plan,
+)
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Trainable-set selectors (which parameters a phase updates)
@@ -188,45 +188,6 @@ def _params_of(model: nn.Module, modules: Sequence[str], what: str, extent: int 
 # Phase configuration (Decoupled High-Resolution Adaptation = three instances)
 # ---------------------------------------------------------------------------------------------------------------------
 
-def resume_fingerprint(recipe) -> dict:
-    """The fields of a training recipe (a frozen dataclass) that a resumed run must share with its checkpoint:
-    every field but ``steps`` (may grow) and ``ckpt_every`` (may change); tuples as lists, as they come back."""
-    d = dataclasses.asdict(recipe)
-    for k in ("steps", "ckpt_every"):
-        d.pop(k)
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-
-def check_resumable(saved: dict, wanted: dict, path: Path, what: str) -> None:
-    """One-line ValueError when a checkpoint was written by another recipe (the differing fields named)."""
-    if saved != wanted:
-        diff = sorted(k for k in wanted if saved.get(k) != wanted[k])
-        raise ValueError(f"{path} was written by a different {what} (fields {diff} differ); use another checkpoint "
-                         f"folder or resume=False")
-
-
-def restore_training_state(s, state: dict, device, world: int, rank: int) -> None:
-    """Load what every training loop's ``train_state.pt`` holds into ``s`` (model, optimiser, scheduler, EMA) and,
-    when the world size is the same, this rank's RNG streams (another world size: the data order still matches, the
-    RNG streams cannot)."""
-    s.model.load_state_dict(state["model"])
-    s.opt.load_state_dict(state["opt"])
-    s.sched.load_state_dict(state["sched"])
-    if s.ema is not None:
-        s.ema = {k: v.to(device) for k, v in state["ema"].items()}
-    if state["world"] == world:
-        set_rng_state(state["rng"][rank])
-
-
-def gathered_rng_states(ddp: bool, world: int) -> list[dict]:
-    """Every rank's RNG state (all-gathered under DDP), so that a resumed run continues every rank's streams."""
-    if not ddp:
-        return [rng_state()]
-    rngs: list = [None] * world
-    dist.all_gather_object(rngs, rng_state())
-    return rngs
-
-
 @dataclass(frozen=True)
 class PhaseConfig:
     name: str                        # "phase1" | "phase2" | "phase3" (or an ablation's name)
@@ -329,24 +290,6 @@ class DatasetCropSource:
         return self.dataset[index]
 
 
-def mix_seed(*parts: object) -> int:
-    """A 63-bit seed derived from parts (stable across processes and Python versions, unlike hash())."""
-    return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:8], "little") >> 1
-
-
-def sample_plan(seed: int, step: int, batch: int, n: int) -> list[tuple[int, int]]:
-    """(dataset index, crop seed) of the ``batch`` samples of optimiser step ``step``: epochs of seeded permutations."""
-    plan = []
-    perm_cache: dict[int, torch.Tensor] = {}
-    for k in range(batch):
-        p = step * batch + k  # position in the run's sample stream
-        epoch = p // n
-        if epoch not in perm_cache:
-            perm_cache[epoch] = torch.randperm(n, generator=torch.Generator().manual_seed(mix_seed(seed, "epoch", epoch)))
-        plan.append((int(perm_cache[epoch][p % n]), mix_seed(seed, "crop", p)))
-    return plan
-
-
 def load_batch(data: CropSource, plan: Sequence[tuple[int, int]], resolution: int) -> torch.Tensor:
     return torch.stack([data.crop(i, resolution, s) for i, s in plan])  # (B, 3, r, r)
 
@@ -375,23 +318,8 @@ def set_train_mode(model: nn.Module) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# RNG state and the final weights
+# The final weights
 # ---------------------------------------------------------------------------------------------------------------------
-
-def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
 
 def _save_final_model(model: nn.Module, path: Path) -> None:
     """The run's output weights, atomically: ``models.save`` (our safetensors format, config in the metadata) for a

@@ -71,7 +71,7 @@ from models.io import atomic_torch_save, atomic_write_bytes, file_lock
 from models.pixart import Caption
 
 # Shared with the autoencoder loop (one home each: models/train_autoencoder.py).
-from models.train_autoencoder import (
+from models.train_state import (
     FINAL_MODEL,
     TRAIN_STATE,
     TrainingDiverged,

@@ -175,7 +175,7 @@ def kid_by_subsets(f1, f2, subsets: int = 100, seed: int = 0) -> float:
     from bench.evals import metrics as M
     rng = np.random.default_rng(seed)
     m = len(f1)
-    return float(np.mean([M._mmd2_unbiased(f1[rng.choice(m, m, replace=False)], f2[rng.choice(m, m, replace=False)])
+    return float(np.mean([M.mmd2_unbiased(f1[rng.choice(m, m, replace=False)], f2[rng.choice(m, m, replace=False)])
                           for _ in range(subsets)]))
 
 

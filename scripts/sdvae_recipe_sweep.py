@@ -103,7 +103,8 @@ def train_and_probe(family: str, lr: float, warmup: int, args, src, perceptual) 
     import models
     from bench.evals import training
     from bench.evals.image_groups import is_collapsed
-    from models.train_autoencoder import PHASES, mix_seed, train_autoencoder
+    from models.train_autoencoder import PHASES, train_autoencoder
+    from models.train_state import mix_seed
     torch.manual_seed(mix_seed(args.seed, "init"))  # as bench/evals/training.py builds a train-ae model
     model = models.build(family)
     phase = dataclasses.replace(PHASES["phase1"], resolution=args.resolution, steps=args.steps, batch=args.batch,

@@ -218,7 +218,7 @@ def test_kid_of_whole_sets_is_computed_once_with_the_subsets_mean(monkeypatch):
     """Subsets as large as both sets are the sets reordered: one MMD² instead of 100, the same value."""
     f1, f2 = _features(n=120, seed=1)[:60], _features(n=120, seed=2)[60:] + 0.3
     rng = np.random.default_rng(0)
-    mean_of_reorderings = np.mean([M._mmd2_unbiased(f1[rng.permutation(60)], f2[rng.permutation(60)])
+    mean_of_reorderings = np.mean([M.mmd2_unbiased(f1[rng.permutation(60)], f2[rng.permutation(60)])
                                    for _ in range(100)])
     kernels = []
     poly = M._poly_kernel

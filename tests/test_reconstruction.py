@@ -24,6 +24,7 @@ from bench.configs import DataOption, ReconConfig, TrainAEConfig, folder
 from bench.errors import RowFailed, Unavailable, UsageError
 from bench.evals import reconstruction as R
 from bench.evals.inception import TinyFeatures
+from bench.evals.shards import shard_owner, shard_ranges
 from models.data import SyntheticDataset
 
 REPO = Path(__file__).resolve().parent.parent
@@ -176,10 +177,10 @@ def test_shards_of_other_weights_are_recomputed(tmp_path):
 
 def test_shard_ranges_cover_without_padding_and_ranks_own_contiguous_blocks():
     for n, k in [(10, 3), (50_000, 8), (5, 8), (1, 1)]:
-        rs = R.shard_ranges(n, k)
+        rs = shard_ranges(n, k)
         flat = [i for r in rs for i in r]
         assert flat == list(range(n)) and all(len(r) > 0 for r in rs)
-    owners = [R.shard_owner(k, 8, 2) for k in range(8)]
+    owners = [shard_owner(k, 8, 2) for k in range(8)]
     assert owners == [0, 0, 0, 0, 1, 1, 1, 1]
 
 

@@ -1,7 +1,6 @@
 """The training loop and the three phases of Decoupled High-Resolution Adaptation, on a toy conv autoencoder."""
 import dataclasses
 import os
-import socket
 
 import pytest
 import torch
@@ -201,31 +200,18 @@ def test_perceptual_unavailable_is_recorded_as_none(monkeypatch):
 
 # ---- distributed -------------------------------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ddp_worker(rank, world, port, out_dir, phase):
-    import torch.distributed as dist
-    torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        model = ToyAE(bn=False)
-        T.train_autoencoder(model, phase, toy_data(), perceptual=None, progress=False)
-        if rank == 0:
-            torch.save(model.state_dict(), os.path.join(out_dir, "ddp.pt"))
-    finally:
-        dist.destroy_process_group()
+def _ddp_body(rank, out_dir, phase):
+    model = ToyAE(bn=False)
+    T.train_autoencoder(model, phase, toy_data(), perceptual=None, progress=False)
+    if rank == 0:
+        torch.save(model.state_dict(), os.path.join(out_dir, "ddp.pt"))
 
 
 @pytest.mark.parametrize("name", ["phase1", pytest.param("phase3", marks=pytest.mark.slow)])
-def test_two_process_ddp_matches_one_process_with_double_batch(tmp_path, name):
+def test_two_process_ddp_matches_one_process_with_double_batch(tmp_path, name, spawn_ddp):
     # phase 3 uses a GroupNorm discriminator here: per-rank BatchNorm statistics would differ by construction.
     phase = small_phase(name, steps=3, batch=4, lr=1e-2 if name == "phase1" else 1e-3, disc_norm="group")
-    torch.multiprocessing.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path), phase), nprocs=2)
+    spawn_ddp(_ddp_body, str(tmp_path), phase)
     single = ToyAE(bn=False)
     T.train_autoencoder(single, phase, toy_data(), perceptual=None, progress=False)
     ddp = torch.load(tmp_path / "ddp.pt")

@@ -1,9 +1,7 @@
 """The diffusion training loop, its recipes and the latent cache, on tiny backbones and random latents."""
 import dataclasses
 import math
-import os
 import random
-import socket
 
 import numpy as np
 import pytest
@@ -250,30 +248,17 @@ def test_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 # ---- distributed -------------------------------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _ddp_body(rank, out_dir, recipe):
+    lat, lab = toy_latents()
+    TD.train_diffusion(backbone("uvit", class_dropout=0.0), recipe, lat, lab, ckpt_dir=out_dir, log=quiet)
 
 
-def _ddp_worker(rank, world, port, out_dir, recipe):
-    import torch.distributed as dist
-    torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        lat, lab = toy_latents()
-        TD.train_diffusion(backbone("uvit", class_dropout=0.0), recipe, lat, lab, ckpt_dir=out_dir, log=quiet)
-    finally:
-        dist.destroy_process_group()
-
-
-def test_two_process_ddp_matches_one_process_with_double_batch(tmp_path):
+def test_two_process_ddp_matches_one_process_with_double_batch(tmp_path, spawn_ddp):
     # recipe.batch is global: 2 ranks × 4 samples vs 1 process × 8, same samples, same per-sample t and ε. Equal up to
     # float rounding: the all-reduce sums two half-batch mean gradients instead of one full-batch mean. Label dropout
     # is off: the backbone draws it from each rank's own RNG, so the dropped labels differ by construction.
     recipe = small("uvit", steps=3, batch=8, lr=1e-3, ema_decay=0.9, ema_warmup_steps=0)
-    torch.multiprocessing.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path / "ddp"), recipe), nprocs=2)
+    spawn_ddp(_ddp_body, str(tmp_path / "ddp"), recipe)
     lat, lab = toy_latents()
     TD.train_diffusion(backbone("uvit", class_dropout=0.0), recipe, lat, lab, ckpt_dir=tmp_path / "one", log=quiet)
     ddp, one = load_state(tmp_path / "ddp"), load_state(tmp_path / "one")

@@ -40,7 +40,7 @@ from bench.errors import Unavailable, UsageError
 from models import data
 from models.io import atomic_write_bytes
 from models.pixart import Caption
-from models.train_autoencoder import mix_seed
+from models.train_state import mix_seed
 
 FEATURES_KEY = "caption_feature"  # PixArt-α's key names
 MASK_KEY = "attention_mask"

@@ -26,6 +26,7 @@ from bench.configs import ClaimConfig, GenerateConfig, ReconConfig
 from bench.errors import Unavailable
 from bench.evals.image_groups import JACKKNIFE_FILE
 from bench.evals.reconstruction import PER_IMAGE_FILE, PSNR_CAP_DB
+from bench.outputs import ScoredImages, TrainedAutoencoder
 from bench.provenance import read_json
 from bench.spec import RunRef
 
@@ -74,9 +75,10 @@ def arm_values(runs, metric: str) -> stats.ArmValues:
 def _check_paired(runs) -> None:
     """The rule pairs images: every arm scored the same images (one data set identity), or the same source regions
     at two resolutions (one ``_regions_id``)."""
-    if len({r.metrics.get("_dataset_id") for r in runs}) == 1:
+    scored = [ScoredImages.of(r.metrics) for r in runs]
+    if len({s.dataset_id for s in scored}) == 1:
         return
-    regions = {r.metrics.get("_regions_id") for r in runs}
+    regions = {s.regions_id for s in scored}
     if len(regions) == 1 and None not in regions:
         return
     raise Unavailable("not decidable by the paired rule: the arms were evaluated on different images (give "
@@ -110,10 +112,10 @@ def collapsed_arms(cfg: ClaimConfig, ctx) -> list[str]:
         for c in arm:
             if isinstance(c, GenerateConfig):
                 ae = c.model.autoencoder_checkpoint if c.model is not None else None
-                bad = ae is not None and _recorded(ae, ctx).get("collapsed") == 1
+                bad = ae is not None and TrainedAutoencoder.of(_recorded(ae, ctx)).collapsed
                 model = c.model.autoencoder if c.model is not None else "?"
             else:
-                bad, model = ctx.ensure(c).metrics.get("collapsed") == 1, c.model
+                bad, model = ScoredImages.of(ctx.ensure(c).metrics).collapsed, c.model
             if bad and f"{model} (arm {name})" not in out:
                 out.append(f"{model} (arm {name})")
     return out
@@ -138,7 +140,7 @@ def run(cfg: ClaimConfig, ctx) -> dict[str, Any]:
     out = {**result.as_metrics(), "_how_verdict": result.reason, "_statement": cfg.statement,
            "_from": [r.run_id for r in a + b + a0 + b0], "pairing": cfg.pairing or cfg.design, "kind": cfg.kind,
            "test_id": test_id(cfg.metric, a, b, a0, b0),
-           "n_images": int(a[0].metrics.get("_n_images", a[0].metrics.get("_n_samples", 0)))}
+           "n_images": ScoredImages.of(a[0].metrics).n_images}
     bad = collapsed_arms(cfg, ctx)
     if bad:
         out["verdict"] = f"invalid: {'; '.join(bad)} collapsed"

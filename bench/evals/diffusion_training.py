@@ -33,18 +33,16 @@ from torch import nn
 
 from bench.configs import DIFFUSION_SCALE_DEFAULTS, ReconConfig, TrainDiffusionConfig
 from bench.errors import RowFailed, Unavailable, UsageError
-from bench.evals import (
-    reconstruction as R,  # data sets, autoencoder loading
-)
 from bench.evals.captions import (
     CaptionFolder,
     caption_folder,
     image_stems,
     named_folder,
 )
+from bench.evals.inputs import build_dataset, load_model, registry_fc
+from bench.outputs import TrainedDiffusion
 from bench.provenance import damage, quarantine
 from models import backbones, data, distributed
-from models.train_autoencoder import mix_seed
 from models.train_diffusion import (
     FINAL_MODEL,
     RECIPES,
@@ -54,6 +52,7 @@ from models.train_diffusion import (
     encode_latents,
     train_diffusion,
 )
+from models.train_state import mix_seed
 
 
 def uint8_batches(images, batch_size: int) -> Iterator[torch.Tensor]:
@@ -74,7 +73,7 @@ def uint8_batches(images, batch_size: int) -> Iterator[torch.Tensor]:
 
 def images_of(ds, resolution: int, n_images: int | None, autoencoder: str, ctx) -> Any:
     """A data set as the reconstruction eval builds it (embedded crops, a --data folder, or synthetic images)."""
-    return R._build_dataset(ReconConfig(autoencoder, resolution, dataset=ds, n_images=n_images), ctx)
+    return build_dataset(ReconConfig(autoencoder, resolution, dataset=ds, n_images=n_images), ctx)
 
 
 def load_autoencoder(cfg: TrainDiffusionConfig, ctx) -> tuple[nn.Module, str]:
@@ -84,7 +83,7 @@ def load_autoencoder(cfg: TrainDiffusionConfig, ctx) -> tuple[nn.Module, str]:
         raise UsageError(f"train-diffusion on an untrained {cfg.autoencoder} is a smoke check only; set "
                          f"autoencoder_checkpoint (a train-ae run) or weights (--weights)")
     recon = ReconConfig(cfg.autoencoder, cfg.resolution, checkpoint=cfg.autoencoder_checkpoint, weights=cfg.weights)
-    model, weights_id = R._load_model(recon, ctx)  # one loader for recon and diffusion (checks f and c)
+    model, weights_id = load_model(recon, ctx)  # one loader for recon and diffusion (checks f and c)
     return model.eval(), weights_id
 
 
@@ -122,9 +121,9 @@ def check_train_config(cfg: TrainDiffusionConfig, ctx) -> tuple[str, int, int]:
     family = formulation_of(cfg.backbone)
     check_conditioning(cfg, family, ctx)
     try:
-        f, c = R._registry_fc(cfg.autoencoder)
+        f, c = registry_fc(cfg.autoencoder)
         ckpt = cfg.autoencoder_checkpoint
-        fc_ckpt = R._registry_fc(ckpt.model) if ckpt is not None else (f, c)
+        fc_ckpt = registry_fc(ckpt.model) if ckpt is not None else (f, c)
     except ValueError as e:  # an unknown autoencoder name
         raise UsageError(f"train-diffusion: {e}") from None
     if fc_ckpt != (f, c):
@@ -266,9 +265,7 @@ def run_train(cfg: TrainDiffusionConfig, ctx) -> dict:
         "params": backbones.trainable_params(backbone),
         "tokens": (cfg.resolution // f // cfg.patch_size) ** 2,
         "_recipe": json.dumps(dataclasses.asdict(recipe)),
-        "_num_classes": n_classes,
-        "_latent_shape": json.dumps(list(latents.shape[1:])),
-        "_scaling_factor": factor,
+        **TrainedDiffusion(tuple(latents.shape[1:]), n_classes, factor).to_metrics(),
         "_autoencoder_weights": ae_id,
         "_posterior_seed": posterior_seed,  # None: the posterior mean (or a deterministic autoencoder)
         "_dataset": images.description, "_dataset_id": images.identity, "_n_images": len(images),

@@ -49,9 +49,7 @@ from bench.configs import GenerateConfig, ReconConfig, TrainDiffusionConfig
 from bench.errors import RowFailed, Unavailable, UsageError
 from bench.evals import metrics as M
 from bench.evals import protocol_id
-from bench.evals import (
-    reconstruction as R,  # shard ranges, npz / PNG files, data sets, autoencoder loading
-)
+from bench.evals import reconstruction as R  # the reconstruction protocol's FID choices, shared
 from bench.evals.captions import CaptionFolder, caption_folder, named_folder
 from bench.evals.diffusion_training import (
     build_backbone,
@@ -62,17 +60,29 @@ from bench.evals.diffusion_training import (
 )
 from bench.evals.image_groups import JACKKNIFE_FILE, generated_jackknife, image_groups
 from bench.evals.inception import feature_network
+from bench.evals.inputs import load_model
+from bench.evals.shards import (
+    load_npz,
+    save_npz,
+    save_png,
+    shard_owner,
+    shard_ranges,
+    state_digest,
+    stats_arrays,
+    stats_from,
+)
+from bench.outputs import TrainedDiffusion
 from bench.provenance import atomic_write_json, file_digest
 from models import checkpoints, distributed
 from models.diffusion import DiTDiffusion, UViTDiffusion, guided
 from models.io import file_lock
 from models.pixart import Caption
-from models.train_autoencoder import mix_seed
 from models.train_diffusion import (
     FINAL_MODEL,
     TRAIN_STATE,
     CaptionSource,
 )
+from models.train_state import mix_seed
 
 # ----------------------------------------------------------------------------------------------------------------
 # The protocol preset
@@ -268,7 +278,7 @@ def _plan(n: int, s: Sampling, work_dir: Path, key_parts: list, feature_net, *, 
         per = math.ceil((shard_samples or max(256, math.ceil(n / (4 * world)))) / s.batch_size)
         n_shards = max(world, math.ceil(n_batches / per))
     b = s.batch_size
-    ranges = [range(r.start * b, min(r.stop * b, n)) for r in R.shard_ranges(n_batches, n_shards)]
+    ranges = [range(r.start * b, min(r.stop * b, n)) for r in shard_ranges(n_batches, n_shards)]
     keep = n <= KEEP_FEATURES_UP_TO
     key = hashlib.sha256(json.dumps([*key_parts, len(ranges), keep], default=str).encode()).hexdigest()[:16]
     return _GenPlan(ranges, Path(work_dir) / "shards", key, keep, int(feature_net.dim))
@@ -309,8 +319,8 @@ def _generate_shard(idx: range, backbone, autoencoder, scaling: float, s: Sampli
         clock["features"] += time.perf_counter() - t2
         for j, i in enumerate(batch):
             if i < n_png:
-                R._save_png(sample_dir / _png_name(i, labels, captions), u[j])
-    return {"key": np.array(plan.key), "indices": np.arange(idx.start, idx.stop), **R._stats_arrays("gen", stats),
+                save_png(sample_dir / _png_name(i, labels, captions), u[j])
+    return {"key": np.array(plan.key), "indices": np.arange(idx.start, idx.stop), **stats_arrays("gen", stats),
             **(acc if classifier is not None else {}), "wall_s": np.array(time.perf_counter() - t0),
             **{f"{k}_s": np.array(v) for k, v in clock.items()}}
 
@@ -320,14 +330,14 @@ def _compute_shards(plan: _GenPlan, max_shards: int | None, log: Callable[[str],
     rank, world, n_shards = distributed.rank(), distributed.world_size(), len(plan.ranges)
     computed = 0
     for k, (idx, path) in enumerate(zip(plan.ranges, plan.files)):
-        if R.shard_owner(k, n_shards, world) != rank:  # each rank takes one contiguous block of shards
+        if shard_owner(k, n_shards, world) != rank:  # each rank takes one contiguous block of shards
             continue
-        old = R._load_npz(path) if path.exists() else None
+        old = load_npz(path) if path.exists() else None
         if old is not None and str(old.get("key")) == plan.key:
             continue
         if max_shards is not None and computed >= max_shards:
             break
-        R._save_npz(path, _generate_shard(idx, plan=plan, **shard_args))
+        save_npz(path, _generate_shard(idx, plan=plan, **shard_args))
         computed += 1
         log(f"shard {k + 1}/{n_shards}: samples {idx.start}-{idx.stop - 1} done (rank {rank}/{world})")
 
@@ -349,9 +359,9 @@ def _reduce(plan: _GenPlan, shards: list[dict], n: int) -> tuple[M.FeatureStats,
     """Merge the shards' float64 statistics (rank 0); check that they cover every sample exactly once."""
     if not np.array_equal(np.concatenate([s["indices"] for s in shards]), np.arange(n)):
         raise RuntimeError("shards do not cover every sample exactly once (a bug)")
-    stats = R._stats_from("gen", shards[0])
+    stats = stats_from("gen", shards[0])
     for s in shards[1:]:
-        stats.merge(R._stats_from("gen", s))
+        stats.merge(stats_from("gen", s))
     if "is_n" not in shards[0]:
         return stats, None
     return stats, tuple(sum(s[k] for s in shards) for k in ("is_sum_p", "is_sum_plogp", "is_n"))
@@ -361,7 +371,7 @@ def _replace_shards_by_index(plan: _GenPlan, shards: list[dict]) -> None:
     """Once reduced, the shard files are only needed to resume: keep an index (ranges, ranks, timings)."""
     world = distributed.world_size()
     atomic_write_json(plan.shard_dir / "index.json", {"key": plan.key, "shards": [
-        {"file": p.name, "rank": R.shard_owner(k, len(plan.ranges), world), "first": plan.ranges[k].start,
+        {"file": p.name, "rank": shard_owner(k, len(plan.ranges), world), "first": plan.ranges[k].start,
          "last": plan.ranges[k].stop - 1, "wall_s": float(s["wall_s"]), "backbone_s": float(s["backbone_s"])}
         for k, (p, s) in enumerate(zip(plan.files, shards))]})
     for p in plan.files:
@@ -381,7 +391,7 @@ def generate(backbone: nn.Module, autoencoder: nn.Module, scaling_factor: float,
     n, world = len(labels), distributed.world_size()
     backbone, autoencoder = backbone.to(device).eval(), autoencoder.to(device).eval()
     classifier, _ = classifier_of(feature_net)
-    key_parts = [R.state_digest(backbone), R.state_digest(autoencoder), scaling_factor, dataclasses.asdict(s),
+    key_parts = [state_digest(backbone), state_digest(autoencoder), scaling_factor, dataclasses.asdict(s),
                  hashlib.sha256(labels.numpy().tobytes()).hexdigest(), getattr(feature_net, "sha256", ""),
                  classifier is not None, DCAE_GENERATE.digest(),
                  *([captions.identity] if captions is not None else [])]
@@ -392,7 +402,7 @@ def generate(backbone: nn.Module, autoencoder: nn.Module, scaling_factor: float,
     distributed.barrier()
     if distributed.rank() != 0:
         return GenResult({}, files=plan.files)
-    shards = [R._load_npz(p) if p.exists() else None for p in plan.files]
+    shards = [load_npz(p) if p.exists() else None for p in plan.files]
     done = sum(sh is not None and str(sh.get("key")) == plan.key for sh in shards)
     if done < len(shards):
         return GenResult({"_complete": False, "_shards_done": done, "_shards": len(shards)}, files=plan.files)
@@ -427,7 +437,7 @@ def reference_stats(images, feature_net: nn.Module, *, kind: str, autoencoder: n
     ref_id, path = f"fid-ref-gen-{key}", (cache_dir / f"fid-ref-gen-{key}.npz") if cache_dir is not None else None
     # concurrent runs of one autoencoder (--jobs N) build it once: the others wait on the lock and read the file
     with file_lock(path.with_name(path.name + ".lock")) if path is not None else contextlib.nullcontext():
-        cached = R._load_npz(path) if path is not None and path.exists() else None
+        cached = load_npz(path) if path is not None and path.exists() else None
         if cached is not None:
             return M.FeatureStats.from_arrays(cached), ref_id
         log(f"reference statistics {ref_id}: {len(images)} {kind} of {images.description}")
@@ -438,7 +448,7 @@ def reference_stats(images, feature_net: nn.Module, *, kind: str, autoencoder: n
             stats.add(feature_net(u.to(device)).double())
         if path is not None:
             mu, sigma = stats.mean_cov()
-            R._save_npz(path, {**stats.to_arrays(), "mu": mu, "sigma": sigma, "resolution": np.array(resolution),
+            save_npz(path, {**stats.to_arrays(), "mu": mu, "sigma": sigma, "resolution": np.array(resolution),
                                "feature_sha256": np.array(fsha), "images": np.array(images.identity),
                                "kind": np.array(kind)})
     return stats, ref_id
@@ -447,7 +457,7 @@ def reference_stats(images, feature_net: nn.Module, *, kind: str, autoencoder: n
 def user_reference(path: str | Path, resolution: int, feature_net: nn.Module) -> tuple[M.FeatureStats, str]:
     """A reference .npz given by the user (mu, sigma, resolution, feature_sha256), refused when its resolution or
     feature network differ from this run's."""
-    d = R._load_npz(Path(path)) if Path(path).is_file() else None
+    d = load_npz(Path(path)) if Path(path).is_file() else None
     if d is None:
         raise UsageError(f"fid_reference {path} is not a readable .npz; {HOW_TO_BUILD_REFERENCE}")
     missing = sorted({"mu", "sigma", "resolution", "feature_sha256"} - set(d))
@@ -507,8 +517,8 @@ def sampler_of(cfg: GenerateConfig, family: str) -> tuple[str, int]:
 def load_backbone(train: TrainDiffusionConfig, dep, ema: bool) -> tuple[nn.Module, str]:
     """The trained backbone of the run ``dep`` (EMA weights from model.safetensors, or the raw ones from
     train_state.pt) and which weights those are."""
-    shape = json.loads(dep.metrics["_latent_shape"])
-    backbone = build_backbone(train, shape[0], shape[1], int(dep.metrics["_num_classes"]))
+    trained = TrainedDiffusion.of(dep.metrics)
+    backbone = build_backbone(train, trained.latent_shape[0], trained.latent_shape[1], trained.num_classes)
     ckpt = Path(dep.dir) / "ckpt"
     try:
         if ema:  # model.safetensors: the EMA weights, or the raw ones when the recipe has no EMA (its metadata)
@@ -545,7 +555,8 @@ def _trained_model(cfg: GenerateConfig, ctx) -> SampledModel:
     dep = ctx.ensure(train)
     backbone, used = load_backbone(train, dep, cfg.ema)
     autoencoder, ae_id = load_autoencoder(train, ctx)
-    return SampledModel(backbone, autoencoder, ae_id, train.autoencoder, float(dep.metrics["_scaling_factor"]),
+    return SampledModel(backbone, autoencoder, ae_id, train.autoencoder,
+                        TrainedDiffusion.of(dep.metrics).scaling_factor,
                         formulation_of(train.backbone), train.resolution, train.conditional, used, dep.run_id)
 
 
@@ -571,7 +582,7 @@ def _released_model(cfg: GenerateConfig, ctx) -> SampledModel:
     autoencoder, ae_id = loaded.autoencoder, f"released:{cfg.released}:{loaded.path.name}"
     if autoencoder is None:
         recon = ReconConfig(info.autoencoder, info.resolution, weights=True)
-        autoencoder, ae_id = R._load_model(recon, ctx)
+        autoencoder, ae_id = load_model(recon, ctx)
     return SampledModel(loaded.backbone, autoencoder.eval(), ae_id, info.autoencoder, loaded.scaling_factor,
                         formulation_of(info.backbone), info.resolution, True, f"ema ({loaded.layout} file)",
                         f"{cfg.released} ({loaded.path.name})")
@@ -623,7 +634,7 @@ def save_sample_features(run_dir: Path, res: GenResult) -> None:
     if res.stats is None or res.stats.features is None:
         return
     labels = res.labels.numpy() if res.labels is not None else np.full(res.stats.n, -1)
-    R._save_npz(run_dir / R.FEATURES_FILE, {"image_ids": np.arange(res.stats.n), "labels": labels,
+    save_npz(run_dir / R.FEATURES_FILE, {"image_ids": np.arange(res.stats.n), "labels": labels,
                                             "features": res.stats.all_features().astype(np.float32)})
 
 

@@ -389,14 +389,14 @@ def kid(f1: np.ndarray, f2: np.ndarray, subset_size: int | None = None, subsets:
     if m < 2:
         raise ValueError("KID needs at least 2 samples per set")
     if m == len(f1) == len(f2):  # every subset is the whole of both sets, reordered: the same MMD² each time
-        return float(_mmd2_unbiased(f1, f2))
+        return float(mmd2_unbiased(f1, f2))
     rng = np.random.default_rng(seed)
-    vals = [_mmd2_unbiased(f1[rng.choice(len(f1), m, replace=False)], f2[rng.choice(len(f2), m, replace=False)])
+    vals = [mmd2_unbiased(f1[rng.choice(len(f1), m, replace=False)], f2[rng.choice(len(f2), m, replace=False)])
             for _ in range(subsets)]
     return float(np.mean(vals))
 
 
-def _mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
+def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
     """Unbiased MMD² of two equal-size sets with KID's kernel (the diagonals of the within-set kernels left out)."""
     m = len(x)
     kxx, kyy, kxy = _poly_kernel(x, x), _poly_kernel(y, y), _poly_kernel(x, y)

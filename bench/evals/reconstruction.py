@@ -26,7 +26,6 @@ import io
 import json
 import math
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,16 +34,28 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from PIL import Image
 
 import models
 import models.zoo
-from bench.configs import EMBEDDED_TEST, FOLDER_SETS, DataOption, ReconConfig
+from bench.configs import EMBEDDED_TEST, ReconConfig
 from bench.errors import RowFailed, Unavailable, UsageError
 from bench.evals import metrics as M
 from bench.evals import protocol_id
 from bench.evals.image_groups import JACKKNIFE_FILE, OutputSpread, image_groups, recon_jackknife
 from bench.evals.inception import feature_network
+from bench.evals.inputs import build_dataset, is_released, load_model, registry_fc
+from bench.evals.shards import (
+    default_shard_count,
+    load_npz,
+    save_npz,
+    save_png,
+    shard_owner,
+    shard_ranges,
+    state_digest,
+    stats_arrays,
+    stats_from,
+)
+from bench.outputs import TrainedAutoencoder
 from bench.provenance import atomic_write_bytes, atomic_write_json
 from models import data, distributed
 from models.io import file_lock
@@ -88,58 +99,6 @@ SMALL_N_FID_NOTE = ("small-N FID: N={n} images < {d} feature dims, so the covari
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def shard_ranges(n: int, n_shards: int) -> list[range]:
-    """``n_shards`` contiguous, disjoint ranges covering [0, n) (sizes differ by at most 1; no padding)."""
-    n_shards = max(1, min(n_shards, n)) if n else 1
-    bounds = [round(k * n / n_shards) for k in range(n_shards + 1)]
-    return [range(bounds[k], bounds[k + 1]) for k in range(n_shards)]
-
-
-def shard_owner(k: int, n_shards: int, world: int) -> int:
-    """The rank that computes shard ``k``: ranks own contiguous blocks of shards (rank r of W: shards r·n/W ...)."""
-    return k * world // n_shards
-
-
-def state_digest(model: torch.nn.Module) -> str:
-    """sha256 of the model's parameters and buffers (names, shapes, bytes): what a shard was computed with."""
-    h = hashlib.sha256()
-    for name, t in model.state_dict().items():
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # 0-dim too
-    return h.hexdigest()[:16]
-
-
-def default_shard_count(n: int, world: int, shard_images: int | None) -> int:
-    """Shards of ``shard_images`` images (default: about 4 per rank, >= 256 images each), at least one per rank."""
-    if shard_images is None:
-        shard_images = max(256, math.ceil(n / (4 * world)))
-    return max(world, math.ceil(n / shard_images))
-
-
-def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def _load_npz(path: Path) -> dict[str, np.ndarray] | None:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # a damaged file is recomputed, never trusted
-        return None
-
-
-def _stats_arrays(prefix: str, s: M.FeatureStats) -> dict[str, np.ndarray]:
-    return {f"{prefix}_{k}": v for k, v in s.to_arrays().items()}
-
-
-def _stats_from(prefix: str, d: dict[str, np.ndarray]) -> M.FeatureStats | None:
-    keys = {k[len(prefix) + 1:]: v for k, v in d.items() if k.startswith(prefix + "_")}
-    return M.FeatureStats.from_arrays(keys) if "sum" in keys else None
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # The protocol on objects
 # ----------------------------------------------------------------------------------------------------------------
@@ -149,12 +108,6 @@ def _stats_from(prefix: str, d: dict[str, np.ndarray]) -> M.FeatureStats | None:
 class EvalResult:
     metrics: dict[str, Any]
     shard_files: list[Path]
-
-
-def _save_png(path: Path, u: torch.Tensor) -> None:
-    buf = io.BytesIO()
-    Image.fromarray(u.permute(1, 2, 0).cpu().numpy()).save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
 
 
 @dataclass(frozen=True)
@@ -210,7 +163,7 @@ def _build_reference(plan: _ShardPlan, dataset, feature_net, batch_size: int, de
             for idx in plan.ranges:
                 ref.merge(_reference_stats(dataset, np.arange(idx.start, idx.stop), feature_net, batch_size, device,
                                            plan.keep, plan.fdim))
-            _save_npz(plan.ref_path, ref.to_arrays())
+            save_npz(plan.ref_path, ref.to_arrays())
     return dataclasses.replace(plan, ref_cached=True)
 
 
@@ -223,7 +176,7 @@ def _compute_shards(plan: _ShardPlan, model, dataset, feature_net, lpips, *, bat
     for k, (idx, path) in enumerate(zip(plan.ranges, plan.files)):
         if shard_owner(k, n_shards, world) != rank:  # each rank takes one contiguous block of shards
             continue
-        old = _load_npz(path) if path.exists() else None
+        old = load_npz(path) if path.exists() else None
         if old is not None and str(old.get("key")) == plan.shard_key:
             continue  # finished earlier: resume skips it
         if max_shards is not None and computed >= max_shards:
@@ -240,7 +193,7 @@ def _compute_shards(plan: _ShardPlan, model, dataset, feature_net, lpips, *, bat
                 batch_size = max(1, batch_size // 2)
                 torch.cuda.empty_cache()
                 log(f"shard {k + 1}/{n_shards}: out of memory, retrying at batch {batch_size}")
-        _save_npz(path, {**shard, "batch_size": np.array(batch_size)})
+        save_npz(path, {**shard, "batch_size": np.array(batch_size)})
         computed += 1
         log(f"shard {k + 1}/{n_shards}: images {idx.start}-{idx.stop - 1} done (rank {rank}/{world})")
     return batch_size
@@ -255,12 +208,12 @@ def _feature_metrics(plan: _ShardPlan, shards: list[dict], n_ok: int, dataset, f
         return {"rfid": feature_unavailable or "unavailable (no feature network)"}, None
     if n_ok < 2:
         return {"rfid": "unavailable (FID needs at least 2 images)"}, None
-    rec = _stats_from("rec", shards[0])
+    rec = stats_from("rec", shards[0])
     for s in shards[1:]:
-        rec.merge(_stats_from("rec", s))
-    ref = M.FeatureStats.from_arrays(_load_npz(plan.ref_path)) if plan.ref_cached else None
+        rec.merge(stats_from("rec", s))
+    ref = M.FeatureStats.from_arrays(load_npz(plan.ref_path)) if plan.ref_cached else None
     if ref is None:
-        parts = [_stats_from("ref", s) for s in shards]
+        parts = [stats_from("ref", s) for s in shards]
         if any(p is None for p in parts):  # the cache vanished after some shards skipped the originals
             parts = [_reference_stats(dataset, s["indices"], feature_net, batch_size, device, plan.keep, plan.fdim)
                      for s in shards]
@@ -268,7 +221,7 @@ def _feature_metrics(plan: _ShardPlan, shards: list[dict], n_ok: int, dataset, f
         for p in parts[1:]:
             ref.merge(p)
         if plan.ref_path is not None:
-            _save_npz(plan.ref_path, ref.to_arrays())
+            save_npz(plan.ref_path, ref.to_arrays())
     try:
         out: dict[str, Any] = {"rfid": M.fid_from_stats(rec, ref), "_how_rfid": M.fid_form(rec, ref)}
     except M.ImaginaryComponentError as e:
@@ -325,7 +278,7 @@ def _write_per_image(work_dir: Path, plan: _ShardPlan, shards: list[dict], datas
     for k, v in values.items():
         per_image[k] = [float(x) if np.isfinite(x) else None for x in v] if len(v) else []
     atomic_write_json(Path(work_dir) / PER_IMAGE_FILE, per_image)
-    rec = [_stats_from("rec", s) for s in shards]
+    rec = [stats_from("rec", s) for s in shards]
     if plan.keep and all(r is not None and r.features is not None for r in rec):
         buf = io.BytesIO()
         np.savez(buf, image_ids=ids, features=np.concatenate([r.all_features() for r in rec]).astype(np.float32))
@@ -371,7 +324,7 @@ def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
     distributed.barrier()
     if rank != 0:
         return EvalResult({}, plan.files)
-    shards = [_load_npz(p) if p.exists() else None for p in plan.files]
+    shards = [load_npz(p) if p.exists() else None for p in plan.files]
     done = sum(s is not None and str(s.get("key")) == plan.shard_key for s in shards)
     if done < len(shards):
         return EvalResult({"_complete": False, "_shards_done": done, "_shards": len(shards)}, plan.files)
@@ -473,8 +426,8 @@ def _evaluate_shard(model, dataset, idx: range, feature_net, lpips, batch_size: 
         fid_s += time.perf_counter() - tf
         for j, i in enumerate(batch_idx):
             if i < n_samples:
-                _save_png(sample_dir / f"{i:04d}-orig.png", u[j])
-                _save_png(sample_dir / f"{i:04d}-recon.png", v[j])
+                save_png(sample_dir / f"{i:04d}-orig.png", u[j])
+                save_png(sample_dir / f"{i:04d}-recon.png", v[j])
         done.extend(batch_idx)
     out = {
         "key": np.array(key),
@@ -490,9 +443,9 @@ def _evaluate_shard(model, dataset, idx: range, feature_net, lpips, batch_size: 
         **spread.arrays,
     }
     if rec is not None:
-        out.update(_stats_arrays("rec", rec))
+        out.update(stats_arrays("rec", rec))
     if ref is not None:
-        out.update(_stats_arrays("ref", ref))
+        out.update(stats_arrays("ref", ref))
     return out
 
 
@@ -503,8 +456,8 @@ def save_showcase(model: torch.nn.Module, resolution: int, out_dir: Path, device
     names, u = data.showcase_images(resolution)
     v = M.to_uint8(model.eval()(u.float().to(device) / 127.5 - 1)).cpu()
     for name, a, b in zip(names, u, v):
-        _save_png(out_dir / f"{name}-orig.png", a)
-        _save_png(out_dir / f"{name}-recon.png", b)
+        save_png(out_dir / f"{name}-orig.png", a)
+        save_png(out_dir / f"{name}-recon.png", b)
     return names
 
 
@@ -512,98 +465,19 @@ def save_showcase(model: torch.nn.Module, resolution: int, out_dir: Path, device
 # The registered eval: config -> objects -> evaluate
 # ----------------------------------------------------------------------------------------------------------------
 
-def _registry_fc(name: str) -> tuple[int, int]:
-    """(f, c) of a registered autoencoder, read from the registry (built on the meta device: no memory)."""
-    rec = models.zoo.info(name)
-    return rec.spatial_compression, rec.latent_channels
-
-
-def _is_released(name: str) -> bool:
-    """Official checkpoints exist: the registry knows their parameter count (released DC-AEs, SD-VAE f8)."""
-    return models.zoo.official_params(name) is not None
-
-
-def _load_checkpoint(cfg: ReconConfig, ctx: Any) -> tuple[torch.nn.Module, str]:
-    """The final weights of the training run ``cfg.checkpoint``, checked against ``cfg.model``'s (f, c)."""
-    dep = ctx.ensure(cfg.checkpoint)
-    path = Path(dep.dir) / "ckpt" / "model.safetensors"
-    if not path.is_file():
-        raise Unavailable(f"training run {dep.run_id} has no checkpoint at {path}")
-    try:
-        model = models.load(path)
-    except (ValueError, OSError, KeyError) as e:  # models.load: a damaged or foreign file, in one line
-        raise RowFailed(f"checkpoint {path} cannot be loaded ({type(e).__name__}: {e})") from None
-    want = _registry_fc(cfg.model)
-    got = (model.spatial_compression, model.latent_channels)
-    if got != want:
-        raise RowFailed(f"checkpoint {path} is f{got[0]}c{got[1]}, but the config names {cfg.model} (f{want[0]}c"
-                        f"{want[1]}); fix 'checkpoint' or 'model'")
-    st = path.stat()
-    return model, f"{dep.run_id}:{st.st_size}:{st.st_mtime_ns}"
-
-
-def _load_official(cfg: ReconConfig, ctx: Any) -> tuple[torch.nn.Module, str]:
-    """The released checkpoint of ``cfg.model`` from ``--weights`` (its own sub-folder, or the folder itself)."""
-    name, root = cfg.model, ctx.options.get("weights")
-    if not root:
-        raise UsageError(f"{name} needs its official checkpoint: pass --weights FOLDER (holding {name}/ or its files)")
-    own = Path(root) / name
-    try:
-        model = models.load_pretrained(name, own if own.exists() else Path(root))
-    except (FileNotFoundError, ValueError) as e:  # models.load_pretrained: missing / mismatched files
-        if own.exists():
-            raise RowFailed(f"official weights of {name} in {own} do not load ({e})") from None
-        why = "" if _is_released(name) else "; no official checkpoint was released: train it (python -m bench needs)"
-        raise Unavailable(f"no weights for {name} under --weights {root} (expected {own}/{why})") from None
-    return model, f"pretrained:{name}"
-
-
-def _load_model(cfg: ReconConfig, ctx: Any) -> tuple[torch.nn.Module, str]:
-    """The autoencoder of ``cfg`` and an id of its weights (for shard keys)."""
-    if cfg.checkpoint is not None:
-        return _load_checkpoint(cfg, ctx)
-    if cfg.weights:
-        return _load_official(cfg, ctx)
-    torch.manual_seed(0)  # untrained (smoke): a fixed random init
-    return models.build(cfg.model), f"untrained-seed0:{cfg.model}"
-
-
-def _build_dataset(cfg: ReconConfig, ctx: Any) -> Any:
-    ds = cfg.dataset
-    if ds.kind == "embedded":
-        try:
-            return data.EmbeddedPhotos(ds.name, cfg.resolution, n_images=cfg.n_images, seed=cfg.seed)
-        except ValueError as e:
-            raise UsageError(f"{e}; lower n_images or the resolution") from None
-    if ds.kind == "synthetic":
-        return data.SyntheticDataset(cfg.n_images or 16, cfg.resolution, seed=cfg.seed)
-    option = ctx.options.get("data") or DataOption()
-    if not option:
-        raise UsageError(f"this row evaluates on {FOLDER_SETS[ds.name]}: pass --data FOLDER (holding {ds.name}/) or "
-                         f"--data {ds.name}=PATH (it cannot be downloaded)")
-    path = option.resolve(ds)
-    if path is None:  # never another set's images under this set's name
-        raise Unavailable(f"no {ds.name} folder under {option.root}; pass --data {ds.name}=PATH" if option.root
-                          else f"no {ds.name} folder given; pass --data {ds.name}=PATH")
-    try:
-        return data.ImageFolderDataset(path, cfg.resolution, n_images=cfg.n_images)
-    except data.DataFolderError as e:  # not a folder of readable images
-        raise UsageError(str(e)) from None
-
-
 def _check_preconditions(cfg: ReconConfig, ctx: Any) -> None:
     """What a run needs before any work: a one-line UsageError or Unavailable naming what is missing."""
     name, scale = cfg.model, ctx.scale.name
     if scale == "paper":
-        if _is_released(name) and not cfg.weights and cfg.checkpoint is None:
+        if is_released(name) and not cfg.weights and cfg.checkpoint is None:
             raise UsageError(f"{name} at paper scale needs its official checkpoint: set 'weights' and pass --weights")
         if cfg.weights and not ctx.options.get("weights"):
             raise UsageError(f"{name} needs its official checkpoint: pass --weights FOLDER")
         if cfg.dataset.kind == "folder" and not ctx.options.get("data"):
-            _build_dataset(cfg, ctx)  # raises the UsageError naming the data set
+            build_dataset(cfg, ctx)  # raises the UsageError naming the data set
     if name not in {m.name for m in models.list_models()}:
         raise Unavailable(f"{name} is not in the model registry (an unreleased configuration)")
-    f = _registry_fc(name)[0]
+    f = registry_fc(name)[0]
     if cfg.resolution % f:
         raise UsageError(f"resolution {cfg.resolution} is not divisible by {name}'s spatial compression f={f}")
     if scale == "paper" and not str(ctx.device).startswith("cuda") and not ctx.options.get("limit"):
@@ -628,12 +502,7 @@ def _training_summary(cfg: ReconConfig, ctx: Any) -> dict[str, Any]:
     trained to a plateau, the last doubling's held-out PSNR gain and whether the plateau was reached."""
     if cfg.checkpoint is None:
         return {}
-    m = ctx.ensure(cfg.checkpoint).metrics
-    keep = ("plateau_gain_db", "plateau_reached")
-    last = json.loads(m["_phases"])[-1]["name"]  # the share of the parameters the last phase trained (Fig. 3b)
-    trained, frozen = m.get(f"{last}_trainable_params"), m.get(f"{last}_frozen_params")
-    share = {"trained_share": trained / (trained + frozen)} if trained is not None and frozen is not None else {}
-    return {"train_steps": m["steps"], **share, **{k: m[k] for k in keep if k in m}}
+    return TrainedAutoencoder.of(ctx.ensure(cfg.checkpoint).metrics).summary()
 
 
 def run(cfg: ReconConfig, ctx: Any) -> dict:
@@ -641,8 +510,8 @@ def run(cfg: ReconConfig, ctx: Any) -> dict:
     networks from the config, then ``evaluate``; rank 0's metrics are returned on every rank."""
     _check_preconditions(cfg, ctx)
     rank, world, device = distributed.init_distributed(ctx.device)
-    dataset = _build_dataset(cfg, ctx)
-    model, weights_id = _load_model(cfg, ctx)
+    dataset = build_dataset(cfg, ctx)
+    model, weights_id = load_model(cfg, ctx)
     res = evaluate(model, dataset, ctx.run_dir, **_metric_networks(cfg, ctx, device), batch_size=cfg.batch_size,
                    device=device, shard_images=cfg.shard_images, n_samples=cfg.n_samples,
                    cache_dir=Path(ctx.run_dir).parent / "_cache", weights_id=weights_id, log=ctx.log)

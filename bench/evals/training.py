@@ -31,16 +31,8 @@ from bench.evals.image_groups import is_collapsed, spread_of
 from bench.errors import Unavailable, UsageError
 from bench.provenance import atomic_write_json, damage, quarantine
 from models import data, losses
-from models.train_autoencoder import (
-    FINAL_MODEL,
-    PHASES,
-    SELECTORS,
-    TRAIN_STATE,
-    DatasetCropSource,
-    PhaseConfig,
-    mix_seed,
-    train_autoencoder,
-)
+from models.train_autoencoder import PHASES, SELECTORS, DatasetCropSource, PhaseConfig, train_autoencoder
+from models.train_state import FINAL_MODEL, TRAIN_STATE, mix_seed
 
 
 def phase_configs(cfg: TrainAEConfig, scale: str, f: int = 8) -> list[PhaseConfig]:
