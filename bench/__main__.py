@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 from bench import artifacts, cli_tools, parallel, process
@@ -130,6 +131,14 @@ def prefetch(names: list[str], args: argparse.Namespace, runner, jobs: int) -> N
               f"again and reports each in its table", file=sys.stderr)
 
 
+def _main_reason(records: list[dict]) -> str:
+    """The reason most rows give for not running (an 'unavailable: ...' one before 'not run at this scale')."""
+    counts = Counter(r["status"] for r in records if r["status"].startswith(("unavailable", "not run")))
+    if not counts:
+        return "no row runs at this scale"
+    return max(counts, key=lambda k: (k.startswith("unavailable"), counts[k], k))
+
+
 def run_artifact(name: str, args: argparse.Namespace, runner) -> int:
     """Build every selected spec of one artefact. Returns 0, 1 (not implemented) or 3 (some run failed)."""
     code = 0
@@ -152,10 +161,7 @@ def run_artifact(name: str, args: argparse.Namespace, runner) -> int:
         if not built.results and not built.problems and any(r.run for r in spec.rows):
             # Nothing could run here (e.g. paper scale without GPU/weights/data): one line, non-zero, and the
             # outputs of earlier runs are left untouched.
-            reasons = sorted({r["status"] for r in built.records
-                              if r["status"].startswith(("unavailable", "not run"))})
-            raise UsageError(f"{tag} cannot run at {args.scale} scale here: "
-                             + (reasons[0] if reasons else "no row runs at this scale"))
+            raise UsageError(f"{tag} cannot run at {args.scale} scale here: {_main_reason(built.records)}")
         command = " ".join(["python -m bench", name] + (["--ablation", panel] if panel else [])
                            + ["--scale", args.scale])
         for path in write_outputs(built, Path("tables"), Path("figures"), command):

@@ -166,6 +166,20 @@ class Runner:
             return None
         return RunResult(rid, metrics_path.parent, metrics, cfg, reused=True)
 
+    def refusal(self, cfg: EvalConfig, scale: str) -> str | None:
+        """Why ``cfg``, or a run it needs that is not complete, cannot run on this device (None: it can)."""
+        todo, seen = [cfg], set()
+        while todo:
+            c = todo.pop()
+            if id(c) in seen:
+                continue
+            seen.add(id(c))
+            why = evals.device_refusal(c.EVAL, SCALES[scale].needs_gpu, self.device, self.limit)
+            if why is not None and (c is cfg or self.load(RunRef(c), scale) is None):
+                return why
+            todo += dependencies(c)
+        return None
+
     def _stamp(self, run_id: str) -> str | None:
         """A fingerprint of a run's current result (its metrics.json bytes): changes whenever it is recomputed."""
         path = self.runs_dir / run_id / "metrics.json"
@@ -198,6 +212,8 @@ class Runner:
             return done
         if self.render_only:
             raise Unavailable("no completed run (render-only)")
+        if (why := self.refusal(self.resolve(ref, scale), scale)) is not None:
+            raise Unavailable(why)  # before any folder is made: a refused command leaves nothing in runs/
         rid, cfg = self.run_id_for(ref, scale)
         run_dir = self.runs_dir / rid
         run_dir.mkdir(parents=True, exist_ok=True)

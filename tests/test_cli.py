@@ -45,6 +45,15 @@ def test_bad_input_is_one_line_and_nonzero(args, needle):
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in out.stderr
 
 
+def test_a_command_that_cannot_run_here_is_refused_before_any_run_folder(tmp_path):
+    """Paper-scale reconstruction on a CPU without --limit: the reason in the last line, nothing left in runs/."""
+    out = bench("table2", "--scale", "paper", "--device", "cpu", "--runs-dir", str(tmp_path / "runs"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert "cannot run at paper scale here" in last and "needs a GPU" in last and "--limit N" in last
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
 def test_not_implemented_or_not_run_says_so_in_one_line(monkeypatch, capsys):
     from bench import artifacts
     from bench.__main__ import main

@@ -57,9 +57,12 @@ def test_overrides_report_full_and_built_costs(tmp_path):
     assert "train_throughput_img_s" not in m and m["infer_throughput_img_s"] > 0
 
 
-def test_paper_scale_on_cpu_is_unavailable(tmp_path):
+def test_paper_scale_on_cpu_is_refused_before_any_run_folder(tmp_path):
+    from bench.runner import Runner
+    from bench.spec import RunRef
     with pytest.raises(Unavailable, match="paper-scale efficiency needs a CUDA GPU"):
-        efficiency.run(TINY, fake_ctx(tmp_path, scale="paper"))
+        Runner(tmp_path / "runs", device="cpu").ensure(RunRef(TINY), "paper")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
 def test_bad_config_is_a_usage_error():

@@ -382,7 +382,8 @@ def test_bad_generate_configs_fail_in_one_line(tmp_path):
     with pytest.raises(UsageError, match="close names"):
         G.run_generate(GenerateConfig(released="dc-ae-f32c32-in-1.0-uvit-s-in-512"), _ctx(tmp_path, "smoke"))
     with pytest.raises(Unavailable, match="GPU"):
-        D.run_train(TRAIN, _ctx(tmp_path, "paper"))
+        Runner(tmp_path / "refused", device="cpu").ensure(RunRef(TRAIN), "paper")
+    assert not (tmp_path / "refused").exists() or not any((tmp_path / "refused").iterdir())
     with pytest.raises(UsageError, match="smoke check only"):
         D.run_train(TRAIN, _ctx(tmp_path, "small"))
 

@@ -294,9 +294,13 @@ def test_run_config_errors_are_one_line_usage_errors(tmp_path, standin_models):
 
 
 def test_paper_scale_on_cpu_is_unavailable_not_a_crash(tmp_path, standin_models):
+    from bench.runner import Runner
+    from bench.spec import RunRef
+    cfg = ReconConfig("dc-ae-f64c128-in-1.0", 512, weights=True, dataset=folder("imagenet-val"))
+    runner = Runner(tmp_path / "runs", device="cpu", options={"weights": str(tmp_path), "data": DataOption(str(tmp_path))})
     with pytest.raises(Unavailable, match="GPU"):
-        R.run(ReconConfig("dc-ae-f64c128-in-1.0", 512, weights=True, dataset=folder("imagenet-val")),
-              _ctx(tmp_path, "paper", {"weights": str(tmp_path), "data": DataOption(str(tmp_path))}))
+        runner.ensure(RunRef(cfg), "paper")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # refused before any folder
 
 
 def _image_folder(path: Path, n: int) -> Path:

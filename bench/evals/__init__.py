@@ -32,6 +32,8 @@ class Eval:
     protocol: str             # protocol name, e.g. "dcae-recon"
     version: int              # bump when the numbers would change
     parallel_safe: bool       # numbers independent of wall-clock time: several may run at once (--jobs N)
+    paper_gpu: str = ""       # why it needs a GPU at paper scale (refused before any run folder); "": it does not
+    cpu_subset: bool = False  # at paper scale, --limit N runs the same protocol on a labelled subset on a CPU
 
     @property
     def protocol_id(self) -> str:
@@ -41,25 +43,36 @@ class Eval:
 EVALS: dict[str, Eval] = {
     # Reconstruction protocol: rFID / PSNR / SSIM / LPIPS of an autoencoder (Table 2, Fig. 2a, 3, 5, 7), each metric
     # with each source photo left out (the claims' image jackknife), and whether the model collapsed.
-    "recon": Eval(ReconConfig, "bench.evals.reconstruction:run", "dcae-recon", 4, parallel_safe=True),
+    "recon": Eval(ReconConfig, "bench.evals.reconstruction:run", "dcae-recon", 4, parallel_safe=True,
+                  paper_gpu="paper-scale reconstruction (50k images) needs a GPU; use --device cuda, or --device cpu "
+                            "--limit N for the same protocol on the first N images (labelled as a subset)",
+                  cpu_subset=True),
     # Autoencoder training: Decoupled High-Resolution Adaptation phases (Fig. 3, Fig. 5); a plateau-trained run
     # records its probe's output spread, and a collapsed model never counts as having reached its plateau.
-    "train-ae": Eval(TrainAEConfig, "bench.evals.training:run", "dcae-train-ae", 3, parallel_safe=True),
+    "train-ae": Eval(TrainAEConfig, "bench.evals.training:run", "dcae-train-ae", 3, parallel_safe=True,
+                      paper_gpu="paper-scale autoencoder training needs GPUs (weeks of GPU time on the paper's data "
+                                "mixture); run with --device cuda --data TRAIN_FOLDER under torchrun"),
     # A claim of the paper decided by the one rule of bench/stats.py: a t interval over training seeds and source
     # photos; a claim with a collapsed arm is invalid.
     "claim": Eval(ClaimConfig, "bench.evals.claims:run", "dcae-claim", 5, parallel_safe=True),
     # Section 3.2 memory claim: peak training memory of full training vs phase-2 adaptation (timed: runs alone).
     "ae-memory": Eval(MemoryConfig, "bench.evals.training:run_memory", "dcae-ae-memory", 1, parallel_safe=False),
     # Backbone efficiency profiling: throughput, latency, memory, FLOPs (Tables 3-5, Fig. 2c; timed: runs alone).
-    "efficiency": Eval(EfficiencyConfig, "bench.evals.efficiency:run", "dcae-efficiency", 1, parallel_safe=False),
+    "efficiency": Eval(EfficiencyConfig, "bench.evals.efficiency:run", "dcae-efficiency", 1, parallel_safe=False,
+                        paper_gpu="paper-scale efficiency needs a CUDA GPU; run `python -m bench <table> --scale "
+                                  "paper --device cuda` on an H100, or use --scale small for CPU ratios"),
     # Latent diffusion training on an autoencoder's latents: the official UViT / DiT recipes (Tables 1, 3, 4); a
     # released SD-VAE's latents are one seeded posterior sample per image, as the official latent script.
     "train-diffusion": Eval(TrainDiffusionConfig, "bench.evals.diffusion_training:run_train", "dcae-train-diffusion", 1,
-                            parallel_safe=True),
+                            parallel_safe=True,
+                            paper_gpu="paper-scale diffusion training needs GPUs (500k steps at batch 1024 for UViT); "
+                                      "run with --device cuda under torchrun"),
     # Generation protocol: sample (EMA, CFG), decode / scaling factor in fp32, gFID / KID / IS (Tables 1, 3, 4), each
     # score with each block of samples and each reference photo left out (the claims' image jackknife); the Inception
     # Score on torch-fidelity's own input path (TF1-compatible resize, (x - 128)/128), as the official one.
-    "generate": Eval(GenerateConfig, "bench.evals.generation:run_generate", "dcae-generate", 4, parallel_safe=True),
+    "generate": Eval(GenerateConfig, "bench.evals.generation:run_generate", "dcae-generate", 4, parallel_safe=True,
+                      paper_gpu="paper-scale generation (50k samples) needs a GPU; use --device cuda, or --limit N for "
+                                "the same protocol on N samples (labelled as a subset)", cpu_subset=True),
 }
 
 
@@ -74,6 +87,15 @@ def load(name: str) -> Callable[[Any, Any], dict]:
     """The run function registered as ``name``."""
     module, func = get(name).target.split(":")
     return getattr(importlib.import_module(module), func)
+
+
+def device_refusal(name: str, needs_gpu: bool, device: str, limit: int | None) -> str | None:
+    """Why eval ``name`` cannot run on ``device`` at a scale that ``needs_gpu`` (None: it can). The runner asks before
+    it makes a run folder, so a refused command leaves nothing behind."""
+    e = get(name)
+    if not needs_gpu or not e.paper_gpu or str(device).startswith("cuda") or (e.cpu_subset and limit):
+        return None
+    return e.paper_gpu
 
 
 def version(name: str) -> int:

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from bench.configs import DIFFUSION_SCALE_DEFAULTS, ReconConfig, TrainDiffusionConfig
-from bench.errors import RowFailed, Unavailable, UsageError
+from bench.errors import RowFailed, UsageError
 from bench.evals.captions import (
     CaptionFolder,
     caption_folder,
@@ -134,9 +134,6 @@ def check_train_config(cfg: TrainDiffusionConfig, ctx) -> tuple[str, int, int]:
     if (cfg.resolution // f) % cfg.patch_size:
         raise UsageError(f"patch size {cfg.patch_size} does not divide the latent side {cfg.resolution // f} "
                          f"({cfg.resolution} px / f{f}); use a patch size that divides it")
-    if ctx.scale.name == "paper" and not str(ctx.device).startswith("cuda"):
-        raise Unavailable("paper-scale diffusion training needs GPUs (500k steps at batch 1024 for UViT); run with "
-                          "--device cuda under torchrun")
     return family, f, c
 
 

@@ -34,7 +34,6 @@ from typing import Any
 import torch
 
 from bench.configs import EfficiencyConfig
-from bench.errors import Unavailable
 from bench.provenance import atomic_write_text
 from models import costs
 from models.backbones import backbone_config, build_backbone, random_inputs
@@ -291,9 +290,6 @@ def _measure_memory(ses: _Session, generator: torch.Generator) -> None:
 def run(cfg: EfficiencyConfig, ctx) -> dict[str, Any]:
     """Eval ``efficiency`` (fields: ``bench.configs.EfficiencyConfig``): closed-form costs, then each measurement."""
     cuda = ctx.device == "cuda" and torch.cuda.is_available()
-    if ctx.scale.name == "paper" and not cuda:
-        raise Unavailable("paper-scale efficiency needs a CUDA GPU; run `python -m bench <table> --scale paper "
-                          "--device cuda` on an H100, or use --scale small for CPU ratios")
     old_threads = torch.get_num_threads()
     if not cuda and cfg.threads:
         torch.set_num_threads(cfg.threads)

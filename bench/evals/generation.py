@@ -653,9 +653,6 @@ def _check_generate(cfg: GenerateConfig, ctx) -> None:
         for ds in (cfg.reference, cfg.prompts):
             if ds.kind == "folder":
                 named_folder(ds, ctx)
-    if ctx.scale.name == "paper" and not str(ctx.device).startswith("cuda") and not ctx.options.get("limit"):
-        raise Unavailable("paper-scale generation (50k samples) needs a GPU; use --device cuda, or --limit N for "
-                          "the same protocol on N samples (labelled as a subset)")
 
 
 @dataclass(frozen=True)

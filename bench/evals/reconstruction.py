@@ -480,9 +480,6 @@ def _check_preconditions(cfg: ReconConfig, ctx: Any) -> None:
     f = registry_fc(name)[0]
     if cfg.resolution % f:
         raise UsageError(f"resolution {cfg.resolution} is not divisible by {name}'s spatial compression f={f}")
-    if scale == "paper" and not str(ctx.device).startswith("cuda") and not ctx.options.get("limit"):
-        raise Unavailable("paper-scale reconstruction (50k images) needs a GPU; use --device cuda, or --device cpu "
-                          "--limit N for the same protocol on the first N images (labelled as a subset)")
 
 
 def _metric_networks(cfg: ReconConfig, ctx: Any, device: str) -> dict[str, Any]:

@@ -77,9 +77,6 @@ def _build(cfg: TrainAEConfig, ctx) -> tuple[torch.nn.Module, list[PhaseConfig],
     except ValueError as e:
         raise UsageError(f"train-ae: {e}") from None
     phases = phase_configs(cfg, ctx.scale.name, f)
-    if ctx.scale.name == "paper" and ctx.device != "cuda":
-        raise Unavailable("paper-scale autoencoder training needs GPUs (weeks of GPU time on the paper's data "
-                          "mixture); run with --device cuda --data TRAIN_FOLDER under torchrun")
     for p in phases:
         if p.resolution % f:
             raise UsageError(f"train-ae: {p.name} resolution {p.resolution} is not a multiple of {cfg.model}'s f={f}")
