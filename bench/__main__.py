@@ -11,7 +11,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from bench import artifacts, cli_tools, parallel, process
+from bench import artifacts, cli_tools, own, parallel, process
 from bench.configs import DataOption
 from bench.errors import UsageError
 from bench.provenance import file_digest
@@ -29,6 +29,7 @@ examples:
   python -m bench all --scale small --jobs 2       the whole reduced-scale reproduction, 2 runs at a time
   python -m bench report                           tables/REPORT.md: ours beside the paper's, every artefact
   python -m bench models                           autoencoders: parameters, latent shapes, scaling factors
+  python -m bench eval-ae ./my-vae --data imagenet-val=~/val --resolution 256   any autoencoder, the paper's protocol
   torchrun --nproc_per_node 8 -m bench table2 --scale paper --weights W --data D   sharded evaluation
 """
 
@@ -197,7 +198,10 @@ def _info(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in own.COMMANDS:  # your own models: their own arguments (bench/own.py)
+        return own.main(argv)
+    args = parse(argv)
     if args.scale not in SCALES:
         raise UsageError(f"unknown --scale {args.scale!r}; use smoke, small or paper")
     jobs = _jobs(args.jobs)

@@ -266,6 +266,31 @@ class ReconConfig(EvalConfig):
 
 
 @dataclass(frozen=True)
+class AutoencoderEvalConfig(EvalConfig):
+    """Eval ``eval-ae``: the reconstruction protocol of ``recon`` on any autoencoder (a registered name with
+    --weights, a file of this harness, a diffusers folder or module:function; bench/evals/autoencoder_sources.py),
+    plus the statistics of its latents on the same images. The run id follows the weights' and images' digests."""
+
+    EVAL: ClassVar[str] = "eval-ae"
+    LIMIT_FIELD: ClassVar[str | None] = "n_images"
+    model: str                                     # as given: name, file, diffusers folder or module:function
+    kind: Literal["registered", "harness-file", "diffusers", "factory"]
+    weights_digest: str                            # sha256[:16] of the weights
+    resolution: int                                # evaluation crop size (px): a multiple of the model's factor
+    data: str = "embedded:test"                    # "embedded:test" or an image folder's absolute path
+    data_name: str = ""                            # the data set's name in tables (a folder's name, or NAME=PATH)
+    data_digest: str = ""                          # identity of the folder's files (paths, sizes, times)
+    n_images: int | None = None                    # first N images (None: all)
+    batch_size: int = 16                           # images per forward
+    features: Literal["inception", "tiny"] = "inception"  # FID network ("tiny": tests only)
+    n_samples: int = 8                             # reconstructions kept as PNGs
+
+    @property
+    def run_name(self) -> str:
+        return Path(self.model).name if self.kind in ("diffusers", "harness-file") else self.model
+
+
+@dataclass(frozen=True)
 class MemoryConfig(EvalConfig):
     """Eval ``ae-memory``: peak training memory of one trainable set (paper §3.2)."""
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.configs import (
+    AutoencoderEvalConfig,
     ClaimConfig,
     EfficiencyConfig,
     EvalConfig,
@@ -47,6 +48,10 @@ EVALS: dict[str, Eval] = {
                   paper_gpu="paper-scale reconstruction (50k images) needs a GPU; use --device cuda, or --device cpu "
                             "--limit N for the same protocol on the first N images (labelled as a subset)",
                   cpu_subset=True),
+    # The same reconstruction protocol on any autoencoder (a diffusers folder, a file of ours, module:function, a
+    # registered name), with the statistics of its latents: per-channel mean and std, 1/std, shift and scale.
+    "eval-ae": Eval(AutoencoderEvalConfig, "bench.evals.own_autoencoder:run", "dcae-eval-ae", 1, parallel_safe=True,
+                    paper_gpu="", cpu_subset=True),
     # Autoencoder training: Decoupled High-Resolution Adaptation phases (Fig. 3, Fig. 5); a plateau-trained run
     # records its probe's output spread, and a collapsed model never counts as having reached its plateau.
     "train-ae": Eval(TrainAEConfig, "bench.evals.training:run", "dcae-train-ae", 3, parallel_safe=True,

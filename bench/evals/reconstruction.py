@@ -482,7 +482,7 @@ def _check_preconditions(cfg: ReconConfig, ctx: Any) -> None:
         raise UsageError(f"resolution {cfg.resolution} is not divisible by {name}'s spatial compression f={f}")
 
 
-def _metric_networks(cfg: ReconConfig, ctx: Any, device: str) -> dict[str, Any]:
+def metric_networks(cfg: ReconConfig, ctx: Any, device: str) -> dict[str, Any]:
     """The FID feature network and LPIPS, or the reason each is unavailable (as evaluate's keyword arguments)."""
     feature_net, feature_why = None, None
     try:
@@ -509,7 +509,7 @@ def run(cfg: ReconConfig, ctx: Any) -> dict:
     rank, world, device = distributed.init_distributed(ctx.device)
     dataset = build_dataset(cfg, ctx)
     model, weights_id = load_model(cfg, ctx)
-    res = evaluate(model, dataset, ctx.run_dir, **_metric_networks(cfg, ctx, device), batch_size=cfg.batch_size,
+    res = evaluate(model, dataset, ctx.run_dir, **metric_networks(cfg, ctx, device), batch_size=cfg.batch_size,
                    device=device, shard_images=cfg.shard_images, n_samples=cfg.n_samples,
                    cache_dir=Path(ctx.run_dir).parent / "_cache", weights_id=weights_id, log=ctx.log)
     out = res.metrics

@@ -1,0 +1,203 @@
+"""Commands for your own models under the paper's protocols.
+
+    python -m bench eval-ae MODEL --data D [--resolution R] [--limit N] [--weights W] [--scale paper|smoke]
+
+MODEL: a registered name (with --weights), a ``.safetensors`` file of this harness, a diffusers ``AutoencoderKL`` /
+``AutoencoderDC`` folder, or ``module:function``. D: an image folder (``NAME=PATH`` names it in the tables; a
+folder named like a paper data set, e.g. ``imagenet-val=PATH``, shows the paper's Table 2 rows of that setting
+beside yours) or ``embedded`` (the harness's held-out photos). Each evaluated model becomes a row of
+``tables/autoencoders-<data>-<res>.csv`` / ``.md`` and of the plot ``figures/autoencoders-<data>-<res>.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+from bench import paper
+from bench.configs import AutoencoderEvalConfig
+from bench.errors import UsageError
+from bench.provenance import atomic_write_text, environment
+
+# torch, the models and the runner are imported inside the commands: `python -m bench ls` imports this module
+COMMANDS = ("eval-ae",)
+EMBEDDED = "embedded:test"  # --data embedded: the harness's held-out photos
+PAPER_DATA = {"imagenet-val": "ImageNet", "ffhq": "FFHQ", "mapillary-vistas": "MapillaryVistas"}
+TABLE_COLUMNS = ("model", "kind", "f", "c", "compression", "rfid", "psnr", "ssim", "lpips", "scaling_factor",
+                 "shift_factor", "latent_std", "n_images", "scale", "source", "run_id")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:
+        raise UsageError(f"{message}; see `python -m bench {self.prog.split()[-1]} --help`")
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = _Parser(prog="python -m bench eval-ae", description="The paper's reconstruction protocol on any autoencoder.")
+    p.add_argument("model", help="registered name, .safetensors file of this harness, diffusers folder, or "
+                                 "module:function")
+    p.add_argument("--data", required=True, metavar="FOLDER | NAME=FOLDER | embedded",
+                   help="the images (centre-cropped to --resolution)")
+    p.add_argument("--resolution", type=int, default=256, help="crop side in px, a multiple of the model's factor "
+                                                               "(default 256)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="the first N images (labelled as a subset)")
+    p.add_argument("--weights", default=None, help="folder of official checkpoints (registered names)")
+    p.add_argument("--scale", default="paper", choices=("paper", "smoke"),
+                   help="paper: the protocol with the FID Inception (default); smoke: a tiny feature network, "
+                        "a pipeline check whose numbers are never a result")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--out", default=".", help="where tables/ and figures/ are written (default: here)")
+    return p.parse_args(argv)
+
+
+def data_of(value: str, resolution: int) -> tuple[str, str, str]:
+    """(data, name, digest) of --data: the embedded held-out photos, or a folder's path, name and file identity."""
+    from models.data import DataFolderError, ImageFolderDataset, files_identity
+    if value == "embedded":
+        return EMBEDDED, "embedded-test", ""
+    name, _, path = value.rpartition("=") if "=" in value else ("", "", value)
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise UsageError(f"--data {value}: not a folder; give an image folder, NAME=FOLDER or 'embedded'")
+    try:
+        ds = ImageFolderDataset(folder, resolution)
+    except DataFolderError as e:
+        raise UsageError(str(e)) from None
+    return str(folder.resolve()), name or folder.name, files_identity(ds.root, ds.files, "")
+
+
+def config_of(args: argparse.Namespace) -> AutoencoderEvalConfig:
+    if args.resolution < 8:
+        raise UsageError(f"--resolution {args.resolution}: give a crop side >= 8 px (e.g. 256)")
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit {args.limit}: give a whole number of images >= 1")
+    from bench.evals.autoencoder_sources import resolve
+    source = resolve(args.model, args.weights)
+    if source.f and args.resolution % source.f:
+        raise UsageError(f"--resolution {args.resolution} is not a multiple of {Path(args.model).name}'s spatial factor "
+                         f"f={source.f}; use e.g. {max(source.f, args.resolution // source.f * source.f)}")
+    data, name, digest = data_of(args.data, args.resolution)
+    return AutoencoderEvalConfig(source.spec, source.kind, source.digest, args.resolution, data=data, data_name=name,
+                                 data_digest=digest, n_images=args.limit,
+                                 features="tiny" if args.scale == "smoke" else "inception")
+
+
+def eval_ae(argv: list[str]) -> int:
+    from bench.runner import Runner
+    from bench.spec import RunRef
+    args = parse(argv)
+    cfg = config_of(args)
+    runner = Runner(Path(args.runs_dir), device=args.device, options={"weights": args.weights})
+    runner.check_writable()
+    res = runner.ensure(RunRef(cfg), args.scale)
+    m = res.metrics
+    scores = ", ".join(f"{k} {_fmt(m.get(k))}" for k in ("rfid", "psnr", "ssim", "lpips"))
+    print(f"{m['_model']} ({args.scale} scale, {m.get('_n_images')} images at {cfg.resolution} px): {scores}; latents: "
+          f"scaling factor {m['scaling_factor']:.4g} (1/std), shift {m['shift_factor']:.4g}; run {res.run_id}")
+    for path in write_comparison(Path(args.runs_dir), cfg.data_name, cfg.resolution, args.scale, Path(args.out)):
+        print(f"   wrote {path}")
+    return 0
+
+
+def _runs(runs_dir: Path, data_name: str, resolution: int, scale: str) -> list[dict]:
+    """Every complete eval-ae run in ``runs_dir`` on this data set, resolution and scale (newest per model)."""
+    rows: dict[str, dict] = {}
+    for d in sorted(runs_dir.glob(f"*__eval-ae__{scale}__*")):
+        try:
+            cfg = json.loads((d / "config.json").read_text())["config"]
+            m = json.loads((d / "metrics.json").read_text())
+        except (OSError, ValueError, KeyError):
+            continue  # an incomplete or damaged run is not a row
+        if cfg.get("data_name") != data_name or cfg.get("resolution") != resolution:
+            continue
+        row = {k: "unavailable" if str(m.get(k, "")).startswith("unavailable") else m.get(k, "")
+               for k in TABLE_COLUMNS}
+        row.update(model=m.get("_model", cfg["model"]), kind=cfg["kind"], n_images=m.get("_n_images", ""),
+                   scale=scale, source="ours", run_id=d.name)
+        rows[cfg["model"]] = row
+    return list(rows.values())
+
+
+def paper_rows(data_name: str, resolution: int) -> list[dict]:
+    """The paper's Table 2 rows of this data set and resolution (labelled as the paper's), or none."""
+    label = PAPER_DATA.get(data_name)
+    if label is None:
+        return []
+    out = {}
+    for r in paper.select("table2"):
+        setting = r["setting"]
+        if not setting.startswith(f"{label} {resolution}x{resolution} "):
+            continue
+        fc = setting.split()[2]  # e.g. f64c128
+        f, c = (int(v) for v in fc[1:].split("c"))
+        key = (setting, r["autoencoder"])
+        out.setdefault(key, {"model": f"{r['autoencoder']}-{fc} (paper, {setting})", "kind": "paper", "f": f, "c": c,
+                             "compression": f * f * 3 / c, "scale": "paper's Table 2", "source": "paper"})
+        out[key][r["metric"]] = r["value"]
+    return list(out.values())
+
+
+def write_comparison(runs_dir: Path, data_name: str, resolution: int, scale: str, out: Path) -> list[Path]:
+    """``tables/autoencoders-<data>-<res>[-smoke].csv`` / ``.md`` and the rFID-vs-compression plot."""
+    rows = _runs(runs_dir, data_name, resolution, scale) + (paper_rows(data_name, resolution) if scale == "paper"
+                                                            else [])
+    stem = f"autoencoders-{data_name}-{resolution}" + ("" if scale == "paper" else f"-{scale}")
+    tables, figures = out / "tables", out / "figures"
+    tables.mkdir(parents=True, exist_ok=True)
+    figures.mkdir(parents=True, exist_ok=True)
+    env = environment("cpu", "float32", scale)
+    with (tables / f"{stem}.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, TABLE_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    md = [f"<!-- generated by `python -m bench eval-ae` at git {env.get('git_sha', '?')[:12]} -->",
+          f"### Autoencoders on {data_name} at {resolution} px — `{scale}` scale", "",
+          "The reconstruction protocol of Table 2 (ADM centre crop, uint8 rounding, rFID against the same images); "
+          "rows marked paper are the paper's Table 2 numbers of this setting, shown beside ours, not measured here."
+          + (" Smoke scale: a tiny feature network, a pipeline check whose numbers are never a result."
+             if scale != "paper" else ""), "",
+          "| " + " | ".join(TABLE_COLUMNS[:-2]) + " |", "|" + "---|" * (len(TABLE_COLUMNS) - 2)]
+    md += ["| " + " | ".join(_fmt(r.get(k, "")) for k in TABLE_COLUMNS[:-2]) + " |" for r in rows]
+    atomic_write_text(tables / f"{stem}.md", "\n".join(md) + "\n")
+    _plot(rows, figures / f"{stem}.png", f"rFID vs compression: {data_name}, {resolution} px ({scale})")
+    return [tables / f"{stem}.csv", tables / f"{stem}.md", figures / f"{stem}.png"]
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "unavailable" if str(v).startswith("unavailable") else str(v)
+
+
+def _plot(rows: list[dict], path: Path, title: str) -> None:
+    from bench.emit import new_figure, save_figure
+    fig, axes = new_figure(1, 1, figsize=(6, 4))
+    ax = axes if not hasattr(axes, "__len__") else axes[0]
+    for source, marker in (("ours", "o"), ("paper", "x")):
+        pts = [(float(r["compression"]), float(r["rfid"]), r["model"]) for r in rows
+               if r.get("source") == source and _is_number(r.get("rfid")) and _is_number(r.get("compression"))]
+        if pts:
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=marker, label=source)
+            for x, y, name in pts:
+                ax.annotate(name.split(" (")[0], (x, y), fontsize=6)
+    ax.set_xscale("log")
+    ax.set_xlabel("compression ratio (pixels x 3 / latent values)")
+    ax.set_ylabel("rFID")
+    ax.legend(fontsize=7)
+    save_figure(fig, path, title)
+
+
+def _is_number(v) -> bool:
+    try:
+        float(v)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def main(argv: list[str]) -> int:
+    if argv[0] == "eval-ae":
+        return eval_ae(argv[1:])
+    raise UsageError(f"unknown command {argv[0]!r}")

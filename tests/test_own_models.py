@@ -1,0 +1,133 @@
+"""``python -m bench eval-ae``: any autoencoder under the reconstruction protocol, its latent statistics and the
+comparison table, on tiny random-init diffusers models, a file of ours and a module:function factory."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import models
+from bench import own, paper
+from bench.errors import UsageError
+from models.data import EmbeddedPhotos
+
+diffusers = pytest.importorskip("diffusers")
+ROOT = Path(__file__).resolve().parent.parent
+RES, N = 32, 4
+
+
+@pytest.fixture(scope="module")
+def zoo_dir(tmp_path_factory):
+    """Tiny random-init autoencoders: diffusers AutoencoderKL (4 and 16 latent channels), AutoencoderDC, ours."""
+    d = tmp_path_factory.mktemp("own")
+    torch.manual_seed(0)
+    for c in (4, 16):
+        diffusers.AutoencoderKL(block_out_channels=(8, 16), layers_per_block=1, latent_channels=c, norm_num_groups=8,
+                                down_block_types=("DownEncoderBlock2D",) * 2,
+                                up_block_types=("UpDecoderBlock2D",) * 2).save_pretrained(d / f"kl{c}")
+    blocks = ("ResBlock", "ResBlock", "EfficientViTBlock")
+    diffusers.AutoencoderDC(in_channels=3, latent_channels=8, attention_head_dim=8, encoder_block_types=blocks,
+                            decoder_block_types=blocks, encoder_block_out_channels=(8, 16, 16),
+                            decoder_block_out_channels=(8, 16, 16), encoder_layers_per_block=(1, 1, 1),
+                            decoder_layers_per_block=(1, 1, 1), encoder_qkv_multiscales=((), (), (5,)),
+                            decoder_qkv_multiscales=((), (), (5,)), decoder_norm_types="rms_norm",
+                            decoder_act_fns="silu").save_pretrained(d / "dc")
+    models.save(models.build("dc-ae-f8c4-tiny"), d / "ours.safetensors")
+    return d
+
+
+def eval_ae(d: Path, model: str, *extra: str) -> dict:
+    """Run the command in-process on 4 embedded photos at 32 px (smoke scale) and return the run's metrics."""
+    args = [model, "--data", "embedded", "--resolution", str(RES), "--limit", str(N), "--scale", "smoke",
+            "--runs-dir", str(d / "runs"), "--out", str(d), *extra]
+    assert own.main(["eval-ae", *args]) == 0
+    cfg = own.config_of(own.parse(args))
+    from bench.runner import Runner
+    from bench.spec import RunRef
+    return Runner(d / "runs").load(RunRef(cfg), "smoke").metrics
+
+
+@pytest.mark.parametrize("name,f,c", [("kl4", 2, 4), ("kl16", 2, 16), ("dc", 4, 8), ("ours.safetensors", 8, 4)])
+def test_every_kind_of_model_is_scored_with_its_latent_statistics(zoo_dir, name, f, c):
+    m = eval_ae(zoo_dir, str(zoo_dir / name))
+    assert (m["f"], m["c"]) == (f, c) and m["_n_images"] == N
+    assert all(isinstance(m[k], float) for k in ("rfid", "psnr", "ssim"))
+    assert m["scaling_factor"] == pytest.approx(1 / m["latent_std"]) and m["shift_factor"] == m["latent_mean"]
+    assert len(json.loads(m["_latent_channel_std"])) == c
+
+
+def test_latent_statistics_match_a_direct_computation(zoo_dir):
+    """The factory's latents are 2 * pool(x) + 0.5: the recorded mean / std are those of the encoded photos."""
+    m = eval_ae(zoo_dir, "tests.own_models:tiny_autoencoder")
+    x = torch.stack([EmbeddedPhotos("test", RES, n_images=N)[i] for i in range(N)]).float() / 127.5 - 1
+    z = 2 * torch.nn.functional.avg_pool2d(x, 4).double() + 0.5
+    assert m["latent_mean"] == pytest.approx(float(z.mean()), rel=1e-6)
+    assert m["latent_std"] == pytest.approx(float(z.std(unbiased=False)), rel=1e-6)
+    per_channel = json.loads(m["_latent_channel_mean"])
+    assert per_channel == pytest.approx(z.mean(dim=(0, 2, 3)).tolist(), abs=1e-5)
+    assert m["psnr"] > 15  # pool then upsample keeps the coarse image: a working autoencoder, unlike random ones
+
+
+def test_every_model_is_a_row_of_one_comparison_table(zoo_dir):
+    for name in ("kl4", "dc", "ours.safetensors"):
+        eval_ae(zoo_dir, str(zoo_dir / name))
+    rows = list(csv.DictReader((zoo_dir / "tables" / f"autoencoders-embedded-test-{RES}-smoke.csv").open()))
+    kinds = {r["kind"] for r in rows}
+    assert {"diffusers", "harness-file"} <= kinds and len(rows) >= 3
+    assert (zoo_dir / "figures" / f"autoencoders-embedded-test-{RES}-smoke.png").stat().st_size > 1000
+
+
+def test_the_run_id_follows_the_weights(zoo_dir, tmp_path):
+    a = own.config_of(own.parse([str(zoo_dir / "ours.safetensors"), "--data", "embedded", "--resolution", "32"]))
+    changed = models.build("dc-ae-f8c4-tiny")
+    with torch.no_grad():
+        next(changed.parameters()).add_(1.0)
+    models.save(changed, tmp_path / "ours.safetensors")
+    b = own.config_of(own.parse([str(tmp_path / "ours.safetensors"), "--data", "embedded", "--resolution", "32"]))
+    assert a.weights_digest != b.weights_digest
+
+
+def test_paper_rows_are_the_paper_s_table2_numbers_of_the_setting():
+    rows = own.paper_rows("imagenet-val", 256)
+    want = paper.values("table2", setting="ImageNet 256x256 f32c32 latent 8x8x32", autoencoder="DC-AE")
+    row = next(r for r in rows if r["model"].startswith("DC-AE-f32c32"))
+    assert float(row["rfid"]) == want["rfid"] and row["source"] == "paper"
+    assert own.paper_rows("embedded-test", 256) == [] and own.paper_rows("imagenet-val", 300) == []
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["{d}/dc", "--resolution", "30"], "not a multiple of dc's spatial factor f=4"),
+    (["{d}", "--resolution", "32"], "folder without config.json"),
+    (["{d}/unet", "--resolution", "32"], "supported: AutoencoderKL, AutoencoderDC"),
+    (["tests.own_models:not_an_autoencoder"], "no encode/decode methods"),
+    (["tests.own_models:nosuch"], "cannot import nosuch"),
+    (["{d}/dc", "--data", "{d}/empty"], "holds no"),
+])
+def test_bad_input_is_a_usage_error_before_any_run(zoo_dir, args, needle):
+    (zoo_dir / "unet").mkdir(exist_ok=True)
+    (zoo_dir / "unet" / "config.json").write_text(json.dumps({"_class_name": "UNet2DModel"}))
+    (zoo_dir / "empty").mkdir(exist_ok=True)
+    args = [a.format(d=zoo_dir) for a in args]
+    if "--data" not in args:
+        args += ["--data", "embedded"]
+    with pytest.raises(UsageError, match=needle.replace(".", r"\.")) as err:
+        own.main(["eval-ae", *args, "--scale", "smoke", "--runs-dir", str(zoo_dir / "bad-runs")])
+    assert "\n" not in str(err.value)
+    assert not (zoo_dir / "bad-runs").exists()
+
+
+def test_the_command_line_error_is_one_line_without_traceback(zoo_dir):
+    out = subprocess.run([sys.executable, "-m", "bench", "eval-ae", str(zoo_dir / "dc"), "--data", "embedded",
+                          "--resolution", "30"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and "spatial factor f=4" in lines[0], out.stderr
+
+
+def test_a_registered_name_needs_its_weights():
+    with pytest.raises(UsageError, match="--weights FOLDER"):
+        own.config_of(own.parse(["dc-ae-f32c32-in-1.0", "--data", "embedded"]))
