@@ -231,13 +231,16 @@ class TrainAEConfig(EvalConfig):
     """Eval ``train-ae``: train an autoencoder through one or more phases; output ``ckpt/model.safetensors``."""
 
     EVAL: ClassVar[str] = "train-ae"
-    ID_OMITS_DEFAULT: ClassVar[tuple[str, ...]] = ("plateau",)
+    ID_OMITS_DEFAULT: ClassVar[tuple[str, ...]] = ("plateau", "data", "data_digest")
     model: str                                     # models.build name, e.g. "dc-ae-f32c32-tiny"
     phases: tuple[PhaseRequest, ...] = (PhaseRequest("phase1"),)  # run in order
     seed: int = 0                                  # model init, data order, discriminator init
     residual_autoencoding: bool | None = None      # None: the model's own setting; False: the Fig. 3a ablation
     init_from: TrainAEConfig | None = None         # start from that run's final weights (same architecture)
     plateau: Plateau | None = None                 # train the (single) phase to a plateau; None: its fixed steps
+    data: str = ""                                 # an image folder to train on (absolute path); "": the scale's
+                                                   # data (embedded photos; --data at paper scale)
+    data_digest: str = ""                          # identity of that folder's files (paths, sizes, times)
 
     def __post_init__(self) -> None:
         super().__post_init__()

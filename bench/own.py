@@ -1,18 +1,25 @@
 """Commands for your own models under the paper's protocols.
 
     python -m bench eval-ae MODEL --data D [--resolution R] [--limit N] [--weights W] [--scale paper|smoke]
+    python -m bench train-ae MODEL --data D --phase 1|2|3 [--from RUN] [--scale paper|small|smoke] [--steps N] ...
 
 MODEL: a registered name (with --weights), a ``.safetensors`` file of this harness, a diffusers ``AutoencoderKL`` /
 ``AutoencoderDC`` folder, or ``module:function``. D: an image folder (``NAME=PATH`` names it in the tables; a
 folder named like a paper data set, e.g. ``imagenet-val=PATH``, shows the paper's Table 2 rows of that setting
 beside yours) or ``embedded`` (the harness's held-out photos). Each evaluated model becomes a row of
 ``tables/autoencoders-<data>-<res>.csv`` / ``.md`` and of the plot ``figures/autoencoders-<data>-<res>.png``.
+
+``train-ae`` runs one phase of Decoupled High-Resolution Adaptation on an image folder (``--from`` a previous
+phase's run folder), prints the recipe with the source of every value, resumes after a kill, plots its losses into
+the run folder and exports the result both as this harness's file and as a diffusers folder.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
+import sys
 from pathlib import Path
 
 from bench import paper
@@ -21,7 +28,7 @@ from bench.errors import UsageError
 from bench.provenance import atomic_write_text, environment
 
 # torch, the models and the runner are imported inside the commands: `python -m bench ls` imports this module
-COMMANDS = ("eval-ae",)
+COMMANDS = ("eval-ae", "train-ae")
 EMBEDDED = "embedded:test"  # --data embedded: the harness's held-out photos
 PAPER_DATA = {"imagenet-val": "ImageNet", "ffhq": "FFHQ", "mapillary-vistas": "MapillaryVistas"}
 TABLE_COLUMNS = ("model", "kind", "f", "c", "compression", "rfid", "psnr", "ssim", "lpips", "scaling_factor",
@@ -197,7 +204,108 @@ def _is_number(v) -> bool:
     return True
 
 
+def parse_train(argv: list[str]) -> argparse.Namespace:
+    p = _Parser(prog="python -m bench train-ae", description="One phase of DC-AE's three-phase training on your images.")
+    p.add_argument("model", help="a registered architecture (`python -m bench models`), e.g. dc-ae-f32c32-in-1.0")
+    p.add_argument("--data", required=True, metavar="FOLDER | embedded", help="the training images")
+    p.add_argument("--phase", required=True, choices=("1", "2", "3"),
+                   help="1: low-resolution full training; 2: high-resolution latent adaptation; 3: local refinement")
+    p.add_argument("--from", dest="parent", default=None, metavar="RUN",
+                   help="start from this train-ae run (its folder, or its id in --runs-dir): phases 2 and 3")
+    p.add_argument("--scale", default="paper", choices=("paper", "small", "smoke"),
+                   help="whose defaults fill what you do not set: the paper's recipe (GPU), this harness's "
+                        "small-scale CPU recipe, or a 2-step smoke check")
+    for flag, kind, what in (("steps", int, "optimiser steps"), ("batch", int, "images per step"),
+                             ("lr", float, "AdamW learning rate"), ("resolution", int, "crop side in px")):
+        p.add_argument(f"--{flag}", type=kind, default=None, help=what)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--runs-dir", default="runs")
+    return p.parse_args(argv)
+
+
+def parent_config(value: str, runs_dir: Path):
+    """The TrainAEConfig of a train-ae run folder (``--from``), its own parents rebuilt from ``runs_dir``."""
+    from bench.configs import PhaseRequest, Plateau, TrainAEConfig
+    folder = Path(value).expanduser() if Path(value).expanduser().is_dir() else runs_dir / value
+    try:
+        stored = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        raise UsageError(f"--from {value}: no train-ae run folder there (config.json); give a run folder printed "
+                         f"by an earlier train-ae") from None
+    if stored.get("eval") != "train-ae" or not (folder / "metrics.json").is_file():
+        raise UsageError(f"--from {value}: not a completed train-ae run; finish it first (run its command again)")
+    c = stored["config"]
+    parents = c.get("_depends_on", [])
+    return TrainAEConfig(
+        c["model"], phases=tuple(PhaseRequest(**ph) for ph in c["phases"]), seed=c["seed"],
+        residual_autoencoding=c.get("residual_autoencoding"),
+        init_from=parent_config(parents[0], runs_dir) if parents else None,
+        plateau=Plateau(**c["plateau"]) if c.get("plateau") else None, data=c.get("data", ""),
+        data_digest=c.get("data_digest", ""))
+
+
+def print_recipe(cfg, scale: str, asked: dict) -> None:
+    """Every value of the phase and where it comes from: your flag, this harness's scale default, or the paper."""
+    from bench.configs import SCALE_DEFAULTS
+    from bench.evals.training import phase_configs
+    from models import zoo
+    from models.train_autoencoder import RECIPE_SOURCES
+    phase = phase_configs(cfg, scale, zoo.info(cfg.model).spatial_compression)[0]
+    defaults = SCALE_DEFAULTS[scale][phase.name]
+    print(f"{phase.name} of {cfg.model} ({scale} recipe):")
+    for k, v in dataclasses.asdict(phase).items():
+        if k in ("name", "seed"):
+            continue
+        source = ("your --" + k if asked.get(k) is not None else f"this harness's {scale}-scale default (ours)"
+                  if k in defaults else RECIPE_SOURCES.get(k, "ours"))
+        print(f"  {k:18} {v!s:22} {source}")
+
+
+def train_ae(argv: list[str]) -> int:
+    from bench.configs import PhaseRequest, TrainAEConfig
+    from bench.runner import Runner
+    from bench.spec import RunRef
+    import models
+    from models import checkpoints, zoo
+    args = parse_train(argv)
+    if args.model not in {m.name for m in zoo.list_models()}:
+        raise UsageError(f"{args.model} is not a registered architecture; see `python -m bench models`")
+    runs_dir = Path(args.runs_dir)
+    data, _, digest = data_of(args.data, 8) if args.data != "embedded" else ("", "", "")
+    asked = {"steps": args.steps, "batch": args.batch, "lr": args.lr, "resolution": args.resolution}
+    cfg = TrainAEConfig(args.model, phases=(PhaseRequest(f"phase{args.phase}", **asked),), seed=args.seed,
+                        init_from=parent_config(args.parent, runs_dir) if args.parent else None,
+                        data=data, data_digest=digest)
+    if args.phase != "1" and cfg.init_from is None:
+        raise UsageError(f"phase {args.phase} adapts a trained model: pass --from RUN (the run folder of phase 1)")
+    print_recipe(cfg, args.scale, asked)
+    runner = Runner(runs_dir, device=args.device, options={})
+    runner.check_writable()
+    res = runner.ensure(RunRef(cfg), args.scale)
+    final = res.dir / "ckpt" / "model.safetensors"
+    print(f"trained: {final} (this harness's file); losses: {res.dir / 'losses.png'}")
+    try:
+        folder = checkpoints.export_diffusers(models.load(final), res.dir / "diffusers")
+        print(f"diffusers folder: {folder} (AutoencoderDC.from_pretrained / AutoencoderKL.from_pretrained)")
+    except ValueError as e:
+        print(f"no diffusers export: {e}")
+    print(f"next: python -m bench eval-ae {final} --data {args.data}"
+          + ("" if args.phase == "3" else f"; python -m bench train-ae {args.model} --data {args.data} --phase "
+                                          f"{int(args.phase) + 1} --from {res.dir}"))
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    if argv[0] == "eval-ae":
-        return eval_ae(argv[1:])
-    raise UsageError(f"unknown command {argv[0]!r}")
+    """Run one command; a run that cannot happen here or fails ends in one line (exit 2 or 3), never a traceback."""
+    from bench.errors import Unavailable
+    from bench.runner import RunFailed
+    command = {"eval-ae": eval_ae, "train-ae": train_ae}[argv[0]]
+    try:
+        return command(argv[1:])
+    except Unavailable as e:
+        hint = "; on a CPU, --scale small uses this harness's CPU recipe" if argv[0] == "train-ae" else ""
+        raise UsageError(f"{e}{hint}") from None
+    except RunFailed as e:
+        print(f"error: {e.why}", file=sys.stderr)
+        return 3

@@ -136,6 +136,25 @@ def claims_markdown(tables_dir: Path, scale: str, link_prefix: str = "") -> str:
     return out
 
 
+def short_claim(statement: str) -> str:
+    """A claim statement without its parentheses and without the paper's row after ';' (what ran, in one line)."""
+    ran = statement.split("; for the paper's")[0]
+    return re.sub(r" \([^()]*(\([^()]*\)[^()]*)*\)", "", ran)
+
+
+def claims_compact(tables_dir: Path, scale: str, link_prefix: str = "") -> str:
+    """The tally and the paper's distinct tests in rows that fit a screen (what ran, verdict, interval, table);
+    the full statements, seeds, images and power are in REPORT.md and each table."""
+    rows = claims(tables_dir, scale)
+    tests = [r for r in distinct_tests(rows) if r["kind"] == "paper"]
+    lines = ["| what ran | verdict | a - b [90% CI] | table |", "|---|---|---|---|"]
+    for r in tests:
+        stem = r["table"].split("](")[1].split(".md)")[0]  # e.g. table2-small
+        lines.append(f"| {short_claim(r['claim'])} | {r['verdict']} | {r['a - b [90% CI]']} | "
+                     f"[{stem.rsplit('-', 1)[0]}]({link_prefix}{stem}.md) |")
+    return tally(rows, scale) + "\n\n" + "\n".join(lines) + "\n"
+
+
 def machines(tables_dir: Path, scale: str, runs_dir: Path) -> str:
     """Which machines produced the runs behind the ``scale`` tables (the committed runs say which machine): one
     line per (CPU model, kernel build, cores, torch) from each run's ``env.json``, with how many runs came from a

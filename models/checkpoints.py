@@ -493,6 +493,32 @@ def save(model: nn.Module, path: str | os.PathLike) -> Path:
     return path
 
 
+DIFFUSERS_VERSION = "0.32.0"  # the oldest diffusers whose AutoencoderDC reads the exported folders
+
+
+def export_diffusers(model: nn.Module, folder: str | os.PathLike) -> Path:
+    """Write a DC-AE as a diffusers ``AutoencoderDC`` folder (an SD-VAE as ``AutoencoderKL``): ``config.json`` and
+    ``diffusion_pytorch_model.safetensors`` in diffusers' key layout, which ``from_pretrained(folder)`` loads. Raises
+    ValueError for an architecture diffusers cannot express (e.g. DC-AE without its shortcuts)."""
+    family = zoo.family_of_model(model)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if family == "dc-ae":
+        name, kwargs, state = "AutoencoderDC", diffusers_dc_kwargs(model.config), convert_ours_to_diffusers_dc(
+            state, model.config)
+    elif family == "sd-vae":
+        name, kwargs, state = "AutoencoderKL", diffusers_kl_kwargs(model.config), convert_ours_to_diffusers_kl(state)
+    else:
+        raise ValueError(f"{family} has no diffusers autoencoder class")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {"_class_name": name, "_diffusers_version": DIFFUSERS_VERSION,
+              **json.loads(json.dumps(kwargs))}  # tuples as lists, as diffusers writes them
+    atomic_write_bytes(folder / "config.json", (json.dumps(config, indent=2) + "\n").encode())
+    atomic_write_bytes(folder / "diffusion_pytorch_model.safetensors", safetensors_bytes(
+        {k: v.contiguous() for k, v in state.items()}))
+    return folder
+
+
 def _config_from_json(cls, data: dict):
     """Rebuild a config dataclass from JSON: lists become tuples where the field is a tuple."""
     hints = typing.get_type_hints(cls)

@@ -227,6 +227,24 @@ phase3_low_res_local_refinement = PhaseConfig(
     name="phase3", resolution=256, trainable="decoder_head_layers", gan=True,
     lr=5.4e-5, betas=(0.5, 0.9), weight_decay=0.0)  # wd not given by the secondary source: 0
 
+# Where each value of the three phases comes from (shared/reference/autoencoders.md §9.2): the paper, the paper's
+# appendix as quoted by secondary sources, unofficial re-implementations' guesses, or this harness's choice.
+RECIPE_SOURCES: dict[str, str] = {
+    "resolution": "paper §3.2 (phases 1 and 3 at low, phase 2 at high resolution)",
+    "trainable": "paper §3.2 (which modules: the minimal named ones of the unofficial configs)",
+    "gan": "paper §3.2 (GAN loss in phase 3 only)",
+    "lr": "secondary source (the appendix as quoted)",
+    "betas": "secondary source (the appendix as quoted)",
+    "weight_decay": "secondary source (phase 3: not given, 0)",
+    "l1_weight": "maintainers (efficientvit#143: L1 + LPIPS)",
+    "perceptual_weight": "maintainers (efficientvit#143; weight unknown, 1)",
+    "gan_weight": "unofficial guess (lavinal712)",
+    "steps": "ours (the paper publishes none)",
+    "batch": "ours (the paper publishes none)",
+    "warmup_steps": "ours (the schedule is not published)",
+}
+
+
 PHASES: dict[str, PhaseConfig] = {p.name: p for p in (
     phase1_low_res_full_training, phase2_high_res_latent_adaptation, phase3_low_res_local_refinement)}
 
@@ -567,8 +585,10 @@ def _log_progress(s: _TrainState, run: _Run, done: int, history: list[dict], tim
     """One line per checkpoint: mean L1 and time per step since the previous one."""
     every = run.phase.ckpt_every
     recent = history[-every:]
+    per_step = sum(times[-every:]) / len(times[-every:])
+    eta = round(per_step * (run.phase.steps - done))
     run.log(f"{run.phase.name} step {done}/{run.phase.steps}: l1 {sum(h['l1'] for h in recent) / len(recent):.4f}, "
-            f"{sum(times[-every:]) / len(times[-every:]):.3f} s/step"
+            f"{per_step:.3f} s/step, ETA {eta // 60}:{eta % 60:02d}"
             + (f", disc {recent[-1]['disc']:.3f}" if s.disc is not None else ""))
 
 

@@ -124,6 +124,19 @@ def test_report_lists_every_claim_with_its_verdict(tmp_path):
                            "1 reproduced. Of the 2 reproduced or contradicted, 2 survive Holm")
 
 
+def test_the_readme_table_shows_each_paper_test_once_in_short_rows(tmp_path):
+    from bench import report
+    _write_claims(tmp_path / "table2-small.csv", [
+        ("a-tiny (2x2 latent) beats b-tiny (4x4 latent), 128-px photos; for the paper's A vs B", "reproduced",
+         {"test_id": "t1"}),
+        ("c beats d (KID vs recon)", "contradicted", {"test_id": "t2", "kind": "diagnostic", "p_value": "0.5"})],
+        artifact="table2", panel="")
+    text = report.claims_compact(tmp_path, "small", link_prefix="tables/")
+    assert "| a-tiny beats b-tiny, 128-px photos | **reproduced** |" in text
+    assert "c beats d" not in text and "[table2](tables/table2-small.md)" in text
+    assert text.startswith("2 distinct tests of the paper's claims")  # with the helper's undecided row
+
+
 def test_the_tally_counts_a_test_once_and_leaves_diagnostics_out(tmp_path):
     from bench import report
     _write_claims(tmp_path / "table2-small.csv", [("A beats B", "reproduced", {"test_id": "t1"}),

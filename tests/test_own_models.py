@@ -131,3 +131,81 @@ def test_the_command_line_error_is_one_line_without_traceback(zoo_dir):
 def test_a_registered_name_needs_its_weights():
     with pytest.raises(UsageError, match="--weights FOLDER"):
         own.config_of(own.parse(["dc-ae-f32c32-in-1.0", "--data", "embedded"]))
+
+
+# ---- python -m bench train-ae ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    """Six 96-px PNGs (embedded training crops) as a user's image folder."""
+    from PIL import Image
+    d = tmp_path_factory.mktemp("images")
+    ds = EmbeddedPhotos("train", 96, n_images=6)
+    for i in range(6):
+        u = ((ds[i] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)  # the training split is in [-1, 1]
+        Image.fromarray(u.permute(1, 2, 0).numpy()).save(d / f"{i}.png")
+    return d
+
+
+def train(runs: Path, folder: Path, *extra: str, capsys=None) -> Path:
+    """One smoke-scale train-ae phase through the command; returns its run folder."""
+    args = ["train-ae", "dc-ae-f8c4-tiny", "--data", str(folder), "--scale", "smoke", "--runs-dir", str(runs),
+            *extra]
+    assert own.main(args) == 0
+    return max(runs.glob("*__train-ae__smoke__*"), key=lambda p: (p / "metrics.json").stat().st_mtime)
+
+
+def test_train_ae_trains_phase_1_on_a_folder_and_exports_a_diffusers_folder(tmp_path, image_folder, capsys):
+    run = train(tmp_path / "runs", image_folder, "--phase", "1", "--steps", "3")
+    out = capsys.readouterr().out
+    assert "steps              3                      your --steps" in out
+    assert "secondary source" in out and "paper §3.2" in out  # every value names where it comes from
+    assert (run / "losses.png").stat().st_size > 1000
+    assert len((run / "ckpt" / "0-phase1" / "losses.csv").read_text().splitlines()) == 4  # header + 3 steps
+    ours = models.load(run / "ckpt" / "model.safetensors")
+    theirs = diffusers.AutoencoderDC.from_pretrained(str(run / "diffusers")).eval()
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(ours(x), theirs.decode(theirs.encode(x).latent).sample, atol=1e-4)
+    assert json.loads((run / "config.json").read_text())["config"]["data"] == str(image_folder.resolve())
+
+
+def test_phase_2_continues_from_phase_1_and_trains_only_the_middle_layers(tmp_path, image_folder):
+    first = train(tmp_path / "runs", image_folder, "--phase", "1", "--steps", "2")
+    second = train(tmp_path / "runs", image_folder, "--phase", "2", "--from", str(first))
+    cfg = json.loads((second / "config.json").read_text())["config"]
+    assert cfg["_depends_on"] == [first.name]
+    m = json.loads((second / "metrics.json").read_text())
+    assert 0 < m["phase2_trainable_params"] < m["phase2_frozen_params"]
+
+
+@pytest.mark.slow
+def test_train_ae_resumes_after_a_kill(tmp_path, image_folder):
+    import time
+    cmd = [sys.executable, "-m", "bench", "train-ae", "dc-ae-f8c4-tiny", "--data", str(image_folder), "--phase",
+           "1", "--scale", "smoke", "--steps", "150", "--runs-dir", str(tmp_path / "runs")]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and not list((tmp_path / "runs").glob("*/ckpt/0-phase1/train_state.pt")):
+        time.sleep(0.5)
+    time.sleep(1.0)
+    proc.kill()
+    proc.wait()
+    run = next((tmp_path / "runs").glob("*__train-ae__smoke__*"))
+    assert not (run / "metrics.json").exists(), "finished before the kill: raise --steps"
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "resumed from" in (run / "log.txt").read_text()
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 150
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--phase", "2"], "pass --from RUN"),
+    (["--phase", "2", "--from", "{tmp}"], "no train-ae run folder there"),
+    (["--phase", "1", "--scale", "paper"], "--scale small uses this harness's CPU recipe"),
+])
+def test_train_ae_bad_input_is_one_line(tmp_path, image_folder, args, needle):
+    with pytest.raises(UsageError, match=needle.replace(".", r"\.").replace("-", r"\-")) as err:
+        own.main(["train-ae", "dc-ae-f8c4-tiny", "--data", str(image_folder), "--runs-dir", str(tmp_path / "runs"),
+                  *[a.format(tmp=tmp_path) for a in args]])
+    assert "\n" not in str(err.value)

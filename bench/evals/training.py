@@ -15,7 +15,9 @@ Eval ``ae-memory`` (``run_memory``): the §3.2 training-memory claim, full train
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
+import functools
 import json
 import math
 from collections.abc import Callable
@@ -49,7 +51,12 @@ def phase_configs(cfg: TrainAEConfig, scale: str, f: int = 8) -> list[PhaseConfi
     return out
 
 
-def _train_source(ctx, resolution: int) -> DatasetCropSource:
+def _train_source(cfg: TrainAEConfig, ctx, resolution: int) -> DatasetCropSource:
+    if cfg.data:  # a user's image folder (python -m bench train-ae --data)
+        try:
+            return DatasetCropSource(data.ImageFolderDataset(cfg.data, resolution), resolution)
+        except data.DataFolderError as e:
+            raise UsageError(str(e)) from None
     if ctx.scale.name == "paper":
         option = ctx.options.get("data")
         if not option or option.root is None:
@@ -94,7 +101,8 @@ def _build(cfg: TrainAEConfig, ctx) -> tuple[torch.nn.Module, list[PhaseConfig],
     return model, phases, done.run_id
 
 
-def _run_phase(model, phase: PhaseConfig, phase_dir: Path, ctx, perceptual, done_name: str = "result.json",
+def _run_phase(model, phase: PhaseConfig, phase_dir: Path, ctx, perceptual, data_for: Callable[[int], Any],
+               done_name: str = "result.json",
                after: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Train one phase, or reuse it when an interrupted run finished it before; its metrics, prefixed (plus what
     ``after()`` measures on the trained model, kept in the same result file)."""
@@ -108,12 +116,55 @@ def _run_phase(model, phase: PhaseConfig, phase_dir: Path, ctx, perceptual, done
         return json.loads(done_file.read_text())
     ctx.log(f"{phase.name}: {phase.steps} steps at {phase.resolution} px, batch {phase.batch}, "
             f"trainable={phase.trainable}, gan={phase.gan}, lr={phase.lr}")
-    res = train_autoencoder(model, phase, _train_source(ctx, phase.resolution), ckpt_dir=phase_dir,
+    res = train_autoencoder(model, phase, data_for(phase.resolution), ckpt_dir=phase_dir,
                             device=ctx.device, perceptual=perceptual, log=ctx.log)
+    write_losses(phase_dir / LOSSES_FILE, res)
     out = res.metrics(prefix=f"{phase.name}_")
     out[f"_{phase.name}_seconds"] = round(res.s_per_step * (res.steps - res.resumed_from), 2)
     out.update(after() if after is not None else {})
     atomic_write_json(done_file, out)
+    return out
+
+
+LOSSES_FILE = "losses.csv"  # per phase folder: step and each loss term, one row per optimiser step
+
+
+def write_losses(path: Path, res) -> None:
+    """Append this call's per-step losses (a resumed run appends after the steps it kept)."""
+    if not res.history:
+        return
+    keys = sorted(res.history[0])
+    new = not path.exists()
+    with path.open("a", newline="") as fh:
+        w = csv.writer(fh)
+        if new:
+            w.writerow(["step", *keys])
+        for i, h in enumerate(res.history):
+            w.writerow([res.resumed_from + i + 1, *(f"{h[k]:.6g}" for k in keys)])
+
+
+def plot_losses(run_dir: Path) -> Path | None:
+    """``losses.png`` in the run folder: each phase's loss terms against its steps (a 20-step running mean)."""
+    files = sorted((Path(run_dir) / "ckpt").glob(f"*/{LOSSES_FILE}"))
+    if not files:
+        return None
+    from bench.emit import new_figure, save_figure
+    fig, axes = new_figure(1, len(files), figsize=(4.5 * len(files), 3.2), squeeze=False)
+    for ax, f in zip(axes[0], files):
+        rows = list(csv.DictReader(f.open()))
+        steps = [int(r["step"]) for r in rows]
+        for k in (k for k in rows[0] if k != "step"):
+            v = [float(r[k]) for r in rows]
+            if not any(x > 0 for x in v):  # a term this phase does not use (e.g. the GAN terms before phase 3)
+                continue
+            smooth = [sum(v[max(0, i - 19):i + 1]) / len(v[max(0, i - 19):i + 1]) for i in range(len(v))]
+            ax.plot(steps, smooth, label=k)
+        ax.set_title(f.parent.name, fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    out = Path(run_dir) / "losses.png"
+    save_figure(fig, out, "training losses (20-step running mean)")
     return out
 
 
@@ -141,7 +192,8 @@ def probe_spread(model: torch.nn.Module, resolution: int, n_images: int, device:
     return s.ratio(), s.explained()
 
 
-def _run_to_plateau(model, phase: PhaseConfig, phase_dir: Path, ctx, perceptual, rule: Plateau) -> dict[str, Any]:
+def _run_to_plateau(model, phase: PhaseConfig, phase_dir: Path, ctx, perceptual, data_for: Callable[[int], Any],
+                    rule: Plateau) -> dict[str, Any]:
     """``phase`` to a plateau: its steps, then doubled while a doubling gains >= ``rule.min_gain_db`` of probe PSNR
     and stays within ``rule.max_steps``. A collapsed model (``image_groups.is_collapsed`` on the probe) has not
     reached a plateau, whatever its PSNR curve. The learning rate is constant after warm-up, so continuing a run to 2N
@@ -151,7 +203,7 @@ def _run_to_plateau(model, phase: PhaseConfig, phase_dir: Path, ctx, perceptual,
     target, out = phase.steps, {}
     while True:
         stage = dataclasses.replace(phase, steps=target)
-        out = _run_phase(model, stage, phase_dir, ctx, perceptual, done_name=f"result-{target}.json",
+        out = _run_phase(model, stage, phase_dir, ctx, perceptual, data_for, done_name=f"result-{target}.json",
                          after=lambda: {"_probe_psnr": probe_psnr(model, phase.resolution, rule.probe_images,
                                                                   ctx.device),
                                         "_probe_spread": probe_spread(model, phase.resolution, rule.probe_images,
@@ -179,13 +231,15 @@ def run(cfg: TrainAEConfig, ctx) -> dict:
     if perceptual is None:
         ctx.log(f"perceptual: none ({losses.perceptual_unavailable_reason()})")
     metrics: dict[str, Any] = {}
+    data_for = functools.partial(_train_source, cfg, ctx)  # crop side -> the run's training images
     for i, phase in enumerate(phases):
         phase_dir = ctx.run_dir / "ckpt" / f"{i}-{phase.name}"
         if cfg.plateau is not None:
-            metrics.update(_run_to_plateau(model, phase, phase_dir, ctx, perceptual, cfg.plateau))
+            metrics.update(_run_to_plateau(model, phase, phase_dir, ctx, perceptual, data_for, cfg.plateau))
         else:
-            metrics.update(_run_phase(model, phase, phase_dir, ctx, perceptual))
+            metrics.update(_run_phase(model, phase, phase_dir, ctx, perceptual, data_for))
     models.save(model, ctx.run_dir / "ckpt" / FINAL_MODEL)
+    plot_losses(ctx.run_dir)
     last = phases[-1].name
     metrics.update({
         "steps": sum(int(metrics[f"{p.name}_steps"]) for p in phases),
