@@ -9,16 +9,21 @@ from bench.errors import UsageError
 
 @dataclass(frozen=True)
 class Scale:
+    """What a scale changes in how evals behave (its recipes are keyed by ``name`` in bench/configs.py)."""
+
     name: str
     description: str
-    needs_gpu: bool = False
+    needs_gpu: bool = False      # evals that declare a GPU need (bench/evals) are refused on a CPU
+    full_protocol: bool = False  # official weights and named data folders (--weights, --data) are required
+    random_init: bool = False    # untrained, seeded models and synthetic inputs may stand in (a pipeline check)
 
 
-SMOKE = Scale("smoke", "CI check: tiny configs, a handful of images, 1-2 steps, CPU, seconds. Never a result.")
+SMOKE = Scale("smoke", "CI check: tiny configs, a handful of images, 1-2 steps, CPU, seconds. Never a result.",
+              random_init=True)
 SMALL = Scale("small", "Reduced-scale reproduction on a 2-core CPU: reduced models trained on the embedded offline "
                        "photo set, reduced resolutions, minutes. Reproduces trends, not the paper's absolute numbers.")
 PAPER = Scale("paper", "Full protocol: official checkpoints, the paper's datasets and resolutions, GPUs "
-                       "(torchrun for many).", needs_gpu=True)
+                       "(torchrun for many).", needs_gpu=True, full_protocol=True)
 
 SCALES = {s.name: s for s in (SMOKE, SMALL, PAPER)}
 

@@ -1,4 +1,4 @@
-"""Speed of the samplers on the small scale's reduced backbones, one CPU thread (issue #10, "Speed, in benchmarks").
+"""Speed of the samplers on the small scale's reduced backbones, one CPU thread.
 
 `slow` (a 512-sample run is about a minute). Run:
     pytest -m slow tests/test_bench_generation_speed.py --benchmark-enable

@@ -13,6 +13,7 @@ from PIL import Image
 from bench.configs import SYNTHETIC, DataOption, folder
 from bench.errors import Unavailable, UsageError
 from bench.evals import captions as C
+from bench.scales import SCALES
 from models import data
 
 L, E = 6, 8  # small stand-ins for PixArt-α's 120 tokens x 4096 channels (the checks take them as arguments)
@@ -37,7 +38,7 @@ def _images(root: Path, names: list[str]) -> data.ImageFolderDataset:
 
 
 def _ctx(tmp: Path, scale: str = "smoke", data_option: DataOption | None = None) -> SimpleNamespace:
-    return SimpleNamespace(scale=SimpleNamespace(name=scale), run_dir=tmp / "runs" / "r", options={"data": data_option})
+    return SimpleNamespace(scale=SCALES[scale], run_dir=tmp / "runs" / "r", options={"data": data_option})
 
 
 def test_images_pair_with_features_by_stem_whatever_the_folder_layout(tmp_path):

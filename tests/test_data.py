@@ -127,7 +127,7 @@ def test_showcase_crops():
 
 
 def test_the_regions_set_is_the_same_boxes_at_every_resolution_and_never_upscaled():
-    """Figure 3b's two evaluation sets (issue #11): the same source regions at the training and the 4x resolution."""
+    """Figure 3b's two evaluation sets: the same source regions at the training and the 4x resolution."""
     low, high = D.EmbeddedPhotos(D.REGIONS, 64), D.EmbeddedPhotos(D.REGIONS, 256)
     assert low.plan == high.plan and len(low) >= 64
     assert low.regions_id == high.regions_id and low.identity != high.identity

@@ -18,6 +18,7 @@ from bench import paper
 from bench.configs import EfficiencyConfig, PerMeasure, with_changes
 from bench.errors import Unavailable, UsageError
 from bench.evals import efficiency
+from bench.scales import SCALES
 
 TINY = EfficiencyConfig("uvit-h-tiny", 8, 8, 1, autoencoder="DC-AE-f64", batch=PerMeasure(2, 2, 2, 256),
                         warmup=PerMeasure(1, 1, 1, 5), iters=PerMeasure(2, 2, 2, 10), threads=1)
@@ -25,7 +26,7 @@ TINY = EfficiencyConfig("uvit-h-tiny", 8, 8, 1, autoencoder="DC-AE-f64", batch=P
 
 def fake_ctx(tmp_path: Path, scale: str = "smoke", device: str = "cpu"):
     lines = []
-    return SimpleNamespace(scale=SimpleNamespace(name=scale), device=device, run_dir=tmp_path, options={},
+    return SimpleNamespace(scale=SCALES[scale], device=device, run_dir=tmp_path, options={},
                            log=lines.append, lines=lines)
 
 

@@ -32,6 +32,7 @@ from bench.evals import metrics as M
 from bench.evals.inception import TinyFeatures
 from bench.provenance import file_digest
 from bench.runner import Runner
+from bench.scales import SCALES
 from bench.spec import RunRef
 from models import diffusion
 from tests.test_released_diffusion import RELEASED_DIFFUSION, UVIT_NAME, write_hub
@@ -46,7 +47,7 @@ GEN = GenerateConfig(TRAIN, n_samples=12, cfg_scale=1.5, steps=3, features="tiny
 
 def _ctx(run_dir: Path, scale: str = "smoke", options: dict | None = None, ensure=None) -> SimpleNamespace:
     logs: list[str] = []
-    return SimpleNamespace(scale=SimpleNamespace(name=scale), device="cpu", run_dir=run_dir, log=logs.append,
+    return SimpleNamespace(scale=SCALES[scale], device="cpu", run_dir=run_dir, log=logs.append,
                            options={"data": None, "weights": None, **(options or {})}, ensure=ensure, logs=logs)
 
 

@@ -1,4 +1,4 @@
-"""CUDA checks (issue #12): the reconstruction protocol and one autoencoder training step on a GPU. Marked ``gpu``
+"""CUDA checks: the reconstruction protocol and one autoencoder training step on a GPU. Marked ``gpu``
 (out of the default run: ``pytest -m gpu``) and skipped where no CUDA device is visible."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The paper-scale path on CPU (issue #12): official-layout checkpoints built from the committed key/shape manifest
+"""The paper-scale path on CPU: official-layout checkpoints built from the committed key/shape manifest
 of the released files, an image folder with ``imagenet-val/`` only, Table 2 at ``--scale paper --device cpu
 --limit 2`` at a reduced resolution. The ImageNet rows whose checkpoints are given are measured (labelled as a
 subset), the stacked SD-VAE rows (unreleased weights) and the FFHQ / MapillaryVistas rows (no such folder) say

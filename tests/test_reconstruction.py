@@ -25,6 +25,7 @@ from bench.errors import RowFailed, Unavailable, UsageError
 from bench.evals import reconstruction as R
 from bench.evals.inception import TinyFeatures
 from bench.evals.shards import shard_owner, shard_ranges
+from bench.scales import SCALES
 from models.data import SyntheticDataset
 
 REPO = Path(__file__).resolve().parent.parent
@@ -256,7 +257,7 @@ def test_torchrun_two_processes_equal_one_process(tmp_path):
 
 def _ctx(tmp_path, scale="small", options=None, ensure=None):
     logs = []
-    return SimpleNamespace(scale=SimpleNamespace(name=scale), device="cpu", run_dir=tmp_path / "runs" / "r1",
+    return SimpleNamespace(scale=SCALES[scale], device="cpu", run_dir=tmp_path / "runs" / "r1",
                            options={"data": None, "weights": None, **(options or {})}, log=logs.append,
                            ensure=ensure, logs=logs)
 

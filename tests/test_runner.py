@@ -57,7 +57,7 @@ def test_ensure_writes_run_folder_and_reuses(tmp_path):
         assert (res.dir / f).exists(), f
     env = json.loads((res.dir / "env.json").read_text())
     assert env["scale"] == "smoke" and env["device"] == "cpu" and "torch" in env and "git_sha" in env
-    # which machine: the CPU's model name (not just "x86_64") and the kernel build (#11, item 7)
+    # which machine: the CPU's model name (not just "x86_64") and the kernel build
     assert env["cpu_model"] not in ("", "x86_64") and env["kernel_build"] and env["cpu_count"] >= 1
     again = r.ensure(ref, "smoke")
     assert again.reused and (res.dir / "calls.txt").read_text() == "1"

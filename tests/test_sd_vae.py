@@ -379,7 +379,7 @@ def test_no_reduced_model_is_narrower_than_its_latent_next_to_it(name):
 
 
 def test_old_narrow_stacking_breaks_the_bottleneck_rule():
-    """The check above can fail: the pre-#11 stacking (appended levels of the f8 part's 16 channels) is caught."""
+    """The check above can fail: the earlier stacking (appended levels of the f8 part's 16 channels) is caught."""
     narrow = stacked(64, 128, (8, 16, 16, 16), layers_per_block=1, norm_groups=4, scaling_factor=1.0)
     with torch.device("meta"):
         model = SDVAE(narrow)

@@ -63,7 +63,7 @@ def test_every_paper_scale_model_is_registered():
 
 
 def test_a_claim_whose_arms_train_unequally_is_rejected():
-    """Issue #11: 'GAN lowers rFID' cannot be told from 'more steps lower rFID' when the baseline trains less."""
+    """'GAN lowers rFID' cannot be told from 'more steps lower rFID' when the baseline trains less."""
     from bench.configs import PhaseRequest, ReconConfig, TrainAEConfig
     from bench.spec import Column, Row, RunRef, Spec, claim_row
     p1 = TrainAEConfig("dc-ae-f8c4-tiny")
@@ -126,7 +126,7 @@ def test_seeds_option_sets_the_claim_arms():
 
 
 def test_figure3a_contrast_claims_pair_each_arm_with_its_f8_base():
-    """'With shortcuts rFID stays near f8' (#11 item 5): a contrast claim whose bases are the f8 runs of the same
+    """'With shortcuts rFID stays near f8': a contrast claim whose bases are the f8 runs of the same
     shortcut setting, seed by seed; a base of the wrong length is a one-line ConfigError."""
     import dataclasses
 

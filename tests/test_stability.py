@@ -1,5 +1,5 @@
 """bench.stability: the fresh-clone comparison counts verdict flips apart from moves to/from inconclusive, and finds
-the largest relative change per metric, with timed cells kept apart (#11 item 7)."""
+the largest relative change per metric, with timed cells kept apart."""
 from bench import stability
 
 HEAD = "artifact,panel,row,metric,label,ours,paper,delta,ratio,lower_is_better,scale,status,run_id,protocol,note\n"

@@ -26,6 +26,7 @@ from bench.evals import diffusion_training as D
 from bench.evals import generation as G
 from bench.evals.inception import TinyFeatures
 from bench.runner import Runner, collect
+from bench.scales import SCALES
 from bench.spec import Column, Row, RunRef, Spec
 from models import diffusion
 from models import train_diffusion as TD
@@ -59,7 +60,7 @@ def _inputs(n: int = 3, seed: int = 1):
 
 
 def _ctx(run_dir: Path, scale: str = "smoke", options: dict | None = None) -> SimpleNamespace:
-    return SimpleNamespace(scale=SimpleNamespace(name=scale), device="cpu", run_dir=run_dir, log=lambda m: None,
+    return SimpleNamespace(scale=SCALES[scale], device="cpu", run_dir=run_dir, log=lambda m: None,
                            options={"data": None, "weights": None, **(options or {})}, ensure=None)
 
 

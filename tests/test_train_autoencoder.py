@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 
 from bench.configs import MemoryConfig, PhaseRequest, TrainAEConfig
+from bench.scales import SCALES
 from models import train_autoencoder as T
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
@@ -302,7 +303,7 @@ def test_ae_memory_small_estimate_and_cuda_unavailable():
 
     from bench.errors import Unavailable
     from bench.evals.training import run_memory
-    ctx = SimpleNamespace(device="cpu", log=lambda m: None, scale=SimpleNamespace(name="smoke"))
+    ctx = SimpleNamespace(device="cpu", log=lambda m: None, scale=SCALES["smoke"])
     cfg = MemoryConfig("dc-ae-f64c128-tiny", "all_parameters", 64, batches=(1, 2), method="saved-tensors")
     full = run_memory(cfg, ctx)
     mid = run_memory(dataclasses.replace(cfg, trainable="middle_layers"), ctx)

@@ -229,7 +229,7 @@ def caption_folder(ds: Dataset, ctx: Any, tokens: int, channels: int, stems: Seq
     ``SYNTHETIC`` (smoke only) written under ``runs/_cache`` for the stems (or ``first`` prompts), then read; a
     folder set from ``--data``. ``stems`` / ``first`` as ``open_caption_folder``."""
     if ds.kind == "synthetic":
-        if ctx.scale.name != "smoke":
+        if not ctx.scale.random_init:
             raise UsageError("synthetic caption features are random, not text: a smoke check only; give a caption "
                              "features folder (e.g. folder('mjhq-30k-t5'))")
         stems = list(stems) if stems is not None else [f"{i:05d}" for i in range(first or 0)]

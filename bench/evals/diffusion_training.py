@@ -79,7 +79,7 @@ def images_of(ds, resolution: int, n_images: int | None, autoencoder: str, ctx) 
 def load_autoencoder(cfg: TrainDiffusionConfig, ctx) -> tuple[nn.Module, str]:
     """The autoencoder whose latents ``cfg`` models, and an id of its weights: the ``autoencoder_checkpoint`` run,
     the official weights (``weights``, --weights) or, at smoke scale only, a seeded random init."""
-    if cfg.autoencoder_checkpoint is None and not cfg.weights and ctx.scale.name != "smoke":
+    if cfg.autoencoder_checkpoint is None and not cfg.weights and not ctx.scale.random_init:
         raise UsageError(f"train-diffusion on an untrained {cfg.autoencoder} is a smoke check only; set "
                          f"autoencoder_checkpoint (a train-ae run) or weights (--weights)")
     recon = ReconConfig(cfg.autoencoder, cfg.resolution, checkpoint=cfg.autoencoder_checkpoint, weights=cfg.weights)
@@ -110,7 +110,7 @@ def check_conditioning(cfg: TrainDiffusionConfig, family: str, ctx) -> None:
                          f"folder('mjhq-30k-t5'); bench/evals/captions.py gives the format)")
     if not cfg.conditional:
         raise UsageError(f"{cfg.backbone} is text-conditional; leave conditional=True (captions are its condition)")
-    if ctx.scale.name == "paper":
+    if ctx.scale.full_protocol:
         for ds in (cfg.dataset, cfg.captions):
             if ds.kind == "folder":
                 named_folder(ds, ctx)  # Unavailable: no such folder under --data

@@ -649,7 +649,7 @@ def _check_generate(cfg: GenerateConfig, ctx) -> None:
                          f"folder('mjhq-30k-t5'))")
     if not text and cfg.prompts is not None:
         raise UsageError("prompts apply to a text-to-image model (pixart-*); remove them for a class-conditional one")
-    if text and ctx.scale.name == "paper":  # a folder not given: the row says where it goes (before the GPU check)
+    if text and ctx.scale.full_protocol:  # a folder not given: the row says where it goes (before the GPU check)
         for ds in (cfg.reference, cfg.prompts):
             if ds.kind == "folder":
                 named_folder(ds, ctx)

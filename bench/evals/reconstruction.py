@@ -467,8 +467,8 @@ def save_showcase(model: torch.nn.Module, resolution: int, out_dir: Path, device
 
 def _check_preconditions(cfg: ReconConfig, ctx: Any) -> None:
     """What a run needs before any work: a one-line UsageError or Unavailable naming what is missing."""
-    name, scale = cfg.model, ctx.scale.name
-    if scale == "paper":
+    name = cfg.model
+    if ctx.scale.full_protocol:
         if is_released(name) and not cfg.weights and cfg.checkpoint is None:
             raise UsageError(f"{name} at paper scale needs its official checkpoint: set 'weights' and pass --weights")
         if cfg.weights and not ctx.options.get("weights"):

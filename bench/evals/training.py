@@ -57,7 +57,7 @@ def _train_source(cfg: TrainAEConfig, ctx, resolution: int) -> DatasetCropSource
             return DatasetCropSource(data.ImageFolderDataset(cfg.data, resolution), resolution)
         except data.DataFolderError as e:
             raise UsageError(str(e)) from None
-    if ctx.scale.name == "paper":
+    if ctx.scale.full_protocol:
         option = ctx.options.get("data")
         if not option or option.root is None:
             raise UsageError("train-ae at paper scale needs --data FOLDER (an image folder of the training set)")
