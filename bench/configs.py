@@ -294,6 +294,15 @@ class AutoencoderEvalConfig(EvalConfig):
 
 
 @dataclass(frozen=True)
+class ProtocolConfig(AutoencoderEvalConfig):
+    """Eval ``protocol``: how far each common protocol choice (resize before the FID network, uint8 conversion, crop,
+    reference set, N) moves rFID and PSNR for one autoencoder on one image set (bench/evals/protocol_choices.py)."""
+
+    EVAL: ClassVar[str] = "protocol"
+    seed: int = 0                                  # the N-subset draws
+
+
+@dataclass(frozen=True)
 class MemoryConfig(EvalConfig):
     """Eval ``ae-memory``: peak training memory of one trainable set (paper §3.2)."""
 

@@ -64,7 +64,8 @@ def test_every_kind_of_model_is_scored_with_its_latent_statistics(zoo_dir, name,
 def test_latent_statistics_match_a_direct_computation(zoo_dir):
     """The factory's latents are 2 * pool(x) + 0.5: the recorded mean / std are those of the encoded photos."""
     m = eval_ae(zoo_dir, "tests.own_models:tiny_autoencoder")
-    x = torch.stack([EmbeddedPhotos("test", RES, n_images=N)[i] for i in range(N)]).float() / 127.5 - 1
+    photos = EmbeddedPhotos("test", RES, n_images=N)
+    x = torch.stack([photos.get_uint8(i) for i in range(N)]).float() / 127.5 - 1
     z = 2 * torch.nn.functional.avg_pool2d(x, 4).double() + 0.5
     assert m["latent_mean"] == pytest.approx(float(z.mean()), rel=1e-6)
     assert m["latent_std"] == pytest.approx(float(z.std(unbiased=False)), rel=1e-6)
@@ -209,3 +210,32 @@ def test_train_ae_bad_input_is_one_line(tmp_path, image_folder, args, needle):
         own.main(["train-ae", "dc-ae-f8c4-tiny", "--data", str(image_folder), "--runs-dir", str(tmp_path / "runs"),
                   *[a.format(tmp=tmp_path) for a in args]])
     assert "\n" not in str(err.value)
+
+
+# ---- python -m bench protocol ------------------------------------------------------------------------------------
+
+def test_protocol_measures_each_choice_with_an_interval(zoo_dir, image_folder):
+    args = ["protocol", "tests.own_models:tiny_autoencoder", "--resolution", "32", "--scale", "smoke",
+            "--runs-dir", str(zoo_dir / "runs"), "--out", str(zoo_dir)]
+    assert own.main([*args, "--data", str(image_folder)]) == 0
+    rows = list(csv.DictReader((zoo_dir / "tables" / f"protocol-tests.own_models:tiny_autoencoder-"
+                                f"{image_folder.name}-32-smoke.csv").open()))
+    by = {(r["choice"], r["change"][:20]): r for r in rows}
+    assert rows[0]["choice"] == "the paper's protocol" and float(rows[0]["d_rfid"]) == 0
+    assert {r["choice"] for r in rows} >= {"resize before the FID network", "uint8 conversion", "crop",
+                                            "reference set", "N (images)"}
+    trunc = next(r for r in rows if r["choice"] == "uint8 conversion")
+    assert float(trunc["d_rfid_lo"]) <= float(trunc["d_rfid"]) <= float(trunc["d_rfid_hi"])
+    crop = next(r for r in rows if r["choice"] == "crop")
+    assert float(crop["rfid"]) > 0 and "not applicable" not in crop["change"]  # a folder has files to re-crop
+    assert len(by) == len(rows)
+    assert own.main([*args, "--data", "embedded", "--limit", "16"]) == 0
+    md = (zoo_dir / "tables" / "protocol-tests.own_models:tiny_autoencoder-embedded-test-32-smoke.md").read_text()
+    assert "not applicable" in md and "never a result" in md
+
+
+def test_truncation_never_raises_a_pixel_and_rounding_is_the_protocol_s():
+    from bench.evals import metrics, protocol_choices
+    x = torch.rand(2, 3, 8, 8) * 2 - 1
+    assert torch.equal(protocol_choices.to_uint8(x, "round"), metrics.to_uint8(x))
+    assert (protocol_choices.to_uint8(x, "floor") <= metrics.to_uint8(x)).all()

@@ -15,6 +15,7 @@ from typing import Any
 
 from bench.configs import (
     AutoencoderEvalConfig,
+    ProtocolConfig,
     ClaimConfig,
     EfficiencyConfig,
     EvalConfig,
@@ -52,6 +53,9 @@ EVALS: dict[str, Eval] = {
     # registered name), with the statistics of its latents: per-channel mean and std, 1/std, shift and scale.
     "eval-ae": Eval(AutoencoderEvalConfig, "bench.evals.own_autoencoder:run", "dcae-eval-ae", 1, parallel_safe=True,
                     paper_gpu="", cpu_subset=True),
+    # How far each common protocol choice moves rFID / PSNR for one autoencoder (resize, rounding, crop, reference, N).
+    "protocol": Eval(ProtocolConfig, "bench.evals.protocol_choices:run", "dcae-protocol-choices", 1,
+                     parallel_safe=True, cpu_subset=True),
     # Autoencoder training: Decoupled High-Resolution Adaptation phases (Fig. 3, Fig. 5); a plateau-trained run
     # records its probe's output spread, and a collapsed model never counts as having reached its plateau.
     "train-ae": Eval(TrainAEConfig, "bench.evals.training:run", "dcae-train-ae", 3, parallel_safe=True,

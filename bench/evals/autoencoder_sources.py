@@ -81,6 +81,14 @@ def _load_harness_file(path: str) -> nn.Module:
                          f"train-ae run's ckpt/model.safetensors) or a diffusers folder") from None
 
 
+def _shown(path: Path) -> str:
+    """A path as recorded in run configs: relative to the working directory when inside it (no machine paths)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
 def resolve(spec: str, weights: str | None = None) -> Source:
     """Classify ``spec`` and digest its weights, before anything is loaded; a one-line UsageError otherwise."""
     path = Path(spec).expanduser()
@@ -98,10 +106,10 @@ def resolve(spec: str, weights: str | None = None) -> Source:
                              f"AutoencoderKL / AutoencoderDC folder, a .safetensors file of this harness, a "
                              f"registered name or module:function")
         files = [f for f in path.rglob("*") if f.is_file() and f.suffix in (".json", ".safetensors", ".bin")]
-        return Source(str(path.resolve()), "diffusers", _digest_files(files, path), _diffusers_f(path))
+        return Source(_shown(path), "diffusers", _digest_files(files, path), _diffusers_f(path))
     if path.is_file():
         f = _load_harness_file(str(path)).spatial_compression
-        return Source(str(path.resolve()), "harness-file", _digest_files([path], path.parent), f)
+        return Source(_shown(path), "harness-file", _digest_files([path], path.parent), f)
     if ":" in spec and not spec.startswith(("/", ".")):
         ae = _load_factory(spec)
         return Source(spec, "factory", _factory_digest(ae), ae.spatial_compression)

@@ -270,7 +270,10 @@ class TinyFeatures(nn.Module):
 
     @torch.no_grad()
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        x = u.float() / 127.5 - 1
+        return self.features_normalized(u.float() / 127.5 - 1)
+
+    @torch.no_grad()
+    def features_normalized(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.conv(x)).mean((2, 3))  # (N, 16)
 
 

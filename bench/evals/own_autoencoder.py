@@ -73,7 +73,7 @@ def latent_statistics(model: sources.Autoencoder, dataset: Any, batch_size: int,
     """Encode every readable image once and return the latent statistics of the module docstring."""
     moments = LatentMoments()
     for start in range(0, len(dataset), batch_size):
-        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        items = [dataset.get_uint8(i) for i in range(start, min(start + batch_size, len(dataset)))]
         items = [u for u in items if u is not None]
         if items:
             x = torch.stack(items).float().div(127.5).sub(1).to(device)
