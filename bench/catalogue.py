@@ -98,15 +98,20 @@ class Entry:
 
 
 ENTRIES = (
-    Entry("dit-xl", "DiT-XL", "SD-VAE-f8", "sd-vae-f8", True, "sd-vae-f8c4-tiny", 4, "sd-vae-f8c4-tiny", 4, SMALL_SEEDS),
-    Entry("dit-xl", "DiT-XL", "SD-VAE-f16", "sd-vae-f16c16", False, "sd-vae-f16c16-tiny", 2, "sd-vae-f16c16-tiny", 2),
-    Entry("dit-xl", "DiT-XL", "SD-VAE-f32", "sd-vae-f32c64", False, "sd-vae-f32c64-tiny", 1, "sd-vae-f32c64-tiny", 1,
-          SMALL_SEEDS),
-    Entry("uvit-s", "UViT-S", "SD-VAE-f8", "sd-vae-f8", True, "sd-vae-f8c4-tiny", 8, "sd-vae-f8c4-tiny", 4, SMALL_SEEDS),
-    Entry("uvit-s", "UViT-S", "SD-VAE-f16", "sd-vae-f16c16", False, "sd-vae-f16c16-tiny", 4, "sd-vae-f16c16-tiny", 2),
-    Entry("uvit-s", "UViT-S", "SD-VAE-f32", "sd-vae-f32c64", False, "sd-vae-f32c64-tiny", 2, "sd-vae-f32c64-tiny", 1),
-    Entry("uvit-s", "UViT-S", "DC-AE-f64", "dc-ae-f64c128-in-1.0", True, "dc-ae-f64c128-tiny", 1, "dc-ae-f32c32-tiny",
-          1, SMALL_SEEDS),
+    Entry(backbone="dit-xl", paper_backbone="DiT-XL", paper_ae="SD-VAE-f8", autoencoder="sd-vae-f8", weights=True,
+          smoke_ae="sd-vae-f8c4-tiny", patch=4, small_ae="sd-vae-f8c4-tiny", small_patch=4, small_seeds=SMALL_SEEDS),
+    Entry(backbone="dit-xl", paper_backbone="DiT-XL", paper_ae="SD-VAE-f16", autoencoder="sd-vae-f16c16", weights=False,
+          smoke_ae="sd-vae-f16c16-tiny", patch=2, small_ae="sd-vae-f16c16-tiny", small_patch=2),
+    Entry(backbone="dit-xl", paper_backbone="DiT-XL", paper_ae="SD-VAE-f32", autoencoder="sd-vae-f32c64", weights=False,
+          smoke_ae="sd-vae-f32c64-tiny", patch=1, small_ae="sd-vae-f32c64-tiny", small_patch=1, small_seeds=SMALL_SEEDS),
+    Entry(backbone="uvit-s", paper_backbone="UViT-S", paper_ae="SD-VAE-f8", autoencoder="sd-vae-f8", weights=True,
+          smoke_ae="sd-vae-f8c4-tiny", patch=8, small_ae="sd-vae-f8c4-tiny", small_patch=4, small_seeds=SMALL_SEEDS),
+    Entry(backbone="uvit-s", paper_backbone="UViT-S", paper_ae="SD-VAE-f16", autoencoder="sd-vae-f16c16", weights=False,
+          smoke_ae="sd-vae-f16c16-tiny", patch=4, small_ae="sd-vae-f16c16-tiny", small_patch=2),
+    Entry(backbone="uvit-s", paper_backbone="UViT-S", paper_ae="SD-VAE-f32", autoencoder="sd-vae-f32c64", weights=False,
+          smoke_ae="sd-vae-f32c64-tiny", patch=2, small_ae="sd-vae-f32c64-tiny", small_patch=1),
+    Entry(backbone="uvit-s", paper_backbone="UViT-S", paper_ae="DC-AE-f64", autoencoder="dc-ae-f64c128-in-1.0", weights=True,
+          smoke_ae="dc-ae-f64c128-tiny", patch=1, small_ae="dc-ae-f32c32-tiny", small_patch=1, small_seeds=SMALL_SEEDS),
 )
 SMOKE_PATCH = {8: 4, 4: 2, 2: 1, 1: 1}  # at 64 px the f8 latent is 8x8: patches shrink so every row has >= 1 token
 SMALL_DIFFUSION = {"resolution": 128, "n_samples": 256, "dit_steps": 50}  # small-scale sampling protocol (Table 1's docstring)

@@ -87,7 +87,8 @@ def _gfid(e: Entry) -> GfidRow:
     released = _RELEASED.get((bb, ae, dagger))
     if dagger and released is None:
         return GfidRow(e.label, e.paper, None, note="the 4x-iteration run is released for UViT-H only")
-    entry = catalogue.Entry(e.backbone, bb, ae, name, weights, smoke_ae, e.patch_size, small_ae, small_patch)
+    entry = catalogue.Entry(backbone=e.backbone, paper_backbone=bb, paper_ae=ae, autoencoder=name, weights=weights,
+                            smoke_ae=smoke_ae, patch=e.patch_size, small_ae=small_ae, small_patch=small_patch)
     why = [] if small_ae else ["small: not run (" + ("the reduced UViT-H is the reduced UViT-S" if bb == "UViT-H"
                                                      else "an f64 latent of a 128-px image is 2x2") + ")"]
     if small_ae and small_patch != e.patch_size:

@@ -63,8 +63,10 @@ def _gfid(e: Entry, res: int) -> GfidRow:
     name, weights, smoke_ae = _AE[ae]
     small_ae = _SMALL.get((res, ae, e.patch_size))
     data, metric = ("ffhq", "ffhq_fid") if res == 1024 else ("mapillary-vistas", "fid")
-    entry = catalogue.Entry("dit-s", "DiT-S", ae, name, weights, smoke_ae, e.patch_size, small_ae, e.patch_size,
-                         SMALL_SEEDS if small_ae else 1, conditional=False, paper_data=data, resolution=res)
+    entry = catalogue.Entry(backbone="dit-s", paper_backbone="DiT-S", paper_ae=ae, autoencoder=name, weights=weights,
+                            smoke_ae=smoke_ae, patch=e.patch_size, small_ae=small_ae, small_patch=e.patch_size,
+                            small_seeds=SMALL_SEEDS if small_ae else 1, conditional=False, paper_data=data,
+                            resolution=res)
     note = (f"small: unconditional dit-s-small on {small_ae} p{e.patch_size}, 16 tokens, 128-px embedded training "
             f"photos (not {'FFHQ' if res == 1024 else 'MapillaryVistas'})" if small_ae else
             "small: not run (only the 16-token pair SD-VAE-f8 p4 / DC-AE-f32 p1 fits the CPU budget)")
