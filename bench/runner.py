@@ -83,10 +83,19 @@ class RunContext:
     options: dict[str, Any]
     runner: "Runner"
     _log_path: Path | None = None
+    inputs: dict[str, RunResult] = field(default_factory=dict)  # run id -> result of each declared dependency
 
-    def ensure(self, cfg: EvalConfig) -> RunResult:
-        """Run or reuse a run this one depends on (a config field of this run; dependencies are never forced)."""
-        return self.runner.ensure(RunRef(cfg), self.scale.name, force=False)
+    def input(self, cfg: EvalConfig) -> RunResult:
+        """The completed run of ``cfg``: a dependency the runner computed before this run (a config field of this
+        run), or a completed run further up the graph (read, never computed: evals do not call the runner)."""
+        rid, _ = self.runner.run_id_for(RunRef(cfg), self.scale.name)
+        if rid in self.inputs:
+            return self.inputs[rid]
+        done = self.runner.load(RunRef(cfg), self.scale.name)
+        if done is None:
+            raise Unavailable(f"run {rid} is not complete and is not a dependency of this run's config; compute "
+                              f"it first (the artefact that names it)")
+        return done
 
     def log(self, msg: str) -> None:
         line = f"[{_utcnow()}] {msg}"
@@ -154,7 +163,7 @@ class Runner:
             return None
         # A run may declare files it produced that other runs need (``_outputs``, e.g. a gitignored checkpoint);
         # in a fresh clone those are absent, so the run is not complete there and is recomputed when asked for.
-        for rel in metrics.get("_outputs", ()):
+        for rel in (*metrics.get("_outputs", ()), *evals.get(ref.eval).files):
             out = metrics_path.parent / rel
             if not out.exists():
                 return None
@@ -214,6 +223,8 @@ class Runner:
             raise Unavailable("no completed run (render-only)")
         if (why := self.refusal(self.resolve(ref, scale), scale)) is not None:
             raise Unavailable(why)  # before any folder is made: a refused command leaves nothing in runs/
+        inputs = {r.run_id: r for r in (self.ensure(RunRef(d), scale, force=False)
+                                        for d in dependencies(self.resolve(ref, scale)))}  # the graph, in order
         rid, cfg = self.run_id_for(ref, scale)
         run_dir = self.runs_dir / rid
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -227,7 +238,8 @@ class Runner:
                 atomic_write_json(run_dir / "config.json", {"eval": ref.eval, "scale": scale, "config": cfg})
                 atomic_write_json(run_dir / "env.json", {**environment(self.device, "float32", scale),
                                                          "started_utc": _utcnow()})
-            ctx = RunContext(SCALES[scale], self.device, run_dir, dict(self.options), self, run_dir / "log.txt")
+            ctx = RunContext(SCALES[scale], self.device, run_dir, dict(self.options), self, run_dir / "log.txt",
+                             inputs)
             ctx.log(f"run {rid}: eval {ref.eval} at {scale} scale")
             t0 = time.perf_counter()
             try:

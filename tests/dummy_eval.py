@@ -31,7 +31,7 @@ def registration(version: int = 1) -> Eval:
 def run(cfg: DummyConfig, ctx):
     ctx.log(f"dummy eval with {cfg}")
     if cfg.parent is not None:
-        ctx.ensure(cfg.parent)
+        ctx.input(cfg.parent)
     if cfg.crash:
         raise RuntimeError("planted crash")
     if cfg.unavailable:

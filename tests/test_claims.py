@@ -15,7 +15,7 @@ from bench.configs import (
     ReconConfig,
 )
 from bench.errors import Unavailable
-from bench.evals.image_groups import JACKKNIFE_FILE
+from bench.evals import JACKKNIFE_FILE
 from bench.runner import Runner
 from bench.spec import RunRef
 

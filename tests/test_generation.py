@@ -48,7 +48,7 @@ GEN = GenerateConfig(TRAIN, n_samples=12, cfg_scale=1.5, steps=3, features="tiny
 def _ctx(run_dir: Path, scale: str = "smoke", options: dict | None = None, ensure=None) -> SimpleNamespace:
     logs: list[str] = []
     return SimpleNamespace(scale=SCALES[scale], device="cpu", run_dir=run_dir, log=logs.append,
-                           options={"data": None, "weights": None, **(options or {})}, ensure=ensure, logs=logs)
+                           options={"data": None, "weights": None, **(options or {})}, input=ensure, logs=logs)
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,11 @@ from bench.configs import (
 )
 
 
+# Files that the claims read from recon / generate runs (committed with them): their one home.
+JACKKNIFE_FILE = "jackknife.json"  # per run: groups and each metric with each group left out
+PER_IMAGE_FILE = "per_image.json"  # per-image PSNR / SSIM / LPIPS by image index (claims pair arms on it)
+
+
 @dataclass(frozen=True)
 class Eval:
     config: type[EvalConfig]  # the typed config (bench/configs.py)
@@ -36,6 +41,7 @@ class Eval:
     parallel_safe: bool       # numbers independent of wall-clock time: several may run at once (--jobs N)
     paper_gpu: str = ""       # why it needs a GPU at paper scale (refused before any run folder); "": it does not
     cpu_subset: bool = False  # at paper scale, --limit N runs the same protocol on a labelled subset on a CPU
+    files: tuple[str, ...] = ()  # files every complete run has (committed; a run without one is recomputed)
 
     @property
     def protocol_id(self) -> str:
@@ -46,6 +52,7 @@ EVALS: dict[str, Eval] = {
     # Reconstruction protocol: rFID / PSNR / SSIM / LPIPS of an autoencoder (Table 2, Fig. 2a, 3, 5, 7), each metric
     # with each source photo left out (the claims' image jackknife), and whether the model collapsed.
     "recon": Eval(ReconConfig, "bench.evals.reconstruction:run", "dcae-recon", 4, parallel_safe=True,
+                  files=(JACKKNIFE_FILE, PER_IMAGE_FILE),
                   paper_gpu="paper-scale reconstruction (50k images) needs a GPU; use --device cuda, or --device cpu "
                             "--limit N for the same protocol on the first N images (labelled as a subset)",
                   cpu_subset=True),
@@ -80,6 +87,7 @@ EVALS: dict[str, Eval] = {
     # score with each block of samples and each reference photo left out (the claims' image jackknife); the Inception
     # Score on torch-fidelity's own input path (TF1-compatible resize, (x - 128)/128), as the official one.
     "generate": Eval(GenerateConfig, "bench.evals.generation:run_generate", "dcae-generate", 4, parallel_safe=True,
+                     files=(JACKKNIFE_FILE,),
                       paper_gpu="paper-scale generation (50k samples) needs a GPU; use --device cuda, or --limit N for "
                                 "the same protocol on N samples (labelled as a subset)", cpu_subset=True),
 }

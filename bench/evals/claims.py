@@ -24,8 +24,8 @@ import numpy as np
 from bench import stats
 from bench.configs import ClaimConfig, GenerateConfig, ReconConfig
 from bench.errors import Unavailable
-from bench.evals.image_groups import JACKKNIFE_FILE
-from bench.evals.reconstruction import PER_IMAGE_FILE, PSNR_CAP_DB
+from bench.evals import JACKKNIFE_FILE, PER_IMAGE_FILE
+from bench.evals.reconstruction import PSNR_CAP_DB
 from bench.outputs import ScoredImages, TrainedAutoencoder
 from bench.provenance import read_json
 from bench.spec import RunRef
@@ -34,15 +34,9 @@ PER_IMAGE_METRICS = ("psnr", "ssim", "lpips")
 
 
 def _arm_runs(configs: tuple, ctx) -> list:
-    """Each seed's completed run, recomputed once when it has no ``jackknife.json`` (made by an older protocol)."""
-    out = []
-    for cfg in configs:
-        res = ctx.ensure(cfg)
-        if not (Path(res.dir) / JACKKNIFE_FILE).exists():
-            ctx.log(f"{res.run_id} has no {JACKKNIFE_FILE}: recomputing it (same config)")
-            res = ctx.runner.ensure(RunRef(cfg), ctx.scale.name, force=True)
-        out.append(res)
-    return out
+    """Each seed's completed run: the runner computed it first, with the ``jackknife.json`` its eval declares (a
+    run without one is not complete)."""
+    return [ctx.input(cfg) for cfg in configs]
 
 
 def _value(run, metric: str) -> float:
@@ -101,7 +95,7 @@ def _recorded(cfg, ctx) -> dict:
     ``metrics.json``, or the run computed when there is none."""
     rid, _ = ctx.runner.run_id_for(RunRef(cfg), ctx.scale.name)
     metrics = read_json(ctx.runner.runs_dir / rid / "metrics.json")
-    return metrics if isinstance(metrics, dict) else ctx.ensure(cfg).metrics
+    return metrics if isinstance(metrics, dict) else ctx.input(cfg).metrics
 
 
 def collapsed_arms(cfg: ClaimConfig, ctx) -> list[str]:
@@ -115,7 +109,7 @@ def collapsed_arms(cfg: ClaimConfig, ctx) -> list[str]:
                 bad = ae is not None and TrainedAutoencoder.of(_recorded(ae, ctx)).collapsed
                 model = c.model.autoencoder if c.model is not None else "?"
             else:
-                bad, model = ScoredImages.of(ctx.ensure(c).metrics).collapsed, c.model
+                bad, model = ScoredImages.of(ctx.input(c).metrics).collapsed, c.model
             if bad and f"{model} (arm {name})" not in out:
                 out.append(f"{model} (arm {name})")
     return out

@@ -2,7 +2,7 @@
 autoencoder's latents, or a PixArt-α on latents and T5 caption features (Table 5), and the pieces the ``generate``
 eval (``bench/evals/generation.py``) shares with it.
 
-``run_train`` (``bench.configs.TrainDiffusionConfig``): the autoencoder (a train-ae run via ``ctx.ensure``, the
+``run_train`` (``bench.configs.TrainDiffusionConfig``): the autoencoder (a train-ae run via ``ctx.input``, the
 official weights, or untrained at smoke scale) encodes the data set once; the latents (× the scaling factor, as the
 official ``dc_ae_generate_latent.py``; one seeded posterior sample per image for a released SD-VAE, as that script,
 the posterior mean for one trained here: ``posterior_seed_of``) are cached in ``runs/_cache/latents-<key>.safetensors``

@@ -48,7 +48,7 @@ from torch import nn
 from bench.configs import GenerateConfig, ReconConfig, TrainDiffusionConfig
 from bench.errors import RowFailed, Unavailable, UsageError
 from bench.evals import metrics as M
-from bench.evals import protocol_id
+from bench.evals import JACKKNIFE_FILE, protocol_id
 from bench.evals import reconstruction as R  # the reconstruction protocol's FID choices, shared
 from bench.evals.captions import CaptionFolder, caption_folder, named_folder
 from bench.evals.diffusion_training import (
@@ -58,7 +58,7 @@ from bench.evals.diffusion_training import (
     load_autoencoder,
     uint8_batches,
 )
-from bench.evals.image_groups import JACKKNIFE_FILE, generated_jackknife, image_groups
+from bench.evals.image_groups import generated_jackknife, image_groups
 from bench.evals.inception import feature_network
 from bench.evals.inputs import load_model
 from bench.evals.shards import (
@@ -552,7 +552,7 @@ class SampledModel:
 
 def _trained_model(cfg: GenerateConfig, ctx) -> SampledModel:
     train = cfg.model
-    dep = ctx.ensure(train)
+    dep = ctx.input(train)
     backbone, used = load_backbone(train, dep, cfg.ema)
     autoencoder, ae_id = load_autoencoder(train, ctx)
     return SampledModel(backbone, autoencoder, ae_id, train.autoencoder,

@@ -31,7 +31,6 @@ BLOCKS = 16             # groups of a data set without source photos, and of gen
 SPREAD_SIDE = 32        # the collapse measure looks at images pooled to this side
 COLLAPSED_BELOW = 0.25  # output spread / input spread below this: the model ignores its input
 EXPLAINED_BELOW = 0.0   # reconstructions no nearer their inputs than the data set's mean image is
-JACKKNIFE_FILE = "jackknife.json"  # per run: groups and each metric with each group left out (committed)
 
 
 def image_groups(dataset: Any, indices: Sequence[int]) -> tuple[list[str], str]:

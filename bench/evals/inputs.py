@@ -29,7 +29,7 @@ def is_released(name: str) -> bool:
 
 def load_checkpoint(cfg: ReconConfig, ctx: Any) -> tuple[torch.nn.Module, str]:
     """The final weights of the training run ``cfg.checkpoint``, checked against ``cfg.model``'s (f, c)."""
-    dep = ctx.ensure(cfg.checkpoint)
+    dep = ctx.input(cfg.checkpoint)
     path = Path(dep.dir) / "ckpt" / "model.safetensors"
     if not path.is_file():
         raise Unavailable(f"training run {dep.run_id} has no checkpoint at {path}")

@@ -40,8 +40,8 @@ import models.zoo
 from bench.configs import EMBEDDED_TEST, ReconConfig
 from bench.errors import RowFailed, Unavailable, UsageError
 from bench.evals import metrics as M
-from bench.evals import protocol_id
-from bench.evals.image_groups import JACKKNIFE_FILE, OutputSpread, image_groups, recon_jackknife
+from bench.evals import JACKKNIFE_FILE, PER_IMAGE_FILE, protocol_id
+from bench.evals.image_groups import OutputSpread, image_groups, recon_jackknife
 from bench.evals.inception import feature_network
 from bench.evals.inputs import build_dataset, is_released, load_model, registry_fc
 from bench.evals.shards import (
@@ -252,7 +252,6 @@ def _timing_metrics(shards: list[dict], n_ok: int) -> dict[str, Any]:
 
 
 PSNR_CAP_DB = 100.0  # an exact reconstruction's PSNR (+inf) counts as this in the claims' jackknife
-PER_IMAGE_FILE = "per_image.json"  # per-image PSNR / SSIM / LPIPS by image index (committed: claims pair arms on it)
 FEATURES_FILE = "features.npz"     # the reconstructions' FID features by image index (gitignored)
 
 
@@ -499,7 +498,7 @@ def _training_summary(cfg: ReconConfig, ctx: Any) -> dict[str, Any]:
     trained to a plateau, the last doubling's held-out PSNR gain and whether the plateau was reached."""
     if cfg.checkpoint is None:
         return {}
-    return TrainedAutoencoder.of(ctx.ensure(cfg.checkpoint).metrics).summary()
+    return TrainedAutoencoder.of(ctx.input(cfg.checkpoint).metrics).summary()
 
 
 def run(cfg: ReconConfig, ctx: Any) -> dict:

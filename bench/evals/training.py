@@ -95,7 +95,7 @@ def _build(cfg: TrainAEConfig, ctx) -> tuple[torch.nn.Module, list[PhaseConfig],
     if (parent.model, parent.residual_autoencoding) != (cfg.model, cfg.residual_autoencoding):
         raise UsageError(f"train-ae init_from trains {parent.model} {_model_overrides(parent)}, this run "
                          f"{cfg.model} {_model_overrides(cfg)}: they must be the same architecture")
-    done = ctx.ensure(parent)
+    done = ctx.input(parent)
     model.load_state_dict(load_trained(done.dir).state_dict())
     ctx.log(f"initialised from train-ae run {done.run_id}")
     return model, phases, done.run_id
