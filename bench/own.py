@@ -31,6 +31,9 @@ from bench.provenance import atomic_write_text, environment
 # torch, the models and the runner are imported inside the commands: `python -m bench ls` imports this module
 COMMANDS = ("eval-ae", "train-ae", "protocol")
 EMBEDDED = "embedded:test"  # --data embedded: the harness's held-out photos
+SCALE_NOTES = {"paper": "", "small": " Small scale: a reduced model or the embedded photos; directions, not the paper's "
+                                    "values.",
+               "smoke": " Smoke scale: a tiny feature network, a pipeline check whose numbers are never a result."}
 PAPER_DATA = {"imagenet-val": "ImageNet", "ffhq": "FFHQ", "mapillary-vistas": "MapillaryVistas"}
 TABLE_COLUMNS = ("model", "kind", "f", "c", "compression", "rfid", "psnr", "ssim", "lpips", "scaling_factor",
                  "shift_factor", "latent_std", "n_images", "scale", "source", "run_id")
@@ -53,9 +56,10 @@ def parse(argv: list[str], prog: str = "eval-ae") -> argparse.Namespace:
                                                                "(default 256)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="the first N images (labelled as a subset)")
     p.add_argument("--weights", default=None, help="folder of official checkpoints (registered names)")
-    p.add_argument("--scale", default="paper", choices=("paper", "smoke"),
-                   help="paper: the protocol with the FID Inception (default); smoke: a tiny feature network, "
-                        "a pipeline check whose numbers are never a result")
+    p.add_argument("--scale", default="paper", choices=("paper", "small", "smoke"),
+                   help="the label of the numbers: paper (default) or small (a reduced model or the embedded "
+                        "photos), both with the FID Inception; smoke: a tiny feature network, a pipeline check "
+                        "whose numbers are never a result")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--runs-dir", default="runs")
     p.add_argument("--out", default=".", help="where tables/ and figures/ are written (default: here)")
@@ -166,8 +170,7 @@ def write_comparison(runs_dir: Path, data_name: str, resolution: int, scale: str
           f"### Autoencoders on {data_name} at {resolution} px — `{scale}` scale", "",
           "The reconstruction protocol of Table 2 (ADM centre crop, uint8 rounding, rFID against the same images); "
           "rows marked paper are the paper's Table 2 numbers of this setting, shown beside ours, not measured here."
-          + (" Smoke scale: a tiny feature network, a pipeline check whose numbers are never a result."
-             if scale != "paper" else ""), "",
+          + SCALE_NOTES[scale], "",
           "| " + " | ".join(TABLE_COLUMNS[:-2]) + " |", "|" + "---|" * (len(TABLE_COLUMNS) - 2)]
     md += ["| " + " | ".join(_fmt(r.get(k, "")) for k in TABLE_COLUMNS[:-2]) + " |" for r in rows]
     atomic_write_text(tables / f"{stem}.md", "\n".join(md) + "\n")
@@ -332,8 +335,7 @@ def protocol(argv: list[str]) -> int:
           f"scale", "", f"{res.metrics['_n_images']} images in {res.metrics['_groups']} source groups; features: "
           f"{res.metrics['_features']}. Each row changes one choice of the paper's protocol; the change is "
           "variant minus the paper's protocol on the same images, with a 90 % delete-one-group jackknife interval."
-          + (" Smoke scale: a tiny feature network, a pipeline check whose numbers are never a result."
-             if args.scale != "paper" else ""), "",
+          + SCALE_NOTES[args.scale], "",
           "| choice | change | rFID | Δ rFID [90% CI] | PSNR | Δ PSNR [90% CI] |", "|---|---|---|---|---|---|"]
     md += [f"| {r['choice']} | {r['change']} | {_fmt(r['rfid'])} | {_delta(r, 'd_rfid')} | {_fmt(r['psnr'])} | "
            f"{_delta(r, 'd_psnr')} |" for r in rows]
