@@ -86,7 +86,7 @@ def stability_lines(path: Path) -> list[str]:
             f"small-scale runs compared by id. Claim verdicts: **{len(v['flips'])} flipped between reproduced and "
             f"contradicted**, {len(v['to_inconclusive'])} moved to and {len(v['from_inconclusive'])} from "
             f"inconclusive ({moved or 'none'}), {v['unchanged']} unchanged. Largest relative change of one run's "
-            f"result between the two machines: {changes or 'none'}. Every metric, with its run: "
+            f"result between the committed run and the rerun (a fresh clone; the same machine when the CPU names and kernel builds agree): {changes or 'none'}. Every metric, with its run: "
             "[tables/stability-small.md](tables/stability-small.md)."]
 
 
