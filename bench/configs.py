@@ -290,7 +290,11 @@ class AutoencoderEvalConfig(EvalConfig):
 
     @property
     def run_name(self) -> str:
-        return Path(self.model).name if self.kind in ("diffusers", "harness-file") else self.model
+        """A folder's or file's name; a run's ``ckpt/model.safetensors`` is named by its run folder."""
+        if self.kind not in ("diffusers", "harness-file"):
+            return self.model
+        path = Path(self.model)
+        return path.parent.parent.name if path.parent.name == "ckpt" else path.name
 
 
 @dataclass(frozen=True)

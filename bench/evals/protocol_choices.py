@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from bench.evals.image_groups import image_groups, leave_one_out
-from bench.evals.metrics import FeatureStats, fid_from_stats, psnr_per_image
+from bench.evals.metrics import FeatureStats, fid_from_stats, frechet_distance_low_rank, psnr_per_image
 from bench.evals.metrics import to_uint8 as metrics_to_uint8
 
 SIZE = 299  # the FID Inception's input side
@@ -56,6 +56,10 @@ def features(net: Any, u: torch.Tensor, how: str, batch: int = 16) -> np.ndarray
 
 
 def fid(a: np.ndarray, b: np.ndarray) -> float:
+    """FID of two feature sets: the exact low-rank form when both have fewer rows than dimensions (fast enough for
+    the jackknife's many subsets), else from the covariances."""
+    if len(a) < a.shape[1] and len(b) < b.shape[1]:
+        return frechet_distance_low_rank(a, b)
     sa, sb = FeatureStats(a.shape[1]), FeatureStats(b.shape[1])
     sa.add(a)
     sb.add(b)
