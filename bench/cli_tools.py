@@ -8,6 +8,7 @@ from tabulate import tabulate
 
 from bench import artifacts, evals, paper
 from bench.configs import ConfigError, dependencies
+from bench.provenance import read_json
 from bench.report import write_report
 from bench.scales import SCALES
 
@@ -159,13 +160,21 @@ def referenced_runs(runner) -> set[str]:
     return seen
 
 
+def _own_model_run(folder) -> bool:
+    """A run of the commands for your own models (bench/own.py): no artefact names it, and it is never stale."""
+    if folder.name.split("__")[1] in ("eval-ae", "protocol"):
+        return True
+    config = read_json(folder / "config.json")
+    return isinstance(config, dict) and bool(config.get("config", {}).get("data"))  # train-ae --data FOLDER
+
+
 def prune(runner, delete: bool) -> int:
     """``prune``: run folders under runs/ that no artefact names any more (superseded designs, old versions): listed,
     and with ``--delete`` moved to ``runs/_pruned/`` (gitignored; nothing is lost, gitignored checkpoints included:
     remove that folder by hand once sure)."""
     keep = referenced_runs(runner)
     stale = sorted(p for p in runner.runs_dir.iterdir() if p.is_dir() and not p.name.startswith("_")
-                   and "__" in p.name and p.name not in keep)
+                   and "__" in p.name and p.name not in keep and not _own_model_run(p))
     bin_ = runner.runs_dir / "_pruned"
     for p in stale:
         print(f"{'moved to ' + str(bin_) if delete else 'unreferenced'}: {p.name}")

@@ -90,11 +90,24 @@ def stability_lines(path: Path) -> list[str]:
             "[tables/stability-small.md](tables/stability-small.md)."]
 
 
+PROTOCOL_TABLE = "protocol-dc-ae-f32c32-tiny__train-ae__small__ee010f8d09-embedded-test-128-small.md"
+
+
+def protocol_block() -> str:
+    """The committed small-scale protocol table (``python -m bench protocol``), without its heading lines."""
+    path = ROOT / "tables" / PROTOCOL_TABLE
+    if not path.exists():
+        return "_Not run yet._\n"
+    lines = path.read_text().splitlines()
+    return "\n".join(line for line in lines if line.startswith("|") or line[:1].isdigit()) + "\n"
+
+
 def main() -> None:
     rows = needs.rows()
     readme, reference = ROOT / "README.md", ROOT / "docs" / "reference.md"
     text = _replace_block(readme.read_text(), "timings", timings_block())
     text = _replace_block(text, "claims", report.claims_compact(ROOT / "tables", "small", link_prefix="tables/"))
+    text = _replace_block(text, "protocol", protocol_block())
     atomic_write_text(readme, text)
     text = _replace_block(reference.read_text(), "ls", cli_tools.ls(markdown=True))
     text = _replace_block(text, "needs", needs_summary(rows))

@@ -131,6 +131,7 @@ def test_prune_moves_unnamed_run_folders_aside(tmp_path):
     refuses the options that rename runs."""
     runs = tmp_path / "runs"
     (runs / "old-model__recon__small__0123456789").mkdir(parents=True)
+    (runs / "my-vae__eval-ae__paper__0123456789").mkdir()  # a run of your own model: never stale
     (runs / "_cache").mkdir()
     listed = subprocess.run([sys.executable, "-m", "bench", "prune", "--runs-dir", str(runs)], capture_output=True,
                             text=True, cwd=ROOT)
@@ -139,6 +140,7 @@ def test_prune_moves_unnamed_run_folders_aside(tmp_path):
     subprocess.run([sys.executable, "-m", "bench", "prune", "--delete", "--runs-dir", str(runs)], check=True,
                    capture_output=True, cwd=ROOT)
     assert (runs / "_pruned" / "old-model__recon__small__0123456789").is_dir() and (runs / "_cache").is_dir()
+    assert (runs / "my-vae__eval-ae__paper__0123456789").is_dir()
     bad = subprocess.run([sys.executable, "-m", "bench", "prune", "--limit", "8", "--runs-dir", str(runs)],
                          capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "prune takes no --limit" in bad.stderr

@@ -239,3 +239,31 @@ def test_truncation_never_raises_a_pixel_and_rounding_is_the_protocol_s():
     x = torch.rand(2, 3, 8, 8) * 2 - 1
     assert torch.equal(protocol_choices.to_uint8(x, "round"), metrics.to_uint8(x))
     assert (protocol_choices.to_uint8(x, "floor") <= metrics.to_uint8(x)).all()
+
+
+def test_eval_ae_of_a_training_run_s_file_equals_the_recon_eval_of_that_run(tmp_path):
+    """The same protocol: eval-ae on a train-ae run's ckpt/model.safetensors gives the recon eval's numbers."""
+    from bench.configs import EMBEDDED_TEST, ReconConfig, TrainAEConfig
+    from bench.runner import Runner
+    from bench.spec import RunRef
+    runner = Runner(tmp_path / "runs")
+    train = TrainAEConfig("dc-ae-f8c4-tiny")
+    recon = runner.ensure(RunRef(ReconConfig("dc-ae-f8c4-tiny", RES, dataset=EMBEDDED_TEST, checkpoint=train,
+                                             n_images=N, features="tiny")), "smoke").metrics
+    ckpt = runner.load(RunRef(train), "smoke").dir / "ckpt" / "model.safetensors"
+    m = eval_ae(tmp_path, str(ckpt))
+    for k in ("rfid", "psnr", "ssim", "kid"):
+        assert m[k] == pytest.approx(recon[k], rel=1e-5), k
+
+
+def test_the_protocol_s_fast_fid_equals_the_covariance_form():
+    import numpy as np
+
+    from bench.evals import protocol_choices
+    from bench.evals.metrics import FeatureStats, fid_from_stats
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(50, 64)), rng.normal(size=(40, 64)) + 0.3
+    sa, sb = FeatureStats(64), FeatureStats(64)
+    sa.add(a)
+    sb.add(b)
+    assert protocol_choices.fid(a, b) == pytest.approx(fid_from_stats(sa, sb), rel=1e-6)
