@@ -160,7 +160,7 @@ def referenced_runs(runner) -> set[str]:
     return seen
 
 
-def _own_model_run(folder) -> bool:
+def is_own_model_run(folder) -> bool:
     """A run of the commands for your own models (bench/own.py): no artefact names it, and it is never stale."""
     if folder.name.split("__")[1] in ("eval-ae", "protocol"):
         return True
@@ -174,7 +174,7 @@ def prune(runner, delete: bool) -> int:
     remove that folder by hand once sure)."""
     keep = referenced_runs(runner)
     stale = sorted(p for p in runner.runs_dir.iterdir() if p.is_dir() and not p.name.startswith("_")
-                   and "__" in p.name and p.name not in keep and not _own_model_run(p))
+                   and "__" in p.name and p.name not in keep and not is_own_model_run(p))
     bin_ = runner.runs_dir / "_pruned"
     for p in stale:
         print(f"{'moved to ' + str(bin_) if delete else 'unreferenced'}: {p.name}")
