@@ -102,6 +102,7 @@ def eval_ae(argv: list[str]) -> int:
     from bench.runner import Runner
     from bench.spec import RunRef
     args = parse(argv)
+    _check_device(args.device)
     cfg = config_of(args)
     runner = Runner(Path(args.runs_dir), device=args.device, options={"weights": args.weights})
     runner.check_writable()
@@ -276,6 +277,7 @@ def train_ae(argv: list[str]) -> int:
     import models
     from models import checkpoints, zoo
     args = parse_train(argv)
+    _check_device(args.device)
     if args.model not in {m.name for m in zoo.list_models()}:
         raise UsageError(f"{args.model} is not a registered architecture; see `python -m bench models`")
     runs_dir = Path(args.runs_dir)
@@ -315,6 +317,7 @@ def protocol(argv: list[str]) -> int:
     from bench.runner import Runner
     from bench.spec import RunRef
     args = parse(argv, "protocol")
+    _check_device(args.device)
     base = config_of(args)
     cfg = ProtocolConfig(**{f.name: getattr(base, f.name) for f in dc.fields(base)})
     runner = Runner(Path(args.runs_dir), device=args.device, options={"weights": args.weights})
@@ -352,6 +355,12 @@ def _delta(r: dict, key: str) -> str:
     if v is None or v != v or (v == 0 and lo != lo):
         return "-"
     return f"{v:+.3g}" + (f" [{lo:+.3g}, {hi:+.3g}]" if lo == lo else "")
+
+
+def _check_device(device: str) -> None:
+    import torch
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda but no CUDA GPU is visible here; use --device cpu")
 
 
 def main(argv: list[str]) -> int:

@@ -108,6 +108,8 @@ def test_paper_rows_are_the_paper_s_table2_numbers_of_the_setting():
     (["tests.own_models:not_an_autoencoder"], "no encode/decode methods"),
     (["tests.own_models:nosuch"], "cannot import nosuch"),
     (["{d}/dc", "--data", "{d}/empty"], "holds no"),
+    pytest.param(["{d}/dc", "--device", "cuda"], "no CUDA GPU is visible",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible")),
 ])
 def test_bad_input_is_a_usage_error_before_any_run(zoo_dir, args, needle):
     (zoo_dir / "unet").mkdir(exist_ok=True)
