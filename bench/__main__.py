@@ -36,13 +36,8 @@ examples:
 COMMANDS = ("ls", "check", "report", "all", "models", "needs", "prune")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not usage + traceback-like noise
-        raise UsageError(f"{message}; see `python -m bench --help`")
-
-
 def parse(argv: list[str]) -> argparse.Namespace:
-    p = _Parser(prog="python -m bench", description=__doc__.splitlines()[0], epilog=EPILOG,
+    p = cli_tools.OneLineParser(prog="python -m bench", description=__doc__.splitlines()[0], epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("target", help="an artefact id (see `ls`), or one of: " + ", ".join(COMMANDS))
     p.add_argument("--scale", default="small", help="smoke | small | paper (default: small)")
@@ -69,17 +64,6 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--delete", action="store_true", help="prune: move the run folders no artefact names to runs/_pruned/")
     p.add_argument("--markdown", action="store_true", help=argparse.SUPPRESS)  # `ls --markdown` for the README
     return p.parse_args(argv)
-
-
-def _device(requested: str | None) -> str:
-    import torch  # here: `ls` and `check` must not import torch (a few seconds)
-    if requested is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested not in ("cpu", "cuda"):
-        raise UsageError(f"unknown --device {requested!r}; use cpu or cuda")
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda but no CUDA GPU is visible here; use --device cpu")
-    return requested
 
 
 def _specs(name: str, ablation: str | None) -> dict:
@@ -215,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         if value is not None and not Path(value).expanduser().is_dir():
             raise UsageError(f"--{flag} {value}: not a readable folder; pass the folder that holds the "
                              + ("images (e.g. ImageNet val)" if flag == "data" else "official checkpoints"))
-    runner = Runner(Path(args.runs_dir), device=_device(args.device), force=args.force,
+    runner = Runner(Path(args.runs_dir), device=cli_tools.device_of(args.device), force=args.force,
                     render_only=args.render_only, options={"data": data, "limit": _limit(args.limit),
                              "weights": args.weights and str(Path(args.weights).expanduser()),
                              **_fid_reference(args.fid_reference)})

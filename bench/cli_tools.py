@@ -1,6 +1,7 @@
 """The non-running CLI commands: ``ls``, ``check``, ``report`` and ``models``. None of them computes a number."""
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
@@ -8,11 +9,32 @@ from tabulate import tabulate
 
 from bench import artifacts, evals, paper
 from bench.configs import ConfigError, dependencies
+from bench.errors import UsageError
 from bench.provenance import read_json
 from bench.report import write_report
 from bench.scales import SCALES
 
 TABLES, FIGURES = Path("tables"), Path("figures")
+
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line (a UsageError naming the help command), not usage + noise."""
+
+    def error(self, message: str) -> None:
+        raise UsageError(f"{message}; see `{self.prog} --help`")
+
+
+def device_of(requested: str | None) -> str:
+    """--device: cpu or cuda (None: cuda if visible); a one-line error for anything else or an invisible GPU."""
+    import torch  # here: `ls` and `check` must not import torch (a few seconds)
+    if requested is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested not in ("cpu", "cuda"):
+        raise UsageError(f"unknown --device {requested!r}; use cpu or cuda")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda but no CUDA GPU is visible here; use --device cpu")
+    return requested
 
 
 def _status(stems: list[str], scale: str) -> str:

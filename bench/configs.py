@@ -280,7 +280,7 @@ class AutoencoderEvalConfig(EvalConfig):
     kind: Literal["registered", "harness-file", "diffusers", "factory"]
     weights_digest: str                            # sha256[:16] of the weights
     resolution: int                                # evaluation crop size (px): a multiple of the model's factor
-    data: str = "embedded:test"                    # "embedded:test" or an image folder's absolute path
+    data: str = str(EMBEDDED_TEST)                 # "embedded:test" or an image folder's absolute path
     data_name: str = ""                            # the data set's name in tables (a folder's name, or NAME=PATH)
     data_digest: str = ""                          # identity of the folder's files (paths, sizes, times)
     n_images: int | None = None                    # first N images (None: all)

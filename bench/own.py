@@ -24,13 +24,13 @@ import sys
 from pathlib import Path
 
 from bench import paper
-from bench.configs import AutoencoderEvalConfig
+from bench.cli_tools import OneLineParser, device_of
+from bench.configs import EMBEDDED_TEST, AutoencoderEvalConfig
 from bench.errors import UsageError
 from bench.provenance import atomic_write_text, environment
 
 # torch, the models and the runner are imported inside the commands: `python -m bench ls` imports this module
 COMMANDS = ("eval-ae", "train-ae", "protocol")
-EMBEDDED = "embedded:test"  # --data embedded: the harness's held-out photos
 SCALE_NOTES = {"paper": "", "small": " Small scale: a reduced model or the embedded photos; directions, not the paper's "
                                     "values.",
                "smoke": " Smoke scale: a tiny feature network, a pipeline check whose numbers are never a result."}
@@ -39,15 +39,10 @@ TABLE_COLUMNS = ("model", "kind", "f", "c", "compression", "rfid", "psnr", "ssim
                  "scaling_factor", "shift_factor", "latent_std", "n_images", "scale", "source", "run_id")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        raise UsageError(f"{message}; see `python -m bench {self.prog.split()[-1]} --help`")
-
-
 def parse(argv: list[str], prog: str = "eval-ae") -> argparse.Namespace:
     what = {"eval-ae": "The paper's reconstruction protocol on any autoencoder.",
             "protocol": "How far each common protocol choice moves rFID and PSNR for one autoencoder."}[prog]
-    p = _Parser(prog=f"python -m bench {prog}", description=what)
+    p = OneLineParser(prog=f"python -m bench {prog}", description=what)
     p.add_argument("model", help="registered name, .safetensors file of this harness, diffusers folder, or "
                                  "module:function")
     p.add_argument("--data", required=True, metavar="FOLDER | NAME=FOLDER | embedded",
@@ -70,7 +65,7 @@ def data_of(value: str, resolution: int) -> tuple[str, str, str]:
     """(data, name, digest) of --data: the embedded held-out photos, or a folder's path, name and file identity."""
     from models.data import DataFolderError, ImageFolderDataset, files_identity
     if value == "embedded":
-        return EMBEDDED, "embedded-test", ""
+        return str(EMBEDDED_TEST), "embedded-test", ""
     name, _, path = value.rpartition("=") if "=" in value else ("", "", value)
     folder = Path(path).expanduser()
     if not folder.is_dir():
@@ -102,7 +97,7 @@ def eval_ae(argv: list[str]) -> int:
     from bench.runner import Runner
     from bench.spec import RunRef
     args = parse(argv)
-    _check_device(args.device)
+    device_of(args.device)
     cfg = config_of(args)
     runner = Runner(Path(args.runs_dir), device=args.device, options={"weights": args.weights})
     runner.check_writable()
@@ -213,7 +208,7 @@ def _is_number(v) -> bool:
 
 
 def parse_train(argv: list[str]) -> argparse.Namespace:
-    p = _Parser(prog="python -m bench train-ae", description="One phase of DC-AE's three-phase training on your images.")
+    p = OneLineParser(prog="python -m bench train-ae", description="One phase of DC-AE's three-phase training on your images.")
     p.add_argument("model", help="a registered architecture (`python -m bench models`), e.g. dc-ae-f32c32-in-1.0")
     p.add_argument("--data", required=True, metavar="FOLDER | embedded", help="the training images")
     p.add_argument("--phase", required=True, choices=("1", "2", "3"),
@@ -277,7 +272,7 @@ def train_ae(argv: list[str]) -> int:
     import models
     from models import checkpoints, zoo
     args = parse_train(argv)
-    _check_device(args.device)
+    device_of(args.device)
     if args.model not in {m.name for m in zoo.list_models()}:
         raise UsageError(f"{args.model} is not a registered architecture; see `python -m bench models`")
     runs_dir = Path(args.runs_dir)
@@ -317,7 +312,7 @@ def protocol(argv: list[str]) -> int:
     from bench.runner import Runner
     from bench.spec import RunRef
     args = parse(argv, "protocol")
-    _check_device(args.device)
+    device_of(args.device)
     base = config_of(args)
     cfg = ProtocolConfig(**{f.name: getattr(base, f.name) for f in dc.fields(base)})
     runner = Runner(Path(args.runs_dir), device=args.device, options={"weights": args.weights})
@@ -355,12 +350,6 @@ def _delta(r: dict, key: str) -> str:
     if v is None or v != v or (v == 0 and lo != lo):
         return "-"
     return f"{v:+.3g}" + (f" [{lo:+.3g}, {hi:+.3g}]" if lo == lo else "")
-
-
-def _check_device(device: str) -> None:
-    import torch
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda but no CUDA GPU is visible here; use --device cpu")
 
 
 def main(argv: list[str]) -> int:

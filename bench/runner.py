@@ -221,10 +221,11 @@ class Runner:
             return done
         if self.render_only:
             raise Unavailable("no completed run (render-only)")
-        if (why := self.refusal(self.resolve(ref, scale), scale)) is not None:
+        resolved = self.resolve(ref, scale)
+        if (why := self.refusal(resolved, scale)) is not None:
             raise Unavailable(why)  # before any folder is made: a refused command leaves nothing in runs/
         inputs = {r.run_id: r for r in (self.ensure(RunRef(d), scale, force=False)
-                                        for d in dependencies(self.resolve(ref, scale)))}  # the graph, in order
+                                        for d in dependencies(resolved))}  # the graph, in order
         rid, cfg = self.run_id_for(ref, scale)
         run_dir = self.runs_dir / rid
         run_dir.mkdir(parents=True, exist_ok=True)

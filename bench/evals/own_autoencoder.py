@@ -18,11 +18,10 @@ from typing import Any
 
 import torch
 
-from bench.configs import AutoencoderEvalConfig
+from bench.configs import EMBEDDED_TEST, AutoencoderEvalConfig
 from bench.errors import RowFailed, UsageError
 from bench.evals import autoencoder_sources as sources
 from bench.evals.reconstruction import evaluate, metric_networks
-from bench.own import EMBEDDED
 from models import data
 
 
@@ -30,7 +29,7 @@ from models import data
 def dataset_of(cfg: AutoencoderEvalConfig) -> Any:
     """The images of ``cfg``: the embedded held-out photos or a folder, centre-cropped to ``cfg.resolution``."""
     try:
-        if cfg.data == EMBEDDED:
+        if cfg.data == str(EMBEDDED_TEST):
             return data.EmbeddedPhotos("test", cfg.resolution, n_images=cfg.n_images)
         return data.ImageFolderDataset(cfg.data, cfg.resolution, n_images=cfg.n_images)
     except data.DataFolderError as e:

@@ -16,6 +16,7 @@ reported as not applicable for the embedded crops.
 """
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from typing import Any
@@ -25,9 +26,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from bench.errors import RowFailed, UsageError
+from bench.evals import autoencoder_sources as sources
 from bench.evals.image_groups import image_groups, leave_one_out
+from bench.evals.inception import feature_network
 from bench.evals.metrics import FeatureStats, fid_from_stats, frechet_distance_low_rank, psnr_per_image
 from bench.evals.metrics import to_uint8 as metrics_to_uint8
+from bench.evals.own_autoencoder import dataset_of
 
 SIZE = 299  # the FID Inception's input side
 RESIZES = ("bilinear", "tf1", "pil-bicubic")
@@ -186,12 +191,6 @@ def _reconstruct(model, u: torch.Tensor, device: str, batch: int) -> torch.Tenso
 
 def run(cfg, ctx) -> dict[str, Any]:
     """Eval ``protocol`` (``bench.configs.ProtocolConfig``): load, reconstruct once per crop rule, score each choice."""
-    import json
-
-    from bench.errors import RowFailed, UsageError
-    from bench.evals import autoencoder_sources as sources
-    from bench.evals.inception import feature_network
-    from bench.evals.own_autoencoder import dataset_of
     device = "cuda" if str(ctx.device).startswith("cuda") else "cpu"
     model, digest = sources.load(sources.Source(cfg.model, cfg.kind, cfg.weights_digest), ctx.options.get("weights"))
     if digest != cfg.weights_digest:

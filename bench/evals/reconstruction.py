@@ -295,6 +295,38 @@ def _replace_shards_by_index(plan: _ShardPlan, shards: list[dict]) -> None:
         p.unlink(missing_ok=True)
 
 
+def _reduced_metrics(plan: _ShardPlan, shards: list[dict], dataset, feature_net, feature_unavailable: str | None,
+                     lpips, lpips_unavailable: str | None, *, batch_size: int, device: str, protocol: ReconProtocol,
+                     world: int) -> tuple[dict[str, Any], Any]:
+    """Every shard computed: reduce them (float64) into the run's metrics, and the reconstructions' features."""
+    psnr, ssim, lp, indices, skipped = (np.concatenate([s[k] for s in shards])
+                                        for k in ("psnr", "ssim", "lpips", "indices", "skipped"))
+    if not np.array_equal(np.sort(np.concatenate([indices, skipped])), np.arange(len(dataset))):
+        raise RuntimeError("shards do not cover every image exactly once (a bug)")
+    n_ok = len(indices)
+    none = "unavailable (no readable images)"
+    feature_out, features = _feature_metrics(plan, shards, n_ok, dataset, feature_net, feature_unavailable,
+                                             batch_size, device)
+    out: dict[str, Any] = {
+        **feature_out,
+        **_collapse_metrics(shards),
+        "psnr": float(psnr.mean()) if n_ok else none,
+        "ssim": float(ssim.mean()) if n_ok else none,
+        "lpips": float(lp.mean()) if lpips is not None and n_ok else (lpips_unavailable or "unavailable"),
+        **_timing_metrics(shards, n_ok),
+        "_protocol": protocol.id,
+        "_protocol_settings": json.dumps(protocol.as_dict(), sort_keys=True),
+        "_inception_sha256": getattr(feature_net, "sha256", "") or "none" if feature_net is not None else "none",
+        "_fid_features": getattr(feature_net, "name", "none") if feature_net is not None else "none",
+        "_reference_id": f"fid-ref-{plan.ref_key}",
+        "_n_images": int(n_ok), "_n_skipped": len(skipped), "_n_shards": len(shards), "_world_size": world,
+        "_batch_size": min(int(s.get("batch_size", batch_size)) for s in shards),  # after any out-of-memory halving
+        "_psnr_inf_images": int(np.isinf(psnr).sum()),
+        "_complete": True,
+    }
+    return out, features
+
+
 def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
              feature_net: torch.nn.Module | None, feature_unavailable: str | None = None,
              lpips: M.LPIPSAlex | None = None, lpips_unavailable: str | None = None,
@@ -328,32 +360,9 @@ def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
     if done < len(shards):
         return EvalResult({"_complete": False, "_shards_done": done, "_shards": len(shards)}, plan.files)
 
-    # ---- reduce (float64) -> metrics ----
-    psnr, ssim, lp, indices, skipped = (np.concatenate([s[k] for s in shards])
-                                        for k in ("psnr", "ssim", "lpips", "indices", "skipped"))
-    if not np.array_equal(np.sort(np.concatenate([indices, skipped])), np.arange(len(dataset))):
-        raise RuntimeError("shards do not cover every image exactly once (a bug)")
-    n_ok = len(indices)
-    none = "unavailable (no readable images)"
-    feature_out, features = _feature_metrics(plan, shards, n_ok, dataset, feature_net, feature_unavailable,
-                                             batch_size, device)
-    out: dict[str, Any] = {
-        **feature_out,
-        **_collapse_metrics(shards),
-        "psnr": float(psnr.mean()) if n_ok else none,
-        "ssim": float(ssim.mean()) if n_ok else none,
-        "lpips": float(lp.mean()) if lpips is not None and n_ok else (lpips_unavailable or "unavailable"),
-        **_timing_metrics(shards, n_ok),
-        "_protocol": protocol.id,
-        "_protocol_settings": json.dumps(protocol.as_dict(), sort_keys=True),
-        "_inception_sha256": getattr(feature_net, "sha256", "") or "none" if feature_net is not None else "none",
-        "_fid_features": getattr(feature_net, "name", "none") if feature_net is not None else "none",
-        "_reference_id": f"fid-ref-{plan.ref_key}",
-        "_n_images": int(n_ok), "_n_skipped": len(skipped), "_n_shards": len(shards), "_world_size": world,
-        "_batch_size": min(int(s.get("batch_size", batch_size)) for s in shards),  # after any out-of-memory halving
-        "_psnr_inf_images": int(np.isinf(psnr).sum()),
-        "_complete": True,
-    }
+    out, features = _reduced_metrics(plan, shards, dataset, feature_net, feature_unavailable, lpips,
+                                     lpips_unavailable, batch_size=batch_size, device=device, protocol=protocol,
+                                     world=world)
     _write_per_image(work_dir, plan, shards, dataset, features)
     if not keep_shards:
         _replace_shards_by_index(plan, shards)
