@@ -14,7 +14,6 @@ from pathlib import Path
 from bench import artifacts, cli_tools, own, parallel, process
 from bench.configs import DataOption
 from bench.errors import UsageError
-from bench.provenance import file_digest
 from bench.runner import Runner, collect, write_outputs
 from bench.scales import SCALES, SEEDS_ENV
 
@@ -92,17 +91,6 @@ def _limit(value: str | None) -> int | None:
     if not value.isdigit() or int(value) < 1:
         raise UsageError(f"--limit {value!r}: give a whole number of images >= 1 (e.g. --limit 8)")
     return int(value)
-
-
-def _fid_reference(value: str | None) -> dict[str, str]:
-    """--fid-reference NPZ: the file and its content digest (the digest goes into the generate runs' ids)."""
-    if value is None:
-        return {}
-    path = Path(value).expanduser()
-    if not path.is_file():
-        raise UsageError(f"--fid-reference {value}: not a readable file; pass a .npz of FID statistics (mu, sigma, "
-                         f"resolution, feature_sha256), e.g. one of runs/_cache/fid-ref-gen-*.npz")
-    return {"fid_reference": str(path), "fid_reference_digest": file_digest(path)}
 
 
 def prefetch(names: list[str], args: argparse.Namespace, runner, jobs: int) -> None:
@@ -202,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     runner = Runner(Path(args.runs_dir), device=cli_tools.device_of(args.device), force=args.force,
                     render_only=args.render_only, options={"data": data, "limit": _limit(args.limit),
                              "weights": args.weights and str(Path(args.weights).expanduser()),
-                             **_fid_reference(args.fid_reference)})
+                             **cli_tools.fid_reference_option(args.fid_reference)})
     if args.target == "prune":
         if args.limit or args.fid_reference or args.seeds:  # they rename runs: the folders made without would go
             raise UsageError("prune takes no --limit, --fid-reference or --seeds (they change which runs an "

@@ -37,6 +37,18 @@ def device_of(requested: str | None) -> str:
     return requested
 
 
+def fid_reference_option(value: str | None) -> dict[str, str]:
+    """--fid-reference NPZ: the file and its content digest (the digest goes into the generate runs' ids)."""
+    from bench.provenance import file_digest
+    if value is None:
+        return {}
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise UsageError(f"--fid-reference {value}: not a readable file; pass a .npz of FID statistics (mu, sigma, "
+                         f"resolution, feature_sha256), e.g. one of runs/_cache/fid-ref-gen-*.npz")
+    return {"fid_reference": str(path), "fid_reference_digest": file_digest(path)}
+
+
 def _status(stems: list[str], scale: str) -> str:
     """'never run' or the date the newest output of this scale was generated (from the Markdown header)."""
     dates = []

@@ -77,16 +77,24 @@ FOLDER_SETS = {  # a named folder data set -> what it is (each resolves to <--da
 
 @dataclass(frozen=True)
 class Dataset:
-    """Which images a run reads: the embedded offline photos, a named folder data set, or synthetic images."""
+    """Which images a run reads: the embedded offline photos, a named folder data set, a user's image folder, or
+    synthetic images."""
 
-    kind: Literal["embedded", "folder", "synthetic"]
+    kind: Literal["embedded", "folder", "path", "synthetic"]
     name: str = ""  # embedded: "train" | "test" (split by source photo) | "test-regions" (held-out boxes of one
-                    # size, the same at every resolution: Fig. 3b); folder: a key of FOLDER_SETS
+                    # size, the same at every resolution: Fig. 3b); folder: a key of FOLDER_SETS; path: the folder
+    digest: str = ""  # path: identity of the folder's files (models.data.folder_identity); a changed folder is a
+                      # new run
+    ID_OMITS_DEFAULT: ClassVar[tuple[str, ...]] = ("digest",)
 
     def __post_init__(self) -> None:
         allowed = {"embedded": ("train", "test", "test-regions"), "folder": tuple(FOLDER_SETS), "synthetic": ("",)}
+        if self.kind == "path":
+            if not self.name or not self.digest:
+                raise ConfigError("Dataset('path', ...) needs the folder and its digest; use user_folder(path)")
+            return
         if self.kind not in allowed:
-            raise ConfigError(f"Dataset kind {self.kind!r} is unknown; use embedded, folder or synthetic")
+            raise ConfigError(f"Dataset kind {self.kind!r} is unknown; use embedded, folder, path or synthetic")
         if self.name not in allowed[self.kind]:
             raise ConfigError(f"Dataset({self.kind!r}, {self.name!r}): name must be one of {allowed[self.kind]}")
 
@@ -103,6 +111,11 @@ SYNTHETIC = Dataset("synthetic")
 def folder(name: str) -> Dataset:
     """A named folder data set (ImageNet val, FFHQ, ...), resolved against ``--data`` at run time."""
     return Dataset("folder", name)
+
+
+def user_folder(path: str, digest: str) -> Dataset:
+    """A user's image folder (the own-model commands' ``--data``), named by its path and the identity of its files."""
+    return Dataset("path", path, digest)
 
 
 @dataclass(frozen=True)
@@ -426,14 +439,25 @@ DIFFUSION_SCALE_DEFAULTS: dict[str, dict[str, Any]] = {  # scale -> DiffusionRec
 
 
 @dataclass(frozen=True)
+class OwnAutoencoder:
+    """An autoencoder the user gives by path (bench/evals/autoencoder_sources.py): a file of this harness, a diffusers
+    folder or ``module:function``, named in run ids by the digest of its weights."""
+
+    spec: str                                      # as given (a path relative to the working directory when inside)
+    kind: Literal["harness-file", "diffusers", "factory"]
+    weights_digest: str                            # sha256[:16] of the weights
+
+
+@dataclass(frozen=True)
 class TrainDiffusionConfig(EvalConfig):
     """Eval ``train-diffusion``: a latent diffusion backbone trained on one autoencoder's latents (paper §4.1);
     output ``ckpt/model.safetensors`` (EMA weights) and ``ckpt/train_state.pt`` (raw weights, resumable)."""
 
     EVAL: ClassVar[str] = "train-diffusion"
-    ID_OMITS_DEFAULT: ClassVar[tuple[str, ...]] = ("captions",)
+    ID_OMITS_DEFAULT: ClassVar[tuple[str, ...]] = ("captions", "own_autoencoder")
     backbone: str                                  # models.backbones name: "uvit-*", "dit-*" or "pixart-*"
-    autoencoder: str                               # registry name of the latents, e.g. "dc-ae-f32c32-in-1.0"
+    autoencoder: str                               # registry name of the latents, e.g. "dc-ae-f32c32-in-1.0"; with
+                                                   # own_autoencoder, the name it is shown by
     resolution: int                                # image side (px); latent side = resolution / f
     patch_size: int = 1                            # the backbone's patch size p (DC-AE rows: 1)
     autoencoder_checkpoint: TrainAEConfig | None = None  # encode with that train-ae run's weights; None: official
@@ -454,6 +478,8 @@ class TrainDiffusionConfig(EvalConfig):
     seed: int | None = None                        # recipe override: data order, t, noise, label dropout
     captions: Dataset | None = None                # pixart-*: T5 caption features paired with `dataset` by file stem
                                                    # (paper: folder("mjhq-30k-t5"); SYNTHETIC: generated, smoke only)
+    own_autoencoder: OwnAutoencoder | None = None  # the latents of a user's autoencoder (python -m bench
+                                                   # train-diffusion --autoencoder PATH) instead of a registered one
 
     @property
     def run_name(self) -> str:
@@ -514,13 +540,55 @@ class GenerateConfig(EvalConfig):
         return self.released or (self.model.run_name if self.model is not None else "generate")
 
 
-CONFIGS: dict[str, type] = {c.EVAL: c for c in (TrainAEConfig, ReconConfig, MemoryConfig, EfficiencyConfig,
-                                                 TrainDiffusionConfig, GenerateConfig, ClaimConfig)}
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Helpers: overrides, dependencies, serialisation
 # --------------------------------------------------------------------------------------------------------------
+
+def from_json(cls: type, data: Mapping[str, Any], deps: typing.Sequence[EvalConfig] = ()) -> Any:
+    """The inverse of ``to_json`` for a config class: its stored fields (``config.json``'s "config"; a field left
+    out, as ``ID_OMITS_DEFAULT`` does, keeps its default) and, for each field that names another run (stored as
+    that run's id), the next of ``deps`` in ``dependencies`` order; a tuple of runs takes all that are left."""
+    hints, pending, kwargs = typing.get_type_hints(cls), list(deps), {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            kwargs[f.name] = _from_json_value(data[f.name], hints[f.name])
+        elif _names_runs(hints[f.name]) and f.name not in getattr(cls, "ID_OMITS_DEFAULT", ()):
+            if not pending:
+                raise ConfigError(f"{cls.__name__}.{f.name} names a run, but the stored config lists no run left for "
+                                  f"it; the run folder is damaged: run its command again")
+            is_tuple = typing.get_origin(hints[f.name]) is tuple
+            later = [g.name for g in dataclasses.fields(cls) if _names_runs(hints[g.name])]
+            if is_tuple and later[-1] != f.name:
+                raise ConfigError(f"a {cls.EVAL} run cannot be rebuilt from its config.json: {f.name} is one of "
+                                  f"several lists of runs ({', '.join(later)}), stored as one list of ids")
+            kwargs[f.name], pending = (tuple(pending), []) if is_tuple else (pending[0], pending[1:])
+    return cls(**kwargs)
+
+
+def _names_runs(hint: Any) -> bool:
+    """A field type that holds another eval's config (or a tuple of them)."""
+    args = typing.get_args(hint)
+    if isinstance(hint, type) and issubclass(hint, EvalConfig):
+        return True
+    return any(_names_runs(a) for a in args if a is not type(None) and a is not Ellipsis)
+
+
+def _from_json_value(value: Any, hint: Any) -> Any:
+    if value is None:
+        return None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        for a in args:
+            if dataclasses.is_dataclass(a) and isinstance(value, Mapping):
+                return from_json(a, value)
+        tuples = [a for a in args if typing.get_origin(a) is tuple]
+        return _from_json_value(value, tuples[0]) if tuples and isinstance(value, list) else value
+    if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
+        return from_json(hint, value)
+    if origin is tuple and isinstance(value, list):
+        return tuple(_from_json_value(v, args[0]) for v in value)
+    return value
+
 
 def with_changes(cfg: Any, changes: Mapping[str, Any] | None) -> Any:
     """``dataclasses.replace`` that names a misspelled field and its closest match in one line."""
@@ -613,7 +681,9 @@ def to_json(value: Any) -> Any:
     if isinstance(value, EvalConfig):
         return {"eval": value.EVAL, "config": {n: to_json(getattr(value, n)) for n in _names(type(value))}}
     if dataclasses.is_dataclass(value):
-        return {n: to_json(getattr(value, n)) for n in _names(type(value))}
+        omit = {f.name for f in dataclasses.fields(value) if f.name in getattr(value, "ID_OMITS_DEFAULT", ())
+                and getattr(value, f.name) == f.default}
+        return {n: to_json(getattr(value, n)) for n in _names(type(value)) if n not in omit}
     if isinstance(value, (tuple, list)):
         return [to_json(v) for v in value]
     return value

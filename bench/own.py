@@ -12,7 +12,8 @@ beside yours) or ``embedded`` (the harness's held-out photos). Each evaluated mo
 
 ``train-ae`` runs one phase of Decoupled High-Resolution Adaptation on an image folder (``--from`` a previous
 phase's run folder), prints the recipe with the source of every value, resumes after a kill, plots its losses into
-the run folder and exports the result both as this harness's file and as a diffusers folder.
+the run folder and exports the result both as this harness's file and as a diffusers folder. ``train-diffusion``
+and ``sample`` (latent diffusion on any of these autoencoders) live in ``bench/own_diffusion.py``.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from bench.errors import UsageError
 from bench.provenance import atomic_write_text, environment
 
 # torch, the models and the runner are imported inside the commands: `python -m bench ls` imports this module
-COMMANDS = ("eval-ae", "train-ae", "protocol")
+COMMANDS = ("eval-ae", "train-ae", "protocol", "train-diffusion", "sample")
 SCALE_NOTES = {"paper": "", "small": " Small scale: a reduced model or the embedded photos; directions, not the paper's "
                                     "values.",
                "smoke": " Smoke scale: a tiny feature network, a pipeline check whose numbers are never a result."}
@@ -63,7 +64,7 @@ def parse(argv: list[str], prog: str = "eval-ae") -> argparse.Namespace:
 
 def data_of(value: str, resolution: int) -> tuple[str, str, str]:
     """(data, name, digest) of --data: the embedded held-out photos, or a folder's path, name and file identity."""
-    from models.data import DataFolderError, ImageFolderDataset, files_identity
+    from models.data import DataFolderError, ImageFolderDataset, folder_identity
     if value == "embedded":
         return str(EMBEDDED_TEST), "embedded-test", ""
     name, _, path = value.rpartition("=") if "=" in value else ("", "", value)
@@ -71,10 +72,10 @@ def data_of(value: str, resolution: int) -> tuple[str, str, str]:
     if not folder.is_dir():
         raise UsageError(f"--data {value}: not a folder; give an image folder, NAME=FOLDER or 'embedded'")
     try:
-        ds = ImageFolderDataset(folder, resolution)
+        ImageFolderDataset(folder, resolution)  # readable images, else one line naming the fix
     except DataFolderError as e:
         raise UsageError(str(e)) from None
-    return str(folder.resolve()), name or folder.name, files_identity(ds.root, ds.files, "")
+    return str(folder.resolve()), name or folder.name, folder_identity(folder)
 
 
 def config_of(args: argparse.Namespace) -> AutoencoderEvalConfig:
@@ -103,7 +104,7 @@ def eval_ae(argv: list[str]) -> int:
     runner.check_writable()
     res = runner.ensure(RunRef(cfg), args.scale)
     m = res.metrics
-    scores = ", ".join(f"{k} {_fmt(m.get(k))}" for k in ("rfid", "psnr", "ssim", "lpips"))
+    scores = ", ".join(f"{k} {fmt_cell(m.get(k))}" for k in ("rfid", "psnr", "ssim", "lpips"))
     print(f"{m['_model']} ({args.scale} scale, {m.get('_n_images')} images at {cfg.resolution} px): {scores}; latents: "
           f"scaling factor {m['scaling_factor']:.4g} (1/std), shift {m['shift_factor']:.4g}; run {res.run_id}")
     for path in write_comparison(Path(args.runs_dir), cfg.data_name, cfg.resolution, args.scale, Path(args.out)):
@@ -169,13 +170,13 @@ def write_comparison(runs_dir: Path, data_name: str, resolution: int, scale: str
           "collapsed = 1: the outputs do not follow the inputs (bench/evals/image_groups.py)."
           + SCALE_NOTES[scale], "",
           "| " + " | ".join(TABLE_COLUMNS[:-2]) + " |", "|" + "---|" * (len(TABLE_COLUMNS) - 2)]
-    md += ["| " + " | ".join(_fmt(r.get(k, "")) for k in TABLE_COLUMNS[:-2]) + " |" for r in rows]
+    md += ["| " + " | ".join(fmt_cell(r.get(k, "")) for k in TABLE_COLUMNS[:-2]) + " |" for r in rows]
     atomic_write_text(tables / f"{stem}.md", "\n".join(md) + "\n")
     _plot(rows, figures / f"{stem}.png", f"rFID vs compression: {data_name}, {resolution} px ({scale})")
     return [tables / f"{stem}.csv", tables / f"{stem}.md", figures / f"{stem}.png"]
 
 
-def _fmt(v) -> str:
+def fmt_cell(v) -> str:
     if isinstance(v, float):
         return "-" if v != v else f"{v:.4g}"
     return "unavailable" if str(v).startswith("unavailable") else str(v)
@@ -227,25 +228,18 @@ def parse_train(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def parent_config(value: str, runs_dir: Path):
-    """The TrainAEConfig of a train-ae run folder (``--from``), its own parents rebuilt from ``runs_dir``."""
-    from bench.configs import PhaseRequest, Plateau, TrainAEConfig
+def parent_config(value: str, runs_dir: Path, eval_name: str = "train-ae"):
+    """The typed config of a completed run folder of ``eval_name`` (``--from``, ``--autoencoder``, ``sample RUN``):
+    a folder, or a run id in ``runs_dir``."""
+    from bench.runner import Runner
     folder = Path(value).expanduser() if Path(value).expanduser().is_dir() else runs_dir / value
-    try:
-        stored = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
-        raise UsageError(f"--from {value}: no train-ae run folder there (config.json); give a run folder printed "
-                         f"by an earlier train-ae") from None
-    if stored.get("eval") != "train-ae" or not (folder / "metrics.json").is_file():
-        raise UsageError(f"--from {value}: not a completed train-ae run; finish it first (run its command again)")
-    c = stored["config"]
-    parents = c.get("_depends_on", [])
-    return TrainAEConfig(
-        c["model"], phases=tuple(PhaseRequest(**ph) for ph in c["phases"]), seed=c["seed"],
-        residual_autoencoding=c.get("residual_autoencoding"),
-        init_from=parent_config(parents[0], runs_dir) if parents else None,
-        plateau=Plateau(**c["plateau"]) if c.get("plateau") else None, data=c.get("data", ""),
-        data_digest=c.get("data_digest", ""))
+    if not (folder / "config.json").is_file():
+        raise UsageError(f"{value}: no {eval_name} run folder there (config.json); give a run folder printed by an "
+                         f"earlier {eval_name}")
+    cfg, _ = Runner(runs_dir).config_of(folder)
+    if cfg.EVAL != eval_name or not (folder / "metrics.json").is_file():
+        raise UsageError(f"{value}: not a completed {eval_name} run; finish it first (run its command again)")
+    return cfg
 
 
 def print_recipe(cfg, scale: str, asked: dict) -> None:
@@ -336,7 +330,7 @@ def protocol(argv: list[str]) -> int:
           "variant minus the paper's protocol on the same images, with a 90 % delete-one-group jackknife interval."
           + SCALE_NOTES[args.scale], "",
           "| choice | change | rFID | Δ rFID [90% CI] | PSNR | Δ PSNR [90% CI] |", "|---|---|---|---|---|---|"]
-    md += [f"| {r['choice']} | {r['change']} | {_fmt(r['rfid'])} | {_delta(r, 'd_rfid')} | {_fmt(r['psnr'])} | "
+    md += [f"| {r['choice']} | {r['change']} | {fmt_cell(r['rfid'])} | {_delta(r, 'd_rfid')} | {fmt_cell(r['psnr'])} | "
            f"{_delta(r, 'd_psnr')} |" for r in rows]
     atomic_write_text(tables / f"{stem}.md", "\n".join(md) + "\n")
     for line in md[5:]:
@@ -356,11 +350,13 @@ def main(argv: list[str]) -> int:
     """Run one command; a run that cannot happen here or fails ends in one line (exit 2 or 3), never a traceback."""
     from bench.errors import Unavailable
     from bench.runner import RunFailed
-    command = {"eval-ae": eval_ae, "train-ae": train_ae, "protocol": protocol}[argv[0]]
+    from bench import own_diffusion
+    command = {"eval-ae": eval_ae, "train-ae": train_ae, "protocol": protocol,
+               "train-diffusion": own_diffusion.train_diffusion, "sample": own_diffusion.sample}[argv[0]]
     try:
         return command(argv[1:])
     except Unavailable as e:
-        hint = "; on a CPU, --scale small uses this harness's CPU recipe" if argv[0] == "train-ae" else ""
+        hint = "; on a CPU, --scale small uses this harness's CPU recipe" if argv[0].startswith("train-") else ""
         raise UsageError(f"{e}{hint}") from None
     except RunFailed as e:
         print(f"error: {e.why}", file=sys.stderr)

@@ -28,6 +28,7 @@ from bench.configs import (
     EvalConfig,
     dependencies,
     fields_json,
+    from_json,
     is_dependency,
     limited,
     map_configs,
@@ -151,6 +152,21 @@ class Runner:
         if deps:
             stored["_depends_on"] = deps
         return run_id(cfg.EVAL, cfg.run_name, stored, scale), stored
+
+    def config_of(self, run: str | Path) -> tuple[EvalConfig, str]:
+        """The typed config and scale of a run folder (or a run id in ``runs_dir``), its dependencies rebuilt from
+        their own folders here; checked by recomputing the run id, so a moved or edited folder is one line."""
+        folder = Path(run).expanduser() if Path(run).expanduser().is_dir() else self.runs_dir / str(run)
+        stored = read_json(folder / "config.json")
+        if not isinstance(stored, dict) or stored.get("eval") not in evals.EVALS or "config" not in stored:
+            raise UsageError(f"{run}: no run folder there (config.json); give a run folder or id that a command printed")
+        fields = stored["config"]
+        deps = [self.config_of(self.runs_dir / d)[0] for d in fields.get("_depends_on", ())]
+        cfg = from_json(evals.get(stored["eval"]).config, fields, deps)
+        if self.run_id_of(cfg, stored["scale"])[0] != folder.name:
+            raise UsageError(f"{run}: its config.json does not give its run id {folder.name} (renamed or edited, or "
+                             f"written by another version); run its command again")
+        return cfg, stored["scale"]
 
     def load(self, ref: RunRef, scale: str) -> RunResult | None:
         """The completed run for ``ref`` at ``scale``, or None."""

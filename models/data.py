@@ -300,6 +300,18 @@ class EmbeddedPhotos(torch.utils.data.Dataset):
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
 
+def image_files(root: Path) -> list[Path]:
+    """Every image file under ``root`` (recursive, by suffix in any case), sorted: a folder's images in set order."""
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def folder_identity(root: str | Path) -> str:
+    """The identity of an image folder as a whole (every image file's name, size and mtime): a changed folder gives
+    a new run id."""
+    root = Path(root).expanduser()
+    return files_identity(root, image_files(root), "")
+
+
 def files_identity(root: Path, files: list[Path], salt: str) -> str:
     """sha256[:16] of ``salt`` and each file's path relative to ``root``, size and mtime: the identity of a large
     folder (image folders, caption-feature folders) without reading its contents."""
@@ -330,7 +342,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         self.resolution = resolution
         if not self.root.is_dir():
             raise DataFolderError(f"--data {self.root} is not a folder; pass a folder of images (e.g. ImageNet val)")
-        files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        files = image_files(self.root)
         if not files:
             raise DataFolderError(f"--data {self.root} holds no .jpg/.jpeg/.png/.webp images; pass a folder of images")
         self.skipped: list[str] = []

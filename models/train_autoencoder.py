@@ -54,6 +54,7 @@ from models.train_state import (
     TRAIN_STATE,
     TrainingDiverged,
     check_resumable,
+    eta,
     gathered_rng_states,
     mix_seed,
     restore_training_state,
@@ -586,9 +587,8 @@ def _log_progress(s: _TrainState, run: _Run, done: int, history: list[dict], tim
     every = run.phase.ckpt_every
     recent = history[-every:]
     per_step = sum(times[-every:]) / len(times[-every:])
-    eta = round(per_step * (run.phase.steps - done))
     run.log(f"{run.phase.name} step {done}/{run.phase.steps}: l1 {sum(h['l1'] for h in recent) / len(recent):.4f}, "
-            f"{per_step:.3f} s/step, ETA {eta // 60}:{eta % 60:02d}"
+            f"{per_step:.3f} s/step, ETA {eta(per_step, run.phase.steps - done)}"
             + (f", disc {recent[-1]['disc']:.3f}" if s.disc is not None else ""))
 
 

@@ -76,6 +76,7 @@ from models.train_state import (
     TRAIN_STATE,
     TrainingDiverged,
     check_resumable,
+    eta,
     gathered_rng_states,
     mix_seed,
     restore_training_state,
@@ -624,6 +625,8 @@ def train_diffusion(backbone: nn.Module, recipe: DiffusionRecipe, latents: torch
         if (step + 1) % recipe.ckpt_every == 0 or step + 1 == stop:
             _save_state(s, run, step + 1)
             recent, dt = curve[-recipe.ckpt_every:], times[-recipe.ckpt_every:]
+            per_step = sum(dt) / len(dt)
             run.log(f"{recipe.formulation} step {step + 1}/{recipe.steps}: loss "
-                    f"{sum(v for _, v in recent) / len(recent):.4f}, {sum(dt) / len(dt):.3f} s/step")
+                    f"{sum(v for _, v in recent) / len(recent):.4f}, {per_step:.3f} s/step, "
+                    f"ETA {eta(per_step, stop - step - 1)}")
     return _finish(s, run, start, stop, curve, times)

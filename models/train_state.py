@@ -90,3 +90,9 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def eta(per_step_s: float, steps_left: int) -> str:
+    """Time left at this pace, as ``m:ss`` (hours in minutes): the ETA of a training progress line."""
+    left = round(per_step_s * max(steps_left, 0))
+    return f"{left // 60}:{left % 60:02d}"

@@ -14,6 +14,7 @@ from bench import artifacts, evals
 from bench.__main__ import entry
 from bench.__main__ import main as bench_main
 from bench.configs import ConfigError, ReconConfig, TrainAEConfig, dependencies, folder
+from bench.errors import UsageError
 from bench.provenance import atomic_write_text, damage, run_id
 from bench.runner import RunFailed, Runner, collect, write_outputs
 from bench.spec import Column, PaperRef, Row, RunRef, Spec
@@ -358,3 +359,32 @@ def test_a_run_whose_dependency_was_recomputed_is_recomputed(tmp_path, capsys):
     assert r.load(child, "smoke") is None and "used dummy" in capsys.readouterr().out
     again = r.ensure(child, "smoke")
     assert not again.reused and r.load(child, "smoke") is not None
+
+
+def test_every_committed_run_s_config_is_rebuilt_typed_from_its_folder():
+    """``Runner.config_of`` reads config.json back into the typed config (dependencies from their own folders) and
+    the rebuilt config gives the folder's run id again: every committed run but the claims (whose arms are lists of
+    runs stored as one list of ids)."""
+    from pathlib import Path
+    runs = Path(__file__).resolve().parent.parent / "runs"
+    runner, kinds = Runner(runs), set()
+    for d in sorted(runs.glob("*__*__small__*")):
+        if "__claim__" in d.name or not (d / "config.json").is_file():
+            continue
+        cfg, scale = runner.config_of(d)  # raises unless the id recomputes
+        assert scale == "small" and f"__{cfg.EVAL}__" in d.name
+        kinds.add(cfg.EVAL)
+    assert {"train-ae", "recon", "train-diffusion", "generate", "efficiency"} <= kinds
+
+
+def test_a_config_json_that_does_not_give_its_run_id_is_one_line(tmp_path):
+    from pathlib import Path
+    runs = Path(__file__).resolve().parent.parent / "runs"
+    src = next(d for d in sorted(runs.glob("*__train-ae__small__*")) if (d / "config.json").is_file())
+    stored = json.loads((src / "config.json").read_text())
+    stored["config"]["seed"] += 1
+    (tmp_path / src.name).mkdir()
+    (tmp_path / src.name / "config.json").write_text(json.dumps(stored))
+    with pytest.raises(UsageError, match="does not give its run id") as err:
+        Runner(runs).config_of(tmp_path / src.name)
+    assert "\n" not in str(err.value)

@@ -129,6 +129,15 @@ class Autoencoder(nn.Module):
     def _target(self) -> Any:
         return self.inner.obj if isinstance(self.inner, _Holder) else self.inner
 
+    @property
+    def scaling_factor(self) -> float | None:
+        """The latent scale the model declares (``scaling_factor``, or a diffusers ``config.scaling_factor``), or
+        None: diffusion on its latents then uses 1 / RMS of the latents (``latent_scale="unit-rms"``)."""
+        t = self._target
+        config = getattr(t, "config", None)
+        value = config.get("scaling_factor") if isinstance(config, dict) else getattr(t, "scaling_factor", None)
+        return float(value) if isinstance(value, (int, float)) else None
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return as_tensor(self._target.encode(x))
 
@@ -180,7 +189,7 @@ def _load_diffusers(folder: Path) -> Autoencoder:
     except ImportError:
         raise UsageError(f"{folder} is a diffusers {name}: install the extra with pip install -e \".[diffusers]\"") \
             from None
-    model = getattr(diffusers, name).from_pretrained(str(folder)).eval()
+    model = getattr(diffusers, name).from_pretrained(str(folder), low_cpu_mem_usage=False).eval()
     f, c = _diffusers_f(folder), int(model.config.latent_channels)
     return Autoencoder(model, f, c, f"diffusers {name} ({folder.name}, f{f}c{c})")
 

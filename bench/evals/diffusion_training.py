@@ -3,12 +3,13 @@ autoencoder's latents, or a PixArt-α on latents and T5 caption features (Table 
 eval (``bench/evals/generation.py``) shares with it.
 
 ``run_train`` (``bench.configs.TrainDiffusionConfig``): the autoencoder (a train-ae run via ``ctx.input``, the
-official weights, or untrained at smoke scale) encodes the data set once; the latents (× the scaling factor, as the
+official weights, a user's autoencoder (``own_autoencoder``: a diffusers folder, a file or ``module:function``, whose
+posterior mean is its latent, as ``eval-ae`` scores it), or untrained at smoke scale) encodes the data set once; the latents (× the scaling factor, as the
 official ``dc_ae_generate_latent.py``; one seeded posterior sample per image for a released SD-VAE, as that script,
 the posterior mean for one trained here: ``posterior_seed_of``) are cached in ``runs/_cache/latents-<key>.safetensors``
 keyed by the autoencoder's weights, the images, the resolution, the factor and the posterior seed. Labels are the
-class of each image: at small scale the embedded crop's source photo (8 classes), for a folder its top-level
-sub-folder (ImageNet's synsets).
+class of each image: at small scale the embedded crop's source photo (8 classes), for a folder (named or a user's)
+its top-level sub-folder (ImageNet's synsets).
 ``models.train_diffusion.train_diffusion`` runs the recipe (the official ``UVIT_RECIPE`` / ``DIT_RECIPE``, or our
 ``PIXART_RECIPE`` (IDDPM, PixArt-α's AdamW settings: a stated deviation, the DC-AE one is not public), then
 ``DIFFUSION_SCALE_DEFAULTS``, then the config's fields); ``ckpt/train_state.pt`` makes it resumable and
@@ -39,6 +40,7 @@ from bench.evals.captions import (
     image_stems,
     named_folder,
 )
+from bench.evals import autoencoder_sources as sources
 from bench.evals.inputs import build_dataset, load_model, registry_fc
 from bench.outputs import TrainedDiffusion
 from bench.provenance import damage, quarantine
@@ -79,12 +81,39 @@ def images_of(ds, resolution: int, n_images: int | None, autoencoder: str, ctx) 
 def load_autoencoder(cfg: TrainDiffusionConfig, ctx) -> tuple[nn.Module, str]:
     """The autoencoder whose latents ``cfg`` models, and an id of its weights: the ``autoencoder_checkpoint`` run,
     the official weights (``weights``, --weights) or, at smoke scale only, a seeded random init."""
+    if cfg.own_autoencoder is not None:
+        return own_autoencoder(cfg)
     if cfg.autoencoder_checkpoint is None and not cfg.weights and not ctx.scale.random_init:
         raise UsageError(f"train-diffusion on an untrained {cfg.autoencoder} is a smoke check only; set "
                          f"autoencoder_checkpoint (a train-ae run) or weights (--weights)")
     recon = ReconConfig(cfg.autoencoder, cfg.resolution, checkpoint=cfg.autoencoder_checkpoint, weights=cfg.weights)
     model, weights_id = load_model(recon, ctx)  # one loader for recon and diffusion (checks f and c)
     return model.eval(), weights_id
+
+
+def own_autoencoder(cfg: TrainDiffusionConfig) -> tuple[nn.Module, str]:
+    """The user's autoencoder of ``cfg.own_autoencoder``, refused in one line if its weights changed since the
+    command named the run."""
+    own = cfg.own_autoencoder
+    model, digest = sources.load(sources.Source(own.spec, own.kind, own.weights_digest))
+    if digest != own.weights_digest:
+        raise UsageError(f"{own.spec} changed since this run was named (weights {digest}, the run's "
+                         f"{own.weights_digest}); run the command again to name a new run")
+    return model.eval(), f"own:{digest}"
+
+
+def autoencoder_fc(cfg: TrainDiffusionConfig) -> tuple[int, int]:
+    """(f, c) of the latents ``cfg`` models: the registry's, or the user's autoencoder's (loaded to read them)."""
+    if cfg.own_autoencoder is not None:
+        model, _ = own_autoencoder(cfg)
+        return model.spatial_compression, model.latent_channels
+    f, c = registry_fc(cfg.autoencoder)
+    ckpt = cfg.autoencoder_checkpoint
+    fc_ckpt = registry_fc(ckpt.model) if ckpt is not None else (f, c)
+    if fc_ckpt != (f, c):
+        raise UsageError(f"autoencoder_checkpoint trains {ckpt.model} (f{fc_ckpt[0]}c{fc_ckpt[1]}) but autoencoder "
+                         f"is {cfg.autoencoder} (f{f}c{c}): compression and latent channels must match")
+    return f, c
 
 
 def formulation_of(backbone: str) -> str:
@@ -120,21 +149,22 @@ def check_train_config(cfg: TrainDiffusionConfig, ctx) -> tuple[str, int, int]:
     """(formulation, f, c) of a train-diffusion config, or a one-line UsageError / Unavailable before any work."""
     family = formulation_of(cfg.backbone)
     check_conditioning(cfg, family, ctx)
+    return (family, *latent_fc(cfg))
+
+
+def latent_fc(cfg: TrainDiffusionConfig) -> tuple[int, int]:
+    """(f, c) of the latents, checked against the resolution and patch size (the own-model commands call it before
+    any run folder)."""
     try:
-        f, c = registry_fc(cfg.autoencoder)
-        ckpt = cfg.autoencoder_checkpoint
-        fc_ckpt = registry_fc(ckpt.model) if ckpt is not None else (f, c)
+        f, c = autoencoder_fc(cfg)
     except ValueError as e:  # an unknown autoencoder name
         raise UsageError(f"train-diffusion: {e}") from None
-    if fc_ckpt != (f, c):
-        raise UsageError(f"autoencoder_checkpoint trains {ckpt.model} (f{fc_ckpt[0]}c{fc_ckpt[1]}) but autoencoder "
-                         f"is {cfg.autoencoder} (f{f}c{c}): compression and latent channels must match")
     if cfg.resolution % f:
         raise UsageError(f"resolution {cfg.resolution} is not divisible by {cfg.autoencoder}'s f={f}")
     if (cfg.resolution // f) % cfg.patch_size:
         raise UsageError(f"patch size {cfg.patch_size} does not divide the latent side {cfg.resolution // f} "
                          f"({cfg.resolution} px / f{f}); use a patch size that divides it")
-    return family, f, c
+    return f, c
 
 
 def recipe_of(cfg: TrainDiffusionConfig, family: str, scale: str) -> DiffusionRecipe:
@@ -208,7 +238,11 @@ def latents_of(cfg: TrainDiffusionConfig, autoencoder: nn.Module, ae_id: str, im
                posterior_seed: int | None) -> tuple[torch.Tensor, float]:
     """The data set's latents × scaling factor (cached by content, rank 0 first) and the factor used;
     ``posterior_seed``: see ``posterior_seed_of``."""
-    s_ae = float(autoencoder.scaling_factor)
+    s_ae = autoencoder.scaling_factor
+    if s_ae is None and cfg.latent_scale == "autoencoder":
+        raise UsageError(f"{cfg.autoencoder} declares no scaling factor; use latent_scale 'unit-rms' (--latent-scale "
+                         f"unit-rms: 1 / RMS of these latents)")
+    s_ae = 1.0 if s_ae is None else float(s_ae)
     key = {"autoencoder": cfg.autoencoder, "weights": ae_id, "images": images.identity, "n": len(images),
            "resolution": cfg.resolution, "scaling_factor": s_ae, "posterior_seed": posterior_seed}
     cache_dir = Path(ctx.run_dir).parent / "_cache"

@@ -11,7 +11,7 @@ import torch
 
 import models
 import models.zoo
-from bench.configs import FOLDER_SETS, DataOption, ReconConfig
+from bench.configs import FOLDER_SETS, DataOption, Dataset, ReconConfig
 from bench.errors import RowFailed, Unavailable, UsageError
 from models import data
 
@@ -81,6 +81,8 @@ def build_dataset(cfg: ReconConfig, ctx: Any) -> Any:
             raise UsageError(f"{e}; lower n_images or the resolution") from None
     if ds.kind == "synthetic":
         return data.SyntheticDataset(cfg.n_images or 16, cfg.resolution, seed=cfg.seed)
+    if ds.kind == "path":
+        return user_images(ds, cfg.resolution, cfg.n_images)
     option = ctx.options.get("data") or DataOption()
     if not option:
         raise UsageError(f"this row evaluates on {FOLDER_SETS[ds.name]}: pass --data FOLDER (holding {ds.name}/) or "
@@ -92,4 +94,18 @@ def build_dataset(cfg: ReconConfig, ctx: Any) -> Any:
     try:
         return data.ImageFolderDataset(path, cfg.resolution, n_images=cfg.n_images)
     except data.DataFolderError as e:  # not a folder of readable images
+        raise UsageError(str(e)) from None
+
+
+def user_images(ds: Dataset, resolution: int, n_images: int | None) -> Any:
+    """A user's image folder (``configs.user_folder``), refused in one line if its files changed since the command
+    named it (a changed folder is another run)."""
+    if not Path(ds.name).is_dir():
+        raise UsageError(f"{ds.name} is not a folder any more; put the images back or run the command on a folder")
+    if data.folder_identity(ds.name) != ds.digest:
+        raise UsageError(f"{ds.name} changed since this run was named (files added, removed or modified); run the "
+                         f"command again to name a new run")
+    try:
+        return data.ImageFolderDataset(ds.name, resolution, n_images=n_images)
+    except data.DataFolderError as e:
         raise UsageError(str(e)) from None
