@@ -173,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in own.COMMANDS:  # your own models: their own arguments (bench/own.py)
         return own.main(argv)
+    if argv and argv[0] == "perf":  # side-by-side benchmarks (bench/perf.py)
+        from bench import perf
+        return perf.main(argv[1:])
     args = parse(argv)
     if args.scale not in SCALES:
         raise UsageError(f"unknown --scale {args.scale!r}; use smoke, small or paper")

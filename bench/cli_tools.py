@@ -195,7 +195,13 @@ def referenced_runs(runner) -> set[str]:
 
 
 def is_own_model_run(folder) -> bool:
-    """A run of the commands for your own models (bench/own.py): no artefact names it, and it is never stale."""
+    """A run of the commands for your own models (bench/own.py, bench/own_diffusion.py): no artefact names it, and
+    it is never stale. Its env.json names the command; runs made before env.json did are known by their kind."""
+    from bench.own import COMMANDS
+    env = read_json(folder / "env.json")
+    words = str(env.get("command", "")).split() if isinstance(env, dict) else []
+    if words[:3] == ["python", "-m", "bench"] and len(words) > 3:
+        return words[3] in COMMANDS
     if folder.name.split("__")[1] in ("eval-ae", "protocol"):
         return True
     config = read_json(folder / "config.json")

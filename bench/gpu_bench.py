@@ -321,14 +321,15 @@ def diffusers_or_none():
     return diffusers
 
 
-def ae_pair(family: str, name: str, device: str) -> tuple[torch.nn.Module, torch.nn.Module | None]:
-    """(ours, diffusers') with the same random weights (diffusers' init, seed 0, converted to ours), in bf16;
+def ae_pair(family: str, name: str, device: str, dtype: torch.dtype = torch.bfloat16
+            ) -> tuple[torch.nn.Module, torch.nn.Module | None]:
+    """(ours, diffusers') with the same random weights (diffusers' init, seed 0, converted to ours), in ``dtype``;
     without diffusers, (ours at our own random init, None)."""
     torch.manual_seed(0)
     diffusers = diffusers_or_none()
     if diffusers is None:
         with torch.device(device):
-            return models.build(name).eval().to(torch.bfloat16), None
+            return models.build(name).eval().to(dtype), None
     cfg = models.zoo.get_config(name)
     if family == "dc-ae":
         with torch.device(device):
@@ -341,7 +342,7 @@ def ae_pair(family: str, name: str, device: str) -> tuple[torch.nn.Module, torch
     with torch.device("meta"):
         ours = models.build(name)
     C.load_state_dict_strict(ours, state)
-    return ours.eval().to(torch.bfloat16), theirs.eval().to(torch.bfloat16)
+    return ours.eval().to(dtype), theirs.eval().to(dtype)
 
 
 def encode_decode(model: torch.nn.Module, impl: str, family: str) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -68,7 +68,7 @@ def test_ssim_equals_the_official_evaluators_torchmetrics():
 
 def ssim_by_conv2d(a: torch.Tensor, b: torch.Tensor, s: M.SSIMSettings) -> torch.Tensor:
     """SSIM with the separable Gaussian as two grouped float64 ``conv2d`` calls (the direct form of the blur; also
-    the before side of ``scripts/perf_levers.py``'s SSIM lever)."""
+    the before side of ``bench/perf_levers.py``'s SSIM lever)."""
     import torch.nn.functional as F
     c, p = a.shape[1], (s.window - 1) // 2
     g = M._gaussian_window(s.window, s.sigma)

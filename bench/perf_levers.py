@@ -1,13 +1,10 @@
-"""Before/after timings of the performance levers that keep outputs identical, on this machine, in one run.
+"""Before/after timings of the performance levers that keep outputs identical (``python -m bench perf --only levers``
+runs them into ``tables/perf-<machine>.csv``, bench/perf.py).
 
-    .venv/bin/python scripts/perf_levers.py [--repeats 3] [--only allocator,ssim,kid,reference]
-
-Writes ``tables/perf-<machine>.csv`` (machine: a slug of the CPU model in /proc/cpuinfo), one row per lever and
-setting: ``before_s`` and ``after_s`` (medians over ``repeats``), ``ratio`` (the median of after/before pair by pair:
-before and after alternate, A B A B ..., so a machine whose speed drifts moves both alike), ``max_abs_diff`` of the
-outputs (0 = identical), and the provenance (git sha, torch, CPU model, date, threads, the highest 1-minute load
-average seen around the lever, so a number taken beside other work says so). One torch thread and one BLAS thread,
-as each ``--jobs`` worker. The levers:
+Each lever gives rows with ``before_s`` and ``after_s`` (medians over ``repeats``), ``ratio`` (the median of
+after/before pair by pair: before and after alternate, A B A B ..., so a machine whose speed drifts moves both
+alike) and ``max_abs_diff`` of the outputs (0 = identical). One torch thread and one BLAS thread, as each ``--jobs``
+worker. The levers:
 
 - ``allocator``: the FID Inception forward (batch 16, 128-px images) in a fresh process with
   ``DCAE_BENCH_MALLOC=default`` and with the setting ``python -m bench`` applies (bench/process.py); the
@@ -23,11 +20,7 @@ the same architecture, and the rows say so. Takes about 3-5 minutes on 2 cores.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
-import csv
-import datetime as dt
-import io
 import json
 import os
 import resource
@@ -38,34 +31,16 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
 from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 # One BLAS thread for numpy as well (OpenBLAS reads this once, when numpy loads), as bench.parallel gives each worker
 os.environ.update(dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1"))
 
-from bench import process, provenance  # noqa: E402
-from models.io import atomic_write_text  # noqa: E402
+from bench import process  # noqa: E402
+from bench.perf import interleaved  # noqa: E402
 
 LEVERS = ("allocator", "ssim", "kid", "reference")
-COLUMNS = ["lever", "setting", "before_s", "after_s", "ratio", "max_abs_diff", "repeats", "note", "machine",
-           "cpu_model", "cpu_count", "threads", "load_1min_max", "torch", "git_sha", "git_dirty", "date"]
-
-
-def interleaved(before: Callable[[], Any], after: Callable[[], Any], repeats: int,
-                clock: Callable[[], float] = time.perf_counter) -> tuple[dict, dict]:
-    """Time ``before()`` and ``after()`` alternately on ``clock``, after one untimed call of each: ({name: seconds},
-    {name: the last output})."""
-    outs = {"before": before(), "after": after()}
-    times: dict[str, list[float]] = {"before": [], "after": []}
-    for _ in range(repeats):
-        for name, f in (("before", before), ("after", after)):
-            t0 = clock()
-            outs[name] = f()
-            times[name].append(clock() - t0)
-    return times, outs
 
 
 def row(lever: str, setting: str, before: list[float], after: list[float], diff: float, note: str = "") -> dict:
@@ -128,7 +103,8 @@ def lever_allocator(repeats: int) -> list[dict]:
                 out = Path(tmp) / f"{switch}{k}"
                 out.mkdir()
                 env = {**os.environ, process.MALLOC_ENV: switch}
-                subprocess.run([sys.executable, __file__, "--inception-child", str(out)], env=env, check=True)
+                subprocess.run([sys.executable, "-m", "bench.perf_levers", str(out)], check=True,
+                               env={**env, "PYTHONPATH": str(ROOT)})
                 results[switch].append(json.loads((out / "result.json").read_text()))
                 feats[switch] = np.load(out / "features.npy")
     before = [statistics.median(r["seconds"]) for r in results["default"]]
@@ -163,8 +139,8 @@ def lever_ssim(repeats: int) -> list[dict]:
         noise = torch.randn(a.shape, generator=torch.Generator().manual_seed(2)) * 8
         b = (a.float() + noise).round().clamp(0, 255).to(torch.uint8)
         times, outs = interleaved(lambda: ssim_by_conv2d(a, b), lambda: M.ssim_per_image(a, b), repeats)
-        diff = float((outs["before"] - outs["after"]).abs().max())
-        rows.append(row("ssim-blur", f"16 images at {r} px, float64", times["before"], times["after"], diff,
+        diff = float((outs["reference"] - outs["ours"]).abs().max())
+        rows.append(row("ssim-blur", f"16 images at {r} px, float64", times["reference"], times["ours"], diff,
                         "both with the allocator setting of python -m bench"))
     return rows
 
@@ -186,9 +162,9 @@ def lever_kid(repeats: int) -> list[dict]:
     rng = np.random.default_rng(0)
     f1, f2 = rng.normal(size=(326, 2048)), rng.normal(size=(326, 2048)) * 1.1 + 0.05
     times, outs = interleaved(lambda: kid_by_subsets(f1, f2), lambda: M.kid(f1, f2, subset_size=1000), repeats)
-    diff = abs(outs["before"] - outs["after"])
-    note = f"KID {outs['after']:.6g}; relative difference {diff / abs(outs['before']):.2g}"
-    return [row("kid-once", "326 vs 326 features (2048-d)", times["before"], times["after"], diff, note)]
+    diff = abs(outs["reference"] - outs["ours"])
+    note = f"KID {outs['ours']:.6g}; relative difference {diff / abs(outs['reference']):.2g}"
+    return [row("kid-once", "326 vs 326 features (2048-d)", times["reference"], times["ours"], diff, note)]
 
 
 # ---------------------------------------------------------------------------------------------------- reference lock
@@ -231,62 +207,18 @@ def lever_reference(repeats: int) -> list[dict]:
     net, what = fid_network()
     times, outs = interleaved(lambda: two_concurrent_evaluations(net, locked=False),
                               lambda: two_concurrent_evaluations(net, locked=True), repeats, clock=time.process_time)
-    diff = max(abs(x - y) for x in outs["before"] + outs["after"] for y in outs["before"])
+    diff = max(abs(x - y) for x in outs["reference"] + outs["ours"] for y in outs["reference"])
     note = (f"{what}; CPU seconds of the pair (two threads on the cores), 8 originals + 8 reconstructions each at "
             f"64 px: the originals' features built twice without the lock, once with it")
-    return [row("recon-reference-lock", "2 concurrent evaluations, same images", times["before"], times["after"],
+    return [row("recon-reference-lock", "2 concurrent evaluations, same images", times["reference"], times["ours"],
                 diff, note)]
 
 
 # ---------------------------------------------------------------------------------------------------- the table
 
 
-def write_csv(rows: list[dict]) -> Path:
-    """``tables/perf-<machine>.csv`` with every row's provenance."""
-    import torch
-    cpu = provenance.cpu_model()
-    git = provenance.git_state()
-    stamp = {"machine": provenance.slug(cpu), "cpu_model": cpu, "cpu_count": os.cpu_count(),
-             "threads": torch.get_num_threads(),
-             "torch": torch.__version__, "git_sha": git["git_sha"], "git_dirty": git["git_dirty"],
-             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, COLUMNS, lineterminator="\n")
-    w.writeheader()
-    w.writerows({**r, **stamp} for r in rows)
-    path = ROOT / "tables" / f"perf-{stamp['machine']}.csv"
-    atomic_write_text(path, buf.getvalue())
-    return path
+MEASURE = {"allocator": lever_allocator, "ssim": lever_ssim, "kid": lever_kid, "reference": lever_reference}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=3, help="before/after pairs per lever (default 3)")
-    ap.add_argument("--only", default=",".join(LEVERS), help=f"comma-separated subset of {', '.join(LEVERS)}")
-    ap.add_argument("--inception-child", default=None, help=argparse.SUPPRESS)  # one allocator process
-    args = ap.parse_args(argv)
-    if args.inception_child:
-        inception_child(3, Path(args.inception_child))
-        return 0
-    only = args.only.split(",")
-    if set(only) - set(LEVERS) or args.repeats < 1:
-        ap.error(f"--only takes {', '.join(LEVERS)} and --repeats a whole number >= 1")
-    import torch
-    torch.set_num_threads(1)
-    print(f"allocator of this process: {process.tune_allocator()}", flush=True)  # as python -m bench
-    measure = {"allocator": lever_allocator, "ssim": lever_ssim, "kid": lever_kid, "reference": lever_reference}
-    rows = []
-    for lever in only:
-        t0, load = time.perf_counter(), os.getloadavg()[0]
-        new = measure[lever](args.repeats)
-        rows += new
-        for r in new:  # the highest 1-minute load seen: a number taken beside other work says so
-            r["load_1min_max"] = f"{max(load, os.getloadavg()[0]):.2f}"
-            print(f"{r['lever']} ({r['setting']}): {r['before_s']} s -> {r['after_s']} s, ratio {r['ratio']}, "
-                  f"max abs diff {r['max_abs_diff']} [{time.perf_counter() - t0:.0f} s]", flush=True)
-    print(f"wrote {write_csv(rows)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # one allocator process of lever_allocator: python -m bench.perf_levers OUT
+    inception_child(3, Path(sys.argv[1]))
