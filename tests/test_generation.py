@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 import models
-from bench.__main__ import _fid_reference
+from bench.cli_tools import fid_reference_option
 from bench.configs import (
     ClaimConfig,
     ConfigError,
@@ -149,10 +149,10 @@ def test_a_cached_reference_file_is_a_valid_fid_reference(trained, tmp_path):
 
 def test_fid_reference_flag_checks_the_file(tmp_path):
     with pytest.raises(UsageError, match="not a readable file") as e:
-        _fid_reference(str(tmp_path / "missing.npz"))
+        fid_reference_option(str(tmp_path / "missing.npz"))
     assert "\n" not in str(e.value)
     (tmp_path / "r.npz").write_bytes(b"x")
-    assert _fid_reference(str(tmp_path / "r.npz"))["fid_reference_digest"] == file_digest(tmp_path / "r.npz")
+    assert fid_reference_option(str(tmp_path / "r.npz"))["fid_reference_digest"] == file_digest(tmp_path / "r.npz")
     # a field added after runs were committed renames none of them while at its default (ID_OMITS_DEFAULT)
     assert "user_reference" not in fields_json(GEN)
     assert fields_json(dataclasses.replace(GEN, user_reference="ab" * 8))["user_reference"] == "ab" * 8

@@ -62,10 +62,10 @@ from bench.evals.image_groups import generated_jackknife, image_groups
 from bench.evals.inception import feature_network
 from bench.evals.inputs import load_model
 from bench.evals.shards import (
+    ShardSet,
     load_npz,
     save_npz,
     save_png,
-    shard_owner,
     shard_ranges,
     state_digest,
     stats_arrays,
@@ -250,16 +250,10 @@ def inception_score(sum_p: np.ndarray, sum_plogp: np.ndarray, n: np.ndarray) -> 
 
 
 @dataclass(frozen=True)
-class _GenPlan:
-    ranges: list[range]   # sample index ranges, whole batches each
-    shard_dir: Path       # <run_dir>/shards
-    key: str              # everything that decides a shard's numbers: a finished shard with it is reused
+class GenPlan:
+    shards: ShardSet      # sample index ranges, whole batches each; key: everything that decides a shard's numbers
     keep: bool            # keep raw features (exact low-rank FID, KID)
     fdim: int             # feature dimension
-
-    @property
-    def files(self) -> list[Path]:
-        return [self.shard_dir / f"{k}-of-{len(self.ranges)}.npz" for k in range(len(self.ranges))]
 
 
 @dataclass
@@ -272,7 +266,7 @@ class GenResult:
 
 
 def _plan(n: int, s: Sampling, work_dir: Path, key_parts: list, feature_net, *, world: int,
-          n_shards: int | None, shard_samples: int | None) -> _GenPlan:
+          n_shards: int | None, shard_samples: int | None) -> GenPlan:
     n_batches = math.ceil(n / s.batch_size)
     if n_shards is None:  # shards of >= 256 samples, about 4 per rank, in whole batches
         per = math.ceil((shard_samples or max(256, math.ceil(n / (4 * world)))) / s.batch_size)
@@ -281,7 +275,7 @@ def _plan(n: int, s: Sampling, work_dir: Path, key_parts: list, feature_net, *, 
     ranges = [range(r.start * b, min(r.stop * b, n)) for r in shard_ranges(n_batches, n_shards)]
     keep = n <= KEEP_FEATURES_UP_TO
     key = hashlib.sha256(json.dumps([*key_parts, len(ranges), keep], default=str).encode()).hexdigest()[:16]
-    return _GenPlan(ranges, Path(work_dir) / "shards", key, keep, int(feature_net.dim))
+    return GenPlan(ShardSet(ranges, Path(work_dir) / "shards", key), keep, int(feature_net.dim))
 
 
 def _condition(labels: torch.Tensor, captions: CaptionSource | None, device: str) -> torch.Tensor | Caption:
@@ -296,7 +290,7 @@ def _png_name(i: int, labels: torch.Tensor, captions: CaptionSource | None) -> s
 
 @torch.no_grad()
 def _generate_shard(idx: range, backbone, autoencoder, scaling: float, s: Sampling, labels: torch.Tensor,
-                    feature_net, classifier, split: np.ndarray, plan: _GenPlan, device: str, sample_dir: Path,
+                    feature_net, classifier, split: np.ndarray, plan: GenPlan, device: str, sample_dir: Path,
                     n_png: int, captions: CaptionSource | None = None) -> dict[str, np.ndarray]:
     cfg, t0, clock = backbone.config, time.perf_counter(), {"backbone": 0.0, "decode": 0.0, "features": 0.0}
     stats = M.FeatureStats(plan.fdim, plan.keep)
@@ -320,26 +314,9 @@ def _generate_shard(idx: range, backbone, autoencoder, scaling: float, s: Sampli
         for j, i in enumerate(batch):
             if i < n_png:
                 save_png(sample_dir / _png_name(i, labels, captions), u[j])
-    return {"key": np.array(plan.key), "indices": np.arange(idx.start, idx.stop), **stats_arrays("gen", stats),
+    return {"key": np.array(plan.shards.key), "indices": np.arange(idx.start, idx.stop), **stats_arrays("gen", stats),
             **(acc if classifier is not None else {}), "wall_s": np.array(time.perf_counter() - t0),
             **{f"{k}_s": np.array(v) for k, v in clock.items()}}
-
-
-def _compute_shards(plan: _GenPlan, max_shards: int | None, log: Callable[[str], None], **shard_args) -> None:
-    """This rank's unfinished shards, each written atomically as soon as it is done (resume skips finished ones)."""
-    rank, world, n_shards = distributed.rank(), distributed.world_size(), len(plan.ranges)
-    computed = 0
-    for k, (idx, path) in enumerate(zip(plan.ranges, plan.files)):
-        if shard_owner(k, n_shards, world) != rank:  # each rank takes one contiguous block of shards
-            continue
-        old = load_npz(path) if path.exists() else None
-        if old is not None and str(old.get("key")) == plan.key:
-            continue
-        if max_shards is not None and computed >= max_shards:
-            break
-        save_npz(path, _generate_shard(idx, plan=plan, **shard_args))
-        computed += 1
-        log(f"shard {k + 1}/{n_shards}: samples {idx.start}-{idx.stop - 1} done (rank {rank}/{world})")
 
 
 def _timing(shards: list[dict], n: int) -> dict[str, Any]:
@@ -355,7 +332,7 @@ def _timing(shards: list[dict], n: int) -> dict[str, Any]:
     }
 
 
-def _reduce(plan: _GenPlan, shards: list[dict], n: int) -> tuple[M.FeatureStats, tuple | None]:
+def _reduce(plan: GenPlan, shards: list[dict], n: int) -> tuple[M.FeatureStats, tuple | None]:
     """Merge the shards' float64 statistics (rank 0); check that they cover every sample exactly once."""
     if not np.array_equal(np.concatenate([s["indices"] for s in shards]), np.arange(n)):
         raise RuntimeError("shards do not cover every sample exactly once (a bug)")
@@ -365,17 +342,6 @@ def _reduce(plan: _GenPlan, shards: list[dict], n: int) -> tuple[M.FeatureStats,
     if "is_n" not in shards[0]:
         return stats, None
     return stats, tuple(sum(s[k] for s in shards) for k in ("is_sum_p", "is_sum_plogp", "is_n"))
-
-
-def _replace_shards_by_index(plan: _GenPlan, shards: list[dict]) -> None:
-    """Once reduced, the shard files are only needed to resume: keep an index (ranges, ranks, timings)."""
-    world = distributed.world_size()
-    atomic_write_json(plan.shard_dir / "index.json", {"key": plan.key, "shards": [
-        {"file": p.name, "rank": shard_owner(k, len(plan.ranges), world), "first": plan.ranges[k].start,
-         "last": plan.ranges[k].stop - 1, "wall_s": float(s["wall_s"]), "backbone_s": float(s["backbone_s"])}
-        for k, (p, s) in enumerate(zip(plan.files, shards))]})
-    for p in plan.files:
-        p.unlink(missing_ok=True)
 
 
 def generate(backbone: nn.Module, autoencoder: nn.Module, scaling_factor: float, s: Sampling, labels: torch.Tensor,
@@ -396,24 +362,26 @@ def generate(backbone: nn.Module, autoencoder: nn.Module, scaling_factor: float,
                  classifier is not None, DCAE_GENERATE.digest(),
                  *([captions.identity] if captions is not None else [])]
     plan = _plan(n, s, work_dir, key_parts, feature_net, world=world, n_shards=n_shards, shard_samples=shard_samples)
-    _compute_shards(plan, max_shards, log, backbone=backbone, autoencoder=autoencoder, scaling=scaling_factor, s=s,
-                    labels=labels, feature_net=feature_net, classifier=classifier, split=is_split_of(n),
-                    device=device, sample_dir=Path(work_dir) / "samples", n_png=n_png, captions=captions)
-    distributed.barrier()
-    if distributed.rank() != 0:
-        return GenResult({}, files=plan.files)
-    shards = [load_npz(p) if p.exists() else None for p in plan.files]
-    done = sum(sh is not None and str(sh.get("key")) == plan.key for sh in shards)
-    if done < len(shards):
-        return GenResult({"_complete": False, "_shards_done": done, "_shards": len(shards)}, files=plan.files)
+    split = is_split_of(n)
+
+    def work(idx: range, _batch: int) -> dict[str, np.ndarray]:
+        return _generate_shard(idx, backbone, autoencoder, scaling_factor, s, labels, feature_net, classifier, split,
+                               plan, device, Path(work_dir) / "samples", n_png, captions)
+    # a sample depends on its batch (IDDPM's step noise is drawn per batch): out of memory is never retried smaller
+    plan.shards.compute(work, batch_size=s.batch_size, oom_halving=False, max_shards=max_shards, log=log,
+                        noun="samples")
+    shards, incomplete = plan.shards.gather()
+    if shards is None:
+        return GenResult(incomplete, files=plan.shards.files)
     stats, is_stats = _reduce(plan, shards, n)
     metrics = {**_timing(shards, n), "_sampler": s.sampler, "_steps": s.steps, "_cfg_scale": s.cfg_scale,
                "_grid": s.grid if s.sampler == "dpm-solver++" else "n/a (ancestral)", "_n_samples": n,
                "_seed": s.seed, "_batch_size": s.batch_size, "_n_shards": len(shards), "_world_size": world,
                "_complete": True}
     if not keep_shards:
-        _replace_shards_by_index(plan, shards)
-    return GenResult(metrics, stats, is_stats, labels, plan.files)
+        plan.shards.replace_by_index(shards, lambda sh: {"wall_s": float(sh["wall_s"]),
+                                                         "backbone_s": float(sh["backbone_s"])})
+    return GenResult(metrics, stats, is_stats, labels, plan.shards.files)
 
 
 # ----------------------------------------------------------------------------------------------------------------

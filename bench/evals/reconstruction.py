@@ -38,18 +38,18 @@ import torch.distributed as dist
 import models
 import models.zoo
 from bench.configs import EMBEDDED_TEST, ReconConfig
-from bench.errors import RowFailed, Unavailable, UsageError
+from bench.errors import Unavailable, UsageError
 from bench.evals import metrics as M
 from bench.evals import JACKKNIFE_FILE, PER_IMAGE_FILE, protocol_id
 from bench.evals.image_groups import OutputSpread, image_groups, recon_jackknife
 from bench.evals.inception import feature_network
 from bench.evals.inputs import build_dataset, is_released, load_model, registry_fc
 from bench.evals.shards import (
+    ShardSet,
     default_shard_count,
     load_npz,
     save_npz,
     save_png,
-    shard_owner,
     shard_ranges,
     state_digest,
     stats_arrays,
@@ -111,26 +111,20 @@ class EvalResult:
 
 
 @dataclass(frozen=True)
-class _ShardPlan:
-    """How one evaluation is cut into resumable shards, and the keys that say which files belong to it."""
+class ReconPlan:
+    """How one evaluation is cut into resumable shards, and where the originals' reference statistics live."""
 
-    ranges: list[range]         # contiguous image ranges, one per shard
-    shard_dir: Path             # <run_dir>/shards
-    shard_key: str              # images + feature network + protocol + weights: a finished shard with it is reused
+    shards: ShardSet            # the images' shards; key: images + feature network + protocol + weights
     ref_key: str                # images + feature network + protocol: the cached reference statistics
     ref_path: Path | None       # where those statistics are cached (None: no cache)
     ref_cached: bool            # the originals' statistics exist already: shards skip them
     keep: bool                  # keep raw features (KID) as well as the moments
     fdim: int                   # feature dimension (0: no feature network)
 
-    @property
-    def files(self) -> list[Path]:
-        return [self.shard_dir / f"{k}-of-{len(self.ranges)}.npz" for k in range(len(self.ranges))]
-
 
 def _plan_shards(model, dataset, work_dir: Path, feature_net, protocol: ReconProtocol, *, world: int,
                  n_shards: int | None, shard_images: int | None, cache_dir: Path | None, weights_id: str,
-                 keep_features: bool | None) -> _ShardPlan:
+                 keep_features: bool | None) -> ReconPlan:
     n = len(dataset)
     if n == 0:
         raise UsageError("the evaluation set is empty")
@@ -143,13 +137,13 @@ def _plan_shards(model, dataset, work_dir: Path, feature_net, protocol: ReconPro
     ref_path = (cache_dir / f"fid-ref-{ref_key}.npz") if cache_dir is not None else None
     shard_key = hashlib.sha256(json.dumps([ref_key, weights_id, state_digest(model), len(ranges)]).encode()
                                ).hexdigest()[:16]
-    return _ShardPlan(ranges, Path(work_dir) / "shards", shard_key, ref_key, ref_path,
-                      feature_net is not None and ref_path is not None and ref_path.exists(), keep,
-                      getattr(feature_net, "dim", 0) if feature_net is not None else 0)
+    return ReconPlan(ShardSet(ranges, Path(work_dir) / "shards", shard_key), ref_key, ref_path,
+                     feature_net is not None and ref_path is not None and ref_path.exists(), keep,
+                     getattr(feature_net, "dim", 0) if feature_net is not None else 0)
 
 
-def _build_reference(plan: _ShardPlan, dataset, feature_net, batch_size: int, device: str,
-                     log: Callable[[str], None]) -> _ShardPlan:
+def _build_reference(plan: ReconPlan, dataset, feature_net, batch_size: int, device: str,
+                     log: Callable[[str], None]) -> ReconPlan:
     """In one process (not torchrun): the originals' statistics built before the shards and cached, under a lock on
     the cache entry, so that concurrent runs of the same images (``--jobs N``) build them once; the others wait and
     read the file. Shard by shard in the shards' own batches: the sums the shards would have added up, bit for bit.
@@ -160,46 +154,14 @@ def _build_reference(plan: _ShardPlan, dataset, feature_net, batch_size: int, de
         if not plan.ref_path.exists():
             log(f"reference statistics fid-ref-{plan.ref_key}: {len(dataset)} originals")
             ref = M.FeatureStats(plan.fdim, plan.keep)
-            for idx in plan.ranges:
+            for idx in plan.shards.ranges:
                 ref.merge(_reference_stats(dataset, np.arange(idx.start, idx.stop), feature_net, batch_size, device,
                                            plan.keep, plan.fdim))
             save_npz(plan.ref_path, ref.to_arrays())
     return dataclasses.replace(plan, ref_cached=True)
 
 
-def _compute_shards(plan: _ShardPlan, model, dataset, feature_net, lpips, *, batch_size: int, device: str,
-                    sample_dir: Path, n_samples: int, max_shards: int | None, log: Callable[[str], None]) -> int:
-    """This rank's shards that are not finished yet, each written atomically as soon as it is done. On CUDA out
-    of memory the batch halves (down to 1) and the shard is redone; returns the batch the last shard used."""
-    rank, world, n_shards = distributed.rank(), distributed.world_size(), len(plan.ranges)
-    computed = 0
-    for k, (idx, path) in enumerate(zip(plan.ranges, plan.files)):
-        if shard_owner(k, n_shards, world) != rank:  # each rank takes one contiguous block of shards
-            continue
-        old = load_npz(path) if path.exists() else None
-        if old is not None and str(old.get("key")) == plan.shard_key:
-            continue  # finished earlier: resume skips it
-        if max_shards is not None and computed >= max_shards:
-            break
-        while True:
-            try:
-                shard = _evaluate_shard(model, dataset, idx, feature_net, lpips, batch_size, device,
-                                        need_ref=not plan.ref_cached, keep=plan.keep, fdim=plan.fdim,
-                                        sample_dir=sample_dir, n_samples=n_samples, key=plan.shard_key)
-                break
-            except torch.OutOfMemoryError:  # halve the batch and redo the shard; at batch 1 the row fails
-                if batch_size == 1:
-                    raise RowFailed("out of memory at batch 1 (the smallest batch)") from None
-                batch_size = max(1, batch_size // 2)
-                torch.cuda.empty_cache()
-                log(f"shard {k + 1}/{n_shards}: out of memory, retrying at batch {batch_size}")
-        save_npz(path, {**shard, "batch_size": np.array(batch_size)})
-        computed += 1
-        log(f"shard {k + 1}/{n_shards}: images {idx.start}-{idx.stop - 1} done (rank {rank}/{world})")
-    return batch_size
-
-
-def _feature_metrics(plan: _ShardPlan, shards: list[dict], n_ok: int, dataset, feature_net,
+def _feature_metrics(plan: ReconPlan, shards: list[dict], n_ok: int, dataset, feature_net,
                      feature_unavailable: str | None, batch_size: int, device: str
                      ) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray] | None]:
     """rFID (and KID on small sets) from the shards' float64 statistics against the originals' statistics, and
@@ -262,7 +224,7 @@ def _collapse_metrics(shards: list[dict]) -> dict[str, Any]:
             "collapsed": int(spread.collapsed())}
 
 
-def _write_per_image(work_dir: Path, plan: _ShardPlan, shards: list[dict], dataset,
+def _write_per_image(work_dir: Path, plan: ReconPlan, shards: list[dict], dataset,
                      features: tuple[np.ndarray, np.ndarray] | None) -> None:
     """What the claim statistics need (bench/stats.py), by image index: per-image values, each metric with each
     image group left out (``JACKKNIFE_FILE``), and the features."""
@@ -284,18 +246,7 @@ def _write_per_image(work_dir: Path, plan: _ShardPlan, shards: list[dict], datas
         atomic_write_bytes(Path(work_dir) / FEATURES_FILE, buf.getvalue())
 
 
-def _replace_shards_by_index(plan: _ShardPlan, shards: list[dict]) -> None:
-    """Once the metrics exist the shard files are only needed to resume: keep an index (ranks, timings) instead."""
-    world = distributed.world_size()
-    atomic_write_json(plan.shard_dir / "index.json", {"key": plan.shard_key, "shards": [
-        {"file": p.name, "rank": shard_owner(k, len(plan.ranges), world), "first": plan.ranges[k].start,
-         "last": plan.ranges[k].stop - 1, "skipped": s["skipped"].tolist(), "wall_s": float(s["wall_s"]),
-         "model_s": float(s["model_s"])} for k, (p, s) in enumerate(zip(plan.files, shards))]})
-    for p in plan.files:
-        p.unlink(missing_ok=True)
-
-
-def _reduced_metrics(plan: _ShardPlan, shards: list[dict], dataset, feature_net, feature_unavailable: str | None,
+def _reduced_metrics(plan: ReconPlan, shards: list[dict], dataset, feature_net, feature_unavailable: str | None,
                      lpips, lpips_unavailable: str | None, *, batch_size: int, device: str, protocol: ReconProtocol,
                      world: int) -> tuple[dict[str, Any], Any]:
     """Every shard computed: reduce them (float64) into the run's metrics, and the reconstructions' features."""
@@ -344,29 +295,30 @@ def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
     Once the metrics are complete the shard files are replaced by ``shards/index.json`` (indices, ranks, timings)
     unless ``keep_shards``: they are only needed to resume, and hold 2 × 32 MB of 2048² statistics each.
     """
-    rank, world = distributed.rank(), distributed.world_size()
+    world = distributed.world_size()
     plan = _plan_shards(model, dataset, work_dir, feature_net, protocol, world=world, n_shards=n_shards,
                         shard_images=shard_images, cache_dir=cache_dir, weights_id=weights_id,
                         keep_features=keep_features)
     plan = _build_reference(plan, dataset, feature_net, batch_size, device, log)
     model = model.to(device).eval()
-    _compute_shards(plan, model, dataset, feature_net, lpips, batch_size=batch_size, device=device,
-                    sample_dir=Path(work_dir) / "samples", n_samples=n_samples, max_shards=max_shards, log=log)
-    distributed.barrier()
-    if rank != 0:
-        return EvalResult({}, plan.files)
-    shards = [load_npz(p) if p.exists() else None for p in plan.files]
-    done = sum(s is not None and str(s.get("key")) == plan.shard_key for s in shards)
-    if done < len(shards):
-        return EvalResult({"_complete": False, "_shards_done": done, "_shards": len(shards)}, plan.files)
+
+    def work(idx: range, batch: int) -> dict[str, np.ndarray]:
+        return _evaluate_shard(model, dataset, idx, feature_net, lpips, batch, device, need_ref=not plan.ref_cached,
+                               keep=plan.keep, fdim=plan.fdim, sample_dir=Path(work_dir) / "samples",
+                               n_samples=n_samples, key=plan.shards.key)
+    plan.shards.compute(work, batch_size=batch_size, oom_halving=True, max_shards=max_shards, log=log, noun="images")
+    shards, incomplete = plan.shards.gather()
+    if shards is None:
+        return EvalResult(incomplete, plan.shards.files)
 
     out, features = _reduced_metrics(plan, shards, dataset, feature_net, feature_unavailable, lpips,
                                      lpips_unavailable, batch_size=batch_size, device=device, protocol=protocol,
                                      world=world)
     _write_per_image(work_dir, plan, shards, dataset, features)
     if not keep_shards:
-        _replace_shards_by_index(plan, shards)
-    return EvalResult(out, plan.files)
+        plan.shards.replace_by_index(shards, lambda sh: {"skipped": sh["skipped"].tolist(),
+                                                         "wall_s": float(sh["wall_s"]), "model_s": float(sh["model_s"])})
+    return EvalResult(out, plan.shards.files)
 
 
 @torch.no_grad()
