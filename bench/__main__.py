@@ -29,6 +29,11 @@ examples:
   python -m bench report                           tables/REPORT.md: ours beside the paper's, every artefact
   python -m bench models                           autoencoders: parameters, latent shapes, scaling factors
   python -m bench eval-ae ./my-vae --data imagenet-val=~/val --resolution 256   any autoencoder, the paper's protocol
+  python -m bench train-ae dc-ae-f32c32-in-1.0 --data ~/imgs --phase 1   DC-AE's phase 1 on your images
+  python -m bench train-diffusion dit-xl --autoencoder ./my-vae --data ~/imagenet/train   diffusion on any latents
+  python -m bench sample runs/<train-diffusion run> --n 50000 --cfg 1.3   samples, gFID / KID / IS
+  python -m bench protocol ./my-vae --data ~/imgs   how far each protocol choice moves rFID
+  python -m bench perf                             benchmarks side by side with the references, this machine
   torchrun --nproc_per_node 8 -m bench table2 --scale paper --weights W --data D   sharded evaluation
 """
 

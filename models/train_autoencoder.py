@@ -31,8 +31,6 @@ import dataclasses
 import json
 import math
 import os
-import sys
-import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -44,7 +42,6 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
-from tqdm import tqdm
 
 from models import checkpoints, distributed, losses, zoo
 from models.data import EmbeddedPhotos, ImageFolderDataset
@@ -53,13 +50,17 @@ from models.train_state import (
     FINAL_MODEL,
     TRAIN_STATE,
     TrainingDiverged,
+    autocast,
     check_resumable,
-    eta,
     gathered_rng_states,
+    last_good_checkpoint,
     mix_seed,
     restore_training_state,
     resume_fingerprint,
+    run_steps,
     sample_plan,
+    split_batch,
+    warmup_schedule,
 )
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -395,8 +396,7 @@ class _Run:
         return self.ckpt_dir / TRAIN_STATE if self.ckpt_dir is not None else None
 
     def autocast(self):
-        """bf16 autocast on GPU; plain fp32 on CPU."""
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
+        return autocast(self.device)
 
 
 @dataclass
@@ -420,10 +420,7 @@ class _TrainState:
 def _setup(model: nn.Module, phase: PhaseConfig, ckpt_dir, device, perceptual, log) -> _Run:
     """Ranks (process group under torchrun), batch split and its checks, the perceptual loss."""
     rank, world, device = distributed.init_distributed(str(device))
-    micro = phase.batch // (world * phase.grad_accum)
-    if micro * world * phase.grad_accum != phase.batch:
-        raise ValueError(f"{phase.name}: batch {phase.batch} is not divisible by world size {world} x grad_accum "
-                         f"{phase.grad_accum}")
+    micro = split_batch(phase.batch, world, phase.grad_accum, f"{phase.name}: ")
     f = int(getattr(model, "spatial_compression", 1))
     if phase.resolution % f:
         raise ValueError(f"{phase.name}: resolution {phase.resolution} is not a multiple of the model's f={f}")
@@ -447,16 +444,12 @@ def _build(model: nn.Module, run: _Run) -> _TrainState:
     disc = (losses.PatchDiscriminator(width=phase.disc_width, n_layers=phase.disc_layers, norm=phase.disc_norm)
             .to(run.device) if phase.gan else None)
     opt = torch.optim.AdamW(params, lr=phase.lr, betas=phase.betas, weight_decay=phase.weight_decay)
-
-    def warm(s: int) -> float:  # linear warm-up, then constant (the schedule is not published)
-        return min(1.0, (s + 1) / phase.warmup_steps) if phase.warmup_steps > 0 else 1.0
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warm)
+    sched = warmup_schedule(opt, phase.warmup_steps)  # linear warm-up, then constant (the schedule is not published)
     disc_opt = disc_sched = None
     if disc is not None:
         disc_opt = torch.optim.AdamW(disc.parameters(), lr=phase.disc_lr or phase.lr, betas=phase.betas,
                                      weight_decay=phase.weight_decay)
-        disc_sched = torch.optim.lr_scheduler.LambdaLR(disc_opt, warm)
+        disc_sched = warmup_schedule(disc_opt, phase.warmup_steps)
     ema = ({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
            if phase.ema_decay else None)
     return _TrainState(model=model, trainable=trainable, opt=opt, sched=sched, disc=disc, disc_opt=disc_opt,
@@ -533,11 +526,8 @@ def _micro_step(s: _TrainState, run: _Run, x: torch.Tensor, sync: bool, sums: di
 
 
 def _diverged(run: _Run, step: int, sums: dict[str, float]) -> TrainingDiverged:
-    path = run.state_path
-    last_good = (f"{path} (step {torch.load(path, map_location='cpu', weights_only=False)['step']})"
-                 if path is not None and path.exists() else "none written yet")
     return TrainingDiverged(f"{run.phase.name}: non-finite loss at step {step + 1} (losses {sums}); stopped before "
-                            f"the optimiser step; last good checkpoint: {last_good}")
+                            f"the optimiser step; last good checkpoint: {last_good_checkpoint(run.state_path)}")
 
 
 def _optimiser_step(s: _TrainState, run: _Run) -> None:
@@ -582,14 +572,10 @@ def _train_step(s: _TrainState, run: _Run, data: CropSource, step: int) -> dict[
     return sums
 
 
-def _log_progress(s: _TrainState, run: _Run, done: int, history: list[dict], times: list[float]) -> None:
-    """One line per checkpoint: mean L1 and time per step since the previous one."""
-    every = run.phase.ckpt_every
-    recent = history[-every:]
-    per_step = sum(times[-every:]) / len(times[-every:])
-    run.log(f"{run.phase.name} step {done}/{run.phase.steps}: l1 {sum(h['l1'] for h in recent) / len(recent):.4f}, "
-            f"{per_step:.3f} s/step, ETA {eta(per_step, run.phase.steps - done)}"
-            + (f", disc {recent[-1]['disc']:.3f}" if s.disc is not None else ""))
+def _progress(s: _TrainState, run: _Run, done: int, recent: list[dict], per_step: float) -> str:
+    """The progress line of a checkpoint: mean L1 and time per step since the previous one."""
+    return (f"{run.phase.name} step {done}/{run.phase.steps}: l1 {sum(h['l1'] for h in recent) / len(recent):.4f}, "
+            f"{per_step:.3f} s/step" + (f", disc {recent[-1]['disc']:.3f}" if s.disc is not None else ""))
 
 
 def _finish(s: _TrainState, run: _Run, start: int, stop: int, history: list[dict], times: list[float]
@@ -644,20 +630,11 @@ def train_autoencoder(model: nn.Module, phase: PhaseConfig, data: CropSource, *,
     set_train_mode(model)
     if s.disc is not None:
         s.disc.train()
-    history: list[dict[str, float]] = []
-    times: list[float] = []
     stop = phase.steps if until_step is None else min(until_step, phase.steps)
-    bar = tqdm(range(start, stop), initial=start, total=phase.steps, desc=phase.name, leave=False,
-               disable=not progress or run.rank != 0 or not sys.stderr.isatty())  # logs get one line per checkpoint
-    for step in bar:
-        t0 = time.perf_counter()
-        history.append(_train_step(s, run, data, step))
-        times.append(time.perf_counter() - t0)
-        bar.set_postfix(l1=f"{history[-1]['l1']:.4f}")
-        if (step + 1) % phase.ckpt_every == 0 or step + 1 == stop:
-            _save_state(s, run, step + 1)
-            _log_progress(s, run, step + 1, history, times)
-    bar.close()
+    history, times = run_steps(start, stop, phase.steps, phase.ckpt_every, lambda i: _train_step(s, run, data, i),
+                               lambda done: _save_state(s, run, done),
+                               lambda done, recent, per_step: _progress(s, run, done, recent, per_step), run.log,
+                               name=phase.name, bar=progress and run.rank == 0)
     return _finish(s, run, start, stop, history, times)
 
 

@@ -46,7 +46,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -75,13 +74,17 @@ from models.train_state import (
     FINAL_MODEL,
     TRAIN_STATE,
     TrainingDiverged,
+    autocast,
     check_resumable,
-    eta,
     gathered_rng_states,
+    last_good_checkpoint,
     mix_seed,
     restore_training_state,
     resume_fingerprint,
+    run_steps,
     sample_plan,
+    split_batch,
+    warmup_schedule,
 )
 
 LATENT_CACHE_FORMAT = "dcae-bench-latents-v1"  # metadata tag of cached latent files
@@ -363,8 +366,7 @@ class _Run:
         return {**out, "captions": len(self.captions)} if self.captions is not None else out
 
     def autocast(self):
-        """bf16 autocast on GPU; plain fp32 on CPU."""
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
+        return autocast(self.device)
 
 
 @dataclass
@@ -412,10 +414,7 @@ def _setup(backbone: nn.Module, recipe: DiffusionRecipe, latents: torch.Tensor, 
            captions: CaptionSource | None, ckpt_dir, device, log) -> _Run:
     """Ranks (process group under torchrun), the batch split, and checks of the latents and conditions."""
     rank, world, device = distributed.init_distributed(str(device))
-    micro = recipe.batch // (world * recipe.grad_accum)
-    if micro * world * recipe.grad_accum != recipe.batch:
-        raise ValueError(f"batch {recipe.batch} is not divisible by world size {world} x grad_accum "
-                         f"{recipe.grad_accum}; change the batch or the process count")
+    micro = split_batch(recipe.batch, world, recipe.grad_accum, "")
     cfg = getattr(backbone, "config", None)
     if cfg is None or not hasattr(cfg, "in_channels"):
         raise ValueError(f"{type(backbone).__name__} has no backbone config; build it with models.build_backbone")
@@ -442,11 +441,7 @@ def _build(model: nn.Module, run: _Run) -> _TrainState:
     # The backbones drop labels with torch.rand on the global RNG: make its stream a function of (seed, rank).
     torch.manual_seed(mix_seed(recipe.seed, "label-dropout", run.rank))
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
-
-    def warm(s: int) -> float:  # factor of step s (0-based): (s + 1)/warmup during the warm-up, then 1
-        return min(1.0, (s + 1) / recipe.warmup_steps) if recipe.warmup_steps > 0 else 1.0
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warm)
+    sched = warmup_schedule(opt, recipe.warmup_steps)
     # efficientvit EMA: a copy of the whole model; every floating state-dict entry is averaged.
     ema = ({k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
            if recipe.ema_decay > 0 else None)
@@ -538,11 +533,8 @@ def _optimiser_step(s: _TrainState, run: _Run, step: int) -> None:
 
 
 def _diverged(run: _Run, step: int, loss: float) -> TrainingDiverged:
-    path = run.state_path
-    last_good = (f"{path} (step {torch.load(path, map_location='cpu', weights_only=False)['step']})"
-                 if path is not None and path.exists() else "none written yet")
     return TrainingDiverged(f"{run.recipe.formulation}: non-finite loss {loss} at step {step + 1}; stopped before "
-                            f"the optimiser step; last good checkpoint: {last_good}")
+                            f"the optimiser step; last good checkpoint: {last_good_checkpoint(run.state_path)}")
 
 
 def _train_step(s: _TrainState, run: _Run, step: int) -> float:
@@ -615,18 +607,11 @@ def train_diffusion(backbone: nn.Module, recipe: DiffusionRecipe, latents: torch
     start = _restore(s, run) if resume else 0
     _wrap_ddp(s, run)
     backbone.train()
-    curve: list[tuple[int, float]] = []
-    times: list[float] = []
     stop = recipe.steps if until_step is None else min(until_step, recipe.steps)
-    for step in range(start, stop):
-        t0 = time.perf_counter()
-        curve.append((step + 1, _train_step(s, run, step)))
-        times.append(time.perf_counter() - t0)
-        if (step + 1) % recipe.ckpt_every == 0 or step + 1 == stop:
-            _save_state(s, run, step + 1)
-            recent, dt = curve[-recipe.ckpt_every:], times[-recipe.ckpt_every:]
-            per_step = sum(dt) / len(dt)
-            run.log(f"{recipe.formulation} step {step + 1}/{recipe.steps}: loss "
-                    f"{sum(v for _, v in recent) / len(recent):.4f}, {per_step:.3f} s/step, "
-                    f"ETA {eta(per_step, stop - step - 1)}")
+
+    def report(done: int, recent: list[tuple[int, float]], per_step: float) -> str:
+        return (f"{recipe.formulation} step {done}/{recipe.steps}: loss "
+                f"{sum(v for _, v in recent) / len(recent):.4f}, {per_step:.3f} s/step")
+    curve, times = run_steps(start, stop, recipe.steps, recipe.ckpt_every, lambda i: (i + 1, _train_step(s, run, i)),
+                             lambda done: _save_state(s, run, done), report, run.log)
     return _finish(s, run, start, stop, curve, times)

@@ -1,16 +1,24 @@
-"""The parts every training loop of this harness shares (the autoencoder phases and the diffusion recipes): the
-checkpoint file names, the divergence stop, the resumable state (recipe fingerprint, RNG streams of every rank,
-restore) and the seeded data order. Both loops' resume, DDP and bit-identical-restart tests rest on these."""
+"""The training skeleton every loop of this harness shares (the autoencoder phases and the diffusion recipes): the
+step loop with its checkpoints, progress bar and ETA lines (``run_steps``), the batch split over ranks and
+micro-batches, the warm-up schedule, bf16 autocast on GPU, the checkpoint file names, the divergence stop, the
+resumable state (recipe fingerprint, RNG streams of every rank, restore) and the seeded data order. Each trainer
+supplies its optimiser step; both loops' resume, DDP and bit-identical-restart tests rest on these."""
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import random
+import sys
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from tqdm import tqdm
 
 TRAIN_STATE = "train_state.pt"  # the resumable checkpoint, in the phase's checkpoint folder
 FINAL_MODEL = "model.safetensors"
@@ -96,3 +104,55 @@ def eta(per_step_s: float, steps_left: int) -> str:
     """Time left at this pace, as ``m:ss`` (hours in minutes): the ETA of a training progress line."""
     left = round(per_step_s * max(steps_left, 0))
     return f"{left // 60}:{left % 60:02d}"
+
+
+def split_batch(batch: int, world: int, grad_accum: int, what: str) -> int:
+    """Samples per rank and micro-batch: ``batch / (world * grad_accum)``, which must be whole."""
+    micro = batch // (world * grad_accum)
+    if micro * world * grad_accum != batch:
+        raise ValueError(f"{what}batch {batch} is not divisible by world size {world} x grad_accum {grad_accum}; "
+                         f"change the batch or the process count")
+    return micro
+
+
+def warmup_schedule(opt: torch.optim.Optimizer, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up, then constant: factor (s + 1) / warmup_steps at step s (0-based) during the warm-up."""
+    def warm(s: int) -> float:
+        return min(1.0, (s + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    return torch.optim.lr_scheduler.LambdaLR(opt, warm)
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on GPU; plain fp32 on CPU."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+
+def last_good_checkpoint(path: Path | None) -> str:
+    """What a divergence message names as the checkpoint to go back to."""
+    if path is None or not path.exists():
+        return "none written yet"
+    return f"{path} (step {torch.load(path, map_location='cpu', weights_only=False)['step']})"
+
+
+def run_steps(start: int, stop: int, total: int, ckpt_every: int, step: Callable[[int], Any],
+              save: Callable[[int], None], report: Callable[[int, list, float], str], log: Callable[[str], None],
+              *, name: str = "", bar: bool = False) -> tuple[list, list[float]]:
+    """Optimiser steps ``start .. stop - 1`` of ``total``: ``step(i)`` returns what the history keeps; every
+    ``ckpt_every`` steps and at ``stop``, ``save(done)`` writes the checkpoint and ``log`` gets the progress line
+    ``report(done, the history since the last one, seconds per step)`` with the ETA. ``bar``: a tqdm bar on a
+    terminal (logs get the lines only). Returns (history, seconds of each step)."""
+    history: list = []
+    times: list[float] = []
+    steps = tqdm(range(start, stop), initial=start, total=total, desc=name, leave=False,
+                 disable=not bar or not sys.stderr.isatty())
+    for i in steps:
+        t0 = time.perf_counter()
+        history.append(step(i))
+        times.append(time.perf_counter() - t0)
+        if (i + 1) % ckpt_every == 0 or i + 1 == stop:
+            save(i + 1)
+            recent = times[-ckpt_every:]
+            per_step = sum(recent) / len(recent)
+            log(f"{report(i + 1, history[-ckpt_every:], per_step)}, ETA {eta(per_step, stop - i - 1)}")
+    steps.close()
+    return history, times

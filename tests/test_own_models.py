@@ -269,3 +269,27 @@ def test_the_protocol_s_fast_fid_equals_the_covariance_form():
     sa.add(a)
     sb.add(b)
     assert protocol_choices.fid(a, b) == pytest.approx(fid_from_stats(sa, sb), rel=1e-6)
+
+
+@pytest.mark.slow  # two torchrun processes and one plain one, importing torch: ~1 min on 2 shared cores
+def test_train_ae_under_torchrun_equals_one_process(tmp_path, image_folder):
+    """Phase 1 on a folder under ``torchrun --nproc_per_node 2`` (CPU, gloo): the same run folder as one process,
+    with the same losses within float32 reduction order."""
+    import os
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = ["train-ae", "dc-ae-f8c4-tiny", "--data", str(image_folder), "--phase", "1", "--scale", "smoke",
+            "--steps", "3", "--batch", "4"]
+    found = {}
+    for name, launch in (("one", [sys.executable, "-m", "bench"]),
+                         ("two", [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                                  "--master_port", "29551", "-m", "bench"])):
+        out = subprocess.run([*launch, *args, "--runs-dir", str(tmp_path / name)], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-2000:]
+        run = next((tmp_path / name).glob("*__train-ae__smoke__*"))
+        found[name] = (run.name, json.loads((run / "metrics.json").read_text()))
+    assert found["one"][0] == found["two"][0]
+    one, two = found["one"][1], found["two"][1]
+    assert one["phase1_steps"] == two["phase1_steps"] == 3
+    for k in ("phase1_l1_final", "phase1_loss_final", "final_l1"):
+        assert two[k] == pytest.approx(one[k], rel=1e-4), k

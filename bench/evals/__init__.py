@@ -8,7 +8,10 @@ number.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import importlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -121,3 +124,14 @@ def version(name: str) -> int:
 
 def protocol_id(name: str) -> str:
     return get(name).protocol_id
+
+
+class ProtocolPreset:
+    """Base of a frozen dataclass holding every setting that changes an eval's numbers besides its config (the
+    reconstruction and generation protocols): recorded with each run, and digested into cache keys."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:12]

@@ -48,7 +48,7 @@ from torch import nn
 from bench.configs import GenerateConfig, ReconConfig, TrainDiffusionConfig
 from bench.errors import RowFailed, Unavailable, UsageError
 from bench.evals import metrics as M
-from bench.evals import JACKKNIFE_FILE, protocol_id
+from bench.evals import JACKKNIFE_FILE, ProtocolPreset, protocol_id
 from bench.evals import reconstruction as R  # the reconstruction protocol's FID choices, shared
 from bench.evals.captions import CaptionFolder, caption_folder, named_folder
 from bench.evals.diffusion_training import (
@@ -90,7 +90,7 @@ from models.train_state import mix_seed
 
 
 @dataclass(frozen=True)
-class GenerationProtocol:
+class GenerationProtocol(ProtocolPreset):
     """Every setting that changes a generation number besides the config. Bump the registered version on a change."""
 
     id: str  # the registered protocol id (bench.evals.EVALS["generate"]): part of the reference-statistics key
@@ -107,12 +107,6 @@ class GenerationProtocol:
     inception_score: str = ("torch-fidelity isc on its own input path: TF1-compatible bilinear resize of the uint8 "
                             "values to 299, (x - 128)/128, pool3 @ fc.weight^T (unbiased 1008-way logits); softmax, "
                             "RandomState(2020) shuffle, 10 splits, mean over splits")
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:12]
 
 
 DCAE_GENERATE = GenerationProtocol(protocol_id("generate"))

@@ -40,7 +40,7 @@ import models.zoo
 from bench.configs import EMBEDDED_TEST, ReconConfig
 from bench.errors import Unavailable, UsageError
 from bench.evals import metrics as M
-from bench.evals import JACKKNIFE_FILE, PER_IMAGE_FILE, protocol_id
+from bench.evals import JACKKNIFE_FILE, PER_IMAGE_FILE, ProtocolPreset, protocol_id
 from bench.evals.image_groups import OutputSpread, image_groups, recon_jackknife
 from bench.evals.inception import feature_network
 from bench.evals.inputs import build_dataset, is_released, load_model, registry_fc
@@ -66,7 +66,7 @@ from models.io import file_lock
 
 
 @dataclass(frozen=True)
-class ReconProtocol:
+class ReconProtocol(ProtocolPreset):
     """Every setting that changes a reconstruction number. Bump ``id`` when one changes."""
 
     id: str  # the registered protocol id (bench.evals.EVALS["recon"]): part of the reference-statistics key
@@ -82,22 +82,11 @@ class ReconProtocol:
     ssim: M.SSIMSettings = field(default_factory=M.SSIMSettings)
     lpips: str = "lpips v0.1 AlexNet, inputs uint8/255 (normalize=True), mean over images"
 
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:12]
-
 
 DCAE_RECON = ReconProtocol(protocol_id("recon"))
 
 SMALL_N_FID_NOTE = ("small-N FID: N={n} images < {d} feature dims, so the covariance is rank-deficient and FID is "
                     "biased upward; compare only within one table (KID is unbiased)")
-
-# ----------------------------------------------------------------------------------------------------------------
-# Shards
-# ----------------------------------------------------------------------------------------------------------------
-
 
 # ----------------------------------------------------------------------------------------------------------------
 # The protocol on objects
