@@ -21,6 +21,7 @@ import argparse
 import csv
 import dataclasses
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -38,6 +39,11 @@ SCALE_NOTES = {"paper": "", "small": " Small scale: a reduced model or the embed
 PAPER_DATA = {"imagenet-val": "ImageNet", "ffhq": "FFHQ", "mapillary-vistas": "MapillaryVistas"}
 TABLE_COLUMNS = ("model", "kind", "f", "c", "compression", "rfid", "psnr", "ssim", "lpips", "collapsed",
                  "scaling_factor", "shift_factor", "latent_std", "n_images", "scale", "source", "run_id")
+
+
+def command_line(command: str, argv: list[str]) -> str:
+    """The command as typed, recorded in each run's env.json: what makes a run one of your own models'."""
+    return " ".join(["python", "-m", "bench", command, *(shlex.quote(a) for a in argv)])
 
 
 def parse(argv: list[str], prog: str = "eval-ae") -> argparse.Namespace:
@@ -100,7 +106,8 @@ def eval_ae(argv: list[str]) -> int:
     args = parse(argv)
     device_of(args.device)
     cfg = config_of(args)
-    runner = Runner(Path(args.runs_dir), device=args.device, options={"weights": args.weights})
+    runner = Runner(Path(args.runs_dir), device=args.device,
+                    options={"weights": args.weights, "command": command_line("eval-ae", argv)})
     runner.check_writable()
     res = runner.ensure(RunRef(cfg), args.scale)
     m = res.metrics
@@ -278,7 +285,7 @@ def train_ae(argv: list[str]) -> int:
     if args.phase != "1" and cfg.init_from is None:
         raise UsageError(f"phase {args.phase} adapts a trained model: pass --from RUN (the run folder of phase 1)")
     print_recipe(cfg, args.scale, asked)
-    runner = Runner(runs_dir, device=args.device, options={})
+    runner = Runner(runs_dir, device=args.device, options={"command": command_line("train-ae", argv)})
     runner.check_writable()
     res = runner.ensure(RunRef(cfg), args.scale)
     final = res.dir / "ckpt" / "model.safetensors"
@@ -309,7 +316,8 @@ def protocol(argv: list[str]) -> int:
     device_of(args.device)
     base = config_of(args)
     cfg = ProtocolConfig(**{f.name: getattr(base, f.name) for f in dc.fields(base)})
-    runner = Runner(Path(args.runs_dir), device=args.device, options={"weights": args.weights})
+    runner = Runner(Path(args.runs_dir), device=args.device,
+                    options={"weights": args.weights, "command": command_line("protocol", argv)})
     runner.check_writable()
     res = runner.ensure(RunRef(cfg), args.scale)
     rows = json.loads(res.metrics["_rows"])

@@ -138,6 +138,7 @@ def print_recipe(cfg: TrainDiffusionConfig, scale: str) -> None:
 
 def train_diffusion(argv: list[str]) -> int:
     from bench.evals.diffusion_training import latent_fc
+    from bench.own import command_line
     from bench.runner import Runner
     from bench.spec import RunRef
     args = parse_train(argv)
@@ -145,7 +146,8 @@ def train_diffusion(argv: list[str]) -> int:
     cfg = train_config(args)
     latent_fc(cfg)  # resolution, patch size and the autoencoder, before any run folder
     print_recipe(cfg, args.scale)
-    runner = Runner(Path(args.runs_dir), device=args.device, options={"weights": args.weights})
+    runner = Runner(Path(args.runs_dir), device=args.device,
+                    options={"weights": args.weights, "command": command_line("train-diffusion", argv)})
     runner.check_writable()
     res = runner.ensure(RunRef(cfg), args.scale)
     m = res.metrics
@@ -201,13 +203,14 @@ def sample_config(args: argparse.Namespace) -> tuple[GenerateConfig, str, dict]:
 
 
 def sample(argv: list[str]) -> int:
-    from bench.own import fmt_cell
+    from bench.own import command_line, fmt_cell
     from bench.runner import Runner
     from bench.spec import RunRef
     args = parse_sample(argv)
     device_of(args.device)
     cfg, scale, options = sample_config(args)
-    runner = Runner(Path(args.runs_dir), device=args.device, options=options)
+    runner = Runner(Path(args.runs_dir), device=args.device,
+                    options={**options, "command": command_line("sample", argv)})
     runner.check_writable()
     res = runner.ensure(RunRef(cfg), scale)
     m = res.metrics
@@ -225,11 +228,13 @@ def data_name(ds) -> str:
 
 
 def _sample_rows(runner, scale: str, data: str, resolution: int) -> list[dict]:
-    """Every complete sample run in the runs folder of a model trained on ``data`` at ``resolution`` and ``scale``."""
+    """Every complete ``sample`` run in the runs folder of a model trained on ``data`` at ``resolution`` and
+    ``scale``."""
+    from bench.cli_tools import is_own_model_run
     rows = []
     for d in sorted(runner.runs_dir.glob(f"*__generate__{scale}__*")):
-        if not (d / "metrics.json").is_file():
-            continue
+        if not (d / "metrics.json").is_file() or not is_own_model_run(d):
+            continue  # unfinished, or an artefact's run (its own table shows it)
         try:
             cfg, _ = runner.config_of(d)
         except UsageError:
