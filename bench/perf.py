@@ -317,7 +317,8 @@ def write_csv(rows: list[dict], path: Path) -> Path:
     kept = []
     if path.is_file():
         measured = {r["benchmark"] for r in rows}
-        kept = [r for r in csv.DictReader(path.open()) if r.get("benchmark", measured) not in measured]
+        kept = [r for r in csv.DictReader(path.open()) if r.get("benchmark") and r["benchmark"] not in measured
+                and r.get("run_id")]  # rows of another layout (no benchmark or run id) are replaced
     buf = io.StringIO()
     w = csv.DictWriter(buf, COLUMNS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()

@@ -51,3 +51,13 @@ def test_bad_arguments_are_one_line(args, needle):
     with pytest.raises(UsageError, match=needle) as err:
         perf.parse(args)
     assert "\n" not in str(err.value)
+
+
+def test_rows_of_another_layout_are_replaced_not_kept(tmp_path):
+    (tmp_path / "tables").mkdir()
+    old = tmp_path / "tables" / "perf-x-smoke.csv"
+    old.write_text("lever,setting,before_s,after_s,ratio\nallocator,FID,1,0.8,0.8\n")
+    rows = [{"benchmark": "peak", "setting": "s", "gflops": 1.0, "run_id": "r"}]
+    perf.write_csv(rows, old)
+    kept = list(csv.DictReader(old.open()))
+    assert [r["benchmark"] for r in kept] == ["peak"] and kept[0]["run_id"] == "r"
