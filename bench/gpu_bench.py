@@ -59,7 +59,7 @@ from bench.runner import Runner, RunFailed, collect
 from bench.spec import Row, RunRef, Spec
 from models import checkpoints as C
 from models import train_autoencoder as T
-from models.backbones import BACKBONES, RELEASED_DIFFUSION, ReleasedDiffusion, build_backbone
+from models.backbones import BACKBONE_FAMILIES, BACKBONES, RELEASED_DIFFUSION, ReleasedDiffusion, build_backbone
 
 STEPS = ("pytest", "efficiency", "memory", "autoencoders", "train-step", "sampling")
 PROVENANCE = ("device", "gpu_model", "driver", "cuda", "torch", "git_sha", "git_dirty", "date")
@@ -88,7 +88,7 @@ class Setting:
     phase1_models: tuple[str, ...]          # train-step models
     phase1: dict[str, int]                  # PhaseConfig fields: resolution, batch, steps
     sampling_batch: int                     # samples per sampler call
-    sampling_steps: int | None              # None: the family's sampler steps (generation.DEFAULT_SAMPLER)
+    sampling_steps: int | None              # None: the family's sampler steps (models.backbones.BACKBONE_FAMILIES)
     tiny_sampling: bool                     # sampling step: the -tiny backbone and DC-AE of each released model
     sampling_latent_side: int | None        # None: the released latent side (512 px images)
 
@@ -487,7 +487,8 @@ def sampled_models(info: ReleasedDiffusion, s: Setting) -> tuple[str, str]:
 
 def sample_and_decode(info: ReleasedDiffusion, s: Setting) -> dict[str, Any]:
     """One sampler call for a batch (after a 2-step warm-up call), then the decode of its latents to uint8."""
-    sampler, steps = G.DEFAULT_SAMPLER[BACKBONES[info.backbone].family]
+    family = BACKBONE_FAMILIES[BACKBONES[info.backbone].family]
+    sampler, steps = family.sampler, family.sampler_steps
     steps = s.sampling_steps or steps
     backbone_name, ae_name = sampled_models(info, s)
     c, side = info.latent_channels, s.sampling_latent_side or info.latent_size

@@ -107,8 +107,8 @@ def dataset_fields(value: str, unconditional: bool) -> dict:
 
 def train_config(args: argparse.Namespace) -> TrainDiffusionConfig:
     from models import backbones
-    family = backbones.BACKBONES[args.backbone].family if args.backbone in backbones.BACKBONES else None
-    if family not in ("uvit", "dit"):
+    info = backbones.BACKBONES.get(args.backbone)
+    if info is None or backbones.BACKBONE_FAMILIES[info.family].text_to_image:
         raise UsageError(f"{args.backbone}: give a class-conditional uvit-* or dit-* backbone (python -m bench models); "
                          f"text-to-image (pixart-*) needs caption features: see table5")
     fields = {**autoencoder_fields(args.autoencoder, args), **dataset_fields(args.data, args.unconditional)}

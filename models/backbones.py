@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -22,15 +22,33 @@ from models.pixart import PIXART_CONFIGS, PixArtAlpha
 from models.uvit import UVIT_CONFIGS, UViT
 
 
+FamilyName = Literal["uvit", "dit", "pixart"]
+
+
+@dataclass(frozen=True)
+class Family:
+    """What a backbone family decides, in one place: its module, its condition, and its formulation's official
+    sampler (the training recipe of each is ``models.train_diffusion.RECIPES[name]``)."""
+
+    name: FamilyName
+    module: type[nn.Module]
+    text_to_image: bool    # conditioned on caption features (PixArt-α), else on class labels
+    sampler: str           # "dpm-solver++" (U-ViT: continuous-time ε model) or "iddpm" (learned variance)
+    sampler_steps: int     # the official step count: NFE 30 (U-ViT), 250 respaced steps (DiT)
+
+
+# PixArt-α's sampler for Table 5 is not in the reference: its IDDPM training formulation's own
+BACKBONE_FAMILIES: dict[str, Family] = {f.name: f for f in (Family("uvit", UViT, False, "dpm-solver++", 30),
+                                                   Family("dit", DiT, False, "iddpm", 250),
+                                                   Family("pixart", PixArtAlpha, True, "iddpm", 250))}
+
+
 @dataclass(frozen=True)
 class BackboneInfo:
     name: str          # registry name, e.g. "uvit-h"
     paper_name: str    # the paper's name, e.g. "UViT-H"
-    family: str        # "uvit" | "dit" | "pixart": picks the module and the conditioning input
+    family: FamilyName  # key of BACKBONE_FAMILIES: the module, the conditioning input, the sampler
     config: Any        # the family's config dataclass, latent fields at their defaults
-
-
-_FAMILIES = {"uvit": UViT, "dit": DiT, "pixart": PixArtAlpha}
 
 BACKBONES: dict[str, BackboneInfo] = {
     info.name: info for info in (
@@ -92,11 +110,11 @@ def backbone_config(name: str, latent_channels: int, latent_size: int, patch_siz
 def build_backbone(name: str, latent_channels: int, latent_size: int, patch_size: int, **overrides: Any) -> nn.Module:
     """Build backbone ``name`` on the current default device (use ``torch.device("meta")`` to count big models)."""
     cfg = backbone_config(name, latent_channels, latent_size, patch_size, **overrides)
-    return _FAMILIES[BACKBONES[name].family](cfg)
+    return BACKBONE_FAMILIES[BACKBONES[name].family].module(cfg)
 
 
-def family_of(model: nn.Module) -> str:
-    return next(fam for fam, cls in _FAMILIES.items() if isinstance(model, cls))
+def family_of(model: nn.Module) -> Family:
+    return next(fam for fam in BACKBONE_FAMILIES.values() if isinstance(model, fam.module))
 
 
 def random_inputs(model: nn.Module, batch: int, device: str | torch.device = "cpu",
@@ -109,7 +127,7 @@ def random_inputs(model: nn.Module, batch: int, device: str | torch.device = "cp
     cfg = model.config
     x = torch.randn(batch, cfg.in_channels, cfg.input_size, cfg.input_size, device=device, generator=generator)
     t = torch.randint(0, 1000, (batch,), device=device, generator=generator)
-    if family_of(model) == "pixart":
+    if family_of(model).text_to_image:
         cond = torch.randn(batch, cfg.text_tokens, cfg.caption_channels, device=device, generator=generator)
     else:
         cond = torch.randint(0, cfg.num_classes, (batch,), device=device, generator=generator)

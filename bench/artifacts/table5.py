@@ -147,7 +147,7 @@ SPECS = {"": Spec(
                 "FID: the DC-AE text-to-image recipe and sampler are not public; ours: IDDPM with learned sigma and "
                 "PixArt-α's published AdamW settings (models.train_diffusion.PIXART_RECIPE, which lists what is not "
                 "carried over: gradient clipping, AdamW eps, the per-GPU batch), the generate eval's IDDPM sampler "
-                f"(bench.evals.generation.DEFAULT_SAMPLER), CFG {CFG_SCALE} (PixArt-α's default).",
+                f"(models.backbones.BACKBONE_FAMILIES), CFG {CFG_SCALE} (PixArt-α's default).",
                 "FID: the paper's training set is not stated; ours trains on the MJHQ-30K images given by --data and "
                 "their T5-XXL features (any image folder with features can stand in), and scores one sample per "
                 "MJHQ-30K prompt against those images.",

@@ -130,7 +130,7 @@ def formulation_of(backbone: str) -> str:
 def check_conditioning(cfg: TrainDiffusionConfig, family: str, ctx) -> None:
     """Class labels for uvit / dit, caption features for pixart (text-to-image); at paper scale, the image and
     caption folders must be given (else the row is unavailable, naming where they go)."""
-    if family != "pixart":
+    if not backbones.BACKBONE_FAMILIES[family].text_to_image:
         if cfg.captions is not None:
             raise UsageError(f"captions apply to text-to-image backbones (pixart-*), not {cfg.backbone}; remove them")
         return
@@ -181,7 +181,7 @@ def build_backbone(cfg: TrainDiffusionConfig, latent_channels: int, latent_size:
     """The backbone of ``cfg`` for this latent shape and class count (the null label is ``num_classes``; a
     text-to-image backbone has no classes and ignores it)."""
     overrides = {k: getattr(cfg, k) for k in ("depth", "hidden_size", "num_heads") if getattr(cfg, k) is not None}
-    if backbones.BACKBONES[cfg.backbone].family != "pixart":
+    if not backbones.BACKBONE_FAMILIES[backbones.BACKBONES[cfg.backbone].family].text_to_image:
         overrides["num_classes"] = num_classes
     try:
         return backbones.build_backbone(cfg.backbone, latent_channels, latent_size, cfg.patch_size, **overrides)
@@ -273,7 +273,7 @@ def run_train(cfg: TrainDiffusionConfig, ctx) -> dict:
     recipe = recipe_of(cfg, family, ctx.scale.name)
     _, _, device = distributed.init_distributed(ctx.device)
     images = images_of(cfg.dataset, cfg.resolution, cfg.n_images, cfg.autoencoder, ctx)
-    captions = captions_of(cfg, images, ctx) if family == "pixart" else None
+    captions = captions_of(cfg, images, ctx) if backbones.BACKBONE_FAMILIES[family].text_to_image else None
     autoencoder, ae_id = load_autoencoder(cfg, ctx)
     posterior_seed = posterior_seed_of(cfg, recipe.seed)
     latents, factor = latents_of(cfg, autoencoder, ae_id, images, ctx, device, posterior_seed)

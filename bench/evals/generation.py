@@ -74,6 +74,7 @@ from bench.evals.shards import (
 from bench.outputs import TrainedDiffusion
 from bench.provenance import atomic_write_json, file_digest
 from models import checkpoints, distributed
+from models.backbones import BACKBONE_FAMILIES
 from models.diffusion import DiTDiffusion, UViTDiffusion, guided
 from models.io import file_lock
 from models.pixart import Caption
@@ -112,8 +113,6 @@ class GenerationProtocol(ProtocolPreset):
 DCAE_GENERATE = GenerationProtocol(protocol_id("generate"))
 IS_SPLITS = 10                 # torch-fidelity's default number of Inception Score splits
 KEEP_FEATURES_UP_TO = 10_000   # raw features kept (exact low-rank FID, KID) for sets up to this size
-DEFAULT_SAMPLER = {"uvit": ("dpm-solver++", 30), "dit": ("iddpm", 250),  # family -> (sampler, steps)
-                   "pixart": ("iddpm", 250)}  # PixArt-α's sampler for Table 5 is not in the reference: its IDDPM
 CLIP_UNAVAILABLE = ("unavailable (CLIP score needs the prompt texts and CLIP weights: a caption features folder holds "
                     "no text, the paper's CLIP model is not stated, and nothing is downloaded here)")
 
@@ -464,7 +463,7 @@ def scores(gen: M.FeatureStats, ref: M.FeatureStats, is_stats: tuple | None, is_
 
 def sampler_of(cfg: GenerateConfig, family: str) -> tuple[str, int]:
     """(sampler, steps) for a backbone family; a sampler that does not fit the formulation is a UsageError."""
-    default, default_steps = DEFAULT_SAMPLER[family]
+    default, default_steps = BACKBONE_FAMILIES[family].sampler, BACKBONE_FAMILIES[family].sampler_steps
     sampler = cfg.sampler or default
     if sampler != default:  # U-ViT has no learned variance for IDDPM; DiT was trained on IDDPM's integer times
         raise UsageError(f"sampler {sampler!r} does not fit a {family} model; use {default!r} (or leave it None)")
@@ -605,7 +604,7 @@ def _check_generate(cfg: GenerateConfig, ctx) -> None:
     without a GPU."""
     if cfg.model is not None and cfg.cfg_scale > 1 and not cfg.model.conditional:
         raise UsageError(f"cfg_scale {cfg.cfg_scale} needs a class-conditional model; use 1.0 for an unconditional one")
-    text = cfg.model is not None and formulation_of(cfg.model.backbone) == "pixart"
+    text = cfg.model is not None and BACKBONE_FAMILIES[formulation_of(cfg.model.backbone)].text_to_image
     if text and cfg.prompts is None:
         raise UsageError(f"{cfg.model.backbone} is text-to-image: set prompts (the prompts' caption features, e.g. "
                          f"folder('mjhq-30k-t5'))")
@@ -629,7 +628,7 @@ class Conditions:
 
 def _conditions(cfg: GenerateConfig, model: SampledModel, ctx) -> Conditions:
     """Seeded class labels (or the null class), or prompt i for sample i of a text model's ``prompts`` folder."""
-    if model.family != "pixart":
+    if not BACKBONE_FAMILIES[model.family].text_to_image:
         k = model.backbone.config.num_classes
         return Conditions(draw_labels(cfg.n_samples, k, cfg.seed, model.conditional), k, None,
                           f"seeded randint over {k} classes" if model.conditional else "unconditional")
