@@ -99,12 +99,13 @@ def _limit(value: str | None) -> int | None:
 
 
 def prefetch(names: list[str], args: argparse.Namespace, runner, jobs: int) -> None:
-    """``--jobs N > 1``: compute the parallel-safe runs of these artefacts first (bench/parallel.py)."""
-    if jobs < 2 or runner.render_only or args.force:  # --force recomputes the rows' own runs in the serial pass
+    """Compute the runs these artefacts need first, in dependency order, with ``jobs`` processes (bench/parallel.py);
+    the tables are then built from completed runs."""
+    if runner.render_only or args.force:  # --force recomputes the rows' own runs while the tables are built
         return
     specs = [spec for name in names for spec in _specs(name, args.ablation if len(names) == 1 else None).values()]
     problems = parallel.run_plan(parallel.plan(specs, args.scale, runner), args.scale, runner, jobs)
-    if problems:
+    if problems and jobs > 1:
         print(f"--jobs: {len(problems)} run(s) did not complete in the parallel pass; the serial pass tries them "
               f"again and reports each in its table", file=sys.stderr)
 

@@ -1,6 +1,7 @@
-"""``--jobs N``: compute the independent runs of one or more specs in N worker processes before the serial pass.
+"""The one scheduler: compute the runs one or more specs need, in dependency order, before the tables are built
+(``--jobs N``: in N worker processes; ``--jobs 1``: one after the other in this process).
 
-The runner stays a thin serial loop; this module only front-loads work. It gathers every row's run at a scale and,
+The runner stays a thin loop over rows; this module only front-loads work. It gathers every row's run at a scale and,
 recursively, the runs those depend on (``bench.configs.dependencies``), keeps the evals whose numbers do not depend
 on wall-clock time (``Eval.parallel_safe`` in ``bench.evals``: training and reconstruction, not the timed efficiency profiler),
 orders them in stages (a run comes after everything it depends on; the plan printed) and computes them with a process
@@ -34,7 +35,7 @@ from bench import evals, process
 from bench.configs import dependencies
 from bench.errors import Unavailable
 from bench.provenance import REPO_ROOT
-from bench.runner import Runner
+from bench.runner import Runner, RunFailed
 from bench.spec import RunRef, Spec
 
 
@@ -65,7 +66,8 @@ def plan(specs: Iterable[Spec], scale: str, runner) -> list[PlannedRun]:
             if row.run is not None and row.run.runs_at(scale):
                 visit(row.run)
     out = [PlannedRun(rid, refs[rid], stage_of[rid]) for rid in refs
-           if evals.get(refs[rid].eval).parallel_safe and runner.load(refs[rid], scale) is None]
+           if evals.get(refs[rid].eval).parallel_safe and runner.load(refs[rid], scale) is None
+           and runner.refusal(runner.resolve(refs[rid], scale), scale) is None]  # refused: the table says why
     return sorted(out, key=lambda p: (p.stage, p.run_id))
 
 
@@ -258,9 +260,28 @@ def schedule(planned: list[PlannedRun], deps_of: dict[str, list[str]], submit: C
             report(rid, seconds, problem)
 
 
+def _in_process(runner, scale: str) -> Callable[[PlannedRun], cf.Future]:
+    """``--jobs 1``: a submit that computes the run here and now (its progress printed as it goes) and returns a
+    finished future of ``_work``'s (run_id, seconds, problem); a failure stays in ``runner.failed``, so the pass
+    that builds the tables reports it without a second try."""
+    def submit(p: PlannedRun) -> cf.Future:
+        fut: cf.Future = cf.Future()
+        t0, problem = time.perf_counter(), ""
+        try:
+            runner.ensure(p.ref, scale)
+        except Unavailable as e:
+            problem = f"unavailable ({e})"
+        except RunFailed as e:
+            problem = e.why
+        fut.set_result((p.run_id, time.perf_counter() - t0, problem))
+        return fut
+    return submit
+
+
 def run_plan(planned: list[PlannedRun], scale: str, runner, jobs: int,
              say: Callable[[str], None] = lambda m: print(m, flush=True)) -> dict[str, str]:
-    """Compute ``planned`` with ``jobs`` processes, each run as soon as the runs it depends on are complete.
+    """Compute ``planned`` with ``jobs`` processes (1: in this one), each run as soon as the runs it depends on are
+    complete.
 
     Returns {run_id: problem} for the runs that did not complete (unavailable, failed, or skipped because a run they
     depend on did not complete)."""
@@ -269,7 +290,8 @@ def run_plan(planned: list[PlannedRun], scale: str, runner, jobs: int,
         return problems
     threads = max(1, (os.cpu_count() or 1) // jobs)
     say(f"--jobs {jobs}: {len(planned)} run(s) to compute in {1 + planned[-1].stage} stage(s), "
-        f"{jobs} processes x {threads} thread(s); progress of each run in {runner.runs_dir}/_parallel/")
+        + (f"{jobs} processes x {threads} thread(s); progress of each run in {runner.runs_dir}/_parallel/"
+           if jobs > 1 else "one after the other in this process"))
     counts = collections.Counter((p.stage, p.ref.eval) for p in planned)
     stages = sorted({st for st, _ in counts})
     say("plan: " + "; ".join(f"stage {s}: " + ", ".join(f"{n} {e}" for (st, e), n in sorted(counts.items())
@@ -281,11 +303,19 @@ def run_plan(planned: list[PlannedRun], scale: str, runner, jobs: int,
         say(f"expected: ~{est.total() / 60:.0f} min with {jobs} processes, from the earlier times of {n_known} of "
             f"these {len(planned)} runs (theirs or another seed's); the estimate below rescales them as runs finish")
     finished = 0
-    ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds OpenMP threads
-    with _blas_threads(threads), cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
-                                                         initargs=(threads,)) as pool, \
-            tqdm(total=len(planned), desc="runs", unit="run", dynamic_ncols=True,
-                 disable=not sys.stderr.isatty()) as bar:  # in a log: one line per finished run, no bar
+    with contextlib.ExitStack() as stack:
+        if jobs > 1:
+            ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds OpenMP threads
+            stack.enter_context(_blas_threads(threads))
+            pool = stack.enter_context(cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx,
+                                                              initializer=_init_worker, initargs=(threads,)))
+            submit = lambda p: pool.submit(_work, (str(runner.runs_dir), runner.device,  # noqa: E731
+                                                   dict(runner.options), p.ref, scale, p.run_id))
+        else:
+            submit = _in_process(runner, scale)
+        # in a log, or beside the runs' own lines (--jobs 1): one line per finished run, no bar
+        bar = stack.enter_context(tqdm(total=len(planned), desc="runs", unit="run", dynamic_ncols=True,
+                                       disable=jobs == 1 or not sys.stderr.isatty()))
 
         def report(rid: str, seconds: float, problem: str) -> None:
             nonlocal finished
@@ -305,7 +335,5 @@ def run_plan(planned: list[PlannedRun], scale: str, runner, jobs: int,
                                           for dep in dependencies(runner.resolve(p.ref, scale))) if d in planned_ids]
                    for p in planned}
         first = critical_path({r: est.fill(r) or 0.0 for r in deps_of}, deps_of)
-        schedule(planned, deps_of, lambda p: pool.submit(_work, (str(runner.runs_dir), runner.device,
-                                                                  dict(runner.options), p.ref, scale, p.run_id)),
-                 report, problems, slots=jobs, priority=first)
+        schedule(planned, deps_of, submit, report, problems, slots=jobs, priority=first)
     return problems

@@ -114,6 +114,7 @@ class Runner:
     options: dict[str, Any] = field(default_factory=dict)
     force: bool = False
     render_only: bool = False
+    failed: dict[str, RunFailed] = field(default_factory=dict)  # runs that failed in this process: never run twice
 
     def __post_init__(self) -> None:
         self.runs_dir = Path(self.runs_dir)
@@ -243,6 +244,16 @@ class Runner:
         inputs = {r.run_id: r for r in (self.ensure(RunRef(d), scale, force=False)
                                         for d in dependencies(resolved))}  # the graph, in order
         rid, cfg = self.run_id_for(ref, scale)
+        if rid in self.failed:  # another row needs a run that already failed here: its reason, not a second try
+            raise self.failed[rid]
+        try:
+            return self._compute(ref, scale, force, rid, cfg, inputs)
+        except RunFailed as e:
+            self.failed[rid] = e
+            raise
+
+    def _compute(self, ref: RunRef, scale: str, force: bool, rid: str, cfg: dict, inputs: dict) -> RunResult:
+        """Make the run folder and compute the run under its lock (``ensure`` has computed its dependencies)."""
         run_dir = self.runs_dir / rid
         run_dir.mkdir(parents=True, exist_ok=True)
         with self._lock(run_dir):

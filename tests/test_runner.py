@@ -1,4 +1,5 @@
 """The runner: content-named runs, reuse, --force, atomic writes, errors as cells, derived rows."""
+import csv
 import dataclasses
 import json
 import multiprocessing as mp
@@ -388,3 +389,25 @@ def test_a_config_json_that_does_not_give_its_run_id_is_one_line(tmp_path):
     with pytest.raises(UsageError, match="does not give its run id") as err:
         Runner(runs).config_of(tmp_path / src.name)
     assert "\n" not in str(err.value)
+
+
+def test_jobs_1_computes_the_plan_in_dependency_order_and_a_failed_run_once(tmp_path, monkeypatch, capsys):
+    """One scheduler for any --jobs: with --jobs 1 the plan runs in this process (parents first, one progress line
+    per run with the time left); a run that fails is tried once, and every row that needs it reports its reason."""
+    broken = D(x=3, crash=True)
+    spec = Spec(id="table2", title="t", caption="c", columns=(Column("score", "Score", False),),
+                scales={"smoke": "", "small": "", "paper": ""},
+                rows=(Row("child", run=RunRef(D(x=1, parent=D(x=2)))), Row("broken", run=RunRef(broken)),
+                      Row("needs broken", run=RunRef(D(x=4, parent=broken)))))
+    monkeypatch.setattr(artifacts, "load", lambda name: types.SimpleNamespace(SPECS={"": spec}))
+    monkeypatch.chdir(tmp_path)
+    assert bench_main(["table2", "--scale", "smoke", "--runs-dir", str(tmp_path / "runs")]) == 3
+    out = capsys.readouterr().out
+    assert "--jobs 1: 4 run(s) to compute in 2 stage(s), one after the other in this process" in out
+    assert out.count("/4] dummy__") == 4  # one line per planned run: parent, child, broken, and the skipped one
+    broken_id = Runner(tmp_path / "runs").run_id_for(RunRef(broken), "smoke")[0]
+    log = (tmp_path / "runs" / broken_id / "log.txt").read_text()
+    assert log.count("planted crash") >= 1 and log.count("eval dummy at smoke scale") == 1  # computed once
+    rows = {r["row"]: r["status"] for r in csv.DictReader((tmp_path / "tables" / "table2-smoke.csv").open())}
+    assert rows["child"] == "measured" and rows["broken"].startswith("failed (RuntimeError")
+    assert rows["needs broken"].startswith("failed (RuntimeError")
