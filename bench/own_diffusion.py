@@ -12,8 +12,8 @@ D: an image folder (class labels from its top-level sub-folders when every image
 
 ``train-diffusion`` prints the recipe with the source of every value, encodes the images once (latents cached by
 content), trains with resume after a kill (run the same command again) and prints the run folder. ``sample``
-draws N images from that run with the formulation's official sampler (U-ViT: DPM-Solver++ 30 steps; DiT: IDDPM
-250), keeps PNGs and scores gFID / KID / IS against the training images (or ``--reference``, or a ``.npz`` of
+draws N images from that run with the formulation's official sampler and step count
+(``models.backbones.BACKBONE_FAMILIES``: DPM-Solver++ for U-ViT, IDDPM for DiT), keeps PNGs and scores gFID / KID / IS against the training images (or ``--reference``, or a ``.npz`` of
 statistics); every sample run is a row of ``tables/samples-<data>-<res>[-<scale>].csv`` / ``.md``. Both run under
 ``torchrun`` like the artefacts (``--device cuda``; write ``--samples N`` there, as torchrun reads ``--n`` itself).
 """
@@ -165,7 +165,8 @@ def parse_sample(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--cfg", type=float, default=1.0, help="classifier-free guidance scale (1 = none)")
     p.add_argument("--sampler", choices=("dpm-solver++", "iddpm"), default=None,
                    help="default: the formulation's own (U-ViT: DPM-Solver++, DiT: IDDPM)")
-    p.add_argument("--steps", type=int, default=None, help="sampler steps (default: 30 DPM-Solver++, 250 IDDPM)")
+    p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the official count, "
+                   + ", ".join(f"{f.sampler} {f.sampler_steps}" for f in _class_families()) + ")")
     p.add_argument("--reference", default=None, metavar="FOLDER | embedded",
                    help="FID reference images (default: the run's training images)")
     p.add_argument("--fid-reference", default=None, metavar="NPZ", help="FID statistics (mu, sigma) instead")
@@ -174,6 +175,11 @@ def parse_sample(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--runs-dir", default="runs")
     p.add_argument("--out", default=".", help="where tables/ is written (default: here)")
     return p.parse_args(argv)
+
+
+def _class_families():
+    from models.backbones import BACKBONE_FAMILIES
+    return [f for f in BACKBONE_FAMILIES.values() if not f.text_to_image]
 
 
 def sample_config(args: argparse.Namespace) -> tuple[GenerateConfig, str, dict]:

@@ -14,8 +14,8 @@ pairwise ratios ours / reference (below 1: ours is faster). The benchmarks:
   (FLOPs counted by ``torch.utils.flop_counter``) and their share of ``peak``;
 - ``autoencoders``: our DC-AE-f32c32 and SD-VAE-f8 against diffusers' ``AutoencoderDC`` / ``AutoencoderKL`` at
   identical (random) weights, encode + decode of one image per size, fp32;
-- ``sampler``: DPM-Solver++ (U-ViT, 30 steps) and IDDPM (DiT, 250 steps) with the small-scale backbones: the share of
-  sampling time spent outside the network;
+- ``sampler``: DPM-Solver++ (U-ViT) and IDDPM (DiT) at their official step counts with the small-scale backbones:
+  the share of sampling time spent outside the network;
 - ``train-step``: one optimiser step (forward, backward, AdamW) per reduced family on an L1 (autoencoders) or
   ε-MSE (backbones) loss, without the recipes' other losses: achieved GFLOP/s and share of ``peak``;
 - ``levers``: the identical-output levers of ``bench/perf_levers.py`` (allocator, SSIM blur, KID once, reference
@@ -151,8 +151,9 @@ def bench_sampler(repeats: int, smoke: bool) -> list[dict]:
     from bench.evals.generation import Sampling, sample_batch
     from models import backbones
     rows = []
-    for name, sampler, steps in (("uvit-s-small", "dpm-solver++", 30), ("dit-s-small", "iddpm", 250)):
-        steps = 5 if smoke else steps
+    for name in ("uvit-s-small", "dit-s-small"):
+        family = backbones.BACKBONE_FAMILIES[backbones.BACKBONES[name].family]
+        sampler, steps = family.sampler, 5 if smoke else family.sampler_steps
         torch.manual_seed(0)
         net = backbones.build_backbone(name, 32, 4, 1, num_classes=8).eval()
         s = Sampling(sampler, steps, "time-uniform", 1.5, 8, 0, 32)
