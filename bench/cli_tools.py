@@ -10,12 +10,11 @@ from tabulate import tabulate
 from bench import artifacts, evals, paper
 from bench.configs import ConfigError, dependencies
 from bench.errors import UsageError
-from bench.provenance import read_json
+from bench.provenance import file_digest, read_json
 from bench.report import write_report
 from bench.scales import SCALES
 
 TABLES, FIGURES = Path("tables"), Path("figures")
-
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -39,7 +38,6 @@ def device_of(requested: str | None) -> str:
 
 def fid_reference_option(value: str | None) -> dict[str, str]:
     """--fid-reference NPZ: the file and its content digest (the digest goes into the generate runs' ids)."""
-    from bench.provenance import file_digest
     if value is None:
         return {}
     path = Path(value).expanduser()
@@ -196,7 +194,8 @@ def referenced_runs(runner) -> set[str]:
 
 def is_own_model_run(folder) -> bool:
     """A run of the commands for your own models (bench/own.py, bench/own_diffusion.py): no artefact names it, and
-    it is never stale. Its env.json names the command; runs made before env.json did are known by their kind."""
+    it is never stale. Its env.json names the command (``own.command_line``); runs made before env.json did are
+    known by their kind."""
     from bench.own import COMMANDS
     env = read_json(folder / "env.json")
     words = str(env.get("command", "")).split() if isinstance(env, dict) else []

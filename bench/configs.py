@@ -670,20 +670,22 @@ def dependencies(cfg: EvalConfig) -> list[EvalConfig]:
 def fields_json(cfg: EvalConfig) -> dict[str, Any]:
     """A config's fields as plain JSON data (what ``config.json`` stores and the run id hashes); the fields of
     ``ID_OMITS_DEFAULT`` only when they differ from their default."""
-    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
-    return {k: v for k, v in to_json(cfg)["config"].items()
-            if not (k in cfg.ID_OMITS_DEFAULT and getattr(cfg, k) == defaults[k])}
+    return to_json(cfg)["config"]
+
+
+def _stored(value: Any) -> list[str]:
+    """The fields a dataclass is serialised with: all but those of its ``ID_OMITS_DEFAULT`` still at their default."""
+    omits = getattr(value, "ID_OMITS_DEFAULT", ())
+    return [f.name for f in dataclasses.fields(value) if not (f.name in omits and getattr(value, f.name) == f.default)]
 
 
 def to_json(value: Any) -> Any:
-    """Plain JSON data: an eval config as ``{"eval": ..., "config": {fields}}``, other dataclasses as dicts, tuples
-    as lists."""
+    """Plain JSON data: an eval config as ``{"eval": ..., "config": {fields}}``, other dataclasses as dicts (both
+    without the ``ID_OMITS_DEFAULT`` fields at their default), tuples as lists."""
     if isinstance(value, EvalConfig):
-        return {"eval": value.EVAL, "config": {n: to_json(getattr(value, n)) for n in _names(type(value))}}
+        return {"eval": value.EVAL, "config": {n: to_json(getattr(value, n)) for n in _stored(value)}}
     if dataclasses.is_dataclass(value):
-        omit = {f.name for f in dataclasses.fields(value) if f.name in getattr(value, "ID_OMITS_DEFAULT", ())
-                and getattr(value, f.name) == f.default}
-        return {n: to_json(getattr(value, n)) for n in _names(type(value)) if n not in omit}
+        return {n: to_json(getattr(value, n)) for n in _stored(value)}
     if isinstance(value, (tuple, list)):
         return [to_json(v) for v in value]
     return value

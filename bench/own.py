@@ -235,18 +235,18 @@ def parse_train(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def parent_config(value: str, runs_dir: Path, eval_name: str = "train-ae"):
-    """The typed config of a completed run folder of ``eval_name`` (``--from``, ``--autoencoder``, ``sample RUN``):
-    a folder, or a run id in ``runs_dir``."""
+def parent_run(value: str, runs_dir: Path, eval_name: str = "train-ae"):
+    """(typed config, scale) of a completed run folder of ``eval_name`` (``--from``, ``--autoencoder``, ``sample
+    RUN``): a folder, or a run id in ``runs_dir``."""
     from bench.runner import Runner
     folder = Path(value).expanduser() if Path(value).expanduser().is_dir() else runs_dir / value
     if not (folder / "config.json").is_file():
         raise UsageError(f"{value}: no {eval_name} run folder there (config.json); give a run folder printed by an "
                          f"earlier {eval_name}")
-    cfg, _ = Runner(runs_dir).config_of(folder)
+    cfg, scale = Runner(runs_dir).config_of(folder)
     if cfg.EVAL != eval_name or not (folder / "metrics.json").is_file():
         raise UsageError(f"{value}: not a completed {eval_name} run; finish it first (run its command again)")
-    return cfg
+    return cfg, scale
 
 
 def print_recipe(cfg, scale: str, asked: dict) -> None:
@@ -280,7 +280,7 @@ def train_ae(argv: list[str]) -> int:
     data, _, digest = data_of(args.data, 8) if args.data != "embedded" else ("", "", "")
     asked = {"steps": args.steps, "batch": args.batch, "lr": args.lr, "resolution": args.resolution}
     cfg = TrainAEConfig(args.model, phases=(PhaseRequest(f"phase{args.phase}", **asked),), seed=args.seed,
-                        init_from=parent_config(args.parent, runs_dir) if args.parent else None,
+                        init_from=parent_run(args.parent, runs_dir)[0] if args.parent else None,
                         data=data, data_digest=digest)
     if args.phase != "1" and cfg.init_from is None:
         raise UsageError(f"phase {args.phase} adapts a trained model: pass --from RUN (the run folder of phase 1)")

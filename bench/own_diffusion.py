@@ -75,7 +75,7 @@ def parse_train(argv: list[str]) -> argparse.Namespace:
 def autoencoder_fields(value: str, args: argparse.Namespace) -> dict:
     """TrainDiffusionConfig fields for --autoencoder: a registered name, a train-ae run, or a user's model."""
     from bench.evals import autoencoder_sources as sources
-    from bench.own import parent_config
+    from bench.own import parent_run
     from models import zoo
     if value in {m.name for m in zoo.list_models()}:
         if not args.weights and args.scale != "smoke":
@@ -84,7 +84,7 @@ def autoencoder_fields(value: str, args: argparse.Namespace) -> dict:
         return {"autoencoder": value, "weights": bool(args.weights)}
     folder = Path(value).expanduser()
     if (folder / "config.json").is_file() and json.loads((folder / "config.json").read_text()).get("eval"):
-        run = parent_config(value, Path(args.runs_dir))
+        run, _ = parent_run(value, Path(args.runs_dir))
         return {"autoencoder": run.model, "autoencoder_checkpoint": run}
     source = sources.resolve(value)
     name = folder.name if source.kind != "factory" else value.replace(":", "-").replace(".", "-")
@@ -184,17 +184,14 @@ def _class_families():
 
 def sample_config(args: argparse.Namespace) -> tuple[GenerateConfig, str, dict]:
     """(generate config, the training run's scale, runner options) of ``sample``."""
-    from bench.own import data_of, parent_config
-    from bench.runner import Runner
+    from bench.own import data_of, parent_run
     if args.n < 2:
         raise UsageError(f"--n {args.n}: FID needs at least 2 samples")
     if args.reference and args.fid_reference:
         raise UsageError("give one of --reference and --fid-reference")
-    train = parent_config(args.run, Path(args.runs_dir), "train-diffusion")
+    train, scale = parent_run(args.run, Path(args.runs_dir), "train-diffusion")
     if args.cfg > 1 and not train.conditional:
         raise UsageError(f"--cfg {args.cfg} needs a class-conditional model; this run is unconditional: use --cfg 1")
-    scale = Runner(Path(args.runs_dir)).config_of(
-        Path(args.run) if Path(args.run).is_dir() else Path(args.runs_dir) / args.run)[1]
     reference = train.dataset
     if args.reference == "embedded":
         reference = EMBEDDED_TRAIN

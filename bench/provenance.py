@@ -6,9 +6,7 @@ import json
 import os
 import platform
 import re
-import shlex
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -65,12 +63,6 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def command_line() -> str:
-    """This process's command as typed (``python -m bench ...`` for the harness's CLI, under torchrun too)."""
-    head = "python -m bench" if sys.argv[0].endswith(os.path.join("bench", "__main__.py")) else sys.argv[0]
-    return " ".join([head, *(shlex.quote(a) for a in sys.argv[1:])])
-
-
 def environment(device: str, dtype: str, scale: str) -> dict[str, Any]:
     """What produced a number: code version, library versions, hardware, precision, scale."""
     import torch  # here: provenance is imported by the light commands, which must not import torch
@@ -88,9 +80,8 @@ def environment(device: str, dtype: str, scale: str) -> dict[str, Any]:
         "cpu": platform.processor() or platform.machine(),
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
-        "kernel_build": platform.version(),  # e.g. "#1 SMP PREEMPT_DYNAMIC ...": the same release, another build
+        "kernel_build": platform.version(),  # the kernel's build string (uname -v): same release, another build
         "hostname_hash": hashlib.sha256(platform.node().encode()).hexdigest()[:8],
-        "command": command_line(),
     }
     if device == "cuda" and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)

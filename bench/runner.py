@@ -264,8 +264,8 @@ class Runner:
                 if metrics_path.exists():  # --force: keep the old result until the new one is complete
                     os.replace(metrics_path, run_dir / "metrics.previous.json")
                 atomic_write_json(run_dir / "config.json", {"eval": ref.eval, "scale": scale, "config": cfg})
-                env = environment(self.device, "float32", scale)
-                atomic_write_json(run_dir / "env.json", {**env, "command": self.options.get("command", env["command"]),
+                command = {"command": self.options["command"]} if "command" in self.options else {}
+                atomic_write_json(run_dir / "env.json", {**environment(self.device, "float32", scale), **command,
                                                          "started_utc": _utcnow()})
             ctx = RunContext(SCALES[scale], self.device, run_dir, dict(self.options), self, run_dir / "log.txt",
                              inputs)

@@ -1,4 +1,4 @@
-"""Phase-1 recipe sweep (lr x warm-up) for the reduced stacked SD-VAE baselines that collapse at small scale (issue 21).
+"""Phase-1 recipe sweep (lr x warm-up) for the reduced stacked SD-VAE baselines that collapse at small scale.
 
 At small scale ``sd-vae-f64c128-tiny`` and ``sd-vae-f32c64-tiny`` give the same blob whatever the input. This script
 trains each (family, lr, warm-up) of a small grid with the small scale's phase-1 recipe otherwise unchanged (128 px,
@@ -13,9 +13,9 @@ Runs go in the order given (most informative first); with ``--budget-s`` a run w
 measured s/step, else a rough default) does not fit the remaining budget is not started and is written as
 ``status=skipped (budget)``. The CSV and the Markdown are rewritten after every run. One CPU thread.
 
-Note: the committed table was produced at git 0424981, when the collapse rule was the spread ratio alone
-(< 0.25) and ``spread_of`` returned that ratio; commit 79493d8 added ``explained < 0`` (outputs no nearer their
-inputs than the mean image) and this script then gained the ``explained`` column, which the committed table lacks.
+Note: the committed table (git 0424981, in its rows) judges collapse by the spread ratio alone (< 0.25) and has no
+``explained`` column; today's rule also counts ``explained < 0`` (outputs no nearer their inputs than the mean
+image). Its rows name no run folder: the sweep trains in memory.
 
 The committed tables/sdvae-recipe-sweep-small.{csv,md} were produced by (2 shared CPU cores, one process):
 

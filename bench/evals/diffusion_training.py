@@ -4,8 +4,8 @@ eval (``bench/evals/generation.py``) shares with it.
 
 ``run_train`` (``bench.configs.TrainDiffusionConfig``): the autoencoder (a train-ae run via ``ctx.input``, the
 official weights, a user's autoencoder (``own_autoencoder``: a diffusers folder, a file or ``module:function``, whose
-posterior mean is its latent, as ``eval-ae`` scores it), or untrained at smoke scale) encodes the data set once; the latents (× the scaling factor, as the
-official ``dc_ae_generate_latent.py``; one seeded posterior sample per image for a released SD-VAE, as that script,
+posterior mean is its latent, as ``eval-ae`` scores it), or untrained at smoke scale) encodes the data set once; the
+latents (× the scaling factor, as the official ``dc_ae_generate_latent.py``; one seeded posterior sample per image for a released SD-VAE, as that script,
 the posterior mean for one trained here: ``posterior_seed_of``) are cached in ``runs/_cache/latents-<key>.safetensors``
 keyed by the autoencoder's weights, the images, the resolution, the factor and the posterior seed. Labels are the
 class of each image: at small scale the embedded crop's source photo (8 classes), for a folder (named or a user's)
@@ -24,6 +24,7 @@ naming the folder and how to give it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.configs import DIFFUSION_SCALE_DEFAULTS, ReconConfig, TrainDiffusionConfig
+from bench.configs import DIFFUSION_SCALE_DEFAULTS, OwnAutoencoder, ReconConfig, TrainDiffusionConfig
 from bench.errors import RowFailed, UsageError
 from bench.evals.captions import (
     CaptionFolder,
@@ -94,7 +95,12 @@ def load_autoencoder(cfg: TrainDiffusionConfig, ctx) -> tuple[nn.Module, str]:
 def own_autoencoder(cfg: TrainDiffusionConfig) -> tuple[nn.Module, str]:
     """The user's autoencoder of ``cfg.own_autoencoder``, refused in one line if its weights changed since the
     command named the run."""
-    own = cfg.own_autoencoder
+    return _load_own(cfg.own_autoencoder)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_own(own: OwnAutoencoder) -> tuple[nn.Module, str]:
+    """Loaded once per process: the command's checks and the run read the same model."""
     model, digest = sources.load(sources.Source(own.spec, own.kind, own.weights_digest))
     if digest != own.weights_digest:
         raise UsageError(f"{own.spec} changed since this run was named (weights {digest}, the run's "
