@@ -12,6 +12,10 @@ worker. The levers:
 - ``ssim-blur``: ``metrics.ssim_per_image`` against the same SSIM with the blur as grouped float64 ``conv2d``;
 - ``kid-once``: ``metrics.kid`` on two full sets of 326 features (a small-scale reconstruction) against the mean
   over 100 reorderings of them that it computed before;
+- ``batchnorm-fold``: the FID Inception forward with its BatchNorms as passes of their own and folded into the
+  convs (``inception.fold_batchnorm``, what the harness runs);
+- ``fused-adamw``: a reduced UViT-S and DiT-S training step with AdamW's per-tensor loop and with ``fused=True``
+  (what the diffusion recipes run);
 - ``recon-reference-lock``: two reconstruction evaluations of the same images at once (two threads, as two
   ``--jobs`` workers), with the reference-statistics lock and without it: CPU seconds of the pair (both cores).
 
@@ -40,7 +44,7 @@ os.environ.update(dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL
 from bench import process  # noqa: E402
 from bench.perf import interleaved  # noqa: E402
 
-LEVERS = ("allocator", "ssim", "kid", "reference")
+LEVERS = ("allocator", "ssim", "kid", "reference", "fold", "fused")
 
 
 def row(lever: str, setting: str, before: list[float], after: list[float], diff: float, note: str = "") -> dict:
@@ -214,10 +218,63 @@ def lever_reference(repeats: int) -> list[dict]:
                 diff, note)]
 
 
+# ---------------------------------------------------------------------------------------------------- fold, fused
+
+
+def lever_fold(repeats: int) -> list[dict]:
+    """The FID Inception forward (batch 16, 128-px images) with each BatchNorm as its own pass and folded into its
+    conv (``inception.fold_batchnorm``); the difference relative to the largest feature."""
+    import torch
+    from bench.evals import inception as I
+    from bench.errors import Unavailable
+    from models.data import synthetic_images
+    try:
+        w = I.locate_weights()
+    except Unavailable as e:
+        return [row("batchnorm-fold", "FID Inception forward, batch 16", [1.0], [1.0], 0.0, f"unavailable: {e}")]
+    plain, folded = I.FIDInception(w, fold=False), I.FIDInception(w)
+    u = synthetic_images(16, 128, seed=0)  # (16, 3, 128, 128) uint8
+    times, outs = interleaved(lambda: plain(u), lambda: folded(u), repeats)
+    rel = float((outs["ours"] - outs["reference"]).abs().max() / outs["reference"].abs().max())
+    return [row("batchnorm-fold", "FID Inception forward, batch 16", times["reference"], times["ours"], rel,
+                f"{folded.name}; max_abs_diff is relative to the largest feature (tolerance {I.FOLD_TOLERANCE:g}); "
+                f"both channels_last, with the allocator setting of python -m bench")]
+
+
+def lever_fused(repeats: int) -> list[dict]:
+    """One training step (forward, backward, AdamW) of the reduced UViT-S and DiT-S, AdamW as per-tensor loops
+    (``foreach``) and fused; the parameters after the timed steps, relative to the largest one."""
+    import torch
+    from models import backbones
+    rows = []
+    for name in ("uvit-s-small", "dit-s-small"):
+        pair = {}
+        for fused in (False, True):
+            torch.manual_seed(0)
+            model = backbones.build_backbone(name, 32, 4, 1, num_classes=8)
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused, foreach=None if fused else True)
+            pair[fused] = (model, opt)
+        g = torch.Generator().manual_seed(1)
+        z, t, y = torch.randn(32, 32, 4, 4, generator=g), torch.rand(32, generator=g) * 999, torch.arange(32) % 8
+
+        def step(model, opt) -> torch.Tensor:
+            torch.manual_seed(2)  # the backbones' label dropout draws from the global RNG: the same draws for both
+            opt.zero_grad(set_to_none=True)
+            (model(z, t, y)[:, :32] - z).pow(2).mean().backward()
+            opt.step()
+            return torch.cat([p.detach().flatten() for p in model.parameters()])
+        times, outs = interleaved(lambda: step(*pair[False]), lambda: step(*pair[True]), repeats)
+        rel = float((outs["ours"] - outs["reference"]).abs().max() / outs["reference"].abs().max())
+        rows.append(row("fused-adamw", f"{name} step, batch 32, 4x4 latents", times["reference"], times["ours"],
+                        rel, f"max_abs_diff: parameters after {repeats + 1} steps each, relative to the largest"))
+    return rows
+
+
 # ---------------------------------------------------------------------------------------------------- the table
 
 
-MEASURE = {"allocator": lever_allocator, "ssim": lever_ssim, "kid": lever_kid, "reference": lever_reference}
+MEASURE = {"allocator": lever_allocator, "ssim": lever_ssim, "kid": lever_kid, "reference": lever_reference,
+           "fold": lever_fold, "fused": lever_fused}
 
 
 if __name__ == "__main__":  # one allocator process of lever_allocator: python -m bench.perf_levers OUT

