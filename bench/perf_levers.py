@@ -224,7 +224,6 @@ def lever_reference(repeats: int) -> list[dict]:
 def lever_fold(repeats: int) -> list[dict]:
     """The FID Inception forward (batch 16, 128-px images) with each BatchNorm as its own pass and folded into its
     conv (``inception.fold_batchnorm``); the difference relative to the largest feature."""
-    import torch
     from bench.evals import inception as I
     from bench.errors import Unavailable
     from models.data import synthetic_images
