@@ -105,7 +105,8 @@ def run_problems(ref) -> list[str]:
         try:
             todo = [ref.resolve(scale)]
             while todo:
-                todo += dependencies(todo.pop())
+                cfg = todo.pop()
+                todo += [*dependencies(cfg), *cfg.derived()]
         except ConfigError as e:
             out.append(f"{scale} scale: {e}")
     return out
@@ -176,7 +177,8 @@ def needs_table() -> str:
 
 
 def referenced_runs(runner) -> set[str]:
-    """Every run id some artefact's row needs at some scale, its dependencies included (claims' arms, training)."""
+    """Every run id some artefact's row needs at some scale, its dependencies (claims' arms, training) and derived
+    runs (``EvalConfig.derived``) included."""
     seen: set[str] = set()
     for name in artifacts.names():
         for spec in artifacts.load(name).SPECS.values():
@@ -188,7 +190,7 @@ def referenced_runs(runner) -> set[str]:
                     while stack:
                         cfg = stack.pop()
                         seen.add(runner.run_id_of(cfg, scale)[0])
-                        stack += dependencies(cfg)
+                        stack += [*dependencies(cfg), *cfg.derived()]
     return seen
 
 

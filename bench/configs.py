@@ -176,6 +176,11 @@ class EvalConfig:
     def run_name(self) -> str:
         return str(getattr(self, "model", None) or getattr(self, "backbone", None) or self.EVAL)
 
+    def derived(self) -> tuple[EvalConfig, ...]:
+        """Runs the runner computes before this one and hands it as inputs, whose configs are functions of this
+        one's fields (so they add nothing to its id): work that several runs share, built once (none here)."""
+        return ()
+
 
 # Per-scale defaults of each phase (merged under a phase dict of the config). The paper publishes no batch sizes or
 # step counts; the learning rates of the small scale are raised from the paper's 6.4e-5 / 1.6e-5 / 5.4e-5 because a
@@ -279,6 +284,31 @@ class ReconConfig(EvalConfig):
     shard_images: int | None = None                # images per resumable shard (None: ~4 shards per rank)
     n_samples: int = 8                             # reconstructions kept as PNGs
     seed: int = 0                                  # embedded / synthetic image selection
+
+    def derived(self) -> tuple[EvalConfig, ...]:
+        """The FID statistics of the originals, shared by every autoencoder evaluated on the same images."""
+        return (FidReferenceConfig(self.dataset, self.resolution, self.n_images, self.seed, self.features,
+                                   self.batch_size, self.shard_images),)
+
+
+@dataclass(frozen=True)
+class FidReferenceConfig(EvalConfig):
+    """Eval ``fid-ref``: the FID feature statistics of a reconstruction set's originals (``ReconConfig.derived``),
+    built once before the evaluations that share them. Its fields are the ones of ``ReconConfig`` that choose the
+    images and cut them into shards and batches (the sums are those the shards would add up, bit for bit)."""
+
+    EVAL: ClassVar[str] = "fid-ref"
+    dataset: Dataset                               # which images (as ReconConfig)
+    resolution: int                                # crop size (px)
+    n_images: int | None = None                    # first N images (None: all)
+    seed: int = 0                                  # embedded / synthetic image selection
+    features: Literal["inception", "tiny"] = "inception"  # FID network ("tiny": tests only)
+    batch_size: int = 16                           # images per forward (the evaluations' batches)
+    shard_images: int | None = None                # images per shard (the evaluations' shards)
+
+    @property
+    def run_name(self) -> str:
+        return f"{Path(self.dataset.name).name or self.dataset.kind}-{self.resolution}"
 
 
 @dataclass(frozen=True)
@@ -538,6 +568,46 @@ class GenerateConfig(EvalConfig):
     @property
     def run_name(self) -> str:
         return self.released or (self.model.run_name if self.model is not None else "generate")
+
+    def reference_config(self, kind: str) -> GenReferenceConfig | None:
+        """The ``fid-ref-gen`` run of this run's reference of ``kind`` (None: a user's .npz, a released model or a
+        user's autoencoder, whose statistics the run builds itself)."""
+        train = self.model
+        if train is None or train.own_autoencoder is not None or (self.user_reference and kind == self.reference_kind):
+            return None
+        ae = {"autoencoder": train.autoencoder, "autoencoder_checkpoint": train.autoencoder_checkpoint,
+              "weights": train.weights} if kind == "reconstructions" else {}
+        return GenReferenceConfig(self.reference, train.resolution, self.n_reference, self.features, self.batch_size,
+                                  kind, **ae)
+
+    def derived(self) -> tuple[EvalConfig, ...]:
+        """The statistics of the reference images (and of their reconstructions), shared by every run scored
+        against them."""
+        kinds = (self.reference_kind, *(("reconstructions",) if self.also_vs_reconstructions else ()))
+        return tuple(c for c in map(self.reference_config, kinds) if c is not None)
+
+
+@dataclass(frozen=True)
+class GenReferenceConfig(EvalConfig):
+    """Eval ``fid-ref-gen``: the FID statistics of a generation reference (``GenerateConfig.derived``): the reference
+    images at the model's resolution, or an autoencoder's reconstructions of them; built once before the runs
+    scored against it. A valid ``--fid-reference`` file (mu, sigma, resolution, feature network)."""
+
+    EVAL: ClassVar[str] = "fid-ref-gen"
+    reference: Dataset                             # the reference images (as GenerateConfig.reference)
+    resolution: int                                # image side (px)
+    n_reference: int | None = None                 # first N reference images (None: all)
+    features: Literal["inception", "tiny"] = "inception"  # FID network ("tiny": tests only)
+    batch_size: int = 64                           # images per forward (the generate run's)
+    kind: Literal["images", "reconstructions"] = "images"  # the images, or the autoencoder's reconstructions
+    autoencoder: str = ""                          # reconstructions: the autoencoder's registry name
+    autoencoder_checkpoint: TrainAEConfig | None = None  # its train-ae run (None: official or untrained weights)
+    weights: bool = False                          # its official weights (--weights); else untrained (smoke)
+
+    @property
+    def run_name(self) -> str:
+        source = Path(self.reference.name).name or self.reference.kind
+        return f"{source}-{self.resolution}" + (f"-{self.autoencoder}" if self.kind == "reconstructions" else "")
 
 
 # --------------------------------------------------------------------------------------------------------------

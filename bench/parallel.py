@@ -2,7 +2,8 @@
 (``--jobs N``: in N worker processes; ``--jobs 1``: one after the other in this process).
 
 The runner stays a thin loop over rows; this module only front-loads work. It gathers every row's run at a scale and,
-recursively, the runs those depend on (``bench.configs.dependencies``), keeps the evals whose numbers do not depend
+recursively, the runs those depend on (``bench.configs.dependencies``) and, for a run still to compute, the shared
+work it is handed (``EvalConfig.derived``: e.g. the FID statistics of the originals), keeps the evals whose numbers do not depend
 on wall-clock time (``Eval.parallel_safe`` in ``bench.evals``: training and reconstruction, not the timed efficiency profiler),
 orders them in stages (a run comes after everything it depends on; the plan printed) and computes them with a process
 pool, one CPU thread per worker, each run started as soon as the runs it depends on are complete (no barrier
@@ -44,20 +45,24 @@ class PlannedRun:
     run_id: str
     ref: RunRef
     stage: int  # 0 = depends on nothing; k = after stage k-1's runs
+    needs: tuple[str, ...] = ()  # ids of the runs computed before it: its dependencies and derived runs
 
 
 def plan(specs: Iterable[Spec], scale: str, runner) -> list[PlannedRun]:
     """The parallel-safe runs the rows of ``specs`` need at ``scale`` that are not complete yet, by stage."""
     stage_of: dict[str, int] = {}
     refs: dict[str, RunRef] = {}
+    needs: dict[str, tuple[str, ...]] = {}
 
-    def visit(ref: RunRef) -> int:
+    def visit(ref: RunRef) -> str:
         rid, _ = runner.run_id_for(ref, scale)
         if rid not in stage_of:
-            deps = [visit(RunRef(dep)) for dep in dependencies(runner.resolve(ref, scale))]
-            stage_of[rid] = 1 + max(deps, default=-1)
+            cfg = runner.resolve(ref, scale)
+            derived = cfg.derived() if runner.load(ref, scale) is None else ()  # shared work of a run to compute
+            needs[rid] = tuple(visit(RunRef(dep)) for dep in (*dependencies(cfg), *derived))
+            stage_of[rid] = 1 + max((stage_of[d] for d in needs[rid]), default=-1)
             refs[rid] = ref
-        return stage_of[rid]
+        return rid
 
     for spec in specs:
         if spec.not_implemented:
@@ -65,7 +70,7 @@ def plan(specs: Iterable[Spec], scale: str, runner) -> list[PlannedRun]:
         for row in spec.rows:
             if row.run is not None and row.run.runs_at(scale):
                 visit(row.run)
-    out = [PlannedRun(rid, refs[rid], stage_of[rid]) for rid in refs
+    out = [PlannedRun(rid, refs[rid], stage_of[rid], needs[rid]) for rid in refs
            if evals.get(refs[rid].eval).parallel_safe and runner.load(refs[rid], scale) is None
            and runner.refusal(runner.resolve(refs[rid], scale), scale) is None]  # refused: the table says why
     return sorted(out, key=lambda p: (p.stage, p.run_id))
@@ -331,9 +336,7 @@ def run_plan(planned: list[PlannedRun], scale: str, runner, jobs: int,
 
         t_start = time.perf_counter()
         planned_ids = {p.run_id for p in planned}
-        deps_of = {p.run_id: [d for d in (runner.run_id_of(dep, scale)[0]
-                                          for dep in dependencies(runner.resolve(p.ref, scale))) if d in planned_ids]
-                   for p in planned}
+        deps_of = {p.run_id: [d for d in p.needs if d in planned_ids] for p in planned}
         first = critical_path({r: est.fill(r) or 0.0 for r in deps_of}, deps_of)
         schedule(planned, deps_of, submit, report, problems, slots=jobs, priority=first)
     return problems

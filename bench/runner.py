@@ -48,7 +48,7 @@ from bench.provenance import (
 )
 from bench.scales import SCALES
 from bench.spec import RunRef, Spec
-from models.distributed import is_main_process
+from models.distributed import is_main_process, world_size
 from models.io import file_lock
 
 
@@ -85,6 +85,11 @@ class RunContext:
     runner: "Runner"
     _log_path: Path | None = None
     inputs: dict[str, RunResult] = field(default_factory=dict)  # run id -> result of each declared dependency
+
+    def derived_input(self, cfg: EvalConfig) -> RunResult | None:
+        """The completed run of ``cfg`` (one of this run's ``derived()``) that the runner handed, or None: it did not
+        (torchrun, or it cannot run here), and the eval does that work itself."""
+        return self.inputs.get(self.runner.run_id_for(RunRef(cfg), self.scale.name)[0])
 
     def input(self, cfg: EvalConfig) -> RunResult:
         """The completed run of ``cfg``: a dependency the runner computed before this run (a config field of this
@@ -243,6 +248,7 @@ class Runner:
             raise Unavailable(why)  # before any folder is made: a refused command leaves nothing in runs/
         inputs = {r.run_id: r for r in (self.ensure(RunRef(d), scale, force=False)
                                         for d in dependencies(resolved))}  # the graph, in order
+        inputs.update(self._derived(resolved, scale))
         rid, cfg = self.run_id_for(ref, scale)
         if rid in self.failed:  # another row needs a run that already failed here: its reason, not a second try
             raise self.failed[rid]
@@ -251,6 +257,21 @@ class Runner:
         except RunFailed as e:
             self.failed[rid] = e
             raise
+
+    def _derived(self, cfg: EvalConfig, scale: str) -> dict[str, RunResult]:
+        """The completed runs of ``cfg.derived()`` (shared work), computed first where needed. One process only (a
+        torchrun run does that work itself, spread over its ranks); one that cannot run here (no feature network)
+        is left out, and the run then does the work itself or says why it cannot."""
+        if world_size() > 1:
+            return {}
+        out = {}
+        for d in cfg.derived():
+            try:
+                done = self.ensure(RunRef(d), scale, force=False)
+            except Unavailable:
+                continue
+            out[done.run_id] = done
+        return out
 
     def _compute(self, ref: RunRef, scale: str, force: bool, rid: str, cfg: dict, inputs: dict) -> RunResult:
         """Make the run folder and compute the run under its lock (``ensure`` has computed its dependencies)."""

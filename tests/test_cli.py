@@ -99,7 +99,7 @@ def test_jobs_computes_runs_in_workers_then_reuses_them(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "--jobs 2:" in out.stdout
     done = [d for d in runs.iterdir() if (d / "metrics.json").exists()]
-    assert {d.name.split("__")[1] for d in done} == {"train-ae", "recon", "claim"}
+    assert {d.name.split("__")[1] for d in done} == {"train-ae", "fid-ref", "recon", "claim"}
     for d in done:
         env = json.loads((d / "env.json").read_text())
         assert env["threads"] == 1, d.name  # computed by a worker, not recomputed by the serial pass

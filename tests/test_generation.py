@@ -48,7 +48,8 @@ GEN = GenerateConfig(TRAIN, n_samples=12, cfg_scale=1.5, steps=3, features="tiny
 def _ctx(run_dir: Path, scale: str = "smoke", options: dict | None = None, ensure=None) -> SimpleNamespace:
     logs: list[str] = []
     return SimpleNamespace(scale=SCALES[scale], device="cpu", run_dir=run_dir, log=logs.append,
-                           options={"data": None, "weights": None, **(options or {})}, input=ensure, logs=logs)
+                           options={"data": None, "weights": None, **(options or {})}, input=ensure,
+                           derived_input=lambda cfg: None, logs=logs)
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +57,11 @@ def trained(tmp_path_factory):
     """One smoke train-diffusion run (2 steps) and its runner, shared by the generate tests."""
     runner = Runner(tmp_path_factory.mktemp("runs"))
     return runner, runner.ensure(RunRef(TRAIN), "smoke")
+
+
+def _reference_file(runner: Runner, gen: GenerateConfig, kind: str = "images") -> Path:
+    """The reference statistics the fid-ref-gen run of ``gen`` built (the runner computed it before ``gen``)."""
+    return runner.runs_dir / runner.run_id_of(gen.reference_config(kind), "smoke")[0] / "reference.npz"
 
 
 def _tiny(family: str) -> tuple[nn.Module, nn.Module]:
@@ -130,14 +136,28 @@ def test_generate_smoke_metrics_and_records(trained):
                                                                                         12, "ema")
     assert m["_reference_id"].startswith("fid-ref-gen-") and m["_from"] == train.run_id and m["_how_gfid"]
     assert m["_protocol"] == "dcae-generate-v4" and len(list((res.dir / "samples").glob("*.png"))) == 3
-    assert (runner.runs_dir / "_cache" / f"{m['_reference_id']}.npz").is_file()
+    ref = runner.ensure(RunRef(GEN.reference_config("images")), "smoke")  # computed before it, reused here
+    assert ref.reused and ref.metrics["ref_id"] == m["_reference_id"] and _reference_file(runner, GEN).is_file()
+    assert not (runner.runs_dir / "_cache" / f"{m['_reference_id']}.npz").exists()  # not built by the run itself
     assert runner.ensure(RunRef(GEN), "smoke").reused
+
+
+def test_a_handed_reference_equals_one_the_run_builds_itself(trained, monkeypatch):
+    """The fid-ref-gen run's statistics give the generate run the scores, bit for bit, that it gets building them
+    itself (as under torchrun), and the same reference id."""
+    runner, _ = trained
+    handed = runner.ensure(RunRef(GEN), "smoke").metrics
+    monkeypatch.setattr(Runner, "_derived", lambda self, cfg, scale: {})
+    alone = runner.ensure(RunRef(dataclasses.replace(GEN, n_png=2)), "smoke").metrics  # same samples, another id
+    assert alone["_reference_id"] == handed["_reference_id"]
+    assert (alone["gfid"], alone["kid"]) == (handed["gfid"], handed["kid"])
+    assert (runner.runs_dir / "_cache" / f"{alone['_reference_id']}.npz").is_file()
 
 
 def test_a_cached_reference_file_is_a_valid_fid_reference(trained, tmp_path):
     runner, _ = trained
     m = runner.ensure(RunRef(GEN), "smoke").metrics
-    ref = runner.runs_dir / "_cache" / f"{m['_reference_id']}.npz"
+    ref = _reference_file(runner, GEN)
     options = {"fid_reference": str(ref), "fid_reference_digest": file_digest(ref)}  # what --fid-reference sets
     user = Runner(runner.runs_dir, options=options).ensure(RunRef(GEN), "smoke")
     assert user.metrics["gfid"] == m["gfid"] and user.metrics["_reference_id"] == f"user-{file_digest(ref)}"
@@ -160,8 +180,8 @@ def test_fid_reference_flag_checks_the_file(tmp_path):
 
 def test_a_reference_of_another_resolution_or_without_records_is_refused(trained, tmp_path):
     runner, _ = trained
-    m = runner.ensure(RunRef(GEN), "smoke").metrics
-    d = dict(np.load(runner.runs_dir / "_cache" / f"{m['_reference_id']}.npz"))
+    runner.ensure(RunRef(GEN), "smoke")  # and, before it, its reference run
+    d = dict(np.load(_reference_file(runner, GEN)))
     np.savez(tmp_path / "r64.npz", **{**d, "resolution": np.array(64)})
     np.savez(tmp_path / "bare.npz", mu=d["mu"], sigma=d["sigma"])  # ADM-style: nothing to check it against
     for name, match in (("r64.npz", "made at 64 px"), ("bare.npz", "records no")):
@@ -423,8 +443,9 @@ def test_claim_on_generate_arms_resamples_the_kept_features(trained):
     assert len(jk["samples"]["kid_vs_recon"]) == 12 and len(jk["reference photos"]["gfid"]) == 7
     with np.load(runs[guided].dir / "features.npz") as z:
         feats = z["features"].astype(np.float64)
-    ref = M.FeatureStats.from_arrays(dict(np.load(runner.runs_dir / "_cache" /
-                                                  f"{runs[guided].metrics['_reference_recon_id']}.npz")))
+    recon_ref = runner.ensure(RunRef(guided.reference_config("reconstructions")), "smoke")
+    assert recon_ref.reused and recon_ref.metrics["ref_id"] == runs[guided].metrics["_reference_recon_id"]
+    ref = M.FeatureStats.from_arrays(dict(np.load(_reference_file(runner, guided, "reconstructions"))))
     assert m["mean_a"] == pytest.approx(M.FullSetKID()(feats, ref.all_features()), rel=1e-9)
     assert np.isnan(m["ci_lo"]) and np.isnan(m["ci_hi"]) and len(m["_from"]) == 2  # no seed spread: no interval
 

@@ -259,7 +259,7 @@ def _ctx(tmp_path, scale="small", options=None, ensure=None):
     logs = []
     return SimpleNamespace(scale=SCALES[scale], device="cpu", run_dir=tmp_path / "runs" / "r1",
                            options={"data": None, "weights": None, **(options or {})}, log=logs.append,
-                           input=ensure, logs=logs)
+                           input=ensure, derived_input=lambda cfg: None, logs=logs)
 
 
 @pytest.fixture

@@ -245,13 +245,14 @@ def test_parallel_plan_orders_dependencies_and_skips_timed_evals(tmp_path):
     r = Runner(tmp_path)
     planned = parallel.plan(artifacts.load("figure3").SPECS.values(), "smoke", r)
     stage = {p.run_id: p.stage for p in planned}
-    assert {p.ref.eval for p in planned} == {"train-ae", "recon", "claim"}
-    for p in planned:  # every dependency sits in an earlier stage
-        for dep in dependencies(p.ref.resolve("smoke")):
-            assert stage[r.run_id_of(dep, "smoke")[0]] < p.stage
+    assert {p.ref.eval for p in planned} == {"train-ae", "fid-ref", "recon", "claim"}
+    for p in planned:  # every dependency and derived run sits in an earlier stage, and is what the run waits for
+        cfg = p.ref.resolve("smoke")
+        assert set(p.needs) == {r.run_id_of(d, "smoke")[0] for d in (*dependencies(cfg), *cfg.derived())}
+        assert all(stage[d] < p.stage for d in p.needs)
     assert max(stage.values()) == 3  # phase 1 -> phase 2 (from) -> recon of phase 2 -> the claim on those recons
     planned3 = parallel.plan(artifacts.load("table3").SPECS.values(), "smoke", r)  # efficiency: timed, serial
-    assert planned3 and {p.ref.eval for p in planned3} == {"train-diffusion", "generate"}  # only the gFID rows
+    assert planned3 and {p.ref.eval for p in planned3} == {"train-diffusion", "fid-ref-gen", "generate"}  # gFID rows
 
 
 def test_parallel_pass_reports_failures_and_skips_their_dependents(tmp_path):
@@ -262,12 +263,13 @@ def test_parallel_pass_reports_failures_and_skips_their_dependents(tmp_path):
                 ("smoke", "small", "paper")},
                 rows=(Row("r", run=RunRef(ReconConfig("dc-ae-f8c4-tiny", 32, n_images=2, checkpoint=train))),))
     planned = parallel.plan([spec], "smoke", r)
-    assert [p.stage for p in planned] == [0, 1]
+    assert sorted((p.stage, p.ref.eval) for p in planned) == [(0, "fid-ref"), (0, "train-ae"), (1, "recon")]
     lines = []
     problems = parallel.run_plan(planned, "smoke", r, jobs=2, say=lines.append)
     train_id = r.run_id_of(train, "smoke")[0]
     assert "no-such-model" in problems[train_id]  # the worker's error, as one line
-    assert problems[planned[1].run_id].startswith("skipped")
+    kind = {p.ref.eval: p.run_id for p in planned}
+    assert problems[kind["recon"]].startswith("skipped") and kind["fid-ref"] not in problems
     assert any(train_id in line for line in lines) and not (tmp_path / train_id / "metrics.json").exists()
 
 
@@ -411,3 +413,32 @@ def test_jobs_1_computes_the_plan_in_dependency_order_and_a_failed_run_once(tmp_
     rows = {r["row"]: r["status"] for r in csv.DictReader((tmp_path / "tables" / "table2-smoke.csv").open())}
     assert rows["child"] == "measured" and rows["broken"].startswith("failed (RuntimeError")
     assert rows["needs broken"].startswith("failed (RuntimeError")
+
+
+def test_the_originals_statistics_are_one_run_handed_to_the_evaluations(tmp_path, monkeypatch):
+    """fid-ref: planned and computed once before the evaluations of the same images (two models here) and handed
+    to them: each rFID equals, bit for bit, that of an evaluation building the statistics itself; the evaluations'
+    ids do not name it (its config is a function of theirs), and a complete evaluation plans none."""
+    from bench import parallel
+    from bench.configs import SYNTHETIC, FidReferenceConfig
+    kw = dict(dataset=SYNTHETIC, n_images=10, features="tiny", batch_size=3, shard_images=4)
+    rows = tuple(Row(m, run=RunRef(ReconConfig(m, 32, **kw))) for m in ("dc-ae-f8c4-tiny", "sd-vae-f8c4-tiny"))
+    spec = Spec(id="t", title="t", caption="", columns=(Column("rfid", "rFID"),),
+                scales={s: "" for s in ("smoke", "small", "paper")}, rows=rows)
+    r = Runner(tmp_path / "shared")
+    planned = parallel.plan([spec], "smoke", r)
+    ref_id = r.run_id_of(FidReferenceConfig(SYNTHETIC, 32, 10, 0, "tiny", 3, 4), "smoke")[0]
+    assert [p.run_id for p in planned if p.ref.eval == "fid-ref"] == [ref_id]
+    assert all(p.needs == (ref_id,) for p in planned if p.ref.eval == "recon")
+    assert parallel.run_plan(planned, "smoke", r, jobs=1, say=lambda m: None) == {}
+    shared = [r.ensure(row.run, "smoke") for row in rows]
+    assert (tmp_path / "shared" / ref_id / "reference.npz").exists()
+    assert not any("reference statistics" in (x.dir / "log.txt").read_text() for x in shared)
+    assert all("_depends_on" not in x.config for x in shared)
+    assert parallel.plan([spec], "smoke", r) == []
+    monkeypatch.setattr(Runner, "_derived", lambda self, cfg, scale: {})  # each evaluation builds them itself
+    alone = [Runner(tmp_path / "alone").ensure(row.run, "smoke") for row in rows]
+    assert [x.run_id for x in alone] == [x.run_id for x in shared]
+    assert [x.metrics["rfid"] for x in alone] == [x.metrics["rfid"] for x in shared]
+    assert [x.metrics["kid"] for x in alone] == [x.metrics["kid"] for x in shared]
+    assert not list((tmp_path / "alone").glob("*__fid-ref__*"))

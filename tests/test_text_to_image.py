@@ -61,7 +61,8 @@ def _inputs(n: int = 3, seed: int = 1):
 
 def _ctx(run_dir: Path, scale: str = "smoke", options: dict | None = None) -> SimpleNamespace:
     return SimpleNamespace(scale=SCALES[scale], device="cpu", run_dir=run_dir, log=lambda m: None,
-                           options={"data": None, "weights": None, **(options or {})}, input=None)
+                           options={"data": None, "weights": None, **(options or {})}, input=None,
+                           derived_input=lambda cfg: None)
 
 
 # ---- the caption mask --------------------------------------------------------------------------------------------

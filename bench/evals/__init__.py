@@ -22,6 +22,8 @@ from bench.configs import (
     ClaimConfig,
     EfficiencyConfig,
     EvalConfig,
+    FidReferenceConfig,
+    GenReferenceConfig,
     GenerateConfig,
     MemoryConfig,
     ReconConfig,
@@ -59,6 +61,11 @@ EVALS: dict[str, Eval] = {
                   paper_gpu="paper-scale reconstruction (50k images) needs a GPU; use --device cuda, or --device cpu "
                             "--limit N for the same protocol on the first N images (labelled as a subset)",
                   cpu_subset=True),
+    # The originals' FID statistics of a reconstruction set, built once before the evaluations that share them.
+    "fid-ref": Eval(FidReferenceConfig, "bench.evals.reconstruction:run_reference", "dcae-fid-ref", 1,
+                    parallel_safe=True, cpu_subset=True,
+                    paper_gpu="paper-scale FID statistics (50k images) need a GPU; use --device cuda, or --device cpu "
+                              "--limit N"),
     # The same reconstruction protocol on any autoencoder (a diffusers folder, a file of ours, module:function, a
     # registered name), with the statistics of its latents: per-channel mean and std, 1/std, shift and scale.
     "eval-ae": Eval(AutoencoderEvalConfig, "bench.evals.own_autoencoder:run", "dcae-eval-ae", 1, parallel_safe=True,
@@ -86,6 +93,12 @@ EVALS: dict[str, Eval] = {
                             parallel_safe=True,
                             paper_gpu="paper-scale diffusion training needs GPUs (500k steps at batch 1024 for UViT); "
                                       "run with --device cuda under torchrun"),
+    # The FID statistics of a generation reference (the images, or an autoencoder's reconstructions of them), built
+    # once before the generate runs scored against it.
+    "fid-ref-gen": Eval(GenReferenceConfig, "bench.evals.generation:run_reference", "dcae-fid-ref-gen", 1,
+                        parallel_safe=True, cpu_subset=True,
+                        paper_gpu="paper-scale FID statistics (50k images) need a GPU; use --device cuda, or --device "
+                                  "cpu --limit N"),
     # Generation protocol: sample (EMA, CFG), decode / scaling factor in fp32, gFID / KID / IS (Tables 1, 3, 4), each
     # score with each block of samples and each reference photo left out (the claims' image jackknife); the Inception
     # Score on torch-fidelity's own input path (TF1-compatible resize, (x - 128)/128), as the official one.

@@ -45,7 +45,7 @@ import torch.distributed as dist
 from safetensors import SafetensorError, safe_open
 from torch import nn
 
-from bench.configs import GenerateConfig, ReconConfig, TrainDiffusionConfig
+from bench.configs import GenerateConfig, GenReferenceConfig, ReconConfig, TrainDiffusionConfig
 from bench.errors import RowFailed, Unavailable, UsageError
 from bench.evals import metrics as M
 from bench.evals import JACKKNIFE_FILE, ProtocolPreset, protocol_id
@@ -112,7 +112,6 @@ class GenerationProtocol(ProtocolPreset):
 
 DCAE_GENERATE = GenerationProtocol(protocol_id("generate"))
 IS_SPLITS = 10                 # torch-fidelity's default number of Inception Score splits
-KEEP_FEATURES_UP_TO = 10_000   # raw features kept (exact low-rank FID, KID) for sets up to this size
 CLIP_UNAVAILABLE = ("unavailable (CLIP score needs the prompt texts and CLIP weights: a caption features folder holds "
                     "no text, the paper's CLIP model is not stated, and nothing is downloaded here)")
 
@@ -266,7 +265,7 @@ def _plan(n: int, s: Sampling, work_dir: Path, key_parts: list, feature_net, *, 
         n_shards = max(world, math.ceil(n_batches / per))
     b = s.batch_size
     ranges = [range(r.start * b, min(r.stop * b, n)) for r in shard_ranges(n_batches, n_shards)]
-    keep = n <= KEEP_FEATURES_UP_TO
+    keep = n <= M.KEEP_FEATURES_UP_TO
     key = hashlib.sha256(json.dumps([*key_parts, len(ranges), keep], default=str).encode()).hexdigest()[:16]
     return GenPlan(ShardSet(ranges, Path(work_dir) / "shards", key), keep, int(feature_net.dim))
 
@@ -382,37 +381,82 @@ def generate(backbone: nn.Module, autoencoder: nn.Module, scaling_factor: float,
 # ----------------------------------------------------------------------------------------------------------------
 
 HOW_TO_BUILD_REFERENCE = ("build one by running a generate row with the same resolution and features where the "
-                          "reference images are (--data NAME=PATH): it writes runs/_cache/fid-ref-gen-<id>.npz")
+                          "reference images are (--data NAME=PATH): its fid-ref-gen run folder holds "
+                          f"{R.REFERENCE_FILE}")
+
+
+def reference_id(images, feature_net: nn.Module, kind: str, ae_id: str, resolution: int) -> str:
+    """What a reference's statistics depend on: the images, their resolution, the feature network's weights, the
+    protocol, the kind and (reconstructions) the autoencoder's weights."""
+    keep = len(images) <= M.KEEP_FEATURES_UP_TO
+    key = hashlib.sha256(json.dumps([images.identity, len(images), resolution, getattr(feature_net, "sha256", ""),
+                                     DCAE_GENERATE.digest(), kind, ae_id if kind == "reconstructions" else "", keep]
+                                    ).encode()).hexdigest()[:16]
+    return f"fid-ref-gen-{key}"
 
 
 @torch.no_grad()
+def _build_reference(images, feature_net: nn.Module, kind: str, autoencoder: nn.Module | None, batch_size: int,
+                     device: str) -> M.FeatureStats:
+    stats = M.FeatureStats(int(feature_net.dim), len(images) <= M.KEEP_FEATURES_UP_TO)
+    for u in uint8_batches(images, batch_size):
+        if kind == "reconstructions":
+            u = M.to_uint8(autoencoder(u.to(device).float() / 127.5 - 1)).cpu()  # (B, 3, r, r), fp32 model
+        stats.add(feature_net(u.to(device)).double())
+    return stats
+
+
+def save_reference(path: Path, stats: M.FeatureStats, images, feature_net: nn.Module, kind: str,
+                   resolution: int) -> None:
+    """The statistics as a ``--fid-reference`` file: the sums, mu, sigma, the resolution, the feature network."""
+    mu, sigma = stats.mean_cov()
+    save_npz(path, {**stats.to_arrays(), "mu": mu, "sigma": sigma, "resolution": np.array(resolution),
+                    "feature_sha256": np.array(getattr(feature_net, "sha256", "")),
+                    "images": np.array(images.identity), "kind": np.array(kind)})
+
+
 def reference_stats(images, feature_net: nn.Module, *, kind: str, autoencoder: nn.Module | None, ae_id: str,
                     resolution: int, cache_dir: Path | None, batch_size: int = 64, device: str = "cpu",
-                    log: Callable[[str], None] = print) -> tuple[M.FeatureStats, str]:
+                    log: Callable[[str], None] = print, shared: R.SharedReference | None = None
+                    ) -> tuple[M.FeatureStats, str]:
     """Feature statistics of the reference ``images`` (``kind="reconstructions"``: of the autoencoder's
-    reconstructions of them) and their id, cached in ``cache_dir/fid-ref-gen-<key>.npz`` (also a valid
-    ``fid_reference`` file: it records mu, sigma, the resolution and the feature network's sha256)."""
-    fsha, keep = getattr(feature_net, "sha256", ""), len(images) <= KEEP_FEATURES_UP_TO
-    key = hashlib.sha256(json.dumps([images.identity, len(images), resolution, fsha, DCAE_GENERATE.digest(), kind,
-                                     ae_id if kind == "reconstructions" else "", keep]).encode()).hexdigest()[:16]
-    ref_id, path = f"fid-ref-gen-{key}", (cache_dir / f"fid-ref-gen-{key}.npz") if cache_dir is not None else None
-    # concurrent runs of one autoencoder (--jobs N) build it once: the others wait on the lock and read the file
+    reconstructions of them) and their id: those of the ``fid-ref-gen`` run the runner handed (``shared``) when it
+    has this id, else built here and cached in ``cache_dir/<id>.npz`` under a lock (a torchrun run, a released
+    model or a user's autoencoder)."""
+    ref_id = reference_id(images, feature_net, kind, ae_id, resolution)
+    if shared is not None and shared.key == ref_id and shared.path.exists():
+        return M.FeatureStats.from_arrays(load_npz(shared.path)), ref_id
+    path = (cache_dir / f"{ref_id}.npz") if cache_dir is not None else None
     with file_lock(path.with_name(path.name + ".lock")) if path is not None else contextlib.nullcontext():
         cached = load_npz(path) if path is not None and path.exists() else None
         if cached is not None:
             return M.FeatureStats.from_arrays(cached), ref_id
         log(f"reference statistics {ref_id}: {len(images)} {kind} of {images.description}")
-        stats = M.FeatureStats(int(feature_net.dim), keep)
-        for u in uint8_batches(images, batch_size):
-            if kind == "reconstructions":
-                u = M.to_uint8(autoencoder(u.to(device).float() / 127.5 - 1)).cpu()  # (B, 3, r, r), fp32 model
-            stats.add(feature_net(u.to(device)).double())
+        stats = _build_reference(images, feature_net, kind, autoencoder, batch_size, device)
         if path is not None:
-            mu, sigma = stats.mean_cov()
-            save_npz(path, {**stats.to_arrays(), "mu": mu, "sigma": sigma, "resolution": np.array(resolution),
-                               "feature_sha256": np.array(fsha), "images": np.array(images.identity),
-                               "kind": np.array(kind)})
+            save_reference(path, stats, images, feature_net, kind, resolution)
     return stats, ref_id
+
+
+def run_reference(cfg: GenReferenceConfig, ctx) -> dict:
+    """Eval ``fid-ref-gen``: a generation reference's statistics in one process, into the run folder's
+    ``REFERENCE_FILE`` (the generate runs scored against it receive it from the runner)."""
+    if distributed.world_size() > 1:
+        raise Unavailable("fid-ref-gen runs in one process; under torchrun the generate run builds the statistics")
+    images = images_of(cfg.reference, cfg.resolution, cfg.n_reference, cfg.autoencoder, ctx)
+    feature_net = feature_network(cfg.features, ctx.options.get("inception_weights"), ctx.device)
+    autoencoder, ae_id = None, ""
+    if cfg.kind == "reconstructions":
+        recon = ReconConfig(cfg.autoencoder, cfg.resolution, checkpoint=cfg.autoencoder_checkpoint,
+                            weights=cfg.weights)
+        autoencoder, ae_id = load_model(recon, ctx)  # the loader of train-diffusion and generate: the same id
+        autoencoder = autoencoder.to(ctx.device).eval()
+    ctx.log(f"{len(images)} {cfg.kind} of {images.description}")
+    stats = _build_reference(images, feature_net, cfg.kind, autoencoder, cfg.batch_size, ctx.device)
+    save_reference(Path(ctx.run_dir) / R.REFERENCE_FILE, stats, images, feature_net, cfg.kind, cfg.resolution)
+    return {"ref_id": reference_id(images, feature_net, cfg.kind, ae_id, cfg.resolution), "n_images": len(images),
+            "_autoencoder_weights": ae_id, "_features": feature_net.name, "_features_sha256": feature_net.sha256,
+            "_outputs": [R.REFERENCE_FILE]}
 
 
 def user_reference(path: str | Path, resolution: int, feature_net: nn.Module) -> tuple[M.FeatureStats, str]:
@@ -560,9 +604,13 @@ def _reference(cfg: GenerateConfig, ctx, feature_net, model: SampledModel, devic
                              f"pass that file with --fid-reference PATH")
         return user_reference(path, model.resolution, feature_net)
     images = images_of(cfg.reference, model.resolution, cfg.n_reference, model.ae_name, ctx)
+    ref_cfg = cfg.reference_config(kind)
+    done = ctx.derived_input(ref_cfg) if ref_cfg is not None else None
     return reference_stats(images, feature_net, kind=kind, autoencoder=model.autoencoder, ae_id=model.ae_id,
                            resolution=model.resolution, cache_dir=Path(ctx.run_dir).parent / "_cache",
-                           batch_size=cfg.batch_size, device=device, log=ctx.log)
+                           batch_size=cfg.batch_size, device=device, log=ctx.log,
+                           shared=R.SharedReference(done.metrics["ref_id"], done.dir / R.REFERENCE_FILE)
+                           if done is not None else None)
 
 
 def _scores_vs_reconstructions(cfg: GenerateConfig, ctx, res: GenResult, feature_net, model: SampledModel,
@@ -591,7 +639,7 @@ def write_jackknife(cfg: GenerateConfig, ctx, model: SampledModel, res: GenResul
 
 def save_sample_features(run_dir: Path, res: GenResult) -> None:
     """The samples' FID features by sample index, with their labels (``features.npz``, gitignored; claims read the
-    run's ``jackknife.json`` instead). Not written past ``KEEP_FEATURES_UP_TO`` samples (the shards keep only moments then)."""
+    run's ``jackknife.json`` instead). Not written past ``metrics.KEEP_FEATURES_UP_TO`` samples (the shards keep only moments then)."""
     if res.stats is None or res.stats.features is None:
         return
     labels = res.labels.numpy() if res.labels is not None else np.full(res.stats.n, -1)

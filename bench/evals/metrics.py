@@ -368,6 +368,7 @@ class FullSetKID:
         return value
 
 
+KEEP_FEATURES_UP_TO = 10_000  # raw features kept (exact low-rank FID, KID) for sets up to this size
 FULL_SET_KID_UP_TO = 2000  # both sets at most this large: KID on the full sets (FullSetKID), else subset means
 
 

@@ -12,8 +12,12 @@ with its indices, per-image metrics and float64 feature statistics (n, Σf, Σff
 on restart, so a killed evaluation resumes where it stopped, with or without torchrun (one process simply computes
 every shard in turn). Rank 0 then sums the shards in float64 and computes the metrics; there is no padding, so no
 image counts twice; the shard files are then replaced by ``shards/index.json`` (indices, ranks, timings).
-Under torchrun the ranks meet through files in the run folder, so all ranks must share that folder (one node). Reference statistics (originals) are cached in ``runs/_cache/fid-ref-<key>.npz`` keyed by the
-images, the feature network's sha256 and the protocol.
+Under torchrun the ranks meet through files in the run folder, so all ranks must share that folder (one node).
+
+The originals' statistics are a run of their own, ``fid-ref`` (``run_reference``; ``ReconConfig.derived``), that the
+runner computes once before the evaluations of the same images and hands to them; an evaluation without one (torchrun,
+``evaluate`` called directly) builds them itself, cached in ``runs/_cache/fid-ref-<key>.npz`` under a lock, keyed by
+the images, the feature network's sha256 and the protocol.
 
 ``evaluate(model, dataset, ...)`` is the protocol on objects (tests inject a stand-in autoencoder and a tiny
 feature network); ``run(cfg, ctx)`` is the registered eval ``recon`` that builds them from a config.
@@ -37,7 +41,7 @@ import torch.distributed as dist
 
 import models
 import models.zoo
-from bench.configs import EMBEDDED_TEST, ReconConfig
+from bench.configs import EMBEDDED_TEST, FidReferenceConfig, ReconConfig
 from bench.errors import Unavailable, UsageError
 from bench.evals import metrics as M
 from bench.evals import JACKKNIFE_FILE, PER_IMAGE_FILE, ProtocolPreset, protocol_id
@@ -111,19 +115,37 @@ class ReconPlan:
     fdim: int                   # feature dimension (0: no feature network)
 
 
+@dataclass(frozen=True)
+class SharedReference:
+    """The originals' statistics a ``fid-ref`` run built (``REFERENCE_FILE`` in its folder) and their key."""
+
+    key: str
+    path: Path
+
+
+REFERENCE_FILE = "reference.npz"
+
+
+def reference_key(dataset, feature_net, protocol: ReconProtocol, keep: bool) -> str:
+    """What the originals' statistics depend on: the images, the feature network's weights, the protocol."""
+    fsha = getattr(feature_net, "sha256", "") if feature_net is not None else ""
+    return hashlib.sha256(json.dumps([dataset.identity, len(dataset), fsha, protocol.digest(), keep]).encode()
+                          ).hexdigest()[:16]
+
+
 def _plan_shards(model, dataset, work_dir: Path, feature_net, protocol: ReconProtocol, *, world: int,
                  n_shards: int | None, shard_images: int | None, cache_dir: Path | None, weights_id: str,
-                 keep_features: bool | None) -> ReconPlan:
+                 keep_features: bool | None, reference: SharedReference | None) -> ReconPlan:
     n = len(dataset)
     if n == 0:
         raise UsageError("the evaluation set is empty")
     ranges = shard_ranges(n, n_shards or default_shard_count(n, world, shard_images))
-    keep = keep_features if keep_features is not None else n <= 10_000  # raw features for KID on small sets
-    fsha = getattr(feature_net, "sha256", "") if feature_net is not None else ""
-    # Reference statistics of the originals, cached across runs (same images + feature weights + protocol).
-    ref_key = hashlib.sha256(json.dumps([dataset.identity, n, fsha, protocol.digest(), keep]).encode()
-                             ).hexdigest()[:16]
-    ref_path = (cache_dir / f"fid-ref-{ref_key}.npz") if cache_dir is not None else None
+    keep = keep_features if keep_features is not None else n <= M.KEEP_FEATURES_UP_TO  # raw features: KID
+    ref_key = reference_key(dataset, feature_net, protocol, keep)
+    if reference is not None and reference.key == ref_key and reference.path.exists():
+        ref_path = reference.path  # built by the fid-ref run the runner computed first
+    else:  # cached across runs of one process tree (same images + feature weights + protocol)
+        ref_path = (cache_dir / f"fid-ref-{ref_key}.npz") if cache_dir is not None else None
     shard_key = hashlib.sha256(json.dumps([ref_key, weights_id, state_digest(model), len(ranges)]).encode()
                                ).hexdigest()[:16]
     return ReconPlan(ShardSet(ranges, Path(work_dir) / "shards", shard_key), ref_key, ref_path,
@@ -131,22 +153,29 @@ def _plan_shards(model, dataset, work_dir: Path, feature_net, protocol: ReconPro
                      getattr(feature_net, "dim", 0) if feature_net is not None else 0)
 
 
+def originals_stats(dataset, feature_net, ranges: list[range], batch_size: int, device: str, keep: bool
+                    ) -> M.FeatureStats:
+    """The originals' feature statistics shard by shard in the shards' own batches: the sums the shards would have
+    added up, bit for bit."""
+    ref = M.FeatureStats(int(feature_net.dim), keep)
+    for idx in ranges:
+        ref.merge(_reference_stats(dataset, np.arange(idx.start, idx.stop), feature_net, batch_size, device, keep,
+                                   int(feature_net.dim)))
+    return ref
+
+
 def _build_reference(plan: ReconPlan, dataset, feature_net, batch_size: int, device: str,
                      log: Callable[[str], None]) -> ReconPlan:
-    """In one process (not torchrun): the originals' statistics built before the shards and cached, under a lock on
-    the cache entry, so that concurrent runs of the same images (``--jobs N``) build them once; the others wait and
-    read the file. Shard by shard in the shards' own batches: the sums the shards would have added up, bit for bit.
-    Under torchrun the shards compute them beside the reconstructions instead (each rank its share)."""
+    """In one process (not torchrun), when no fid-ref run built them: the originals' statistics built before the
+    shards and cached, under a lock on the cache entry, so that concurrent evaluations of the same images build them
+    once. Under torchrun the shards compute them beside the reconstructions instead (each rank its share)."""
     if plan.ref_cached or plan.ref_path is None or feature_net is None or distributed.world_size() > 1:
         return plan
     with file_lock(plan.ref_path.with_name(plan.ref_path.name + ".lock")):
         if not plan.ref_path.exists():
             log(f"reference statistics fid-ref-{plan.ref_key}: {len(dataset)} originals")
-            ref = M.FeatureStats(plan.fdim, plan.keep)
-            for idx in plan.shards.ranges:
-                ref.merge(_reference_stats(dataset, np.arange(idx.start, idx.stop), feature_net, batch_size, device,
-                                           plan.keep, plan.fdim))
-            save_npz(plan.ref_path, ref.to_arrays())
+            save_npz(plan.ref_path, originals_stats(dataset, feature_net, plan.shards.ranges, batch_size, device,
+                                                    plan.keep).to_arrays())
     return dataclasses.replace(plan, ref_cached=True)
 
 
@@ -274,7 +303,7 @@ def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
              shard_images: int | None = None, max_shards: int | None = None, cache_dir: Path | None = None,
              n_samples: int = 8, weights_id: str = "", keep_features: bool | None = None,
              keep_shards: bool = False, protocol: ReconProtocol = DCAE_RECON,
-             log: Callable[[str], None] = print) -> EvalResult:
+             reference: SharedReference | None = None, log: Callable[[str], None] = print) -> EvalResult:
     """Reconstruct ``dataset`` with ``model`` and compute the protocol's metrics: shards -> reduce -> metrics.
 
     ``dataset`` serves ``len()``, ``get_uint8(i)`` (uint8 (3, r, r) or None if unreadable) and ``identity``.
@@ -283,11 +312,12 @@ def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
     protocol and a digest of the model's weights (plus ``weights_id``): shards of other weights are recomputed.
     Once the metrics are complete the shard files are replaced by ``shards/index.json`` (indices, ranks, timings)
     unless ``keep_shards``: they are only needed to resume, and hold 2 × 32 MB of 2048² statistics each.
+    ``reference``: the originals' statistics built by a ``fid-ref`` run, used when its key is this evaluation's.
     """
     world = distributed.world_size()
     plan = _plan_shards(model, dataset, work_dir, feature_net, protocol, world=world, n_shards=n_shards,
                         shard_images=shard_images, cache_dir=cache_dir, weights_id=weights_id,
-                        keep_features=keep_features)
+                        keep_features=keep_features, reference=reference)
     plan = _build_reference(plan, dataset, feature_net, batch_size, device, log)
     model = model.to(device).eval()
 
@@ -451,6 +481,29 @@ def _training_summary(cfg: ReconConfig, ctx: Any) -> dict[str, Any]:
     return TrainedAutoencoder.of(ctx.input(cfg.checkpoint).metrics).summary()
 
 
+def shared_reference(cfg: ReconConfig, ctx: Any) -> SharedReference | None:
+    """The originals' statistics of the ``fid-ref`` run the runner computed before this one (None: it did not,
+    e.g. under torchrun, or without the feature network; the evaluation then builds them itself)."""
+    done = ctx.derived_input(*cfg.derived())
+    return SharedReference(done.metrics["ref_key"], done.dir / REFERENCE_FILE) if done is not None else None
+
+
+def run_reference(cfg: FidReferenceConfig, ctx: Any) -> dict:
+    """Eval ``fid-ref``: the originals' FID statistics of a reconstruction set, in one process, into the run
+    folder's ``REFERENCE_FILE`` (the evaluations of the same images receive it from the runner)."""
+    if distributed.world_size() > 1:
+        raise Unavailable("fid-ref runs in one process; under torchrun the evaluations' shards build the statistics")
+    dataset = build_dataset(cfg, ctx)
+    feature_net = feature_network(cfg.features, ctx.options.get("inception_weights"), ctx.device)
+    keep = len(dataset) <= M.KEEP_FEATURES_UP_TO
+    ranges = shard_ranges(len(dataset), default_shard_count(len(dataset), 1, cfg.shard_images))
+    ctx.log(f"{len(dataset)} originals of {dataset.description} in {len(ranges)} shard(s)")
+    stats = originals_stats(dataset, feature_net, ranges, cfg.batch_size, ctx.device, keep)
+    save_npz(Path(ctx.run_dir) / REFERENCE_FILE, stats.to_arrays())
+    return {"ref_key": reference_key(dataset, feature_net, DCAE_RECON, keep), "n_images": len(dataset),
+            "_features": feature_net.name, "_features_sha256": feature_net.sha256, "_outputs": [REFERENCE_FILE]}
+
+
 def run(cfg: ReconConfig, ctx: Any) -> dict:
     """Eval ``recon`` (fields: ``bench.configs.ReconConfig``): build the data set, the autoencoder and the metric
     networks from the config, then ``evaluate``; rank 0's metrics are returned on every rank."""
@@ -460,7 +513,8 @@ def run(cfg: ReconConfig, ctx: Any) -> dict:
     model, weights_id = load_model(cfg, ctx)
     res = evaluate(model, dataset, ctx.run_dir, **metric_networks(cfg, ctx, device), batch_size=cfg.batch_size,
                    device=device, shard_images=cfg.shard_images, n_samples=cfg.n_samples,
-                   cache_dir=Path(ctx.run_dir).parent / "_cache", weights_id=weights_id, log=ctx.log)
+                   cache_dir=Path(ctx.run_dir).parent / "_cache", weights_id=weights_id,
+                   reference=shared_reference(cfg, ctx), log=ctx.log)
     out = res.metrics
     if rank == 0:
         out.update(_dataset=dataset.description, _dataset_id=dataset.identity, _weights=weights_id,
