@@ -98,16 +98,14 @@ def _limit(value: str | None) -> int | None:
     return int(value)
 
 
-def prefetch(names: list[str], args: argparse.Namespace, runner, jobs: int) -> None:
-    """Compute the runs these artefacts need first, in dependency order, with ``jobs`` processes (bench/parallel.py);
-    the tables are then built from completed runs."""
-    if runner.render_only or args.force:  # --force recomputes the rows' own runs while the tables are built
-        return
+def to_compute(names: list[str], args: argparse.Namespace, runner) -> list[parallel.PlannedRun]:
+    """The runs these artefacts need that are not complete, in dependency order (bench/parallel.py): computed before
+    the tables are built from completed runs. None with --render-only, or with --force (which recomputes the rows'
+    own runs while the tables are built)."""
+    if runner.render_only or args.force:
+        return []
     specs = [spec for name in names for spec in _specs(name, args.ablation if len(names) == 1 else None).values()]
-    problems = parallel.run_plan(parallel.plan(specs, args.scale, runner), args.scale, runner, jobs)
-    if problems and jobs > 1:
-        print(f"--jobs: {len(problems)} run(s) did not complete in the parallel pass; the serial pass tries them "
-              f"again and reports each in its table", file=sys.stderr)
+    return parallel.plan(specs, args.scale, runner)
 
 
 def _main_reason(records: list[dict]) -> str:
@@ -207,27 +205,33 @@ def main(argv: list[str] | None = None) -> int:
         return cli_tools.prune(runner, args.delete)
     if not args.render_only:
         runner.check_writable()
-    if args.target == "all":
-        if args.ablation:
-            raise UsageError("`all` takes no --ablation; run one artefact to pick a panel")
-        prefetch(artifacts.names(), args, runner, jobs)
-        codes = {}
-        for name in artifacts.names():
-            try:
-                codes[name] = run_artifact(name, args, runner)
-            except UsageError as e:  # e.g. one artefact cannot run at this scale here: say so, go on
-                print(f"error: {e}", file=sys.stderr)
-                codes[name] = 2
-        cli_tools.report(runner.runs_dir)  # tables/REPORT.md: every artefact beside the paper (small and paper scales)
-        failed = [n for n, c in codes.items() if c in (2, 3)]
-        skipped = [n for n, c in codes.items() if c == 1]
-        print(f"all --scale {args.scale}: {len(codes) - len(failed) - len(skipped)} built"
-              + (f", not implemented (or partly): {', '.join(skipped)}" if skipped else "")
-              + (f", FAILED: {', '.join(failed)}" if failed else ""))
-        return 3 if failed else 0
-    _specs(args.target, args.ablation)  # unknown artefact / ablation: one line before any work
-    prefetch([args.target], args, runner, jobs)
-    return run_artifact(args.target, args, runner)
+    if args.target == "all" and args.ablation:
+        raise UsageError("`all` takes no --ablation; run one artefact to pick a panel")
+    names = artifacts.names() if args.target == "all" else [args.target]
+    _specs(names[0], args.ablation)  # an unknown artefact / ablation: one line before any work
+    problems = parallel.run_plan(to_compute(names, args, runner), args.scale, runner, jobs)
+    if problems and jobs > 1:
+        print(f"--jobs: {len(problems)} run(s) did not complete in the parallel pass; the serial pass tries them "
+              f"again and reports each in its table", file=sys.stderr)
+    return build_all(args, runner) if args.target == "all" else run_artifact(args.target, args, runner)
+
+
+def build_all(args: argparse.Namespace, runner) -> int:
+    """Every artefact's tables and figures, then REPORT.md; an artefact that cannot run here is said and skipped."""
+    codes = {}
+    for name in artifacts.names():
+        try:
+            codes[name] = run_artifact(name, args, runner)
+        except UsageError as e:  # e.g. one artefact cannot run at this scale here: say so, go on
+            print(f"error: {e}", file=sys.stderr)
+            codes[name] = 2
+    cli_tools.report(runner.runs_dir)  # tables/REPORT.md: every artefact beside the paper (small and paper scales)
+    failed = [n for n, c in codes.items() if c in (2, 3)]
+    skipped = [n for n, c in codes.items() if c == 1]
+    print(f"all --scale {args.scale}: {len(codes) - len(failed) - len(skipped)} built"
+          + (f", not implemented (or partly): {', '.join(skipped)}" if skipped else "")
+          + (f", FAILED: {', '.join(failed)}" if failed else ""))
+    return 3 if failed else 0
 
 
 def entry() -> None:

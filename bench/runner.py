@@ -252,11 +252,16 @@ class Runner:
         rid, cfg = self.run_id_for(ref, scale)
         if rid in self.failed:  # another row needs a run that already failed here: its reason, not a second try
             raise self.failed[rid]
-        try:
-            return self._compute(ref, scale, force, rid, cfg, inputs)
-        except RunFailed as e:
-            self.failed[rid] = e
-            raise
+        run_dir = self.runs_dir / rid
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with self._lock(run_dir):
+            if not force and (done := self.load(ref, scale)) is not None:
+                return done  # another process finished it while we waited
+            ctx = self._start(ref, scale, rid, cfg, inputs)
+            t0 = time.perf_counter()
+            with self._failures(ctx, rid):
+                metrics = evals.load(ref.eval)(resolved, ctx)
+            return self._finish(ctx, ref, rid, cfg, metrics, time.perf_counter() - t0)
 
     def _derived(self, cfg: EvalConfig, scale: str) -> dict[str, RunResult]:
         """The completed runs of ``cfg.derived()`` (shared work), computed first where needed. One process only (a
@@ -273,55 +278,59 @@ class Runner:
             out[done.run_id] = done
         return out
 
-    def _compute(self, ref: RunRef, scale: str, force: bool, rid: str, cfg: dict, inputs: dict) -> RunResult:
-        """Make the run folder and compute the run under its lock (``ensure`` has computed its dependencies)."""
+    def _start(self, ref: RunRef, scale: str, rid: str, cfg: dict, inputs: dict) -> RunContext:
+        """The run folder's config.json and env.json (an earlier result kept aside under --force) and its context."""
         run_dir = self.runs_dir / rid
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with self._lock(run_dir):
-            if not force and (done := self.load(ref, scale)) is not None:
-                return done  # another process finished it while we waited
-            metrics_path = run_dir / "metrics.json"
+        if is_main_process():
+            if (run_dir / "metrics.json").exists():  # --force: keep the old result until the new one is complete
+                os.replace(run_dir / "metrics.json", run_dir / "metrics.previous.json")
+            atomic_write_json(run_dir / "config.json", {"eval": ref.eval, "scale": scale, "config": cfg})
+            command = {"command": self.options["command"]} if "command" in self.options else {}
+            atomic_write_json(run_dir / "env.json", {**environment(self.device, "float32", scale), **command,
+                                                     "started_utc": _utcnow()})
+        ctx = RunContext(SCALES[scale], self.device, run_dir, dict(self.options), self, run_dir / "log.txt", inputs)
+        ctx.log(f"run {rid}: eval {ref.eval} at {scale} scale")
+        return ctx
+
+    @contextlib.contextmanager
+    def _failures(self, ctx: RunContext, rid: str) -> Iterator[None]:
+        """An eval's exception as the runner reports it: Unavailable / UsageError as they are, a row's own failure
+        or any other error as one-line ``RunFailed`` (the traceback in log.txt), remembered in ``self.failed``."""
+        try:
+            yield
+        except (Unavailable, UsageError) as e:
+            ctx.log(f"{type(e).__name__}: {e}")
+            raise
+        except KeyboardInterrupt:
+            ctx.log("interrupted; nothing recorded (resumable evals keep their partial state)")
+            raise
+        except RowFailed as e:  # the row's own inputs: its cell says why, the table goes on
+            ctx.log(f"RowFailed: {e}")
+            self.failed[rid] = RunFailed(f"run {rid} failed: {e}", str(e))
+            raise self.failed[rid] from e
+        except Exception as e:  # noqa: BLE001 - recorded in full, re-raised as one line
             if is_main_process():
-                if metrics_path.exists():  # --force: keep the old result until the new one is complete
-                    os.replace(metrics_path, run_dir / "metrics.previous.json")
-                atomic_write_json(run_dir / "config.json", {"eval": ref.eval, "scale": scale, "config": cfg})
-                command = {"command": self.options["command"]} if "command" in self.options else {}
-                atomic_write_json(run_dir / "env.json", {**environment(self.device, "float32", scale), **command,
-                                                         "started_utc": _utcnow()})
-            ctx = RunContext(SCALES[scale], self.device, run_dir, dict(self.options), self, run_dir / "log.txt",
-                             inputs)
-            ctx.log(f"run {rid}: eval {ref.eval} at {scale} scale")
-            t0 = time.perf_counter()
-            try:
-                metrics = evals.load(ref.eval)(self.resolve(ref, scale), ctx)
-            except (Unavailable, UsageError) as e:
-                ctx.log(f"{type(e).__name__}: {e}")
-                raise
-            except KeyboardInterrupt:
-                ctx.log("interrupted; nothing recorded (resumable evals keep their partial state)")
-                raise
-            except RowFailed as e:  # the row's own inputs: its cell says why, the table goes on
-                ctx.log(f"RowFailed: {e}")
-                raise RunFailed(f"run {rid} failed: {e}", str(e)) from e
-            except Exception as e:  # noqa: BLE001 - recorded in full, re-raised as one line
-                if is_main_process():
-                    with open(run_dir / "log.txt", "a") as f:
-                        f.write(traceback.format_exc())
-                raise RunFailed(f"run {rid} failed: {type(e).__name__}: {e} (traceback in {run_dir}/log.txt)",
-                                f"{type(e).__name__}, see {run_dir}/log.txt") from e
-            seconds = time.perf_counter() - t0
-            metrics = {**metrics, "_protocol": evals.protocol_id(ref.eval)}  # from the registration, never typed twice
-            stamps = {d: self._stamp(d) for d in cfg.get("_depends_on", [])}  # what this run was computed from
-            if stamps:
-                metrics["_dependency_stamps"] = stamps
-            metrics.setdefault("_seconds", round(seconds, 3))
-            if is_main_process():
-                env = json.loads((run_dir / "env.json").read_text())
-                env.update(finished_utc=_utcnow(), dtype=metrics.get("_dtype", env["dtype"]))
-                atomic_write_json(run_dir / "env.json", env)
-                atomic_write_json(metrics_path, metrics)  # last: its existence marks the run complete
-            ctx.log(f"done in {seconds:.1f} s")
-        return RunResult(rid, run_dir, metrics, cfg)
+                with open(ctx.run_dir / "log.txt", "a") as f:
+                    f.write(traceback.format_exc())
+            self.failed[rid] = RunFailed(f"run {rid} failed: {type(e).__name__}: {e} (traceback in "
+                                         f"{ctx.run_dir}/log.txt)", f"{type(e).__name__}, see {ctx.run_dir}/log.txt")
+            raise self.failed[rid] from e
+
+    def _finish(self, ctx: RunContext, ref: RunRef, rid: str, cfg: dict, metrics: dict, seconds: float
+                ) -> RunResult:
+        """The eval's metrics with the protocol, the dependencies' stamps and the time, written last."""
+        metrics = {**metrics, "_protocol": evals.protocol_id(ref.eval)}  # from the registration, never typed twice
+        stamps = {d: self._stamp(d) for d in cfg.get("_depends_on", [])}  # what this run was computed from
+        if stamps:
+            metrics["_dependency_stamps"] = stamps
+        metrics.setdefault("_seconds", round(seconds, 3))
+        if is_main_process():
+            env = json.loads((ctx.run_dir / "env.json").read_text())
+            env.update(finished_utc=_utcnow(), dtype=metrics.get("_dtype", env["dtype"]))
+            atomic_write_json(ctx.run_dir / "env.json", env)
+            atomic_write_json(ctx.run_dir / "metrics.json", metrics)  # last: its existence marks the run complete
+        ctx.log(f"done in {seconds:.1f} s")
+        return RunResult(rid, ctx.run_dir, metrics, cfg)
 
 
 # --------------------------------------------------------------------------------------------------------------

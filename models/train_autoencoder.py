@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -631,7 +632,7 @@ def train_autoencoder(model: nn.Module, phase: PhaseConfig, data: CropSource, *,
     if s.disc is not None:
         s.disc.train()
     stop = phase.steps if until_step is None else min(until_step, phase.steps)
-    history, times = run_steps(start, stop, phase.steps, phase.ckpt_every, lambda i: _train_step(s, run, data, i),
+    history, times = run_steps(start, stop, phase.steps, phase.ckpt_every, functools.partial(_train_step, s, run, data),
                                lambda done: _save_state(s, run, done),
                                lambda done, recent, per_step: _progress(s, run, done, recent, per_step), run.log,
                                name=phase.name, bar=progress and run.rank == 0)

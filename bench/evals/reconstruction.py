@@ -25,6 +25,7 @@ feature network); ``run(cfg, ctx)`` is the registered eval ``recon`` that builds
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -321,10 +322,9 @@ def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
     plan = _build_reference(plan, dataset, feature_net, batch_size, device, log)
     model = model.to(device).eval()
 
-    def work(idx: range, batch: int) -> dict[str, np.ndarray]:
-        return _evaluate_shard(model, dataset, idx, feature_net, lpips, batch, device, need_ref=not plan.ref_cached,
-                               keep=plan.keep, fdim=plan.fdim, sample_dir=Path(work_dir) / "samples",
-                               n_samples=n_samples, key=plan.shards.key)
+    work = functools.partial(_evaluate_shard, model=model, dataset=dataset, feature_net=feature_net, lpips=lpips,
+                             device=device, need_ref=not plan.ref_cached, keep=plan.keep, fdim=plan.fdim,
+                             sample_dir=Path(work_dir) / "samples", n_samples=n_samples, key=plan.shards.key)
     plan.shards.compute(work, batch_size=batch_size, oom_halving=True, max_shards=max_shards, log=log, noun="images")
     shards, incomplete = plan.shards.gather()
     if shards is None:
@@ -366,7 +366,7 @@ def _read_batch(dataset, idx: range, skipped: list[int]) -> tuple[list[int], tor
 
 
 @torch.no_grad()
-def _evaluate_shard(model, dataset, idx: range, feature_net, lpips, batch_size: int, device: str, *,
+def _evaluate_shard(idx: range, batch_size: int, *, model, dataset, feature_net, lpips, device: str,
                     need_ref: bool, keep: bool, fdim: int, sample_dir: Path, n_samples: int,
                     key: str) -> dict[str, np.ndarray]:
     t0 = time.perf_counter()
