@@ -113,6 +113,10 @@ ENTRIES = (
     Entry(backbone="uvit-s", paper_backbone="UViT-S", paper_ae="DC-AE-f64", autoencoder="dc-ae-f64c128-in-1.0", weights=True,
           smoke_ae="dc-ae-f64c128-tiny", patch=1, small_ae="dc-ae-f32c32-tiny", small_patch=1, small_seeds=SMALL_SEEDS),
 )
+# each full-size backbone's reduced stand-ins (models.backbones): the small scale's (None: none) and the smoke scale's
+REDUCED_BACKBONES = {"uvit-s": ("uvit-s-small", "uvit-s-tiny"), "uvit-h": (None, "uvit-h-tiny"),
+                     "uvit-2b": (None, "uvit-2b-tiny"), "dit-s": ("dit-s-small", "dit-s-tiny"),
+                     "dit-xl": ("dit-xl-small", "dit-xl-tiny"), "pixart-alpha": (None, "pixart-alpha-tiny")}
 SMOKE_PATCH = {8: 4, 4: 2, 2: 1, 1: 1}  # at 64 px the f8 latent is 8x8: patches shrink so every row has >= 1 token
 SMALL_DIFFUSION = {"resolution": 128, "n_samples": 256, "dit_steps": 50}  # small-scale sampling protocol (Table 1's docstring)
 SMALL_TOKENS = 16  # every small-scale row: (128 / f / p)^2
@@ -137,11 +141,11 @@ def small_design(e: Entry) -> str:
 def train_run(e: Entry, ae_seed: int = 0) -> RunRef:
     return RunRef(TrainDiffusionConfig(e.backbone, e.autoencoder, e.resolution, patch_size=e.patch,
                                        weights=e.weights, dataset=folder(e.paper_data), conditional=e.conditional),
-                  at={"small": None if e.small_ae is None else {"backbone": f"{e.backbone}-small", "autoencoder": e.small_ae,
+                  at={"small": None if e.small_ae is None else {"backbone": REDUCED_BACKBONES[e.backbone][0], "autoencoder": e.small_ae,
                                 "resolution": SMALL_DIFFUSION["resolution"], "patch_size": e.small_patch,
                                 "autoencoder_checkpoint": small_autoencoder(e, ae_seed), "weights": False,
                                 "dataset": EMBEDDED_TRAIN, "latent_scale": "unit-rms"},
-                      "smoke": {"backbone": f"{e.backbone}-tiny", "autoencoder": e.smoke_ae, "resolution": 64,
+                      "smoke": {"backbone": REDUCED_BACKBONES[e.backbone][1], "autoencoder": e.smoke_ae, "resolution": 64,
                                 "patch_size": SMOKE_PATCH[e.patch], "weights": False, "dataset": EMBEDDED_TRAIN,
                                 "n_images": 16}})
 
@@ -205,7 +209,7 @@ def claim_statement(a: Entry, b: Entry, metric: str, paper: str) -> str:
     """What a small-scale claim compares, in registry names, then the paper's row it stands for (after "for the
     paper's", the only part that may name the paper's models and data; tests/test_claim_labels.py checks both)."""
     kind = "" if a.conditional else ", unconditional"
-    return (f"{a.backbone}-small{kind}: {small_design(a)} beats {small_design(b)} at {SMALL_TOKENS} tokens, "
+    return (f"{REDUCED_BACKBONES[a.backbone][0]}{kind}: {small_design(a)} beats {small_design(b)} at {SMALL_TOKENS} tokens, "
             f"{SMALL_DIFFUSION['resolution']}-px embedded training photos, {AGAINST[metric]}; for the paper's {paper}")
 
 

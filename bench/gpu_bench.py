@@ -48,6 +48,7 @@ import torch
 
 import models
 from bench import artifacts, process
+from bench.catalogue import REDUCED_BACKBONES
 from bench.artifacts import table3, table4
 from bench.parts.efficiency_rows import COST_COLUMNS, SPEED_COLUMNS, SPEEDUP_COLUMNS
 from bench.configs import PerMeasure
@@ -478,11 +479,14 @@ def released_shapes() -> list[ReleasedDiffusion]:
     return sorted(seen.values(), key=lambda i: not i.paper.startswith("Table"))
 
 
+TINY_AUTOENCODERS = {"dc-ae-f32c32-in-1.0": "dc-ae-f32c32-tiny", "dc-ae-f64c128-in-1.0": "dc-ae-f64c128-tiny"}
+
+
 def sampled_models(info: ReleasedDiffusion, s: Setting) -> tuple[str, str]:
     """(backbone, autoencoder) registry names: the released model's, or their -tiny variants in the dry run."""
     if not s.tiny_sampling:
         return info.backbone, info.autoencoder
-    return f"{info.backbone}-tiny", info.autoencoder.replace("-in-1.0", "-tiny")
+    return REDUCED_BACKBONES[info.backbone][1], TINY_AUTOENCODERS[info.autoencoder]
 
 
 def sample_and_decode(info: ReleasedDiffusion, s: Setting) -> dict[str, Any]:

@@ -46,7 +46,6 @@ from bench.spec import CLAIM_COLUMNS, Column, PaperRef, Row, RunRef, Spec, claim
 # The small scale uses the -tiny variants: a -small model trains at ~2 s/step on the shared 2-core CPU (21 GFLOP per
 # step at 64 px, batch 8), -tiny at ~0.2 s/step (2.8 GFLOP), and panel a alone needs 12 phase-1 runs.
 _P1, _P2 = SCALE_DEFAULTS["small"]["phase1"], SCALE_DEFAULTS["small"]["phase2"]  # the recipe the prose describes
-SMALL_SIZE = "tiny"
 SMALL_RES = 64           # training resolution of phases 1 (the paper's 256)
 SMALL_HIGH_RES = 256     # 4x: the paper's 1024
 PAPER_RES, PAPER_HIGH_RES = 256, 1024
@@ -54,11 +53,14 @@ SMALL_N_IMAGES = 38      # panel a: the first 38 embedded held-out crops at 64 p
 FS_A = ((8, 4), (16, 16), (32, 64), (64, 256))   # Fig. 3a: constant latent size 8x8x4 at 64 px... f64c256 at 1x1
 SEEDS = {f: tuple(range(claim_seeds())) for f, _ in FS_A}  # training seeds per arm (3: the least the rule decides on)
 FS_B = ((8, 4), (64, 256))                       # Fig. 3b: f8 vs f64 (the panel-a models with shortcuts)
+# (f, c) -> the reduced model the smoke and small scales train, and its full-size architecture (paper scale)
+MODELS = {(8, 4): ("dc-ae-f8c4-tiny", "dc-ae-f8c4"), (16, 16): ("dc-ae-f16c16-tiny", "dc-ae-f16c16"),
+          (32, 64): ("dc-ae-f32c64-tiny", "dc-ae-f32c64"), (64, 256): ("dc-ae-f64c256-tiny", "dc-ae-f64c256")}
 
 
-def train_cfg(f: int, c: int, residual: bool = True, seed: int = 0, size: str = SMALL_SIZE) -> TrainAEConfig:
-    """The phase-1 train-ae config of one model (equal configs => same run, reused across panels and artefacts)."""
-    return TrainAEConfig(f"dc-ae-f{f}c{c}-{size}", seed=seed, residual_autoencoding=None if residual else False)
+def train_cfg(f: int, c: int, residual: bool = True, seed: int = 0) -> TrainAEConfig:
+    """The phase-1 train-ae config of one reduced model (equal configs => same run, reused across panels)."""
+    return TrainAEConfig(MODELS[f, c][0], seed=seed, residual_autoencoding=None if residual else False)
 
 
 def phase2_cfg(base: TrainAEConfig) -> TrainAEConfig:
@@ -76,7 +78,7 @@ def phase1_continued_cfg(base: TrainAEConfig, scale: str) -> TrainAEConfig:
 def _full_size(train: TrainAEConfig) -> TrainAEConfig:
     """The same recipe on the full-size architecture (every train-ae config in the chain)."""
     parent = _full_size(train.init_from) if train.init_from is not None else None
-    return dataclasses.replace(train, model=train.model.replace(f"-{SMALL_SIZE}", ""), init_from=parent)
+    return dataclasses.replace(train, model=dict(MODELS.values())[train.model], init_from=parent)
 
 
 def recon(train: TrainAEConfig | Callable[[str], TrainAEConfig], f: int, high: bool, regions: bool = False) -> RunRef:

@@ -28,7 +28,14 @@ from bench.spec import Column, PaperRef, Row, RunRef, Spec
 RESOLUTION_SMALL = 2 * catalogue.SMALL_RESOLUTION
 FCS = ((32, 32), (64, 128), (128, 512))
 FAMILIES = (("sd-vae", "SD-VAE"), ("dc-ae", "DC-AE"))
-OFFICIAL = {32: "dc-ae-f32c32-in-1.0", 64: "dc-ae-f64c128-in-1.0", 128: "dc-ae-f128c512-in-1.0"}
+# (family, f) -> the model at paper scale (DC-AE: the official checkpoint; SD-VAE: the paper's unreleased stacked one)
+# and the reduced model of the smoke and small scales
+MODELS = {("dc-ae", 32): ("dc-ae-f32c32-in-1.0", "dc-ae-f32c32-tiny"),
+          ("dc-ae", 64): ("dc-ae-f64c128-in-1.0", "dc-ae-f64c128-tiny"),
+          ("dc-ae", 128): ("dc-ae-f128c512-in-1.0", "dc-ae-f128c512-tiny"),
+          ("sd-vae", 32): ("sd-vae-f32c32", "sd-vae-f32c32-tiny"),
+          ("sd-vae", 64): ("sd-vae-f64c128", "sd-vae-f64c128-tiny"),
+          ("sd-vae", 128): ("sd-vae-f128c512", "sd-vae-f128c512-tiny")}
 
 
 SMALL_FS = (32, 64)  # as Table 2: the f128c512 models (128-px training) are over the small-scale CPU budget
@@ -36,14 +43,13 @@ SMALL_FS = (32, 64)  # as Table 2: the f128c512 models (128-px training) are ove
 
 def _run(family: str, f: int, c: int) -> RunRef:
     """Small scale: Table 2's training runs (seed 0, 128 px, trained to the plateau), evaluated at 256 px."""
-    small = f"{family}-f{f}c{c}-tiny"
-    paper_model = OFFICIAL[f] if family == "dc-ae" else f"sd-vae-f{f}c{c}"
+    paper_model, small = MODELS[family, f]
     return RunRef(ReconConfig(paper_model, 512, dataset=folder("imagenet-val"), weights=True, batch_size=16),
                   at={"small": {"model": small, "resolution": RESOLUTION_SMALL, "dataset": EMBEDDED_TEST,
                                 "n_images": catalogue.SMALL_N_IMAGES, "weights": False,
                                 "checkpoint": train_ref(small)} if f in SMALL_FS else None,
                       # smoke: Table 2's smoke runs (same resolved config), a layout check only
-                      "smoke": {"model": f"{family}-f{f}c{c}-tiny", "resolution": max(32, f),
+                      "smoke": {"model": small, "resolution": max(32, f),
                                 "dataset": EMBEDDED_TEST, "n_images": 8, "weights": False, "batch_size": 8},
                       "paper": {"dataset": EMBEDDED_TEST, "n_images": 8}})
 

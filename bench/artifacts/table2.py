@@ -43,28 +43,38 @@ class Setting:
     f: int
     c: int
     dc_ae: str  # official DC-AE checkpoint (reference/evaluation.md §2; partly inferred)
+    sd_vae: str  # the paper's stacked SD-VAE at this compression (unreleased)
+    dc_ae_tiny: str  # the reduced models of the smoke and small scales
+    sd_vae_tiny: str
     small_resolution: int | None  # None: not run at small scale
+
+    def model(self, family: str, reduced: bool) -> str:
+        """The model of ``family`` ('dc-ae' | 'sd-vae') in this setting, full size or reduced."""
+        return {("dc-ae", False): self.dc_ae, ("sd-vae", False): self.sd_vae, ("dc-ae", True): self.dc_ae_tiny,
+                ("sd-vae", True): self.sd_vae_tiny}[family, reduced]
 
 
 SETTINGS = (
     Setting("ImageNet 256x256 f32c32 latent 8x8x32", "ImageNet 256 f32c32", "imagenet-val", 256, 32, 32,
-            "dc-ae-f32c32-in-1.0", SMALL_RESOLUTION),
+            "dc-ae-f32c32-in-1.0", "sd-vae-f32c32", "dc-ae-f32c32-tiny", "sd-vae-f32c32-tiny", SMALL_RESOLUTION),
     Setting("ImageNet 256x256 f64c128 latent 4x4x128", "ImageNet 256 f64c128", "imagenet-val", 256, 64, 128,
-            "dc-ae-f64c128-in-1.0", SMALL_RESOLUTION),
+            "dc-ae-f64c128-in-1.0", "sd-vae-f64c128", "dc-ae-f64c128-tiny", "sd-vae-f64c128-tiny", SMALL_RESOLUTION),
     # Not at small scale: at 128 px it would be the row above's runs again (one small resolution for all rows).
     Setting("ImageNet 512x512 f64c128 latent 8x8x128", "ImageNet 512 f64c128", "imagenet-val", 512, 64, 128,
-            "dc-ae-f64c128-in-1.0", None),
+            "dc-ae-f64c128-in-1.0", "sd-vae-f64c128", "dc-ae-f64c128-tiny", "sd-vae-f64c128-tiny", None),
     # Not at small scale: the f128c512 pair (a fair SD-VAE at c = 512 is the largest reduced model) is over the small scale's CPU budget.
     Setting("ImageNet 512x512 f128c512 latent 4x4x512", "ImageNet 512 f128c512", "imagenet-val", 512, 128, 512,
-            "dc-ae-f128c512-in-1.0", None),
+            "dc-ae-f128c512-in-1.0", "sd-vae-f128c512", "dc-ae-f128c512-tiny", "sd-vae-f128c512-tiny", None),
     Setting("FFHQ 1024x1024 f64c128 latent 16x16x128", "FFHQ 1024 f64c128", "ffhq", 1024, 64, 128,
-            "dc-ae-f64c128-mix-1.0", None),
+            "dc-ae-f64c128-mix-1.0", "sd-vae-f64c128", "dc-ae-f64c128-tiny", "sd-vae-f64c128-tiny", None),
     Setting("FFHQ 1024x1024 f128c512 latent 8x8x512", "FFHQ 1024 f128c512", "ffhq", 1024, 128, 512,
-            "dc-ae-f128c512-mix-1.0", None),
+            "dc-ae-f128c512-mix-1.0", "sd-vae-f128c512", "dc-ae-f128c512-tiny", "sd-vae-f128c512-tiny", None),
     Setting("MapillaryVistas 2048x2048 f64c128 latent 32x32x128", "MapillaryVistas 2048 f64c128",
-            "mapillary-vistas", 2048, 64, 128, "dc-ae-f64c128-mix-1.0", None),
+            "mapillary-vistas", 2048, 64, 128, "dc-ae-f64c128-mix-1.0", "sd-vae-f64c128", "dc-ae-f64c128-tiny",
+            "sd-vae-f64c128-tiny", None),
     Setting("MapillaryVistas 2048x2048 f128c512 latent 16x16x512", "MapillaryVistas 2048 f128c512",
-            "mapillary-vistas", 2048, 128, 512, "dc-ae-f128c512-mix-1.0", None),
+            "mapillary-vistas", 2048, 128, 512, "dc-ae-f128c512-mix-1.0", "sd-vae-f128c512", "dc-ae-f128c512-tiny",
+            "sd-vae-f128c512-tiny", None),
 )
 
 SMOKE_N_IMAGES = 8
@@ -73,14 +83,12 @@ SMOKE_N_IMAGES = 8
 def recon_ref(family: str, s: Setting, *, smoke: bool = True, seed: int = 0) -> RunRef:
     """The ``recon`` run of one family ('sd-vae' | 'dc-ae') for setting ``s`` at every scale; ``seed`` > 0: the
     small scale's extra training seeds (not run at the other scales)."""
-    fc = f"f{s.f}c{s.c}"
-    paper_model = s.dc_ae if family == "dc-ae" else f"sd-vae-{fc}"
+    paper_model, reduced = s.model(family, reduced=False), s.model(family, reduced=True)
     small = None
     if s.small_resolution is not None:
-        small = {"model": f"{family}-{fc}-tiny", "resolution": s.small_resolution, "dataset": EMBEDDED_TEST,
-                 "n_images": SMALL_N_IMAGES, "weights": False,
-                 "checkpoint": train_ref(f"{family}-{fc}-tiny", seed)}
-    tiny = {"model": f"{family}-{fc}-tiny", "resolution": max(32, s.f), "dataset": EMBEDDED_TEST,
+        small = {"model": reduced, "resolution": s.small_resolution, "dataset": EMBEDDED_TEST,
+                 "n_images": SMALL_N_IMAGES, "weights": False, "checkpoint": train_ref(reduced, seed)}
+    tiny = {"model": reduced, "resolution": max(32, s.f), "dataset": EMBEDDED_TEST,
             "n_images": SMOKE_N_IMAGES, "weights": False, "batch_size": 8}
     at = {"small": small, "smoke": tiny if (smoke and s.dataset == "imagenet-val") else None}
     if seed:
@@ -141,8 +149,8 @@ def claim_statement(s: Setting, better: str) -> str:
     stands for (after "for the paper's"; tests/test_claim_labels.py checks both); a paper-only setting: the paper's."""
     if s.small_resolution is None:
         return f"{s.short}: DC-AE has {better} than SD-VAE"
-    fc, g = f"f{s.f}c{s.c}", s.small_resolution // s.f
-    return (f"dc-ae-{fc}-tiny has {better} than sd-vae-{fc}-tiny ({g}x{g} latent, {s.small_resolution}-px embedded "
+    g = s.small_resolution // s.f
+    return (f"{s.dc_ae_tiny} has {better} than {s.sd_vae_tiny} ({g}x{g} latent, {s.small_resolution}-px embedded "
             f"held-out photos); for the paper's {s.short} DC-AE vs SD-VAE ({s.label.split('latent ')[1]} latent)")
 
 

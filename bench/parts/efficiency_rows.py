@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from bench import paper
+from bench.catalogue import REDUCED_BACKBONES
 from bench.configs import EfficiencyConfig, PerMeasure
 from bench.spec import Column, PaperRef, Row, RunRef
 
@@ -92,7 +93,7 @@ def efficiency_run(backbone: str, autoencoder: str, latent_channels: int, latent
     return RunRef(
         EfficiencyConfig(backbone, latent_channels, latent_size, patch_size, autoencoder=autoencoder),
         at={"small": {**SMALL_COMMON, "depth": SMALL_DEPTH, "batch_divisor": SMALL_DIVISOR[backbone]},
-            "smoke": {**SMOKE_COMMON, "backbone": f"{backbone}-tiny"}},
+            "smoke": {**SMOKE_COMMON, "backbone": REDUCED_BACKBONES[backbone][1]}},
     )
 
 

@@ -25,18 +25,20 @@ from bench.spec import CLAIM_COLUMNS, Column, PaperRef, Row, RunRef, Spec, claim
 FS = ((8, 4), (16, 16), (32, 32), (64, 128))  # (f, c) per point
 # Small scale: the -tiny models of the same shapes (Table 2's f32c32 / f64c128 runs, seeds shared) at Table 2's 128 px
 # (latents 16x16, 8x8, 4x4, 2x2: no point on a 1x1 latent); 3 training seeds for the claim arms.
-SMALL_C = {f: c for f, c in FS}
 FAMILIES = (("sd-vae", "SD-VAE"), ("dc-ae", "DC-AE"))
 SMALL_RESOLUTION = catalogue.SMALL_RESOLUTION
 SMALL_N_IMAGES = catalogue.SMALL_N_IMAGES
 CLAIM_ARMS = {("sd-vae", 8), ("sd-vae", 64), ("dc-ae", 8), ("dc-ae", 64)}  # (family, f) of the claims' arms: 3 seeds
 
 
-def _paper_model(family: str, f: int, c: int) -> str:
-    if family == "sd-vae":
-        return "sd-vae-f8" if f == 8 else f"sd-vae-f{f}c{c}"
-    # released DC-AEs exist for f32/f64 only; f8 / f16 DC-AEs of the figure are unreleased (same naming, no weights)
-    return {32: "dc-ae-f32c32-in-1.0", 64: "dc-ae-f64c128-in-1.0"}.get(f, f"dc-ae-f{f}c{c}")
+# (family, f) -> the model at paper scale and the reduced model of the smoke and small scales. Released DC-AEs exist
+# for f32 / f64 only: the f8 / f16 DC-AEs of the figure are unreleased (the same naming, no weights).
+MODELS = {("sd-vae", 8): ("sd-vae-f8", "sd-vae-f8c4-tiny"), ("sd-vae", 16): ("sd-vae-f16c16", "sd-vae-f16c16-tiny"),
+          ("sd-vae", 32): ("sd-vae-f32c32", "sd-vae-f32c32-tiny"),
+          ("sd-vae", 64): ("sd-vae-f64c128", "sd-vae-f64c128-tiny"),
+          ("dc-ae", 8): ("dc-ae-f8c4", "dc-ae-f8c4-tiny"), ("dc-ae", 16): ("dc-ae-f16c16", "dc-ae-f16c16-tiny"),
+          ("dc-ae", 32): ("dc-ae-f32c32-in-1.0", "dc-ae-f32c32-tiny"),
+          ("dc-ae", 64): ("dc-ae-f64c128-in-1.0", "dc-ae-f64c128-tiny")}
 
 
 def _label(paper_name: str, f: int, seed: int = 0) -> str:
@@ -44,14 +46,14 @@ def _label(paper_name: str, f: int, seed: int = 0) -> str:
 
 
 def _row(family: str, paper_name: str, f: int, c: int, seed: int = 0) -> Row:
-    small = f"{family}-f{f}c{SMALL_C[f]}-tiny"
+    paper_model, small = MODELS[family, f]
     at = {"small": {"model": small, "resolution": SMALL_RESOLUTION, "dataset": EMBEDDED_TEST,
                     "n_images": SMALL_N_IMAGES, "weights": False, "checkpoint": train_ref(small, seed)},
-          "smoke": {"model": f"{family}-f{f}c{c}-tiny", "resolution": max(32, f), "n_images": 8,
+          "smoke": {"model": small, "resolution": max(32, f), "n_images": 8,
                     "dataset": EMBEDDED_TEST, "weights": False, "batch_size": 8}}
     if seed:
         at = {"small": at["small"], "smoke": None, "paper": None}
-    run = RunRef(ReconConfig(_paper_model(family, f, c), 256, dataset=folder("imagenet-val"), weights=True,
+    run = RunRef(ReconConfig(paper_model, 256, dataset=folder("imagenet-val"), weights=True,
                              batch_size=16), at=at)
     paper = PaperRef(artifact="figure2a", autoencoder=f"{paper_name}-f{f}") if family == "sd-vae" and f in (8, 64) \
         and not seed else None
@@ -71,7 +73,7 @@ def _arm(name: str, f: int) -> tuple[Row, ...]:
 def _small(family: str, f: int) -> str:
     """A point's reduced model and latent grid at small scale, e.g. 'sd-vae-f8c4-tiny (16x16 latent)'."""
     g = SMALL_RESOLUTION // f
-    return f"{family}-f{f}c{SMALL_C[f]}-tiny ({g}x{g} latent)"
+    return f"{MODELS[family, f][1]} ({g}x{g} latent)"
 
 
 _DATA = f"{SMALL_RESOLUTION}-px embedded held-out photos"
