@@ -185,8 +185,8 @@ class EvalConfig:
 # Per-scale defaults of each phase (merged under a phase dict of the config). The paper publishes no batch sizes or
 # step counts; the learning rates of the small scale are raised from the paper's 6.4e-5 / 1.6e-5 / 5.4e-5 because a
 # few hundred steps at batch 8 are ~1e-4 of the paper's schedule (a stated deviation). Phase 1 uses 2e-4 for both
-# families: in a sweep over 3e-5..3e-3 on f32c32-tiny (`python scripts/lr_sweep.py`), 1e-3 (train-ae v1) was too
-# high for both DC-AE and the stacked SD-VAE (whose loss then stalled near a flat-colour output), and 1e-4..3e-4 were
+# families: in a sweep over 3e-5..3e-3 on f32c32-tiny (`python scripts/lr_sweep.py`), 1e-3 was too high
+# for both DC-AE and the stacked SD-VAE (whose loss then stalled near a flat-colour output), and 1e-4..3e-4 were
 # best for both.
 SCALE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {  # scale -> phase -> PhaseConfig fields
     "smoke": {  # resolution: max(32, f) for phases 1 and 3, twice that for phase 2 (see phase_configs)

@@ -1,6 +1,6 @@
 """Efficiency profiling of a diffusion backbone on a latent shape (DC-AE paper §4.1 "Efficiency Profiling").
 
-Protocol ``dcae-efficiency-v1`` (reference/efficiency.md §3, §6, §7). The timed object is the diffusion backbone
+Protocol ``dcae-efficiency`` (version in ``bench.evals``; reference/efficiency.md §3, §6, §7). The timed object is the diffusion backbone
 alone on random latents (x, t, y or caption features): no autoencoder, no text encoder, no sampler; one forward = one
 sampling step ("for simplicity, we assume the number of sampling steps is 1", §4.1).
 

@@ -66,8 +66,8 @@ class SSIMSettings:
     k1: float = 0.01
     k2: float = 0.03
     # "reflect": torchmetrics (the official evaluator) reflect-pads by (window-1)/2 and averages the whole SSIM map;
-    # "crop": scikit-image / Wang et al. average only the windows inside the image (dcae-recon-v1 did this, which
-    # read ~0.03 higher on 96-px crops: tests/test_metrics.py).
+    # "crop": scikit-image / Wang et al. average only the windows inside the image (higher than "reflect" on small
+    # crops: tests/test_metrics.py).
     border: str = "reflect"
 
 
