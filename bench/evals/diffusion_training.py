@@ -173,10 +173,14 @@ def latent_fc(cfg: TrainDiffusionConfig) -> tuple[int, int]:
     return f, c
 
 
+# the recipe values a run config may override: the fields the recipe and the config share
+RECIPE_FIELDS = tuple(f.name for f in dataclasses.fields(DiffusionRecipe)
+                      if f.name in {g.name for g in dataclasses.fields(TrainDiffusionConfig)})
+
+
 def recipe_of(cfg: TrainDiffusionConfig, family: str, scale: str) -> DiffusionRecipe:
     """The official recipe of the formulation, then the scale's defaults, then the config's recipe fields."""
-    asked = {k: getattr(cfg, k) for k in ("steps", "batch", "lr", "warmup_steps", "ema_decay", "grad_accum", "seed")
-             if getattr(cfg, k) is not None}
+    asked = {k: getattr(cfg, k) for k in RECIPE_FIELDS if getattr(cfg, k) is not None}
     try:
         return dataclasses.replace(RECIPES[family], **{**DIFFUSION_SCALE_DEFAULTS[scale], **asked})
     except ValueError as e:
