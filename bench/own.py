@@ -30,6 +30,7 @@ from bench.cli_tools import OneLineParser, device_of
 from bench.configs import EMBEDDED_TEST, AutoencoderEvalConfig
 from bench.errors import UsageError
 from bench.provenance import atomic_write_text, environment
+from bench.scales import SCALES
 
 # torch, the models and the runner are imported inside the commands: `python -m bench ls` imports this module
 COMMANDS = ("eval-ae", "train-ae", "protocol", "train-diffusion", "sample")
@@ -97,7 +98,7 @@ def config_of(args: argparse.Namespace) -> AutoencoderEvalConfig:
     data, name, digest = data_of(args.data, args.resolution)
     return AutoencoderEvalConfig(source.spec, source.kind, source.digest, args.resolution, data=data, data_name=name,
                                  data_digest=digest, n_images=args.limit,
-                                 features="tiny" if args.scale == "smoke" else "inception")
+                                 features=SCALES[args.scale].features)
 
 
 def eval_ae(argv: list[str]) -> int:
@@ -159,9 +160,9 @@ def paper_rows(data_name: str, resolution: int) -> list[dict]:
 
 def write_comparison(runs_dir: Path, data_name: str, resolution: int, scale: str, out: Path) -> list[Path]:
     """``tables/autoencoders-<data>-<res>[-smoke].csv`` / ``.md`` and the rFID-vs-compression plot."""
-    rows = _runs(runs_dir, data_name, resolution, scale) + (paper_rows(data_name, resolution) if scale == "paper"
-                                                            else [])
-    stem = f"autoencoders-{data_name}-{resolution}" + ("" if scale == "paper" else f"-{scale}")
+    rows = _runs(runs_dir, data_name, resolution, scale) + (paper_rows(data_name, resolution)
+                                                            if SCALES[scale].full_protocol else [])
+    stem = f"autoencoders-{data_name}-{resolution}{SCALES[scale].suffix}"
     tables, figures = out / "tables", out / "figures"
     tables.mkdir(parents=True, exist_ok=True)
     figures.mkdir(parents=True, exist_ok=True)
@@ -321,8 +322,7 @@ def protocol(argv: list[str]) -> int:
     runner.check_writable()
     res = runner.ensure(RunRef(cfg), args.scale)
     rows = json.loads(res.metrics["_rows"])
-    stem = f"protocol-{cfg.run_name.replace('/', '-')}-{cfg.data_name}-{cfg.resolution}" + (
-        "" if args.scale == "paper" else f"-{args.scale}")
+    stem = f"protocol-{cfg.run_name.replace('/', '-')}-{cfg.data_name}-{cfg.resolution}{SCALES[args.scale].suffix}"
     tables = Path(args.out) / "tables"
     tables.mkdir(parents=True, exist_ok=True)
     with (tables / f"{stem}.csv").open("w", newline="") as fh:

@@ -36,6 +36,7 @@ from bench.configs import (
 )
 from bench.errors import UsageError
 from bench.provenance import atomic_write_text, environment
+from bench.scales import SCALES
 
 COMMANDS = ("train-diffusion", "sample")
 OURS = ("seed", "ckpt_every", "grad_accum")  # recipe fields that are run settings, not the official recipe's
@@ -78,7 +79,7 @@ def autoencoder_fields(value: str, args: argparse.Namespace) -> dict:
     from bench.own import parent_run
     from models import zoo
     if value in {m.name for m in zoo.list_models()}:
-        if not args.weights and args.scale != "smoke":
+        if not args.weights and not SCALES[args.scale].random_init:  # untrained: a pipeline check only
             raise UsageError(f"{value} needs its weights: pass --weights FOLDER, or train one first (python -m bench "
                              f"train-ae) and pass its run folder")
         return {"autoencoder": value, "weights": bool(args.weights)}
@@ -200,7 +201,7 @@ def sample_config(args: argparse.Namespace) -> tuple[GenerateConfig, str, dict]:
         reference = user_folder(path, digest)
     options = fid_reference_option(args.fid_reference)
     cfg = GenerateConfig(model=train, n_samples=args.n, cfg_scale=args.cfg, sampler=args.sampler, steps=args.steps,
-                         reference=reference, features="tiny" if scale == "smoke" else "inception", seed=args.seed,
+                         reference=reference, features=SCALES[scale].features, seed=args.seed,
                          batch_size=min(64, args.n), n_png=min(16, args.n))
     return with_user_reference(cfg, options.get("fid_reference_digest")), scale, options
 
@@ -260,7 +261,7 @@ def write_samples_table(runs_dir: Path, cfg: GenerateConfig, scale: str, out: Pa
     from bench.runner import Runner
     data, res = data_name(cfg.model.dataset), cfg.model.resolution
     rows = _sample_rows(Runner(runs_dir), scale, data, res)
-    stem = f"samples-{data}-{res}" + ("" if scale == "paper" else f"-{scale}")
+    stem = f"samples-{data}-{res}{SCALES[scale].suffix}"
     tables = out / "tables"
     tables.mkdir(parents=True, exist_ok=True)
     with (tables / f"{stem}.csv").open("w", newline="") as fh:

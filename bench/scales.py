@@ -17,6 +17,16 @@ class Scale:
     full_protocol: bool = False  # official weights and named data folders (--weights, --data) are required
     random_init: bool = False    # untrained, seeded models and synthetic inputs may stand in (a pipeline check)
 
+    @property
+    def features(self) -> str:
+        """The FID feature network of the commands for your own models: a tiny stand-in in a pipeline check."""
+        return "tiny" if self.random_init else "inception"
+
+    @property
+    def suffix(self) -> str:
+        """The end of a table name of your own models: none at the full protocol, else ``-<scale>``."""
+        return "" if self.full_protocol else f"-{self.name}"
+
 
 SMOKE = Scale("smoke", "CI check: tiny configs, a handful of images, 1-2 steps, CPU, seconds. Never a result.",
               random_init=True)

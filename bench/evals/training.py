@@ -32,6 +32,7 @@ from bench.configs import SCALE_DEFAULTS, MemoryConfig, Plateau, TrainAEConfig
 from bench.evals.image_groups import is_collapsed, spread_of
 from bench.errors import Unavailable, UsageError
 from bench.provenance import atomic_write_json, damage, quarantine
+from bench.scales import SCALES
 from models import data, losses
 from models.train_autoencoder import PHASES, SELECTORS, DatasetCropSource, PhaseConfig, train_autoencoder
 from models.train_state import FINAL_MODEL, TRAIN_STATE, mix_seed
@@ -44,7 +45,7 @@ def phase_configs(cfg: TrainAEConfig, scale: str, f: int = 8) -> list[PhaseConfi
     for i, req in enumerate(cfg.phases):
         asked = {k: v for k, v in dataclasses.asdict(req).items() if v is not None and k != "phase"}
         merged = {**SCALE_DEFAULTS[scale][req.phase], **asked}
-        if scale == "smoke" and "resolution" not in merged:
+        if SCALES[scale].random_init and "resolution" not in merged:  # a pipeline check at max(32, f) px
             merged["resolution"] = max(32, f) * (2 if req.phase == "phase2" else 1)
         merged.setdefault("seed", cfg.seed * 1000 + i)
         out.append(dataclasses.replace(PHASES[req.phase], **merged))
