@@ -33,6 +33,19 @@ class TrainedDiffusion:
 
 
 @dataclass(frozen=True)
+class ProfiledBackbone:
+    """What an ``efficiency`` run hands to the speed-up rows: the FLOPs of the full model and of the one timed."""
+
+    gflops_per_forward: float        # the configured backbone's
+    timed_gflops_per_forward: float  # the backbone that ran (a reduced depth at small scale: ``depth``)
+
+    @classmethod
+    def of(cls, metrics: Mapping[str, Any]) -> ProfiledBackbone:
+        full = float(metrics["gflops_per_forward"])
+        return cls(full, float(metrics.get("_built_gflops_per_forward", full)))
+
+
+@dataclass(frozen=True)
 class TrainedAutoencoder:
     """What ``train-ae`` hands to the runs that evaluate its checkpoint: how far it trained and whether it works."""
 

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 from bench import paper
 from bench.catalogue import REDUCED_BACKBONES
 from bench.configs import EfficiencyConfig, PerMeasure
+from bench.outputs import ProfiledBackbone
 from bench.spec import Column, PaperRef, Row, RunRef
 
 # Generation-FID columns of an efficiency row: the paper's; ours are in the table's "· gFID" rows (Tables 3, 4)
@@ -107,16 +108,14 @@ def _ratio(a: Any, b: Any) -> float:
     return a / b
 
 
-def _timed_gflops(m: Mapping[str, Any]) -> float:
-    return m.get("_built_gflops_per_forward", m["gflops_per_forward"])
-
-
 def speedups(base: str, other: str):
     """``derive`` for a row comparing run row ``other`` to the baseline run row ``base`` (labels of the same spec)."""
     def derive(metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         b, o = metrics[base], metrics[other]
-        out: dict[str, Any] = {"_from": [base, other], "flop_ratio": _timed_gflops(b) / _timed_gflops(o),
-                               "flop_ratio_full_model": b["gflops_per_forward"] / o["gflops_per_forward"]}
+        pb, po = ProfiledBackbone.of(b), ProfiledBackbone.of(o)
+        out: dict[str, Any] = {"_from": [base, other],
+                               "flop_ratio": pb.timed_gflops_per_forward / po.timed_gflops_per_forward,
+                               "flop_ratio_full_model": pb.gflops_per_forward / po.gflops_per_forward}
         for key, metric in (("training_speedup", "train_throughput_img_s"),
                             ("inference_speedup", "infer_throughput_img_s")):
             if metric in b and metric in o:
