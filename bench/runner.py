@@ -91,6 +91,13 @@ class RunContext:
         (torchrun, or it cannot run here), and the eval does that work itself."""
         return self.inputs.get(self.runner.run_id_for(RunRef(cfg), self.scale.name)[0])
 
+    def recorded(self, cfg: EvalConfig) -> dict[str, Any]:
+        """The metrics a run of ``cfg`` recorded, whether or not its other outputs (a gitignored checkpoint) are here:
+        for an eval that reads numbers only. A run with no metrics is an input as ``input`` gives it."""
+        rid, _ = self.runner.run_id_for(RunRef(cfg), self.scale.name)
+        metrics = read_json(self.runner.runs_dir / rid / "metrics.json")
+        return metrics if isinstance(metrics, dict) else self.input(cfg).metrics
+
     def input(self, cfg: EvalConfig) -> RunResult:
         """The completed run of ``cfg``: a dependency the runner computed before this run (a config field of this
         run), or a completed run further up the graph (read, never computed: evals do not call the runner)."""

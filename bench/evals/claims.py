@@ -27,8 +27,6 @@ from bench.errors import Unavailable
 from bench.evals import JACKKNIFE_FILE, PER_IMAGE_FILE
 from bench.evals.reconstruction import PSNR_CAP_DB
 from bench.outputs import ScoredImages, TrainedAutoencoder
-from bench.provenance import read_json
-from bench.spec import RunRef
 
 PER_IMAGE_METRICS = ("psnr", "ssim", "lpips")
 
@@ -90,14 +88,6 @@ def _check_generated(cfg: ClaimConfig) -> None:
         raise Unavailable("the arms are scored against different reference sets; give both one reference")
 
 
-def _recorded(cfg, ctx) -> dict:
-    """A run's recorded metrics, without asking for its checkpoint (a claim reads numbers only): the committed
-    ``metrics.json``, or the run computed when there is none."""
-    rid, _ = ctx.runner.run_id_for(RunRef(cfg), ctx.scale.name)
-    metrics = read_json(ctx.runner.runs_dir / rid / "metrics.json")
-    return metrics if isinstance(metrics, dict) else ctx.input(cfg).metrics
-
-
 def collapsed_arms(cfg: ClaimConfig, ctx) -> list[str]:
     """The arms with a collapsed model: a reconstruction run's own check, or a generate run's autoencoder (its
     training run's probe)."""
@@ -106,7 +96,7 @@ def collapsed_arms(cfg: ClaimConfig, ctx) -> list[str]:
         for c in arm:
             if isinstance(c, GenerateConfig):
                 ae = c.model.autoencoder_checkpoint if c.model is not None else None
-                bad = ae is not None and TrainedAutoencoder.of(_recorded(ae, ctx)).collapsed
+                bad = ae is not None and TrainedAutoencoder.of(ctx.recorded(ae)).collapsed
                 model = c.model.autoencoder if c.model is not None else "?"
             else:
                 bad, model = ScoredImages.of(ctx.input(c).metrics).collapsed, c.model
