@@ -39,8 +39,7 @@ at least a quarter of the next one (a downsample shortcut can at most quadruple 
 | f64c256   |  5,277,868 | 2,474,156 |
 | f128c512  | 11,245,836 | 8,755,468 |
 
-One AdamW step (L1, fp32, batch 8 at 64 px) of a `small` variant costs 1.2-2.2 CPU-seconds (about 0.6-1.1 s on
-2 free cores; measured on a loaded 2-core machine); a `tiny` forward at 32 px takes well under 0.1 s.
+Training-step speed on this machine: `python -m bench perf --only train-step` (tables/perf-<machine>.csv).
 """
 
 from __future__ import annotations

@@ -58,9 +58,8 @@ are smaller: a conservative comparison for claims in DC-AE's favour; `python -m 
 | tiny     | 81,215    | 106,411   | 259,339   | 849,547   | 3,279,883 | 12,903,499 | 51,722,827 |
 
 At c = 512 the latent interface alone (conv_out to 1024 moments, the 1x1 quant_conv on them, conv_in,
-post_quant_conv) holds 2.2 M of the small model's parameters. Measured on the 2-core CPU of this project (batch 8,
-64 px, L1 loss, AdamW): sd-vae-f32c32-small 0.43 s per forward+backward+step (dc-ae-f32c32-small 0.26 s) on a
-lightly loaded machine; the f128 variants need inputs of at least 128 px. tiny: a 32 px forward takes ~20 ms.
+post_quant_conv) holds 2.2 M of the small model's parameters. The f128 variants need inputs of at least 128 px.
+Training-step speed on this machine: `python -m bench perf --only train-step`.
 
 Scaling factors: 0.18215 is the released SD-VAE-f8 value (ref §7). The other variants have no released weights;
 their factor is 1.0 here and is to be measured after training as 1 / std of the latents (how LDM sets its

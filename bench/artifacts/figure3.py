@@ -43,8 +43,8 @@ from bench.scales import claim_seeds
 from bench.spec import CLAIM_COLUMNS, Column, PaperRef, Row, RunRef, Spec, claim_row, what_ran
 
 # ---- shared settings -----------------------------------------------------------------------------------------------
-# The small scale uses the -tiny variants: a -small model trains at ~2 s/step on the shared 2-core CPU (21 GFLOP per
-# step at 64 px, batch 8), -tiny at ~0.2 s/step (2.8 GFLOP), and panel a alone needs 12 phase-1 runs.
+# The small scale uses the -tiny variants: a -small model costs ~8x the FLOPs per step (21 vs 2.8 GFLOP at 64 px,
+# batch 8; `python -m bench models`), and panel a alone needs 12 phase-1 runs per seed.
 _P1, _P2 = SCALE_DEFAULTS["small"]["phase1"], SCALE_DEFAULTS["small"]["phase2"]  # the recipe the prose describes
 SMALL_RES = 64           # training resolution of phases 1 (the paper's 256)
 SMALL_HIGH_RES = 256     # 4x: the paper's 1024
