@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.outputs import ScoredImages, TrainedAutoencoder, TrainedDiffusion
+from bench.outputs import ProfiledBackbone, ScoredImages, TrainedAutoencoder, TrainedDiffusion
 
 RUNS = Path(__file__).resolve().parent.parent / "runs"
 
@@ -41,7 +41,8 @@ def test_the_trained_share_comes_from_the_last_phase():
 
 
 @pytest.mark.parametrize("eval_name,reader", [("train-diffusion", TrainedDiffusion), ("train-ae", TrainedAutoencoder),
-                                              ("recon", ScoredImages), ("generate", ScoredImages)])
+                                              ("recon", ScoredImages), ("generate", ScoredImages),
+                                              ("efficiency", ProfiledBackbone)])
 def test_every_committed_run_reads_back_typed(eval_name, reader):
     runs = [m for m in _committed(eval_name) if not any(str(v).startswith("failed") for v in m.values())]
     assert runs, f"no committed {eval_name} run"
