@@ -238,6 +238,8 @@ def judged(row: dict, peak: float | None) -> dict:
         value = row.get(key)
         row["goal"] = f"{key} {op} {bound:g}"
         row["met"] = "" if value is None else ("yes" if (value >= bound if op == ">=" else value <= bound) else "no")
+        if key == "peak_share" and value is not None and value > 1:  # faster than the yardstick: the peak is too low
+            row["met"] = "unknown (above the measured peak: the peak row is too low a yardstick)"
     return row
 
 

@@ -61,3 +61,11 @@ def test_rows_of_another_layout_are_replaced_not_kept(tmp_path):
     perf.write_csv(rows, old)
     kept = list(csv.DictReader(old.open()))
     assert [r["benchmark"] for r in kept] == ["peak"] and kept[0]["run_id"] == "r"
+
+
+def test_a_share_above_the_measured_peak_is_not_called_met():
+    """A rate above the peak row means the yardstick is low: the goal is then 'unknown', never 'yes'."""
+    from bench.perf import judged
+    assert judged({"benchmark": "fid", "gflops": 90.0}, 100.0)["met"] == "yes"
+    assert judged({"benchmark": "fid", "gflops": 80.0}, 100.0)["met"] == "no"
+    assert judged({"benchmark": "fid", "gflops": 110.0}, 100.0)["met"].startswith("unknown")
