@@ -71,10 +71,11 @@ from models.train_state import (
 # (requires_grad=False, and BatchNorm layers whose parameters are all frozen are kept in eval mode, so their running
 # statistics do not drift either: "freezing" means the frozen function is unchanged).
 #
-# The paper does not name modules (efficientvit#168 asks, unanswered), so the default extent is the minimal one of the
-# unofficial configs (reference/autoencoders.md §9.3): one named module on each side. ``extent=k`` instead takes the
-# first/last k parameterised layers in execution order (the appendix's sensitivity study counts layers), traced with a
-# forward hook, so the knob works for any autoencoder with ``encode``/``decode``.
+# The paper does not name modules (asked, unanswered, in github.com/mit-han-lab/efficientvit/issues/168), so the
+# default extent is the minimal one of the unofficial configs (reference/autoencoders.md §9.3): one named module on
+# each side. ``extent=k`` instead takes the first/last k parameterised layers in execution order (the appendix's
+# sensitivity study counts layers), traced with a forward hook, so the knob works for any autoencoder with
+# ``encode``/``decode``.
 
 # Module-name prefixes of the minimal default, per model family (our models/dc_ae.py and models/sd_vae.py names, with
 # the diffusers spellings as fall-backs). The first family whose prefixes all exist in the model is used.
@@ -200,7 +201,7 @@ class PhaseConfig:
     steps: int = 1000                # optimiser steps
     batch: int = 8                   # global batch per optimiser step (all ranks, all accumulation micro-batches)
     grad_accum: int = 1              # micro-batches per optimiser step
-    l1_weight: float = 1.0           # reconstruction: L1 (maint efficientvit#143)
+    l1_weight: float = 1.0           # reconstruction: L1 (maintainers, github.com/mit-han-lab/efficientvit/issues/143)
     perceptual_weight: float = 1.0   # reconstruction: LPIPS; ignored (recorded "none") when LPIPS is unavailable
     gan: bool = False                # adversarial loss with a PatchGAN discriminator (phase 3 only in the paper)
     gan_weight: float = 0.5          # generator adversarial weight (unofficial lavinal712 guess; paper: unknown)
@@ -239,8 +240,8 @@ RECIPE_SOURCES: dict[str, str] = {
     "lr": "secondary source (the appendix as quoted)",
     "betas": "secondary source (the appendix as quoted)",
     "weight_decay": "secondary source (phase 3: not given, 0)",
-    "l1_weight": "maintainers (efficientvit#143: L1 + LPIPS)",
-    "perceptual_weight": "maintainers (efficientvit#143; weight unknown, 1)",
+    "l1_weight": "maintainers (github.com/mit-han-lab/efficientvit/issues/143: L1 + LPIPS)",
+    "perceptual_weight": "maintainers (github.com/mit-han-lab/efficientvit/issues/143; weight unknown, 1)",
     "gan_weight": "unofficial guess (lavinal712)",
     "steps": "ours (the paper publishes none)",
     "batch": "ours (the paper publishes none)",

@@ -352,7 +352,7 @@ def test_bad_limit_is_one_line(tmp_path, capsys):
 
 
 def test_a_run_whose_dependency_was_recomputed_is_recomputed(tmp_path, capsys):
-    """#11: retraining a checkpoint (e.g. in a fresh clone) must not leave evaluations of the old weights in place."""
+    """Retraining a checkpoint (e.g. in a fresh clone) must not leave evaluations of the old weights in place."""
     r = Runner(tmp_path)
     parent = D(x=1, outputs=True)
     child = RunRef(D(x=2, parent=parent))
