@@ -53,12 +53,15 @@ def plan(specs: Iterable[Spec], scale: str, runner) -> list[PlannedRun]:
     stage_of: dict[str, int] = {}
     refs: dict[str, RunRef] = {}
     needs: dict[str, tuple[str, ...]] = {}
+    incomplete: set[str] = set()
 
     def visit(ref: RunRef) -> str:
         rid, _ = runner.run_id_for(ref, scale)
         if rid not in stage_of:
             cfg = runner.resolve(ref, scale)
-            derived = cfg.derived() if runner.load(ref, scale) is None else ()  # shared work of a run to compute
+            if runner.load(ref, scale) is None:
+                incomplete.add(rid)
+            derived = cfg.derived() if rid in incomplete else ()  # shared work of a run to compute
             needs[rid] = tuple(visit(RunRef(dep)) for dep in (*dependencies(cfg), *derived))
             stage_of[rid] = 1 + max((stage_of[d] for d in needs[rid]), default=-1)
             refs[rid] = ref
@@ -71,7 +74,7 @@ def plan(specs: Iterable[Spec], scale: str, runner) -> list[PlannedRun]:
             if row.run is not None and row.run.runs_at(scale):
                 visit(row.run)
     out = [PlannedRun(rid, refs[rid], stage_of[rid], needs[rid]) for rid in refs
-           if evals.get(refs[rid].eval).parallel_safe and runner.load(refs[rid], scale) is None
+           if evals.get(refs[rid].eval).parallel_safe and rid in incomplete
            and runner.refusal(runner.resolve(refs[rid], scale), scale) is None]  # refused: the table says why
     return sorted(out, key=lambda p: (p.stage, p.run_id))
 
