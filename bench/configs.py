@@ -85,7 +85,6 @@ class Dataset:
                     # size, the same at every resolution: Fig. 3b); folder: a key of FOLDER_SETS; path: the folder
     digest: str = ""  # path: identity of the folder's files (models.data.folder_identity); a changed folder is a
                       # new run
-    ID_OMITS_DEFAULT: ClassVar[tuple[str, ...]] = ("digest",)
 
     def __post_init__(self) -> None:
         allowed = {"embedded": ("train", "test", "test-regions"), "folder": tuple(FOLDER_SETS), "synthetic": ("",)}
@@ -165,9 +164,6 @@ class EvalConfig:
 
     EVAL: ClassVar[str]
     LIMIT_FIELD: ClassVar[str | None] = None
-    # Fields added after runs were committed: left out of the run id while at their default, so adding one renames
-    # no existing run (``fields_json``). A field whose default changes the numbers bumps the eval version instead.
-    ID_OMITS_DEFAULT: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -249,7 +245,6 @@ class TrainAEConfig(EvalConfig):
     """Eval ``train-ae``: train an autoencoder through one or more phases; output ``ckpt/model.safetensors``."""
 
     EVAL: ClassVar[str] = "train-ae"
-    ID_OMITS_DEFAULT: ClassVar[tuple[str, ...]] = ("plateau", "data", "data_digest")
     model: str                                     # models.build name, e.g. "dc-ae-f32c32-tiny"
     phases: tuple[PhaseRequest, ...] = (PhaseRequest("phase1"),)  # run in order
     seed: int = 0                                  # model init, data order, discriminator init
@@ -373,7 +368,6 @@ class ClaimConfig(EvalConfig):
     seed on the same images (e.g. "with shortcuts the f32 − f8 gap is smaller")."""
 
     EVAL: ClassVar[str] = "claim"
-    ID_OMITS_DEFAULT: ClassVar[tuple[str, ...]] = ("base_a", "base_b")
     statement: str                                 # the paper's claim, in its words
     metric: Literal["rfid", "kid", "psnr", "ssim", "lpips", "gfid", "kid_vs_recon", "gfid_vs_recon"]  # compared
     lower_is_better: bool                          # the paper's direction: arm_a better means lower (rFID) or higher
@@ -484,7 +478,6 @@ class TrainDiffusionConfig(EvalConfig):
     output ``ckpt/model.safetensors`` (EMA weights) and ``ckpt/train_state.pt`` (raw weights, resumable)."""
 
     EVAL: ClassVar[str] = "train-diffusion"
-    ID_OMITS_DEFAULT: ClassVar[tuple[str, ...]] = ("captions", "own_autoencoder")
     backbone: str                                  # models.backbones name: "uvit-*", "dit-*" or "pixart-*"
     autoencoder: str                               # registry name of the latents, e.g. "dc-ae-f32c32-in-1.0"; with
                                                    # own_autoencoder, the name it is shown by
@@ -522,7 +515,6 @@ class GenerateConfig(EvalConfig):
 
     EVAL: ClassVar[str] = "generate"
     LIMIT_FIELD: ClassVar[str | None] = "n_samples"
-    ID_OMITS_DEFAULT: ClassVar[tuple[str, ...]] = ("user_reference", "prompts")
     model: TrainDiffusionConfig | None = None      # the training run whose checkpoint is sampled
     released: str | None = None                    # or a released diffusion checkpoint name (generation.md §4)
     n_samples: int = 50_000                        # generated images scored (the paper: 50,000)
@@ -615,14 +607,14 @@ class GenReferenceConfig(EvalConfig):
 # --------------------------------------------------------------------------------------------------------------
 
 def from_json(cls: type, data: Mapping[str, Any], deps: typing.Sequence[EvalConfig] = ()) -> Any:
-    """The inverse of ``to_json`` for a config class: its stored fields (``config.json``'s "config"; a field left
-    out, as ``ID_OMITS_DEFAULT`` does, keeps its default) and, for each field that names another run (stored as
-    that run's id), the next of ``deps`` in ``dependencies`` order; a tuple of runs takes all that are left."""
+    """The inverse of ``to_json`` for a config class: its stored fields (``config.json``'s "config") and, for each
+    field that names another run (stored as that run's id, not as a field), the next of ``deps`` in
+    ``dependencies`` order; a tuple of runs takes all that are left."""
     hints, pending, kwargs = typing.get_type_hints(cls), list(deps), {}
     for f in dataclasses.fields(cls):
         if f.name in data:
             kwargs[f.name] = _from_json_value(data[f.name], hints[f.name])
-        elif _names_runs(hints[f.name]) and f.name not in getattr(cls, "ID_OMITS_DEFAULT", ()):
+        elif _names_runs(hints[f.name]):
             if not pending:
                 raise ConfigError(f"{cls.__name__}.{f.name} names a run, but the stored config lists no run left for "
                                   f"it; the run folder is damaged: run its command again")
@@ -738,24 +730,22 @@ def dependencies(cfg: EvalConfig) -> list[EvalConfig]:
 
 
 def fields_json(cfg: EvalConfig) -> dict[str, Any]:
-    """A config's fields as plain JSON data (what ``config.json`` stores and the run id hashes); the fields of
-    ``ID_OMITS_DEFAULT`` only when they differ from their default."""
+    """A config's fields as plain JSON data (what ``config.json`` stores and the run id hashes)."""
     return to_json(cfg)["config"]
 
 
-def _stored(value: Any) -> list[str]:
-    """The fields a dataclass is serialised with: all but those of its ``ID_OMITS_DEFAULT`` still at their default."""
-    omits = getattr(value, "ID_OMITS_DEFAULT", ())
-    return [f.name for f in dataclasses.fields(value) if not (f.name in omits and getattr(value, f.name) == f.default)]
+def to_json_fields(value: Any) -> dict[str, Any]:
+    """Every field of a dataclass as plain JSON data."""
+    return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
 
 
 def to_json(value: Any) -> Any:
-    """Plain JSON data: an eval config as ``{"eval": ..., "config": {fields}}``, other dataclasses as dicts (both
-    without the ``ID_OMITS_DEFAULT`` fields at their default), tuples as lists."""
+    """Plain JSON data: an eval config as ``{"eval": ..., "config": {fields}}``, other dataclasses as dicts of all
+    their fields, tuples as lists."""
     if isinstance(value, EvalConfig):
-        return {"eval": value.EVAL, "config": {n: to_json(getattr(value, n)) for n in _stored(value)}}
+        return {"eval": value.EVAL, "config": to_json_fields(value)}
     if dataclasses.is_dataclass(value):
-        return {n: to_json(getattr(value, n)) for n in _stored(value)}
+        return to_json_fields(value)
     if isinstance(value, (tuple, list)):
         return [to_json(v) for v in value]
     return value

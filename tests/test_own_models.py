@@ -93,6 +93,27 @@ def test_the_run_id_follows_the_weights(zoo_dir, tmp_path):
     assert a.weights_digest != b.weights_digest
 
 
+def test_the_weights_digest_ignores_the_order_of_the_safetensors_header(tmp_path):
+    """safetensors writes its metadata in an order that varies between processes: the same weights, the same digest;
+    one changed bit of a weight, another digest."""
+    files = [tmp_path / d / "m.safetensors" for d in "abc"]
+    for f in files:
+        f.parent.mkdir()
+    models.save(models.build("dc-ae-f8c4-tiny"), files[0])
+    raw = files[0].read_bytes()
+    size = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + size])
+    header["__metadata__"] = dict(reversed(header["__metadata__"].items()))
+    shuffled = json.dumps(dict(reversed(header.items())), separators=(",", ":")).encode()
+    shuffled += b" " * (size - len(shuffled))  # safetensors pads the header with spaces
+    files[1].write_bytes(len(shuffled).to_bytes(8, "little") + shuffled + raw[8 + size:])
+    files[2].write_bytes(raw[:-1] + bytes([raw[-1] ^ 1]))
+    assert files[0].read_bytes() != files[1].read_bytes()
+    digest = [own.config_of(own.parse([str(f), "--data", "embedded", "--resolution", "32"])).weights_digest
+              for f in files]
+    assert digest[0] == digest[1] != digest[2]
+
+
 def test_paper_rows_are_the_paper_s_table2_numbers_of_the_setting():
     rows = own.paper_rows("imagenet-val", 256)
     want = paper.values("table2", setting="ImageNet 256x256 f32c32 latent 8x8x32", autoencoder="DC-AE")

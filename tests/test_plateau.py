@@ -83,12 +83,12 @@ def test_the_probe_is_the_psnr_of_held_out_reconstructions():
     assert 0 < untrained < 30
 
 
-def test_plateau_configs_are_checked_and_leave_old_run_ids_alone():
+def test_plateau_configs_are_checked_and_named_in_the_run_id():
     with pytest.raises(ConfigError, match="one-phase run"):
         TrainAEConfig("dc-ae-f8c4-tiny", phases=(PhaseRequest("phase1"), PhaseRequest("phase2")), plateau=Plateau())
     with pytest.raises(ConfigError, match="min_gain_db > 0"):
         Plateau(min_gain_db=0)
     r = Runner("unused")
     plain = TrainAEConfig("dc-ae-f8c4-tiny")
-    assert "plateau" not in r.run_id_of(plain, "small")[1]  # added after runs were committed: not in old ids
+    assert r.run_id_of(plain, "small")[1]["plateau"] is None  # stored (and hashed) like every field
     assert r.run_id_of(plain, "small")[0] != r.run_id_of(_cfg(Plateau()), "small")[0]

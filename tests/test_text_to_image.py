@@ -233,10 +233,10 @@ def test_a_derived_row_says_why_its_source_row_has_no_result(tmp_path, monkeypat
     assert status["d3"] == "not derivable (KeyError: 'no such metric')"  # a source that ran: a real error
 
 
-def test_new_fields_rename_no_run_at_their_default():
-    """captions / prompts are left out of the run id while None (EvalConfig.ID_OMITS_DEFAULT)."""
+def test_captions_and_prompts_are_fields_of_the_run_id():
+    """captions / prompts are stored (and hashed) like every field: None for a class-conditional model."""
     plain = TrainDiffusionConfig("uvit-s-tiny", "dc-ae-f8c4-tiny", 32)
-    assert "captions" not in fields_json(plain) and "prompts" not in fields_json(GenerateConfig(plain))
-    assert fields_json(TRAIN)["captions"] == {"kind": "synthetic", "name": ""}
-    assert fields_json(GEN)["prompts"] == {"kind": "synthetic", "name": ""}
+    assert fields_json(plain)["captions"] is None and fields_json(GenerateConfig(plain))["prompts"] is None
+    assert fields_json(TRAIN)["captions"] == {"kind": "synthetic", "name": "", "digest": ""}
+    assert fields_json(GEN)["prompts"] == {"kind": "synthetic", "name": "", "digest": ""}
     assert fields_json(dataclasses.replace(TRAIN, captions=folder("mjhq-30k-t5")))["captions"]["name"] == "mjhq-30k-t5"

@@ -44,13 +44,28 @@ class Source:
 
 
 def _digest_files(files: list[Path], root: Path) -> str:
+    """sha256[:16] over each file's path under ``root`` and its content; a ``.safetensors`` file's header is hashed
+    with sorted keys, since safetensors writes its metadata in an order that varies between processes."""
     h = hashlib.sha256()
     for f in sorted(files):
         h.update(str(f.relative_to(root)).encode())
         with f.open("rb") as fh:
+            if f.suffix == ".safetensors":
+                h.update(_canonical_header(fh))
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()[:16]
+
+
+def _canonical_header(fh: Any) -> bytes:
+    """A safetensors file's JSON header with sorted keys; leaves ``fh`` at the start of the tensor data."""
+    size = int.from_bytes(fh.read(8), "little")
+    try:
+        header = json.loads(fh.read(size))
+    except ValueError:
+        raise UsageError(f"{fh.name} is not a safetensors file (its header is not JSON); give a file written by "
+                         f"safetensors") from None
+    return json.dumps(header, sort_keys=True).encode()
 
 
 def _diffusers_class(folder: Path) -> str:
