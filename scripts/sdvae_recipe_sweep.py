@@ -13,9 +13,8 @@ Runs go in the order given (most informative first); with ``--budget-s`` a run w
 measured s/step, else a rough default) does not fit the remaining budget is not started and is written as
 ``status=skipped (budget)``. The CSV and the Markdown are rewritten after every run. One CPU thread.
 
-Note: the committed table (git 0424981, in its rows) judges collapse by the spread ratio alone (< 0.25) and has no
-``explained`` column; today's rule also counts ``explained < 0`` (outputs no nearer their inputs than the mean
-image). Its rows name no run folder: the sweep trains in memory.
+The sweep writes its run folder ``runs/_sweeps/<run_id>/`` (config.json, env.json, metrics.json with every row,
+log.txt); each row of the table names it in ``run_id``. The models train in memory: no checkpoint is kept.
 
 The committed tables/sdvae-recipe-sweep-small.{csv,md} were produced by (2 shared CPU cores, one process):
 
@@ -57,8 +56,8 @@ DEFAULT_RUNS = (
 # Rough s/step (128 px, batch 8, one thread, AMD EPYC / Xeon shared core), used until a family's first run is measured.
 DEFAULT_S_PER_STEP = {"sd-vae-f64c128-tiny": 1.1, "sd-vae-f32c64-tiny": 0.65, "sd-vae-f32c32-tiny": 0.5}
 COLUMNS = ["family", "lr", "warmup_steps", "steps", "resolution", "batch", "seed", "perceptual", "train_l1_last50",
-           "probe_psnr_db", "probe_images", "output_spread", "explained", "collapsed", "seconds", "status", "git_sha",
-           "git_dirty", "torch", "cpu_model", "threads", "date"]
+           "probe_psnr_db", "probe_images", "output_spread", "explained", "collapsed", "seconds", "status", "run_id",
+           "git_sha", "git_dirty", "torch", "cpu_model", "threads", "date"]
 
 
 def parse_run(text: str) -> tuple[str, float, int]:
@@ -77,16 +76,19 @@ def render_md(rows: list[dict], args, prov: dict) -> str:
             f"doubling), AdamW (phase-1 betas/weight decay), linear warm-up then constant lr, loss L1"
             f"{' + LPIPS' if rows and rows[0]['perceptual'] != 'none' else ' only (LPIPS weights not cached)'}. "
             f"Probe: {args.probe_images} embedded held-out crops at {args.resolution} px; collapsed = output spread "
-            f"< 0.25 (`bench.evals.image_groups.is_collapsed`). One seed and {args.steps} steps per cell: a screen, "
+            f"< 0.25 or explained < 0 (`bench.evals.image_groups.is_collapsed`). One seed and {args.steps} steps per cell: a screen, "
             f"not a result.\n\n"
             + tabulate(body, headers=head, tablefmt="github", disable_numparse=True) +
-            f"\n\nProduced by `scripts/sdvae_recipe_sweep.py` (command in its docstring); git {prov['git_sha'][:12]}"
+            f"\n\nProduced by `scripts/sdvae_recipe_sweep.py` (command in its docstring), run folder "
+            f"`{args.runs_dir}/_sweeps/{prov['run_id']}`; git {prov['git_sha'][:12]}"
             f"{' (dirty tree)' if prov['git_dirty'] else ''}, torch {prov['torch']}, CPU {prov['cpu_model']}, "
             f"{prov['threads']} thread, {prov['date']}.\n")
 
 
-def write(rows: list[dict], out: Path, args, prov: dict) -> None:
-    from models.io import atomic_write_text
+def write(rows: list[dict], out: Path, args, prov: dict, run_dir: Path) -> None:
+    """The CSV and the Markdown table, and the rows in the run folder's metrics.json."""
+    from models.io import atomic_write_json, atomic_write_text
+    atomic_write_json(run_dir / "metrics.json", {"rows": rows})
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     w.writeheader()
@@ -129,21 +131,37 @@ def main() -> None:
     ap.add_argument("--probe-images", type=int, default=64)
     ap.add_argument("--budget-s", type=float, default=None, help="do not start a run predicted to end past this")
     ap.add_argument("--out", type=Path, default=Path("tables/sdvae-recipe-sweep-small.csv"))
+    ap.add_argument("--runs-dir", type=Path, default=Path("runs"), help="the run folder goes in RUNS_DIR/_sweeps/")
     args = ap.parse_args()
 
     import torch
     torch.set_num_threads(1)
 
-    import models
     from bench import provenance
     from models import data, losses
     from models.train_autoencoder import DatasetCropSource
 
-    prov = {**provenance.git_state(), "torch": torch.__version__, "cpu_model": provenance.cpu_model(),
-            "threads": torch.get_num_threads(), "date": f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ}"}
+    now = dt.datetime.now(dt.timezone.utc)
+    started = now.strftime("%Y%m%dT%H%M%SZ") + f"-{now.microsecond:06d}"
+    run_id = f"sdvae-recipe__{provenance.slug(provenance.cpu_model())}__{started}"
+    run_dir = args.runs_dir / "_sweeps" / run_id
+    run_dir.mkdir(parents=True, exist_ok=False)
+    env = provenance.environment("cpu", "float32", "small")
+    provenance.atomic_write_json(run_dir / "env.json", env)
+    provenance.atomic_write_json(run_dir / "config.json", {"command": "sdvae_recipe_sweep", **{
+        k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "threads": 1})
+    prov = {"run_id": run_id, "git_sha": env["git_sha"], "git_dirty": env["git_dirty"], "torch": torch.__version__,
+            "cpu_model": provenance.cpu_model(), "threads": torch.get_num_threads(), "date": started}
     perceptual = losses.build_perceptual_loss()
     perceptual_name = "none" if perceptual is None else "lpips"
     src = DatasetCropSource(data.EmbeddedPhotos("train", args.resolution), args.resolution)
+
+    logged: list[str] = []
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+        logged.append(line)
+        provenance.atomic_write_text(run_dir / "log.txt", "\n".join(logged) + "\n")
 
     t_start = time.perf_counter()
     s_per_step = dict(DEFAULT_S_PER_STEP)
@@ -156,18 +174,18 @@ def main() -> None:
         predicted = s_per_step.get(family, 1.0) * args.steps + 15
         if args.budget_s is not None and time.perf_counter() - t_start + predicted > args.budget_s:
             rows.append({**row, "status": "skipped (budget)"})
-            print(f"{spec}: skipped (predicted {predicted:.0f} s, budget left "
-                  f"{args.budget_s - (time.perf_counter() - t_start):.0f} s)", flush=True)
-            write(rows, args.out, args, prov)
+            say(f"{spec}: skipped (predicted {predicted:.0f} s, budget left "
+                f"{args.budget_s - (time.perf_counter() - t_start):.0f} s)")
+            write(rows, args.out, args, prov, run_dir)
             continue
         t0 = time.perf_counter()
         row.update(train_and_probe(family, lr, warmup, args, src, perceptual))
         s_per_step[family] = (time.perf_counter() - t0) / args.steps
         row.update(seconds=f"{time.perf_counter() - t0:.0f}", status="done")
         rows.append(row)
-        print(f"{spec}: L1 {row['train_l1_last50']}  PSNR {row['probe_psnr_db']}  spread {row['output_spread']}  "
-              f"collapsed {row['collapsed']}  {row['seconds']} s", flush=True)
-        write(rows, args.out, args, prov)
+        say(f"{spec}: L1 {row['train_l1_last50']}  PSNR {row['probe_psnr_db']}  spread {row['output_spread']}  "
+            f"explained {row['explained']}  collapsed {row['collapsed']}  {row['seconds']} s")
+        write(rows, args.out, args, prov, run_dir)
     print(render_md(rows, args, prov))
 
 
