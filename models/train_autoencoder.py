@@ -46,21 +46,22 @@ from torch import nn
 
 from models import checkpoints, distributed, losses, zoo
 from models.data import EmbeddedPhotos, ImageFolderDataset
-from models.io import atomic_torch_save, atomic_write_bytes
+from models.io import atomic_write_bytes
 from models.train_state import (
     FINAL_MODEL,
-    TRAIN_STATE,
+    Placement,
     TrainingDiverged,
-    autocast,
-    check_resumable,
-    gathered_rng_states,
+    accumulate,
     last_good_checkpoint,
     mix_seed,
+    placed,
     restore_training_state,
     resume_fingerprint,
     run_steps,
     sample_plan,
-    split_batch,
+    save_state,
+    saved_state,
+    seconds_per_step,
     warmup_schedule,
 )
 
@@ -377,28 +378,11 @@ class TrainResult:
 
 
 @dataclass(frozen=True)
-class _Run:
-    """The fixed facts of one ``train_autoencoder`` call: the phase, where it runs, how the batch is split."""
+class _Run(Placement):
+    """The fixed facts of one ``train_autoencoder`` call: where it runs, the phase, the perceptual loss."""
 
     phase: PhaseConfig
-    device: torch.device
-    rank: int                                   # this process (0 without torchrun)
-    world: int                                  # processes (1 without torchrun)
-    micro: int                                  # images per rank and micro-batch: batch / (world * grad_accum)
     perc: nn.Module | None                      # perceptual loss, None when unavailable or weighted 0
-    ckpt_dir: Path | None                       # train_state.pt and model.safetensors go here; None = no files
-    log: Callable[[str], None]
-
-    @property
-    def ddp(self) -> bool:
-        return self.world > 1
-
-    @property
-    def state_path(self) -> Path | None:
-        return self.ckpt_dir / TRAIN_STATE if self.ckpt_dir is not None else None
-
-    def autocast(self):
-        return autocast(self.device)
 
 
 @dataclass
@@ -421,18 +405,17 @@ class _TrainState:
 
 def _setup(model: nn.Module, phase: PhaseConfig, ckpt_dir, device, perceptual, log) -> _Run:
     """Ranks (process group under torchrun), batch split and its checks, the perceptual loss."""
-    rank, world, device = distributed.init_distributed(str(device))
-    micro = split_batch(phase.batch, world, phase.grad_accum, f"{phase.name}: ")
+    if perceptual == "auto":
+        perceptual = losses.build_perceptual_loss()
+    perc = perceptual if (perceptual is not None and phase.perceptual_weight > 0) else None
+    run = placed(_Run, device, phase.batch, phase.grad_accum, ckpt_dir, log or print, f"{phase.name}: ",
+                 phase=phase, perc=perc)
     f = int(getattr(model, "spatial_compression", 1))
     if phase.resolution % f:
         raise ValueError(f"{phase.name}: resolution {phase.resolution} is not a multiple of the model's f={f}")
-    device = torch.device(device)
-    if perceptual == "auto":
-        perceptual = losses.build_perceptual_loss()
-    perc = perceptual.to(device) if (perceptual is not None and phase.perceptual_weight > 0) else None
-    return _Run(phase=phase, device=device, rank=rank, world=world, micro=micro, perc=perc,
-                ckpt_dir=Path(ckpt_dir) if ckpt_dir is not None else None,
-                log=log or (lambda msg: print(msg) if rank == 0 else None))
+    if perc is not None:
+        perc.to(run.device)
+    return run
 
 
 def _build(model: nn.Module, run: _Run) -> _TrainState:
@@ -461,45 +444,28 @@ def _build(model: nn.Module, run: _Run) -> _TrainState:
 
 def _restore(s: _TrainState, run: _Run) -> int:
     """Load ``train_state.pt`` if there is one (same phase config required); returns the step to continue from."""
-    path = run.state_path
-    if path is None or not path.exists():
+    state = saved_state(run, "phase", run.phase.fingerprint(), "phase config")
+    if state is None:
         return 0
-    state = torch.load(path, map_location="cpu", weights_only=False)  # RNG states must stay CPU tensors
-    check_resumable(state["phase"], run.phase.fingerprint(), path, "phase config")
     if s.disc is not None:
         s.disc.load_state_dict(state["disc"])
         s.disc_opt.load_state_dict(state["disc_opt"])
         s.disc_sched.load_state_dict(state["disc_sched"])
-    restore_training_state(s, state, run.device, run.world, run.rank)
-    run.log(f"{run.phase.name}: resumed from {path} at step {state['step']}")
-    return state["step"]
-
-
-def _wrap_ddp(s: _TrainState, run: _Run) -> None:
-    """DistributedDataParallel wrappers under torchrun (after the restore: DDP broadcasts rank 0's weights)."""
-    s.net = nn.parallel.DistributedDataParallel(s.model) if run.ddp else s.model
-    s.dnet = nn.parallel.DistributedDataParallel(s.disc) if (run.ddp and s.disc is not None) else s.disc
+    return restore_training_state(run, s, state, run.phase.name)
 
 
 def _save_state(s: _TrainState, run: _Run, step: int) -> None:
-    """Write ``train_state.pt`` (rank 0, atomically), with every rank's RNG state; the keys old checkpoints have."""
-    if run.state_path is None:
-        return
-    rngs = gathered_rng_states(run.ddp, run.world)
-    if run.rank == 0:
-        atomic_torch_save({
-            "phase": run.phase.fingerprint(), "step": step, "world": run.world,
-            "model": s.model.state_dict(), "opt": s.opt.state_dict(), "sched": s.sched.state_dict(),
-            "disc": s.disc.state_dict() if s.disc is not None else None,
-            "disc_opt": s.disc_opt.state_dict() if s.disc_opt is not None else None,
-            "disc_sched": s.disc_sched.state_dict() if s.disc_sched is not None else None,
-            "ema": s.ema, "rng": rngs, "trainable": s.trainable}, run.state_path)
+    """``train_state.pt`` with the discriminator, its optimiser and schedule, and the trainable set."""
+    save_state(run, s, step, phase=run.phase.fingerprint(), trainable=s.trainable,
+               disc=s.disc.state_dict() if s.disc is not None else None,
+               disc_opt=s.disc_opt.state_dict() if s.disc_opt is not None else None,
+               disc_sched=s.disc_sched.state_dict() if s.disc_sched is not None else None)
 
 
-def _micro_step(s: _TrainState, run: _Run, x: torch.Tensor, sync: bool, sums: dict[str, float]) -> bool:
+def _micro_step(s: _TrainState, run: _Run, x: torch.Tensor, sync: bool) -> tuple[dict[str, float], bool]:
     """Forward + backward of one micro-batch (generator side, then the discriminator on detached reconstructions);
-    adds its share of each loss to ``sums``; returns whether every loss was finite. ``sync``: DDP all-reduces the
-    gradients of this micro-batch (the last one of the step)."""
+    returns its share of each loss and whether every loss was finite. ``sync``: DDP all-reduces the gradients of this
+    micro-batch (the last one of the step)."""
     phase, zero = run.phase, torch.zeros((), device=run.device)
     with (nullcontext() if sync else s.net.no_sync()):
         with run.autocast():
@@ -515,16 +481,15 @@ def _micro_step(s: _TrainState, run: _Run, x: torch.Tensor, sync: bool, sums: di
                 loss = loss + phase.gan_weight * g
         finite = bool(torch.isfinite(loss))
         (loss / phase.grad_accum).backward()
+    d = zero
     if s.disc is not None:  # discriminator side, on detached reconstructions
         with (nullcontext() if sync else s.dnet.no_sync()):
             with run.autocast():
                 d = losses.discriminator_hinge_loss(s.dnet(x), s.dnet(x_hat.detach()))
             finite &= bool(torch.isfinite(d))
             (d / phase.grad_accum).backward()
-        sums["disc"] += float(d.detach()) / phase.grad_accum
-    for k, v in (("l1", l1), ("perceptual", lp), ("gan_g", g), ("loss", loss)):
-        sums[k] += float(v.detach()) / phase.grad_accum
-    return finite
+    return {k: float(v.detach()) / phase.grad_accum
+            for k, v in (("l1", l1), ("perceptual", lp), ("gan_g", g), ("disc", d), ("loss", loss))}, finite
 
 
 def _diverged(run: _Run, step: int, sums: dict[str, float]) -> TrainingDiverged:
@@ -549,28 +514,15 @@ def _optimiser_step(s: _TrainState, run: _Run) -> None:
 
 
 def _train_step(s: _TrainState, run: _Run, data: CropSource, step: int) -> dict[str, float]:
-    """Optimiser step ``step``: grad_accum micro-batches of this rank's share of the batch, the NaN guard (all ranks
-    agree), the update; returns the step's losses (mean over ranks)."""
+    """Optimiser step ``step`` on this rank's share of the batch (``accumulate``); returns the step's losses."""
     phase = run.phase
     plan = sample_plan(phase.seed, step, phase.batch, len(data))
-    sums = {"l1": 0.0, "perceptual": 0.0, "gan_g": 0.0, "disc": 0.0, "loss": 0.0}
-    finite = True
-    for m in range(phase.grad_accum):
-        lo = (m * run.world + run.rank) * run.micro
+
+    def micro(lo: int, sync: bool) -> tuple[dict[str, float], bool]:
         x = load_batch(data, plan[lo:lo + run.micro], phase.resolution).to(run.device)  # (b, 3, r, r)
-        finite &= _micro_step(s, run, x, sync=m == phase.grad_accum - 1 or not run.ddp, sums=sums)
-    if run.ddp:  # every rank must agree to stop
-        flag = torch.tensor([0.0 if finite else 1.0], device=run.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        finite = flag.item() == 0.0
-    if not finite:
-        raise _diverged(run, step, sums)
+        return _micro_step(s, run, x, sync)
+    sums = accumulate(run, phase.grad_accum, micro, lambda sums: _diverged(run, step, sums))
     _optimiser_step(s, run)
-    if run.ddp:
-        for k, v in sums.items():  # report the global mean
-            t = torch.tensor([v], device=run.device, dtype=torch.float64)
-            dist.all_reduce(t)
-            sums[k] = t.item() / run.world
     return sums
 
 
@@ -596,14 +548,13 @@ def _finish(s: _TrainState, run: _Run, start: int, stop: int, history: list[dict
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()
-    timed = times[1:] if len(times) > 1 else times
     tail = history[-10:]
     final = {k: sum(h[k] for h in tail) / len(tail) for k in (tail[0] if tail else {})}
     if not phase.gan:
         final = {k: v for k, v in final.items() if k not in ("gan_g", "disc")}
     if run.perc is None:
         final.pop("perceptual", None)
-    return TrainResult(steps=end, resumed_from=start, s_per_step=sum(timed) / max(1, len(timed)),
+    return TrainResult(steps=end, resumed_from=start, s_per_step=seconds_per_step(times),
                        trainable_params=s.trainable_params, frozen_params=s.frozen_params,
                        perceptual=losses.perceptual_status(run.perc), final=final, history=history)
 
@@ -628,7 +579,7 @@ def train_autoencoder(model: nn.Module, phase: PhaseConfig, data: CropSource, *,
     run = _setup(model, phase, ckpt_dir, device, perceptual, log)
     s = _build(model, run)
     start = _restore(s, run) if resume else 0
-    _wrap_ddp(s, run)
+    s.net, s.dnet = run.wrap(s.model), run.wrap(s.disc)
     set_train_mode(model)
     if s.disc is not None:
         s.disc.train()

@@ -53,12 +53,10 @@ from pathlib import Path
 from typing import Protocol, Sequence
 
 import torch
-import torch.distributed as dist
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from models import distributed
 from models.diffusion import (
     DIT_SCHEDULE,
     UVIT_SCHEDULE,
@@ -66,24 +64,24 @@ from models.diffusion import (
     iddpm_loss,
     uvit_loss,
 )
-from models.io import atomic_torch_save, atomic_write_bytes, file_lock
+from models.io import atomic_write_bytes, file_lock
 from models.pixart import Caption
 
-# Shared with the autoencoder loop (one home each: models/train_autoencoder.py).
 from models.train_state import (
     FINAL_MODEL,
-    TRAIN_STATE,
+    Placement,
     TrainingDiverged,
-    autocast,
-    check_resumable,
-    gathered_rng_states,
+    accumulate,
     last_good_checkpoint,
     mix_seed,
+    placed,
     restore_training_state,
     resume_fingerprint,
     run_steps,
     sample_plan,
-    split_batch,
+    save_state,
+    saved_state,
+    seconds_per_step,
     warmup_schedule,
 )
 
@@ -335,8 +333,8 @@ class DiffusionTrainResult:
 
 
 @dataclass(frozen=True)
-class _Run:
-    """The fixed facts of one ``train_diffusion`` call: recipe, data, where it runs, how the batch is split."""
+class _Run(Placement):
+    """The fixed facts of one ``train_diffusion`` call: where it runs, the recipe, the data."""
 
     recipe: DiffusionRecipe
     formulation: Formulation
@@ -344,29 +342,12 @@ class _Run:
     labels: torch.Tensor | None                 # (N,) int64, or None = unconditional (or captions)
     null_class: int                             # the backbone's null label (= num_classes), fed when unconditional
     captions: CaptionSource | None              # text-to-image: caption features of latent i (labels is None)
-    device: torch.device
-    rank: int                                   # this process (0 without torchrun)
-    world: int                                  # processes (1 without torchrun)
-    micro: int                                  # samples per rank and micro-batch: batch / (world * grad_accum)
-    ckpt_dir: Path | None                       # train_state.pt and model.safetensors go here; None = no files
-    log: Callable[[str], None]
-
-    @property
-    def ddp(self) -> bool:
-        return self.world > 1
-
-    @property
-    def state_path(self) -> Path | None:
-        return self.ckpt_dir / TRAIN_STATE if self.ckpt_dir is not None else None
 
     def data_fingerprint(self) -> dict:
         """What a resumed run must train on: as many latents of the same shape, with or without labels."""
         out = {"n": len(self.latents), "latent_shape": list(self.latents.shape[1:]),
                "conditional": self.labels is not None}
         return {**out, "captions": len(self.captions)} if self.captions is not None else out
-
-    def autocast(self):
-        return autocast(self.device)
 
 
 @dataclass
@@ -412,9 +393,7 @@ def _check_captions(cfg, labels: torch.Tensor | None, captions: CaptionSource, n
 
 def _setup(backbone: nn.Module, recipe: DiffusionRecipe, latents: torch.Tensor, labels: torch.Tensor | None,
            captions: CaptionSource | None, ckpt_dir, device, log) -> _Run:
-    """Ranks (process group under torchrun), the batch split, and checks of the latents and conditions."""
-    rank, world, device = distributed.init_distributed(str(device))
-    micro = split_batch(recipe.batch, world, recipe.grad_accum, "")
+    """Checks of the latents and conditions; ranks (process group under torchrun) and the batch split."""
     cfg = getattr(backbone, "config", None)
     if cfg is None or not hasattr(cfg, "in_channels"):
         raise ValueError(f"{type(backbone).__name__} has no backbone config; build it with models.build_backbone")
@@ -428,10 +407,9 @@ def _setup(backbone: nn.Module, recipe: DiffusionRecipe, latents: torch.Tensor, 
         labels = _check_labels(cfg, labels, len(latents))
     else:
         _check_captions(cfg, labels, captions, len(latents))
-    return _Run(recipe=recipe, formulation=FORMULATIONS[recipe.formulation], latents=latents, labels=labels,
-                null_class=getattr(cfg, "num_classes", -1), captions=captions, device=torch.device(device),
-                rank=rank, world=world, micro=micro, ckpt_dir=Path(ckpt_dir) if ckpt_dir is not None else None,
-                log=log if rank == 0 else (lambda msg: None))
+    return placed(_Run, device, recipe.batch, recipe.grad_accum, ckpt_dir, log, recipe=recipe,
+                  formulation=FORMULATIONS[recipe.formulation], latents=latents, labels=labels,
+                  null_class=getattr(cfg, "num_classes", -1), captions=captions)
 
 
 def _build(model: nn.Module, run: _Run) -> _TrainState:
@@ -453,36 +431,13 @@ def _build(model: nn.Module, run: _Run) -> _TrainState:
 def _restore(s: _TrainState, run: _Run) -> int:
     """Load ``train_state.pt`` if there is one (same recipe and data shape required); returns the step to continue
     from."""
-    path = run.state_path
-    if path is None or not path.exists():
+    state = saved_state(run, "recipe", run.recipe.fingerprint(), "recipe")
+    if state is None:
         return 0
-    # map_location="cpu": torch.set_rng_state needs the saved CPU ByteTensors where they were; load_state_dict
-    # moves model and optimiser tensors to the parameters' device itself.
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    check_resumable(state["recipe"], run.recipe.fingerprint(), path, "recipe")
     if state["data"] != run.data_fingerprint():
-        raise ValueError(f"{path} was trained on other latents ({state['data']}, now {run.data_fingerprint()}); "
-                         f"use another checkpoint folder or resume=False")
-    restore_training_state(s, state, run.device, run.world, run.rank)
-    run.log(f"{run.recipe.formulation}: resumed from {path} at step {state['step']}")
-    return state["step"]
-
-
-def _wrap_ddp(s: _TrainState, run: _Run) -> None:
-    """DistributedDataParallel under torchrun (after the restore: DDP broadcasts rank 0's weights)."""
-    s.net = nn.parallel.DistributedDataParallel(s.model) if run.ddp else s.model
-
-
-def _save_state(s: _TrainState, run: _Run, step: int) -> None:
-    """Write ``train_state.pt`` (rank 0, atomically), with every rank's RNG state."""
-    if run.state_path is None:
-        return
-    rngs = gathered_rng_states(run.ddp, run.world)
-    if run.rank == 0:
-        atomic_torch_save({
-            "recipe": run.recipe.fingerprint(), "data": run.data_fingerprint(), "step": step, "world": run.world,
-            "model": s.model.state_dict(), "opt": s.opt.state_dict(), "sched": s.sched.state_dict(),
-            "ema": s.ema, "rng": rngs}, run.state_path)
+        raise ValueError(f"{run.state_path} was trained on other latents ({state['data']}, now "
+                         f"{run.data_fingerprint()}); use another checkpoint folder or resume=False")
+    return restore_training_state(run, s, state, run.recipe.formulation)
 
 
 def _micro_batch(run: _Run, plan: list[tuple[int, int]]) -> tuple[torch.Tensor, ...]:
@@ -504,8 +459,8 @@ def _micro_batch(run: _Run, plan: list[tuple[int, int]]) -> tuple[torch.Tensor, 
     return x0, y, torch.cat(ts).to(run.device), torch.stack(noises).to(run.device)
 
 
-def _micro_step(s: _TrainState, run: _Run, plan: list[tuple[int, int]], sync: bool) -> tuple[float, bool]:
-    """Forward + backward of one micro-batch; returns (its share of the step loss, whether the loss was finite).
+def _micro_step(s: _TrainState, run: _Run, plan: list[tuple[int, int]], sync: bool) -> tuple[dict[str, float], bool]:
+    """Forward + backward of one micro-batch; returns its share of the step loss and whether the loss was finite.
     ``sync``: DDP all-reduces the gradients of this micro-batch (the last one of the step)."""
     x0, y, t, noise = _micro_batch(run, plan)
 
@@ -518,7 +473,7 @@ def _micro_step(s: _TrainState, run: _Run, plan: list[tuple[int, int]], sync: bo
         loss = f.loss(model_fn, x0, y, f.schedule, t=t, noise=noise)["loss"].mean()  # batch mean, as official
         finite = bool(torch.isfinite(loss))
         (loss / run.recipe.grad_accum).backward()
-    return float(loss.detach()) / run.recipe.grad_accum, finite
+    return {"loss": float(loss.detach()) / run.recipe.grad_accum}, finite
 
 
 def _optimiser_step(s: _TrainState, run: _Run, step: int) -> None:
@@ -540,21 +495,11 @@ def _diverged(run: _Run, step: int, loss: float) -> TrainingDiverged:
 
 
 def _train_step(s: _TrainState, run: _Run, step: int) -> float:
-    """Optimiser step ``step``: grad_accum micro-batches of this rank's share of the batch, the NaN guard (all ranks
-    agree), the update; returns the step's loss (mean over ranks)."""
+    """Optimiser step ``step`` on this rank's share of the batch (``accumulate``); returns the step's loss."""
     recipe = run.recipe
     plan = sample_plan(recipe.seed, step, recipe.batch, len(run.latents))  # (index, per-sample seed) of the batch
-    loss, finite = 0.0, True
-    for m in range(recipe.grad_accum):
-        lo = (m * run.world + run.rank) * run.micro
-        part, ok = _micro_step(s, run, plan[lo:lo + run.micro], sync=m == recipe.grad_accum - 1 or not run.ddp)
-        loss, finite = loss + part, finite and ok
-    if run.ddp:  # every rank must agree to stop; the reported loss is the global mean
-        t = torch.tensor([loss, 0.0 if finite else 1.0], device=run.device, dtype=torch.float64)
-        dist.all_reduce(t)
-        loss, finite = t[0].item() / run.world, t[1].item() == 0.0
-    if not finite:
-        raise _diverged(run, step, loss)
+    loss = accumulate(run, recipe.grad_accum, lambda lo, sync: _micro_step(s, run, plan[lo:lo + run.micro], sync),
+                      lambda sums: _diverged(run, step, sums["loss"]))["loss"]
     _optimiser_step(s, run, step)
     return loss
 
@@ -579,8 +524,7 @@ def _finish(s: _TrainState, run: _Run, start: int, stop: int, curve: list[tuple[
                     "recipe": json.dumps(recipe.fingerprint(), sort_keys=True)}
             _save_final_weights(model.state_dict(), run.ckpt_dir / FINAL_MODEL, meta)
     model.eval()
-    timed = times[1:] if len(times) > 1 else times
-    s_per_step = sum(timed) / len(timed) if timed else 0.0
+    s_per_step = seconds_per_step(times)
     tail = [loss for _, loss in curve[-10:]]
     return DiffusionTrainResult(steps=end, resumed_from=start,
                                 final_loss=sum(tail) / len(tail) if tail else float("nan"), loss_curve=curve,
@@ -607,7 +551,7 @@ def train_diffusion(backbone: nn.Module, recipe: DiffusionRecipe, latents: torch
     run = _setup(backbone, recipe, latents, labels, captions, ckpt_dir, device, log)
     s = _build(backbone, run)
     start = _restore(s, run) if resume else 0
-    _wrap_ddp(s, run)
+    s.net = run.wrap(s.model)
     backbone.train()
     stop = recipe.steps if until_step is None else min(until_step, recipe.steps)
 
@@ -615,5 +559,6 @@ def train_diffusion(backbone: nn.Module, recipe: DiffusionRecipe, latents: torch
         return (f"{recipe.formulation} step {done}/{recipe.steps}: loss "
                 f"{sum(v for _, v in recent) / len(recent):.4f}, {per_step:.3f} s/step")
     curve, times = run_steps(start, stop, recipe.steps, recipe.ckpt_every, lambda i: (i + 1, _train_step(s, run, i)),
-                             lambda done: _save_state(s, run, done), report, run.log)
+                             lambda done: save_state(run, s, done, recipe=recipe.fingerprint(),
+                                                     data=run.data_fingerprint()), report, run.log)
     return _finish(s, run, start, stop, curve, times)

@@ -1,8 +1,10 @@
-"""The training skeleton every loop of this harness shares (the autoencoder phases and the diffusion recipes): the
-step loop with its checkpoints, progress bar and ETA lines (``run_steps``), the batch split over ranks and
-micro-batches, the warm-up schedule, bf16 autocast on GPU, the checkpoint file names, the divergence stop, the
-resumable state (recipe fingerprint, RNG streams of every rank, restore) and the seeded data order. Each trainer
-supplies its optimiser step; both loops' resume, DDP and bit-identical-restart tests rest on these."""
+"""The training skeleton every loop of this harness shares (the autoencoder phases and the diffusion recipes): where
+a call runs (``Placement``: ranks, device, the batch split over ranks and micro-batches, DDP wrapping, bf16 autocast on
+GPU), the step loop with its checkpoints, progress bar and ETA lines (``run_steps``), one optimiser step's
+accumulation over micro-batches with the NaN stop all ranks agree on (``accumulate``), the resumable state
+(``save_state`` / ``saved_state`` / ``restore_training_state``: recipe fingerprint, RNG streams of every rank), the
+warm-up schedule and the seeded data order. Each trainer supplies its micro-batch forward/backward, its optimiser
+step and its final weights; both loops' resume, DDP and bit-identical-restart tests rest on these."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,12 +15,17 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import nn
 from tqdm import tqdm
+
+from models import distributed
+from models.io import atomic_torch_save
 
 TRAIN_STATE = "train_state.pt"  # the resumable checkpoint, in the phase's checkpoint folder
 FINAL_MODEL = "model.safetensors"
@@ -26,6 +33,48 @@ FINAL_MODEL = "model.safetensors"
 
 class TrainingDiverged(RuntimeError):
     """A NaN/inf loss: the run stopped before the optimiser step; the last good checkpoint is untouched."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one training call runs; each trainer's fixed facts of a call extend it."""
+
+    device: torch.device
+    rank: int                                   # this process (0 without torchrun)
+    world: int                                  # processes (1 without torchrun)
+    micro: int                                  # samples per rank and micro-batch: batch / (world * grad_accum)
+    ckpt_dir: Path | None                       # train_state.pt and model.safetensors go here; None = no files
+    log: Callable[[str], None]                  # rank 0's progress lines (the other ranks are silent)
+
+    @property
+    def ddp(self) -> bool:
+        return self.world > 1
+
+    @property
+    def state_path(self) -> Path | None:
+        return self.ckpt_dir / TRAIN_STATE if self.ckpt_dir is not None else None
+
+    def autocast(self):
+        """bf16 autocast on GPU; plain fp32 on CPU."""
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
+
+    def wrap(self, module: nn.Module | None) -> nn.Module | None:
+        """What the forward runs through: DistributedDataParallel under torchrun (after the restore: DDP broadcasts
+        rank 0's weights), else the module itself."""
+        return nn.parallel.DistributedDataParallel(module) if self.ddp and module is not None else module
+
+
+P = TypeVar("P", bound=Placement)
+
+
+def placed(cls: type[P], device, batch: int, grad_accum: int, ckpt_dir, log: Callable[[str], None], what: str = "",
+           **fields: Any) -> P:
+    """``cls`` for this process: its rank and world (the process group is set up under torchrun; a CUDA device
+    becomes this rank's ``cuda:LOCAL_RANK``), the batch split, and the trainer's own ``fields``."""
+    rank, world, device = distributed.init_distributed(str(device))
+    return cls(device=torch.device(device), rank=rank, world=world, micro=split_batch(batch, world, grad_accum, what),
+               ckpt_dir=Path(ckpt_dir) if ckpt_dir is not None else None,
+               log=log if rank == 0 else (lambda msg: None), **fields)
 
 
 def resume_fingerprint(recipe) -> dict:
@@ -45,17 +94,73 @@ def check_resumable(saved: dict, wanted: dict, path: Path, what: str) -> None:
                          f"folder or resume=False")
 
 
-def restore_training_state(s, state: dict, device, world: int, rank: int) -> None:
-    """Load what every training loop's ``train_state.pt`` holds into ``s`` (model, optimiser, scheduler, EMA) and,
-    when the world size is the same, this rank's RNG streams (another world size: the data order still matches, the
-    RNG streams cannot)."""
+def save_state(run: Placement, s: Any, step: int, **checked: Any) -> None:
+    """Write ``train_state.pt`` (rank 0, atomically): ``s``'s model, optimiser, schedule and EMA, every rank's RNG
+    state, and ``checked`` (what a resumed run must match, e.g. the recipe's fingerprint) plus trainer extras."""
+    if run.state_path is None:
+        return
+    rngs = gathered_rng_states(run.ddp, run.world)
+    if run.rank == 0:
+        atomic_torch_save({**checked, "step": step, "world": run.world, "model": s.model.state_dict(),
+                           "opt": s.opt.state_dict(), "sched": s.sched.state_dict(), "ema": s.ema, "rng": rngs},
+                          run.state_path)
+
+
+def saved_state(run: Placement, key: str, fingerprint: dict, what: str) -> dict | None:
+    """The ``train_state.pt`` to resume from (None when there is none); a one-line ValueError when another ``what``
+    wrote it (its ``key`` differs from ``fingerprint``)."""
+    path = run.state_path
+    if path is None or not path.exists():
+        return None
+    # map_location="cpu": torch.set_rng_state needs the saved CPU ByteTensors where they were; load_state_dict
+    # moves model and optimiser tensors to the parameters' device itself.
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    check_resumable(state[key], fingerprint, path, what)
+    return state
+
+
+def restore_training_state(run: Placement, s: Any, state: dict, name: str) -> int:
+    """Load what ``save_state`` wrote into ``s`` (model, optimiser, scheduler, EMA) and, when the world size is the
+    same, this rank's RNG streams (another world size: the data order still matches, the RNG streams cannot);
+    returns the step to continue from."""
     s.model.load_state_dict(state["model"])
     s.opt.load_state_dict(state["opt"])
     s.sched.load_state_dict(state["sched"])
     if s.ema is not None:
-        s.ema = {k: v.to(device) for k, v in state["ema"].items()}
-    if state["world"] == world:
-        set_rng_state(state["rng"][rank])
+        s.ema = {k: v.to(run.device) for k, v in state["ema"].items()}
+    if state["world"] == run.world:
+        set_rng_state(state["rng"][run.rank])
+    run.log(f"{name}: resumed from {run.state_path} at step {state['step']}")
+    return state["step"]
+
+
+def accumulate(run: Placement, grad_accum: int, micro_step: Callable[[int, bool], tuple[dict[str, float], bool]],
+               diverged: Callable[[dict[str, float]], Exception]) -> dict[str, float]:
+    """The forward/backward passes of one optimiser step: ``grad_accum`` micro-batches of this rank's share.
+    ``micro_step(lo, sync)`` runs the micro-batch at position ``lo`` of the step's sample plan (``sync``: DDP
+    all-reduces its gradients, the last one) and returns its share of each loss and whether they were finite. All
+    ranks agree on the NaN stop: ``diverged(losses)`` is raised before any optimiser step. Returns the step's losses
+    (the mean over ranks)."""
+    sums: dict[str, float] = {}
+    finite = True
+    for m in range(grad_accum):
+        part, ok = micro_step((m * run.world + run.rank) * run.micro, m == grad_accum - 1 or not run.ddp)
+        for k, v in part.items():
+            sums[k] = sums.get(k, 0.0) + v
+        finite = finite and ok
+    if run.ddp:
+        t = torch.tensor([*sums.values(), 0.0 if finite else 1.0], device=run.device, dtype=torch.float64)
+        dist.all_reduce(t)
+        sums, finite = {k: t[i].item() / run.world for i, k in enumerate(sums)}, t[-1].item() == 0.0
+    if not finite:
+        raise diverged(sums)
+    return sums
+
+
+def seconds_per_step(times: list[float]) -> float:
+    """Mean wall time per step, the first (warm-up) step left out when there are others; 0 when none ran."""
+    timed = times[1:] if len(times) > 1 else times
+    return sum(timed) / len(timed) if timed else 0.0
 
 
 def gathered_rng_states(ddp: bool, world: int) -> list[dict]:
@@ -120,11 +225,6 @@ def warmup_schedule(opt: torch.optim.Optimizer, warmup_steps: int) -> torch.opti
     def warm(s: int) -> float:
         return min(1.0, (s + 1) / warmup_steps) if warmup_steps > 0 else 1.0
     return torch.optim.lr_scheduler.LambdaLR(opt, warm)
-
-
-def autocast(device: torch.device):
-    """bf16 autocast on GPU; plain fp32 on CPU."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
 
 def last_good_checkpoint(path: Path | None) -> str:

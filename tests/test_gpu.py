@@ -12,6 +12,7 @@ from bench.evals import reconstruction as R
 from bench.evals.inception import TinyFeatures
 from models import train_autoencoder as T
 from models.data import SyntheticDataset
+from models.train_state import FINAL_MODEL, TRAIN_STATE
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
@@ -37,4 +38,4 @@ def test_one_training_step_on_cuda_bf16(tmp_path):
     res = T.train_autoencoder(model, phase, data, ckpt_dir=tmp_path, device="cuda", perceptual=None,
                               progress=False, log=lambda m: None)
     assert res.steps == 1 and torch.isfinite(torch.tensor(res.metrics()["l1_final"]))
-    assert (tmp_path / T.TRAIN_STATE).exists() and (tmp_path / T.FINAL_MODEL).exists()
+    assert (tmp_path / TRAIN_STATE).exists() and (tmp_path / FINAL_MODEL).exists()

@@ -32,6 +32,7 @@ from models import diffusion
 from models import train_diffusion as TD
 from models.backbones import build_backbone
 from models.pixart import Caption
+from models.train_state import TRAIN_STATE
 from tests.dummy_eval import DummyConfig, registration
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
@@ -133,7 +134,7 @@ def test_train_diffusion_takes_captions_and_checks_them(tmp_path):
     recipe = dataclasses.replace(TD.PIXART_RECIPE, steps=2, batch=3, ckpt_every=1)
     res = TD.train_diffusion(model, recipe, latents, None, ckpt_dir=tmp_path, captions=caps, log=lambda m: None)
     assert res.steps == 2 and np.isfinite(res.final_loss)
-    assert torch.load(tmp_path / TD.TRAIN_STATE, weights_only=False)["data"]["captions"] == 6
+    assert torch.load(tmp_path / TRAIN_STATE, weights_only=False)["data"]["captions"] == 6
     for labels, c, match in ((torch.zeros(6, dtype=torch.long), caps, "not both"),
                              (None, TD.CaptionTensors(caps.features[:5], caps.mask[:5]), "5 captions for 6 latents"),
                              (None, TD.CaptionTensors(torch.randn(6, S, E + 1), caps.mask), "do not fit")):

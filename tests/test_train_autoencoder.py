@@ -9,6 +9,7 @@ import torch.nn as nn
 from bench.configs import MemoryConfig, PhaseRequest, TrainAEConfig
 from bench.scales import SCALES
 from models import train_autoencoder as T
+from models.train_state import FINAL_MODEL, TRAIN_STATE
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
@@ -137,20 +138,20 @@ def test_resume_is_bit_identical(tmp_path, phase, extra):
 
     part = ToyAE()
     T.train_autoencoder(part, cfg, toy_data(), ckpt_dir=tmp_path / "b", perceptual=None, progress=False, until_step=2)
-    assert not (tmp_path / "b" / T.FINAL_MODEL).exists()  # "killed" before the end
+    assert not (tmp_path / "b" / FINAL_MODEL).exists()  # "killed" before the end
     torch.manual_seed(1234)  # the resumed process starts with other RNG state and fresh weights
     resumed = ToyAE(seed=99)
     res = T.train_autoencoder(resumed, cfg, toy_data(), ckpt_dir=tmp_path / "b", perceptual=None, progress=False)
     assert res.resumed_from == 2 and res.steps == 4
     a, b = state(full), state(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    sa = torch.load(tmp_path / "a" / T.TRAIN_STATE, weights_only=False)
-    sb = torch.load(tmp_path / "b" / T.TRAIN_STATE, weights_only=False)
+    sa = torch.load(tmp_path / "a" / TRAIN_STATE, weights_only=False)
+    sb = torch.load(tmp_path / "b" / TRAIN_STATE, weights_only=False)
     if phase == "phase3":
         assert all(torch.equal(sa["disc"][k], sb["disc"][k]) for k in sa["disc"])
     else:
         assert all(torch.equal(sa["ema"][k], sb["ema"][k]) for k in sa["ema"])
-    assert (tmp_path / "b" / T.FINAL_MODEL).exists()
+    assert (tmp_path / "b" / FINAL_MODEL).exists()
 
 
 def test_resume_refuses_a_different_phase_config(tmp_path):
@@ -184,11 +185,11 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
         T.train_autoencoder(model, cfg, PoisonedData(toy_data(), poison_from=3 * cfg.batch), ckpt_dir=tmp_path / "bad",
                             perceptual=None, progress=False)
     assert "step 2" in str(err.value)  # names the last good checkpoint
-    kept = torch.load(tmp_path / "bad" / T.TRAIN_STATE, weights_only=False)
-    ref = torch.load(tmp_path / "clean" / T.TRAIN_STATE, weights_only=False)
+    kept = torch.load(tmp_path / "bad" / TRAIN_STATE, weights_only=False)
+    ref = torch.load(tmp_path / "clean" / TRAIN_STATE, weights_only=False)
     assert kept["step"] == 2
     assert all(torch.equal(kept["model"][k], ref["model"][k]) for k in ref["model"])
-    assert not (tmp_path / "bad" / T.FINAL_MODEL).exists()
+    assert not (tmp_path / "bad" / FINAL_MODEL).exists()
 
 
 def test_perceptual_unavailable_is_recorded_as_none(monkeypatch):
@@ -263,13 +264,13 @@ def test_train_ae_eval_recovers_from_damaged_phase_files(tmp_path, monkeypatch, 
     runner, ref = Runner(tmp_path), RunRef(TrainAEConfig("dc-ae-f8c4-tiny"))
     first = runner.ensure(ref, "smoke")
     phase_dir = next((first.dir / "ckpt").glob("0-*"))
-    for name in ("result.json", T.FINAL_MODEL, T.TRAIN_STATE):
+    for name in ("result.json", FINAL_MODEL, TRAIN_STATE):
         (phase_dir / name).write_bytes((phase_dir / name).read_bytes()[:20])
     (first.dir / "metrics.json").unlink()
     again = runner.ensure(ref, "smoke")
     assert not again.reused and again.metrics["steps"] == 2
     out = capsys.readouterr().out
-    assert all(f"{name} is damaged" in out for name in ("result.json", T.FINAL_MODEL, T.TRAIN_STATE))
+    assert all(f"{name} is damaged" in out for name in ("result.json", FINAL_MODEL, TRAIN_STATE))
     assert len(list(phase_dir.glob("*.damaged-1"))) == 3
 
 

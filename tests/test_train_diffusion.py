@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 import models
 from models import diffusion
 from models import train_diffusion as TD
+from models.train_state import FINAL_MODEL, TRAIN_STATE
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
@@ -50,7 +51,7 @@ def tensors_equal(a, b) -> bool:
 
 
 def load_state(path):
-    return torch.load(path / TD.TRAIN_STATE, weights_only=False)
+    return torch.load(path / TRAIN_STATE, weights_only=False)
 
 
 # ---- recipes -----------------------------------------------------------------------------------------------------
@@ -127,7 +128,7 @@ def test_final_weights_are_the_ema_and_the_raw_ones_without_it(tmp_path, ema_dec
     lat, lab = toy_latents()
     TD.train_diffusion(model, small("dit", steps=5, ema_decay=ema_decay, ema_warmup_steps=0), lat, lab,
                        ckpt_dir=tmp_path, log=quiet)
-    state, final = load_state(tmp_path), load_file(tmp_path / TD.FINAL_MODEL)
+    state, final = load_state(tmp_path), load_file(tmp_path / FINAL_MODEL)
     held = model.state_dict()
     assert final.keys() == state["model"].keys() == held.keys()
     assert all(torch.equal(final[k], held[k]) for k in final)  # the backbone holds the final weights
@@ -200,7 +201,7 @@ def test_resume_is_bit_identical(tmp_path, formulation, grad_accum):
     TD.train_diffusion(backbone(formulation), recipe, lat, lab, ckpt_dir=tmp_path / "a", log=quiet)
 
     TD.train_diffusion(backbone(formulation), recipe, lat, lab, ckpt_dir=tmp_path / "b", until_step=3, log=quiet)
-    assert not (tmp_path / "b" / TD.FINAL_MODEL).exists()  # "killed" after step 3
+    assert not (tmp_path / "b" / FINAL_MODEL).exists()  # "killed" after step 3
     torch.manual_seed(1234)  # the resumed "process" starts with other RNG states and a fresh, differently seeded model
     random.seed(1234)
     np.random.seed(1234)
@@ -210,7 +211,7 @@ def test_resume_is_bit_identical(tmp_path, formulation, grad_accum):
     sa, sb = load_state(tmp_path / "a"), load_state(tmp_path / "b")
     for key in ("model", "ema", "opt", "sched", "step"):
         assert tensors_equal(sa[key], sb[key]), key
-    fa, fb = load_file(tmp_path / "a" / TD.FINAL_MODEL), load_file(tmp_path / "b" / TD.FINAL_MODEL)
+    fa, fb = load_file(tmp_path / "a" / FINAL_MODEL), load_file(tmp_path / "b" / FINAL_MODEL)
     assert fa.keys() == fb.keys() and all(torch.equal(fa[k], fb[k]) for k in fa)
 
 
@@ -243,7 +244,7 @@ def test_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     kept, ref = load_state(tmp_path / "bad"), load_state(tmp_path / "clean")
     assert kept["step"] == 2
     assert tensors_equal(kept["model"], ref["model"]) and tensors_equal(kept["opt"], ref["opt"])
-    assert not (tmp_path / "bad" / TD.FINAL_MODEL).exists()
+    assert not (tmp_path / "bad" / FINAL_MODEL).exists()
 
 
 # ---- distributed -------------------------------------------------------------------------------------------------

@@ -47,15 +47,13 @@ from bench.outputs import TrainedDiffusion
 from bench.provenance import damage, quarantine
 from models import backbones, data, distributed
 from models.train_diffusion import (
-    FINAL_MODEL,
     RECIPES,
-    TRAIN_STATE,
     DiffusionRecipe,
     cached_latents,
     encode_latents,
     train_diffusion,
 )
-from models.train_state import mix_seed
+from models.train_state import FINAL_MODEL, TRAIN_STATE, mix_seed
 
 
 def uint8_batches(images, batch_size: int) -> Iterator[torch.Tensor]:

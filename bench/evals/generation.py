@@ -78,12 +78,8 @@ from models.backbones import BACKBONE_FAMILIES
 from models.diffusion import DiTDiffusion, UViTDiffusion, guided
 from models.io import file_lock
 from models.pixart import Caption
-from models.train_diffusion import (
-    FINAL_MODEL,
-    TRAIN_STATE,
-    CaptionSource,
-)
-from models.train_state import mix_seed
+from models.train_diffusion import CaptionSource
+from models.train_state import FINAL_MODEL, TRAIN_STATE, mix_seed
 
 # ----------------------------------------------------------------------------------------------------------------
 # The protocol preset
