@@ -69,3 +69,10 @@ def test_a_share_above_the_measured_peak_is_not_called_met():
     assert judged({"benchmark": "fid", "gflops": 90.0}, 100.0)["met"] == "yes"
     assert judged({"benchmark": "fid", "gflops": 80.0}, 100.0)["met"] == "no"
     assert judged({"benchmark": "fid", "gflops": 110.0}, 100.0)["met"].startswith("unknown")
+
+
+@pytest.mark.parametrize("n, c, side", [(64, 0, 0), (0, 8, 16)])
+def test_the_peak_kernels_count_their_flops_as_the_flop_counter_does(n, c, side):
+    """The yardstick's GFLOP/s use the same FLOP count as the rows judged against it."""
+    fn, flops = perf.dense_kernel(n, c, side)
+    assert flops == perf.flops_of(fn) > 0
