@@ -619,7 +619,8 @@ def from_json(cls: type, data: Mapping[str, Any], deps: typing.Sequence[EvalConf
                 raise ConfigError(f"{cls.__name__}.{f.name} names a run, but the stored config lists no run left for "
                                   f"it; the run folder is damaged: run its command again")
             is_tuple = typing.get_origin(hints[f.name]) is tuple
-            later = [g.name for g in dataclasses.fields(cls) if _names_runs(hints[g.name])]
+            later = [g.name for g in dataclasses.fields(cls)
+                     if _names_runs(hints[g.name]) and g.name not in data]
             if is_tuple and later[-1] != f.name:
                 raise ConfigError(f"a {cls.EVAL} run cannot be rebuilt from its config.json: {f.name} is one of "
                                   f"several lists of runs ({', '.join(later)}), stored as one list of ids")

@@ -404,18 +404,17 @@ class _TrainState:
 
 
 def _setup(model: nn.Module, phase: PhaseConfig, ckpt_dir, device, perceptual, log) -> _Run:
-    """Ranks (process group under torchrun), batch split and its checks, the perceptual loss."""
-    if perceptual == "auto":
-        perceptual = losses.build_perceptual_loss()
-    perc = perceptual if (perceptual is not None and phase.perceptual_weight > 0) else None
+    """Ranks (process group under torchrun), batch split and its checks, then the perceptual loss."""
     run = placed(_Run, device, phase.batch, phase.grad_accum, ckpt_dir, log or print, f"{phase.name}: ",
-                 phase=phase, perc=perc)
+                 phase=phase, perc=None)
     f = int(getattr(model, "spatial_compression", 1))
     if phase.resolution % f:
         raise ValueError(f"{phase.name}: resolution {phase.resolution} is not a multiple of the model's f={f}")
-    if perc is not None:
-        perc.to(run.device)
-    return run
+    if perceptual == "auto":
+        perceptual = losses.build_perceptual_loss()
+    if perceptual is None or phase.perceptual_weight <= 0:
+        return run
+    return dataclasses.replace(run, perc=perceptual.to(run.device))
 
 
 def _build(model: nn.Module, run: _Run) -> _TrainState:

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -35,7 +34,7 @@ class TrainingDiverged(RuntimeError):
     """A NaN/inf loss: the run stopped before the optimiser step; the last good checkpoint is untouched."""
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Placement:
     """Where one training call runs; each trainer's fixed facts of a call extend it."""
 
@@ -94,16 +93,18 @@ def check_resumable(saved: dict, wanted: dict, path: Path, what: str) -> None:
                          f"folder or resume=False")
 
 
-def save_state(run: Placement, s: Any, step: int, **checked: Any) -> None:
+def save_state(run: Placement, s: Any, step: int, **extra: Any) -> None:
     """Write ``train_state.pt`` (rank 0, atomically): ``s``'s model, optimiser, schedule and EMA, every rank's RNG
-    state, and ``checked`` (what a resumed run must match, e.g. the recipe's fingerprint) plus trainer extras."""
+    state, and the trainer's ``extra`` entries (what a resumed run must match, e.g. the recipe's fingerprint, and
+    what else it restores, e.g. a discriminator)."""
     if run.state_path is None:
         return
     rngs = gathered_rng_states(run.ddp, run.world)
     if run.rank == 0:
-        atomic_torch_save({**checked, "step": step, "world": run.world, "model": s.model.state_dict(),
-                           "opt": s.opt.state_dict(), "sched": s.sched.state_dict(), "ema": s.ema, "rng": rngs},
-                          run.state_path)
+        common = {"step": step, "world": run.world, "model": s.model.state_dict(), "opt": s.opt.state_dict(),
+                  "sched": s.sched.state_dict(), "ema": s.ema, "rng": rngs}
+        assert not common.keys() & extra.keys(), f"train_state.pt entries named twice: {common.keys() & extra.keys()}"
+        atomic_torch_save({**extra, **common}, run.state_path)
 
 
 def saved_state(run: Placement, key: str, fingerprint: dict, what: str) -> dict | None:

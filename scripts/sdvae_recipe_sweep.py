@@ -6,8 +6,9 @@ batch 8, seed 0, AdamW, constant lr after a linear warm-up, L1 + LPIPS when its 
 training photos, init seed ``mix_seed(seed, "init")`` and phase seed ``seed * 1000`` as ``bench/evals/training.py``)
 for ``--steps`` steps (no plateau doubling), and records per run: the mean training L1 of the last 50 steps, the probe
 PSNR on 64 embedded held-out crops (``bench.evals.training.probe_psnr``), the output spread across those crops
-(``bench.evals.image_groups.spread_of``) and whether that is a collapse (``is_collapsed``: ratio < 0.25), and the
-seconds. The row (2e-4, 20) is today's recipe at its first plateau stage (300 steps).
+(``bench.evals.image_groups.spread_of``), the explained variance of the inputs by the outputs, whether that is a
+collapse (``is_collapsed``: spread ratio < 0.25 or explained < 0), and the seconds. The row (2e-4, 20) is today's
+recipe at its first plateau stage (300 steps).
 
 Runs go in the order given (most informative first); with ``--budget-s`` a run whose predicted time (the family's
 measured s/step, else a rough default) does not fit the remaining budget is not started and is written as
@@ -76,8 +77,8 @@ def render_md(rows: list[dict], args, prov: dict) -> str:
             f"doubling), AdamW (phase-1 betas/weight decay), linear warm-up then constant lr, loss L1"
             f"{' + LPIPS' if rows and rows[0]['perceptual'] != 'none' else ' only (LPIPS weights not cached)'}. "
             f"Probe: {args.probe_images} embedded held-out crops at {args.resolution} px; collapsed = output spread "
-            f"< 0.25 or explained < 0 (`bench.evals.image_groups.is_collapsed`). One seed and {args.steps} steps per cell: a screen, "
-            f"not a result.\n\n"
+            f"< 0.25 or explained < 0 (`bench.evals.image_groups.is_collapsed`). One seed and {args.steps} steps "
+            f"per cell: a screen, not a result.\n\n"
             + tabulate(body, headers=head, tablefmt="github", disable_numparse=True) +
             f"\n\nProduced by `scripts/sdvae_recipe_sweep.py` (command in its docstring), run folder "
             f"`{args.runs_dir}/_sweeps/{prov['run_id']}`; git {prov['git_sha'][:12]}"
@@ -151,7 +152,8 @@ def main() -> None:
     provenance.atomic_write_json(run_dir / "config.json", {"command": "sdvae_recipe_sweep", **{
         k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "threads": 1})
     prov = {"run_id": run_id, "git_sha": env["git_sha"], "git_dirty": env["git_dirty"], "torch": torch.__version__,
-            "cpu_model": provenance.cpu_model(), "threads": torch.get_num_threads(), "date": started}
+            "cpu_model": provenance.cpu_model(), "threads": torch.get_num_threads(),
+            "date": f"{now:%Y-%m-%dT%H:%M:%SZ}"}
     perceptual = losses.build_perceptual_loss()
     perceptual_name = "none" if perceptual is None else "lpips"
     src = DatasetCropSource(data.EmbeddedPhotos("train", args.resolution), args.resolution)

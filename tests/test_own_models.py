@@ -316,3 +316,12 @@ def test_train_ae_under_torchrun_equals_one_process(tmp_path, image_folder):
     assert one["phase1_steps"] == two["phase1_steps"] == 3
     for k in ("phase1_l1_final", "phase1_loss_final", "final_l1"):
         assert two[k] == pytest.approx(one[k], rel=1e-4), k
+
+
+def test_a_damaged_safetensors_file_is_named_in_one_line(tmp_path):
+    from bench.evals import autoencoder_sources
+    (tmp_path / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKL", "block_out_channels": [8, 16]}))
+    (tmp_path / "diffusion_pytorch_model.safetensors").write_bytes((7).to_bytes(8, "little") + b"not json")
+    with pytest.raises(UsageError, match="diffusion_pytorch_model.safetensors is not a safetensors file") as e:
+        autoencoder_sources.resolve(str(tmp_path))
+    assert "\n" not in str(e.value)

@@ -1,6 +1,7 @@
 """The training loop and the three phases of Decoupled High-Resolution Adaptation, on a toy conv autoencoder."""
 import dataclasses
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -204,9 +205,9 @@ def test_perceptual_unavailable_is_recorded_as_none(monkeypatch):
 
 def _ddp_body(rank, out_dir, phase):
     model = ToyAE(bn=False)
-    T.train_autoencoder(model, phase, toy_data(), perceptual=None, progress=False)
+    res = T.train_autoencoder(model, phase, toy_data(), perceptual=None, progress=False)
     if rank == 0:
-        torch.save(model.state_dict(), os.path.join(out_dir, "ddp.pt"))
+        torch.save({"model": model.state_dict(), "history": res.history}, os.path.join(out_dir, "ddp.pt"))
 
 
 @pytest.mark.parametrize("name", ["phase1", pytest.param("phase3", marks=pytest.mark.slow)])
@@ -215,13 +216,34 @@ def test_two_process_ddp_matches_one_process_with_double_batch(tmp_path, name, s
     phase = small_phase(name, steps=3, batch=4, lr=1e-2 if name == "phase1" else 1e-3, disc_norm="group")
     spawn_ddp(_ddp_body, str(tmp_path), phase)
     single = ToyAE(bn=False)
-    T.train_autoencoder(single, phase, toy_data(), perceptual=None, progress=False)
+    res = T.train_autoencoder(single, phase, toy_data(), perceptual=None, progress=False)
     ddp = torch.load(tmp_path / "ddp.pt")
     ref = single.state_dict()
     for k in ref:
-        assert torch.allclose(ddp[k], ref[k], atol=1e-5, rtol=1e-4), k
+        assert torch.allclose(ddp["model"][k], ref[k], atol=1e-5, rtol=1e-4), k
     changed = ToyAE(bn=False).state_dict()
     assert any(not torch.equal(changed[k], ref[k]) for k in ref)  # training did something
+    # the reported losses are the mean over ranks: those of the one process with the whole batch
+    assert [list(h) for h in ddp["history"]] == [list(h) for h in res.history]
+    for got, want in zip(ddp["history"], res.history):
+        assert got == pytest.approx(want, rel=1e-4, abs=1e-6)
+
+
+def _ddp_nan_body(rank, out_dir, phase):
+    data = PoisonedData(toy_data(), poison_from=10 ** 6 if rank == 0 else phase.batch // 2)  # rank 1, from step 2
+    try:
+        T.train_autoencoder(ToyAE(bn=False), phase, data, ckpt_dir=out_dir, perceptual=None, progress=False)
+    except T.TrainingDiverged as e:
+        Path(out_dir, f"diverged-{rank}.txt").write_text(str(e))
+
+
+def test_a_nan_on_one_rank_stops_every_rank_before_the_step(tmp_path, spawn_ddp):
+    phase = small_phase("phase1", steps=4, batch=4, ckpt_every=1)
+    spawn_ddp(_ddp_nan_body, str(tmp_path), phase)
+    said = [(tmp_path / f"diverged-{r}.txt").read_text() for r in (0, 1)]  # both ranks raised
+    assert all("step 2" in m for m in said)
+    assert torch.load(tmp_path / TRAIN_STATE, weights_only=False)["step"] == 1  # the last good checkpoint
+    assert not (tmp_path / FINAL_MODEL).exists()
 
 
 def test_grad_accumulation_matches_full_batch():

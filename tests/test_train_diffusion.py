@@ -1,6 +1,7 @@
 """The diffusion training loop, its recipes and the latent cache, on tiny backbones and random latents."""
 import dataclasses
 import math
+import os
 import random
 
 import numpy as np
@@ -251,7 +252,9 @@ def test_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 def _ddp_body(rank, out_dir, recipe):
     lat, lab = toy_latents()
-    TD.train_diffusion(backbone("uvit", class_dropout=0.0), recipe, lat, lab, ckpt_dir=out_dir, log=quiet)
+    res = TD.train_diffusion(backbone("uvit", class_dropout=0.0), recipe, lat, lab, ckpt_dir=out_dir, log=quiet)
+    if rank == 0:
+        torch.save(res.loss_curve, os.path.join(out_dir, "curve.pt"))
 
 
 def test_two_process_ddp_matches_one_process_with_double_batch(tmp_path, spawn_ddp):
@@ -261,8 +264,12 @@ def test_two_process_ddp_matches_one_process_with_double_batch(tmp_path, spawn_d
     recipe = small("uvit", steps=3, batch=8, lr=1e-3, ema_decay=0.9, ema_warmup_steps=0)
     spawn_ddp(_ddp_body, str(tmp_path / "ddp"), recipe)
     lat, lab = toy_latents()
-    TD.train_diffusion(backbone("uvit", class_dropout=0.0), recipe, lat, lab, ckpt_dir=tmp_path / "one", log=quiet)
+    res = TD.train_diffusion(backbone("uvit", class_dropout=0.0), recipe, lat, lab, ckpt_dir=tmp_path / "one",
+                             log=quiet)
     ddp, one = load_state(tmp_path / "ddp"), load_state(tmp_path / "one")
+    curve = torch.load(tmp_path / "ddp" / "curve.pt")  # the mean loss over ranks: the one process's loss
+    assert [s for s, _ in curve] == [s for s, _ in res.loss_curve]
+    assert [v for _, v in curve] == pytest.approx([v for _, v in res.loss_curve], rel=1e-4, abs=1e-6)
     assert ddp["world"] == 2 and len(ddp["rng"]) == 2
     for part in ("model", "ema"):
         for k in one[part]:
