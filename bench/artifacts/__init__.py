@@ -1,6 +1,7 @@
 """One module per paper artefact, each defining ``SPECS: dict[str, Spec]`` (STYLE rule 1).
 
-The CLI finds them with ``pkgutil``; modules whose name starts with ``_`` are parts (panels) imported by others.
+The CLI finds them with ``pkgutil``. An artefact module imports no other artefact module: what several share lives
+in ``bench/catalogue.py`` (runs) and ``bench/parts/`` (panels and row builders).
 A module may set ``LIST_SEPARATELY = True`` to show each SPECS key as its own entry in ``python -m bench ls``
 (figure3's two ablations); otherwise the keys are panels of one entry (figure2's a, b, c).
 """
@@ -14,7 +15,7 @@ ORDER = ("table1", "table2", "table3", "table4", "table5", "figure2", "figure3",
 
 
 def names() -> list[str]:
-    found = {m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")}
+    found = {m.name for m in pkgutil.iter_modules(__path__)}
     return [n for n in ORDER if n in found] + sorted(found - set(ORDER))
 
 
