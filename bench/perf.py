@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime as dt
 import io
 import os
 import statistics
@@ -41,7 +40,7 @@ from typing import Any
 
 from bench.cli_tools import OneLineParser
 from bench.errors import UsageError
-from bench.provenance import atomic_write_json, atomic_write_text, cpu_model, environment, slug
+from bench.provenance import atomic_write_json, atomic_write_text, cpu_model, open_measurement, slug
 
 BENCHMARKS = ("peak", "fid", "autoencoders", "sampler", "train-step", "levers")
 GOALS = {"fid": ("peak_share", ">=", 0.85), "autoencoders": ("ratio", "<=", 1.0), "sampler": ("outside_share", "<=", 0.10)}
@@ -287,23 +286,12 @@ def main(argv: list[str]) -> int:
     import torch
     args = parse(argv)
     torch.set_num_threads(1)
-    now = dt.datetime.now(dt.timezone.utc)
-    started = now.strftime("%Y%m%dT%H%M%SZ") + f"-{now.microsecond:06d}"  # two runs in one second stay apart
     machine = slug(cpu_model())
-    run_id = f"perf__{machine}{'__smoke' if args.smoke else ''}__{started}"
-    run_dir = Path(args.runs_dir) / "_perf" / run_id
-    run_dir.mkdir(parents=True, exist_ok=False)
-    log_lines: list[str] = []
-
-    def log(line: str) -> None:
-        print(line, flush=True)
-        log_lines.append(line)
-        atomic_write_text(run_dir / "log.txt", "\n".join(log_lines) + "\n")
-
-    atomic_write_json(run_dir / "config.json", {"command": "perf", "only": list(args.only), "repeats": args.repeats,
-                                                "sizes": list(args.sizes), "smoke": args.smoke, "threads": 1})
-    env = environment("cpu", "float32", "smoke" if args.smoke else "small")
-    atomic_write_json(run_dir / "env.json", env)
+    run = open_measurement(Path(args.runs_dir) / "_perf", f"perf__{machine}{'__smoke' if args.smoke else ''}",
+                           {"command": "perf", "only": list(args.only), "repeats": args.repeats,
+                            "sizes": list(args.sizes), "smoke": args.smoke, "threads": 1},
+                           "smoke" if args.smoke else "small")
+    log, env = run.log, run.env
     rows: list[dict] = []
     for name in (b for b in BENCHMARKS if b in args.only):
         t0, load = time.perf_counter(), os.getloadavg()[0]
@@ -318,12 +306,12 @@ def main(argv: list[str]) -> int:
         log(f"  {name}: {time.perf_counter() - t0:.0f} s")
     peak = next((r["gflops"] for r in rows if r["benchmark"] == "peak"), None) or _committed_peak(args, machine)
     rows = [judged(r, peak) for r in rows]
-    stamp = {"run_id": run_id, "machine": machine, "cpu_model": env["cpu_model"], "threads": 1,
-             "torch": env["torch"], "git_sha": env["git_sha"][:12], "date": started}
+    stamp = {"run_id": run.run_id, "machine": machine, "cpu_model": env["cpu_model"], "threads": 1,
+             "torch": env["torch"], "git_sha": env["git_sha"][:12], "date": run.started}
     rows = [{**r, **stamp} for r in rows]
-    atomic_write_json(run_dir / "metrics.json", {"rows": rows, "peak_gflops": peak})
+    atomic_write_json(run.dir / "metrics.json", {"rows": rows, "peak_gflops": peak})
     path = write_csv(rows, Path(args.out) / "tables" / f"perf-{machine}{'-smoke' if args.smoke else ''}.csv")
-    log(f"wrote {path} (run {run_dir})")
+    log(f"wrote {path} (run {run.dir})")
     return 0
 
 

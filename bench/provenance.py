@@ -1,6 +1,7 @@
 """Provenance: content-derived run ids, environment capture, damaged-file checks (STYLE rules 4 and 15)."""
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
@@ -8,6 +9,7 @@ import platform
 import re
 import subprocess
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +88,36 @@ def environment(device: str, dtype: str, scale: str) -> dict[str, Any]:
     if device == "cuda" and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)
     return env
+
+
+@dataclass
+class MeasurementRun:
+    """The run folder of a measurement that is not an eval run (``bench perf``, a script's sweep):
+    ``<parent>/<name>__<UTC stamp>`` holding config.json, env.json, the log as it grows, and what the caller adds."""
+
+    run_id: str
+    dir: Path
+    started: str                      # the UTC stamp of the id, to the microsecond (two runs in a second stay apart)
+    env: dict[str, Any]
+    lines: list[str] = field(default_factory=list)
+
+    def log(self, line: str) -> None:
+        """Print ``line`` and append it to the folder's log.txt."""
+        print(line, flush=True)
+        self.lines.append(line)
+        atomic_write_text(self.dir / "log.txt", "\n".join(self.lines) + "\n")
+
+
+def open_measurement(parent: Path, name: str, config: dict[str, Any], scale: str) -> MeasurementRun:
+    """A new ``MeasurementRun`` under ``parent`` with ``config`` and the environment (CPU, fp32, ``scale``) written."""
+    now = dt.datetime.now(dt.timezone.utc)
+    started = now.strftime("%Y%m%dT%H%M%SZ") + f"-{now.microsecond:06d}"
+    run = MeasurementRun(f"{name}__{started}", Path(parent) / f"{name}__{started}", started,
+                         environment("cpu", "float32", scale))
+    run.dir.mkdir(parents=True, exist_ok=False)
+    atomic_write_json(run.dir / "config.json", config)
+    atomic_write_json(run.dir / "env.json", run.env)
+    return run
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -70,8 +70,9 @@ def render_md(rows: list[dict], args, prov: dict) -> str:
     from tabulate import tabulate
     head = ["family", "lr", "warm-up", "steps", "train L1 (last 50)", "probe PSNR (dB)", "output spread",
             "explained", "collapsed", "s", "status"]
-    body = [[r["family"], r["lr"], r["warmup_steps"], r["steps"], r["train_l1_last50"], r["probe_psnr_db"],
-             r["output_spread"], r.get("explained", ""), r["collapsed"], r["seconds"], r["status"]] for r in rows]
+    keys = ["family", "lr", "warmup_steps", "steps", "train_l1_last50", "probe_psnr_db", "output_spread", "explained",
+            "collapsed", "seconds", "status"]
+    body = [[r.get(k, "") for k in keys] for r in rows]  # a skipped cell has no measurements
     return (f"# SD-VAE (reduced, stacked) phase-1 recipe sweep, small scale\n\n"
             f"Phase 1 at {args.resolution} px, batch {args.batch}, seed {args.seed}, {args.steps} steps (no plateau "
             f"doubling), AdamW (phase-1 betas/weight decay), linear warm-up then constant lr, loss L1"
@@ -122,7 +123,7 @@ def train_and_probe(family: str, lr: float, warmup: int, args, src, perceptual) 
             "collapsed": "yes" if is_collapsed(ratio, explained) else "no"}
 
 
-def main() -> None:
+def parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", nargs="+", default=list(DEFAULT_RUNS), metavar="FAMILY:LR:WARMUP")
     ap.add_argument("--steps", type=int, default=300)
@@ -133,62 +134,53 @@ def main() -> None:
     ap.add_argument("--budget-s", type=float, default=None, help="do not start a run predicted to end past this")
     ap.add_argument("--out", type=Path, default=Path("tables/sdvae-recipe-sweep-small.csv"))
     ap.add_argument("--runs-dir", type=Path, default=Path("runs"), help="the run folder goes in RUNS_DIR/_sweeps/")
-    args = ap.parse_args()
+    return ap.parse_args()
 
-    import torch
-    torch.set_num_threads(1)
 
-    from bench import provenance
+def sweep(args: argparse.Namespace, run, prov: dict) -> list[dict]:
+    """Every cell of ``args.runs`` in order (a cell predicted past the budget is written as skipped); the table and
+    the run folder's rows are rewritten after each."""
     from models import data, losses
     from models.train_autoencoder import DatasetCropSource
-
-    now = dt.datetime.now(dt.timezone.utc)
-    started = now.strftime("%Y%m%dT%H%M%SZ") + f"-{now.microsecond:06d}"
-    run_id = f"sdvae-recipe__{provenance.slug(provenance.cpu_model())}__{started}"
-    run_dir = args.runs_dir / "_sweeps" / run_id
-    run_dir.mkdir(parents=True, exist_ok=False)
-    env = provenance.environment("cpu", "float32", "small")
-    provenance.atomic_write_json(run_dir / "env.json", env)
-    provenance.atomic_write_json(run_dir / "config.json", {"command": "sdvae_recipe_sweep", **{
-        k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "threads": 1})
-    prov = {"run_id": run_id, "git_sha": env["git_sha"], "git_dirty": env["git_dirty"], "torch": torch.__version__,
-            "cpu_model": provenance.cpu_model(), "threads": torch.get_num_threads(),
-            "date": f"{now:%Y-%m-%dT%H:%M:%SZ}"}
     perceptual = losses.build_perceptual_loss()
-    perceptual_name = "none" if perceptual is None else "lpips"
     src = DatasetCropSource(data.EmbeddedPhotos("train", args.resolution), args.resolution)
-
-    logged: list[str] = []
-
-    def say(line: str) -> None:
-        print(line, flush=True)
-        logged.append(line)
-        provenance.atomic_write_text(run_dir / "log.txt", "\n".join(logged) + "\n")
-
-    t_start = time.perf_counter()
-    s_per_step = dict(DEFAULT_S_PER_STEP)
-    rows: list[dict] = []
+    t_start, s_per_step, rows = time.perf_counter(), dict(DEFAULT_S_PER_STEP), []
     for spec in args.runs:
         family, lr, warmup = parse_run(spec)
         row = {"family": family, "lr": f"{lr:g}", "warmup_steps": warmup, "steps": args.steps,
-               "resolution": args.resolution, "batch": args.batch, "seed": args.seed, "perceptual": perceptual_name,
-               **prov}
+               "resolution": args.resolution, "batch": args.batch, "seed": args.seed,
+               "perceptual": "none" if perceptual is None else "lpips", **prov}
         predicted = s_per_step.get(family, 1.0) * args.steps + 15
         if args.budget_s is not None and time.perf_counter() - t_start + predicted > args.budget_s:
             rows.append({**row, "status": "skipped (budget)"})
-            say(f"{spec}: skipped (predicted {predicted:.0f} s, budget left "
-                f"{args.budget_s - (time.perf_counter() - t_start):.0f} s)")
-            write(rows, args.out, args, prov, run_dir)
-            continue
-        t0 = time.perf_counter()
-        row.update(train_and_probe(family, lr, warmup, args, src, perceptual))
-        s_per_step[family] = (time.perf_counter() - t0) / args.steps
-        row.update(seconds=f"{time.perf_counter() - t0:.0f}", status="done")
-        rows.append(row)
-        say(f"{spec}: L1 {row['train_l1_last50']}  PSNR {row['probe_psnr_db']}  spread {row['output_spread']}  "
-            f"explained {row['explained']}  collapsed {row['collapsed']}  {row['seconds']} s")
-        write(rows, args.out, args, prov, run_dir)
-    print(render_md(rows, args, prov))
+            run.log(f"{spec}: skipped (predicted {predicted:.0f} s, budget left "
+                    f"{args.budget_s - (time.perf_counter() - t_start):.0f} s)")
+        else:
+            t0 = time.perf_counter()
+            row.update(train_and_probe(family, lr, warmup, args, src, perceptual))
+            s_per_step[family] = (time.perf_counter() - t0) / args.steps
+            rows.append({**row, "seconds": f"{time.perf_counter() - t0:.0f}", "status": "done"})
+            run.log(f"{spec}: L1 {row['train_l1_last50']}  PSNR {row['probe_psnr_db']}  spread "
+                    f"{row['output_spread']}  explained {row['explained']}  collapsed {row['collapsed']}  "
+                    f"{rows[-1]['seconds']} s")
+        write(rows, args.out, args, prov, run.dir)
+    return rows
+
+
+def main() -> None:
+    args = parse()
+    import torch
+    torch.set_num_threads(1)
+    from bench import provenance
+    run = provenance.open_measurement(
+        args.runs_dir / "_sweeps", f"sdvae-recipe__{provenance.slug(provenance.cpu_model())}",
+        {"command": "sdvae_recipe_sweep", **{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+         "threads": 1}, "small")
+    started = dt.datetime.strptime(run.started.split("-")[0], "%Y%m%dT%H%M%SZ")
+    prov = {"run_id": run.run_id, "git_sha": run.env["git_sha"], "git_dirty": run.env["git_dirty"],
+            "torch": torch.__version__, "cpu_model": run.env["cpu_model"], "threads": torch.get_num_threads(),
+            "date": f"{started:%Y-%m-%dT%H:%M:%SZ}"}
+    print(render_md(sweep(args, run, prov), args, prov))
 
 
 if __name__ == "__main__":
