@@ -53,20 +53,18 @@ def phase_configs(cfg: TrainAEConfig, scale: str, f: int = 8) -> list[PhaseConfi
 
 
 def _train_source(cfg: TrainAEConfig, ctx, resolution: int) -> DatasetCropSource:
-    if cfg.data:  # a user's image folder (python -m bench train-ae --data)
-        try:
-            return DatasetCropSource(data.ImageFolderDataset(cfg.data, resolution), resolution)
-        except data.DataFolderError as e:
-            raise UsageError(str(e)) from None
-    if ctx.scale.full_protocol:
+    root = cfg.data  # a user's image folder (python -m bench train-ae --data)
+    if not root and ctx.scale.full_protocol:
         option = ctx.options.get("data")
         if not option or option.root is None:
             raise UsageError("train-ae at paper scale needs --data FOLDER (an image folder of the training set)")
-        try:
-            return DatasetCropSource(data.ImageFolderDataset(option.root, resolution), resolution)
-        except data.DataFolderError as e:  # not a folder of readable images: one line, no traceback
-            raise UsageError(str(e)) from None
-    return DatasetCropSource(data.EmbeddedPhotos("train", resolution), resolution)
+        root = option.root
+    if not root:
+        return DatasetCropSource(data.EmbeddedPhotos("train", resolution), resolution)
+    try:
+        return DatasetCropSource(data.ImageFolderDataset(root, resolution), resolution)
+    except data.DataFolderError as e:  # not a folder of readable images: one line, no traceback
+        raise UsageError(str(e)) from None
 
 
 def load_trained(run_dir: Path, relpath: str = "ckpt/model.safetensors") -> torch.nn.Module:
@@ -169,14 +167,20 @@ def plot_losses(run_dir: Path) -> Path | None:
     return out
 
 
-def probe_psnr(model: torch.nn.Module, resolution: int, n_images: int, device: str) -> float:
-    """Mean PSNR (dB, images in [0, 1], no uint8 rounding) of the model's reconstructions of the first ``n_images``
-    embedded held-out crops at ``resolution``: the plateau rule's probe (not a reported metric; ``recon`` is)."""
+def _probe(model: torch.nn.Module, resolution: int, n_images: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n_images`` embedded held-out crops at ``resolution`` and the model's reconstructions of them."""
     ds = data.EmbeddedPhotos("test", resolution, n_images=n_images)
     x = torch.stack([ds[i] for i in range(len(ds))]).to(device)
     model.eval()
     with torch.no_grad():
         y = torch.cat([model.decode(model.encode(x[i:i + 16])) for i in range(0, len(x), 16)]).clamp(-1, 1)
+    return x, y
+
+
+def probe_psnr(model: torch.nn.Module, resolution: int, n_images: int, device: str) -> float:
+    """Mean PSNR (dB, images in [0, 1], no uint8 rounding) of the model's reconstructions of the first ``n_images``
+    embedded held-out crops at ``resolution``: the plateau rule's probe (not a reported metric; ``recon`` is)."""
+    x, y = _probe(model, resolution, n_images, device)
     mse = ((y - x) / 2).pow(2).flatten(1).mean(1).clamp_min(1e-10)
     return float((10 * torch.log10(1 / mse)).mean())
 
@@ -184,12 +188,7 @@ def probe_psnr(model: torch.nn.Module, resolution: int, n_images: int, device: s
 def probe_spread(model: torch.nn.Module, resolution: int, n_images: int, device: str) -> tuple[float, float]:
     """How much the model's reconstructions of the probe images vary across them relative to the images, and how
     much of the images' variation they reproduce (``image_groups.OutputSpread``: ratio, explained)."""
-    ds = data.EmbeddedPhotos("test", resolution, n_images=n_images)
-    x = torch.stack([ds[i] for i in range(len(ds))]).to(device)
-    model.eval()
-    with torch.no_grad():
-        y = torch.cat([model.decode(model.encode(x[i:i + 16])) for i in range(0, len(x), 16)]).clamp(-1, 1)
-    s = spread_of(x, y)
+    s = spread_of(*_probe(model, resolution, n_images, device))
     return s.ratio(), s.explained()
 
 
