@@ -92,3 +92,20 @@ def test_plateau_configs_are_checked_and_named_in_the_run_id():
     plain = TrainAEConfig("dc-ae-f8c4-tiny")
     assert r.run_id_of(plain, "small")[1]["plateau"] is None  # stored (and hashed) like every field
     assert r.run_id_of(plain, "small")[0] != r.run_id_of(_cfg(Plateau()), "small")[0]
+
+
+def test_the_training_source_is_the_embedded_photos_a_folder_or_a_one_line_error(tmp_path):
+    from types import SimpleNamespace
+
+    from bench.configs import DataOption
+    from bench.errors import UsageError
+    from bench.scales import SCALES
+    cfg = TrainAEConfig("dc-ae-f32c32-tiny")
+    small = SimpleNamespace(scale=SCALES["small"], options={})
+    paper = SimpleNamespace(scale=SCALES["paper"], options={})
+    assert len(training._train_source(cfg, small, 32).dataset) > 0  # the embedded photos
+    with pytest.raises(UsageError, match="needs --data FOLDER"):
+        training._train_source(cfg, paper, 32)
+    with pytest.raises(UsageError, match=str(tmp_path)):  # an empty folder: one line naming it
+        training._train_source(cfg, SimpleNamespace(scale=SCALES["paper"],
+                                                    options={"data": DataOption.parse([str(tmp_path)])}), 32)
