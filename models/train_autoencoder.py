@@ -35,18 +35,15 @@ import os
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from models import checkpoints, distributed, losses, zoo
 from models.data import EmbeddedPhotos, ImageFolderDataset
-from models.io import atomic_write_bytes
 from models.train_state import (
     FINAL_MODEL,
     Placement,
@@ -59,6 +56,7 @@ from models.train_state import (
     resume_fingerprint,
     run_steps,
     sample_plan,
+    save_bare_state_dict,
     save_state,
     saved_state,
     seconds_per_step,
@@ -341,20 +339,6 @@ def set_train_mode(model: nn.Module) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# The final weights
-# ---------------------------------------------------------------------------------------------------------------------
-
-def _save_final_model(model: nn.Module, path: Path) -> None:
-    """The run's output weights, atomically: ``models.save`` (our safetensors format, config in the metadata) for a
-    registry autoencoder; a bare safetensors state dict for a module without a ``config`` (the tests' toy AEs)."""
-    if hasattr(model, "config"):
-        checkpoints.save(model, path)
-    else:
-        tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        atomic_write_bytes(path, safetensors_bytes(tensors, metadata={"format": "bare-state-dict"}))
-
-
-# ---------------------------------------------------------------------------------------------------------------------
 # The loop: build -> restore -> step ... (save every ckpt_every) -> finish
 # ---------------------------------------------------------------------------------------------------------------------
 
@@ -543,7 +527,11 @@ def _finish(s: _TrainState, run: _Run, start: int, stop: int, history: list[dict
                 if n in s.ema:
                     p.copy_(s.ema[n])
     if end >= phase.steps and run.ckpt_dir is not None and run.rank == 0:
-        _save_final_model(model, run.ckpt_dir / FINAL_MODEL)
+        # a registry autoencoder in our format (config in the metadata); a toy AE without a config, bare
+        if hasattr(model, "config"):
+            checkpoints.save(model, run.ckpt_dir / FINAL_MODEL)
+        else:
+            save_bare_state_dict(model.state_dict(), run.ckpt_dir / FINAL_MODEL)
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()

@@ -79,6 +79,7 @@ from models.train_state import (
     resume_fingerprint,
     run_steps,
     sample_plan,
+    save_bare_state_dict,
     save_state,
     saved_state,
     seconds_per_step,
@@ -504,12 +505,6 @@ def _train_step(s: _TrainState, run: _Run, step: int) -> float:
     return loss
 
 
-def _save_final_weights(tensors: dict[str, torch.Tensor], path: Path, meta: dict[str, str]) -> None:
-    """A plain safetensors state dict (``format: bare-state-dict``, as train_autoencoder's toy models), atomically."""
-    cpu = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    atomic_write_bytes(path, safetensors_bytes(cpu, metadata={"format": "bare-state-dict", **meta}))
-
-
 def _finish(s: _TrainState, run: _Run, start: int, stop: int, curve: list[tuple[int, float]], times: list[float]
             ) -> DiffusionTrainResult:
     """After the last step: the EMA weights (if on) into the backbone and ``model.safetensors``; always: eval mode
@@ -520,9 +515,9 @@ def _finish(s: _TrainState, run: _Run, start: int, stop: int, curve: list[tuple[
         if s.ema is not None:  # the run's output is the EMA weights (evaluation uses them, generation.md §1)
             model.load_state_dict({**model.state_dict(), **s.ema})
         if run.ckpt_dir is not None and run.rank == 0:
-            meta = {"weights": "ema" if s.ema is not None else "raw", "steps": str(end),
-                    "recipe": json.dumps(recipe.fingerprint(), sort_keys=True)}
-            _save_final_weights(model.state_dict(), run.ckpt_dir / FINAL_MODEL, meta)
+            save_bare_state_dict(model.state_dict(), run.ckpt_dir / FINAL_MODEL,
+                                 weights="ema" if s.ema is not None else "raw", steps=str(end),
+                                 recipe=json.dumps(recipe.fingerprint(), sort_keys=True))
     model.eval()
     s_per_step = seconds_per_step(times)
     tail = [loss for _, loss in curve[-10:]]
