@@ -65,22 +65,9 @@ from models.dc_ae_blocks import (
 )
 
 __all__ = [
-    "DCAE",
-    "DC_AE_VARIANTS",
-    "OFFICIAL_PARAMS",
-    "DCAEConfig",
-    "EfficientViTBlock",
-    "GLUMBConv",
-    "LiteMLA",
-    "RMSNorm2d",
-    "ResBlock",
-    "Residual",
-    "ResidualDownBlock",
-    "ResidualUpBlock",
-    "channel_duplicate_to_space",
-    "downsampler",
-    "space_to_channel_average",
-    "upsampler",
+    "DCAE", "DC_AE_VARIANTS", "OFFICIAL_PARAMS", "DCAEConfig", "EfficientViTBlock", "GLUMBConv", "LiteMLA", "RMSNorm2d",
+    "ResBlock", "Residual", "ResidualDownBlock", "ResidualUpBlock", "channel_duplicate_to_space", "downsampler",
+    "space_to_channel_average", "upsampler",
 ]
 
 # ----------------------------------------------------------------------------------------------------------------------
