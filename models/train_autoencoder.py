@@ -14,15 +14,11 @@ Hyper-parameters: the paper gives none. The defaults below are the secondary sou
 third-party reviews; reference/autoencoders.md §9.2). Unknown choices (loss weights, schedule, EMA, batch) are ours and
 are recorded in every run's config.
 
-Determinism and resume: the data order is a pure function of (seed, step) — sample ``p`` of the run is
-``permutation(seed, epoch)[p mod N]`` cropped with seed ``(seed, p)`` — and the checkpoint stores the model,
-discriminator, optimisers, schedulers, EMA, every RNG state and the step, so on CPU ``N steps + kill + resume N`` is
-bit-identical to ``2N`` uninterrupted (tests/test_train_autoencoder.py).
-
-Scale-out: run under ``torchrun --nproc_per_node=K python -m models.train_autoencoder ...``; DDP with gloo on CPU and
-nccl on GPU, bf16 autocast on GPU, gradient accumulation (``PhaseConfig.grad_accum``) and optional weight EMA.
-``PhaseConfig.batch`` is the global batch of one optimiser step (split over ranks and accumulation micro-batches), so
-K processes with per-rank batch b train exactly like one process with batch K·b.
+Determinism, resume and DDP rest on ``models/train_state.py``: sample ``p`` of the run is ``permutation(seed,
+epoch)[p mod N]`` cropped with seed ``(seed, p)``, so on CPU ``N steps + kill + resume N`` is bit-identical to ``2N``
+uninterrupted (tests/test_train_autoencoder.py). Under ``torchrun --nproc_per_node=K python -m
+models.train_autoencoder ...``: DDP (gloo on CPU, nccl on GPU), bf16 autocast on GPU; ``PhaseConfig.batch`` is the
+global batch of one optimiser step, so K processes with per-rank batch b train exactly like one with batch K·b.
 """
 from __future__ import annotations
 

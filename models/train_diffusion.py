@@ -8,34 +8,25 @@
     PIXART_RECIPE  IDDPM MSE + vb (DiT)   AdamW 2e-5, wd 0.03, betas (0.9, 0.999)   none     0.9999   (ours, below)
 
 Both EMAs warm up as efficientvit's ``apps/utils/ema.py``: effective decay = decay × (1 − exp(−step/2000))
-(``ema_decay_at``). Facts from ``reference/generation.md`` §1-3 and ``reference/backbones.md`` §4.2; the losses are
-``models/diffusion.py``'s. A reduced run is ``dataclasses.replace(UVIT_RECIPE, steps=200, batch=64)``.
+(``ema_decay_at``). The lr warm-up is efficientvit's ``ConstantLRwithWarmup(optimizer, warmup_steps, 0)``: lr·(s +
+1)/warmup_steps at step s, then lr (our ``LambdaLR``, tested). Facts from ``reference/generation.md`` §1-3 and
+``reference/backbones.md`` §4.2; the losses are ``models/diffusion.py``'s. A reduced run is
+``dataclasses.replace(UVIT_RECIPE, steps=200, batch=64)``.
 
-Conditions: class labels (U-ViT, DiT; dropped to the null class by the backbone), or for PixArt-α (Table 5) caption
-features (``captions``: a ``CaptionSource`` that reads the batch's T5 features and masks by sample index, e.g.
-bench/evals/captions.py's folder of .npz files, or ``CaptionTensors`` in memory); the backbone drops a caption to
-its null caption with probability ``caption_dropout`` (0.1), drawing from the same global RNG as label dropout.
+Conditions: class labels (U-ViT, DiT), or for PixArt-α (Table 5) caption features (``captions``: a ``CaptionSource``
+read by sample index, e.g. bench/evals/captions.py's .npz folder, or ``CaptionTensors`` in memory). The backbone drops
+a label to the null class, or a caption to its null caption, with probability 0.1 from the global RNG.
 
-Latents: ``encode_latents`` stores them already multiplied by the autoencoder's scaling factor, as the official
-``dc_ae_generate_latent.py`` does; a variational autoencoder (SD-VAE) gives one posterior sample per image, as that
-script's ``latent_dist.sample()`` (reference/generation.md §1), drawn from a generator seeded by (``posterior_seed``,
-image index), so the latents do not depend on the batch size. ``cached_latents`` keeps them in a content-addressed
-safetensors file keyed by what made them (checkpoint, data set, resolution, factor, posterior seed). Labels stay a
-separate int64 tensor.
+Latents: ``encode_latents`` stores them already × the autoencoder's scaling factor, as the official
+``dc_ae_generate_latent.py``; a variational autoencoder (SD-VAE) gives one posterior sample per image, as that
+script's ``latent_dist.sample()``, from a generator seeded by (``posterior_seed``, image index), so the latents do not
+depend on the batch size. ``cached_latents`` keeps them in a safetensors file keyed by what made them.
 
-Determinism and resume (the conventions of ``models/train_autoencoder.py``): the latents of optimiser step ``s`` are
-``sample_plan(seed, s, batch, N)``, and the timestep and noise of each sample are drawn from a generator seeded by
-that sample's position in the run's sample stream. The checkpoint stores model, EMA, optimiser, scheduler, every RNG
-state (the backbones' label dropout draws from the global RNG) and the step, so on CPU ``N steps + kill + resume`` is
-bit-identical to an uninterrupted run (tests/test_train_diffusion.py).
-
-Scale-out: under ``torchrun`` (``models.distributed``) DDP with gloo on CPU and nccl on GPU, bf16 autocast on GPU,
-gradient accumulation. ``DiffusionRecipe.batch`` is the global batch of one optimiser step; since t and ε belong to
-the sample, not to the rank, K processes at batch b each train like one process at batch K·b, up to the float order
-of the gradient all-reduce and except for which labels the backbone drops (its own ``torch.rand`` on each rank).
-
-The learning-rate warm-up is the official one: efficientvit's trainer builds ``ConstantLRwithWarmup(optimizer,
-warmup_steps, 0)``, i.e. lr·(s + 1)/warmup_steps at step s, then lr, which is our ``LambdaLR`` (tested).
+Determinism, resume and DDP rest on ``models/train_state.py``: the latents of step ``s`` are ``sample_plan(seed, s,
+batch, N)`` and each sample's t and ε come from a generator seeded by its position in the run's sample stream, so on
+CPU ``N steps + kill + resume`` is bit-identical to an uninterrupted run (tests/test_train_diffusion.py), and K ranks
+at batch b each train like one process at batch K·b, up to the float order of the gradient all-reduce and which labels
+the backbone drops (its own ``torch.rand`` on each rank).
 
 Deviations, stated: fp32 on CPU and bf16 autocast on GPU for both backbones (official: U-ViT bf16, DiT fp16 with a
 GradScaler); an unconditional run (Table 4) feeds the backbone's null class (the official DiT's unconditional mode
