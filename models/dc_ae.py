@@ -52,16 +52,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.dc_ae_blocks import (
-    ConvLayer,
-    EfficientViTBlock,
-    GLUMBConv,
-    LiteMLA,
-    OpSequential,
-    ResBlock,
-    Residual,
-    RMSNorm2d,
-    downsampler,
-    upsampler,
+    ConvLayer, EfficientViTBlock, GLUMBConv, LiteMLA, OpSequential, ResBlock, Residual, RMSNorm2d, downsampler,
+    upsampler
 )
 
 __all__ = [
