@@ -130,7 +130,7 @@ def _select_by_prefixes(model: nn.Module, table: dict[str, tuple[str, ...]], wha
                 raise ValueError(f"{what}: modules {prefixes} ({family}) hold no parameters")
             return names
     raise ValueError(f"{what}: {type(model).__name__} has none of the known module layouts "
-                     f"{ {k: v for k, v in table.items()} }; pass extent=k to select by execution order")
+                     f"{table}; pass extent=k to select by execution order")
 
 
 def _traced_layers(model: nn.Module) -> tuple[list[str], list[str]]:
@@ -198,9 +198,6 @@ class PhaseConfig:
     ema_decay: float | None = None   # weight EMA of the trainable parameters; the EMA weights are saved at the end
     ckpt_every: int = 100            # resumable checkpoint every N steps (and at the end)
     seed: int = 0                    # data order and initialisation of the discriminator
-
-    def fingerprint(self) -> dict:
-        return resume_fingerprint(self)
 
 
 phase1_low_res_full_training = PhaseConfig(
@@ -410,7 +407,7 @@ def _build(model: nn.Module, run: _Run) -> _TrainState:
 
 def _restore(s: _TrainState, run: _Run) -> int:
     """Load ``train_state.pt`` if there is one (same phase config required); returns the step to continue from."""
-    state = saved_state(run, "phase", run.phase.fingerprint(), "phase config")
+    state = saved_state(run, "phase", resume_fingerprint(run.phase), "phase config")
     if state is None:
         return 0
     if s.disc is not None:
@@ -422,7 +419,7 @@ def _restore(s: _TrainState, run: _Run) -> int:
 
 def _save_state(s: _TrainState, run: _Run, step: int) -> None:
     """``train_state.pt`` with the discriminator, its optimiser and schedule, and the trainable set."""
-    save_state(run, s, step, phase=run.phase.fingerprint(), trainable=s.trainable,
+    save_state(run, s, step, phase=resume_fingerprint(run.phase), trainable=s.trainable,
                disc=s.disc.state_dict() if s.disc is not None else None,
                disc_opt=s.disc_opt.state_dict() if s.disc_opt is not None else None,
                disc_sched=s.disc_sched.state_dict() if s.disc_sched is not None else None)
@@ -581,10 +578,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     _, world, device = distributed.init_distributed("cuda" if torch.cuda.is_available() else "cpu")
-    overrides = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        overrides[key] = json.loads(value)
+    overrides = {key: json.loads(value) for key, _, value in (item.partition("=") for item in args.set)}
     if "betas" in overrides:
         overrides["betas"] = tuple(overrides["betas"])
     phase = dataclasses.replace(PHASES[args.phase], **overrides)

@@ -120,9 +120,6 @@ class DiffusionRecipe:
             if not ok:
                 raise ValueError(f"DiffusionRecipe: {message}")
 
-    def fingerprint(self) -> dict:
-        return resume_fingerprint(self)
-
 
 # efficientvit applications/dc_ae/README.md and assets/train_diffusion_with_sd_vae_f8.md (= U-ViT's ImageNet-512
 # recipe): 128/GPU × 8 = 1024, 500K steps (Table 3's † rows: 2,000K), constant lr after 5000 warm-up steps.
@@ -403,7 +400,7 @@ def _build(model: nn.Module, run: _Run) -> _TrainState:
 def _restore(s: _TrainState, run: _Run) -> int:
     """Load ``train_state.pt`` if there is one (same recipe and data shape required); returns the step to continue
     from."""
-    state = saved_state(run, "recipe", run.recipe.fingerprint(), "recipe")
+    state = saved_state(run, "recipe", resume_fingerprint(run.recipe), "recipe")
     if state is None:
         return 0
     if state["data"] != run.data_fingerprint():
@@ -488,7 +485,7 @@ def _finish(s: _TrainState, run: _Run, start: int, stop: int, curve: list[tuple[
         if run.ckpt_dir is not None and run.rank == 0:
             save_bare_state_dict(model.state_dict(), run.ckpt_dir / FINAL_MODEL,
                                  weights="ema" if s.ema is not None else "raw", steps=str(end),
-                                 recipe=json.dumps(recipe.fingerprint(), sort_keys=True))
+                                 recipe=json.dumps(resume_fingerprint(recipe), sort_keys=True))
     model.eval()
     s_per_step = seconds_per_step(times)
     tail = [loss for _, loss in curve[-10:]]
@@ -525,6 +522,6 @@ def train_diffusion(backbone: nn.Module, recipe: DiffusionRecipe, latents: torch
         return (f"{recipe.formulation} step {done}/{recipe.steps}: loss "
                 f"{sum(v for _, v in recent) / len(recent):.4f}, {per_step:.3f} s/step")
     curve, times = run_steps(start, stop, recipe.steps, recipe.ckpt_every, lambda i: (i + 1, _train_step(s, run, i)),
-                             lambda done: save_state(run, s, done, recipe=recipe.fingerprint(),
+                             lambda done: save_state(run, s, done, recipe=resume_fingerprint(recipe),
                                                      data=run.data_fingerprint()), report, run.log)
     return _finish(s, run, start, stop, curve, times)
