@@ -291,10 +291,6 @@ class DatasetCropSource:
         return self.dataset[index]
 
 
-def load_batch(data: CropSource, plan: Sequence[tuple[int, int]], resolution: int) -> torch.Tensor:
-    return torch.stack([data.crop(i, resolution, s) for i, s in plan])  # (B, 3, r, r)
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Freezing
 # ---------------------------------------------------------------------------------------------------------------------
@@ -482,8 +478,8 @@ def _train_step(s: _TrainState, run: _Run, data: CropSource, step: int) -> dict[
     plan = sample_plan(phase.seed, step, phase.batch, len(data))
 
     def micro(lo: int, sync: bool) -> tuple[dict[str, float], bool]:
-        x = load_batch(data, plan[lo:lo + run.micro], phase.resolution).to(run.device)  # (b, 3, r, r)
-        return _micro_step(s, run, x, sync)
+        x = torch.stack([data.crop(i, phase.resolution, seed) for i, seed in plan[lo:lo + run.micro]])  # (b, 3, r, r)
+        return _micro_step(s, run, x.to(run.device), sync)
     sums = accumulate(run, phase.grad_accum, micro, lambda sums: _diverged(run, step, sums))
     _optimiser_step(s, run)
     return sums
