@@ -53,13 +53,25 @@ NESTING_KEYS = ("state_dict", "model", "module", "model_state_dict")  # wrappers
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _check_safetensors_header(path: Path) -> None:
-    """A safetensors file starts with an 8-byte little-endian header length, then that much JSON, then the data."""
+def _read_safetensors(path: Path, read: typing.Callable[[str], typing.Any]):
+    """``read(path)`` of a safetensors file whose header is checked first: an 8-byte little-endian header length,
+    then that much JSON, then the data. A missing, truncated or foreign file raises one ValueError."""
+    if not path.is_file():
+        raise ValueError(f"{path}: no such checkpoint file")
     size = path.stat().st_size
     with open(path, "rb") as fh:
         head = fh.read(9)
     if size < 10 or int.from_bytes(head[:8], "little") > size - 8 or head[8:9] != b"{":
         raise ValueError(f"{path}: not a safetensors file (bad header; truncated, empty, or another format?)")
+    try:
+        return read(str(path))
+    except Exception as e:  # noqa: BLE001 (safetensors raises its own error types for truncated data)
+        raise ValueError(f"{path}: not a valid safetensors file (truncated or corrupt?): {e}") from None
+
+
+def _safetensors_metadata(file: str) -> dict[str, str]:
+    with safe_open(file, framework="pt") as fh:
+        return fh.metadata() or {}
 
 
 def _torch_load_weights_only(path: Path):
@@ -76,11 +88,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ValueError(f"{path}: no such checkpoint file")
     if path.suffix == ".safetensors":
-        _check_safetensors_header(path)
-        try:
-            return load_file(str(path))
-        except Exception as e:  # noqa: BLE001 (safetensors raises its own error types for truncated data)
-            raise ValueError(f"{path}: not a valid safetensors file (truncated or corrupt?): {e}") from None
+        return _read_safetensors(path, load_file)
     if path.suffix in PICKLE_SUFFIXES:
         obj = _torch_load_weights_only(path)
         while isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -552,14 +560,7 @@ def _config_from_json(cls, data: dict):
 def load(path: str | os.PathLike) -> nn.Module:
     """Inverse of `save`: rebuild the module from the metadata and load its tensors strictly (eval mode)."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such checkpoint file")
-    _check_safetensors_header(path)
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            metadata = fh.metadata() or {}
-    except Exception as e:  # noqa: BLE001 (safetensors error types)
-        raise ValueError(f"{path}: not a valid safetensors file (truncated or corrupt?): {e}") from None
+    metadata = _read_safetensors(path, _safetensors_metadata)
     if metadata.get("format") != FORMAT:
         raise ValueError(f"{path}: not a dcae-bench checkpoint (metadata format {metadata.get('format')!r}); "
                          f"official weights load with models.load_pretrained(name, path)")
