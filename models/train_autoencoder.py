@@ -85,8 +85,7 @@ def middle_layers(model: nn.Module, extent: int | None = None) -> list[str]:
     middle layers (i.e., encoder's head layers and decoder's input layers) to adapt the latent space for alleviating
     the generalization penalty."
 
-    ``extent=None``: ``encoder.project_out`` + ``decoder.project_in`` (DC-AE; SD-VAE: ``encoder.conv_out``,
-    ``quant_conv``, ``post_quant_conv``, ``decoder.conv_in``). ``extent=k``: the last k parameterised layers run by
+    ``extent=None``: the modules of ``MIDDLE_LAYER_PREFIXES``. ``extent=k``: the last k parameterised layers run by
     ``encode`` and the first k run by ``decode``.
     """
     if extent is None:
@@ -102,9 +101,8 @@ def decoder_head_layers(model: nn.Module, extent: int | None = None) -> list[str
     freezing all the other layers. [...] Moreover, the decoupling prevents the GAN loss training from changing the
     latent space."
 
-    ``extent=None``: ``decoder.project_out`` (DC-AE: norm + ReLU + conv; SD-VAE: ``decoder.norm_out`` +
-    ``decoder.conv_out``). ``extent=k``: the last k parameterised layers run by ``decode``. The encoder is never
-    selected, so the latent space cannot change.
+    ``extent=None``: the modules of ``DECODER_HEAD_PREFIXES`` (DC-AE: norm + ReLU + conv). ``extent=k``: the last k
+    parameterised layers run by ``decode``. The encoder is never selected, so the latent space cannot change.
     """
     if extent is None:
         names = _select_by_prefixes(model, DECODER_HEAD_PREFIXES, "decoder_head_layers")
