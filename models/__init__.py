@@ -1,8 +1,5 @@
-"""Autoencoders (DC-AE, SD-VAE), diffusion backbones, and their registries; see docs/design.md "Models contract".
-
-`build(name, **overrides)`, `list_models()`, `models_table()`, `load_pretrained(name, path)`, `save(model, path)`,
-`load(path)` for autoencoders (`models/zoo.py`, `models/checkpoints.py`); `build_backbone(...)` for the diffusion
-backbones (`models/backbones.py`). Nothing here imports diffusers (it is only a test oracle).
+"""Autoencoders (DC-AE, SD-VAE), diffusion backbones, and their registries; the public names below are those of
+docs/design.md "Models contract". Nothing here imports diffusers (it is only a test oracle).
 
 The package imports lazily (PEP 562 module `__getattr__`): `import models.io` or `import models.distributed` does
 not load torch, which the light CLI commands (`python -m bench ls`, `check`) rely on. The first use of a public

@@ -37,11 +37,7 @@ from torch import nn
 
 from models import zoo
 from models.backbones import (
-    BACKBONES,
-    RELEASED_DIFFUSION,
-    UNSUPPORTED_RELEASED_DIFFUSION,
-    ReleasedDiffusion,
-    build_backbone,
+    BACKBONES, RELEASED_DIFFUSION, UNSUPPORTED_RELEASED_DIFFUSION, ReleasedDiffusion, build_backbone
 )
 from models.dc_ae import DCAEConfig
 from models.dit import DiT, DiTConfig, sincos_2d
@@ -57,13 +53,33 @@ NESTING_KEYS = ("state_dict", "model", "module", "model_state_dict")  # wrappers
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _check_safetensors_header(path: Path) -> None:
-    """A safetensors file starts with an 8-byte little-endian header length, then that much JSON, then the data."""
+def _read_safetensors(path: Path, read: typing.Callable[[str], typing.Any]):
+    """``read(path)`` of a safetensors file whose header is checked first: an 8-byte little-endian header length,
+    then that much JSON, then the data. A missing, truncated or foreign file raises one ValueError."""
+    if not path.is_file():
+        raise ValueError(f"{path}: no such checkpoint file")
     size = path.stat().st_size
     with open(path, "rb") as fh:
         head = fh.read(9)
     if size < 10 or int.from_bytes(head[:8], "little") > size - 8 or head[8:9] != b"{":
         raise ValueError(f"{path}: not a safetensors file (bad header; truncated, empty, or another format?)")
+    try:
+        return read(str(path))
+    except Exception as e:  # noqa: BLE001 (safetensors raises its own error types for truncated data)
+        raise ValueError(f"{path}: not a valid safetensors file (truncated or corrupt?): {e}") from None
+
+
+def _safetensors_metadata(file: str) -> dict[str, str]:
+    with safe_open(file, framework="pt") as fh:
+        return fh.metadata() or {}
+
+
+def _torch_load_weights_only(path: Path):
+    """A pickle read with `weights_only=True`: never unpickles arbitrary objects."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 (unpickling, zip and weights-only errors have no common type)
+        raise ValueError(f"{path}: cannot read as a weights-only torch pickle: {e}") from None
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -72,16 +88,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ValueError(f"{path}: no such checkpoint file")
     if path.suffix == ".safetensors":
-        _check_safetensors_header(path)
-        try:
-            return load_file(str(path))
-        except Exception as e:  # noqa: BLE001 (safetensors raises its own error types for truncated data)
-            raise ValueError(f"{path}: not a valid safetensors file (truncated or corrupt?): {e}") from None
+        return _read_safetensors(path, load_file)
     if path.suffix in PICKLE_SUFFIXES:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle arbitrary objects
-        except Exception as e:  # noqa: BLE001 (unpickling, zip and weights-only errors have no common type)
-            raise ValueError(f"{path}: cannot read as a weights-only torch pickle: {e}") from None
+        obj = _torch_load_weights_only(path)
         while isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
             inner = next((obj[k] for k in NESTING_KEYS if isinstance(obj.get(k), dict)), None)
             if inner is None:
@@ -435,6 +444,20 @@ def diffusers_kl_kwargs(config: SDVAEConfig) -> dict:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+def _check_model_name(cfg_json: dict, name: str, cfg_file: Path) -> None:
+    """efficientvit's PyTorchModelHubMixin writes {"model_name": NAME} into the config.json beside the weights."""
+    model_name = cfg_json.get("model_name")
+    if isinstance(model_name, str) and model_name != name:
+        raise ValueError(f"{name}: {cfg_file} says model_name={model_name!r}; load it under that name")
+
+
+def _dc_ae_state_to_ours(state: dict[str, torch.Tensor], config: DCAEConfig) -> dict[str, torch.Tensor]:
+    """A DC-AE state dict in efficientvit (= our) names as is; one in diffusers names converted."""
+    if any(k.startswith(("encoder.down_blocks.", "decoder.up_blocks.", "encoder.conv_in")) for k in state):
+        return convert_diffusers_dc_to_ours(state, config)
+    return state
+
+
 def _empty(name: str, **overrides) -> nn.Module:
     with torch.device("meta"):  # no random init of 1 B parameters that are overwritten right away
         return zoo.build(name, **overrides)
@@ -460,15 +483,12 @@ def load_pretrained(name: str, path: str | os.PathLike) -> nn.Module:
                              f"{'/'.join(PICKLE_SUFFIXES)} file")
         if family == "dc-ae" and file.name.startswith("diffusion_pytorch_model"):
             _check_diffusers_dc_config(cfg_json, model.config, f"{name}: {path}")
-        model_name = cfg_json.get("model_name")
-        if isinstance(model_name, str) and model_name != name:  # EV's PyTorchModelHubMixin config names the variant
-            raise ValueError(f"{name}: {path}/config.json says model_name={model_name!r}; load it under that name")
+        _check_model_name(cfg_json, name, cfg_file)
     else:
         file = path
     state = read_state_dict(file)
     if family == "dc-ae":
-        if any(k.startswith(("encoder.down_blocks.", "decoder.up_blocks.", "encoder.conv_in")) for k in state):
-            state = convert_diffusers_dc_to_ours(state, model.config)
+        state = _dc_ae_state_to_ours(state, model.config)
     elif family == "sd-vae" and set(state) != set(model.state_dict()):  # diffusers or LDM layout, not ours
         if any(k.startswith("first_stage_model.") for k in state):  # a full Stable Diffusion checkpoint
             state = convert_ldm_kl_to_ours(state, prefix="first_stage_model.")
@@ -540,14 +560,7 @@ def _config_from_json(cls, data: dict):
 def load(path: str | os.PathLike) -> nn.Module:
     """Inverse of `save`: rebuild the module from the metadata and load its tensors strictly (eval mode)."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such checkpoint file")
-    _check_safetensors_header(path)
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            metadata = fh.metadata() or {}
-    except Exception as e:  # noqa: BLE001 (safetensors error types)
-        raise ValueError(f"{path}: not a valid safetensors file (truncated or corrupt?): {e}") from None
+    metadata = _read_safetensors(path, _safetensors_metadata)
     if metadata.get("format") != FORMAT:
         raise ValueError(f"{path}: not a dcae-bench checkpoint (metadata format {metadata.get('format')!r}); "
                          f"official weights load with models.load_pretrained(name, path)")
@@ -699,14 +712,6 @@ def _official_family(state_dict: dict[str, torch.Tensor]) -> str | None:
     return None
 
 
-def _torch_load_weights_only(path: Path):
-    """A pickle read with `weights_only=True` (never unpickles arbitrary objects), as in `read_state_dict`."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 (unpickling, zip and weights-only errors have no common type)
-        raise ValueError(f"{path}: cannot read as a weights-only torch pickle: {e}") from None
-
-
 def _split_hub(state: dict[str, torch.Tensor], path: Path) -> ReleasedStateDicts:
     """The hub layout: `DCAE_Diffusion_HF` has the submodules `diffusion_model` and `autoencoder`."""
     parts: dict[str, dict[str, torch.Tensor]] = {"diffusion_model": {}, "autoencoder": {}}
@@ -811,11 +816,9 @@ def _find_released_file(name: str, folder: str | os.PathLike) -> Path:
         raise ValueError(f"no released checkpoint for {name} under {folder}; expected "
                          f"{folder}/{name}/model.safetensors (hub download), {folder}/{name}.safetensors, "
                          f"{folder}/{name}.pt or one {folder}/{name}/*.pt")
-    cfg_file = path.parent / "config.json"  # PyTorchModelHubMixin writes {"model_name": NAME} beside the weights
+    cfg_file = path.parent / "config.json"
     if path.parent.name == name and cfg_file.is_file():
-        model_name = json.loads(cfg_file.read_text()).get("model_name")
-        if isinstance(model_name, str) and model_name != name:
-            raise ValueError(f"{name}: {cfg_file} says model_name={model_name!r}; load it under that name")
+        _check_model_name(json.loads(cfg_file.read_text()), name, cfg_file)
     return path
 
 
@@ -856,9 +859,8 @@ def _released_backbone(info: ReleasedDiffusion, state: ReleasedStateDicts, sourc
 def _released_autoencoder(name: str, state: dict[str, torch.Tensor], source: str) -> nn.Module:
     """The hub file's DC-AE, efficientvit names (= ours); a diffusers-named one is converted as in `load_pretrained`."""
     model = _empty(name)
-    if any(k.startswith(("encoder.down_blocks.", "decoder.up_blocks.", "encoder.conv_in")) for k in state):
-        state = convert_diffusers_dc_to_ours(state, model.config)
-    return load_state_dict_strict(model, state, source=f"{source} (autoencoder.*)").eval()
+    return load_state_dict_strict(model, _dc_ae_state_to_ours(state, model.config),
+                                  source=f"{source} (autoencoder.*)").eval()
 
 
 def load_released_diffusion(name: str, folder: str | os.PathLike, **overrides) -> ReleasedDiffusionModel:

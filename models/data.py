@@ -179,22 +179,15 @@ def crop_plan(split: str, resolution: int, seed: int = 0) -> list[Crop]:
         h, w = load_source(src.name).shape[:2]
         short = min(h, w)
         sides = sorted({short} | {resolution * m for m in CROP_SCALES if resolution * m < short}, reverse=True)
-        for side in sides:
-            if side == short:  # whole-photo squares along the long side
-                ny = nx = 1
-                if h > w:
-                    ny = max(1, round(h / side))
-                else:
-                    nx = max(1, round(w / side))
-            else:
-                ny = min(GRID_MAX, max(1, round(h / side)))
-                nx = min(GRID_MAX, max(1, round(w / side)))
-            crops += _grid(src.name, h, w, side, ny, nx)
+        for side in sides:  # the whole-photo side: every square along the long side; smaller ones: a capped grid
+            crops += _grid(src.name, h, w, side, GRID_MAX if side < short else max(h, w))
     return _shuffled(crops, seed)
 
 
-def _grid(source: str, h: int, w: int, side: int, ny: int, nx: int) -> list[Crop]:
-    """ny × nx squares of ``side`` spread over an h × w photo, each unflipped and flipped."""
+def _grid(source: str, h: int, w: int, side: int, cap: int) -> list[Crop]:
+    """About (h / side) × (w / side) squares of ``side``, at most ``cap`` per axis, spread over an h × w photo, each
+    unflipped and flipped."""
+    ny, nx = (min(cap, max(1, round(n / side))) for n in (h, w))
     return [Crop(source, (left, top, left + side, top + side), flip)
             for top in _positions(h, side, ny) for left in _positions(w, side, nx) for flip in (False, True)]
 
@@ -217,10 +210,8 @@ def region_plan(seed: int = 0) -> list[Crop]:
     crops: list[Crop] = []
     for src in sources("test"):
         h, w = load_source(src.name).shape[:2]
-        if min(h, w) < REGION_SIDE:
-            continue
-        ny, nx = (min(GRID_MAX, max(1, round(n / REGION_SIDE))) for n in (h, w))
-        crops += _grid(src.name, h, w, REGION_SIDE, ny, nx)
+        if min(h, w) >= REGION_SIDE:
+            crops += _grid(src.name, h, w, REGION_SIDE, GRID_MAX)
     return _shuffled(crops, seed)
 
 
@@ -240,7 +231,22 @@ def _render(split: str, resolution: int, seed: int) -> tuple[torch.Tensor, tuple
     return torch.from_numpy(images), tuple(plan)  # (N, 3, r, r) uint8
 
 
-class EmbeddedPhotos(torch.utils.data.Dataset):
+class _InMemory(torch.utils.data.Dataset):
+    """A data set held as one uint8 tensor ``self.images`` (N, 3, r, r)."""
+
+    images: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return _to_float(self.images[i])  # (3, r, r) in [-1, 1]
+
+    def get_uint8(self, i: int) -> torch.Tensor:
+        return self.images[i]
+
+
+class EmbeddedPhotos(_InMemory):
     """Deterministic crops of the embedded photos of one split at ``resolution`` (see the module docstring).
 
     ``n_images`` keeps the first n of the seeded order (raises if the split has fewer). ``split`` may also be
@@ -260,15 +266,6 @@ class EmbeddedPhotos(torch.utils.data.Dataset):
         self.split, self.resolution, self.seed = split, resolution, seed
         self.images = images  # (N, 3, r, r) uint8
         self.plan = plan
-
-    def __len__(self) -> int:
-        return len(self.plan)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return _to_float(self.images[i])  # (3, r, r) in [-1, 1]
-
-    def get_uint8(self, i: int) -> torch.Tensor:
-        return self.images[i]
 
     @property
     def manifest(self) -> list[dict]:
@@ -426,21 +423,12 @@ def synthetic_images(n: int, resolution: int, seed: int = 0) -> torch.Tensor:
     return (out.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
 
 
-class SyntheticDataset(torch.utils.data.Dataset):
+class SyntheticDataset(_InMemory):
     """``synthetic_images`` behind the dataset interface."""
 
     def __init__(self, n: int = 16, resolution: int = 32, seed: int = 0):
         self.images = synthetic_images(n, resolution, seed)
         self.resolution, self.seed = resolution, seed
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return _to_float(self.images[i])
-
-    def get_uint8(self, i: int) -> torch.Tensor:
-        return self.images[i]
 
     @property
     def manifest(self) -> list[dict]:

@@ -1,11 +1,11 @@
 """EfficientViT building blocks of DC-AE (paper §3.2: "transformer blocks replaced by EfficientViT blocks").
 
-Split from `models/dc_ae.py` (which holds Residual Autoencoding, the encoder/decoder and the variants) to keep each
-file near 500 lines. Read top to bottom: utilities (RMSNorm2d, ConvLayer, OpSequential, Residual) -> ResBlock ->
-LiteMLA, GLUMBConv, EfficientViTBlock -> learned resamplers. Attribute names follow the released efficientvit code
-(`mit-han-lab/efficientvit@de7d773`, `efficientvit/models/nn/ops.py`: `.conv`, `.norm`, `main`, `op_list`,
-`context_module`, `local_module`, `qkv`, `aggreg`, `proj`, `inverted_conv`, `depth_conv`, `point_conv`), so that the
-official state dict loads with no renaming. Facts from `shared/reference/autoencoders.md` §2.
+`models/dc_ae.py` holds Residual Autoencoding, the encoder/decoder and the variants. Read top to bottom: utilities
+(RMSNorm2d, ConvLayer, OpSequential, Residual) -> ResBlock -> LiteMLA, GLUMBConv, EfficientViTBlock -> learned
+resamplers. Attribute names follow the released efficientvit code (`mit-han-lab/efficientvit@de7d773`,
+`efficientvit/models/nn/ops.py`: `.conv`, `.norm`, `main`, `op_list`, `context_module`, `local_module`, `qkv`,
+`aggreg`, `proj`, `inverted_conv`, `depth_conv`, `point_conv`), so that the official state dict loads with no renaming.
+Facts from `shared/reference/autoencoders.md` §2.
 """
 
 from __future__ import annotations

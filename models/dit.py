@@ -18,9 +18,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
-from models.vit_blocks import Attention, mlp, xavier_init
+from models.vit_blocks import Attention, mlp, run_block, xavier_init
 
 # ----------------------------------------------------------------------------------------------------------------
 # Positional and timestep embeddings
@@ -195,10 +194,7 @@ class DiT(nn.Module):
         x = self.x_embedder(x).flatten(2).transpose(1, 2) + self.pos_embed  # (N, T, D)
         c = self.t_embedder(t) + self.y_embedder(y)                         # (N, D)
         for block in self.blocks:
-            if self.config.activation_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, c, use_reentrant=False)            # (N, T, D), recomputed in backward
-            else:
-                x = block(x, c)                                             # (N, T, D)
+            x = run_block(block, self.config.activation_checkpointing, x, c)  # (N, T, D)
         x = self.final_layer(x, c)                                          # (N, T, p²·2C)
         return unpatchify(x, self.out_channels, self.config.patch_size)     # (N, 2C, H, W)
 

@@ -1,5 +1,4 @@
-"""Atomic file writes and file locks: the one home for the whole project (STYLE: "the same helper written four times
-... one home").
+"""Atomic file writes and file locks, for the whole project.
 
 A reader (another rank, a resumed run, `python -m bench --render-only`) sees the old file or the new one, never half
 of one: the bytes go to a temp file in the same folder (same file system, so the rename is atomic), are fsynced, get

@@ -78,13 +78,8 @@ class PerceptualLoss(nn.Module):
             self.lpips = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
         features = {k[len("features."):]: v for k, v in torch.load(backbone_file, map_location="cpu").items()
                     if k.startswith("features.")}
-        backbone = self.lpips.net
-        own = backbone.state_dict()  # keys "sliceK.<index>.<param>"
-        new = {}
-        for key in own:
-            _, index_and_param = key.split(".", 1)
-            new[key] = features[index_and_param]
-        backbone.load_state_dict(new)
+        backbone = self.lpips.net  # keys "sliceK.<index>.<param>"
+        backbone.load_state_dict({key: features[key.split(".", 1)[1]] for key in backbone.state_dict()})
         self.requires_grad_(False)
         self.eval()
 
@@ -103,9 +98,7 @@ def build_perceptual_loss(net: str = "alex") -> PerceptualLoss | None:
     if os.environ.get("DCAE_BENCH_NO_LPIPS") == "1":
         return None
     path = lpips_backbone_path(net)
-    if path is None:
-        return None
-    return PerceptualLoss(net, path)
+    return None if path is None else PerceptualLoss(net, path)
 
 
 def perceptual_status(loss: PerceptualLoss | None) -> str:

@@ -23,10 +23,9 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from models.dit import TimestepEmbedder, sincos_2d, unpatchify
-from models.vit_blocks import Attention, mlp, xavier_init
+from models.vit_blocks import Attention, mlp, run_block, xavier_init
 
 # ----------------------------------------------------------------------------------------------------------------
 # The text condition
@@ -197,10 +196,7 @@ class PixArtAlpha(nn.Module):
         t6 = self.t_block(t_emb)                                            # (N, 6D)
         cond = self.y_embedder(caption)                                     # (N, S, D)
         for block in self.blocks:
-            if self.config.activation_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, cond, t6, mask, use_reentrant=False)  # (N, T, D), recomputed in backward
-            else:
-                x = block(x, cond, t6, mask)                                # (N, T, D)
+            x = run_block(block, self.config.activation_checkpointing, x, cond, t6, mask)  # (N, T, D)
         x = self.final_layer(x, t_emb)                                      # (N, T, p²·2C)
         return unpatchify(x, self.out_channels, self.config.patch_size)     # (N, 2C, H, W)
 

@@ -38,13 +38,10 @@ without attention; the reference's counts for this reading (f32c32, f64c128 abov
 attention "at 16 / 8 px" means at the levels whose feature map is 16 / 8 px for a 256 px input (levels 4 and 5).
 
 Reduced variants `sd-vae-f{f}c{c}-{small,tiny}` for the `small` and `smoke` scales: same code path, the f8 part's
-widths divided by 8 (small), or narrower still with one ResnetBlock fewer per level (tiny), levels stacked onto it
-the same way; variational, posterior mean at eval (training code may add a small `kl_divergence` term). The appended
-levels start at the f8 part's last width and double per level towards the latent, reaching at least c next to it
-(`carrying_widths`): no layer next to the latent is narrower than the latent (the full-size baselines'
-512-wide levels already carry every c <= 512); appended levels that kept the f8 part's width would leave 16 channels
-around a 128-channel latent in f64c128-tiny, a bottleneck the DC-AE partner does not have. For c >= 64 these fair baselines
-are *larger* than their reduced DC-AE partners (the mid block and its attention run at width c), where the paper's
+widths divided by 8 (small), or narrower still with one ResnetBlock fewer per level (tiny); variational, posterior
+mean at eval. The appended levels follow `carrying_widths` (no layer next to the latent is narrower than the latent,
+as in the full-size baselines; keeping the f8 part's width would leave f64c128-tiny a 16-channel bottleneck its DC-AE
+partner does not have). For c >= 64 they are therefore *larger* than their reduced DC-AE partners, where the paper's
 are smaller: a conservative comparison for claims in DC-AE's favour; `python -m bench models` prints both counts.
 
 | family | f8 part widths | appended levels           | ResnetBlocks enc/dec | GN groups | attention |
@@ -358,7 +355,7 @@ def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------------------------------
 
 _F8_WIDTHS = (128, 256, 512, 512)  # LDM ch=128, ch_mult=(1, 2, 4, 4)
-_REDUCED = {  # family -> (f8 widths, layers_per_block, norm groups); appended levels repeat the last width
+_REDUCED = {  # family -> (f8 widths, layers_per_block, norm groups); appended levels: carrying_widths
     "small": ((16, 32, 64, 64), 2, 8),
     "tiny": ((8, 16, 16, 16), 1, 4),
 }

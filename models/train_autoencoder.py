@@ -14,15 +14,11 @@ Hyper-parameters: the paper gives none. The defaults below are the secondary sou
 third-party reviews; reference/autoencoders.md §9.2). Unknown choices (loss weights, schedule, EMA, batch) are ours and
 are recorded in every run's config.
 
-Determinism and resume: the data order is a pure function of (seed, step) — sample ``p`` of the run is
-``permutation(seed, epoch)[p mod N]`` cropped with seed ``(seed, p)`` — and the checkpoint stores the model,
-discriminator, optimisers, schedulers, EMA, every RNG state and the step, so on CPU ``N steps + kill + resume N`` is
-bit-identical to ``2N`` uninterrupted (tests/test_train_autoencoder.py).
-
-Scale-out: run under ``torchrun --nproc_per_node=K python -m models.train_autoencoder ...``; DDP with gloo on CPU and
-nccl on GPU, bf16 autocast on GPU, gradient accumulation (``PhaseConfig.grad_accum``) and optional weight EMA.
-``PhaseConfig.batch`` is the global batch of one optimiser step (split over ranks and accumulation micro-batches), so
-K processes with per-rank batch b train exactly like one process with batch K·b.
+Determinism, resume and DDP rest on ``models/train_state.py``: sample ``p`` of the run is ``permutation(seed,
+epoch)[p mod N]`` cropped with seed ``(seed, p)``, so on CPU ``N steps + kill + resume N`` is bit-identical to ``2N``
+uninterrupted (tests/test_train_autoencoder.py). Under ``torchrun --nproc_per_node=K python -m
+models.train_autoencoder ...``: DDP (gloo on CPU, nccl on GPU), bf16 autocast on GPU; ``PhaseConfig.batch`` is the
+global batch of one optimiser step, so K processes with per-rank batch b train exactly like one with batch K·b.
 """
 from __future__ import annotations
 
@@ -35,34 +31,19 @@ import os
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from models import checkpoints, distributed, losses, zoo
 from models.data import EmbeddedPhotos, ImageFolderDataset
-from models.io import atomic_write_bytes
 from models.train_state import (
-    FINAL_MODEL,
-    Placement,
-    TrainingDiverged,
-    accumulate,
-    last_good_checkpoint,
-    mix_seed,
-    placed,
-    restore_training_state,
-    resume_fingerprint,
-    run_steps,
-    sample_plan,
-    save_state,
-    saved_state,
-    seconds_per_step,
-    warmup_schedule,
+    FINAL_MODEL, Placement, TrainingDiverged, accumulate, last_good_checkpoint, mix_seed, placed,
+    restore_training_state, resume_fingerprint, run_steps, sample_plan, save_bare_state_dict, save_state, saved_state,
+    seconds_per_step, warmup_schedule
 )
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -104,8 +85,7 @@ def middle_layers(model: nn.Module, extent: int | None = None) -> list[str]:
     middle layers (i.e., encoder's head layers and decoder's input layers) to adapt the latent space for alleviating
     the generalization penalty."
 
-    ``extent=None``: ``encoder.project_out`` + ``decoder.project_in`` (DC-AE; SD-VAE: ``encoder.conv_out``,
-    ``quant_conv``, ``post_quant_conv``, ``decoder.conv_in``). ``extent=k``: the last k parameterised layers run by
+    ``extent=None``: the modules of ``MIDDLE_LAYER_PREFIXES``. ``extent=k``: the last k parameterised layers run by
     ``encode`` and the first k run by ``decode``.
     """
     if extent is None:
@@ -121,9 +101,8 @@ def decoder_head_layers(model: nn.Module, extent: int | None = None) -> list[str
     freezing all the other layers. [...] Moreover, the decoupling prevents the GAN loss training from changing the
     latent space."
 
-    ``extent=None``: ``decoder.project_out`` (DC-AE: norm + ReLU + conv; SD-VAE: ``decoder.norm_out`` +
-    ``decoder.conv_out``). ``extent=k``: the last k parameterised layers run by ``decode``. The encoder is never
-    selected, so the latent space cannot change.
+    ``extent=None``: the modules of ``DECODER_HEAD_PREFIXES`` (DC-AE: norm + ReLU + conv). ``extent=k``: the last k
+    parameterised layers run by ``decode``. The encoder is never selected, so the latent space cannot change.
     """
     if extent is None:
         names = _select_by_prefixes(model, DECODER_HEAD_PREFIXES, "decoder_head_layers")
@@ -149,7 +128,7 @@ def _select_by_prefixes(model: nn.Module, table: dict[str, tuple[str, ...]], wha
                 raise ValueError(f"{what}: modules {prefixes} ({family}) hold no parameters")
             return names
     raise ValueError(f"{what}: {type(model).__name__} has none of the known module layouts "
-                     f"{ {k: v for k, v in table.items()} }; pass extent=k to select by execution order")
+                     f"{table}; pass extent=k to select by execution order")
 
 
 def _traced_layers(model: nn.Module) -> tuple[list[str], list[str]]:
@@ -217,9 +196,6 @@ class PhaseConfig:
     ema_decay: float | None = None   # weight EMA of the trainable parameters; the EMA weights are saved at the end
     ckpt_every: int = 100            # resumable checkpoint every N steps (and at the end)
     seed: int = 0                    # data order and initialisation of the discriminator
-
-    def fingerprint(self) -> dict:
-        return resume_fingerprint(self)
 
 
 phase1_low_res_full_training = PhaseConfig(
@@ -313,10 +289,6 @@ class DatasetCropSource:
         return self.dataset[index]
 
 
-def load_batch(data: CropSource, plan: Sequence[tuple[int, int]], resolution: int) -> torch.Tensor:
-    return torch.stack([data.crop(i, resolution, s) for i, s in plan])  # (B, 3, r, r)
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Freezing
 # ---------------------------------------------------------------------------------------------------------------------
@@ -338,20 +310,6 @@ def set_train_mode(model: nn.Module) -> None:
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(
                 p.requires_grad for p in m.parameters(recurse=False)):
             m.eval()
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# The final weights
-# ---------------------------------------------------------------------------------------------------------------------
-
-def _save_final_model(model: nn.Module, path: Path) -> None:
-    """The run's output weights, atomically: ``models.save`` (our safetensors format, config in the metadata) for a
-    registry autoencoder; a bare safetensors state dict for a module without a ``config`` (the tests' toy AEs)."""
-    if hasattr(model, "config"):
-        checkpoints.save(model, path)
-    else:
-        tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        atomic_write_bytes(path, safetensors_bytes(tensors, metadata={"format": "bare-state-dict"}))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -443,7 +401,7 @@ def _build(model: nn.Module, run: _Run) -> _TrainState:
 
 def _restore(s: _TrainState, run: _Run) -> int:
     """Load ``train_state.pt`` if there is one (same phase config required); returns the step to continue from."""
-    state = saved_state(run, "phase", run.phase.fingerprint(), "phase config")
+    state = saved_state(run, "phase", resume_fingerprint(run.phase), "phase config")
     if state is None:
         return 0
     if s.disc is not None:
@@ -455,7 +413,7 @@ def _restore(s: _TrainState, run: _Run) -> int:
 
 def _save_state(s: _TrainState, run: _Run, step: int) -> None:
     """``train_state.pt`` with the discriminator, its optimiser and schedule, and the trainable set."""
-    save_state(run, s, step, phase=run.phase.fingerprint(), trainable=s.trainable,
+    save_state(run, s, step, phase=resume_fingerprint(run.phase), trainable=s.trainable,
                disc=s.disc.state_dict() if s.disc is not None else None,
                disc_opt=s.disc_opt.state_dict() if s.disc_opt is not None else None,
                disc_sched=s.disc_sched.state_dict() if s.disc_sched is not None else None)
@@ -518,8 +476,8 @@ def _train_step(s: _TrainState, run: _Run, data: CropSource, step: int) -> dict[
     plan = sample_plan(phase.seed, step, phase.batch, len(data))
 
     def micro(lo: int, sync: bool) -> tuple[dict[str, float], bool]:
-        x = load_batch(data, plan[lo:lo + run.micro], phase.resolution).to(run.device)  # (b, 3, r, r)
-        return _micro_step(s, run, x, sync)
+        x = torch.stack([data.crop(i, phase.resolution, seed) for i, seed in plan[lo:lo + run.micro]])  # (b, 3, r, r)
+        return _micro_step(s, run, x.to(run.device), sync)
     sums = accumulate(run, phase.grad_accum, micro, lambda sums: _diverged(run, step, sums))
     _optimiser_step(s, run)
     return sums
@@ -543,7 +501,11 @@ def _finish(s: _TrainState, run: _Run, start: int, stop: int, history: list[dict
                 if n in s.ema:
                     p.copy_(s.ema[n])
     if end >= phase.steps and run.ckpt_dir is not None and run.rank == 0:
-        _save_final_model(model, run.ckpt_dir / FINAL_MODEL)
+        # a registry autoencoder in our format (config in the metadata); a toy AE without a config, bare
+        if hasattr(model, "config"):
+            checkpoints.save(model, run.ckpt_dir / FINAL_MODEL)
+        else:
+            save_bare_state_dict(model.state_dict(), run.ckpt_dir / FINAL_MODEL)
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()
@@ -610,10 +572,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     _, world, device = distributed.init_distributed("cuda" if torch.cuda.is_available() else "cpu")
-    overrides = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        overrides[key] = json.loads(value)
+    overrides = {key: json.loads(value) for key, _, value in (item.partition("=") for item in args.set)}
     if "betas" in overrides:
         overrides["betas"] = tuple(overrides["betas"])
     phase = dataclasses.replace(PHASES[args.phase], **overrides)

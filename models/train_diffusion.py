@@ -8,34 +8,25 @@
     PIXART_RECIPE  IDDPM MSE + vb (DiT)   AdamW 2e-5, wd 0.03, betas (0.9, 0.999)   none     0.9999   (ours, below)
 
 Both EMAs warm up as efficientvit's ``apps/utils/ema.py``: effective decay = decay × (1 − exp(−step/2000))
-(``ema_decay_at``). Facts from ``reference/generation.md`` §1-3 and ``reference/backbones.md`` §4.2; the losses are
-``models/diffusion.py``'s. A reduced run is ``dataclasses.replace(UVIT_RECIPE, steps=200, batch=64)``.
+(``ema_decay_at``). The lr warm-up is efficientvit's ``ConstantLRwithWarmup(optimizer, warmup_steps, 0)``: lr·(s +
+1)/warmup_steps at step s, then lr (our ``LambdaLR``, tested). Facts from ``reference/generation.md`` §1-3 and
+``reference/backbones.md`` §4.2; the losses are ``models/diffusion.py``'s. A reduced run is
+``dataclasses.replace(UVIT_RECIPE, steps=200, batch=64)``.
 
-Conditions: class labels (U-ViT, DiT; dropped to the null class by the backbone), or for PixArt-α (Table 5) caption
-features (``captions``: a ``CaptionSource`` that reads the batch's T5 features and masks by sample index, e.g.
-bench/evals/captions.py's folder of .npz files, or ``CaptionTensors`` in memory); the backbone drops a caption to
-its null caption with probability ``caption_dropout`` (0.1), drawing from the same global RNG as label dropout.
+Conditions: class labels (U-ViT, DiT), or for PixArt-α (Table 5) caption features (``captions``: a ``CaptionSource``
+read by sample index, e.g. bench/evals/captions.py's .npz folder, or ``CaptionTensors`` in memory). The backbone drops
+a label to the null class, or a caption to its null caption, with probability 0.1 from the global RNG.
 
-Latents: ``encode_latents`` stores them already multiplied by the autoencoder's scaling factor, as the official
-``dc_ae_generate_latent.py`` does; a variational autoencoder (SD-VAE) gives one posterior sample per image, as that
-script's ``latent_dist.sample()`` (reference/generation.md §1), drawn from a generator seeded by (``posterior_seed``,
-image index), so the latents do not depend on the batch size. ``cached_latents`` keeps them in a content-addressed
-safetensors file keyed by what made them (checkpoint, data set, resolution, factor, posterior seed). Labels stay a
-separate int64 tensor.
+Latents: ``encode_latents`` stores them already × the autoencoder's scaling factor, as the official
+``dc_ae_generate_latent.py``; a variational autoencoder (SD-VAE) gives one posterior sample per image, as that
+script's ``latent_dist.sample()``, from a generator seeded by (``posterior_seed``, image index), so the latents do not
+depend on the batch size. ``cached_latents`` keeps them in a safetensors file keyed by what made them.
 
-Determinism and resume (the conventions of ``models/train_autoencoder.py``): the latents of optimiser step ``s`` are
-``sample_plan(seed, s, batch, N)``, and the timestep and noise of each sample are drawn from a generator seeded by
-that sample's position in the run's sample stream. The checkpoint stores model, EMA, optimiser, scheduler, every RNG
-state (the backbones' label dropout draws from the global RNG) and the step, so on CPU ``N steps + kill + resume`` is
-bit-identical to an uninterrupted run (tests/test_train_diffusion.py).
-
-Scale-out: under ``torchrun`` (``models.distributed``) DDP with gloo on CPU and nccl on GPU, bf16 autocast on GPU,
-gradient accumulation. ``DiffusionRecipe.batch`` is the global batch of one optimiser step; since t and ε belong to
-the sample, not to the rank, K processes at batch b each train like one process at batch K·b, up to the float order
-of the gradient all-reduce and except for which labels the backbone drops (its own ``torch.rand`` on each rank).
-
-The learning-rate warm-up is the official one: efficientvit's trainer builds ``ConstantLRwithWarmup(optimizer,
-warmup_steps, 0)``, i.e. lr·(s + 1)/warmup_steps at step s, then lr, which is our ``LambdaLR`` (tested).
+Determinism, resume and DDP rest on ``models/train_state.py``: the latents of step ``s`` are ``sample_plan(seed, s,
+batch, N)`` and each sample's t and ε come from a generator seeded by its position in the run's sample stream, so on
+CPU ``N steps + kill + resume`` is bit-identical to an uninterrupted run (tests/test_train_diffusion.py), and K ranks
+at batch b each train like one process at batch K·b, up to the float order of the gradient all-reduce and which labels
+the backbone drops (its own ``torch.rand`` on each rank).
 
 Deviations, stated: fp32 on CPU and bf16 autocast on GPU for both backbones (official: U-ViT bf16, DiT fp16 with a
 GradScaler); an unconditional run (Table 4) feeds the backbone's null class (the official DiT's unconditional mode
@@ -57,32 +48,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from models.diffusion import (
-    DIT_SCHEDULE,
-    UVIT_SCHEDULE,
-    NoiseSchedule,
-    iddpm_loss,
-    uvit_loss,
-)
+from models.diffusion import DIT_SCHEDULE, UVIT_SCHEDULE, NoiseSchedule, iddpm_loss, uvit_loss
 from models.io import atomic_write_bytes, file_lock
 from models.pixart import Caption
-
 from models.train_state import (
-    FINAL_MODEL,
-    Placement,
-    TrainingDiverged,
-    accumulate,
-    last_good_checkpoint,
-    mix_seed,
-    placed,
-    restore_training_state,
-    resume_fingerprint,
-    run_steps,
-    sample_plan,
-    save_state,
-    saved_state,
-    seconds_per_step,
-    warmup_schedule,
+    FINAL_MODEL, Placement, TrainingDiverged, accumulate, last_good_checkpoint, mix_seed, placed,
+    restore_training_state, resume_fingerprint, run_steps, sample_plan, save_bare_state_dict, save_state, saved_state,
+    seconds_per_step, warmup_schedule
 )
 
 LATENT_CACHE_FORMAT = "dcae-bench-latents-v1"  # metadata tag of cached latent files
@@ -147,9 +119,6 @@ class DiffusionRecipe:
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"DiffusionRecipe: {message}")
-
-    def fingerprint(self) -> dict:
-        return resume_fingerprint(self)
 
 
 # efficientvit applications/dc_ae/README.md and assets/train_diffusion_with_sd_vae_f8.md (= U-ViT's ImageNet-512
@@ -431,7 +400,7 @@ def _build(model: nn.Module, run: _Run) -> _TrainState:
 def _restore(s: _TrainState, run: _Run) -> int:
     """Load ``train_state.pt`` if there is one (same recipe and data shape required); returns the step to continue
     from."""
-    state = saved_state(run, "recipe", run.recipe.fingerprint(), "recipe")
+    state = saved_state(run, "recipe", resume_fingerprint(run.recipe), "recipe")
     if state is None:
         return 0
     if state["data"] != run.data_fingerprint():
@@ -504,12 +473,6 @@ def _train_step(s: _TrainState, run: _Run, step: int) -> float:
     return loss
 
 
-def _save_final_weights(tensors: dict[str, torch.Tensor], path: Path, meta: dict[str, str]) -> None:
-    """A plain safetensors state dict (``format: bare-state-dict``, as train_autoencoder's toy models), atomically."""
-    cpu = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    atomic_write_bytes(path, safetensors_bytes(cpu, metadata={"format": "bare-state-dict", **meta}))
-
-
 def _finish(s: _TrainState, run: _Run, start: int, stop: int, curve: list[tuple[int, float]], times: list[float]
             ) -> DiffusionTrainResult:
     """After the last step: the EMA weights (if on) into the backbone and ``model.safetensors``; always: eval mode
@@ -520,9 +483,9 @@ def _finish(s: _TrainState, run: _Run, start: int, stop: int, curve: list[tuple[
         if s.ema is not None:  # the run's output is the EMA weights (evaluation uses them, generation.md §1)
             model.load_state_dict({**model.state_dict(), **s.ema})
         if run.ckpt_dir is not None and run.rank == 0:
-            meta = {"weights": "ema" if s.ema is not None else "raw", "steps": str(end),
-                    "recipe": json.dumps(recipe.fingerprint(), sort_keys=True)}
-            _save_final_weights(model.state_dict(), run.ckpt_dir / FINAL_MODEL, meta)
+            save_bare_state_dict(model.state_dict(), run.ckpt_dir / FINAL_MODEL,
+                                 weights="ema" if s.ema is not None else "raw", steps=str(end),
+                                 recipe=json.dumps(resume_fingerprint(recipe), sort_keys=True))
     model.eval()
     s_per_step = seconds_per_step(times)
     tail = [loss for _, loss in curve[-10:]]
@@ -559,6 +522,6 @@ def train_diffusion(backbone: nn.Module, recipe: DiffusionRecipe, latents: torch
         return (f"{recipe.formulation} step {done}/{recipe.steps}: loss "
                 f"{sum(v for _, v in recent) / len(recent):.4f}, {per_step:.3f} s/step")
     curve, times = run_steps(start, stop, recipe.steps, recipe.ckpt_every, lambda i: (i + 1, _train_step(s, run, i)),
-                             lambda done: save_state(run, s, done, recipe=recipe.fingerprint(),
+                             lambda done: save_state(run, s, done, recipe=resume_fingerprint(recipe),
                                                      data=run.data_fingerprint()), report, run.log)
     return _finish(s, run, start, stop, curve, times)

@@ -24,7 +24,9 @@ from torch import nn
 from tqdm import tqdm
 
 from models import distributed
-from models.io import atomic_torch_save
+from safetensors.torch import save as safetensors_bytes
+
+from models.io import atomic_torch_save, atomic_write_bytes
 
 TRAIN_STATE = "train_state.pt"  # the resumable checkpoint, in the phase's checkpoint folder
 FINAL_MODEL = "model.safetensors"
@@ -226,6 +228,13 @@ def warmup_schedule(opt: torch.optim.Optimizer, warmup_steps: int) -> torch.opti
     def warm(s: int) -> float:
         return min(1.0, (s + 1) / warmup_steps) if warmup_steps > 0 else 1.0
     return torch.optim.lr_scheduler.LambdaLR(opt, warm)
+
+
+def save_bare_state_dict(tensors: dict[str, torch.Tensor], path: Path, **meta: str) -> None:
+    """Final weights as a plain safetensors state dict (metadata ``format: bare-state-dict`` and ``meta``),
+    atomically."""
+    cpu = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    atomic_write_bytes(path, safetensors_bytes(cpu, metadata={"format": "bare-state-dict", **meta}))
 
 
 def last_good_checkpoint(path: Path | None) -> str:

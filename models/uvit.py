@@ -15,10 +15,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from models.dit import timestep_sinusoid, unpatchify
-from models.vit_blocks import Attention, mlp
+from models.vit_blocks import Attention, mlp, run_block
 
 # Number of extra (non-patch) tokens prepended to the sequence: class token and time token.
 EXTRA_TOKENS = 2
@@ -99,12 +98,6 @@ class UViT(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def _run(self, block: UViTBlock, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        """One block, checkpointed when asked (activations recomputed in backward; the skip input is kept)."""
-        if self.config.activation_checkpointing and torch.is_grad_enabled():
-            return checkpoint(block, x, skip, use_reentrant=False)
-        return block(x, skip)
-
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         x = self.patch_embed(x).flatten(2).transpose(1, 2)                 # (N, T, D)
@@ -115,13 +108,13 @@ class UViT(nn.Module):
         label_token = self.label_emb(y)                                    # (N, D)
         x = torch.cat([label_token[:, None], time_token[:, None], x], 1)   # (N, L, D), L = T + 2
         x = x + self.pos_embed                                             # (N, L, D)
-        skips = []
+        skips, ckpt = [], cfg.activation_checkpointing  # checkpointing keeps the skip inputs
         for block in self.in_blocks:
-            x = self._run(block, x)                                        # (N, L, D)
+            x = run_block(block, ckpt, x, None)                            # (N, L, D)
             skips.append(x)
-        x = self._run(self.mid_block, x)                                   # (N, L, D)
+        x = run_block(self.mid_block, ckpt, x, None)                       # (N, L, D)
         for block in self.out_blocks:
-            x = self._run(block, x, skips.pop())                           # (N, L, D), LIFO long skip
+            x = run_block(block, ckpt, x, skips.pop())                     # (N, L, D), LIFO long skip
         x = self.decoder_pred(self.norm(x))[:, EXTRA_TOKENS:]              # (N, T, p²·C)
         return unpatchify(x, cfg.in_channels, cfg.patch_size)              # (N, C, H, W)
 

@@ -1,10 +1,7 @@
-"""Transformer pieces shared by the three diffusion backbones (U-ViT, DiT, PixArt-α): attention, MLP, base init.
-
-One home for what was written twice (STYLE, "the same helper written ... twice (attention) — one home each"). It is
-a file of its own rather than a section of `models/dit.py` because U-ViT is not a DiT: each backbone file imports
-the blocks it shares and keeps what is its own (adaLN-Zero in `dit.py`, adaLN-single and cross-attention in
-`pixart.py`, long skips in `uvit.py`). Parameter names (`qkv`, `proj`, `mlp.0`, `mlp.2`) are those of the upstream
-code, so the state dicts are unchanged by the move.
+"""Transformer pieces shared by the three diffusion backbones (U-ViT, DiT, PixArt-α): attention, MLP, base init,
+activation checkpointing. Each backbone file keeps what is its own (adaLN-Zero in `dit.py`, adaLN-single and
+cross-attention in `pixart.py`, long skips in `uvit.py`). Parameter names (`qkv`, `proj`, `mlp.0`, `mlp.2`) are
+those of the upstream code.
 
 Shapes: N = batch, T = tokens, D = hidden size, H = heads, Dh = D / H.
 """
@@ -13,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 class Attention(nn.Module):
@@ -41,6 +39,14 @@ def mlp(dim: int, ratio: float = 4.0, approximate: str = "tanh") -> nn.Sequentia
     """Transformer MLP D -> ratio·D -> D with GELU: tanh approximation in DiT and PixArt-α, exact ("none") in U-ViT."""
     hidden = int(dim * ratio)
     return nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate=approximate), nn.Linear(hidden, dim))
+
+
+def run_block(block: nn.Module, checkpointed: bool, *inputs: torch.Tensor | None) -> torch.Tensor:
+    """``block(*inputs)``; with ``checkpointed`` (a config's ``activation_checkpointing``) and grad enabled, its
+    activations are recomputed in backward instead of kept."""
+    if checkpointed and torch.is_grad_enabled():
+        return checkpoint(block, *inputs, use_reentrant=False)
+    return block(*inputs)
 
 
 def xavier_init(model: nn.Module, patch_embed: nn.Conv2d) -> None:

@@ -115,15 +115,9 @@ def info(name: str) -> ModelInfo:
     1.1 B-parameter f128c512), and f, c, s are read from the module (the attributes every autoencoder has)."""
     with torch.device("meta"):
         model = build(name)
-    return ModelInfo(
-        name=name,
-        family=family_of(name),
-        params=count_params(model),
-        spatial_compression=int(model.spatial_compression),
-        latent_channels=int(model.latent_channels),
-        scaling_factor=float(model.scaling_factor),
-        official_params=official_params(name),
-    )
+    return ModelInfo(name=name, family=family_of(name), params=count_params(model),
+                     spatial_compression=int(model.spatial_compression), latent_channels=int(model.latent_channels),
+                     scaling_factor=float(model.scaling_factor), official_params=official_params(name))
 
 
 def list_models() -> list[ModelInfo]:
@@ -137,10 +131,8 @@ def models_table(sizes: tuple[int, ...] = (256, 512, 1024)) -> list[dict]:
     rows = []
     for rec in list_models():
         f, c = rec.spatial_compression, rec.latent_channels
-        row = {"name": rec.name, "family": rec.family, "params": rec.params}
-        for size in sizes:
-            row[f"latent@{size}"] = f"{c}x{size // f}x{size // f}" if size % f == 0 else "-"
-        row["scaling_factor"] = rec.scaling_factor
-        row["official_params"] = rec.official_params if rec.official_params is not None else ""
-        rows.append(row)
+        rows.append({"name": rec.name, "family": rec.family, "params": rec.params,
+                     **{f"latent@{size}": f"{c}x{size // f}x{size // f}" if size % f == 0 else "-" for size in sizes},
+                     "scaling_factor": rec.scaling_factor,
+                     "official_params": rec.official_params if rec.official_params is not None else ""})
     return rows
