@@ -20,12 +20,11 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 import torch.distributed as dist
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 from tqdm import tqdm
 
 from models import distributed
-from safetensors.torch import save as safetensors_bytes
-
 from models.io import atomic_torch_save, atomic_write_bytes
 
 TRAIN_STATE = "train_state.pt"  # the resumable checkpoint, in the phase's checkpoint folder
