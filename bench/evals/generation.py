@@ -142,7 +142,8 @@ def initial_noise(indices: range, shape: tuple[int, ...], seed: int) -> torch.Te
                         for i in indices])
 
 
-def _sync(device: str) -> None:
+def sync(device: str) -> None:
+    """Wait for the device's queued work (CUDA), so that a clock reading covers it."""
     if str(device).startswith("cuda"):
         torch.cuda.synchronize()
 
@@ -155,10 +156,10 @@ def sample_batch(backbone: nn.Module, s: Sampling, y: torch.Tensor | Caption, no
     device = str(noise.device)
 
     def net(x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | Caption | None) -> torch.Tensor:
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         out = backbone(x, t, labels).float()                                      # (n, C or 2C, h, w)
-        _sync(device)
+        sync(device)
         if clock is not None:
             clock["backbone"] = clock.get("backbone", 0.0) + time.perf_counter() - t0
         return out
@@ -296,7 +297,7 @@ def _generate_shard(idx: range, backbone, autoencoder, scaling: float, s: Sampli
         stats.add(feats.double())
         if classifier is not None:
             _add_is(acc, is_logits(feature_net, u.to(device), classifier), split[batch.start:batch.stop])
-        _sync(device)
+        sync(device)
         clock["decode"] += t2 - t1
         clock["features"] += time.perf_counter() - t2
         for j, i in enumerate(batch):
