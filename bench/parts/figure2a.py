@@ -17,7 +17,7 @@ import pandas as pd
 
 from bench import catalogue, paper
 from bench.catalogue import train_ref
-from bench.configs import EMBEDDED_TEST, SCALE_DEFAULTS, ReconConfig, folder
+from bench.configs import EMBEDDED_TEST, ReconConfig, folder
 from bench.emit import new_figure, plot_frame, save_figure
 from bench.evals import protocol_id
 from bench.spec import CLAIM_COLUMNS, Column, PaperRef, Row, RunRef, Spec, claim_row
@@ -131,7 +131,6 @@ def plot(df, results, out_png) -> None:
 
 
 _PAPER_F8, _PAPER_F64 = (paper.values("figure2a", autoencoder=f"SD-VAE-f{f}")["rfid"] for f in (8, 64))
-_P1 = SCALE_DEFAULTS["small"]["phase1"]
 
 
 FIGURE2A = Spec(
