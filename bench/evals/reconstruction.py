@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import io
 import json
 import math
 import time
@@ -61,7 +60,7 @@ from bench.evals.shards import (
     stats_from,
 )
 from bench.outputs import TrainedAutoencoder
-from bench.provenance import atomic_write_bytes, atomic_write_json
+from bench.provenance import atomic_write_json
 from models import data, distributed
 from models.io import file_lock
 
@@ -260,9 +259,8 @@ def _write_per_image(work_dir: Path, plan: ReconPlan, shards: list[dict], datase
     atomic_write_json(Path(work_dir) / PER_IMAGE_FILE, per_image)
     rec = [stats_from("rec", s) for s in shards]
     if plan.keep and all(r is not None and r.features is not None for r in rec):
-        buf = io.BytesIO()
-        np.savez(buf, image_ids=ids, features=np.concatenate([r.all_features() for r in rec]).astype(np.float32))
-        atomic_write_bytes(Path(work_dir) / FEATURES_FILE, buf.getvalue())
+        save_npz(Path(work_dir) / FEATURES_FILE, {
+            "image_ids": ids, "features": np.concatenate([r.all_features() for r in rec]).astype(np.float32)})
 
 
 def _reduced_metrics(plan: ReconPlan, shards: list[dict], dataset, feature_net, feature_unavailable: str | None,
