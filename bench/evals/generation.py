@@ -610,15 +610,6 @@ def _reference(cfg: GenerateConfig, ctx, feature_net, model: SampledModel, devic
                            if done is not None else None)
 
 
-def _scores_vs_reconstructions(cfg: GenerateConfig, ctx, res: GenResult, feature_net, model: SampledModel,
-                               device: str) -> tuple[dict[str, Any], M.FeatureStats]:
-    """gFID / KID against the autoencoder's reconstructions of the reference images (``also_vs_reconstructions``),
-    and that reference's statistics."""
-    ref, ref_id = _reference(cfg, ctx, feature_net, model, device, kind="reconstructions")
-    both = scores(res.stats, ref, None, None)
-    return {"gfid_vs_recon": both["gfid"], "kid_vs_recon": both["kid"], "_reference_recon_id": ref_id}, ref
-
-
 def write_jackknife(cfg: GenerateConfig, ctx, model: SampledModel, res: GenResult,
                     refs: dict[str, M.FeatureStats]) -> None:
     """Each score with each block of samples, and each reference photo, left out (``image_groups.JACKKNIFE_FILE``):
@@ -719,9 +710,10 @@ def run_generate(cfg: GenerateConfig, ctx) -> dict:
         out.update(scores(res.stats, ref, res.is_stats, classifier_of(feature_net)[1]),
                    **_records(cfg, model, cond, feature_net, ref_id))
         refs = {"gfid": ref}
-        if cfg.also_vs_reconstructions:
-            vs_recon, refs["gfid_vs_recon"] = _scores_vs_reconstructions(cfg, ctx, res, feature_net, model, device)
-            out.update(vs_recon)
+        if cfg.also_vs_reconstructions:  # against the autoencoder's reconstructions of the reference images
+            refs["gfid_vs_recon"], ref_id = _reference(cfg, ctx, feature_net, model, device, kind="reconstructions")
+            both = scores(res.stats, refs["gfid_vs_recon"], None, None)
+            out.update(gfid_vs_recon=both["gfid"], kid_vs_recon=both["kid"], _reference_recon_id=ref_id)
         write_jackknife(cfg, ctx, model, res, refs)
     if world > 1:  # every rank returns rank 0's metrics
         box = [out]
