@@ -267,11 +267,6 @@ def _plan(n: int, s: Sampling, work_dir: Path, key_parts: list, feature_net, *, 
     return GenPlan(ShardSet(ranges, Path(work_dir) / "shards", key), keep, int(feature_net.dim))
 
 
-def _condition(labels: torch.Tensor, captions: CaptionSource | None, device: str) -> torch.Tensor | Caption:
-    """The backbone's condition for these samples: their labels, or the caption features of their prompt indices."""
-    return labels.to(device) if captions is None else captions.batch(labels.tolist()).to(device)
-
-
 def _png_name(i: int, labels: torch.Tensor, captions: CaptionSource | None) -> str:
     """Sample i's PNG: its index and class label, or the index of its prompt (the prompts folder's order by stem)."""
     return f"{i:05d}-{'class' if captions is None else 'prompt'}{int(labels[i])}.png"
@@ -288,7 +283,8 @@ def _generate_shard(idx: range, backbone, autoencoder, scaling: float, s: Sampli
     for start in range(idx.start, idx.stop, s.batch_size):
         batch = range(start, min(start + s.batch_size, idx.stop))
         noise = initial_noise(batch, (cfg.in_channels, cfg.input_size, cfg.input_size), s.seed).to(device)
-        y = _condition(labels[batch.start:batch.stop], captions, device)             # labels or a Caption
+        ys = labels[batch.start:batch.stop]  # class labels, or a text model's prompt indices (-> their captions)
+        y = ys.to(device) if captions is None else captions.batch(ys.tolist()).to(device)  # labels or a Caption
         z = sample_batch(backbone, s, y, noise, start // s.batch_size, clock)
         t1 = time.perf_counter()
         u = decode_uint8(autoencoder, z, scaling)                                  # (n, 3, r, r) uint8
