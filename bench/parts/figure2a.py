@@ -53,8 +53,7 @@ def _row(family: str, paper_name: str, f: int, c: int, seed: int = 0) -> Row:
                     "dataset": EMBEDDED_TEST, "weights": False, "batch_size": 8}}
     if seed:
         at = {"small": at["small"], "smoke": None, "paper": None}
-    run = RunRef(ReconConfig(paper_model, 256, dataset=folder("imagenet-val"), weights=True,
-                             batch_size=16), at=at)
+    run = RunRef(ReconConfig(paper_model, 256, dataset=folder("imagenet-val"), weights=True, batch_size=16), at=at)
     paper = PaperRef(artifact="figure2a", autoencoder=f"{paper_name}-f{f}") if family == "sd-vae" and f in (8, 64) \
         and not seed else None
     return Row(_label(paper_name, f, seed), run=run, paper=paper)
