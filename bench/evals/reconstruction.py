@@ -414,9 +414,7 @@ def _evaluate_shard(idx: range, batch_size: int, *, model, dataset, feature_net,
         "ssim": np.concatenate(ssim) if ssim else np.zeros(0),
         "lpips": np.concatenate(lp) if lp else np.zeros(0),
         "wall_s": np.array(time.perf_counter() - t0),
-        "model_s": np.array(model_s),
-        "fid_s": np.array(fid_s),
-        "pixel_s": np.array(pixel_s),
+        "model_s": np.array(model_s), "fid_s": np.array(fid_s), "pixel_s": np.array(pixel_s),
         **spread.arrays,
     }
     if rec is not None:
