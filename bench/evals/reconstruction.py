@@ -235,13 +235,6 @@ PSNR_CAP_DB = 100.0  # an exact reconstruction's PSNR (+inf) counts as this in t
 FEATURES_FILE = "features.npz"     # the reconstructions' FID features by image index (gitignored)
 
 
-def _collapse_metrics(shards: list[dict]) -> dict[str, Any]:
-    """Whether the model ignores its input (``image_groups.OutputSpread`` summed over the shards)."""
-    spread = OutputSpread({k: sum(s[k] for s in shards) for k in OutputSpread.KEYS})
-    return {"output_spread": spread.ratio(), "explained_variance": spread.explained(),
-            "collapsed": int(spread.collapsed())}
-
-
 def _write_per_image(work_dir: Path, plan: ReconPlan, shards: list[dict], dataset,
                      features: tuple[np.ndarray, np.ndarray] | None) -> None:
     """What the claim statistics need (bench/stats.py), by image index: per-image values, each metric with each
@@ -275,9 +268,10 @@ def _reduced_metrics(plan: ReconPlan, shards: list[dict], dataset, feature_net, 
     none = "unavailable (no readable images)"
     feature_out, features = _feature_metrics(plan, shards, n_ok, dataset, feature_net, feature_unavailable,
                                              batch_size, device)
+    spread = OutputSpread({k: sum(s[k] for s in shards) for k in OutputSpread.KEYS})  # do outputs follow inputs
     out: dict[str, Any] = {
         **feature_out,
-        **_collapse_metrics(shards),
+        "output_spread": spread.ratio(), "explained_variance": spread.explained(), "collapsed": int(spread.collapsed()),
         "psnr": float(psnr.mean()) if n_ok else none,
         "ssim": float(ssim.mean()) if n_ok else none,
         "lpips": float(lp.mean()) if lpips is not None and n_ok else (lpips_unavailable or "unavailable"),
