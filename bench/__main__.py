@@ -84,17 +84,10 @@ def _specs(name: str, ablation: str | None) -> dict:
     return {ablation: specs[ablation]}
 
 
-def _jobs(value: str) -> int:
+def _positive(flag: str, value: str, what: str, example: str) -> int:
+    """--jobs, --limit, --seeds: a whole number >= 1, else one line naming the flag and an example."""
     if not value.isdigit() or int(value) < 1:
-        raise UsageError(f"--jobs {value!r}: give a whole number >= 1 (e.g. --jobs {os.cpu_count() or 1}, one per core)")
-    return int(value)
-
-
-def _limit(value: str | None) -> int | None:
-    if value is None:
-        return None
-    if not value.isdigit() or int(value) < 1:
-        raise UsageError(f"--limit {value!r}: give a whole number of images >= 1 (e.g. --limit 8)")
+        raise UsageError(f"--{flag} {value!r}: give a whole number{what} >= 1 (e.g. --{flag} {example})")
     return int(value)
 
 
@@ -149,15 +142,6 @@ def run_artifact(name: str, args: argparse.Namespace, runner) -> int:
     return code
 
 
-def _set_seeds(value: str | None) -> None:
-    """--seeds N: before any spec module is built (they read it once); --jobs workers inherit the variable."""
-    if value is None:
-        return
-    if not value.isdigit() or int(value) < 1:
-        raise UsageError(f"--seeds {value!r}: give a whole number of seeds >= 1 (e.g. --seeds 5)")
-    os.environ[SEEDS_ENV] = value
-
-
 def _info(args) -> int:
     """The commands that compute nothing: ls, check, report, models, needs."""
     if args.target == "check":
@@ -183,8 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.scale not in SCALES:
         raise UsageError(f"unknown --scale {args.scale!r}; use smoke, small or paper")
-    jobs = _jobs(args.jobs)
-    _set_seeds(args.seeds)
+    jobs = _positive("jobs", args.jobs, "", f"{os.cpu_count() or 1}, one per core")
+    if args.seeds is not None:  # before any spec module is built (they read it once); --jobs workers inherit it
+        _positive("seeds", args.seeds, " of seeds", "5")
+        os.environ[SEEDS_ENV] = args.seeds
     if jobs > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UsageError("--jobs N > 1 cannot be combined with torchrun; under torchrun the ranks share each run")
     if args.target in ("ls", "check", "report", "models", "needs"):
@@ -194,8 +180,10 @@ def main(argv: list[str] | None = None) -> int:
         if value is not None and not Path(value).expanduser().is_dir():
             raise UsageError(f"--{flag} {value}: not a readable folder; pass the folder that holds the "
                              + ("images (e.g. ImageNet val)" if flag == "data" else "official checkpoints"))
-    runner = Runner(Path(args.runs_dir), device=cli_tools.device_of(args.device), force=args.force,
-                    render_only=args.render_only, options={"data": data, "limit": _limit(args.limit),
+    device = cli_tools.device_of(args.device)
+    limit = None if args.limit is None else _positive("limit", args.limit, " of images", "8")
+    runner = Runner(Path(args.runs_dir), device=device, force=args.force,
+                    render_only=args.render_only, options={"data": data, "limit": limit,
                              "weights": args.weights and str(Path(args.weights).expanduser()),
                              **cli_tools.fid_reference_option(args.fid_reference)})
     if args.target == "prune":

@@ -59,8 +59,6 @@ def grid_note(f: int, paper_grid: str) -> str:
     return f"small scale: latent {g}x{g} at {SMALL_RESOLUTION} px; paper: {paper_grid}"
 
 
-
-
 # ---- the reduced diffusion runs (Table 1; Figure 2b, Tables 3 and 4 reuse them) -----------------------------
 
 # Guidance scales. The paper states none for Table 1. U-ViT 1.5: the official U-ViT scale (efficientvit README: "1.5

@@ -450,7 +450,6 @@ class EfficiencyConfig(EvalConfig):
     activation_checkpointing: bool = True          # per block, as DC-Gen's training harness
 
 
-
 # Per-scale defaults of a train-diffusion recipe (merged over the official recipe of the backbone's formulation,
 # models.train_diffusion.RECIPES; the config's non-None recipe fields go on top). The paper's recipes are 500k (U-ViT)
 # or up to 3M (DiT) steps at batch 1024 / 256; the small scale keeps reference/generation.md §6's CPU budget (a ~1.5

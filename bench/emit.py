@@ -19,9 +19,7 @@ def wide(df: pd.DataFrame, metric_order: list[str] | None = None) -> tuple[list[
     """Pivot the long table: one line per row label, and per metric an 'ours' and a 'paper' column."""
     metrics = [m for m in (metric_order or []) if m in set(df["metric"])] or list(dict.fromkeys(df["metric"]))
     labels = {m: df[df["metric"] == m]["label"].iloc[0] for m in metrics}
-    headers = ["row"]
-    for m in metrics:
-        headers += [f"{labels[m]} (ours)", f"{labels[m]} (paper)"]
+    headers = ["row"] + [f"{labels[m]} ({side})" for m in metrics for side in ("ours", "paper")]
     lines = []
     for row in dict.fromkeys(df["row"]):
         sub = df[df["row"] == row].set_index("metric")
@@ -37,7 +35,6 @@ def wide(df: pd.DataFrame, metric_order: list[str] | None = None) -> tuple[list[
 
 
 def markdown_table(spec: Spec, scale: str, df: pd.DataFrame) -> str:
-
     head = f"### {spec.title} — `{scale}` scale\n\n{spec.caption}\n\n"
     if not len(df):
         return head + "_No rows at this scale._\n"

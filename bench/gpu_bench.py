@@ -184,11 +184,6 @@ class Budget:
         return f"not reached: the step's {self.seconds:.0f} s time box ran out"
 
 
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 def _peak_gib(device: str) -> float | str:
     return round(torch.cuda.max_memory_allocated() / 1024 ** 3, 3) if device == "cuda" else "cpu: not measured"
 
@@ -362,16 +357,16 @@ def time_calls(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, warm
     with torch.inference_mode():
         t0 = time.perf_counter()
         y = fn(x)
-        _sync(device)
+        G.sync(device)
         first = time.perf_counter() - t0
         for _ in range(warmup):
             fn(x)
         times = []
         for _ in range(iters):
-            _sync(device)
+            G.sync(device)
             t0 = time.perf_counter()
             y = fn(x)
-            _sync(device)
+            G.sync(device)
             times.append(time.perf_counter() - t0)
     median = statistics.median(times)
     return {"first_call_s": round(first, 4), "median_s": round(median, 5), "iters": iters,
@@ -492,8 +487,7 @@ def sampled_models(info: ReleasedDiffusion, s: Setting) -> tuple[str, str]:
 def sample_and_decode(info: ReleasedDiffusion, s: Setting) -> dict[str, Any]:
     """One sampler call for a batch (after a 2-step warm-up call), then the decode of its latents to uint8."""
     family = BACKBONE_FAMILIES[BACKBONES[info.backbone].family]
-    sampler, steps = family.sampler, family.sampler_steps
-    steps = s.sampling_steps or steps
+    sampler, steps = family.sampler, s.sampling_steps or family.sampler_steps
     backbone_name, ae_name = sampled_models(info, s)
     c, side = info.latent_channels, s.sampling_latent_side or info.latent_size
     torch.manual_seed(0)
@@ -506,14 +500,14 @@ def sample_and_decode(info: ReleasedDiffusion, s: Setting) -> dict[str, Any]:
     noise = G.initial_noise(range(n), (c, side, side), 0).to(s.device)
     with torch.autocast(s.device, dtype=torch.bfloat16):
         G.sample_batch(backbone, dataclasses.replace(run, steps=2), labels, noise, 0)  # warm-up
-        _sync(s.device)
+        G.sync(s.device)
         clock: dict[str, float] = {}
         t0 = time.perf_counter()
         z = G.sample_batch(backbone, run, labels, noise, 0, clock)
-        _sync(s.device)
+        G.sync(s.device)
     t1 = time.perf_counter()
     G.decode_uint8(autoencoder, z, autoencoder.scaling_factor)
-    _sync(s.device)
+    G.sync(s.device)
     t2 = time.perf_counter()
     return {"released": info.name, "backbone": backbone_name, "autoencoder": ae_name,
             "latent": f"{c}x{side}x{side}", "sampler": sampler, "steps": steps, "cfg_scale": info.cfg_scale,

@@ -308,15 +308,13 @@ PROTOCOL_COLUMNS = ("choice", "change", "rfid", "d_rfid", "d_rfid_lo", "d_rfid_h
 
 def protocol(argv: list[str]) -> int:
     """``python -m bench protocol``: the rows of bench/evals/protocol_choices.py as a table beside the run."""
-    import dataclasses as dc
-
     from bench.configs import ProtocolConfig
     from bench.runner import Runner
     from bench.spec import RunRef
     args = parse(argv, "protocol")
     device_of(args.device)
     base = config_of(args)
-    cfg = ProtocolConfig(**{f.name: getattr(base, f.name) for f in dc.fields(base)})
+    cfg = ProtocolConfig(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)})
     runner = Runner(Path(args.runs_dir), device=args.device,
                     options={"weights": args.weights, "command": command_line("protocol", argv)})
     runner.check_writable()

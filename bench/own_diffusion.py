@@ -158,6 +158,7 @@ def train_diffusion(argv: list[str]) -> int:
 
 
 def parse_sample(argv: list[str]) -> argparse.Namespace:
+    from models.backbones import BACKBONE_FAMILIES
     p = OneLineParser(prog="python -m bench sample", description="Sample a train-diffusion run and score gFID / KID.")
     p.add_argument("run", help="a train-diffusion run folder (or its id in --runs-dir)")
     p.add_argument("--n", "--samples", dest="n", type=int, required=True,
@@ -166,8 +167,8 @@ def parse_sample(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--cfg", type=float, default=1.0, help="classifier-free guidance scale (1 = none)")
     p.add_argument("--sampler", choices=("dpm-solver++", "iddpm"), default=None,
                    help="default: the formulation's own (U-ViT: DPM-Solver++, DiT: IDDPM)")
-    p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the official count, "
-                   + ", ".join(f"{f.sampler} {f.sampler_steps}" for f in _class_families()) + ")")
+    p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the official count, " + ", ".join(
+        f"{f.sampler} {f.sampler_steps}" for f in BACKBONE_FAMILIES.values() if not f.text_to_image) + ")")
     p.add_argument("--reference", default=None, metavar="FOLDER | embedded",
                    help="FID reference images (default: the run's training images)")
     p.add_argument("--fid-reference", default=None, metavar="NPZ", help="FID statistics (mu, sigma) instead")
@@ -176,11 +177,6 @@ def parse_sample(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--runs-dir", default="runs")
     p.add_argument("--out", default=".", help="where tables/ is written (default: here)")
     return p.parse_args(argv)
-
-
-def _class_families():
-    from models.backbones import BACKBONE_FAMILIES
-    return [f for f in BACKBONE_FAMILIES.values() if not f.text_to_image]
 
 
 def sample_config(args: argparse.Namespace) -> tuple[GenerateConfig, str, dict]:

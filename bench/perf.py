@@ -229,13 +229,11 @@ def bench_train_step(repeats: int, smoke: bool) -> list[dict]:
 
 def bench_levers(repeats: int, smoke: bool) -> list[dict]:
     from bench import perf_levers
-    rows = []
-    for lever in (("ssim", "kid") if smoke else perf_levers.LEVERS):
-        for r in perf_levers.MEASURE[lever](repeats):
-            rows.append({"benchmark": f"lever:{r['lever']}", "setting": r["setting"], "reference_s": r["before_s"],
-                         "ours_s": r["after_s"], "ratio": r["ratio"], "max_abs_diff": r["max_abs_diff"],
-                         "repeats": r["repeats"], "note": f"before -> after; {r['note']}".rstrip("; ")})
-    return rows
+    levers = ("ssim", "kid") if smoke else perf_levers.LEVERS
+    return [{"benchmark": f"lever:{r['lever']}", "setting": r["setting"], "reference_s": r["before_s"],
+             "ours_s": r["after_s"], "ratio": r["ratio"], "max_abs_diff": r["max_abs_diff"], "repeats": r["repeats"],
+             "note": f"before -> after; {r['note']}".rstrip("; ")}
+            for lever in levers for r in perf_levers.MEASURE[lever](repeats)]
 
 
 MEASURE = {"peak": bench_peak, "fid": bench_fid, "sampler": bench_sampler, "train-step": bench_train_step,

@@ -124,25 +124,21 @@ def lever_allocator(repeats: int) -> list[dict]:
 # ---------------------------------------------------------------------------------------------------- SSIM and KID
 
 
-def ssim_by_conv2d(a, b):
-    """The official SSIM with the separable Gaussian as two grouped float64 ``conv2d`` calls (the lever's before):
-    the direct form the tests compare the matrix-product blur with."""
-    from bench.evals import metrics as M
-    from tests.test_metrics import ssim_by_conv2d as direct
-    return direct(a, b, M.SSIM_OFFICIAL)
-
-
 def lever_ssim(repeats: int) -> list[dict]:
-    """16 image pairs (a synthetic image and a noisy copy) at 128 and 256 px, as one reconstruction batch."""
+    """16 image pairs (a synthetic image and a noisy copy) at 128 and 256 px, as one reconstruction batch. Before:
+    the official SSIM with the separable Gaussian as two grouped float64 ``conv2d`` calls, the direct form the tests
+    compare the matrix-product blur with."""
     import torch
     from bench.evals import metrics as M
     from models.data import synthetic_images
+    from tests.test_metrics import ssim_by_conv2d
     rows = []
     for r in (128, 256):
         a = synthetic_images(16, r, seed=1)
         noise = torch.randn(a.shape, generator=torch.Generator().manual_seed(2)) * 8
         b = (a.float() + noise).round().clamp(0, 255).to(torch.uint8)
-        times, outs = interleaved(lambda: ssim_by_conv2d(a, b), lambda: M.ssim_per_image(a, b), repeats)
+        times, outs = interleaved(lambda: ssim_by_conv2d(a, b, M.SSIM_OFFICIAL), lambda: M.ssim_per_image(a, b),
+                                  repeats)
         diff = float((outs["reference"] - outs["ours"]).abs().max())
         rows.append(row("ssim-blur", f"16 images at {r} px, float64", times["reference"], times["ours"], diff,
                         "both with the allocator setting of python -m bench"))

@@ -23,20 +23,16 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()[:48] or "run"
 
 
-def config_hash(eval_name: str, config: dict, scale: str) -> str:
-    blob = json.dumps({"eval": eval_name, "config": config, "scale": scale}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:10]
-
-
-
 def file_digest(path: str | Path) -> str:
     """sha256[:16] of a file's bytes (e.g. the id of a user's --fid-reference .npz, in run ids and numbers)."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
+
 def run_id(eval_name: str, name: str, config: dict, scale: str) -> str:
     """Stable, content-derived id: same eval + config + scale (config carries the protocol version) -> same id;
     ``name`` (the model or backbone) is a readable prefix."""
-    return f"{slug(name)}__{slug(eval_name)}__{scale}__{config_hash(eval_name, config, scale)}"
+    blob = json.dumps({"eval": eval_name, "config": config, "scale": scale}, sort_keys=True)
+    return f"{slug(name)}__{slug(eval_name)}__{scale}__{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 
 
 def git_state() -> dict[str, Any]:

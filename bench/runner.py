@@ -233,13 +233,9 @@ class Runner:
                 return dep
         return None
 
-    @contextlib.contextmanager
-    def _lock(self, run_dir: Path) -> Iterator[None]:
-        if not is_main_process():
-            yield
-            return
-        with file_lock(run_dir / ".lock"):
-            yield
+    def _lock(self, run_dir: Path) -> contextlib.AbstractContextManager:
+        """The run folder's file lock in the main process (torchrun's other ranks take none)."""
+        return file_lock(run_dir / ".lock") if is_main_process() else contextlib.nullcontext()
 
     def ensure(self, ref: RunRef, scale: str, force: bool | None = None) -> RunResult:
         """Reuse the completed run for ``ref`` or compute it. Raises Unavailable, UsageError or RunFailed."""

@@ -292,7 +292,6 @@ def plot_b(df, results, out_png):
                 "evaluation resolution", out_png, paper_series=paper)
 
 
-
 def _fig3b_paper(f: int, resolution: int) -> float:
     return paper.values("figure3b", autoencoder=f"f{f} autoencoder evaluated at {resolution}")["rfid"]
 

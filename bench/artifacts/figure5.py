@@ -45,20 +45,18 @@ SMALL_RES = catalogue.SMALL_RESOLUTION      # 128 px: the f32 latent is 4x4 (at 
 SMALL_N_IMAGES = catalogue.SMALL_N_IMAGES  # every embedded held-out crop
 _P3 = SCALE_DEFAULTS["small"]["phase3"]  # the recipe the scale text describes
 PAPER_SECONDARY = paper.secondary("figure5", "rfid")  # row -> rFID (bench/data/secondary_numbers.csv)
+# what each variant changes in phase 3 (local refinement: nothing); "no GAN" keeps the phase-3 schedule with the GAN
+# loss off, so every arm trains the same steps
+PHASE3_CHANGES = {"no GAN": {"trainable": "all_parameters", "gan": False},
+                  "full-model GAN": {"trainable": "all_parameters"}}
 
 
 def _train(model: str, variant: str, seed: int = 0, base: TrainAEConfig | None = None,
            resolution: int | None = None) -> TrainAEConfig:
     """The variant's train-ae run on top of the phase-1 run ``base`` (default: the scale's phase 1 of ``model``)."""
     p1 = base if base is not None else TrainAEConfig(model, seed=seed)
-    p3 = dict(phase="phase3", resolution=resolution)
-    if variant == "no GAN":  # the same phase-3 schedule with the GAN loss off: equal steps in every arm
-        return TrainAEConfig(model, phases=(PhaseRequest(**p3, trainable="all_parameters", gan=False),),
-                             init_from=p1, seed=seed)
-    if variant == "full-model GAN":
-        return TrainAEConfig(model, phases=(PhaseRequest(**p3, trainable="all_parameters"),), init_from=p1,
-                             seed=seed)
-    return TrainAEConfig(model, phases=(PhaseRequest(**p3),), init_from=p1, seed=seed)
+    p3 = PhaseRequest("phase3", resolution=resolution, **PHASE3_CHANGES.get(variant, {}))
+    return TrainAEConfig(model, phases=(p3,), init_from=p1, seed=seed)
 
 
 def _label(variant: str, seed: int) -> str:

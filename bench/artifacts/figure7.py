@@ -54,11 +54,7 @@ def _run(family: str, f: int, c: int) -> RunRef:
                       "paper": {"dataset": EMBEDDED_TEST, "n_images": 8}})
 
 
-def _label(name: str, f: int, c: int) -> str:
-    return f"{name} f{f}c{c}"
-
-
-ROWS = tuple(Row(_label(name, f, c), run=_run(fam, f, c),
+ROWS = tuple(Row(f"{name} f{f}c{c}", run=_run(fam, f, c),
                  paper=PaperRef(artifact="table2", setting=s, autoencoder=name) if s else None)
              for f, c in FCS for fam, name in FAMILIES
              for s in [{64: "ImageNet 512x512 f64c128 latent 8x8x128",

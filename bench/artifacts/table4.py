@@ -51,19 +51,18 @@ PAIRS = tuple(speedup_row(ID, AT_1024[0], e) for e in AT_1024[1:]) + (speedup_ro
 # ---- FID: sampling runs of unconditional DiT-S models (bench/parts/gfid_rows.py) --------------------------------
 # paper: DiT-S trained here on FFHQ 1024 / MapillaryVistas 2048 (no released model); small: unconditional DiT-S on
 # the embedded 128-px crops at 16 tokens, the paper's equal-token pair SD-VAE-f8 p4 vs DC-AE-f32 p1, SMALL_SEEDS seeds each.
-_AE = {"SD-VAE-f8": ("sd-vae-f8", True, "sd-vae-f8c4-tiny"), "DC-AE-f32": ("dc-ae-f32c32-in-1.0", True,
-                                                                          "dc-ae-f32c32-tiny"),
-       "DC-AE-f64": ("dc-ae-f64c128-in-1.0", True, "dc-ae-f64c128-tiny")}
+_AE = {"SD-VAE-f8": ("sd-vae-f8", "sd-vae-f8c4-tiny"), "DC-AE-f32": ("dc-ae-f32c32-in-1.0", "dc-ae-f32c32-tiny"),
+       "DC-AE-f64": ("dc-ae-f64c128-in-1.0", "dc-ae-f64c128-tiny")}  # paper name -> (official weights, smoke stand-in)
 _SMALL = {(1024, "SD-VAE-f8", 4): "sd-vae-f8c4-tiny", (1024, "DC-AE-f32", 1): "dc-ae-f32c32-tiny"}
 SMALL_SEEDS = claim_seeds()  # per claim arm (3; --seeds N)
 
 
 def _gfid(e: Entry, res: int) -> GfidRow:
     ae = e.paper.autoencoder
-    name, weights, smoke_ae = _AE[ae]
+    name, smoke_ae = _AE[ae]
     small_ae = _SMALL.get((res, ae, e.patch_size))
     data, metric = ("ffhq", "ffhq_fid") if res == 1024 else ("mapillary-vistas", "fid")
-    entry = catalogue.Entry(backbone="dit-s", paper_backbone="DiT-S", paper_ae=ae, autoencoder=name, weights=weights,
+    entry = catalogue.Entry(backbone="dit-s", paper_backbone="DiT-S", paper_ae=ae, autoencoder=name, weights=True,
                             smoke_ae=smoke_ae, patch=e.patch_size, small_ae=small_ae, small_patch=e.patch_size,
                             small_seeds=SMALL_SEEDS if small_ae else 1, conditional=False, paper_data=data,
                             resolution=res)

@@ -25,7 +25,6 @@ batches are ``models.pixart.Caption`` s.
 """
 from __future__ import annotations
 
-import io
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,8 +36,8 @@ import torch
 
 from bench.configs import FOLDER_SETS, DataOption, Dataset
 from bench.errors import Unavailable, UsageError
+from bench.evals.shards import save_npz
 from models import data
-from models.io import atomic_write_bytes
 from models.pixart import Caption
 from models.train_state import mix_seed
 
@@ -200,10 +199,8 @@ def write_synthetic_folder(folder: Path, stems: Sequence[str], tokens: int, chan
             continue
         rng = np.random.default_rng(mix_seed(seed, "synthetic-caption", stem))
         valid = int(rng.integers(1, tokens + 1))
-        buf = io.BytesIO()
-        np.savez(buf, **{FEATURES_KEY: rng.standard_normal((1, tokens, channels)).astype(np.float16),
-                         MASK_KEY: (np.arange(tokens) < valid).astype(np.int64)[None]})
-        atomic_write_bytes(path, buf.getvalue())
+        save_npz(path, {FEATURES_KEY: rng.standard_normal((1, tokens, channels)).astype(np.float16),
+                        MASK_KEY: (np.arange(tokens) < valid).astype(np.int64)[None]})
     return Path(folder)
 
 

@@ -31,12 +31,6 @@ from bench.outputs import ScoredImages, TrainedAutoencoder
 PER_IMAGE_METRICS = ("psnr", "ssim", "lpips")
 
 
-def _arm_runs(configs: tuple, ctx) -> list:
-    """Each seed's completed run: the runner computed it first, with the ``jackknife.json`` its eval declares (a
-    run without one is not complete)."""
-    return [ctx.input(cfg) for cfg in configs]
-
-
 def _value(run, metric: str) -> float:
     """A run's set-level value; a per-image mean with +inf PSNR counted as ``PSNR_CAP_DB`` (as its jackknife)."""
     if metric in PER_IMAGE_METRICS:
@@ -117,7 +111,8 @@ def run(cfg: ClaimConfig, ctx) -> dict[str, Any]:
                         min_seeds=cfg.min_seeds)
     if isinstance(cfg.arm_a[0], GenerateConfig):
         _check_generated(cfg)
-    a, b, a0, b0 = (_arm_runs(arm, ctx) for arm in (cfg.arm_a, cfg.arm_b, cfg.base_a, cfg.base_b))
+    # each seed's completed run: the runner computed it first, with the jackknife.json its eval declares
+    a, b, a0, b0 = ([ctx.input(c) for c in arm] for arm in (cfg.arm_a, cfg.arm_b, cfg.base_a, cfg.base_b))
     if isinstance(cfg.arm_a[0], ReconConfig):
         _check_paired(a + b + a0 + b0)
     result = stats.decide(claim, *(arm_values(x, cfg.metric) if x else None for x in (a, b, a0, b0)))

@@ -67,7 +67,6 @@ def uint8_batches(images, batch_size: int) -> Iterator[torch.Tensor]:
         yield torch.stack(batch)
 
 
-
 # ----------------------------------------------------------------------------------------------------------------
 # Shared with the generate eval: the autoencoder, the data, the backbone
 # ----------------------------------------------------------------------------------------------------------------
@@ -81,7 +80,7 @@ def load_autoencoder(cfg: TrainDiffusionConfig, ctx) -> tuple[nn.Module, str]:
     """The autoencoder whose latents ``cfg`` models, and an id of its weights: the ``autoencoder_checkpoint`` run,
     the official weights (``weights``, --weights) or, at smoke scale only, a seeded random init."""
     if cfg.own_autoencoder is not None:
-        return own_autoencoder(cfg)
+        return _load_own(cfg.own_autoencoder)
     if cfg.autoencoder_checkpoint is None and not cfg.weights and not ctx.scale.random_init:
         raise UsageError(f"train-diffusion on an untrained {cfg.autoencoder} is a smoke check only; set "
                          f"autoencoder_checkpoint (a train-ae run) or weights (--weights)")
@@ -90,15 +89,10 @@ def load_autoencoder(cfg: TrainDiffusionConfig, ctx) -> tuple[nn.Module, str]:
     return model.eval(), weights_id
 
 
-def own_autoencoder(cfg: TrainDiffusionConfig) -> tuple[nn.Module, str]:
-    """The user's autoencoder of ``cfg.own_autoencoder``, refused in one line if its weights changed since the
-    command named the run."""
-    return _load_own(cfg.own_autoencoder)
-
-
 @functools.lru_cache(maxsize=2)
 def _load_own(own: OwnAutoencoder) -> tuple[nn.Module, str]:
-    """Loaded once per process: the command's checks and the run read the same model."""
+    """The user's autoencoder (``TrainDiffusionConfig.own_autoencoder``), refused in one line if its weights changed
+    since the command named the run; loaded once per process: the command's checks and the run read the same model."""
     model, digest = sources.load(sources.Source(own.spec, own.kind, own.weights_digest))
     if digest != own.weights_digest:
         raise UsageError(f"{own.spec} changed since this run was named (weights {digest}, the run's "
@@ -109,7 +103,7 @@ def _load_own(own: OwnAutoencoder) -> tuple[nn.Module, str]:
 def autoencoder_fc(cfg: TrainDiffusionConfig) -> tuple[int, int]:
     """(f, c) of the latents ``cfg`` models: the registry's, or the user's autoencoder's (loaded to read them)."""
     if cfg.own_autoencoder is not None:
-        model, _ = own_autoencoder(cfg)
+        model, _ = _load_own(cfg.own_autoencoder)
         return model.spatial_compression, model.latent_channels
     f, c = registry_fc(cfg.autoencoder)
     ckpt = cfg.autoencoder_checkpoint
@@ -197,16 +191,10 @@ def build_backbone(cfg: TrainDiffusionConfig, latent_channels: int, latent_size:
         raise UsageError(f"train-diffusion: {cfg.backbone} {overrides}: {e}") from None
 
 
-def text_shape(backbone: str) -> tuple[int, int]:
-    """(text tokens L, caption channels E) a text-to-image backbone takes (PixArt-α: 120 T5-XXL tokens x 4096)."""
-    cfg = backbones.BACKBONES[backbone].config
-    return cfg.text_tokens, cfg.caption_channels
-
-
 def captions_of(cfg: TrainDiffusionConfig, images, ctx) -> CaptionFolder:
     """The caption features of each training image (paired by file stem), validated before any encoding."""
-    tokens, channels = text_shape(cfg.backbone)
-    return caption_folder(cfg.captions, ctx, tokens, channels, stems=image_stems(images))
+    text = backbones.BACKBONES[cfg.backbone].config  # text tokens L and caption channels E (PixArt-α: 120 x 4096)
+    return caption_folder(cfg.captions, ctx, text.text_tokens, text.caption_channels, stems=image_stems(images))
 
 
 def class_labels(cfg: TrainDiffusionConfig, images) -> tuple[torch.Tensor | None, int]:

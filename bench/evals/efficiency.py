@@ -93,7 +93,6 @@ def _time(fn: Callable[[], None], warmup: int, iters: int, sync: Callable[[], No
 
 def _train_step_fn(model, batch: int, device: str, amp_dtype, generator) -> Callable[[], None]:
     """One AdamW training step of the ε-prediction loss on random latents (DDPM linear-β forward process)."""
-
     x0, t, cond = random_inputs(model, batch, device, generator)
     noise = torch.randn(x0.shape, device=device, generator=generator)
     alpha_bar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, device=device), 0)[t].view(-1, 1, 1, 1)
@@ -114,7 +113,6 @@ def _train_step_fn(model, batch: int, device: str, amp_dtype, generator) -> Call
 
 
 def _infer_fn(model, batch: int, device: str, generator) -> Callable[[], None]:
-
     x, t, cond = random_inputs(model, batch, device, generator)
     if cond.is_floating_point():
         cond = cond.to(next(model.parameters()).dtype)

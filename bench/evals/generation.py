@@ -142,7 +142,8 @@ def initial_noise(indices: range, shape: tuple[int, ...], seed: int) -> torch.Te
                         for i in indices])
 
 
-def _sync(device: str) -> None:
+def sync(device: str) -> None:
+    """Wait for the device's queued work (CUDA), so that a clock reading covers it."""
     if str(device).startswith("cuda"):
         torch.cuda.synchronize()
 
@@ -155,10 +156,10 @@ def sample_batch(backbone: nn.Module, s: Sampling, y: torch.Tensor | Caption, no
     device = str(noise.device)
 
     def net(x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | Caption | None) -> torch.Tensor:
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         out = backbone(x, t, labels).float()                                      # (n, C or 2C, h, w)
-        _sync(device)
+        sync(device)
         if clock is not None:
             clock["backbone"] = clock.get("backbone", 0.0) + time.perf_counter() - t0
         return out
@@ -266,11 +267,6 @@ def _plan(n: int, s: Sampling, work_dir: Path, key_parts: list, feature_net, *, 
     return GenPlan(ShardSet(ranges, Path(work_dir) / "shards", key), keep, int(feature_net.dim))
 
 
-def _condition(labels: torch.Tensor, captions: CaptionSource | None, device: str) -> torch.Tensor | Caption:
-    """The backbone's condition for these samples: their labels, or the caption features of their prompt indices."""
-    return labels.to(device) if captions is None else captions.batch(labels.tolist()).to(device)
-
-
 def _png_name(i: int, labels: torch.Tensor, captions: CaptionSource | None) -> str:
     """Sample i's PNG: its index and class label, or the index of its prompt (the prompts folder's order by stem)."""
     return f"{i:05d}-{'class' if captions is None else 'prompt'}{int(labels[i])}.png"
@@ -287,7 +283,8 @@ def _generate_shard(idx: range, backbone, autoencoder, scaling: float, s: Sampli
     for start in range(idx.start, idx.stop, s.batch_size):
         batch = range(start, min(start + s.batch_size, idx.stop))
         noise = initial_noise(batch, (cfg.in_channels, cfg.input_size, cfg.input_size), s.seed).to(device)
-        y = _condition(labels[batch.start:batch.stop], captions, device)             # labels or a Caption
+        ys = labels[batch.start:batch.stop]  # class labels, or a text model's prompt indices (-> their captions)
+        y = ys.to(device) if captions is None else captions.batch(ys.tolist()).to(device)  # labels or a Caption
         z = sample_batch(backbone, s, y, noise, start // s.batch_size, clock)
         t1 = time.perf_counter()
         u = decode_uint8(autoencoder, z, scaling)                                  # (n, 3, r, r) uint8
@@ -296,7 +293,7 @@ def _generate_shard(idx: range, backbone, autoencoder, scaling: float, s: Sampli
         stats.add(feats.double())
         if classifier is not None:
             _add_is(acc, is_logits(feature_net, u.to(device), classifier), split[batch.start:batch.stop])
-        _sync(device)
+        sync(device)
         clock["decode"] += t2 - t1
         clock["features"] += time.perf_counter() - t2
         for j, i in enumerate(batch):
@@ -609,15 +606,6 @@ def _reference(cfg: GenerateConfig, ctx, feature_net, model: SampledModel, devic
                            if done is not None else None)
 
 
-def _scores_vs_reconstructions(cfg: GenerateConfig, ctx, res: GenResult, feature_net, model: SampledModel,
-                               device: str) -> tuple[dict[str, Any], M.FeatureStats]:
-    """gFID / KID against the autoencoder's reconstructions of the reference images (``also_vs_reconstructions``),
-    and that reference's statistics."""
-    ref, ref_id = _reference(cfg, ctx, feature_net, model, device, kind="reconstructions")
-    both = scores(res.stats, ref, None, None)
-    return {"gfid_vs_recon": both["gfid"], "kid_vs_recon": both["kid"], "_reference_recon_id": ref_id}, ref
-
-
 def write_jackknife(cfg: GenerateConfig, ctx, model: SampledModel, res: GenResult,
                     refs: dict[str, M.FeatureStats]) -> None:
     """Each score with each block of samples, and each reference photo, left out (``image_groups.JACKKNIFE_FILE``):
@@ -718,9 +706,10 @@ def run_generate(cfg: GenerateConfig, ctx) -> dict:
         out.update(scores(res.stats, ref, res.is_stats, classifier_of(feature_net)[1]),
                    **_records(cfg, model, cond, feature_net, ref_id))
         refs = {"gfid": ref}
-        if cfg.also_vs_reconstructions:
-            vs_recon, refs["gfid_vs_recon"] = _scores_vs_reconstructions(cfg, ctx, res, feature_net, model, device)
-            out.update(vs_recon)
+        if cfg.also_vs_reconstructions:  # against the autoencoder's reconstructions of the reference images
+            refs["gfid_vs_recon"], ref_id = _reference(cfg, ctx, feature_net, model, device, kind="reconstructions")
+            both = scores(res.stats, refs["gfid_vs_recon"], None, None)
+            out.update(gfid_vs_recon=both["gfid"], kid_vs_recon=both["kid"], _reference_recon_id=ref_id)
         write_jackknife(cfg, ctx, model, res, refs)
     if world > 1:  # every rank returns rank 0's metrics
         box = [out]

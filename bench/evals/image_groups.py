@@ -126,10 +126,8 @@ class OutputSpread:
     KEYS = ("spread_n", "spread_x", "spread_xx", "spread_y", "spread_yy", "spread_dd")
 
     def __init__(self, arrays: dict[str, np.ndarray] | None = None):
-        shape = (3, SPREAD_SIDE, SPREAD_SIDE)
-        zero = {"spread_n": np.zeros(()), "spread_x": np.zeros(shape), "spread_xx": np.zeros(shape),
-                "spread_y": np.zeros(shape), "spread_yy": np.zeros(shape), "spread_dd": np.zeros(shape)}
-        self.arrays = {k: np.array(arrays[k] if arrays is not None else zero[k], np.float64) for k in self.KEYS}
+        self.arrays = {k: np.array(arrays[k], np.float64) if arrays is not None  # a count, then per-pixel sums
+                       else np.zeros(() if k == "spread_n" else (3, SPREAD_SIDE, SPREAD_SIDE)) for k in self.KEYS}
 
     def add(self, x_uint8: torch.Tensor, y_uint8: torch.Tensor) -> None:
         pooled = {}
@@ -153,7 +151,6 @@ class OutputSpread:
         var = {k: (self.arrays[f"spread_{k}{k}"] - self.arrays[f"spread_{k}"] ** 2 / n) / (n - 1) for k in "xy"}
         den = float(np.clip(var["x"], 0, None).mean())
         return math.sqrt(float(np.clip(var["y"], 0, None).mean()) / den) if den > 0 else math.nan
-
 
     def explained(self) -> float:
         """1 − Σ(y − x)² / Σ(x − x̄)² over images and pooled pixels; NaN below 2 images or constant originals."""

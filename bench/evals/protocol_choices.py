@@ -179,10 +179,6 @@ def _row(choice: str, change: str, rfid: float, psnr: float, d_rfid=(0.0, math.n
             "d_psnr_hi": d_psnr[2]}
 
 
-def groups_of(dataset: Any) -> list[str]:
-    return image_groups(dataset, range(len(dataset)))[0]
-
-
 @torch.no_grad()
 def _reconstruct(model, u: torch.Tensor, device: str, batch: int) -> torch.Tensor:
     return torch.cat([model(u[i:i + batch].float().div(127.5).sub(1).to(device)).float().cpu()
@@ -203,7 +199,7 @@ def run(cfg, ctx) -> dict[str, Any]:
     images = {i: dataset.get_uint8(i) for i in range(len(dataset))}
     keep = [i for i, u in images.items() if u is not None]
     orig = torch.stack([images[i] for i in keep])
-    groups = [groups_of(dataset)[i] for i in keep]
+    groups = image_groups(dataset, keep)[0]
     crop = None
     if hasattr(dataset, "files"):
         orig2 = torch.stack([resize_then_crop(dataset.files[i], cfg.resolution) for i in keep])

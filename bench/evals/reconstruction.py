@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import io
 import json
 import math
 import time
@@ -61,7 +60,7 @@ from bench.evals.shards import (
     stats_from,
 )
 from bench.outputs import TrainedAutoencoder
-from bench.provenance import atomic_write_bytes, atomic_write_json
+from bench.provenance import atomic_write_json
 from models import data, distributed
 from models.io import file_lock
 
@@ -236,13 +235,6 @@ PSNR_CAP_DB = 100.0  # an exact reconstruction's PSNR (+inf) counts as this in t
 FEATURES_FILE = "features.npz"     # the reconstructions' FID features by image index (gitignored)
 
 
-def _collapse_metrics(shards: list[dict]) -> dict[str, Any]:
-    """Whether the model ignores its input (``image_groups.OutputSpread`` summed over the shards)."""
-    spread = OutputSpread({k: sum(s[k] for s in shards) for k in OutputSpread.KEYS})
-    return {"output_spread": spread.ratio(), "explained_variance": spread.explained(),
-            "collapsed": int(spread.collapsed())}
-
-
 def _write_per_image(work_dir: Path, plan: ReconPlan, shards: list[dict], dataset,
                      features: tuple[np.ndarray, np.ndarray] | None) -> None:
     """What the claim statistics need (bench/stats.py), by image index: per-image values, each metric with each
@@ -260,9 +252,8 @@ def _write_per_image(work_dir: Path, plan: ReconPlan, shards: list[dict], datase
     atomic_write_json(Path(work_dir) / PER_IMAGE_FILE, per_image)
     rec = [stats_from("rec", s) for s in shards]
     if plan.keep and all(r is not None and r.features is not None for r in rec):
-        buf = io.BytesIO()
-        np.savez(buf, image_ids=ids, features=np.concatenate([r.all_features() for r in rec]).astype(np.float32))
-        atomic_write_bytes(Path(work_dir) / FEATURES_FILE, buf.getvalue())
+        save_npz(Path(work_dir) / FEATURES_FILE, {
+            "image_ids": ids, "features": np.concatenate([r.all_features() for r in rec]).astype(np.float32)})
 
 
 def _reduced_metrics(plan: ReconPlan, shards: list[dict], dataset, feature_net, feature_unavailable: str | None,
@@ -277,9 +268,10 @@ def _reduced_metrics(plan: ReconPlan, shards: list[dict], dataset, feature_net, 
     none = "unavailable (no readable images)"
     feature_out, features = _feature_metrics(plan, shards, n_ok, dataset, feature_net, feature_unavailable,
                                              batch_size, device)
+    spread = OutputSpread({k: sum(s[k] for s in shards) for k in OutputSpread.KEYS})  # do outputs follow inputs
     out: dict[str, Any] = {
         **feature_out,
-        **_collapse_metrics(shards),
+        "output_spread": spread.ratio(), "explained_variance": spread.explained(), "collapsed": int(spread.collapsed()),
         "psnr": float(psnr.mean()) if n_ok else none,
         "ssim": float(ssim.mean()) if n_ok else none,
         "lpips": float(lp.mean()) if lpips is not None and n_ok else (lpips_unavailable or "unavailable"),
@@ -416,9 +408,7 @@ def _evaluate_shard(idx: range, batch_size: int, *, model, dataset, feature_net,
         "ssim": np.concatenate(ssim) if ssim else np.zeros(0),
         "lpips": np.concatenate(lp) if lp else np.zeros(0),
         "wall_s": np.array(time.perf_counter() - t0),
-        "model_s": np.array(model_s),
-        "fid_s": np.array(fid_s),
-        "pixel_s": np.array(pixel_s),
+        "model_s": np.array(model_s), "fid_s": np.array(fid_s), "pixel_s": np.array(pixel_s),
         **spread.arrays,
     }
     if rec is not None:

@@ -379,7 +379,3 @@ def _measure_saved_tensors(model, params, perceptual, phase, batch: int, res: in
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     trainable = sum(p.numel() * p.element_size() for p in params)
     return float(weights + 3 * trainable + activations)  # 3 = grad + exp_avg + exp_avg_sq
-
-
-def ratio(a: float, b: float) -> float:
-    return a / b if b else math.nan

@@ -17,7 +17,7 @@ import pandas as pd
 
 from bench import catalogue, paper
 from bench.catalogue import train_ref
-from bench.configs import EMBEDDED_TEST, SCALE_DEFAULTS, ReconConfig, folder
+from bench.configs import EMBEDDED_TEST, ReconConfig, folder
 from bench.emit import new_figure, plot_frame, save_figure
 from bench.evals import protocol_id
 from bench.spec import CLAIM_COLUMNS, Column, PaperRef, Row, RunRef, Spec, claim_row
@@ -53,8 +53,7 @@ def _row(family: str, paper_name: str, f: int, c: int, seed: int = 0) -> Row:
                     "dataset": EMBEDDED_TEST, "weights": False, "batch_size": 8}}
     if seed:
         at = {"small": at["small"], "smoke": None, "paper": None}
-    run = RunRef(ReconConfig(paper_model, 256, dataset=folder("imagenet-val"), weights=True,
-                             batch_size=16), at=at)
+    run = RunRef(ReconConfig(paper_model, 256, dataset=folder("imagenet-val"), weights=True, batch_size=16), at=at)
     paper = PaperRef(artifact="figure2a", autoencoder=f"{paper_name}-f{f}") if family == "sd-vae" and f in (8, 64) \
         and not seed else None
     return Row(_label(paper_name, f, seed), run=run, paper=paper)
@@ -131,7 +130,6 @@ def plot(df, results, out_png) -> None:
 
 
 _PAPER_F8, _PAPER_F64 = (paper.values("figure2a", autoencoder=f"SD-VAE-f{f}")["rfid"] for f in (8, 64))
-_P1 = SCALE_DEFAULTS["small"]["phase1"]
 
 
 FIGURE2A = Spec(
