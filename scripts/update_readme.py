@@ -58,7 +58,7 @@ def timings_block(path: Path = ROOT / "tables" / "command_timings.csv") -> str:
         cores = int(r["cpu_count"])
         busy = float(r["max_load_1min"]) > cores + 0.5
         how = (f"the machine was shared (1-min load up to {r['max_load_1min']} on {cores} cores): an upper bound"
-               if busy else f"no other heavy work (1-min load at most {r['max_load_1min']} on {cores} cores)")
+               if busy else f"1-min load at most {r['max_load_1min']} on {cores} cores")
         result = f"exit code {r['rc']}" + (f", tests {r['tests']}" if r["tests"] else "")
         lines.append(f"- Command {no} took **{wall // 60} min {wall % 60} s** in a fresh clone of {r['git_sha']} "
                      f"({r['started_utc'][:10]}, {r['cpu_model']}; {result}); {how}.")
