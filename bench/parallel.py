@@ -331,8 +331,11 @@ def run_plan(planned: list[PlannedRun], scale: str, runner, jobs: int,
             bar.update(1)
             est.finished(rid, seconds, ok=not problem)
             eta = est.line(time.perf_counter() - t_start)
-            (say if bar.disable else bar.write)(f"  [{finished}/{len(planned)}] {rid}: "
-                                                f"{problem or f'{seconds:.0f} s'} · {eta}")
+            line = f"  [{finished}/{len(planned)}] {rid}: {problem or f'{seconds:.0f} s'} · {eta}"
+            if bar.disable:
+                say(line)
+            else:
+                bar.write(line)
 
         t_start = time.perf_counter()
         planned_ids = {p.run_id for p in planned}

@@ -37,7 +37,11 @@ from torch import nn
 
 from models import zoo
 from models.backbones import (
-    BACKBONES, RELEASED_DIFFUSION, UNSUPPORTED_RELEASED_DIFFUSION, ReleasedDiffusion, build_backbone
+    BACKBONES,
+    RELEASED_DIFFUSION,
+    UNSUPPORTED_RELEASED_DIFFUSION,
+    ReleasedDiffusion,
+    build_backbone,
 )
 from models.dc_ae import DCAEConfig
 from models.dit import DiT, DiTConfig, sincos_2d

@@ -52,14 +52,35 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.dc_ae_blocks import (
-    ConvLayer, EfficientViTBlock, GLUMBConv, LiteMLA, OpSequential, ResBlock, Residual, RMSNorm2d, downsampler,
-    upsampler
+    ConvLayer,
+    EfficientViTBlock,
+    GLUMBConv,
+    LiteMLA,
+    OpSequential,
+    ResBlock,
+    Residual,
+    RMSNorm2d,
+    downsampler,
+    upsampler,
 )
 
 __all__ = [
-    "DCAE", "DC_AE_VARIANTS", "OFFICIAL_PARAMS", "DCAEConfig", "EfficientViTBlock", "GLUMBConv", "LiteMLA", "RMSNorm2d",
-    "ResBlock", "Residual", "ResidualDownBlock", "ResidualUpBlock", "channel_duplicate_to_space", "downsampler",
-    "space_to_channel_average", "upsampler",
+    "DCAE",
+    "DC_AE_VARIANTS",
+    "OFFICIAL_PARAMS",
+    "DCAEConfig",
+    "EfficientViTBlock",
+    "GLUMBConv",
+    "LiteMLA",
+    "RMSNorm2d",
+    "ResBlock",
+    "Residual",
+    "ResidualDownBlock",
+    "ResidualUpBlock",
+    "channel_duplicate_to_space",
+    "downsampler",
+    "space_to_channel_average",
+    "upsampler",
 ]
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 What the paper and its sources say (see ``shared/reference/autoencoders.md`` §9.2):
 
-- phases 1 and 2 use a "reconstruction loss" = L1 + LPIPS (maintainer, mit-han-lab/efficientvit#143);
+- phases 1 and 2 use a "reconstruction loss" = L1 + LPIPS (a maintainer's answer,
+  https://github.com/mit-han-lab/efficientvit/issues/143);
 - phase 3 (low-resolution local refinement) adds a GAN loss with a PatchGAN discriminator (secondary source);
 - the loss weights, the discriminator depth/width, the GAN loss form and adaptive weighting are **unknown**. We use a
   hinge loss, an ``NLayerDiscriminator``-like PatchGAN (3 stride-2 layers, as in pix2pix), fixed weights
@@ -73,7 +74,9 @@ class PerceptualLoss(nn.Module):
         import lpips  # imported here: the harness imports this module without needing lpips
 
         self.net_name = net
-        with warnings.catch_warnings():  # torchvision's "'pretrained' is deprecated" (PerceptualSimilarity#108)
+        # torchvision's "'pretrained' is deprecated", raised inside lpips
+        # (https://github.com/richzhang/PerceptualSimilarity/issues/108)
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             self.lpips = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
         features = {k[len("features."):]: v for k, v in torch.load(backbone_file, map_location="cpu").items()

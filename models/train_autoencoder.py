@@ -41,9 +41,22 @@ from torch import nn
 from models import checkpoints, distributed, losses, zoo
 from models.data import EmbeddedPhotos, ImageFolderDataset
 from models.train_state import (
-    FINAL_MODEL, Placement, TrainingDiverged, accumulate, last_good_checkpoint, mix_seed, placed,
-    restore_training_state, resume_fingerprint, run_steps, sample_plan, save_bare_state_dict, save_state, saved_state,
-    seconds_per_step, warmup_schedule
+    FINAL_MODEL,
+    Placement,
+    TrainingDiverged,
+    accumulate,
+    last_good_checkpoint,
+    mix_seed,
+    placed,
+    restore_training_state,
+    resume_fingerprint,
+    run_steps,
+    sample_plan,
+    save_bare_state_dict,
+    save_state,
+    saved_state,
+    seconds_per_step,
+    warmup_schedule,
 )
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -48,13 +48,32 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from models.diffusion import DIT_SCHEDULE, UVIT_SCHEDULE, NoiseSchedule, iddpm_loss, uvit_loss
+from models.diffusion import (
+    DIT_SCHEDULE,
+    UVIT_SCHEDULE,
+    NoiseSchedule,
+    iddpm_loss,
+    uvit_loss,
+)
 from models.io import atomic_write_bytes, file_lock
 from models.pixart import Caption
 from models.train_state import (
-    FINAL_MODEL, Placement, TrainingDiverged, accumulate, last_good_checkpoint, mix_seed, placed,
-    restore_training_state, resume_fingerprint, run_steps, sample_plan, save_bare_state_dict, save_state, saved_state,
-    seconds_per_step, warmup_schedule
+    FINAL_MODEL,
+    Placement,
+    TrainingDiverged,
+    accumulate,
+    last_good_checkpoint,
+    mix_seed,
+    placed,
+    restore_training_state,
+    resume_fingerprint,
+    run_steps,
+    sample_plan,
+    save_bare_state_dict,
+    save_state,
+    saved_state,
+    seconds_per_step,
+    warmup_schedule,
 )
 
 LATENT_CACHE_FORMAT = "dcae-bench-latents-v1"  # metadata tag of cached latent files

@@ -126,8 +126,10 @@ class OutputSpread:
     KEYS = ("spread_n", "spread_x", "spread_xx", "spread_y", "spread_yy", "spread_dd")
 
     def __init__(self, arrays: dict[str, np.ndarray] | None = None):
-        self.arrays = {k: np.array(arrays[k], np.float64) if arrays is not None  # a count, then per-pixel sums
-                       else np.zeros(() if k == "spread_n" else (3, SPREAD_SIDE, SPREAD_SIDE)) for k in self.KEYS}
+        shape = (3, SPREAD_SIDE, SPREAD_SIDE)
+        zero = {"spread_n": np.zeros(()), "spread_x": np.zeros(shape), "spread_xx": np.zeros(shape),
+                "spread_y": np.zeros(shape), "spread_yy": np.zeros(shape), "spread_dd": np.zeros(shape)}
+        self.arrays = {k: np.array(arrays[k] if arrays is not None else zero[k], np.float64) for k in self.KEYS}
 
     def add(self, x_uint8: torch.Tensor, y_uint8: torch.Tensor) -> None:
         pooled = {}
