@@ -463,14 +463,6 @@ def metric_networks(cfg: ReconConfig, ctx: Any, device: str) -> dict[str, Any]:
             "lpips": M.LPIPSAlex(device) if lpips_why is None else None}
 
 
-def _training_summary(cfg: ReconConfig, ctx: Any) -> dict[str, Any]:
-    """How the evaluated checkpoint was trained (tables show it beside the numbers): its steps and, for a run
-    trained to a plateau, the last doubling's held-out PSNR gain and whether the plateau was reached."""
-    if cfg.checkpoint is None:
-        return {}
-    return TrainedAutoencoder.of(ctx.input(cfg.checkpoint).metrics).summary()
-
-
 def shared_reference(cfg: ReconConfig, ctx: Any) -> SharedReference | None:
     """The originals' statistics of the ``fid-ref`` run the runner computed before this one (None: it did not,
     e.g. under torchrun, or without the feature network; the evaluation then builds them itself)."""
@@ -511,7 +503,8 @@ def run(cfg: ReconConfig, ctx: Any) -> dict:
                    _regions_id=getattr(dataset, "regions_id", dataset.identity),  # claims pair images by it
                    _dataset_path=str(getattr(dataset, "root", "embedded")),
                    params=sum(p.numel() for p in model.parameters()))  # the table's parameter ratios
-        out.update(_training_summary(cfg, ctx))
+        if cfg.checkpoint is not None:  # how it was trained (tables show it): steps, and a plateau run's last gain
+            out.update(TrainedAutoencoder.of(ctx.input(cfg.checkpoint).metrics).summary())
         if cfg.dataset == EMBEDDED_TEST:
             save_showcase(model, cfg.resolution, Path(ctx.run_dir) / "showcase", device)
         if getattr(dataset, "skipped", None):
