@@ -314,9 +314,8 @@ def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
     plan = _build_reference(plan, dataset, feature_net, batch_size, device, log)
     model = model.to(device).eval()
 
-    work = functools.partial(_evaluate_shard, model=model, dataset=dataset, feature_net=feature_net, lpips=lpips,
-                             device=device, need_ref=not plan.ref_cached, keep=plan.keep, fdim=plan.fdim,
-                             sample_dir=Path(work_dir) / "samples", n_samples=n_samples, key=plan.shards.key)
+    work = functools.partial(_evaluate_shard, plan=plan, model=model, dataset=dataset, feature_net=feature_net,
+                             lpips=lpips, device=device, sample_dir=Path(work_dir) / "samples", n_samples=n_samples)
     plan.shards.compute(work, batch_size=batch_size, oom_halving=True, max_shards=max_shards, log=log, noun="images")
     shards, incomplete = plan.shards.gather()
     if shards is None:
@@ -358,13 +357,12 @@ def _read_batch(dataset, idx: range, skipped: list[int]) -> tuple[list[int], tor
 
 
 @torch.no_grad()
-def _evaluate_shard(idx: range, batch_size: int, *, model, dataset, feature_net, lpips, device: str,
-                    need_ref: bool, keep: bool, fdim: int, sample_dir: Path, n_samples: int,
-                    key: str) -> dict[str, np.ndarray]:
+def _evaluate_shard(idx: range, batch_size: int, *, plan: ReconPlan, model, dataset, feature_net, lpips,
+                    device: str, sample_dir: Path, n_samples: int) -> dict[str, np.ndarray]:
     t0 = time.perf_counter()
     model_s = fid_s = pixel_s = 0.0  # wall time in the autoencoder, the FID network, PSNR/SSIM/LPIPS
-    rec = M.FeatureStats(fdim, keep) if fdim else None
-    ref = M.FeatureStats(fdim, keep) if (fdim and need_ref) else None
+    rec = M.FeatureStats(plan.fdim, plan.keep) if plan.fdim else None
+    ref = M.FeatureStats(plan.fdim, plan.keep) if (plan.fdim and not plan.ref_cached) else None
     psnr, ssim, lp, done, skipped = [], [], [], [], []
     spread = OutputSpread()
     for start in range(idx.start, idx.stop, batch_size):
@@ -401,7 +399,7 @@ def _evaluate_shard(idx: range, batch_size: int, *, model, dataset, feature_net,
                 save_png(sample_dir / f"{i:04d}-recon.png", v[j])
         done.extend(batch_idx)
     out = {
-        "key": np.array(key),
+        "key": np.array(plan.shards.key),
         "indices": np.array(done, np.int64),
         "skipped": np.array(skipped, np.int64),
         "psnr": np.concatenate(psnr) if psnr else np.zeros(0),
