@@ -347,13 +347,10 @@ def _reference_stats(dataset, indices: np.ndarray, feature_net, batch_size: int,
 def _read_batch(dataset, idx: range, skipped: list[int]) -> tuple[list[int], torch.Tensor | None]:
     """The readable images of ``idx`` as one (B, 3, r, r) uint8 batch and their indices; unreadable ones are
     appended to ``skipped``."""
-    batch_idx, images = [], []
-    for i in idx:
-        u = dataset.get_uint8(i)
-        (skipped if u is None else batch_idx).append(i)
-        if u is not None:
-            images.append(u)
-    return batch_idx, (torch.stack(images) if images else None)
+    read = {i: dataset.get_uint8(i) for i in idx}
+    skipped.extend(i for i, u in read.items() if u is None)
+    batch_idx = [i for i, u in read.items() if u is not None]
+    return batch_idx, (torch.stack([read[i] for i in batch_idx]) if batch_idx else None)
 
 
 @torch.no_grad()
