@@ -246,10 +246,8 @@ def _write_per_image(work_dir: Path, plan: ReconPlan, shards: list[dict], datase
                   **({"lpips": values["lpips"]} if len(values["lpips"]) == len(ids) else {})}
     atomic_write_json(Path(work_dir) / JACKKNIFE_FILE, recon_jackknife(
         groups, kind, per_metric, *(features if features is not None else (None, None))))
-    per_image = {"image_ids": ids.tolist()}
-    for k, v in values.items():
-        per_image[k] = [float(x) if np.isfinite(x) else None for x in v] if len(v) else []
-    atomic_write_json(Path(work_dir) / PER_IMAGE_FILE, per_image)
+    per_image = {k: [float(x) if np.isfinite(x) else None for x in v] for k, v in values.items()}
+    atomic_write_json(Path(work_dir) / PER_IMAGE_FILE, {"image_ids": ids.tolist(), **per_image})
     rec = [stats_from("rec", s) for s in shards]
     if plan.keep and all(r is not None and r.features is not None for r in rec):
         save_npz(Path(work_dir) / FEATURES_FILE, {
