@@ -18,8 +18,6 @@ from models.dit import DiTConfig
 from models.pixart import PixArtConfig
 from models.uvit import EXTRA_TOKENS, UViTConfig
 
-GIB = 1024 ** 3
-
 # ----------------------------------------------------------------------------------------------------------------
 # Tokens
 # ----------------------------------------------------------------------------------------------------------------

@@ -341,11 +341,9 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)  # per-step losses of this call
 
     def metrics(self, prefix: str = "") -> dict[str, float | int | str]:
-        out: dict[str, float | int | str] = {
-            f"{prefix}steps": self.steps, f"{prefix}s_per_step": round(self.s_per_step, 4),
-            f"{prefix}trainable_params": self.trainable_params, f"{prefix}frozen_params": self.frozen_params}
-        out.update({f"{prefix}{k}_final": round(v, 6) for k, v in self.final.items()})
-        return out
+        return {f"{prefix}steps": self.steps, f"{prefix}s_per_step": round(self.s_per_step, 4),
+                f"{prefix}trainable_params": self.trainable_params, f"{prefix}frozen_params": self.frozen_params,
+                **{f"{prefix}{k}_final": round(v, 6) for k, v in self.final.items()}}
 
 
 @dataclass(frozen=True)

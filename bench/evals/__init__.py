@@ -117,7 +117,6 @@ def get(name: str) -> Eval:
 
 
 def load(name: str) -> Callable[[Any, Any], dict]:
-    """The run function registered as ``name``."""
     module, func = get(name).target.split(":")
     return getattr(importlib.import_module(module), func)
 

@@ -143,13 +143,6 @@ def check_conditioning(cfg: TrainDiffusionConfig, family: str, ctx) -> None:
                 named_folder(ds, ctx)  # Unavailable: no such folder under --data
 
 
-def check_train_config(cfg: TrainDiffusionConfig, ctx) -> tuple[str, int, int]:
-    """(formulation, f, c) of a train-diffusion config, or a one-line UsageError / Unavailable before any work."""
-    family = formulation_of(cfg.backbone)
-    check_conditioning(cfg, family, ctx)
-    return (family, *latent_fc(cfg))
-
-
 def latent_fc(cfg: TrainDiffusionConfig) -> tuple[int, int]:
     """(f, c) of the latents, checked against the resolution and patch size (the own-model commands call it before
     any run folder)."""
@@ -265,7 +258,10 @@ def latents_of(cfg: TrainDiffusionConfig, autoencoder: nn.Module, ae_id: str, im
 
 def run_train(cfg: TrainDiffusionConfig, ctx) -> dict:
     """Eval ``train-diffusion``: autoencoder -> cached latents (+ labels) -> backbone -> ``train_diffusion``."""
-    family, f, c = check_train_config(cfg, ctx)
+    # the config's checks first: a one-line UsageError / Unavailable before any work
+    family = formulation_of(cfg.backbone)
+    check_conditioning(cfg, family, ctx)
+    f, c = latent_fc(cfg)
     recipe = recipe_of(cfg, family, ctx.scale.name)
     _, _, device = distributed.init_distributed(ctx.device)
     images = images_of(cfg.dataset, cfg.resolution, cfg.n_images, cfg.autoencoder, ctx)

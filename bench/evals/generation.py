@@ -267,11 +267,6 @@ def _plan(n: int, s: Sampling, work_dir: Path, key_parts: list, feature_net, *, 
     return GenPlan(ShardSet(ranges, Path(work_dir) / "shards", key), keep, int(feature_net.dim))
 
 
-def _png_name(i: int, labels: torch.Tensor, captions: CaptionSource | None) -> str:
-    """Sample i's PNG: its index and class label, or the index of its prompt (the prompts folder's order by stem)."""
-    return f"{i:05d}-{'class' if captions is None else 'prompt'}{int(labels[i])}.png"
-
-
 @torch.no_grad()
 def _generate_shard(idx: range, backbone, autoencoder, scaling: float, s: Sampling, labels: torch.Tensor,
                     feature_net, classifier, split: np.ndarray, plan: GenPlan, device: str, sample_dir: Path,
@@ -296,9 +291,9 @@ def _generate_shard(idx: range, backbone, autoencoder, scaling: float, s: Sampli
         sync(device)
         clock["decode"] += t2 - t1
         clock["features"] += time.perf_counter() - t2
-        for j, i in enumerate(batch):
+        for j, i in enumerate(batch):  # PNG name: the index and class label, or the index of the sample's prompt
             if i < n_png:
-                save_png(sample_dir / _png_name(i, labels, captions), u[j])
+                save_png(sample_dir / f"{i:05d}-{'class' if captions is None else 'prompt'}{int(labels[i])}.png", u[j])
     return {"key": np.array(plan.shards.key), "indices": np.arange(idx.start, idx.stop), **stats_arrays("gen", stats),
             **(acc if classifier is not None else {}), "wall_s": np.array(time.perf_counter() - t0),
             **{f"{k}_s": np.array(v) for k, v in clock.items()}}

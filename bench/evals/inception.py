@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import io
 import os
 import warnings
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import Unavailable
-from bench.provenance import atomic_write_bytes
+from models.io import atomic_torch_save
 from models.losses import hub_checkpoints_dir
 
 TORCH_FIDELITY_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -146,10 +145,7 @@ def convert_fid_helper(src: Path, dst: Path) -> None:
     with warnings.catch_warnings():  # torch.jit.load's deprecation FutureWarning
         warnings.simplefilter("ignore")
         scripted = torch.jit.load(str(src), map_location="cpu")
-    sd = convert_nvlabs_state_dict(scripted.state_dict())
-    buf = io.BytesIO()
-    torch.save(sd, buf)
-    atomic_write_bytes(dst, buf.getvalue())
+    atomic_torch_save(convert_nvlabs_state_dict(scripted.state_dict()), dst)
 
 
 def locate_weights(explicit: str | os.PathLike | None = None, convert: bool = True) -> InceptionWeights:

@@ -246,10 +246,8 @@ def _write_per_image(work_dir: Path, plan: ReconPlan, shards: list[dict], datase
                   **({"lpips": values["lpips"]} if len(values["lpips"]) == len(ids) else {})}
     atomic_write_json(Path(work_dir) / JACKKNIFE_FILE, recon_jackknife(
         groups, kind, per_metric, *(features if features is not None else (None, None))))
-    per_image = {"image_ids": ids.tolist()}
-    for k, v in values.items():
-        per_image[k] = [float(x) if np.isfinite(x) else None for x in v] if len(v) else []
-    atomic_write_json(Path(work_dir) / PER_IMAGE_FILE, per_image)
+    per_image = {k: [float(x) if np.isfinite(x) else None for x in v] for k, v in values.items()}
+    atomic_write_json(Path(work_dir) / PER_IMAGE_FILE, {"image_ids": ids.tolist(), **per_image})
     rec = [stats_from("rec", s) for s in shards]
     if plan.keep and all(r is not None and r.features is not None for r in rec):
         save_npz(Path(work_dir) / FEATURES_FILE, {
@@ -314,9 +312,8 @@ def evaluate(model: torch.nn.Module, dataset: Any, work_dir: Path, *,
     plan = _build_reference(plan, dataset, feature_net, batch_size, device, log)
     model = model.to(device).eval()
 
-    work = functools.partial(_evaluate_shard, model=model, dataset=dataset, feature_net=feature_net, lpips=lpips,
-                             device=device, need_ref=not plan.ref_cached, keep=plan.keep, fdim=plan.fdim,
-                             sample_dir=Path(work_dir) / "samples", n_samples=n_samples, key=plan.shards.key)
+    work = functools.partial(_evaluate_shard, plan=plan, model=model, dataset=dataset, feature_net=feature_net,
+                             lpips=lpips, device=device, sample_dir=Path(work_dir) / "samples", n_samples=n_samples)
     plan.shards.compute(work, batch_size=batch_size, oom_halving=True, max_shards=max_shards, log=log, noun="images")
     shards, incomplete = plan.shards.gather()
     if shards is None:
@@ -348,23 +345,19 @@ def _reference_stats(dataset, indices: np.ndarray, feature_net, batch_size: int,
 def _read_batch(dataset, idx: range, skipped: list[int]) -> tuple[list[int], torch.Tensor | None]:
     """The readable images of ``idx`` as one (B, 3, r, r) uint8 batch and their indices; unreadable ones are
     appended to ``skipped``."""
-    batch_idx, images = [], []
-    for i in idx:
-        u = dataset.get_uint8(i)
-        (skipped if u is None else batch_idx).append(i)
-        if u is not None:
-            images.append(u)
-    return batch_idx, (torch.stack(images) if images else None)
+    read = {i: dataset.get_uint8(i) for i in idx}
+    skipped.extend(i for i, u in read.items() if u is None)
+    batch_idx = [i for i, u in read.items() if u is not None]
+    return batch_idx, (torch.stack([read[i] for i in batch_idx]) if batch_idx else None)
 
 
 @torch.no_grad()
-def _evaluate_shard(idx: range, batch_size: int, *, model, dataset, feature_net, lpips, device: str,
-                    need_ref: bool, keep: bool, fdim: int, sample_dir: Path, n_samples: int,
-                    key: str) -> dict[str, np.ndarray]:
+def _evaluate_shard(idx: range, batch_size: int, *, plan: ReconPlan, model, dataset, feature_net, lpips,
+                    device: str, sample_dir: Path, n_samples: int) -> dict[str, np.ndarray]:
     t0 = time.perf_counter()
     model_s = fid_s = pixel_s = 0.0  # wall time in the autoencoder, the FID network, PSNR/SSIM/LPIPS
-    rec = M.FeatureStats(fdim, keep) if fdim else None
-    ref = M.FeatureStats(fdim, keep) if (fdim and need_ref) else None
+    rec = M.FeatureStats(plan.fdim, plan.keep) if plan.fdim else None
+    ref = M.FeatureStats(plan.fdim, plan.keep) if (plan.fdim and not plan.ref_cached) else None
     psnr, ssim, lp, done, skipped = [], [], [], [], []
     spread = OutputSpread()
     for start in range(idx.start, idx.stop, batch_size):
@@ -401,7 +394,7 @@ def _evaluate_shard(idx: range, batch_size: int, *, model, dataset, feature_net,
                 save_png(sample_dir / f"{i:04d}-recon.png", v[j])
         done.extend(batch_idx)
     out = {
-        "key": np.array(key),
+        "key": np.array(plan.shards.key),
         "indices": np.array(done, np.int64),
         "skipped": np.array(skipped, np.int64),
         "psnr": np.concatenate(psnr) if psnr else np.zeros(0),
@@ -463,14 +456,6 @@ def metric_networks(cfg: ReconConfig, ctx: Any, device: str) -> dict[str, Any]:
             "lpips": M.LPIPSAlex(device) if lpips_why is None else None}
 
 
-def _training_summary(cfg: ReconConfig, ctx: Any) -> dict[str, Any]:
-    """How the evaluated checkpoint was trained (tables show it beside the numbers): its steps and, for a run
-    trained to a plateau, the last doubling's held-out PSNR gain and whether the plateau was reached."""
-    if cfg.checkpoint is None:
-        return {}
-    return TrainedAutoencoder.of(ctx.input(cfg.checkpoint).metrics).summary()
-
-
 def shared_reference(cfg: ReconConfig, ctx: Any) -> SharedReference | None:
     """The originals' statistics of the ``fid-ref`` run the runner computed before this one (None: it did not,
     e.g. under torchrun, or without the feature network; the evaluation then builds them itself)."""
@@ -511,7 +496,8 @@ def run(cfg: ReconConfig, ctx: Any) -> dict:
                    _regions_id=getattr(dataset, "regions_id", dataset.identity),  # claims pair images by it
                    _dataset_path=str(getattr(dataset, "root", "embedded")),
                    params=sum(p.numel() for p in model.parameters()))  # the table's parameter ratios
-        out.update(_training_summary(cfg, ctx))
+        if cfg.checkpoint is not None:  # how it was trained (tables show it): steps, and a plateau run's last gain
+            out.update(TrainedAutoencoder.of(ctx.input(cfg.checkpoint).metrics).summary())
         if cfg.dataset == EMBEDDED_TEST:
             save_showcase(model, cfg.resolution, Path(ctx.run_dir) / "showcase", device)
         if getattr(dataset, "skipped", None):

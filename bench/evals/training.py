@@ -39,8 +39,7 @@ from models.train_state import FINAL_MODEL, TRAIN_STATE, mix_seed
 
 
 def phase_configs(cfg: TrainAEConfig, scale: str, f: int = 8) -> list[PhaseConfig]:
-    """The ``PhaseConfig`` of each requested phase at ``scale`` for a model of compression ``f``: the paper's phase,
-    then this scale's defaults, then the fields the request sets."""
+    """The ``PhaseConfig`` of each requested phase at ``scale`` for a model of compression ``f`` (module docstring)."""
     out = []
     for i, req in enumerate(cfg.phases):
         asked = {k: v for k, v in dataclasses.asdict(req).items() if v is not None and k != "phase"}
@@ -67,11 +66,6 @@ def _train_source(cfg: TrainAEConfig, ctx, resolution: int) -> DatasetCropSource
         raise UsageError(str(e)) from None
 
 
-def load_trained(run_dir: Path, relpath: str = "ckpt/model.safetensors") -> torch.nn.Module:
-    """The final model of a completed train-ae run (``models.load`` of ``ckpt/model.safetensors``)."""
-    return models.load(Path(run_dir) / relpath)
-
-
 def _model_overrides(cfg: TrainAEConfig) -> dict[str, Any]:
     return {} if cfg.residual_autoencoding is None else {"residual_autoencoding": cfg.residual_autoencoding}
 
@@ -95,7 +89,7 @@ def _build(cfg: TrainAEConfig, ctx) -> tuple[torch.nn.Module, list[PhaseConfig],
         raise UsageError(f"train-ae init_from trains {parent.model} {_model_overrides(parent)}, this run "
                          f"{cfg.model} {_model_overrides(cfg)}: they must be the same architecture")
     done = ctx.input(parent)
-    model.load_state_dict(load_trained(done.dir).state_dict())
+    model.load_state_dict(models.load(Path(done.dir) / "ckpt" / FINAL_MODEL).state_dict())
     ctx.log(f"initialised from train-ae run {done.run_id}")
     return model, phases, done.run_id
 
@@ -110,7 +104,7 @@ def _run_phase(model, phase: PhaseConfig, phase_dir: Path, ctx, perceptual, data
         if f.exists() and (why := damage(f)) is not None:
             quarantine(f, why)
     if done_file.exists() and (phase_dir / FINAL_MODEL).exists():  # resumed: this phase finished before
-        model.load_state_dict(load_trained(phase_dir, FINAL_MODEL).state_dict())
+        model.load_state_dict(models.load(phase_dir / FINAL_MODEL).state_dict())
         ctx.log(f"{phase.name}: already complete, reusing {phase_dir}")
         return json.loads(done_file.read_text())
     ctx.log(f"{phase.name}: {phase.steps} steps at {phase.resolution} px, batch {phase.batch}, "
@@ -215,7 +209,7 @@ def _run_to_plateau(model, phase: PhaseConfig, phase_dir: Path, ctx, perceptual,
         if gain < rule.min_gain_db or 2 * target > rule.max_steps:
             break
         target *= 2
-    model.load_state_dict(load_trained(phase_dir, FINAL_MODEL).state_dict())  # the last stage's (maybe reused)
+    model.load_state_dict(models.load(phase_dir / FINAL_MODEL).state_dict())  # the last stage's (maybe reused)
     collapsed = is_collapsed(*out["_probe_spread"])
     reached = len(curve) > 1 and gain < rule.min_gain_db and not collapsed
     return {**out, f"{phase.name}_steps": target, "_plateau_curve": curve, "plateau_reached": int(reached),
