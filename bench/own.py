@@ -47,6 +47,16 @@ def command_line(command: str, argv: list[str]) -> str:
     return " ".join(["python", "-m", "bench", command, *(shlex.quote(a) for a in argv)])
 
 
+def ensure_run(command: str, argv: list[str], args: argparse.Namespace, cfg, scale: str, **options):
+    """Compute (or reuse) the run of ``cfg`` in --runs-dir on --device, recording ``command_line`` in its env.json."""
+    from bench.runner import Runner
+    from bench.spec import RunRef
+    runner = Runner(Path(args.runs_dir), device=args.device,
+                    options={**options, "command": command_line(command, argv)})
+    runner.check_writable()
+    return runner.ensure(RunRef(cfg), scale)
+
+
 def parse(argv: list[str], prog: str = "eval-ae") -> argparse.Namespace:
     what = {"eval-ae": "The paper's reconstruction protocol on any autoencoder.",
             "protocol": "How far each common protocol choice moves rFID and PSNR for one autoencoder."}[prog]
@@ -102,15 +112,10 @@ def config_of(args: argparse.Namespace) -> AutoencoderEvalConfig:
 
 
 def eval_ae(argv: list[str]) -> int:
-    from bench.runner import Runner
-    from bench.spec import RunRef
     args = parse(argv)
     device_of(args.device)
     cfg = config_of(args)
-    runner = Runner(Path(args.runs_dir), device=args.device,
-                    options={"weights": args.weights, "command": command_line("eval-ae", argv)})
-    runner.check_writable()
-    res = runner.ensure(RunRef(cfg), args.scale)
+    res = ensure_run("eval-ae", argv, args, cfg, args.scale, weights=args.weights)
     m = res.metrics
     scores = ", ".join(f"{k} {fmt_cell(m.get(k))}" for k in ("rfid", "psnr", "ssim", "lpips"))
     print(f"{m['_model']} ({args.scale} scale, {m.get('_n_images')} images at {cfg.resolution} px): {scores}; latents: "
@@ -269,26 +274,21 @@ def print_recipe(cfg, scale: str, asked: dict) -> None:
 
 def train_ae(argv: list[str]) -> int:
     from bench.configs import PhaseRequest, TrainAEConfig
-    from bench.runner import Runner
-    from bench.spec import RunRef
     import models
     from models import checkpoints, zoo
     args = parse_train(argv)
     device_of(args.device)
     if args.model not in {m.name for m in zoo.list_models()}:
         raise UsageError(f"{args.model} is not a registered architecture; see `python -m bench models`")
-    runs_dir = Path(args.runs_dir)
     data, _, digest = data_of(args.data, 8) if args.data != "embedded" else ("", "", "")
     asked = {"steps": args.steps, "batch": args.batch, "lr": args.lr, "resolution": args.resolution}
     cfg = TrainAEConfig(args.model, phases=(PhaseRequest(f"phase{args.phase}", **asked),), seed=args.seed,
-                        init_from=parent_run(args.parent, runs_dir)[0] if args.parent else None,
+                        init_from=parent_run(args.parent, Path(args.runs_dir))[0] if args.parent else None,
                         data=data, data_digest=digest)
     if args.phase != "1" and cfg.init_from is None:
         raise UsageError(f"phase {args.phase} adapts a trained model: pass --from RUN (the run folder of phase 1)")
     print_recipe(cfg, args.scale, asked)
-    runner = Runner(runs_dir, device=args.device, options={"command": command_line("train-ae", argv)})
-    runner.check_writable()
-    res = runner.ensure(RunRef(cfg), args.scale)
+    res = ensure_run("train-ae", argv, args, cfg, args.scale)
     final = res.dir / "ckpt" / "model.safetensors"
     print(f"trained: {final} (this harness's file); losses: {res.dir / 'losses.png'}")
     try:
@@ -309,16 +309,11 @@ PROTOCOL_COLUMNS = ("choice", "change", "rfid", "d_rfid", "d_rfid_lo", "d_rfid_h
 def protocol(argv: list[str]) -> int:
     """``python -m bench protocol``: the rows of bench/evals/protocol_choices.py as a table beside the run."""
     from bench.configs import ProtocolConfig
-    from bench.runner import Runner
-    from bench.spec import RunRef
     args = parse(argv, "protocol")
     device_of(args.device)
     base = config_of(args)
     cfg = ProtocolConfig(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)})
-    runner = Runner(Path(args.runs_dir), device=args.device,
-                    options={"weights": args.weights, "command": command_line("protocol", argv)})
-    runner.check_writable()
-    res = runner.ensure(RunRef(cfg), args.scale)
+    res = ensure_run("protocol", argv, args, cfg, args.scale, weights=args.weights)
     rows = json.loads(res.metrics["_rows"])
     stem = f"protocol-{cfg.run_name.replace('/', '-')}-{cfg.data_name}-{cfg.resolution}{SCALES[args.scale].suffix}"
     tables = Path(args.out) / "tables"

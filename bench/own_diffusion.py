@@ -139,18 +139,13 @@ def print_recipe(cfg: TrainDiffusionConfig, scale: str) -> None:
 
 def train_diffusion(argv: list[str]) -> int:
     from bench.evals.diffusion_training import latent_fc
-    from bench.own import command_line
-    from bench.runner import Runner
-    from bench.spec import RunRef
+    from bench.own import ensure_run
     args = parse_train(argv)
     device_of(args.device)
     cfg = train_config(args)
     latent_fc(cfg)  # resolution, patch size and the autoencoder, before any run folder
     print_recipe(cfg, args.scale)
-    runner = Runner(Path(args.runs_dir), device=args.device,
-                    options={"weights": args.weights, "command": command_line("train-diffusion", argv)})
-    runner.check_writable()
-    res = runner.ensure(RunRef(cfg), args.scale)
+    res = ensure_run("train-diffusion", argv, args, cfg, args.scale, weights=args.weights)
     m = res.metrics
     print(f"trained: {res.dir} ({m['steps']} steps, final loss {m['loss_final']:.4g}; {m['_n_images']} images)")
     print(f"next: python -m bench sample {res.dir} --n 1000" + (" --cfg 1.5" if cfg.conditional else ""))
@@ -203,16 +198,11 @@ def sample_config(args: argparse.Namespace) -> tuple[GenerateConfig, str, dict]:
 
 
 def sample(argv: list[str]) -> int:
-    from bench.own import command_line, fmt_cell
-    from bench.runner import Runner
-    from bench.spec import RunRef
+    from bench.own import ensure_run, fmt_cell
     args = parse_sample(argv)
     device_of(args.device)
     cfg, scale, options = sample_config(args)
-    runner = Runner(Path(args.runs_dir), device=args.device,
-                    options={**options, "command": command_line("sample", argv)})
-    runner.check_writable()
-    res = runner.ensure(RunRef(cfg), scale)
+    res = ensure_run("sample", argv, args, cfg, scale, **options)
     m = res.metrics
     print(f"{cfg.model.backbone} on {cfg.model.autoencoder} ({scale} scale): gFID {m['gfid']:.4g}, KID "
           f"{m['kid']:.4g}, IS {fmt_cell(m.get('inception_score'))} from {cfg.n_samples} samples ({m['_sampler']} "
