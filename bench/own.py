@@ -209,8 +209,7 @@ def fmt_cell(v) -> str:
 
 def _plot(rows: list[dict], path: Path, title: str) -> None:
     from bench.emit import new_figure, save_figure
-    fig, axes = new_figure(1, 1, figsize=(6, 4))
-    ax = axes if not hasattr(axes, "__len__") else axes[0]
+    fig, ax = new_figure(1, 1, figsize=(6, 4))
     for source, marker in (("ours", "o"), ("paper", "x")):
         pts = [(float(r["compression"]), float(r["rfid"]), r["model"]) for r in rows
                if r.get("source") == source and _is_number(r.get("rfid")) and _is_number(r.get("compression"))]
