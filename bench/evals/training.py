@@ -39,7 +39,8 @@ from models.train_state import FINAL_MODEL, TRAIN_STATE, mix_seed
 
 
 def phase_configs(cfg: TrainAEConfig, scale: str, f: int = 8) -> list[PhaseConfig]:
-    """The ``PhaseConfig`` of each requested phase at ``scale`` for a model of compression ``f`` (module docstring)."""
+    """The ``PhaseConfig`` of each requested phase at ``scale`` for a model of compression ``f``: the paper's phase,
+    then this scale's defaults, then the fields the request sets."""
     out = []
     for i, req in enumerate(cfg.phases):
         asked = {k: v for k, v in dataclasses.asdict(req).items() if v is not None and k != "phase"}
